@@ -1,0 +1,506 @@
+/*
+ * genserv.h: the one public header of the genserv actor runtime.
+ *
+ * The runtime hosts many named GenServers on a small, fixed pool of scheduler threads (M:N),
+ * in the image of Elixir's GenServer. A server is a name, a behaviour (a struct of callbacks),
+ * the state its init created, a bounded mailbox and some counters. A scheduler thread runs one
+ * server at a time, one message at a time, and moves on after a bounded batch.
+ *
+ * Vocabulary (Elixir on the left, this header on the right):
+ *   GenServer.start_link/3      gs_start()               GenServer.stop/3   gs_stop()
+ *   GenServer.call/3            gs_call(), gs_call_async()
+ *   GenServer.cast/2            gs_cast()                send/2            gs_send()
+ *   Process.send_after/3        gs_send_after()          Process.whereis/1 gs_whereis()
+ *   Process.cancel_timer/1      gs_cancel_timer()        Process.read_timer/1 gs_read_timer()
+ *   GenServer.reply/2           gs_reply()               :sys.get_state/1  gs_get_state()
+ *   :gen_server.send_request/2  gs_send_request()
+ *   {:reply, r, s}              GS_REPLY(r)              {:noreply, s}     GS_NOREPLY
+ *   {:stop, reason, s}          GS_STOP(reason)          {:stop, reason, r, s} GS_STOP_REPLY(reason, r)
+ *
+ * Messages, replies, reasons and states are jansson values (json_t). Every prototype below says
+ * for each json_t whether it is
+ *   - borrowed: the callee does not keep it; the caller still owns its reference;
+ *   - taken:    the callee owns the caller's reference from then on, even when it fails
+ *               (it accepts NULL where noted), like jansson's *_new functions;
+ *   - new:      the caller receives a reference it must json_decref().
+ * A message moves, it is never shared: after gs_cast(rt, name, msg) the sender must not touch
+ * msg again. To send one value many times, json_incref() it before each send (jansson's
+ * reference counts are atomic, so that is safe across threads as long as nobody mutates it).
+ *
+ * Errors: functions that can fail return 0 or a negative GS_E* code; gs_strerror() and
+ * gs_err_name() describe them. Functions returning a pointer return NULL on failure. An
+ * asynchronous function that fails up front never invokes its callback.
+ *
+ * Threads: every function here may be called from any thread, including from inside a
+ * callback, unless its comment says otherwise. Callbacks of a behaviour run on a scheduler
+ * thread and must never block it: a slow operation is a deferred reply plus a timer, and a
+ * server that needs another server's answer uses gs_send_request().
+ */
+#ifndef GENSERV_H
+#define GENSERV_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------- */
+/* Errors                                                                                     */
+/* ---------------------------------------------------------------------------------------- */
+
+/*
+ * XX(symbol, value, code, message): one row per error. `code` is the stable machine-readable
+ * name (the HTTP gateway puts it in {"error": code}); `message` is for a human.
+ */
+#define GS_ERRNO_MAP(XX)                                                                      \
+    XX(EINVAL, -1, "bad_argument", "an argument is invalid")                                 \
+    XX(ENOMEM, -2, "out_of_memory", "out of memory")                                         \
+    XX(EALREADY, -3, "already_started", "a server with this name is already started")        \
+    XX(ENOSERVER, -4, "no_such_server", "no server is running under this name")              \
+    XX(ENOBEHAVIOUR, -5, "no_such_behaviour", "no behaviour is registered under this name")  \
+    XX(ETIMEOUT, -6, "timeout", "the call timed out before the server replied")              \
+    XX(ECRASHED, -7, "server_crashed", "the server crashed before it replied")               \
+    XX(ESTOPPED, -8, "server_stopped", "the server was stopped before it replied")           \
+    XX(EOVERLOADED, -9, "overloaded", "the server's mailbox is full")                        \
+    XX(ECALLINGSELF, -10, "calling_self", "a server cannot call itself")                     \
+    XX(EWOULDBLOCK, -11, "would_block",                                                      \
+       "a blocking call on a runtime thread would block it; use gs_send_request")            \
+    XX(ENOTIMER, -12, "no_such_timer", "the timer has fired or was cancelled")               \
+    XX(ENOCALL, -13, "no_such_call", "the call was already answered, timed out or failed")   \
+    XX(EINIT, -14, "init_failed", "the server's init callback failed")                       \
+    XX(ESHUTDOWN, -15, "shutting_down", "the runtime is shutting down")                      \
+    XX(EEXIST, -16, "already_registered", "a behaviour with this name is already registered")
+
+typedef enum gs_errno_e {
+#define GS__ERRNO_ENUM(sym, val, code, msg) GS_##sym = (val),
+    GS_ERRNO_MAP(GS__ERRNO_ENUM)
+#undef GS__ERRNO_ENUM
+} gs_errno_t;
+
+/** A sentence for a human describing err (static storage; "unknown error" if unknown). */
+const char *gs_strerror(int err);
+/** The stable code of err, e.g. "no_such_server" (static storage; "unknown" if unknown). */
+const char *gs_err_name(int err);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Types                                                                                      */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct gs_runtime_s gs_runtime_t;
+/**
+ * A running server, like an Elixir pid: one incarnation of a named server. A restart makes a
+ * new gs_server_t under the same name; messages sent to the old one then fail with
+ * GS_ENOSERVER. Handles are reference counted (gs_server_ref/gs_server_unref).
+ */
+typedef struct gs_server_s gs_server_t;
+
+/**
+ * The caller of a call that handle_call chose not to answer yet (OTP's `from`). A plain value:
+ * copy it, store it in the state, hand it to another thread; gs_reply() completes the call
+ * exactly once, and a second reply (or one after the call timed out) is refused safely.
+ */
+typedef struct gs_from_s {
+    uint64_t id;
+} gs_from_t;
+
+/** A timer reference returned by gs_send_after(); never 0. */
+typedef uint64_t gs_timer_ref_t;
+
+/** Passed as a timeout to wait forever (Elixir's :infinity). */
+#define GS_INFINITY (-1)
+/** The default call timeout, as in Elixir. */
+#define GS_DEFAULT_TIMEOUT_MS 5000
+
+/* ---------------------------------------------------------------------------------------- */
+/* Behaviours                                                                                 */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef enum gs_action_e {
+    GS_ACTION_REPLY = 1, /* {:reply, reply, state} */
+    GS_ACTION_NOREPLY,   /* {:noreply, state} */
+    GS_ACTION_STOP,      /* {:stop, reason, state} or, with a reply, {:stop, reason, reply, state} */
+} gs_action_t;
+
+/**
+ * What a handle_* callback returns. Build it with the macros below; `reply` and `reason` are
+ * taken by the runtime. A reply from handle_cast/handle_info, a missing reply from REPLY or a
+ * missing reason from STOP is a bad return value and crashes the server, as in OTP.
+ */
+typedef struct gs_result_s {
+    gs_action_t action;
+    json_t *reply;  /* taken; REPLY and STOP_REPLY only */
+    json_t *reason; /* taken; STOP only */
+} gs_result_t;
+
+/** Reply to the caller now (reply taken). handle_call only. */
+#define GS_REPLY(reply) ((gs_result_t){GS_ACTION_REPLY, (reply), NULL})
+/** No reply now; from handle_call the caller keeps waiting for gs_reply(). */
+#define GS_NOREPLY ((gs_result_t){GS_ACTION_NOREPLY, NULL, NULL})
+/**
+ * Stop the server with reason (taken). Reasons "normal" and "shutdown" (and
+ * ["shutdown", ...]) are normal exits; anything else is a crash.
+ */
+#define GS_STOP(reason) ((gs_result_t){GS_ACTION_STOP, NULL, (reason)})
+/** Reply to the caller, then stop (both taken). handle_call only. */
+#define GS_STOP_REPLY(reason, reply) ((gs_result_t){GS_ACTION_STOP, (reply), (reason)})
+
+/** Documentation of one message a behaviour accepts, for GET /behaviours and the dashboard. */
+typedef struct gs_message_doc_s {
+    const char *kind;        /* "call", "cast" or "info" */
+    const char *example;     /* the message as JSON text, e.g. "[\"push\", 1]" */
+    const char *description; /* one sentence */
+} gs_message_doc_t;
+
+/**
+ * A behaviour: the callbacks of a GenServer module. All callbacks of one server run on one
+ * scheduler thread at a time, one message at a time, and must not block.
+ *
+ * `state` is whatever init stored; the runtime never looks inside it. It passes the same
+ * pointer to every callback; a callback changes the state by changing what it points to.
+ */
+typedef struct gs_behaviour_s {
+    const char *name;        /* unique, e.g. "counter" */
+    const char *description; /* one sentence for humans */
+    const char *args_doc;    /* example init args as JSON text, or NULL */
+    const gs_message_doc_t *messages; /* terminated by an entry with kind == NULL; may be NULL */
+
+    /**
+     * Set *state and return 0, or return nonzero and set *reason (new reference, may be
+     * left NULL) to refuse to start. args: borrowed (JSON null when none were given); keep a
+     * reference with json_incref() if the state needs it. May call gs_send_after() and the
+     * other messaging functions on self. Required.
+     */
+    int (*init)(gs_server_t *self, json_t *args, void **state, json_t **reason);
+    /** msg: borrowed. Answer with GS_REPLY, or keep `from` and return GS_NOREPLY. */
+    gs_result_t (*handle_call)(gs_server_t *self, void *state, json_t *msg, gs_from_t from);
+    /** msg: borrowed. Returns GS_NOREPLY or GS_STOP. */
+    gs_result_t (*handle_cast)(gs_server_t *self, void *state, json_t *msg);
+    /** msg: borrowed; plain messages, timers and gs_send_request() answers. */
+    gs_result_t (*handle_info)(gs_server_t *self, void *state, json_t *msg);
+    /**
+     * The server is going away with reason (borrowed): release the state. Runs on stop, on a
+     * crash returned by a handler and at runtime shutdown. Optional (NULL: nothing to free).
+     */
+    void (*terminate)(gs_server_t *self, json_t *reason, void *state);
+    /** The state as JSON, like :sys.get_state/1: a new reference, or NULL if unknown. */
+    json_t *(*format_state)(gs_server_t *self, void *state);
+} gs_behaviour_t;
+
+/** A missing handle_call/handle_cast/handle_info is answered like OTP's default: a crash
+ *  for calls and casts (reason ["bad_call", msg] / ["bad_cast", msg]) and a silently ignored
+ *  info message. */
+
+/**
+ * A plugin: a shared object that exports `const gs_plugin_t gs_plugin` (the symbol named by
+ * GS_PLUGIN_SYMBOL) listing its behaviours, written against this header only.
+ */
+#define GS_PLUGIN_ABI_VERSION 1u
+#define GS_PLUGIN_SYMBOL "gs_plugin"
+typedef struct gs_plugin_s {
+    unsigned abi_version; /* GS_PLUGIN_ABI_VERSION */
+    const gs_behaviour_t *const *behaviours;
+    size_t count;
+} gs_plugin_t;
+
+/* ---------------------------------------------------------------------------------------- */
+/* The runtime                                                                                */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct gs_runtime_options_s {
+    unsigned schedulers;   /* scheduler threads; 0: one per core */
+    size_t mailbox_limit;  /* default per-server mailbox bound; 0: GS_DEFAULT_MAILBOX_LIMIT */
+    unsigned batch;        /* messages a server handles per turn; 0: GS_DEFAULT_BATCH */
+} gs_runtime_options_t;
+
+#define GS_DEFAULT_MAILBOX_LIMIT 100000
+#define GS_DEFAULT_BATCH 64
+
+/** Fill opts with the defaults. */
+void gs_runtime_options_init(gs_runtime_options_t *opts);
+
+/**
+ * Start a runtime: its scheduler threads and its timer thread.
+ * @param opts borrowed; NULL for the defaults.
+ * @param out  receives the runtime, owned by the caller until gs_runtime_destroy().
+ * @return 0, GS_EINVAL or GS_ENOMEM.
+ */
+int gs_runtime_create(const gs_runtime_options_t *opts, gs_runtime_t **out);
+
+/**
+ * Stop everything and free the runtime: new requests fail with GS_ESHUTDOWN, every server is
+ * stopped with reason "shutdown" (terminate runs), every pending call completes with
+ * GS_ESHUTDOWN or GS_ESTOPPED, pending timers are dropped, threads are joined. Must not be
+ * called from a runtime thread. rt is invalid afterwards.
+ */
+void gs_runtime_destroy(gs_runtime_t *rt);
+
+/** Number of scheduler threads. */
+unsigned gs_runtime_schedulers(const gs_runtime_t *rt);
+
+/** Runtime-wide counters (monotonic since creation). */
+typedef struct gs_runtime_stats_s {
+    uint64_t servers;           /* servers currently registered (running, restarting or down) */
+    uint64_t messages_handled;  /* by all servers */
+    uint64_t late_replies;      /* replies dropped because the call had already completed */
+    uint64_t dropped_messages;  /* messages to a server that died before handling them */
+    uint64_t dropped_timers;    /* timers whose target was gone when they fired */
+    uint64_t pending_timers;    /* send_after timers not yet fired or cancelled */
+    uint64_t held_calls;        /* calls some server keeps for a deferred reply */
+} gs_runtime_stats_t;
+void gs_runtime_stats(gs_runtime_t *rt, gs_runtime_stats_t *out);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Behaviour registry                                                                        */
+/* ---------------------------------------------------------------------------------------- */
+
+/**
+ * Make a behaviour startable by name. b is borrowed and must stay valid until the runtime is
+ * destroyed (static storage, or a plugin that stays loaded).
+ * @return 0, GS_EEXIST (name taken), GS_EINVAL (no name or no init).
+ */
+int gs_behaviour_register(gs_runtime_t *rt, const gs_behaviour_t *b);
+/** The behaviour registered under name, or NULL. Borrowed. */
+const gs_behaviour_t *gs_behaviour_find(gs_runtime_t *rt, const char *name);
+/**
+ * Every registered behaviour as JSON: [{"name", "description", "args", "messages":
+ * [{"kind", "example", "description"}]}], sorted by name. New reference.
+ */
+json_t *gs_behaviours_json(gs_runtime_t *rt);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Starting, stopping and finding servers                                                     */
+/* ---------------------------------------------------------------------------------------- */
+
+/** Restart types, as in Elixir's child specs. */
+typedef enum gs_restart_e {
+    GS_PERMANENT = 0, /* always restarted */
+    GS_TRANSIENT,     /* restarted only after an abnormal exit (a crash) */
+    GS_TEMPORARY,     /* never restarted */
+} gs_restart_t;
+
+typedef struct gs_start_options_s {
+    gs_restart_t restart;  /* default GS_PERMANENT */
+    unsigned max_restarts; /* restart intensity: at most this many restarts ... (default 3) */
+    unsigned max_seconds;  /* ... within this many seconds (default 5); past it: "down" */
+    size_t mailbox_limit;  /* 0: the runtime's default */
+} gs_start_options_t;
+
+/** Fill opts with the defaults above. */
+void gs_start_options_init(gs_start_options_t *opts);
+/** "permanent", "transient", "temporary" -> 0 and *out; anything else -> GS_EINVAL. */
+int gs_restart_parse(const char *s, gs_restart_t *out);
+/** The name of a restart type. Static storage. */
+const char *gs_restart_name(gs_restart_t r);
+
+/**
+ * Start a server under a unique name and run its init on the calling thread (like
+ * GenServer.start_link: the name is registered first, so messages sent to it during init
+ * wait in its mailbox; they are handled after init returns).
+ * @param name  borrowed; 1 to 255 bytes, copied.
+ * @param b     borrowed; must outlive the runtime (see gs_behaviour_register).
+ * @param args  borrowed; NULL means JSON null. Kept (a new reference) for restarts.
+ * @param opts  borrowed; NULL for the defaults.
+ * @param reason if not NULL and init fails, receives init's reason (new reference, or NULL).
+ * @return 0, GS_EALREADY, GS_EINIT, GS_EINVAL, GS_ESHUTDOWN, GS_ENOMEM.
+ */
+int gs_start(gs_runtime_t *rt, const char *name, const gs_behaviour_t *b, json_t *args,
+             const gs_start_options_t *opts, json_t **reason);
+
+/** Completion of gs_stop_async: status is 0 once terminate ran, or an error code. */
+typedef void (*gs_done_cb)(int status, void *arg);
+
+/**
+ * Stop a server: it first handles the messages already in its mailbox, then terminate runs
+ * with reason, then callers still waiting on it (queued or held for a deferred reply) fail
+ * with GS_ESTOPPED and the name is free again. A stopped server is not restarted. A server
+ * that is "down" is simply removed.
+ * @param reason taken; NULL means "normal".
+ * @param cb     called once, on a runtime thread, after terminate ran (status 0) or with an
+ *               error; never called when gs_stop_async itself returns an error.
+ * @return 0, GS_ENOSERVER, GS_ESHUTDOWN, GS_ENOMEM.
+ */
+int gs_stop_async(gs_runtime_t *rt, const char *name, json_t *reason, gs_done_cb cb, void *arg);
+
+/**
+ * Blocking gs_stop_async: returns once terminate ran, or GS_ETIMEOUT after timeout_ms (the
+ * stop still goes ahead). Returns GS_EWOULDBLOCK when called on a runtime thread (a handler
+ * may stop itself by returning GS_STOP, or stop others with gs_stop_async).
+ */
+int gs_stop(gs_runtime_t *rt, const char *name, json_t *reason, int timeout_ms);
+
+/** The current incarnation registered under name: a new handle reference, or NULL. */
+gs_server_t *gs_whereis(gs_runtime_t *rt, const char *name);
+/** Take another reference on a handle. Returns s. */
+gs_server_t *gs_server_ref(gs_server_t *s);
+/** Drop a reference; the handle must not be used afterwards. Accepts NULL. */
+void gs_server_unref(gs_server_t *s);
+/** The server's name: borrowed, valid while the caller holds the handle. */
+const char *gs_server_name(const gs_server_t *s);
+/** The runtime a server belongs to. */
+gs_runtime_t *gs_server_runtime(const gs_server_t *s);
+/** The server whose callback is running on this thread (borrowed), or NULL. */
+gs_server_t *gs_self(void);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Messages                                                                                   */
+/* ---------------------------------------------------------------------------------------- */
+
+/**
+ * Cast msg (taken) to the named server's handle_cast. Returns at once.
+ * @return 0, GS_ENOSERVER, GS_EOVERLOADED (mailbox full), GS_ESHUTDOWN, GS_EINVAL (msg NULL).
+ */
+int gs_cast(gs_runtime_t *rt, const char *name, json_t *msg);
+/** Send msg (taken) to the named server's handle_info. Returns like gs_cast. */
+int gs_send(gs_runtime_t *rt, const char *name, json_t *msg);
+/** gs_cast to a handle (borrowed): fails with GS_ENOSERVER once that incarnation is gone. */
+int gs_cast_server(gs_server_t *to, json_t *msg);
+/** gs_send to a handle (borrowed). */
+int gs_send_server(gs_server_t *to, json_t *msg);
+
+/**
+ * Completion of a call. Invoked exactly once, on whichever thread completes the call (a
+ * scheduler, the timer thread, a thread calling gs_reply, or gs_runtime_destroy's thread).
+ *   status 0:               result is the reply.
+ *   status GS_ECRASHED:     result is the crash reason.
+ *   status GS_ESTOPPED:     result is the stop reason.
+ *   any other error status: result is NULL (GS_ETIMEOUT, GS_ENOSERVER, GS_ESHUTDOWN...).
+ * result is a new reference owned by the callback. The callback must not block.
+ */
+typedef void (*gs_reply_cb)(int status, json_t *result, void *arg);
+
+/**
+ * Call the named server's handle_call with msg (taken) and invoke cb when it answers, fails
+ * or times out. timeout_ms >= 0, or GS_INFINITY. The runtime enforces the timeout itself.
+ * @return 0 (cb will be called exactly once), or an up-front error (cb is never called):
+ *         GS_ENOSERVER, GS_EOVERLOADED, GS_ECALLINGSELF (from the server's own callback),
+ *         GS_ESHUTDOWN, GS_EINVAL.
+ */
+int gs_call_async(gs_runtime_t *rt, const char *name, json_t *msg, int timeout_ms,
+                  gs_reply_cb cb, void *arg);
+/** gs_call_async to a handle (borrowed). */
+int gs_call_server_async(gs_server_t *to, json_t *msg, int timeout_ms, gs_reply_cb cb,
+                         void *arg);
+
+/**
+ * Blocking call for threads outside the runtime (an embedding program, a test).
+ * On 0, *result is the reply; on GS_ECRASHED or GS_ESTOPPED, the reason; otherwise NULL.
+ * *result is a new reference. On a runtime thread it returns GS_ECALLINGSELF when the target
+ * is the calling server itself and GS_EWOULDBLOCK otherwise, without waiting.
+ */
+int gs_call(gs_runtime_t *rt, const char *name, json_t *msg, int timeout_ms, json_t **result);
+
+/**
+ * The non-blocking call for servers (:gen_server.send_request): call `name` with msg (taken);
+ * the outcome arrives later in self's handle_info as
+ *   ["gs_reply", tag, reply]                on success, or
+ *   ["gs_error", tag, code, reason|null]    e.g. ["gs_error", tag, "timeout", null],
+ * with tag (taken) being whatever the caller chose to recognise it. If self is gone by then,
+ * the outcome is dropped.
+ * @param self borrowed: the calling server (usually the callback's self).
+ * @return 0 or an up-front error as gs_call_async (then no message will arrive).
+ */
+int gs_send_request(gs_server_t *self, const char *name, json_t *msg, int timeout_ms,
+                    json_t *tag);
+
+/**
+ * Complete a call that handle_call kept (GenServer.reply/2) with reply (taken). Any thread.
+ * @return 0, or GS_ENOCALL when the call was already completed (replied, timed out, or failed
+ *         because its server stopped or crashed): the reply is then dropped and counted in
+ *         late_replies. Replying twice is therefore safe.
+ */
+int gs_reply(gs_from_t from, json_t *reply);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Timers                                                                                     */
+/* ---------------------------------------------------------------------------------------- */
+
+/**
+ * Deliver msg (taken) to the named server's handle_info after delay_ms. As with Elixir's
+ * Process.send_after/3 given a name, the name is resolved when the timer fires; a timer whose
+ * target is gone then is dropped (counted in dropped_timers).
+ * @param ref receives the timer reference; may be NULL.
+ * @return 0, GS_EINVAL, GS_ESHUTDOWN, GS_ENOMEM.
+ */
+int gs_send_after(gs_runtime_t *rt, const char *name, json_t *msg, uint64_t delay_ms,
+                  gs_timer_ref_t *ref);
+/** gs_send_after to a handle (borrowed): like send_after(self(), ...) in Elixir, the timer is
+ *  dropped if that incarnation is gone when it fires (a restarted server starts afresh). */
+int gs_send_after_server(gs_server_t *to, json_t *msg, uint64_t delay_ms, gs_timer_ref_t *ref);
+
+/**
+ * Cancel a timer. On 0, *remaining_ms (if not NULL) is the time it had left.
+ * @return 0, or GS_ENOTIMER when it already fired or was cancelled (Process.cancel_timer's
+ *         false).
+ */
+int gs_cancel_timer(gs_runtime_t *rt, gs_timer_ref_t ref, int64_t *remaining_ms);
+/** Read a timer's remaining time without cancelling it. Returns 0 or GS_ENOTIMER. */
+int gs_read_timer(gs_runtime_t *rt, gs_timer_ref_t ref, int64_t *remaining_ms);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Introspection                                                                              */
+/* ---------------------------------------------------------------------------------------- */
+
+/**
+ * One server's status:
+ *   {"name", "behaviour", "status": "starting"|"running"|"down", "restart": "permanent"|...,
+ *    "mailbox_len", "mailbox_limit", "messages_handled", "restarts", "held_calls",
+ *    "uptime_ms", "last_crash_reason": JSON|null, "down_reason": JSON|null}
+ * messages_handled and restarts count across restarts. Read without disturbing the server.
+ * @return a new reference, or NULL when no server has that name.
+ */
+json_t *gs_server_status(gs_runtime_t *rt, const char *name);
+/** Every server's status, sorted by name: {"servers": [STATUS...]}. New reference. */
+json_t *gs_servers_json(gs_runtime_t *rt);
+
+/**
+ * The server's state through its format_state callback, like :sys.get_state/1. It is asked
+ * through the mailbox (so it sees every message sent before it) but is not refused by a full
+ * mailbox. cb gets status 0 and the state (new reference; JSON null without format_state).
+ * @return 0 or GS_ENOSERVER/GS_ESHUTDOWN up front (cb never called then).
+ */
+int gs_get_state_async(gs_runtime_t *rt, const char *name, int timeout_ms, gs_reply_cb cb,
+                       void *arg);
+/** Blocking gs_get_state_async, for threads outside the runtime. *state: new reference. */
+int gs_get_state(gs_runtime_t *rt, const char *name, int timeout_ms, json_t **state);
+
+/** Runtime events, for dashboards (GET /events) without polling every server. */
+typedef enum gs_event_type_e {
+    GS_EVENT_STARTED = 1, /* a server was started (not a restart) */
+    GS_EVENT_STOPPED,     /* a server stopped normally or was stopped; its name is free */
+    GS_EVENT_CRASHED,     /* a server crashed (reason set); RESTARTED or DOWN follows */
+    GS_EVENT_RESTARTED,   /* the supervisor restarted it */
+    GS_EVENT_DOWN,        /* it will not be restarted (temporary, or past its intensity) */
+    GS_EVENT_STATE_CHANGED, /* it handled one or more messages in a turn */
+} gs_event_type_t;
+
+/** "started", "stopped", ... Static storage. */
+const char *gs_event_name(gs_event_type_t t);
+
+typedef struct gs_event_s {
+    gs_event_type_t type;
+    const char *server;    /* borrowed, valid during the callback */
+    const char *behaviour; /* borrowed, valid during the callback */
+    json_t *reason;        /* borrowed, may be NULL: the crash, stop or down reason */
+} gs_event_t;
+
+/**
+ * Called on the runtime thread where the event happened, possibly on several threads at once.
+ * ev is borrowed. It must return quickly and must not block; it may call the non-blocking
+ * functions of this header.
+ */
+typedef void (*gs_event_cb)(const gs_event_t *ev, void *arg);
+
+typedef struct gs_subscription_s gs_subscription_t;
+/** Subscribe to every event. *out: owned by the caller, released with gs_unsubscribe. */
+int gs_subscribe(gs_runtime_t *rt, gs_event_cb cb, void *arg, gs_subscription_t **out);
+/** Stop the callbacks: when this returns, no callback of sub runs or will run. Not from
+ *  inside that subscription's own callback. Accepts NULL. */
+void gs_unsubscribe(gs_runtime_t *rt, gs_subscription_t *sub);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* GENSERV_H */
