@@ -1,0 +1,127 @@
+/*
+ * counter.c: the seed lesson's Counter, the smallest useful GenServer.
+ *
+ * Elixir:
+ *   def handle_cast(:increment, count), do: {:noreply, count + 1}
+ *   def handle_call(:get_count, _from, count), do: {:reply, count, count}
+ *
+ * Here: cast "increment" / ["increment", n] / "decrement" / ["decrement", n], call
+ * "get_count" -> the integer. Init args: null or {"initial": n}. State JSON: {"count": n}.
+ * A step that would overflow the count is ignored rather than wrapped.
+ */
+#include <stdlib.h>
+
+#include "builtins.h"
+#include "builtins_internal.h"
+
+typedef struct counter_s {
+    json_int_t count;
+} counter_t;
+
+static int counter_init(gs_server_t *self, json_t *args, void **state, json_t **reason)
+{
+    static const char *const allowed[] = {"initial", NULL};
+    json_int_t initial = 0;
+    (void)self;
+
+    if (gs__builtin_check_args(args, allowed, reason) < 0 ||
+        gs__builtin_int_option(args, "initial", GS__JSON_INT_MIN, GS__JSON_INT_MAX, &initial,
+                               reason) < 0)
+        return -1;
+    counter_t *c = malloc(sizeof(*c));
+    if (c == NULL) {
+        *reason = json_string(gs_err_name(GS_ENOMEM));
+        return -1;
+    }
+    c->count = initial;
+    *state = c;
+    return 0;
+}
+
+/*
+ * Read an increment or decrement message into the signed step it stands for. Returns false
+ * for anything else, including a step that is not an integer or cannot be negated.
+ */
+static bool counter_step(const json_t *msg, json_int_t *step)
+{
+    json_int_t n;
+    if (gs__builtin_is_atom(msg, "increment")) {
+        *step = 1;
+        return true;
+    }
+    if (gs__builtin_is_atom(msg, "decrement")) {
+        *step = -1;
+        return true;
+    }
+    if (gs__builtin_is_tuple(msg, "increment", 2) &&
+        gs__builtin_int_in(json_array_get(msg, 1), GS__JSON_INT_MIN, GS__JSON_INT_MAX, &n)) {
+        *step = n;
+        return true;
+    }
+    /* The minimum cannot be negated without overflow, so it is not a valid decrement. */
+    if (gs__builtin_is_tuple(msg, "decrement", 2) &&
+        gs__builtin_int_in(json_array_get(msg, 1), -GS__JSON_INT_MAX, GS__JSON_INT_MAX, &n)) {
+        *step = -n;
+        return true;
+    }
+    return false;
+}
+
+static gs_result_t counter_handle_cast(gs_server_t *self, void *state, json_t *msg)
+{
+    counter_t *c = state;
+    json_int_t step, sum;
+    (void)self;
+
+    /* Unknown casts and bad steps are ignored: there is nobody to answer. */
+    if (counter_step(msg, &step) && gs__builtin_add(c->count, step, &sum))
+        c->count = sum;
+    return GS_NOREPLY;
+}
+
+static gs_result_t counter_handle_call(gs_server_t *self, void *state, json_t *msg, gs_from_t from)
+{
+    counter_t *c = state;
+    (void)self;
+    (void)from;
+
+    if (gs__builtin_is_atom(msg, "get_count"))
+        return GS_REPLY(json_integer(c->count));
+    return gs__builtin_unknown_call();
+}
+
+static void counter_terminate(gs_server_t *self, json_t *reason, void *state)
+{
+    (void)self;
+    (void)reason;
+    free(state);
+}
+
+static json_t *counter_format_state(gs_server_t *self, void *state)
+{
+    const counter_t *c = state;
+    (void)self;
+    return json_pack("{sI}", "count", (json_int_t)c->count);
+}
+
+static const gs_message_doc_t counter_messages[] = {
+    {"cast", "\"increment\"", "Add one to the count."},
+    {"cast", "[\"increment\", 5]", "Add n (an integer) to the count."},
+    {"cast", "\"decrement\"", "Subtract one from the count."},
+    {"cast", "[\"decrement\", 5]", "Subtract n (an integer) from the count."},
+    {"call", "\"get_count\"", "Reply with the count, an integer."},
+    {NULL, NULL, NULL},
+};
+
+const gs_behaviour_t gs_builtin_counter = {
+    .name = "counter",
+    .description = "The seed lesson's Counter: casts change a count, a call reads it.",
+    .args_doc = "{\"initial\": 0}",
+    .messages = counter_messages,
+    .init = counter_init,
+    .handle_call = counter_handle_call,
+    .handle_cast = counter_handle_cast,
+    .handle_info = gs__builtin_ignore,
+    .terminate = counter_terminate,
+    .format_state = counter_format_state,
+};

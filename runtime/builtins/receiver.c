@@ -1,0 +1,107 @@
+/*
+ * receiver.c: the seed's Receiver, a server that only handles plain messages.
+ *
+ * Elixir:
+ *   def handle_info(msg, state) do
+ *     IO.inspect(msg, label: "received")
+ *     {:noreply, state}
+ *   end
+ *
+ * Here every message sent with gs_send (POST /send, send_after) reaches handle_info, which
+ * counts it and keeps the last ten, oldest first, instead of printing it. Calls: "received"
+ * -> the count, "last" -> the kept messages. State JSON: {"received": n, "last": [...]}.
+ */
+#include <stdlib.h>
+
+#include "builtins.h"
+#include "builtins_internal.h"
+
+#define RECEIVER_KEEP 10
+
+typedef struct receiver_s {
+    json_int_t received;
+    json_t *last; /* owned array, oldest first, at most RECEIVER_KEEP messages */
+} receiver_t;
+
+static int receiver_init(gs_server_t *self, json_t *args, void **state, json_t **reason)
+{
+    static const char *const allowed[] = {NULL};
+    (void)self;
+
+    if (gs__builtin_check_args(args, allowed, reason) < 0)
+        return -1;
+    receiver_t *r = malloc(sizeof(*r));
+    if (r == NULL || (r->last = json_array()) == NULL) {
+        free(r);
+        *reason = json_string(gs_err_name(GS_ENOMEM));
+        return -1;
+    }
+    r->received = 0;
+    *state = r;
+    return 0;
+}
+
+static gs_result_t receiver_handle_info(gs_server_t *self, void *state, json_t *msg)
+{
+    receiver_t *r = state;
+    (void)self;
+
+    /* Saturate rather than overflow: nobody sends 2^63 messages, but a fuzzer may try. */
+    if (r->received < GS__JSON_INT_MAX)
+        r->received++;
+    /* The message is never mutated by anyone, so keeping a reference is enough. */
+    if (json_array_append(r->last, msg) == 0 && json_array_size(r->last) > RECEIVER_KEEP)
+        json_array_remove(r->last, 0);
+    return GS_NOREPLY;
+}
+
+static gs_result_t receiver_handle_call(gs_server_t *self, void *state, json_t *msg, gs_from_t from)
+{
+    receiver_t *r = state;
+    (void)self;
+    (void)from;
+
+    if (gs__builtin_is_atom(msg, "received"))
+        return GS_REPLY(json_integer(r->received));
+    /* A copy: the reply is serialised on another thread while this array keeps changing. */
+    if (gs__builtin_is_atom(msg, "last"))
+        return GS_REPLY(json_deep_copy(r->last));
+    return gs__builtin_unknown_call();
+}
+
+static void receiver_terminate(gs_server_t *self, json_t *reason, void *state)
+{
+    receiver_t *r = state;
+    (void)self;
+    (void)reason;
+    json_decref(r->last);
+    free(r);
+}
+
+static json_t *receiver_format_state(gs_server_t *self, void *state)
+{
+    const receiver_t *r = state;
+    (void)self;
+    return json_pack("{sIso}", "received", r->received, "last", json_deep_copy(r->last));
+}
+
+static const gs_message_doc_t receiver_messages[] = {
+    {"info", "\"hello\"", "Any message: counted, and kept among the last ten."},
+    {"info", "[\"greeting\", \"hello\"]", "Tuples too: every plain message reaches handle_info."},
+    {"call", "\"received\"", "Reply with how many messages have arrived."},
+    {"call", "\"last\"", "Reply with the last ten messages, oldest first."},
+    {NULL, NULL, NULL},
+};
+
+const gs_behaviour_t gs_builtin_receiver = {
+    .name = "receiver",
+    .description = "The seed's Receiver: counts and keeps the plain messages sent to it.",
+    .args_doc = NULL,
+    .messages = receiver_messages,
+    .init = receiver_init,
+    .handle_call = receiver_handle_call,
+    .handle_cast = gs__builtin_ignore,
+    .handle_info = receiver_handle_info,
+    .terminate = receiver_terminate,
+    .format_state = receiver_format_state,
+};
