@@ -3,14 +3,13 @@
  * GenServer.reply/2 turns a server into natural backpressure.
  *
  * Elixir (in outline):
- *   def handle_call({:push, n}, from, state) do
- *     {:noreply, %{state | batch: [{from, n} | state.batch]}}
- *   end
- *   def handle_info(:flush, state) do
- *     record(length(state.batch), Enum.sum(numbers(state.batch)))
- *     Enum.each(state.batch, fn {from, _} -> GenServer.reply(from, :ok) end)
- *     Process.send_after(self(), :flush, @interval)
- *     {:noreply, %{state | batch: []}}
+ *   def push(number), do: GenServer.call(__MODULE__, {:push, number})
+ *   def handle_call({:push, number}, from, batch), do: {:noreply, [{from, number} | batch]}
+ *   def handle_info(:aggregate, batch) do
+ *     sum = batch |> Enum.map(fn {_from, n} -> n end) |> Enum.sum()
+ *     Enum.each(batch, fn {from, _n} -> GenServer.reply(from, :ok) end)
+ *     Process.send_after(self(), :aggregate, @interval)
+ *     {:noreply, []}
  *   end
  *
  * A producer's push is held without a reply until the next flush, so each producer has at

@@ -3,17 +3,21 @@
  * to a batcher one at a time, each push waiting for the previous one's reply.
  *
  * Elixir (in outline):
- *   def handle_info(:kick, state) do
- *     :ok = GenServer.call(Blocky.Consumer, {:push, state.next})
- *     send(self(), :kick)
- *     {:noreply, %{state | next: state.next + 1}}
+ *   def init(state) do                  # state: %{id: id, number: 1}
+ *     send(self(), :produce)
+ *     {:ok, state}
+ *   end
+ *   def handle_info(:produce, %{number: number} = state) do
+ *     send(self(), :produce)
+ *     Blocky.Consumer.push(number)      # GenServer.call: waits for the batch
+ *     {:noreply, %{state | number: number + 1}}
  *   end
  *
  * A blocking GenServer.call inside a handler would block a scheduler thread here, so the
  * producer uses the asynchronous gs_send_request instead: the outcome comes back to its own
  * handle_info as ["gs_reply", tag, reply] or ["gs_error", tag, code, reason], and only then
- * does it push the next number. On an error (the target is missing, busy or timed out) it
- * tries again after retry_ms.
+ * does it push the next number. Its "kick" plays the part of Elixir's :produce. On an error
+ * (the target is missing, busy or timed out) it tries again after retry_ms.
  *
  * Init args: {"target": "batcher", "id": 0, "timeout_ms": 5000, "retry_ms": 100}. It pushes
  * ["push", 1], ["push", 2], ... forever, until stopped. State JSON: {"target", "id", "sent",
