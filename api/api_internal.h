@@ -1,0 +1,267 @@
+/*
+ * api_internal.h: declarations shared by the files of the gateway and nobody else.
+ *
+ * A request's life (libmicrohttpd's suspend/resume lifecycle):
+ *   first handler call     gateway.c creates a gs_request_t and routes it (router.c)
+ *   body chunks            gateway.c appends them, up to max_body_bytes (then 413)
+ *   body complete          the route's handler (call.c, servers.c, ...) either answers at once
+ *                          (json_http.c) or calls gs__request_hold() and starts a runtime
+ *                          request whose completion calls gs__request_complete()
+ *   completion (any thread) stores status and result, then resumes the connection
+ *   handler called again   gateway.c sees the stored result and runs req->finish
+ *   completed callback     gateway.c frees the request
+ */
+#ifndef GS_API_INTERNAL_H
+#define GS_API_INTERNAL_H
+
+#include "gateway.h"
+
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* ---------------------------------------------------------------------------------------- */
+/* Routes (router.c)                                                                          */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef enum gs_route_e {
+    GS_ROUTE_NOT_FOUND = 0, /* no such path */
+    GS_ROUTE_CALL,
+    GS_ROUTE_CAST,
+    GS_ROUTE_SEND,
+    GS_ROUTE_SEND_AFTER,
+    GS_ROUTE_TIMER,
+    GS_ROUTE_SERVERS,
+    GS_ROUTE_SERVER,
+    GS_ROUTE_BEHAVIOURS,
+    GS_ROUTE_EVENTS,
+    GS_ROUTE_METRICS,
+    GS_ROUTE_HEALTHZ,
+    GS_ROUTE_STATIC,
+    GS_ROUTE_COUNT
+} gs_route_t;
+
+/** Methods as bits, for route tables and the Allow header. */
+enum {
+    GS_METHOD_GET = 1u << 0,
+    GS_METHOD_HEAD = 1u << 1,
+    GS_METHOD_POST = 1u << 2,
+    GS_METHOD_DELETE = 1u << 3,
+    GS_METHOD_OTHER = 1u << 4,
+};
+
+typedef struct gs_route_match_s {
+    gs_route_t route;
+    unsigned method;   /* the request's method bit */
+    unsigned allowed;  /* methods the path allows; 0 when the path is unknown */
+    const char *param; /* borrowed from the url: NAME or ID after the prefix, else NULL */
+    int asset;         /* GS_ROUTE_STATIC: index in the asset table */
+} gs_route_match_t;
+
+/** Match method and url (both borrowed). Never fails: unknown paths give GS_ROUTE_NOT_FOUND. */
+void gs__route_match(const char *method, const char *url, gs_route_match_t *m);
+/** The metrics label of a route, e.g. "/servers/:name". Static storage. */
+const char *gs__route_label(gs_route_t r);
+/** Writes "GET, HEAD, POST" style text for allowed into buf (static-size). Returns buf. */
+const char *gs__allow_header(unsigned allowed, char *buf, size_t len);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Requests (gateway.c)                                                                       */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct gs_request_s gs_request_t;
+typedef enum MHD_Result (*gs_finish_fn)(gs_request_t *req);
+
+struct gs_request_s {
+    gs_gateway_t *gw;
+    struct MHD_Connection *conn;
+    gs_route_match_t match;
+    char *param; /* owned copy of match.param */
+
+    char *body; /* owned; NUL-terminated */
+    size_t body_len;
+    size_t body_cap;
+    bool too_large;
+    bool held;     /* suspended waiting for the runtime; HTTP thread only */
+    bool answered; /* a response was queued */
+    uint64_t t_start_ns;
+
+    /* Filled by the completion on any thread before it resumes the connection; read on the
+     * HTTP thread after resume (MHD's resume takes a mutex, which orders them). */
+    gs_finish_fn finish;
+    int status;
+    json_t *result; /* owned (new reference from the runtime), or NULL */
+    json_t *extra;  /* owned; handler-specific (e.g. the status for GET /servers/NAME) */
+};
+
+/**
+ * Hold req open for a runtime completion: counts it against max_held_calls and suspends the
+ * connection. Call on the HTTP thread inside the handler, BEFORE starting the runtime request
+ * (so that the completion's resume always follows the suspend).
+ * @return 0, or GS_EOVERLOADED when max_held_calls are held already (nothing was done).
+ */
+int gs__request_hold(gs_request_t *req, gs_finish_fn finish);
+/**
+ * Store the outcome and resume the held connection. Any thread, exactly once per hold.
+ * result: taken. req must not be touched by the caller afterwards.
+ */
+void gs__request_complete(gs_request_t *req, int status, json_t *result);
+
+/** The completion callbacks the handlers pass to the runtime (arg is the gs_request_t). */
+void gs__on_reply(int status, json_t *result, void *arg);
+void gs__on_done(int status, void *arg);
+
+/**
+ * Enter and leave a section that calls the runtime. Enter fails (returns false) once the
+ * gateway is shutting down: the handler then answers 503 shutting_down.
+ */
+bool gs__runtime_enter(gs_gateway_t *gw);
+void gs__runtime_leave(gs_gateway_t *gw);
+
+/** Log a formatted line through the gateway's log callback. */
+void gs__log(gs_gateway_t *gw, gs_log_level_t level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/** Monotonic nanoseconds. */
+uint64_t gs__now_ns(void);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Responses and request bodies (json_http.c)                                                 */
+/* ---------------------------------------------------------------------------------------- */
+
+/** Answer with body (taken) as JSON. Returns what MHD_queue_response returned. */
+enum MHD_Result gs__respond_json(gs_request_t *req, unsigned status, json_t *body);
+/** Answer {"error": code, "message": printf(fmt, ...)}; code and fmt borrowed. */
+enum MHD_Result gs__respond_error(gs_request_t *req, unsigned status, const char *code,
+                                  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/**
+ * Answer a runtime error code with its mapped status, {"error": gs_err_name(err), "message":
+ * gs_strerror(err)} and "reason" (borrowed, may be NULL) when the error carries one.
+ */
+enum MHD_Result gs__respond_runtime_error(gs_request_t *req, int err, json_t *reason);
+/**
+ * Answer with a ready response (taken: it is destroyed here) and count it in the metrics.
+ * Adds the headers every response carries.
+ */
+enum MHD_Result gs__respond(gs_request_t *req, unsigned status, struct MHD_Response *resp);
+/** 405 with the Allow header for req's route. */
+enum MHD_Result gs__respond_method_not_allowed(gs_request_t *req);
+
+/**
+ * Parse req's body as a JSON object. On failure answers 400 itself and returns NULL (the
+ * caller then returns *ret). On success returns a new reference.
+ */
+json_t *gs__body_object(gs_request_t *req, enum MHD_Result *ret);
+/**
+ * Get a server name field (string of 1..255 bytes) from obj (borrowed). On failure answers 400
+ * and returns NULL. The result is borrowed from obj.
+ */
+const char *gs__field_name(gs_request_t *req, json_t *obj, const char *key, bool required,
+                           enum MHD_Result *ret);
+/**
+ * Get an integer field in [min, max]; *out is left alone when the field is absent and not
+ * required. On failure answers 400 and returns -1; otherwise 0.
+ */
+int gs__field_int(gs_request_t *req, json_t *obj, const char *key, bool required, int64_t min,
+                  int64_t max, int64_t *out, enum MHD_Result *ret);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Route handlers (call.c, servers.c, sse.c, metrics.c, static.c)                             */
+/* ---------------------------------------------------------------------------------------- */
+
+enum MHD_Result gs__handle_call(gs_request_t *req);
+enum MHD_Result gs__handle_cast(gs_request_t *req);
+enum MHD_Result gs__handle_send(gs_request_t *req);
+enum MHD_Result gs__handle_send_after(gs_request_t *req);
+enum MHD_Result gs__handle_timer(gs_request_t *req);
+enum MHD_Result gs__handle_servers(gs_request_t *req);
+enum MHD_Result gs__handle_server(gs_request_t *req);
+enum MHD_Result gs__handle_behaviours(gs_request_t *req);
+enum MHD_Result gs__handle_events(gs_request_t *req);
+enum MHD_Result gs__handle_metrics(gs_request_t *req);
+enum MHD_Result gs__handle_static(gs_request_t *req);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Metrics (metrics.c)                                                                        */
+/* ---------------------------------------------------------------------------------------- */
+
+#define GS_METRICS_MAX_STATUS 600
+#define GS_METRICS_BUCKETS    14
+
+typedef struct gs_metrics_s {
+    /* All counters are relaxed atomics: they are independent tallies read for a report, and
+     * nothing is synchronised through them. */
+    atomic_uint_fast64_t requests[GS_ROUTE_COUNT][GS_METRICS_MAX_STATUS];
+    atomic_uint_fast64_t call_buckets[GS_METRICS_BUCKETS]; /* non-cumulative */
+    atomic_uint_fast64_t call_count;
+    atomic_uint_fast64_t call_sum_us;
+} gs_metrics_t;
+
+/** Count one answered request. Any thread. */
+void gs__metrics_count(gs_metrics_t *m, gs_route_t route, unsigned status);
+/** Record one /call's latency in nanoseconds. Any thread. */
+void gs__metrics_observe_call(gs_metrics_t *m, uint64_t ns);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Events (sse.c)                                                                             */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct gs_sse_s gs_sse_t;
+
+/** Create the event hub and subscribe it to rt. Returns NULL on failure. */
+gs_sse_t *gs__sse_create(gs_gateway_t *gw, gs_runtime_t *rt);
+/** Unsubscribe, stop the coalescing thread, end every stream. Idempotent. */
+void gs__sse_shutdown(gs_sse_t *hub);
+/** Free the hub; every stream must have ended. Accepts NULL. */
+void gs__sse_destroy(gs_sse_t *hub);
+/** Streams currently open. */
+unsigned gs__sse_subscribers(gs_sse_t *hub);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Static files (static.c, web_assets.c generated at build time from web/)                    */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct gs_web_asset_s {
+    const char *path; /* "/index.html" */
+    const unsigned char *data;
+    size_t size;
+} gs_web_asset_t;
+
+extern const gs_web_asset_t gs__web_assets[];
+extern const size_t gs__web_assets_count;
+
+/** Index of the asset serving url ("/" -> "/index.html"), or -1. */
+int gs__static_find(const char *url);
+/** The Content-Type for a path by its extension. Static storage. */
+const char *gs__content_type(const char *path);
+
+/* ---------------------------------------------------------------------------------------- */
+/* The gateway                                                                                */
+/* ---------------------------------------------------------------------------------------- */
+
+struct gs_gateway_s {
+    gs_runtime_t *rt;
+    struct MHD_Daemon *daemon;
+    gs_gateway_options_t opts;
+    char *host; /* owned copy of opts.host */
+    uint16_t port;
+    int listen_fd;
+
+    /* Shutdown gate. closing and users are sequentially consistent: a handler increments
+     * users then reads closing, shutdown stores closing then reads users (Dekker), so either
+     * the handler sees closing or shutdown sees the handler. */
+    atomic_bool closing;
+    atomic_int users;
+    bool shut_down; /* controlling thread only */
+
+    /* Relaxed: a gauge and a bound, not used to publish data. */
+    atomic_uint held;   /* requests suspended waiting for the runtime */
+    atomic_uint active; /* requests between first handler call and completed callback */
+
+    gs_metrics_t *metrics;
+    gs_sse_t *sse;
+};
+
+#endif /* GS_API_INTERNAL_H */

@@ -1,0 +1,224 @@
+/*
+ * call.c: the messaging endpoints. POST /call holds the connection until the server answers
+ * (gs_call_async); POST /cast, /send and /send_after answer as soon as the runtime accepted
+ * the message; GET and DELETE /timers/ID read and cancel timers.
+ *
+ * API (POST /call):
+ *   validate {"server", "message", "timeout_ms"}   400 on anything wrong
+ *   gs__request_hold(req, finish_call)             503 overloaded past max_held_calls
+ *   gs_call_async(..., gs__on_reply, req)          up-front error: complete it ourselves
+ *   ... the runtime replies, times out or fails the call on some thread; the connection is
+ *   resumed and finish_call answers 200 {"reply"} or the mapped error.
+ */
+#include "api_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+/* The largest send_after delay accepted: about 24.8 days, the range of a signed 32-bit ms. */
+#define GS_MAX_DELAY_MS 2147483647LL
+
+static enum MHD_Result shutting_down(gs_request_t *req)
+{
+    return gs__respond_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting_down", "%s",
+                             gs_strerror(GS_ESHUTDOWN));
+}
+
+static enum MHD_Result too_many_held(gs_request_t *req)
+{
+    return gs__respond_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "overloaded",
+                             "%u calls are held open already; retry later",
+                             req->gw->opts.max_held_calls);
+}
+
+static enum MHD_Result finish_call(gs_request_t *req)
+{
+    json_t *result = req->result;
+
+    gs__metrics_observe_call(req->gw->metrics, gs__now_ns() - req->t_start_ns);
+    if (req->status == 0) {
+        req->result = NULL;
+        return gs__respond_json(req, MHD_HTTP_OK,
+                                json_pack("{s:o}", "reply", result ? result : json_null()));
+    }
+    return gs__respond_runtime_error(req, req->status, result);
+}
+
+enum MHD_Result gs__handle_call(gs_request_t *req)
+{
+    gs_gateway_t *gw = req->gw;
+    enum MHD_Result ret = MHD_YES;
+    int64_t timeout = gw->opts.default_timeout_ms;
+    json_t *body, *msg;
+    const char *server;
+    int rc;
+
+    body = gs__body_object(req, &ret);
+    if (body == NULL)
+        return ret;
+    server = gs__field_name(req, body, "server", true, &ret);
+    if (server == NULL)
+        goto out;
+    msg = json_object_get(body, "message");
+    if (msg == NULL) {
+        ret = gs__respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request",
+                                "missing field \"message\"");
+        goto out;
+    }
+    if (gs__field_int(req, body, "timeout_ms", false, 0, gw->opts.max_timeout_ms, &timeout, &ret) <
+        0)
+        goto out;
+    if (!gs__runtime_enter(gw)) {
+        ret = shutting_down(req);
+        goto out;
+    }
+    if (gs__request_hold(req, finish_call) < 0) {
+        gs__runtime_leave(gw);
+        ret = too_many_held(req);
+        goto out;
+    }
+    /* The message moves into the runtime; the body keeps its own reference. */
+    rc = gs_call_async(gw->rt, server, json_incref(msg), (int)timeout, gs__on_reply, req);
+    gs__runtime_leave(gw);
+    if (rc < 0)
+        gs__request_complete(req, rc, NULL);
+    ret = MHD_YES;
+out:
+    json_decref(body);
+    return ret;
+}
+
+/* POST /cast and /send share their shape: {"server", "message"} -> 202 {"ok": true}. */
+static enum MHD_Result handle_deliver(gs_request_t *req,
+                                      int (*deliver)(gs_runtime_t *, const char *, json_t *))
+{
+    gs_gateway_t *gw = req->gw;
+    enum MHD_Result ret = MHD_YES;
+    json_t *body, *msg;
+    const char *server;
+    int rc;
+
+    body = gs__body_object(req, &ret);
+    if (body == NULL)
+        return ret;
+    server = gs__field_name(req, body, "server", true, &ret);
+    if (server == NULL)
+        goto out;
+    msg = json_object_get(body, "message");
+    if (msg == NULL) {
+        ret = gs__respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request",
+                                "missing field \"message\"");
+        goto out;
+    }
+    if (!gs__runtime_enter(gw)) {
+        ret = shutting_down(req);
+        goto out;
+    }
+    rc = deliver(gw->rt, server, json_incref(msg));
+    gs__runtime_leave(gw);
+    if (rc < 0)
+        ret = gs__respond_runtime_error(req, rc, NULL);
+    else
+        ret = gs__respond_json(req, MHD_HTTP_ACCEPTED, json_pack("{s:b}", "ok", 1));
+out:
+    json_decref(body);
+    return ret;
+}
+
+enum MHD_Result gs__handle_cast(gs_request_t *req)
+{
+    return handle_deliver(req, gs_cast);
+}
+
+enum MHD_Result gs__handle_send(gs_request_t *req)
+{
+    return handle_deliver(req, gs_send);
+}
+
+enum MHD_Result gs__handle_send_after(gs_request_t *req)
+{
+    gs_gateway_t *gw = req->gw;
+    enum MHD_Result ret = MHD_YES;
+    int64_t delay = 0;
+    gs_timer_ref_t ref = 0;
+    gs_server_t *target;
+    json_t *body, *msg;
+    const char *server;
+    int rc;
+
+    body = gs__body_object(req, &ret);
+    if (body == NULL)
+        return ret;
+    server = gs__field_name(req, body, "server", true, &ret);
+    if (server == NULL)
+        goto out;
+    msg = json_object_get(body, "message");
+    if (msg == NULL) {
+        ret = gs__respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request",
+                                "missing field \"message\"");
+        goto out;
+    }
+    if (gs__field_int(req, body, "delay_ms", true, 0, GS_MAX_DELAY_MS, &delay, &ret) < 0)
+        goto out;
+    if (!gs__runtime_enter(gw)) {
+        ret = shutting_down(req);
+        goto out;
+    }
+    /* The name is resolved again when the timer fires (Process.send_after/3 with a name);
+     * checking it now turns a typo into a 404 instead of a silently dropped timer. */
+    target = gs_whereis(gw->rt, server);
+    if (target == NULL) {
+        rc = GS_ENOSERVER;
+    } else {
+        gs_server_unref(target);
+        rc = gs_send_after(gw->rt, server, json_incref(msg), (uint64_t)delay, &ref);
+    }
+    gs__runtime_leave(gw);
+    if (rc < 0)
+        ret = gs__respond_runtime_error(req, rc, NULL);
+    else
+        ret =
+            gs__respond_json(req, MHD_HTTP_ACCEPTED, json_pack("{s:I}", "timer", (json_int_t)ref));
+out:
+    json_decref(body);
+    return ret;
+}
+
+/* A timer id is a positive decimal integer that fits json_int_t (what POST /send_after gave). */
+static int parse_timer_id(const char *s, gs_timer_ref_t *out)
+{
+    char *end = NULL;
+    unsigned long long v;
+
+    if (s == NULL || *s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v == 0 || v > (unsigned long long)INT64_MAX)
+        return -1;
+    *out = (gs_timer_ref_t)v;
+    return 0;
+}
+
+enum MHD_Result gs__handle_timer(gs_request_t *req)
+{
+    gs_gateway_t *gw = req->gw;
+    gs_timer_ref_t ref;
+    int64_t remaining = 0;
+    int rc;
+
+    if (parse_timer_id(req->param, &ref) < 0)
+        return gs__respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request",
+                                 "a timer id is a positive integer");
+    if (!gs__runtime_enter(gw))
+        return shutting_down(req);
+    if (req->match.method == GS_METHOD_DELETE)
+        rc = gs_cancel_timer(gw->rt, ref, &remaining);
+    else
+        rc = gs_read_timer(gw->rt, ref, &remaining);
+    gs__runtime_leave(gw);
+    if (rc < 0)
+        return gs__respond_runtime_error(req, rc, NULL);
+    return gs__respond_json(req, MHD_HTTP_OK,
+                            json_pack("{s:I}", "remaining_ms", (json_int_t)remaining));
+}

@@ -1,0 +1,289 @@
+/*
+ * json_http.c: JSON responses, the error body, the runtime-error-to-status map, and the
+ * validation of request bodies.
+ *
+ * Every error the gateway sends is {"error": CODE, "message": TEXT} (plus "reason" when the
+ * runtime gave one), with CODE stable for programs and TEXT for people. Runtime errors use the
+ * runtime's own codes (gs_err_name) so that the HTTP contract and the C API say the same.
+ */
+#include "api_internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GS_NAME_MAX 255
+
+static const char fallback_body[] =
+    "{\"error\":\"internal_error\",\"message\":\"the response could not be encoded\"}\n";
+
+enum MHD_Result gs__respond(gs_request_t *req, unsigned status, struct MHD_Response *resp)
+{
+    gs_gateway_t *gw = req->gw;
+    enum MHD_Result r;
+
+    if (resp == NULL) {
+        /* Out of memory building the response: there is nothing to send, drop the connection. */
+        req->answered = true;
+        return MHD_NO;
+    }
+    if (atomic_load(&gw->closing))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    r = MHD_queue_response(req->conn, status, resp);
+    MHD_destroy_response(resp);
+    req->answered = true;
+    gs__metrics_count(gw->metrics, req->match.route, status);
+    if (gw->opts.log_level >= GS_LOG_DEBUG)
+        gs__log(gw, GS_LOG_DEBUG, "http: %s %u in %.3f ms", gs__route_label(req->match.route),
+                status, (double)(gs__now_ns() - req->t_start_ns) / 1e6);
+    return r;
+}
+
+static struct MHD_Response *json_response(json_t *body, bool *fallback)
+{
+    struct MHD_Response *resp;
+    char *text = NULL;
+    size_t len = 0;
+
+    *fallback = false;
+    if (body != NULL)
+        text = json_dumps(body, JSON_COMPACT);
+    if (text != NULL) {
+        char *withnl;
+
+        len = strlen(text);
+        withnl = realloc(text, len + 2);
+        if (withnl == NULL) {
+            free(text);
+            text = NULL;
+        } else {
+            text = withnl;
+            text[len++] = '\n';
+            text[len] = '\0';
+        }
+    }
+    if (text == NULL) {
+        *fallback = true;
+        resp = MHD_create_response_from_buffer(sizeof(fallback_body) - 1, (void *)fallback_body,
+                                               MHD_RESPMEM_PERSISTENT);
+    } else {
+        resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+        if (resp == NULL)
+            free(text);
+    }
+    if (resp != NULL) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    }
+    return resp;
+}
+
+enum MHD_Result gs__respond_json(gs_request_t *req, unsigned status, json_t *body)
+{
+    bool fallback;
+    struct MHD_Response *resp = json_response(body, &fallback);
+
+    json_decref(body);
+    return gs__respond(req, fallback ? MHD_HTTP_INTERNAL_SERVER_ERROR : status, resp);
+}
+
+static json_t *error_body(const char *code, const char *message)
+{
+    json_t *body = json_object();
+
+    if (body == NULL)
+        return NULL;
+    json_object_set_new(body, "error", json_string(code));
+    /* A message may quote client input that is not UTF-8: keep the error readable anyway. */
+    json_t *msg = json_string(message);
+    if (msg == NULL)
+        msg = json_string("(message not valid UTF-8)");
+    json_object_set_new(body, "message", msg);
+    return body;
+}
+
+static enum MHD_Result respond_error_body(gs_request_t *req, unsigned status, json_t *body,
+                                          bool retry_after)
+{
+    bool fallback;
+    struct MHD_Response *resp = json_response(body, &fallback);
+
+    json_decref(body);
+    if (resp != NULL && retry_after)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    return gs__respond(req, fallback ? MHD_HTTP_INTERNAL_SERVER_ERROR : status, resp);
+}
+
+enum MHD_Result gs__respond_error(gs_request_t *req, unsigned status, const char *code,
+                                  const char *fmt, ...)
+{
+    char message[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof(message), fmt, ap);
+    va_end(ap);
+    return respond_error_body(req, status, error_body(code, message),
+                              status == MHD_HTTP_SERVICE_UNAVAILABLE ||
+                                  status == MHD_HTTP_TOO_MANY_REQUESTS);
+}
+
+enum MHD_Result gs__respond_runtime_error(gs_request_t *req, int err, json_t *reason)
+{
+    unsigned status;
+    const char *code = gs_err_name(err);
+    const char *message = gs_strerror(err);
+    bool with_reason = false;
+    json_t *body;
+
+    switch (err) {
+    case GS_ENOSERVER:
+    case GS_ENOBEHAVIOUR:
+    case GS_ENOTIMER:
+        status = MHD_HTTP_NOT_FOUND;
+        break;
+    case GS_ETIMEOUT:
+        status = MHD_HTTP_GATEWAY_TIMEOUT;
+        break;
+    case GS_ECRASHED:
+        status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+        with_reason = true;
+        break;
+    case GS_ESTOPPED:
+        if (atomic_load(&req->gw->closing)) {
+            /* The runtime is stopping every server: to the client that is a shutdown. */
+            status = MHD_HTTP_SERVICE_UNAVAILABLE;
+            code = gs_err_name(GS_ESHUTDOWN);
+            message = gs_strerror(GS_ESHUTDOWN);
+        } else {
+            status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        with_reason = true;
+        break;
+    case GS_EOVERLOADED:
+    case GS_ESHUTDOWN:
+    case GS_ENOMEM:
+        status = MHD_HTTP_SERVICE_UNAVAILABLE;
+        break;
+    case GS_EALREADY:
+    case GS_EEXIST:
+        status = MHD_HTTP_CONFLICT;
+        break;
+    case GS_EINIT:
+        status = MHD_HTTP_BAD_REQUEST;
+        with_reason = true;
+        break;
+    case GS_EINVAL:
+        status = MHD_HTTP_BAD_REQUEST;
+        code = "bad_request";
+        break;
+    default: /* calling_self, would_block, no_such_call: cannot come from HTTP; a bug */
+        status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+        break;
+    }
+    body = error_body(code, message);
+    if (body != NULL && with_reason)
+        json_object_set(body, "reason", reason != NULL ? reason : json_null());
+    return respond_error_body(req, status, body, status == MHD_HTTP_SERVICE_UNAVAILABLE);
+}
+
+enum MHD_Result gs__respond_method_not_allowed(gs_request_t *req)
+{
+    char allow[64];
+    bool fallback;
+    json_t *body = error_body("method_not_allowed", "this path does not allow this method");
+    struct MHD_Response *resp = json_response(body, &fallback);
+
+    json_decref(body);
+    if (resp != NULL)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
+                                gs__allow_header(req->match.allowed, allow, sizeof(allow)));
+    return gs__respond(req, MHD_HTTP_METHOD_NOT_ALLOWED, resp);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Request bodies                                                                             */
+/* ---------------------------------------------------------------------------------------- */
+
+json_t *gs__body_object(gs_request_t *req, enum MHD_Result *ret)
+{
+    json_error_t jerr;
+    json_t *obj;
+
+    if (req->body == NULL || req->body_len == 0) {
+        *ret = gs__respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request",
+                                 "the request body is empty; a JSON object is expected");
+        return NULL;
+    }
+    obj = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (obj == NULL) {
+        *ret = gs__respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request",
+                                 "malformed JSON at line %d, column %d: %s", jerr.line, jerr.column,
+                                 jerr.text);
+        return NULL;
+    }
+    if (!json_is_object(obj)) {
+        json_decref(obj);
+        *ret = gs__respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request",
+                                 "the request body must be a JSON object");
+        return NULL;
+    }
+    return obj;
+}
+
+const char *gs__field_name(gs_request_t *req, json_t *obj, const char *key, bool required,
+                           enum MHD_Result *ret)
+{
+    json_t *v = json_object_get(obj, key);
+    size_t len;
+
+    if (v == NULL) {
+        if (required)
+            *ret = gs__respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request",
+                                     "missing field \"%s\"", key);
+        return NULL;
+    }
+    if (!json_is_string(v)) {
+        *ret = gs__respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request",
+                                 "field \"%s\" must be a string", key);
+        return NULL;
+    }
+    len = json_string_length(v);
+    if (len == 0 || len > GS_NAME_MAX || strlen(json_string_value(v)) != len) {
+        *ret =
+            gs__respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request",
+                              "field \"%s\" must be 1 to %d bytes without NUL", key, GS_NAME_MAX);
+        return NULL;
+    }
+    return json_string_value(v);
+}
+
+int gs__field_int(gs_request_t *req, json_t *obj, const char *key, bool required, int64_t min,
+                  int64_t max, int64_t *out, enum MHD_Result *ret)
+{
+    json_t *v = json_object_get(obj, key);
+    json_int_t n;
+
+    if (v == NULL) {
+        if (!required)
+            return 0;
+        *ret = gs__respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request", "missing field \"%s\"",
+                                 key);
+        return -1;
+    }
+    if (!json_is_integer(v)) {
+        *ret = gs__respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request",
+                                 "field \"%s\" must be an integer", key);
+        return -1;
+    }
+    n = json_integer_value(v);
+    if (n < min || n > max) {
+        *ret = gs__respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request",
+                                 "field \"%s\" must be in %lld..%lld", key, (long long)min,
+                                 (long long)max);
+        return -1;
+    }
+    *out = n;
+    return 0;
+}

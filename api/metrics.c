@@ -1,0 +1,244 @@
+/*
+ * metrics.c: GET /metrics in the Prometheus text format (version 0.0.4).
+ *
+ * The gateway counts what it sees (requests by route and status, /call latency) in relaxed
+ * atomics; everything about servers is read from the runtime at scrape time (gs_servers_json,
+ * gs_runtime_stats), so there is one source of truth and no second copy to keep in sync.
+ */
+#include "api_internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Upper bounds of the /call latency buckets, in microseconds (the last is +Inf). */
+static const uint64_t bucket_us[GS_METRICS_BUCKETS - 1] = {
+    500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000,
+};
+
+void gs__metrics_count(gs_metrics_t *m, gs_route_t route, unsigned status)
+{
+    if (status >= GS_METRICS_MAX_STATUS || route >= GS_ROUTE_COUNT)
+        return;
+    atomic_fetch_add_explicit(&m->requests[route][status], 1, memory_order_relaxed);
+}
+
+void gs__metrics_observe_call(gs_metrics_t *m, uint64_t ns)
+{
+    uint64_t us = ns / 1000;
+    size_t i;
+
+    for (i = 0; i < GS_METRICS_BUCKETS - 1 && us > bucket_us[i]; i++)
+        ;
+    atomic_fetch_add_explicit(&m->call_buckets[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->call_count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->call_sum_us, us, memory_order_relaxed);
+}
+
+/* A growing text buffer; on allocation failure it stops growing and remembers it. */
+typedef struct text_s {
+    char *buf;
+    size_t len, cap;
+    bool failed;
+} text_t;
+
+static void put(text_t *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void put(text_t *t, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (t->failed)
+        return;
+    for (;;) {
+        va_start(ap, fmt);
+        n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            t->failed = true;
+            return;
+        }
+        if ((size_t)n < t->cap - t->len) {
+            t->len += (size_t)n;
+            return;
+        }
+        size_t cap = t->cap * 2 + (size_t)n;
+        char *nb = realloc(t->buf, cap);
+        if (nb == NULL) {
+            t->failed = true;
+            return;
+        }
+        t->buf = nb;
+        t->cap = cap;
+    }
+}
+
+/* A label value with \, " and newline escaped, into buf (truncated to len). */
+static const char *label(const char *s, char *buf, size_t len)
+{
+    size_t o = 0;
+
+    for (; s != NULL && *s && o + 3 < len; s++) {
+        if (*s == '\\' || *s == '"') {
+            buf[o++] = '\\';
+            buf[o++] = *s;
+        } else if (*s == '\n') {
+            buf[o++] = '\\';
+            buf[o++] = 'n';
+        } else {
+            buf[o++] = *s;
+        }
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+static void put_family(text_t *t, const char *name, const char *type, const char *help)
+{
+    put(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void put_servers(text_t *t, json_t *servers)
+{
+    static const struct {
+        const char *field, *name, *type, *help;
+    } per_server[] = {
+        {"mailbox_len", "genserv_server_mailbox_length", "gauge",
+         "Messages waiting in the server's mailbox."},
+        {"messages_handled", "genserv_server_messages_handled_total", "counter",
+         "Messages the server handled, across restarts."},
+        {"restarts", "genserv_server_restarts_total", "counter",
+         "Times the supervisor restarted the server."},
+        {"held_calls", "genserv_server_held_calls", "gauge",
+         "Calls the server holds for a deferred reply."},
+    };
+    json_t *list = json_object_get(servers, "servers");
+    char n[600], b[600];
+    size_t f, i;
+    json_t *s;
+
+    for (f = 0; f < sizeof(per_server) / sizeof(per_server[0]); f++) {
+        put_family(t, per_server[f].name, per_server[f].type, per_server[f].help);
+        json_array_foreach(list, i, s)
+        {
+            json_t *v = json_object_get(s, per_server[f].field);
+
+            if (!json_is_integer(v))
+                continue;
+            put(t, "%s{server=\"%s\",behaviour=\"%s\"} %lld\n", per_server[f].name,
+                label(json_string_value(json_object_get(s, "name")), n, sizeof(n)),
+                label(json_string_value(json_object_get(s, "behaviour")), b, sizeof(b)),
+                (long long)json_integer_value(v));
+        }
+    }
+    put_family(t, "genserv_server_up", "gauge", "1 when the server is running, else 0.");
+    json_array_foreach(list, i, s)
+    {
+        const char *st = json_string_value(json_object_get(s, "status"));
+
+        put(t, "genserv_server_up{server=\"%s\",behaviour=\"%s\"} %d\n",
+            label(json_string_value(json_object_get(s, "name")), n, sizeof(n)),
+            label(json_string_value(json_object_get(s, "behaviour")), b, sizeof(b)),
+            st != NULL && strcmp(st, "running") == 0);
+    }
+}
+
+enum MHD_Result gs__handle_metrics(gs_request_t *req)
+{
+    gs_gateway_t *gw = req->gw;
+    gs_metrics_t *m = gw->metrics;
+    const union MHD_DaemonInfo *info;
+    gs_runtime_stats_t st;
+    struct MHD_Response *resp;
+    text_t t = {NULL, 0, 0, false};
+    json_t *servers;
+    uint64_t cum = 0;
+    unsigned r, s;
+    size_t i;
+
+    if (!gs__runtime_enter(gw))
+        return gs__respond_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting_down", "%s",
+                                 gs_strerror(GS_ESHUTDOWN));
+    servers = gs_servers_json(gw->rt);
+    gs_runtime_stats(gw->rt, &st);
+    gs__runtime_leave(gw);
+
+    t.cap = 16384;
+    t.buf = malloc(t.cap);
+    if (t.buf == NULL) {
+        json_decref(servers);
+        return gs__respond_runtime_error(req, GS_ENOMEM, NULL);
+    }
+    t.buf[0] = '\0';
+
+    put_family(&t, "genserv_http_requests_total", "counter",
+               "HTTP requests answered, by route and status.");
+    for (r = 0; r < GS_ROUTE_COUNT; r++)
+        for (s = 0; s < GS_METRICS_MAX_STATUS; s++) {
+            uint64_t v = atomic_load_explicit(&m->requests[r][s], memory_order_relaxed);
+
+            if (v != 0)
+                put(&t, "genserv_http_requests_total{route=\"%s\",status=\"%u\"} %llu\n",
+                    gs__route_label((gs_route_t)r), s, (unsigned long long)v);
+        }
+    put_family(&t, "genserv_http_open_calls", "gauge",
+               "Requests held open waiting for the runtime (calls, stops, state reads).");
+    put(&t, "genserv_http_open_calls %u\n", atomic_load_explicit(&gw->held, memory_order_relaxed));
+    info = MHD_get_daemon_info(gw->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    put_family(&t, "genserv_http_connections", "gauge", "Open HTTP connections.");
+    put(&t, "genserv_http_connections %u\n", info ? info->num_connections : 0);
+    put_family(&t, "genserv_http_event_streams", "gauge", "Open GET /events streams.");
+    put(&t, "genserv_http_event_streams %u\n", gs__sse_subscribers(gw->sse));
+
+    put_family(&t, "genserv_call_duration_seconds", "histogram",
+               "Time from a complete POST /call request to its answer.");
+    for (i = 0; i < GS_METRICS_BUCKETS; i++) {
+        cum += atomic_load_explicit(&m->call_buckets[i], memory_order_relaxed);
+        if (i < GS_METRICS_BUCKETS - 1)
+            put(&t, "genserv_call_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                (double)bucket_us[i] / 1e6, (unsigned long long)cum);
+        else
+            put(&t, "genserv_call_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+                (unsigned long long)cum);
+    }
+    put(&t, "genserv_call_duration_seconds_sum %.6f\n",
+        (double)atomic_load_explicit(&m->call_sum_us, memory_order_relaxed) / 1e6);
+    put(&t, "genserv_call_duration_seconds_count %llu\n",
+        (unsigned long long)atomic_load_explicit(&m->call_count, memory_order_relaxed));
+
+    put_family(&t, "genserv_servers", "gauge", "Servers registered (running, restarting, down).");
+    put(&t, "genserv_servers %llu\n", (unsigned long long)st.servers);
+    put_family(&t, "genserv_messages_handled_total", "counter", "Messages handled by all servers.");
+    put(&t, "genserv_messages_handled_total %llu\n", (unsigned long long)st.messages_handled);
+    put_family(&t, "genserv_late_replies_total", "counter",
+               "Replies dropped because their call had already completed.");
+    put(&t, "genserv_late_replies_total %llu\n", (unsigned long long)st.late_replies);
+    put_family(&t, "genserv_dropped_messages_total", "counter",
+               "Messages to a server that died before handling them.");
+    put(&t, "genserv_dropped_messages_total %llu\n", (unsigned long long)st.dropped_messages);
+    put_family(&t, "genserv_dropped_timers_total", "counter",
+               "Timers whose target was gone when they fired.");
+    put(&t, "genserv_dropped_timers_total %llu\n", (unsigned long long)st.dropped_timers);
+    put_family(&t, "genserv_pending_timers", "gauge", "send_after timers not yet fired.");
+    put(&t, "genserv_pending_timers %llu\n", (unsigned long long)st.pending_timers);
+    put_family(&t, "genserv_held_calls", "gauge", "Calls servers hold for a deferred reply.");
+    put(&t, "genserv_held_calls %llu\n", (unsigned long long)st.held_calls);
+    put_servers(&t, servers);
+    json_decref(servers);
+
+    if (t.failed) {
+        free(t.buf);
+        return gs__respond_runtime_error(req, GS_ENOMEM, NULL);
+    }
+    resp = MHD_create_response_from_buffer(t.len, t.buf, MHD_RESPMEM_MUST_FREE);
+    if (resp == NULL) {
+        free(t.buf);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    return gs__respond(req, MHD_HTTP_OK, resp);
+}

@@ -1,0 +1,128 @@
+/*
+ * router.c: which route a method and path select, and which methods a path allows.
+ *
+ * The table is small and fixed, so matching is a handful of string comparisons: exact paths
+ * first, then the two prefixes with one path segment as a parameter (/servers/NAME,
+ * /timers/ID), then the embedded static files. MHD has already percent-decoded the path and
+ * cut off the query string. A path that names nothing is GS_ROUTE_NOT_FOUND (404); a known
+ * path with a method it does not allow keeps its route and gets 405 with Allow.
+ */
+#include "api_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct route_def_s {
+    const char *path; /* exact path, or prefix ending in '/' when prefix is set */
+    bool prefix;
+    gs_route_t route;
+    unsigned allowed;
+    const char *label;
+} route_def_t;
+
+#define GET_HEAD (GS_METHOD_GET | GS_METHOD_HEAD)
+
+static const route_def_t routes[] = {
+    {"/call", false, GS_ROUTE_CALL, GS_METHOD_POST, "/call"},
+    {"/cast", false, GS_ROUTE_CAST, GS_METHOD_POST, "/cast"},
+    {"/send", false, GS_ROUTE_SEND, GS_METHOD_POST, "/send"},
+    {"/send_after", false, GS_ROUTE_SEND_AFTER, GS_METHOD_POST, "/send_after"},
+    {"/timers/", true, GS_ROUTE_TIMER, GET_HEAD | GS_METHOD_DELETE, "/timers/:id"},
+    {"/servers", false, GS_ROUTE_SERVERS, GET_HEAD | GS_METHOD_POST, "/servers"},
+    {"/servers/", true, GS_ROUTE_SERVER, GET_HEAD | GS_METHOD_DELETE, "/servers/:name"},
+    {"/behaviours", false, GS_ROUTE_BEHAVIOURS, GET_HEAD, "/behaviours"},
+    {"/events", false, GS_ROUTE_EVENTS, GET_HEAD, "/events"},
+    {"/metrics", false, GS_ROUTE_METRICS, GET_HEAD, "/metrics"},
+    {"/healthz", false, GS_ROUTE_HEALTHZ, GET_HEAD, "/healthz"},
+};
+
+static unsigned method_bit(const char *method)
+{
+    if (strcmp(method, MHD_HTTP_METHOD_GET) == 0)
+        return GS_METHOD_GET;
+    if (strcmp(method, MHD_HTTP_METHOD_POST) == 0)
+        return GS_METHOD_POST;
+    if (strcmp(method, MHD_HTTP_METHOD_HEAD) == 0)
+        return GS_METHOD_HEAD;
+    if (strcmp(method, MHD_HTTP_METHOD_DELETE) == 0)
+        return GS_METHOD_DELETE;
+    return GS_METHOD_OTHER;
+}
+
+void gs__route_match(const char *method, const char *url, gs_route_match_t *m)
+{
+    size_t i;
+
+    memset(m, 0, sizeof(*m));
+    m->route = GS_ROUTE_NOT_FOUND;
+    m->method = method_bit(method != NULL ? method : "");
+    m->asset = -1;
+    if (url == NULL)
+        return;
+
+    for (i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        const route_def_t *r = &routes[i];
+
+        if (!r->prefix) {
+            if (strcmp(url, r->path) == 0) {
+                m->route = r->route;
+                m->allowed = r->allowed;
+                return;
+            }
+            continue;
+        }
+        size_t n = strlen(r->path);
+        if (strncmp(url, r->path, n) == 0) {
+            const char *param = url + n;
+
+            /* One non-empty segment: "/servers/" and "/servers/a/b" name nothing. */
+            if (param[0] == '\0' || strchr(param, '/') != NULL)
+                return;
+            m->route = r->route;
+            m->allowed = r->allowed;
+            m->param = param;
+            return;
+        }
+    }
+
+    m->asset = gs__static_find(url);
+    if (m->asset >= 0) {
+        m->route = GS_ROUTE_STATIC;
+        m->allowed = GET_HEAD;
+    }
+}
+
+const char *gs__route_label(gs_route_t r)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+        if (routes[i].route == r)
+            return routes[i].label;
+    if (r == GS_ROUTE_STATIC)
+        return "static";
+    return "not_found";
+}
+
+const char *gs__allow_header(unsigned allowed, char *buf, size_t len)
+{
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } names[] = {{GS_METHOD_GET, "GET"},
+                 {GS_METHOD_HEAD, "HEAD"},
+                 {GS_METHOD_POST, "POST"},
+                 {GS_METHOD_DELETE, "DELETE"}};
+    size_t i, used = 0;
+
+    buf[0] = '\0';
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if ((allowed & names[i].bit) == 0)
+            continue;
+        int n = snprintf(buf + used, len - used, "%s%s", used ? ", " : "", names[i].name);
+        if (n < 0 || (size_t)n >= len - used)
+            break;
+        used += (size_t)n;
+    }
+    return buf;
+}

@@ -1,0 +1,497 @@
+/*
+ * sse.c: GET /events, the runtime's events as a text/event-stream.
+ *
+ * One runtime subscription feeds every stream. Events other than state_changed are formatted
+ * on the runtime thread where they happen and appended to every stream's buffer at once.
+ * state_changed is coalesced: the runtime callback only marks the server dirty, and the hub's
+ * thread, every coalesce_ms, sends one state_changed per dirty server carrying its current
+ * status. A busy server therefore costs a browser at most one event per period, whatever its
+ * message rate. The same thread writes a keep-alive comment every 15 s, which also makes a
+ * stream notice a client that went away (suspended connections do not see disconnects).
+ *
+ * Every data line is one JSON object with a "type": snapshot (first, all servers), started,
+ * stopped, crashed, restarted, down, state_changed. There is no "event:" field, so a browser's
+ * EventSource.onmessage sees them all.
+ *
+ * API (one stream):
+ *   handler        admit (at most max_subscribers, else 503), buffer "retry" and the snapshot,
+ *                  answer 200 with a response whose content comes from stream_read
+ *   stream_read    copy what is buffered; when nothing is, suspend the connection and return 0
+ *   broadcast      append to the buffer; resume the connection if stream_read suspended it
+ *   stream_free    (libmicrohttpd destroys the response) unlink from the hub, free
+ *
+ * Bounds: max_subscribers streams; each buffers at most GS_SSE_MAX_BUFFER bytes, past which it
+ * is ended (the browser reconnects and gets a fresh snapshot); at most GS_SSE_MAX_DIRTY dirty
+ * servers per period (past it, the state_changed of the extra servers waits for the next
+ * event of theirs).
+ */
+#include "api_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define GS_SSE_MAX_BUFFER   (1024u * 1024u)
+#define GS_SSE_MAX_DIRTY    65536u
+#define GS_SSE_KEEPALIVE_NS (15ull * 1000000000ull)
+
+typedef struct stream_s stream_t;
+
+struct stream_s {
+    gs_sse_t *hub;
+    struct MHD_Connection *conn;
+    pthread_mutex_t mu; /* guards everything below */
+    char *buf;
+    size_t len, off, cap;
+    bool waiting; /* stream_read suspended the connection; the next writer resumes it */
+    bool closed;
+    stream_t *prev, *next; /* hub list, guarded by hub->mu */
+};
+
+struct gs_sse_s {
+    gs_gateway_t *gw;
+    gs_runtime_t *rt;
+    gs_subscription_t *subscription;
+
+    pthread_mutex_t mu; /* guards the list, count, dirty set, stop, shut */
+    pthread_cond_t cv;
+    stream_t *head;
+    unsigned count;
+    /* Relaxed mirror of count for the event callback's fast path: a stale read only means one
+     * event formatted for nobody, or one skipped just as the first stream opens. */
+    atomic_uint nstreams;
+
+    char **dirty; /* open addressing set of owned names; capacity dirty_cap (power of two) */
+    size_t dirty_cap, dirty_len;
+
+    pthread_t thread;
+    bool thread_started;
+    bool stop;
+    bool shut;
+};
+
+/* ---------------------------------------------------------------------------------------- */
+/* The dirty set                                                                              */
+/* ---------------------------------------------------------------------------------------- */
+
+static uint64_t hash_name(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+
+    while (*s)
+        h = (h ^ (unsigned char)*s++) * 1099511628211ull;
+    return h;
+}
+
+/* Insert name (copied) into the set; hub->mu held. Failing softly only delays an update. */
+static void dirty_add(gs_sse_t *hub, const char *name)
+{
+    size_t i, mask;
+
+    if (hub->dirty_len * 2 >= hub->dirty_cap) {
+        size_t cap = hub->dirty_cap ? hub->dirty_cap * 2 : 64;
+        char **nd, **old = hub->dirty;
+        size_t oldcap = hub->dirty_cap;
+
+        if (hub->dirty_len >= GS_SSE_MAX_DIRTY)
+            return;
+        nd = calloc(cap, sizeof(*nd));
+        if (nd == NULL)
+            return;
+        for (i = 0; i < oldcap; i++) {
+            if (old[i] == NULL)
+                continue;
+            size_t j = hash_name(old[i]) & (cap - 1);
+            while (nd[j] != NULL)
+                j = (j + 1) & (cap - 1);
+            nd[j] = old[i];
+        }
+        free(old);
+        hub->dirty = nd;
+        hub->dirty_cap = cap;
+    }
+    mask = hub->dirty_cap - 1;
+    for (i = hash_name(name) & mask; hub->dirty[i] != NULL; i = (i + 1) & mask)
+        if (strcmp(hub->dirty[i], name) == 0)
+            return;
+    hub->dirty[i] = strdup(name);
+    if (hub->dirty[i] != NULL)
+        hub->dirty_len++;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Broadcasting                                                                               */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Append text to one stream; s->mu held. Ends the stream when its buffer would overflow. */
+static void stream_append(stream_t *s, const char *text, size_t len)
+{
+    if (s->closed)
+        return;
+    if (s->off > 0 && s->off == s->len)
+        s->off = s->len = 0;
+    if (s->len - s->off + len > GS_SSE_MAX_BUFFER) {
+        s->closed = true; /* too slow a reader: end it; EventSource reconnects */
+        return;
+    }
+    if (s->len + len > s->cap) {
+        size_t cap = s->cap ? s->cap : 4096;
+        char *nb;
+
+        if (s->off > 0) { /* compact first */
+            memmove(s->buf, s->buf + s->off, s->len - s->off);
+            s->len -= s->off;
+            s->off = 0;
+        }
+        while (cap < s->len + len)
+            cap *= 2;
+        if (cap != s->cap) {
+            nb = realloc(s->buf, cap);
+            if (nb == NULL) {
+                s->closed = true;
+                return;
+            }
+            s->buf = nb;
+            s->cap = cap;
+        }
+    }
+    memcpy(s->buf + s->len, text, len);
+    s->len += len;
+}
+
+/* Append text to every stream and wake those waiting. Any thread; takes hub->mu. */
+static void broadcast(gs_sse_t *hub, const char *text, size_t len)
+{
+    struct MHD_Connection *wake[GS_GATEWAY_MAX_SUBSCRIBERS_CAP];
+    size_t nwake = 0, i;
+    stream_t *s;
+
+    pthread_mutex_lock(&hub->mu);
+    for (s = hub->head; s != NULL; s = s->next) {
+        pthread_mutex_lock(&s->mu);
+        stream_append(s, text, len);
+        if (s->waiting && nwake < GS_GATEWAY_MAX_SUBSCRIBERS_CAP) {
+            s->waiting = false;
+            wake[nwake++] = s->conn;
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
+    pthread_mutex_unlock(&hub->mu);
+    /* A connection whose stream was waiting is suspended, and only this thread took it out
+     * of waiting, so it cannot be freed before this resume: no lock is needed around it. */
+    for (i = 0; i < nwake; i++)
+        MHD_resume_connection(wake[i]);
+}
+
+/* "data: JSON\n\n" for obj (taken). Returns a malloc'd string and its length, or NULL. */
+static char *format_event(json_t *obj, size_t *len)
+{
+    char *json = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    char *text = NULL;
+    size_t n;
+
+    json_decref(obj);
+    if (json == NULL)
+        return NULL;
+    n = strlen(json);
+    text = malloc(n + 9);
+    if (text != NULL) {
+        memcpy(text, "data: ", 6);
+        memcpy(text + 6, json, n);
+        memcpy(text + 6 + n, "\n\n", 3);
+        *len = n + 8;
+    }
+    free(json);
+    return text;
+}
+
+static void on_event(const gs_event_t *ev, void *arg)
+{
+    gs_sse_t *hub = arg;
+    json_t *obj;
+    char *text;
+    size_t len;
+
+    if (atomic_load_explicit(&hub->nstreams, memory_order_relaxed) == 0)
+        return;
+    if (ev->server != NULL) {
+        pthread_mutex_lock(&hub->mu);
+        dirty_add(hub, ev->server); /* every event refreshes the server's row soon */
+        pthread_mutex_unlock(&hub->mu);
+    }
+    if (ev->type == GS_EVENT_STATE_CHANGED)
+        return;
+    obj = json_pack("{s:s,s:s?,s:s?}", "type", gs_event_name(ev->type), "server", ev->server,
+                    "behaviour", ev->behaviour);
+    if (obj != NULL && ev->reason != NULL)
+        json_object_set(obj, "reason", ev->reason);
+    text = format_event(obj, &len);
+    if (text != NULL) {
+        broadcast(hub, text, len);
+        free(text);
+    }
+}
+
+/* The coalescing thread: state_changed for every dirty server each period, and keep-alives. */
+static void *hub_thread(void *arg)
+{
+    gs_sse_t *hub = arg;
+    uint64_t last_keepalive = gs__now_ns();
+
+    pthread_mutex_lock(&hub->mu);
+    while (!hub->stop) {
+        struct timespec until;
+        char **dirty;
+        size_t cap, i;
+
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += (long)(hub->gw->opts.coalesce_ms % 1000) * 1000000L;
+        until.tv_sec += hub->gw->opts.coalesce_ms / 1000 + until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&hub->cv, &hub->mu, &until);
+        if (hub->stop)
+            break;
+        dirty = hub->dirty;
+        cap = hub->dirty_cap;
+        hub->dirty = NULL;
+        hub->dirty_cap = hub->dirty_len = 0;
+        pthread_mutex_unlock(&hub->mu);
+
+        for (i = 0; i < cap; i++) {
+            json_t *status;
+            char *text;
+            size_t len;
+
+            if (dirty[i] == NULL)
+                continue;
+            status = gs_server_status(hub->rt, dirty[i]);
+            if (status != NULL) {
+                text = format_event(json_pack("{s:s,s:s,s:o}", "type", "state_changed", "server",
+                                              dirty[i], "status", status),
+                                    &len);
+                if (text != NULL) {
+                    broadcast(hub, text, len);
+                    free(text);
+                }
+            }
+            free(dirty[i]);
+        }
+        free(dirty);
+        if (gs__now_ns() - last_keepalive >= GS_SSE_KEEPALIVE_NS) {
+            static const char ka[] = ": keep-alive\n\n";
+
+            broadcast(hub, ka, sizeof(ka) - 1);
+            last_keepalive = gs__now_ns();
+        }
+        pthread_mutex_lock(&hub->mu);
+    }
+    pthread_mutex_unlock(&hub->mu);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* The hub                                                                                    */
+/* ---------------------------------------------------------------------------------------- */
+
+gs_sse_t *gs__sse_create(gs_gateway_t *gw, gs_runtime_t *rt)
+{
+    gs_sse_t *hub = calloc(1, sizeof(*hub));
+
+    if (hub == NULL)
+        return NULL;
+    hub->gw = gw;
+    hub->rt = rt;
+    pthread_mutex_init(&hub->mu, NULL);
+    pthread_cond_init(&hub->cv, NULL);
+    atomic_init(&hub->nstreams, 0);
+    if (pthread_create(&hub->thread, NULL, hub_thread, hub) != 0)
+        goto fail;
+    hub->thread_started = true;
+    if (gs_subscribe(rt, on_event, hub, &hub->subscription) < 0)
+        goto fail;
+    return hub;
+fail:
+    gs__sse_shutdown(hub);
+    gs__sse_destroy(hub);
+    return NULL;
+}
+
+void gs__sse_shutdown(gs_sse_t *hub)
+{
+    struct MHD_Connection *wake[GS_GATEWAY_MAX_SUBSCRIBERS_CAP];
+    size_t nwake = 0, i;
+    stream_t *s;
+
+    if (hub == NULL)
+        return;
+    if (hub->subscription != NULL) {
+        gs_unsubscribe(hub->rt, hub->subscription);
+        hub->subscription = NULL;
+    }
+    pthread_mutex_lock(&hub->mu);
+    hub->stop = true;
+    hub->shut = true;
+    pthread_cond_signal(&hub->cv);
+    pthread_mutex_unlock(&hub->mu);
+    if (hub->thread_started) {
+        pthread_join(hub->thread, NULL);
+        hub->thread_started = false;
+    }
+    pthread_mutex_lock(&hub->mu);
+    for (s = hub->head; s != NULL; s = s->next) {
+        pthread_mutex_lock(&s->mu);
+        s->closed = true;
+        if (s->waiting && nwake < GS_GATEWAY_MAX_SUBSCRIBERS_CAP) {
+            s->waiting = false;
+            wake[nwake++] = s->conn;
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
+    pthread_mutex_unlock(&hub->mu);
+    for (i = 0; i < nwake; i++)
+        MHD_resume_connection(wake[i]);
+}
+
+void gs__sse_destroy(gs_sse_t *hub)
+{
+    size_t i;
+
+    if (hub == NULL)
+        return;
+    for (i = 0; i < hub->dirty_cap; i++)
+        free(hub->dirty[i]);
+    free(hub->dirty);
+    pthread_cond_destroy(&hub->cv);
+    pthread_mutex_destroy(&hub->mu);
+    free(hub);
+}
+
+unsigned gs__sse_subscribers(gs_sse_t *hub)
+{
+    return atomic_load_explicit(&hub->nstreams, memory_order_relaxed);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* One stream                                                                                 */
+/* ---------------------------------------------------------------------------------------- */
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    stream_t *s = cls;
+    ssize_t n;
+
+    (void)pos;
+    pthread_mutex_lock(&s->mu);
+    if (s->len > s->off) {
+        size_t avail = s->len - s->off;
+
+        if (avail > max)
+            avail = max;
+        memcpy(buf, s->buf + s->off, avail);
+        s->off += avail;
+        n = (ssize_t)avail;
+    } else if (s->closed) {
+        n = MHD_CONTENT_READER_END_OF_STREAM;
+    } else {
+        /* Nothing to send: park the connection until a writer resumes it. Suspending under
+         * s->mu orders it before that writer's resume, which needs s->mu to see waiting. */
+        s->waiting = true;
+        MHD_suspend_connection(s->conn);
+        n = 0;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+static void stream_free(void *cls)
+{
+    stream_t *s = cls;
+    gs_sse_t *hub = s->hub;
+
+    pthread_mutex_lock(&hub->mu);
+    if (s->prev != NULL)
+        s->prev->next = s->next;
+    else
+        hub->head = s->next;
+    if (s->next != NULL)
+        s->next->prev = s->prev;
+    hub->count--;
+    atomic_store_explicit(&hub->nstreams, hub->count, memory_order_relaxed);
+    pthread_mutex_unlock(&hub->mu);
+    pthread_mutex_destroy(&s->mu);
+    free(s->buf);
+    free(s);
+}
+
+enum MHD_Result gs__handle_events(gs_request_t *req)
+{
+    gs_gateway_t *gw = req->gw;
+    gs_sse_t *hub = gw->sse;
+    struct MHD_Response *resp;
+    json_t *servers;
+    stream_t *s;
+    char *text;
+    size_t len;
+
+    s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return gs__respond_runtime_error(req, GS_ENOMEM, NULL);
+    s->hub = hub;
+    s->conn = req->conn;
+    pthread_mutex_init(&s->mu, NULL);
+
+    /* The first event is a snapshot, so a page needs no separate GET /servers (and cannot
+     * miss an event between the two). */
+    if (!gs__runtime_enter(gw)) {
+        pthread_mutex_destroy(&s->mu);
+        free(s);
+        return gs__respond_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting_down", "%s",
+                                 gs_strerror(GS_ESHUTDOWN));
+    }
+    servers = gs_servers_json(gw->rt);
+    gs__runtime_leave(gw);
+    stream_append(s, "retry: 2000\n\n", 13);
+    text = format_event(
+        json_pack("{s:s,s:O?}", "type", "snapshot", "servers", json_object_get(servers, "servers")),
+        &len);
+    json_decref(servers);
+    if (text != NULL) {
+        stream_append(s, text, len);
+        free(text);
+    }
+
+    pthread_mutex_lock(&hub->mu);
+    if (hub->shut || hub->count >= gw->opts.max_subscribers) {
+        bool shut = hub->shut;
+
+        pthread_mutex_unlock(&hub->mu);
+        pthread_mutex_destroy(&s->mu);
+        free(s->buf);
+        free(s);
+        if (shut)
+            return gs__respond_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting_down", "%s",
+                                     gs_strerror(GS_ESHUTDOWN));
+        return gs__respond_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "overloaded",
+                                 "%u event streams are open already; retry later",
+                                 gw->opts.max_subscribers);
+    }
+    s->next = hub->head;
+    if (hub->head != NULL)
+        hub->head->prev = s;
+    hub->head = s;
+    hub->count++;
+    atomic_store_explicit(&hub->nstreams, hub->count, memory_order_relaxed);
+    pthread_mutex_unlock(&hub->mu);
+
+    resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, s, stream_free);
+    if (resp == NULL) {
+        stream_free(s);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+    return gs__respond(req, MHD_HTTP_OK, resp);
+}
