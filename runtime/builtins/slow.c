@@ -20,8 +20,6 @@
  * ["wake", n] sent over HTTP can at worst wake one of our own sleepers early, never answer a
  * call that belongs to another server.
  */
-#include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
 
 #include "builtins.h"
@@ -30,11 +28,103 @@
 #define SLOW_DEFAULT_MS 1000
 #define SLOW_MAX_MS     3600000 /* one hour: anything longer is surely a mistake */
 
+/*
+ * The sleepers: a hash table from our sleeper number to the caller's whole gs_from_t (a
+ * from is an opaque value; only the runtime knows what is inside). Open addressing with
+ * linear probing and backward-shift deletion, so that thousands of sleepers cost O(1) each
+ * and a long-lived server never fills up with tombstones. seq 0 marks an empty slot.
+ */
+typedef struct sleeper_s {
+    uint64_t seq;
+    gs_from_t from;
+} sleeper_t;
+
 typedef struct slow_s {
-    json_t *sleepers; /* owned object: our sequence number (decimal) -> the caller's from id */
+    sleeper_t *slots; /* capacity is a power of two, at most half full */
+    size_t cap;
+    unsigned shift; /* 64 - log2(cap): slot_of keeps the product's top bits */
+    size_t len;
     uint64_t next_seq;
     json_int_t served;
 } slow_t;
+
+static size_t slot_of(const slow_t *s, uint64_t seq)
+{
+    /*
+     * Fibonacci hashing: the top bits of seq times 2^64 / phi spread even consecutive
+     * sleeper numbers evenly over the table.
+     */
+    return (size_t)((seq * UINT64_C(0x9E3779B97F4A7C15)) >> s->shift);
+}
+
+static bool sleepers_grow(slow_t *s)
+{
+    size_t cap = s->cap != 0 ? s->cap * 2 : 16;
+    /* The number of sleepers comes from outside, so growth fails softly. */
+    sleeper_t *slots = calloc(cap, sizeof(*slots));
+    if (slots == NULL)
+        return false;
+    sleeper_t *old = s->slots;
+    size_t old_cap = s->cap;
+    s->slots = slots;
+    s->cap = cap;
+    s->shift = 64;
+    for (size_t c = cap; c > 1; c >>= 1)
+        s->shift--;
+    for (size_t i = 0; i < old_cap; i++) {
+        if (old[i].seq == 0)
+            continue;
+        size_t j = slot_of(s, old[i].seq);
+        while (s->slots[j].seq != 0)
+            j = (j + 1) & (cap - 1);
+        s->slots[j] = old[i];
+    }
+    free(old);
+    return true;
+}
+
+static bool sleepers_put(slow_t *s, uint64_t seq, gs_from_t from)
+{
+    if ((s->len + 1) * 2 > s->cap && !sleepers_grow(s))
+        return false;
+    size_t i = slot_of(s, seq);
+    while (s->slots[i].seq != 0)
+        i = (i + 1) & (s->cap - 1);
+    s->slots[i] = (sleeper_t){.seq = seq, .from = from};
+    s->len++;
+    return true;
+}
+
+/* Remove sleeper seq into *from. Returns false when there is no such sleeper. */
+static bool sleepers_take(slow_t *s, uint64_t seq, gs_from_t *from)
+{
+    if (s->cap == 0 || seq == 0)
+        return false;
+    size_t mask = s->cap - 1;
+    size_t i = slot_of(s, seq);
+    while (s->slots[i].seq != seq) {
+        if (s->slots[i].seq == 0)
+            return false;
+        i = (i + 1) & mask;
+    }
+    *from = s->slots[i].from;
+    /*
+     * Backward-shift deletion: pull later entries of the probe run into the hole whenever
+     * their home slot does not lie (cyclically) between the hole and where they are.
+     */
+    size_t hole = i;
+    for (size_t j = (i + 1) & mask; s->slots[j].seq != 0; j = (j + 1) & mask) {
+        size_t home = slot_of(s, s->slots[j].seq);
+        bool stays = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
+        if (!stays) {
+            s->slots[hole] = s->slots[j];
+            hole = j;
+        }
+    }
+    s->slots[hole].seq = 0;
+    s->len--;
+    return true;
+}
 
 static int slow_init(gs_server_t *self, json_t *args, void **state, json_t **reason)
 {
@@ -43,14 +133,12 @@ static int slow_init(gs_server_t *self, json_t *args, void **state, json_t **rea
 
     if (gs__builtin_check_args(args, allowed, reason) < 0)
         return -1;
-    slow_t *s = malloc(sizeof(*s));
-    if (s == NULL || (s->sleepers = json_object()) == NULL) {
-        free(s);
+    slow_t *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
         *reason = json_string(gs_err_name(GS_ENOMEM));
         return -1;
     }
     s->next_seq = 1;
-    s->served = 0;
     *state = s;
     return 0;
 }
@@ -59,7 +147,7 @@ static gs_result_t slow_handle_call(gs_server_t *self, void *state, json_t *msg,
 {
     slow_t *s = state;
     json_int_t ms = SLOW_DEFAULT_MS;
-    char key[24];
+    gs_from_t unused;
 
     if (!gs__builtin_is_atom(msg, "sleep")) {
         if (!gs__builtin_is_tuple(msg, "sleep", 2))
@@ -68,15 +156,14 @@ static gs_result_t slow_handle_call(gs_server_t *self, void *state, json_t *msg,
             return gs__builtin_bad_argument();
     }
 
+    /* Sleeper numbers stay below 2^63, so they always fit in a JSON integer. */
     uint64_t seq = s->next_seq++;
-    snprintf(key, sizeof(key), "%" PRIu64, seq);
-    /* The id is stored bit for bit in a json_int_t; it is only ever converted back. */
-    if (json_object_set_new(s->sleepers, key, json_integer((json_int_t)from.id)) < 0)
+    if (!sleepers_put(s, seq, from))
         return GS_REPLY(gs__builtin_error(gs_err_name(GS_ENOMEM)));
     int rc =
         gs_send_after_server(self, json_pack("[sI]", "wake", (json_int_t)seq), (uint64_t)ms, NULL);
     if (rc < 0) {
-        json_object_del(s->sleepers, key);
+        sleepers_take(s, seq, &unused);
         return GS_REPLY(gs__builtin_error(gs_err_name(rc)));
     }
     /* No reply now: the caller keeps waiting until its timer fires. */
@@ -87,18 +174,13 @@ static gs_result_t slow_handle_info(gs_server_t *self, void *state, json_t *msg)
 {
     slow_t *s = state;
     json_int_t seq;
-    char key[24];
+    gs_from_t from;
     (void)self;
 
     if (!gs__builtin_is_tuple(msg, "wake", 2) ||
-        !gs__builtin_int_in(json_array_get(msg, 1), 1, GS__JSON_INT_MAX, &seq))
+        !gs__builtin_int_in(json_array_get(msg, 1), 1, GS__JSON_INT_MAX, &seq) ||
+        !sleepers_take(s, (uint64_t)seq, &from))
         return GS_NOREPLY;
-    snprintf(key, sizeof(key), "%" JSON_INTEGER_FORMAT, seq);
-    json_t *id = json_object_get(s->sleepers, key);
-    if (id == NULL)
-        return GS_NOREPLY;
-    gs_from_t from = {.id = (uint64_t)json_integer_value(id)};
-    json_object_del(s->sleepers, key);
     /*
      * GS_ENOCALL means the caller gave up (its call timed out) while asleep; the runtime
      * counts the late reply, and the sleeper is served all the same.
@@ -114,7 +196,7 @@ static void slow_terminate(gs_server_t *self, json_t *reason, void *state)
     (void)self;
     (void)reason;
     /* Callers still asleep are failed by the runtime, which holds their calls. */
-    json_decref(s->sleepers);
+    free(s->slots);
     free(s);
 }
 
@@ -122,8 +204,7 @@ static json_t *slow_format_state(gs_server_t *self, void *state)
 {
     const slow_t *s = state;
     (void)self;
-    return json_pack("{sIsI}", "pending", (json_int_t)json_object_size(s->sleepers), "served",
-                     s->served);
+    return json_pack("{sIsI}", "pending", (json_int_t)s->len, "served", s->served);
 }
 
 static const gs_message_doc_t slow_messages[] = {
