@@ -15,7 +15,8 @@
  *   GenServer.reply/2           gs_reply()               :sys.get_state/1  gs_get_state()
  *   :gen_server.send_request/2  gs_send_request()
  *   {:reply, r, s}              GS_REPLY(r)              {:noreply, s}     GS_NOREPLY
- *   {:stop, reason, s}          GS_STOP(reason)          {:stop, reason, r, s} GS_STOP_REPLY(reason, r)
+ *   {:stop, reason, s}          GS_STOP(reason)          {:stop, reason, r, s}
+ * GS_STOP_REPLY(reason, r)
  *
  * Messages, replies, reasons and states are jansson values (json_t). Every prototype below says
  * for each json_t whether it is
@@ -55,23 +56,23 @@ extern "C" {
  * XX(symbol, value, code, message): one row per error. `code` is the stable machine-readable
  * name (the HTTP gateway puts it in {"error": code}); `message` is for a human.
  */
-#define GS_ERRNO_MAP(XX)                                                                      \
-    XX(EINVAL, -1, "bad_argument", "an argument is invalid")                                 \
-    XX(ENOMEM, -2, "out_of_memory", "out of memory")                                         \
-    XX(EALREADY, -3, "already_started", "a server with this name is already started")        \
-    XX(ENOSERVER, -4, "no_such_server", "no server is running under this name")              \
-    XX(ENOBEHAVIOUR, -5, "no_such_behaviour", "no behaviour is registered under this name")  \
-    XX(ETIMEOUT, -6, "timeout", "the call timed out before the server replied")              \
-    XX(ECRASHED, -7, "server_crashed", "the server crashed before it replied")               \
-    XX(ESTOPPED, -8, "server_stopped", "the server was stopped before it replied")           \
-    XX(EOVERLOADED, -9, "overloaded", "the server's mailbox is full")                        \
-    XX(ECALLINGSELF, -10, "calling_self", "a server cannot call itself")                     \
-    XX(EWOULDBLOCK, -11, "would_block",                                                      \
-       "a blocking call on a runtime thread would block it; use gs_send_request")            \
-    XX(ENOTIMER, -12, "no_such_timer", "the timer has fired or was cancelled")               \
-    XX(ENOCALL, -13, "no_such_call", "the call was already answered, timed out or failed")   \
-    XX(EINIT, -14, "init_failed", "the server's init callback failed")                       \
-    XX(ESHUTDOWN, -15, "shutting_down", "the runtime is shutting down")                      \
+#define GS_ERRNO_MAP(XX)                                                                           \
+    XX(EINVAL, -1, "bad_argument", "an argument is invalid")                                       \
+    XX(ENOMEM, -2, "out_of_memory", "out of memory")                                               \
+    XX(EALREADY, -3, "already_started", "a server with this name is already started")              \
+    XX(ENOSERVER, -4, "no_such_server", "no server is running under this name")                    \
+    XX(ENOBEHAVIOUR, -5, "no_such_behaviour", "no behaviour is registered under this name")        \
+    XX(ETIMEOUT, -6, "timeout", "the call timed out before the server replied")                    \
+    XX(ECRASHED, -7, "server_crashed", "the server crashed before it replied")                     \
+    XX(ESTOPPED, -8, "server_stopped", "the server was stopped before it replied")                 \
+    XX(EOVERLOADED, -9, "overloaded", "the server's mailbox is full")                              \
+    XX(ECALLINGSELF, -10, "calling_self", "a server cannot call itself")                           \
+    XX(EWOULDBLOCK, -11, "would_block",                                                            \
+       "a blocking call on a runtime thread would block it; use gs_send_request")                  \
+    XX(ENOTIMER, -12, "no_such_timer", "the timer has fired or was cancelled")                     \
+    XX(ENOCALL, -13, "no_such_call", "the call was already answered, timed out or failed")         \
+    XX(EINIT, -14, "init_failed", "the server's init callback failed")                             \
+    XX(ESHUTDOWN, -15, "shutting_down", "the runtime is shutting down")                            \
     XX(EEXIST, -16, "already_registered", "a behaviour with this name is already registered")
 
 typedef enum gs_errno_e {
@@ -103,7 +104,8 @@ typedef struct gs_server_s gs_server_t;
  * exactly once, and a second reply (or one after the call timed out) is refused safely.
  */
 typedef struct gs_from_s {
-    uint64_t id;
+    gs_runtime_t *rt; /* the runtime the call belongs to */
+    uint64_t id;      /* unique per call */
 } gs_from_t;
 
 /** A timer reference returned by gs_send_after(); never 0. */
@@ -121,7 +123,7 @@ typedef uint64_t gs_timer_ref_t;
 typedef enum gs_action_e {
     GS_ACTION_REPLY = 1, /* {:reply, reply, state} */
     GS_ACTION_NOREPLY,   /* {:noreply, state} */
-    GS_ACTION_STOP,      /* {:stop, reason, state} or, with a reply, {:stop, reason, reply, state} */
+    GS_ACTION_STOP, /* {:stop, reason, state} or, with a reply, {:stop, reason, reply, state} */
 } gs_action_t;
 
 /**
@@ -162,9 +164,9 @@ typedef struct gs_message_doc_s {
  * pointer to every callback; a callback changes the state by changing what it points to.
  */
 typedef struct gs_behaviour_s {
-    const char *name;        /* unique, e.g. "counter" */
-    const char *description; /* one sentence for humans */
-    const char *args_doc;    /* example init args as JSON text, or NULL */
+    const char *name;                 /* unique, e.g. "counter" */
+    const char *description;          /* one sentence for humans */
+    const char *args_doc;             /* example init args as JSON text, or NULL */
     const gs_message_doc_t *messages; /* terminated by an entry with kind == NULL; may be NULL */
 
     /**
@@ -198,7 +200,7 @@ typedef struct gs_behaviour_s {
  * GS_PLUGIN_SYMBOL) listing its behaviours, written against this header only.
  */
 #define GS_PLUGIN_ABI_VERSION 1u
-#define GS_PLUGIN_SYMBOL "gs_plugin"
+#define GS_PLUGIN_SYMBOL      "gs_plugin"
 typedef struct gs_plugin_s {
     unsigned abi_version; /* GS_PLUGIN_ABI_VERSION */
     const gs_behaviour_t *const *behaviours;
@@ -210,13 +212,13 @@ typedef struct gs_plugin_s {
 /* ---------------------------------------------------------------------------------------- */
 
 typedef struct gs_runtime_options_s {
-    unsigned schedulers;   /* scheduler threads; 0: one per core */
-    size_t mailbox_limit;  /* default per-server mailbox bound; 0: GS_DEFAULT_MAILBOX_LIMIT */
-    unsigned batch;        /* messages a server handles per turn; 0: GS_DEFAULT_BATCH */
+    unsigned schedulers;  /* scheduler threads; 0: one per core */
+    size_t mailbox_limit; /* default per-server mailbox bound; 0: GS_DEFAULT_MAILBOX_LIMIT */
+    unsigned batch;       /* messages a server handles per turn; 0: GS_DEFAULT_BATCH */
 } gs_runtime_options_t;
 
 #define GS_DEFAULT_MAILBOX_LIMIT 100000
-#define GS_DEFAULT_BATCH 64
+#define GS_DEFAULT_BATCH         64
 
 /** Fill opts with the defaults. */
 void gs_runtime_options_init(gs_runtime_options_t *opts);
@@ -242,13 +244,13 @@ unsigned gs_runtime_schedulers(const gs_runtime_t *rt);
 
 /** Runtime-wide counters (monotonic since creation). */
 typedef struct gs_runtime_stats_s {
-    uint64_t servers;           /* servers currently registered (running, restarting or down) */
-    uint64_t messages_handled;  /* by all servers */
-    uint64_t late_replies;      /* replies dropped because the call had already completed */
-    uint64_t dropped_messages;  /* messages to a server that died before handling them */
-    uint64_t dropped_timers;    /* timers whose target was gone when they fired */
-    uint64_t pending_timers;    /* send_after timers not yet fired or cancelled */
-    uint64_t held_calls;        /* calls some server keeps for a deferred reply */
+    uint64_t servers;          /* servers currently registered (running, restarting or down) */
+    uint64_t messages_handled; /* by all servers */
+    uint64_t late_replies;     /* replies dropped because the call had already completed */
+    uint64_t dropped_messages; /* messages to a server that died before handling them */
+    uint64_t dropped_timers;   /* timers whose target was gone when they fired */
+    uint64_t pending_timers;   /* send_after timers not yet fired or cancelled */
+    uint64_t held_calls;       /* calls some server keeps for a deferred reply */
 } gs_runtime_stats_t;
 void gs_runtime_stats(gs_runtime_t *rt, gs_runtime_stats_t *out);
 
@@ -378,11 +380,10 @@ typedef void (*gs_reply_cb)(int status, json_t *result, void *arg);
  *         GS_ENOSERVER, GS_EOVERLOADED, GS_ECALLINGSELF (from the server's own callback),
  *         GS_ESHUTDOWN, GS_EINVAL.
  */
-int gs_call_async(gs_runtime_t *rt, const char *name, json_t *msg, int timeout_ms,
-                  gs_reply_cb cb, void *arg);
+int gs_call_async(gs_runtime_t *rt, const char *name, json_t *msg, int timeout_ms, gs_reply_cb cb,
+                  void *arg);
 /** gs_call_async to a handle (borrowed). */
-int gs_call_server_async(gs_server_t *to, json_t *msg, int timeout_ms, gs_reply_cb cb,
-                         void *arg);
+int gs_call_server_async(gs_server_t *to, json_t *msg, int timeout_ms, gs_reply_cb cb, void *arg);
 
 /**
  * Blocking call for threads outside the runtime (an embedding program, a test).
@@ -402,8 +403,7 @@ int gs_call(gs_runtime_t *rt, const char *name, json_t *msg, int timeout_ms, jso
  * @param self borrowed: the calling server (usually the callback's self).
  * @return 0 or an up-front error as gs_call_async (then no message will arrive).
  */
-int gs_send_request(gs_server_t *self, const char *name, json_t *msg, int timeout_ms,
-                    json_t *tag);
+int gs_send_request(gs_server_t *self, const char *name, json_t *msg, int timeout_ms, json_t *tag);
 
 /**
  * Complete a call that handle_call kept (GenServer.reply/2) with reply (taken). Any thread.
@@ -468,11 +468,11 @@ int gs_get_state(gs_runtime_t *rt, const char *name, int timeout_ms, json_t **st
 
 /** Runtime events, for dashboards (GET /events) without polling every server. */
 typedef enum gs_event_type_e {
-    GS_EVENT_STARTED = 1, /* a server was started (not a restart) */
-    GS_EVENT_STOPPED,     /* a server stopped normally or was stopped; its name is free */
-    GS_EVENT_CRASHED,     /* a server crashed (reason set); RESTARTED or DOWN follows */
-    GS_EVENT_RESTARTED,   /* the supervisor restarted it */
-    GS_EVENT_DOWN,        /* it will not be restarted (temporary, or past its intensity) */
+    GS_EVENT_STARTED = 1,   /* a server was started (not a restart) */
+    GS_EVENT_STOPPED,       /* a server stopped normally or was stopped; its name is free */
+    GS_EVENT_CRASHED,       /* a server crashed (reason set); RESTARTED or DOWN follows */
+    GS_EVENT_RESTARTED,     /* the supervisor restarted it */
+    GS_EVENT_DOWN,          /* it will not be restarted (temporary, or past its intensity) */
     GS_EVENT_STATE_CHANGED, /* it handled one or more messages in a turn */
 } gs_event_type_t;
 

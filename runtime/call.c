@@ -1,0 +1,453 @@
+/*
+ * call.c: the one completion primitive behind every call, whoever waits for it: an HTTP
+ * request (gs_call_async), a server (gs_send_request), a blocking thread (gs_call).
+ *
+ * API (the life of a call):
+ *   gs__call_create       refs = 1, owned by the mailbox message.
+ *   gs__call_arm_timeout  +1 ref for the timer thread.
+ *   dispatch_call         +1 ref for the held-call table while handle_call runs and for as
+ *                         long as it keeps `from`.
+ *   gs__call_complete     exactly once: an atomic exchange of `done` decides between the
+ *                         reply, the timeout and the failure; the loser's value is dropped
+ *                         (and counted as a late reply when it was one).
+ *   gs_reply              finds the call by its id in the held-call table, so a stale or
+ *                         repeated `from` is refused safely instead of touching freed memory.
+ * The held-call table is sharded by call id; crashes and stops scan it for the calls their
+ * server still held (rare events; the common path is one insert and one remove per call).
+ */
+#include "runtime_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+gs__call_t *gs__call_create(gs_runtime_t *rt, uint8_t kind, json_t *payload, gs_reply_cb cb,
+                            void *arg)
+{
+    gs__call_t *c = malloc(sizeof(*c));
+    if (c == NULL)
+        abort(); /* a fixed-size internal record: out of memory here is not recoverable */
+    memset(c, 0, sizeof(*c));
+    c->msg.kind = kind;
+    c->msg.payload = payload;
+    atomic_init(&c->refs, 1);
+    atomic_init(&c->done, 0);
+    /* relaxed: only uniqueness matters */
+    c->id = atomic_fetch_add_explicit(&rt->next_call_id, 1, memory_order_relaxed);
+    c->cb = cb;
+    c->arg = arg;
+    c->tnode.kind = GS__TNODE_CALL;
+    c->tnode.heap_idx = -1;
+    c->timeout_status = GS_ETIMEOUT;
+    return c;
+}
+
+void gs__call_ref(gs__call_t *c)
+{
+    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed); /* a holder exists already */
+}
+
+void gs__call_unref(gs__call_t *c)
+{
+    /* acq_rel: the freeing thread sees every write made by the other holders */
+    if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    json_decref(c->msg.payload);
+    free(c);
+}
+
+bool gs__call_complete(gs_runtime_t *rt, gs__call_t *c, int status, json_t *result, bool from_timer)
+{
+    /* acq_rel: the winner's callback sees everything the call's creator wrote; the loser
+     * sees that the call is finished */
+    if (atomic_exchange_explicit(&c->done, 1, memory_order_acq_rel) != 0) {
+        if (status == 0 && c->msg.kind == GS__MSG_CALL)
+            atomic_fetch_add_explicit(&rt->late_replies, 1, memory_order_relaxed); /* counter */
+        json_decref(result);
+        return false;
+    }
+    if (c->timeout_armed && !from_timer)
+        gs__timers_post(rt, &c->tnode, GS__TCMD_CANCEL);
+    c->cb(status, result, c->arg);
+    return true;
+}
+
+void gs__call_arm_timeout(gs_runtime_t *rt, gs__call_t *c, int64_t timeout_ms)
+{
+    gs__call_ref(c); /* the timer thread's */
+    c->timeout_armed = true;
+    c->tnode.due_ns = gs__now_ns() + (uint64_t)timeout_ms * 1000000u;
+    gs__timers_post(rt, &c->tnode, GS__TCMD_ADD);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* The held-call table                                                                        */
+/* ---------------------------------------------------------------------------------------- */
+
+static gs__held_shard_t *held_shard(gs_runtime_t *rt, uint64_t id)
+{
+    return &rt->held[id % GS__HELD_SHARDS];
+}
+
+static size_t held_bucket(const gs__held_shard_t *sh, uint64_t id)
+{
+    return (size_t)(id / GS__HELD_SHARDS) & (sh->nbuckets - 1);
+}
+
+void gs__held_init(gs_runtime_t *rt)
+{
+    for (int i = 0; i < GS__HELD_SHARDS; i++) {
+        gs__held_shard_t *sh = &rt->held[i];
+        uv_mutex_init(&sh->lock);
+        sh->nbuckets = 16;
+        sh->buckets = calloc(sh->nbuckets, sizeof(*sh->buckets));
+        if (sh->buckets == NULL)
+            abort();
+        sh->count = 0;
+    }
+}
+
+void gs__held_close(gs_runtime_t *rt)
+{
+    /* Every server is dead by now, and each failed its held calls: the table is empty. */
+    for (int i = 0; i < GS__HELD_SHARDS; i++) {
+        free(rt->held[i].buckets);
+        uv_mutex_destroy(&rt->held[i].lock);
+    }
+}
+
+static void held_grow(gs__held_shard_t *sh)
+{
+    size_t n = sh->nbuckets * 2;
+    gs__call_t **nb = calloc(n, sizeof(*nb));
+    if (nb == NULL)
+        return; /* longer chains, still correct */
+    for (size_t b = 0; b < sh->nbuckets; b++) {
+        gs__call_t *c = sh->buckets[b];
+        while (c != NULL) {
+            gs__call_t *next = c->hnext;
+            size_t i = (size_t)(c->id / GS__HELD_SHARDS) & (n - 1);
+            c->hnext = nb[i];
+            nb[i] = c;
+            c = next;
+        }
+    }
+    free(sh->buckets);
+    sh->buckets = nb;
+    sh->nbuckets = n;
+}
+
+void gs__held_insert(gs_runtime_t *rt, gs__call_t *c, gs_server_t *holder)
+{
+    gs__call_ref(c);
+    c->holder = gs_server_ref(holder);
+    atomic_fetch_add_explicit(&holder->held, 1, memory_order_relaxed);   /* counter */
+    atomic_fetch_add_explicit(&rt->held_calls, 1, memory_order_relaxed); /* counter */
+    gs__held_shard_t *sh = held_shard(rt, c->id);
+    uv_mutex_lock(&sh->lock);
+    if (sh->count >= sh->nbuckets * 2)
+        held_grow(sh);
+    size_t b = held_bucket(sh, c->id);
+    c->hnext = sh->buckets[b];
+    sh->buckets[b] = c;
+    sh->count++;
+    uv_mutex_unlock(&sh->lock);
+}
+
+/* After unlinking: give back what the table held. */
+static void held_release(gs_runtime_t *rt, gs__call_t *c)
+{
+    gs_server_t *holder = c->holder;
+    c->holder = NULL;
+    atomic_fetch_sub_explicit(&holder->held, 1, memory_order_relaxed);   /* counter */
+    atomic_fetch_sub_explicit(&rt->held_calls, 1, memory_order_relaxed); /* counter */
+    gs_server_unref(holder);
+    gs__call_unref(c);
+}
+
+/* Unlink the call with this id; returns it with the table's reference, or NULL. */
+static gs__call_t *held_take(gs_runtime_t *rt, uint64_t id)
+{
+    gs__held_shard_t *sh = held_shard(rt, id);
+    gs__call_t *found = NULL;
+    uv_mutex_lock(&sh->lock);
+    for (gs__call_t **p = &sh->buckets[held_bucket(sh, id)]; *p != NULL; p = &(*p)->hnext) {
+        if ((*p)->id == id) {
+            found = *p;
+            *p = found->hnext;
+            found->hnext = NULL;
+            sh->count--;
+            break;
+        }
+    }
+    uv_mutex_unlock(&sh->lock);
+    return found;
+}
+
+void gs__held_remove(gs_runtime_t *rt, gs__call_t *c)
+{
+    gs__call_t *found = held_take(rt, c->id);
+    if (found != NULL)
+        held_release(rt, found);
+}
+
+void gs__held_fail_server(gs_runtime_t *rt, gs_server_t *s, int status, json_t *reason)
+{
+    /* relaxed: s's own thread is the only one that inserts calls held by s */
+    if (atomic_load_explicit(&s->held, memory_order_relaxed) == 0)
+        return;
+    gs__call_t *failed = NULL;
+    for (int i = 0; i < GS__HELD_SHARDS; i++) {
+        gs__held_shard_t *sh = &rt->held[i];
+        uv_mutex_lock(&sh->lock);
+        for (size_t b = 0; b < sh->nbuckets; b++) {
+            gs__call_t **p = &sh->buckets[b];
+            while (*p != NULL) {
+                gs__call_t *c = *p;
+                if (c->holder == s) {
+                    *p = c->hnext;
+                    sh->count--;
+                    c->hnext = failed;
+                    failed = c;
+                } else {
+                    p = &c->hnext;
+                }
+            }
+        }
+        uv_mutex_unlock(&sh->lock);
+    }
+    /* Callbacks run outside every lock. */
+    while (failed != NULL) {
+        gs__call_t *c = failed;
+        failed = c->hnext;
+        c->hnext = NULL;
+        gs__call_complete(rt, c, status, reason != NULL ? json_incref(reason) : NULL, false);
+        held_release(rt, c);
+    }
+}
+
+int gs_reply(gs_from_t from, json_t *reply)
+{
+    if (from.rt == NULL || reply == NULL) {
+        json_decref(reply);
+        return GS_EINVAL;
+    }
+    gs__call_t *c = held_take(from.rt, from.id);
+    if (c == NULL) {
+        atomic_fetch_add_explicit(&from.rt->late_replies, 1, memory_order_relaxed); /* counter */
+        json_decref(reply);
+        return GS_ENOCALL;
+    }
+    bool ok = gs__call_complete(from.rt, c, 0, reply, false);
+    held_release(from.rt, c);
+    return ok ? 0 : GS_ENOCALL;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Calls                                                                                      */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Queue a call-like request (a call or a state request) to s. msg taken. */
+static int call_server(gs_server_t *s, uint8_t kind, json_t *msg, int timeout_ms, bool force,
+                       gs_reply_cb cb, void *arg)
+{
+    gs_runtime_t *rt = s->rt;
+    if (atomic_load_explicit(&rt->shutting_down, memory_order_relaxed)) { /* advisory */
+        json_decref(msg);
+        return GS_ESHUTDOWN;
+    }
+    if (kind == GS__MSG_CALL && gs__tls.current != NULL && gs__tls.current->child == s->child) {
+        json_decref(msg);
+        return GS_ECALLINGSELF;
+    }
+    int rc = gs__server_reserve(s, force);
+    if (rc != 0) {
+        json_decref(msg);
+        return rc;
+    }
+    gs__call_t *c = gs__call_create(rt, kind, msg, cb, arg);
+    if (timeout_ms >= 0)
+        gs__call_arm_timeout(rt, c, timeout_ms);
+    gs__server_push_reserved(s, &c->msg);
+    return 0;
+}
+
+int gs_call_server_async(gs_server_t *to, json_t *msg, int timeout_ms, gs_reply_cb cb, void *arg)
+{
+    if (to == NULL || msg == NULL || cb == NULL || timeout_ms < GS_INFINITY) {
+        json_decref(msg);
+        return GS_EINVAL;
+    }
+    return call_server(to, GS__MSG_CALL, msg, timeout_ms, false, cb, arg);
+}
+
+int gs_call_async(gs_runtime_t *rt, const char *name, json_t *msg, int timeout_ms, gs_reply_cb cb,
+                  void *arg)
+{
+    if (rt == NULL || name == NULL || msg == NULL || cb == NULL || timeout_ms < GS_INFINITY) {
+        json_decref(msg);
+        return GS_EINVAL;
+    }
+    gs_server_t *s = gs__registry_whereis(rt, name);
+    if (s == NULL) {
+        json_decref(msg);
+        return GS_ENOSERVER;
+    }
+    int rc = call_server(s, GS__MSG_CALL, msg, timeout_ms, false, cb, arg);
+    gs_server_unref(s);
+    return rc;
+}
+
+/* A blocking wait on a stack record: safe because a call always completes (its timeout is
+ * armed), and the callback's last touch is the unlock that the waiter needs to return. */
+typedef struct waiter_s {
+    uv_mutex_t lock;
+    uv_cond_t cond;
+    bool done;
+    int status;
+    json_t *result;
+} waiter_t;
+
+static void waiter_cb(int status, json_t *result, void *arg)
+{
+    waiter_t *w = arg;
+    uv_mutex_lock(&w->lock);
+    w->done = true;
+    w->status = status;
+    w->result = result;
+    uv_cond_signal(&w->cond);
+    uv_mutex_unlock(&w->lock);
+}
+
+typedef int (*start_fn)(gs_runtime_t *rt, const char *name, json_t *msg, int timeout_ms,
+                        gs_reply_cb cb, void *arg);
+
+static int blocking(start_fn start, gs_runtime_t *rt, const char *name, json_t *msg, int timeout_ms,
+                    json_t **result)
+{
+    waiter_t w = {.done = false};
+    uv_mutex_init(&w.lock);
+    uv_cond_init(&w.cond);
+    int rc = start(rt, name, msg, timeout_ms, waiter_cb, &w);
+    if (rc == 0) {
+        uv_mutex_lock(&w.lock);
+        while (!w.done)
+            uv_cond_wait(&w.cond, &w.lock);
+        uv_mutex_unlock(&w.lock);
+        rc = w.status;
+        if (result != NULL)
+            *result = w.result;
+        else
+            json_decref(w.result);
+    }
+    uv_cond_destroy(&w.cond);
+    uv_mutex_destroy(&w.lock);
+    return rc;
+}
+
+/* Refuse blocking calls from runtime threads before anything is sent. */
+static int check_may_block(gs_runtime_t *rt, const char *name, json_t *msg)
+{
+    if (gs__tls.current == NULL && !gs__tls.runtime_thread)
+        return 0;
+    int rc = gs__tls.runtime_thread ? GS_EWOULDBLOCK : 0;
+    gs_server_t *s = rt != NULL && name != NULL ? gs__registry_whereis(rt, name) : NULL;
+    if (s != NULL && gs__tls.current != NULL && s->child == gs__tls.current->child)
+        rc = GS_ECALLINGSELF;
+    else if (s == NULL && rc != 0)
+        rc = GS_ENOSERVER;
+    gs_server_unref(s);
+    if (rc != 0)
+        json_decref(msg);
+    return rc;
+}
+
+int gs_call(gs_runtime_t *rt, const char *name, json_t *msg, int timeout_ms, json_t **result)
+{
+    if (result != NULL)
+        *result = NULL;
+    int rc = check_may_block(rt, name, msg);
+    if (rc != 0)
+        return rc;
+    return blocking(gs_call_async, rt, name, msg, timeout_ms, result);
+}
+
+int gs_get_state_async(gs_runtime_t *rt, const char *name, int timeout_ms, gs_reply_cb cb,
+                       void *arg)
+{
+    if (rt == NULL || name == NULL || cb == NULL || timeout_ms < GS_INFINITY)
+        return GS_EINVAL;
+    gs_server_t *s = gs__registry_whereis(rt, name);
+    if (s == NULL)
+        return GS_ENOSERVER;
+    int rc = call_server(s, GS__MSG_GET_STATE, NULL, timeout_ms, true, cb, arg);
+    gs_server_unref(s);
+    return rc;
+}
+
+static int get_state_start(gs_runtime_t *rt, const char *name, json_t *msg, int timeout_ms,
+                           gs_reply_cb cb, void *arg)
+{
+    (void)msg;
+    return gs_get_state_async(rt, name, timeout_ms, cb, arg);
+}
+
+int gs_get_state(gs_runtime_t *rt, const char *name, int timeout_ms, json_t **state)
+{
+    if (state != NULL)
+        *state = NULL;
+    if (gs__tls.runtime_thread)
+        return GS_EWOULDBLOCK;
+    return blocking(get_state_start, rt, name, NULL, timeout_ms, state);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Requests from servers: the answer comes back as a message                                  */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct request_s {
+    gs_server_t *self; /* referenced */
+    json_t *tag;       /* owned */
+} request_t;
+
+static void request_done(int status, json_t *result, void *arg)
+{
+    request_t *req = arg;
+    json_t *m;
+    if (status == 0)
+        m = json_pack("[s, O, o]", "gs_reply", req->tag, result != NULL ? result : json_null());
+    else
+        m = json_pack("[s, O, s, o]", "gs_error", req->tag, gs_err_name(status),
+                      result != NULL ? result : json_null());
+    /* Forced past the mailbox limit: dropping it would leave the requester waiting forever.
+     * If the requester is gone, the answer goes with it. */
+    if (m == NULL || gs__server_send(req->self, GS__MSG_INFO, m, true) != 0)
+        atomic_fetch_add_explicit(&req->self->rt->dropped_messages, 1,
+                                  memory_order_relaxed); /* counter */
+    gs_server_unref(req->self);
+    json_decref(req->tag);
+    free(req);
+}
+
+int gs_send_request(gs_server_t *self, const char *name, json_t *msg, int timeout_ms, json_t *tag)
+{
+    if (self == NULL || tag == NULL) {
+        json_decref(msg);
+        json_decref(tag);
+        return GS_EINVAL;
+    }
+    request_t *req = malloc(sizeof(*req));
+    if (req == NULL) {
+        json_decref(msg);
+        json_decref(tag);
+        return GS_ENOMEM;
+    }
+    req->self = gs_server_ref(self);
+    req->tag = tag;
+    int rc = gs_call_async(self->rt, name, msg, timeout_ms, request_done, req);
+    if (rc != 0) {
+        gs_server_unref(req->self);
+        json_decref(req->tag);
+        free(req);
+    }
+    return rc;
+}

@@ -1,0 +1,77 @@
+/*
+ * introspect.c: each server's status as JSON, read from counters and the child's record
+ * without going through the server's mailbox (so an overloaded server can still be looked
+ * at). The state itself (gs_get_state) does go through the mailbox: see call.c.
+ */
+#include "runtime_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static json_t *child_status(gs__child_t *c)
+{
+    gs__child_lock(c);
+    gs_server_t *s = c->current != NULL ? gs_server_ref(c->current) : NULL;
+    json_t *crash = c->last_crash_reason != NULL ? json_incref(c->last_crash_reason) : json_null();
+    json_t *down = c->down_reason != NULL ? json_incref(c->down_reason) : json_null();
+    gs__child_unlock(c);
+
+    /* relaxed loads throughout: a snapshot of counters for display */
+    uint32_t restarts = atomic_load_explicit(&c->restarts, memory_order_relaxed);
+    uint64_t handled = atomic_load_explicit(&c->handled_before, memory_order_relaxed);
+    const char *status = "down";
+    int64_t mailbox = 0, uptime = 0;
+    uint32_t held = 0;
+    if (s != NULL) {
+        uint8_t st = atomic_load_explicit(&s->status, memory_order_acquire);
+        status = st == GS__RUNNING ? "running" : restarts > 0 ? "restarting" : "starting";
+        mailbox = atomic_load_explicit(&s->mailbox_len, memory_order_relaxed);
+        if (mailbox < 0)
+            mailbox = 0;
+        handled += atomic_load_explicit(&s->handled, memory_order_relaxed);
+        held = atomic_load_explicit(&s->held, memory_order_relaxed);
+        if (st == GS__RUNNING)
+            uptime = (int64_t)(gs__now_ms() - s->started_ms);
+        gs_server_unref(s);
+    }
+    return json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}", "name",
+                     c->name, "behaviour", c->b->name, "status", status, "restart",
+                     gs_restart_name(c->opts.restart), "mailbox_len", (json_int_t)mailbox,
+                     "mailbox_limit", (json_int_t)c->opts.mailbox_limit, "messages_handled",
+                     (json_int_t)handled, "restarts", (json_int_t)restarts, "held_calls",
+                     (json_int_t)held, "uptime_ms", (json_int_t)uptime, "last_crash_reason", crash,
+                     "down_reason", down);
+}
+
+json_t *gs_server_status(gs_runtime_t *rt, const char *name)
+{
+    if (rt == NULL || name == NULL)
+        return NULL;
+    gs__child_t *c = gs__registry_child(rt, name);
+    if (c == NULL)
+        return NULL;
+    json_t *out = child_status(c);
+    gs__child_unref(c);
+    return out;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    const gs__child_t *x = *(gs__child_t *const *)a, *y = *(gs__child_t *const *)b;
+    return strcmp(x->name, y->name);
+}
+
+json_t *gs_servers_json(gs_runtime_t *rt)
+{
+    size_t n = 0;
+    gs__child_t **all = gs__registry_snapshot(rt, &n);
+    json_t *list = json_array();
+    if (n > 0)
+        qsort(all, n, sizeof(*all), by_name);
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(list, child_status(all[i]));
+        gs__child_unref(all[i]);
+    }
+    free(all);
+    return json_pack("{s:o}", "servers", list);
+}

@@ -1,0 +1,230 @@
+/*
+ * runtime.c: creating and destroying a runtime, its options and counters.
+ *
+ * API:
+ *   gs_runtime_create   registry, held-call table, events, timer thread, scheduler threads.
+ *   gs_runtime_destroy  refuse new work; stop every server (terminate runs, callers fail);
+ *                       join the schedulers, then the timer thread; free what is left.
+ * The order matters: servers stop while the schedulers still run (terminate runs on them),
+ * and the timer thread outlives the schedulers so that call timeouts armed by a last handler
+ * still find it; what it holds at the end is dropped.
+ */
+#include "runtime_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+_Thread_local gs__tls_t gs__tls;
+
+void gs_runtime_options_init(gs_runtime_options_t *opts)
+{
+    memset(opts, 0, sizeof(*opts));
+    opts->mailbox_limit = GS_DEFAULT_MAILBOX_LIMIT;
+    opts->batch = GS_DEFAULT_BATCH;
+}
+
+uint64_t gs__now_ns(void)
+{
+    return uv_hrtime();
+}
+
+uint64_t gs__now_ms(void)
+{
+    return uv_hrtime() / 1000000u;
+}
+
+void gs__live_add(gs_runtime_t *rt, int delta)
+{
+    uv_mutex_lock(&rt->live_lock);
+    rt->live += (uint64_t)(int64_t)delta;
+    if (rt->live == 0)
+        uv_cond_broadcast(&rt->live_cond);
+    uv_mutex_unlock(&rt->live_lock);
+}
+
+int gs_runtime_create(const gs_runtime_options_t *opts, gs_runtime_t **out)
+{
+    if (out == NULL)
+        return GS_EINVAL;
+    *out = NULL;
+    gs_runtime_t *rt = aligned_alloc(GS__CACHELINE, (sizeof(*rt) + GS__CACHELINE - 1) /
+                                                        GS__CACHELINE * GS__CACHELINE);
+    if (rt == NULL)
+        return GS_ENOMEM;
+    memset(rt, 0, sizeof(*rt));
+    gs_runtime_options_init(&rt->opts);
+    if (opts != NULL) {
+        rt->opts = *opts;
+        if (rt->opts.mailbox_limit == 0)
+            rt->opts.mailbox_limit = GS_DEFAULT_MAILBOX_LIMIT;
+        if (rt->opts.batch == 0)
+            rt->opts.batch = GS_DEFAULT_BATCH;
+    }
+    if (rt->opts.schedulers == 0)
+        rt->opts.schedulers = uv_available_parallelism();
+    if (rt->opts.schedulers == 0 || rt->opts.schedulers > 1024) {
+        free(rt);
+        return GS_EINVAL;
+    }
+    atomic_init(&rt->next_call_id, 1);
+    uv_mutex_init(&rt->behaviours_lock);
+    uv_mutex_init(&rt->live_lock);
+    uv_cond_init(&rt->live_cond);
+    gs__registry_init(rt);
+    gs__held_init(rt);
+    gs__events_init(rt);
+    int rc = gs__timers_start(rt);
+    if (rc == 0) {
+        rc = gs__sched_start(rt);
+        if (rc != 0) {
+            gs__timers_stop(rt);
+            gs__sched_free(rt);
+            gs__timers_free(rt);
+        }
+    }
+    if (rc != 0) {
+        gs__events_close(rt);
+        gs__held_close(rt);
+        gs__registry_close(rt);
+        uv_cond_destroy(&rt->live_cond);
+        uv_mutex_destroy(&rt->live_lock);
+        uv_mutex_destroy(&rt->behaviours_lock);
+        free(rt);
+        return rc;
+    }
+    *out = rt;
+    return 0;
+}
+
+unsigned gs_runtime_schedulers(const gs_runtime_t *rt)
+{
+    return rt->nsched;
+}
+
+typedef struct stop_wait_s {
+    uv_mutex_t lock;
+    uv_cond_t cond;
+    size_t pending;
+} stop_wait_t;
+
+static void stop_done_cb(int status, json_t *result, void *arg)
+{
+    (void)status;
+    json_decref(result);
+    stop_wait_t *w = arg;
+    uv_mutex_lock(&w->lock);
+    if (--w->pending == 0)
+        uv_cond_signal(&w->cond);
+    uv_mutex_unlock(&w->lock);
+}
+
+/* Ask every registered server to stop with reason "shutdown" and wait until each has
+ * terminated. Servers started meanwhile (by a handler) are caught by the next round. */
+static void stop_all_servers(gs_runtime_t *rt)
+{
+    stop_wait_t w;
+    uv_mutex_init(&w.lock);
+    uv_cond_init(&w.cond);
+    for (;;) {
+        size_t n = 0;
+        gs__child_t **children = gs__registry_snapshot(rt, &n);
+        w.pending = 0;
+        for (size_t i = 0; i < n; i++) {
+            gs__child_t *c = children[i];
+            gs__child_lock(c);
+            gs_server_t *s = c->current ? gs_server_ref(c->current) : NULL;
+            gs__child_unlock(c);
+            if (s == NULL) {
+                gs__registry_remove(rt, c); /* down: nothing to terminate */
+            } else {
+                gs__call_t *call =
+                    gs__call_create(rt, GS__MSG_STOP, json_string("shutdown"), stop_done_cb, &w);
+                uv_mutex_lock(&w.lock);
+                w.pending++;
+                uv_mutex_unlock(&w.lock);
+                gs__server_push(s, &call->msg, true);
+                gs_server_unref(s);
+            }
+            gs__child_unref(c);
+        }
+        free(children);
+        uv_mutex_lock(&w.lock);
+        while (w.pending > 0)
+            uv_cond_wait(&w.cond, &w.lock);
+        uv_mutex_unlock(&w.lock);
+        if (n == 0)
+            break;
+    }
+    /* Incarnations that were starting or restarting when we looked finish dying too. */
+    uv_mutex_lock(&rt->live_lock);
+    while (rt->live > 0)
+        uv_cond_wait(&rt->live_cond, &rt->live_lock);
+    uv_mutex_unlock(&rt->live_lock);
+    uv_cond_destroy(&w.cond);
+    uv_mutex_destroy(&w.lock);
+}
+
+void gs_runtime_destroy(gs_runtime_t *rt)
+{
+    if (rt == NULL)
+        return;
+    /* seq_cst: every thread that checks the flag afterwards refuses new work. */
+    atomic_store(&rt->shutting_down, 1);
+    stop_all_servers(rt);
+    gs__sched_stop(rt);
+    gs__timers_stop(rt);
+    gs__sched_free(rt);
+    gs__timers_free(rt);
+    gs__events_close(rt);
+    gs__held_close(rt);
+    gs__registry_close(rt);
+    free(rt->behaviours);
+    uv_cond_destroy(&rt->live_cond);
+    uv_mutex_destroy(&rt->live_lock);
+    uv_mutex_destroy(&rt->behaviours_lock);
+    free(rt);
+}
+
+void gs_runtime_stats(gs_runtime_t *rt, gs_runtime_stats_t *out)
+{
+    /* relaxed: monotonic counters read for reporting; no ordering with other data needed */
+    out->servers = atomic_load_explicit(&rt->registered, memory_order_relaxed);
+    out->messages_handled = atomic_load_explicit(&rt->messages_handled, memory_order_relaxed);
+    out->late_replies = atomic_load_explicit(&rt->late_replies, memory_order_relaxed);
+    out->dropped_messages = atomic_load_explicit(&rt->dropped_messages, memory_order_relaxed);
+    out->dropped_timers = atomic_load_explicit(&rt->dropped_timers, memory_order_relaxed);
+    out->pending_timers = atomic_load_explicit(&rt->pending_timers, memory_order_relaxed);
+    out->held_calls = atomic_load_explicit(&rt->held_calls, memory_order_relaxed);
+}
+
+gs_server_t *gs_self(void)
+{
+    return gs__tls.current;
+}
+
+void gs_start_options_init(gs_start_options_t *opts)
+{
+    memset(opts, 0, sizeof(*opts));
+    opts->restart = GS_PERMANENT;
+    opts->max_restarts = 3;
+    opts->max_seconds = 5;
+}
+
+static const char *const restart_names[] = {"permanent", "transient", "temporary"};
+
+int gs_restart_parse(const char *s, gs_restart_t *out)
+{
+    for (int i = 0; s != NULL && i < 3; i++) {
+        if (strcmp(s, restart_names[i]) == 0) {
+            *out = (gs_restart_t)i;
+            return 0;
+        }
+    }
+    return GS_EINVAL;
+}
+
+const char *gs_restart_name(gs_restart_t r)
+{
+    return (unsigned)r < 3 ? restart_names[r] : "unknown";
+}

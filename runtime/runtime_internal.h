@@ -1,0 +1,369 @@
+/*
+ * runtime_internal.h: the structures and functions shared by the runtime's modules, and by
+ * nothing else (plugins, builtins and the gateway include genserv.h only).
+ *
+ * Objects and who owns them:
+ *   gs_runtime_t  the caller of gs_runtime_create.
+ *   gs__child_t   a named server as its supervisor sees it: name, behaviour, args, options,
+ *                 restart history. The registry holds one reference; every incarnation holds
+ *                 one. Fields marked "shard lock" are guarded by the registry shard's mutex.
+ *   gs_server_t   one incarnation (a pid). Referenced by the child (current), by the run queue
+ *                 while scheduled, by handles given out (gs_whereis), by timers aimed at it
+ *                 and by held calls. Freed when the last reference goes: any messages still in
+ *                 its mailbox then fail.
+ *   gs__call_t    one call (the completion primitive): referenced by the mailbox message, by
+ *                 the held-call table while a server may still reply, and by the timer thread
+ *                 while its timeout is armed.
+ *   gs__timer_t   one send_after timer: owned by the timer thread; the timer map only finds it.
+ */
+#ifndef GS_RUNTIME_INTERNAL_H
+#define GS_RUNTIME_INTERNAL_H
+
+#include "genserv.h"
+#include "mpsc.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <uv.h>
+
+#define GS__CACHELINE 64
+#define GS__NAME_MAX  255
+
+/* ---------------------------------------------------------------------------------------- */
+/* Messages                                                                                   */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef enum gs__msg_kind_e {
+    GS__MSG_CAST = 1,
+    GS__MSG_INFO,
+    GS__MSG_CALL,      /* embedded in a gs__call_t */
+    GS__MSG_STOP,      /* embedded in a gs__call_t; payload is the reason */
+    GS__MSG_GET_STATE, /* embedded in a gs__call_t */
+} gs__msg_kind_t;
+
+typedef struct gs__msg_s {
+    gs__qnode_t node; /* first: the mailbox links through it */
+    uint8_t kind;     /* gs__msg_kind_t */
+    json_t *payload;  /* owned by the message until it is handled */
+} gs__msg_t;
+
+/* ---------------------------------------------------------------------------------------- */
+/* Timer nodes: what the timer thread keeps in its heap                                      */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef enum { GS__TCMD_ADD = 1, GS__TCMD_CANCEL } gs__tcmd_op_t;
+typedef enum { GS__TNODE_TIMER = 1, GS__TNODE_CALL } gs__tnode_kind_t;
+
+typedef struct gs__tcmd_s {
+    gs__qnode_t q;
+    uint8_t op; /* gs__tcmd_op_t */
+} gs__tcmd_t;
+
+typedef struct gs__tnode_s {
+    gs__tcmd_t add;    /* pushed once, when armed */
+    gs__tcmd_t cancel; /* pushed at most once, when completed by someone else */
+    uint64_t due_ns;   /* uv_hrtime() clock */
+    int32_t heap_idx;  /* timer thread only; -1 when not in the heap */
+    uint8_t kind;      /* gs__tnode_kind_t */
+} gs__tnode_t;
+
+/* ---------------------------------------------------------------------------------------- */
+/* Calls                                                                                      */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct gs__call_s {
+    gs__msg_t msg;         /* while queued in a mailbox */
+    _Atomic uint32_t refs; /* see the top of the file */
+    _Atomic uint32_t done; /* 0 until completed; the exchange to 1 decides who completes */
+    uint64_t id;           /* the from handed to handle_call */
+    gs_reply_cb cb;
+    void *arg;
+    gs__tnode_t tnode;      /* the timeout, if armed */
+    int32_t timeout_status; /* what firing the timeout completes with (GS_ETIMEOUT) */
+    bool timeout_armed;
+    struct gs__call_s *hnext; /* held-call table chain */
+    gs_server_t *holder;      /* the incarnation that may reply; referenced while held */
+} gs__call_t;
+
+gs__call_t *gs__call_create(gs_runtime_t *rt, uint8_t kind, json_t *payload, gs_reply_cb cb,
+                            void *arg);
+void gs__call_ref(gs__call_t *c);
+void gs__call_unref(gs__call_t *c);
+/* Complete c exactly once. result is taken. Returns false (and drops result) if it already
+ * was. from_timer: called by the timer thread when the timeout fired. */
+bool gs__call_complete(gs_runtime_t *rt, gs__call_t *c, int status, json_t *result,
+                       bool from_timer);
+/* Arm c's timeout (timeout_ms >= 0). Takes a reference for the timer thread. */
+void gs__call_arm_timeout(gs_runtime_t *rt, gs__call_t *c, int64_t timeout_ms);
+
+/* The held-call table: calls a server may still answer with gs_reply(). */
+void gs__held_insert(gs_runtime_t *rt, gs__call_t *c, gs_server_t *holder);
+/* Unlink c if present; drops the table's reference. */
+void gs__held_remove(gs_runtime_t *rt, gs__call_t *c);
+/* Fail every call held by s with status and reason (borrowed). */
+void gs__held_fail_server(gs_runtime_t *rt, gs_server_t *s, int status, json_t *reason);
+void gs__held_init(gs_runtime_t *rt);
+void gs__held_close(gs_runtime_t *rt);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Children (named servers as supervised) and servers (incarnations)                          */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct gs__child_s {
+    _Atomic uint32_t refs;
+    uint32_t hash;
+    gs_runtime_t *rt;
+    const gs_behaviour_t *b;
+    json_t *args;              /* owned */
+    gs_start_options_t opts;   /* mailbox_limit resolved */
+    struct gs__child_s *hnext; /* registry chain (shard lock) */
+    gs_server_t *current;      /* shard lock; referenced; NULL when down or stopped */
+    json_t *last_crash_reason; /* shard lock */
+    json_t *down_reason;       /* shard lock; set when the supervisor gave up */
+    _Atomic uint32_t restarts;
+    _Atomic uint64_t handled_before; /* messages handled by earlier incarnations */
+    bool stopping;                   /* set by the thread running the current incarnation */
+    uint64_t *restart_times;         /* ring of opts.max_restarts timestamps (ms), on first crash */
+    uint32_t restart_next;
+    size_t name_len;
+    char name[];
+} gs__child_t;
+
+typedef enum gs__status_e {
+    GS__STARTING = 0,
+    GS__RUNNING,
+    GS__DEAD,
+} gs__status_t;
+
+struct gs_server_s {
+    /* Written by producers. */
+    gs__mpsc_t mailbox;
+    _Atomic int64_t mailbox_len;
+    _Atomic uint32_t refs;
+    /* 1 while the server is on a run queue or being run (or during init): producers only
+     * schedule it when they flip this from 0 to 1. */
+    _Atomic uint8_t scheduled;
+    _Atomic uint8_t status; /* gs__status_t */
+
+    /* Written by the thread running the server. */
+    _Alignas(GS__CACHELINE) struct gs_server_s *rq_next; /* run queue link (run queue lock) */
+    gs__child_t *child;                                  /* referenced */
+    gs_runtime_t *rt;
+    void *state;
+    int64_t mailbox_limit;
+    _Atomic uint64_t handled;
+    _Atomic uint32_t held; /* calls in the held table with this holder */
+    uint64_t started_ms;
+};
+
+gs_server_t *gs__server_create(gs__child_t *child);
+/* Run init on the calling thread, then let the server be scheduled. 0 or GS_EINIT. */
+int gs__server_init(gs_server_t *s, json_t **reason);
+/* Handle up to a batch of messages; called by a scheduler with the run queue's reference. */
+void gs__server_run(gs_server_t *s);
+/* Push a message (its reference moves to the mailbox). Refuses with GS_EOVERLOADED past the
+ * limit unless force. Schedules the server if needed. */
+int gs__server_push(gs_server_t *s, gs__msg_t *m, bool force);
+/* Reserve a mailbox slot before pushing (for calls that arm a timeout in between). */
+int gs__server_reserve(gs_server_t *s, bool force);
+/* Push into a reserved slot. */
+void gs__server_push_reserved(gs_server_t *s, gs__msg_t *m);
+/* Mark s dead, run terminate, fail its held and queued calls with fail_status and reason
+ * (borrowed), release the state. Runs on the thread running s. */
+void gs__server_die(gs_server_t *s, json_t *reason, int fail_status);
+/* Send msg (taken) as a cast or info; force ignores the mailbox limit (timers, replies). */
+int gs__server_send(gs_server_t *s, uint8_t kind, json_t *msg, bool force);
+/* Fail or drop every message in a dead server's mailbox. */
+void gs__server_drain(gs_server_t *s, int status, json_t *reason);
+/* Free a message that was never handled; a call in it fails with status/reason (borrowed). */
+void gs__msg_discard(gs_runtime_t *rt, gs__msg_t *m, int status, json_t *reason);
+
+gs__child_t *gs__child_create(gs_runtime_t *rt, const char *name, size_t name_len,
+                              const gs_behaviour_t *b, json_t *args,
+                              const gs_start_options_t *opts);
+void gs__child_ref(gs__child_t *c);
+void gs__child_unref(gs__child_t *c);
+
+/* Supervision: s died with reason (taken) after a crash (abnormal) or a normal exit. Decides
+ * whether to restart, and does it on the calling thread. */
+void gs__supervisor_exit(gs_server_t *s, json_t *reason, bool abnormal);
+/* true for "normal", "shutdown" and ["shutdown", ...] */
+bool gs__reason_is_normal(const json_t *reason);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Registry: name -> child, sharded                                                           */
+/* ---------------------------------------------------------------------------------------- */
+
+#define GS__REGISTRY_SHARDS 64
+
+typedef struct gs__registry_shard_s {
+    uv_mutex_t lock;
+    gs__child_t **buckets;
+    size_t nbuckets; /* power of two */
+    size_t count;
+    char pad[GS__CACHELINE];
+} gs__registry_shard_t;
+
+void gs__registry_init(gs_runtime_t *rt);
+void gs__registry_close(gs_runtime_t *rt);
+uint32_t gs__name_hash(const char *name, size_t len);
+/* Insert child (the registry takes a reference). A "down" child of that name is replaced.
+ * 0 or GS_EALREADY. */
+int gs__registry_insert(gs_runtime_t *rt, gs__child_t *child);
+/* Remove child if it is still the one registered under its name. */
+void gs__registry_remove(gs_runtime_t *rt, gs__child_t *child);
+/* The current incarnation under name: new reference or NULL. */
+gs_server_t *gs__registry_whereis(gs_runtime_t *rt, const char *name);
+/* The child under name: new reference or NULL. */
+gs__child_t *gs__registry_child(gs_runtime_t *rt, const char *name);
+/* Lock/unlock the shard that guards child's "shard lock" fields. */
+void gs__child_lock(gs__child_t *c);
+void gs__child_unlock(gs__child_t *c);
+/* Every child, referenced, in an array the caller frees (unref each). */
+gs__child_t **gs__registry_snapshot(gs_runtime_t *rt, size_t *count);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Schedulers                                                                                 */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct gs__sched_s {
+    gs_runtime_t *rt;
+    unsigned index;
+    uv_thread_t thread;
+    uv_mutex_t lock;
+    uv_cond_t cond;
+    gs_server_t *head, *tail; /* run queue (lock) */
+    _Atomic size_t len;       /* run queue length, readable without the lock */
+    bool sleeping;            /* lock */
+    char pad[GS__CACHELINE];
+} gs__sched_t;
+
+int gs__sched_start(gs_runtime_t *rt);
+/* Join the scheduler threads. */
+void gs__sched_stop(gs_runtime_t *rt);
+/* After the timer thread stopped too: release what is still queued, free the schedulers. */
+void gs__sched_free(gs_runtime_t *rt);
+/* Put s (with a reference for the run queue) on a run queue. */
+void gs__sched_enqueue(gs_runtime_t *rt, gs_server_t *s);
+
+/* What the current thread is doing, for gs_self(), calling_self and would_block. */
+typedef struct gs__tls_s {
+    gs__sched_t *sched;       /* set on scheduler threads */
+    gs_server_t *current;     /* the server whose callback runs now */
+    gs__call_t *current_call; /* the call its handle_call is handling */
+    bool runtime_thread;      /* scheduler or timer thread */
+} gs__tls_t;
+extern _Thread_local gs__tls_t gs__tls;
+
+/* ---------------------------------------------------------------------------------------- */
+/* Timers                                                                                     */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct gs__timer_s gs__timer_t;
+
+#define GS__TIMER_SHARDS 64
+
+typedef struct gs__tmap_shard_s {
+    uv_mutex_t lock;
+    gs__timer_t **buckets;
+    size_t nbuckets;
+    size_t count;
+    char pad[GS__CACHELINE];
+} gs__tmap_shard_t;
+
+typedef struct gs__heap_entry_s {
+    uint64_t due_ns;
+    gs__tnode_t *node;
+} gs__heap_entry_t;
+
+typedef struct gs__timers_s {
+    uv_thread_t thread;
+    uv_loop_t loop;
+    uv_async_t wake;
+    uv_timer_t timer;
+    gs__mpsc_t cmds;
+    _Atomic uint64_t armed_due_ns; /* when the timer thread will look at its queue next */
+    _Atomic int stop;
+    gs__heap_entry_t *heap; /* timer thread only */
+    size_t heap_len, heap_cap;
+    _Atomic uint64_t next_ref;
+    gs__tmap_shard_t shards[GS__TIMER_SHARDS];
+} gs__timers_t;
+
+int gs__timers_start(gs_runtime_t *rt);
+/* Join the timer thread. */
+void gs__timers_stop(gs_runtime_t *rt);
+/* After the schedulers are gone: drop pending timers, end pending call timeouts, free. */
+void gs__timers_free(gs_runtime_t *rt);
+/* Hand a node to the timer thread (ADD) or tell it the node is no longer needed (CANCEL). */
+void gs__timers_post(gs_runtime_t *rt, gs__tnode_t *n, gs__tcmd_op_t op);
+uint64_t gs__now_ns(void);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Events                                                                                     */
+/* ---------------------------------------------------------------------------------------- */
+
+void gs__events_init(gs_runtime_t *rt);
+void gs__events_close(gs_runtime_t *rt);
+void gs__emit(gs_runtime_t *rt, gs_event_type_t type, const gs__child_t *child, json_t *reason);
+
+/* ---------------------------------------------------------------------------------------- */
+/* The runtime                                                                                */
+/* ---------------------------------------------------------------------------------------- */
+
+#define GS__HELD_SHARDS 64
+
+typedef struct gs__held_shard_s {
+    uv_mutex_t lock;
+    gs__call_t **buckets;
+    size_t nbuckets;
+    size_t count;
+    char pad[GS__CACHELINE];
+} gs__held_shard_t;
+
+struct gs_subscription_s {
+    gs_event_cb cb;
+    void *arg;
+    struct gs_subscription_s *next;
+};
+
+struct gs_runtime_s {
+    gs_runtime_options_t opts;
+    gs__sched_t *scheds;
+    unsigned nsched;
+    _Atomic unsigned rr;       /* round robin over schedulers for pushes from outside */
+    _Atomic unsigned sleeping; /* schedulers asleep on their condition variable */
+    _Atomic int stop_scheds;
+    _Atomic int shutting_down;
+
+    gs__registry_shard_t registry[GS__REGISTRY_SHARDS];
+    _Atomic uint64_t registered;
+    gs__held_shard_t held[GS__HELD_SHARDS];
+    _Atomic uint64_t next_call_id;
+    gs__timers_t timers;
+
+    uv_mutex_t behaviours_lock;
+    const gs_behaviour_t **behaviours;
+    size_t nbehaviours, behaviours_cap;
+
+    uv_rwlock_t subs_lock;
+    struct gs_subscription_s *subs;
+    _Atomic unsigned nsubs;
+
+    /* Live incarnations (created and not yet dead), for shutdown. */
+    uv_mutex_t live_lock;
+    uv_cond_t live_cond;
+    uint64_t live;
+
+    _Atomic uint64_t messages_handled;
+    _Atomic uint64_t late_replies;
+    _Atomic uint64_t dropped_messages;
+    _Atomic uint64_t dropped_timers;
+    _Atomic uint64_t pending_timers;
+    _Atomic uint64_t held_calls;
+};
+
+void gs__live_add(gs_runtime_t *rt, int delta);
+uint64_t gs__now_ms(void);
+
+#endif

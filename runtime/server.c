@@ -1,0 +1,561 @@
+/*
+ * server.c: one server incarnation (a pid) from start to death: its mailbox, the dispatch of
+ * each message to the behaviour's callbacks, and what happens to callers when it dies.
+ *
+ * API:
+ *   gs_start            child + incarnation, registered under the name, then init runs on
+ *                       the calling thread while `scheduled` is held at 1, so that messages
+ *                       sent during init wait until it returned.
+ *   gs__server_push     reserve a mailbox slot (GS_EOVERLOADED past the limit), link the
+ *                       message, and put the server on a run queue if it was idle.
+ *   gs__server_run      a scheduler's turn: at most `batch` messages, then yield.
+ *   gs__server_die      terminate, fail held and queued calls, release the state.
+ *   gs_stop_async       a STOP message that is handled in mailbox order.
+ * A server's callbacks only ever run on the thread that flipped `scheduled` from 0 to 1 (or
+ * on the thread running init), which is what makes "one message at a time" true without a
+ * lock per server.
+ */
+#include "runtime_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------------------------------- */
+/* Children and incarnations                                                                  */
+/* ---------------------------------------------------------------------------------------- */
+
+gs__child_t *gs__child_create(gs_runtime_t *rt, const char *name, size_t name_len,
+                              const gs_behaviour_t *b, json_t *args, const gs_start_options_t *opts)
+{
+    gs__child_t *c = calloc(1, sizeof(*c) + name_len + 1);
+    if (c == NULL)
+        return NULL;
+    atomic_init(&c->refs, 1);
+    c->rt = rt;
+    c->b = b;
+    c->args = args != NULL ? json_incref(args) : json_null();
+    c->opts = *opts;
+    if (c->opts.mailbox_limit == 0)
+        c->opts.mailbox_limit = rt->opts.mailbox_limit;
+    c->name_len = name_len;
+    memcpy(c->name, name, name_len);
+    c->hash = gs__name_hash(name, name_len);
+    return c;
+}
+
+void gs__child_ref(gs__child_t *c)
+{
+    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed); /* a holder exists already */
+}
+
+void gs__child_unref(gs__child_t *c)
+{
+    if (c == NULL)
+        return;
+    /* acq_rel: the freeing thread sees every write made by the other holders */
+    if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    json_decref(c->args);
+    json_decref(c->last_crash_reason);
+    json_decref(c->down_reason);
+    free(c->restart_times);
+    free(c);
+}
+
+gs_server_t *gs__server_create(gs__child_t *child)
+{
+    size_t size = (sizeof(gs_server_t) + GS__CACHELINE - 1) / GS__CACHELINE * GS__CACHELINE;
+    gs_server_t *s = aligned_alloc(GS__CACHELINE, size);
+    if (s == NULL)
+        return NULL;
+    memset(s, 0, sizeof(*s));
+    gs__mpsc_init(&s->mailbox);
+    atomic_init(&s->mailbox_len, 0);
+    atomic_init(&s->refs, 1);
+    atomic_init(&s->scheduled, 1); /* held until init returned */
+    atomic_init(&s->status, GS__STARTING);
+    gs__child_ref(child);
+    s->child = child;
+    s->rt = child->rt;
+    s->mailbox_limit = (int64_t)child->opts.mailbox_limit;
+    return s;
+}
+
+gs_server_t *gs_server_ref(gs_server_t *s)
+{
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed); /* a holder exists already */
+    return s;
+}
+
+static void server_free(gs_server_t *s)
+{
+    int status = atomic_load(&s->rt->shutting_down) ? GS_ESHUTDOWN : GS_ENOSERVER;
+    gs__server_drain(s, status, NULL);
+    gs__child_unref(s->child);
+    free(s);
+}
+
+void gs_server_unref(gs_server_t *s)
+{
+    if (s == NULL)
+        return;
+    /* acq_rel: the freeing thread sees every write made by the other holders */
+    if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
+        server_free(s);
+}
+
+const char *gs_server_name(const gs_server_t *s)
+{
+    return s->child->name;
+}
+
+gs_runtime_t *gs_server_runtime(const gs_server_t *s)
+{
+    return s->rt;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Mailbox                                                                                    */
+/* ---------------------------------------------------------------------------------------- */
+
+int gs__server_reserve(gs_server_t *s, bool force)
+{
+    /* acquire: pairs with the release store of GS__DEAD in gs__server_die */
+    if (atomic_load_explicit(&s->status, memory_order_acquire) == GS__DEAD)
+        return GS_ENOSERVER;
+    /* seq_cst: ordered before this producer's later load of `scheduled`, so that either the
+     * consumer's recheck of the length sees this message or we see it unscheduled. */
+    int64_t before = atomic_fetch_add(&s->mailbox_len, 1);
+    if (!force && before >= s->mailbox_limit) {
+        atomic_fetch_sub(&s->mailbox_len, 1);
+        return GS_EOVERLOADED;
+    }
+    return 0;
+}
+
+void gs__server_push_reserved(gs_server_t *s, gs__msg_t *m)
+{
+    gs__mpsc_push(&s->mailbox, &m->node);
+    /* seq_cst load (see gs__server_reserve); the exchange decides which thread schedules */
+    if (atomic_load(&s->scheduled) == 0 && atomic_exchange(&s->scheduled, 1) == 0) {
+        gs_server_ref(s); /* the run queue's reference */
+        gs__sched_enqueue(s->rt, s);
+    }
+}
+
+int gs__server_push(gs_server_t *s, gs__msg_t *m, bool force)
+{
+    int rc = gs__server_reserve(s, force);
+    if (rc == 0)
+        gs__server_push_reserved(s, m);
+    return rc;
+}
+
+void gs__msg_discard(gs_runtime_t *rt, gs__msg_t *m, int status, json_t *reason)
+{
+    if (m->kind == GS__MSG_CAST || m->kind == GS__MSG_INFO) {
+        json_decref(m->payload);
+        free(m);
+        atomic_fetch_add_explicit(&rt->dropped_messages, 1, memory_order_relaxed); /* counter */
+        return;
+    }
+    gs__call_t *c = gs__container_of(m, gs__call_t, msg);
+    json_decref(c->msg.payload);
+    c->msg.payload = NULL;
+    if (m->kind == GS__MSG_CALL)
+        gs__call_complete(rt, c, status, reason != NULL ? json_incref(reason) : NULL, false);
+    else /* a stop or a state request that the server did not live to see */
+        gs__call_complete(rt, c, status == GS_ESHUTDOWN ? status : GS_ENOSERVER, NULL, false);
+    gs__call_unref(c);
+}
+
+void gs__server_drain(gs_server_t *s, int status, json_t *reason)
+{
+    gs__qnode_t *n;
+    while ((n = gs__mpsc_pop(&s->mailbox)) != NULL) {
+        atomic_fetch_sub_explicit(&s->mailbox_len, 1, memory_order_relaxed); /* own recheck
+                                                                                is seq_cst */
+        gs__msg_discard(s->rt, (gs__msg_t *)n, status, reason);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Start and init                                                                             */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Let producers schedule s again, and schedule it now if messages arrived meanwhile. */
+static void release_scheduling(gs_server_t *s)
+{
+    atomic_store(&s->scheduled, 0); /* seq_cst: see gs__server_reserve */
+    if (atomic_load(&s->mailbox_len) > 0 && atomic_exchange(&s->scheduled, 1) == 0) {
+        gs_server_ref(s);
+        gs__sched_enqueue(s->rt, s);
+    }
+}
+
+/* The server is dead: callers waiting on it fail, its state goes. run_terminate is false when
+ * init failed (there is no state to terminate, as in OTP). reason: borrowed. */
+static void server_die(gs_server_t *s, json_t *reason, int fail_status, bool run_terminate)
+{
+    gs_runtime_t *rt = s->rt;
+    /* release: a producer that sees DEAD also sees that no callback will run any more */
+    atomic_store_explicit(&s->status, GS__DEAD, memory_order_release);
+    if (run_terminate && s->child->b->terminate != NULL) {
+        gs_server_t *saved = gs__tls.current;
+        gs__tls.current = s;
+        s->child->b->terminate(s, reason, s->state);
+        gs__tls.current = saved;
+    }
+    s->state = NULL;
+    gs__held_fail_server(rt, s, fail_status, reason);
+    gs__server_drain(s, fail_status, reason);
+    atomic_fetch_add_explicit(&s->child->handled_before,
+                              atomic_load_explicit(&s->handled, memory_order_relaxed),
+                              memory_order_relaxed); /* counters */
+    atomic_store_explicit(&s->handled, 0, memory_order_relaxed);
+    gs__live_add(rt, -1);
+}
+
+void gs__server_die(gs_server_t *s, json_t *reason, int fail_status)
+{
+    server_die(s, reason, fail_status, true);
+}
+
+int gs__server_init(gs_server_t *s, json_t **reason)
+{
+    gs__live_add(s->rt, 1);
+    gs__child_t *c = s->child;
+    void *state = NULL;
+    json_t *why = NULL;
+    gs_server_t *saved = gs__tls.current;
+    gs__tls.current = s;
+    int rc = c->b->init(s, c->args, &state, &why);
+    gs__tls.current = saved;
+    if (rc != 0) {
+        if (why == NULL)
+            why = json_string("init_failed");
+        server_die(s, why, GS_ECRASHED, false);
+        *reason = why;
+        release_scheduling(s); /* a message that raced in is drained by the scheduler */
+        return GS_EINIT;
+    }
+    s->state = state;
+    s->started_ms = gs__now_ms();
+    atomic_store_explicit(&s->status, GS__RUNNING, memory_order_release); /* see reserve */
+    release_scheduling(s);
+    return 0;
+}
+
+int gs_start(gs_runtime_t *rt, const char *name, const gs_behaviour_t *b, json_t *args,
+             const gs_start_options_t *opts, json_t **reason)
+{
+    gs_start_options_t o;
+    json_t *why = NULL;
+    int rc = 0;
+    if (reason != NULL)
+        *reason = NULL;
+    if (rt == NULL || name == NULL || b == NULL || b->init == NULL)
+        return GS_EINVAL;
+    size_t len = strnlen(name, GS__NAME_MAX + 1);
+    if (len == 0 || len > GS__NAME_MAX)
+        return GS_EINVAL;
+    if (opts != NULL)
+        o = *opts;
+    else
+        gs_start_options_init(&o);
+    if ((unsigned)o.restart > GS_TEMPORARY)
+        return GS_EINVAL;
+    if (atomic_load(&rt->shutting_down))
+        return GS_ESHUTDOWN;
+
+    gs__child_t *child = gs__child_create(rt, name, len, b, args, &o);
+    if (child == NULL)
+        return GS_ENOMEM;
+    gs_server_t *s = gs__server_create(child);
+    if (s == NULL) {
+        rc = GS_ENOMEM;
+        goto out;
+    }
+    child->current = s; /* the child's reference; not visible to others before the insert */
+    rc = gs__registry_insert(rt, child);
+    if (rc != 0) {
+        child->current = NULL;
+        atomic_store(&s->status, GS__DEAD);
+        gs_server_unref(s);
+        goto out;
+    }
+    rc = gs__server_init(s, &why);
+    if (rc != 0) {
+        gs__child_lock(child);
+        child->current = NULL;
+        gs__child_unlock(child);
+        gs__registry_remove(rt, child);
+        gs_server_unref(s);
+        if (reason != NULL)
+            *reason = why;
+        else
+            json_decref(why);
+        goto out;
+    }
+    gs__emit(rt, GS_EVENT_STARTED, child, NULL);
+out:
+    gs__child_unref(child);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Dispatch                                                                                   */
+/* ---------------------------------------------------------------------------------------- */
+
+static json_t *bad_return(const char *what)
+{
+    return json_pack("[s, s]", "bad_return_value", what);
+}
+
+/* Apply a handle_cast/handle_info result. Returns the stop reason (new) or NULL. */
+static json_t *async_result(gs_result_t r, const char *who)
+{
+    switch (r.action) {
+    case GS_ACTION_NOREPLY:
+        json_decref(r.reply);
+        json_decref(r.reason);
+        return NULL;
+    case GS_ACTION_STOP:
+        json_decref(r.reply);
+        return r.reason != NULL ? r.reason : bad_return(who);
+    default:
+        json_decref(r.reply);
+        json_decref(r.reason);
+        return bad_return(who);
+    }
+}
+
+/* Handle one call; returns the stop reason (new) or NULL. */
+static json_t *dispatch_call(gs_server_t *s, gs__call_t *c)
+{
+    gs_runtime_t *rt = s->rt;
+    const gs_behaviour_t *b = s->child->b;
+    json_t *msg = c->msg.payload;
+    c->msg.payload = NULL;
+    json_t *stop = NULL;
+
+    /* In the table before the handler runs: it may hand `from` to another thread that
+     * replies before the handler even returns. A call that timed out while queued is still
+     * handled (the server's state must see it), but nobody can reply to it any more. */
+    /* acquire: pairs with the exchange in gs__call_complete */
+    if (atomic_load_explicit(&c->done, memory_order_acquire) == 0)
+        gs__held_insert(rt, c, s);
+    if (b->handle_call == NULL) {
+        stop = json_pack("[s, O]", "bad_call", msg);
+        goto out;
+    }
+    gs__tls.current_call = c;
+    gs_result_t r = b->handle_call(s, s->state, msg, (gs_from_t){rt, c->id});
+    gs__tls.current_call = NULL;
+    switch (r.action) {
+    case GS_ACTION_REPLY:
+        json_decref(r.reason);
+        if (r.reply == NULL) {
+            stop = bad_return("handle_call");
+            break;
+        }
+        gs__call_complete(rt, c, 0, r.reply, false);
+        gs__held_remove(rt, c);
+        break;
+    case GS_ACTION_NOREPLY:
+        json_decref(r.reply);
+        json_decref(r.reason);
+        break;
+    case GS_ACTION_STOP:
+        if (r.reply != NULL) {
+            gs__call_complete(rt, c, 0, r.reply, false);
+            gs__held_remove(rt, c);
+        }
+        stop = r.reason != NULL ? r.reason : bad_return("handle_call");
+        break;
+    default:
+        json_decref(r.reply);
+        json_decref(r.reason);
+        stop = bad_return("handle_call");
+    }
+out:
+    json_decref(msg);
+    return stop;
+}
+
+static void dispatch_stop(gs_server_t *s, gs__call_t *c)
+{
+    json_t *reason = c->msg.payload;
+    c->msg.payload = NULL;
+    s->child->stopping = true;
+    gs__supervisor_exit(s, reason, !gs__reason_is_normal(reason));
+    gs__call_complete(s->rt, c, 0, NULL, false);
+}
+
+static void dispatch_get_state(gs_server_t *s, gs__call_t *c)
+{
+    const gs_behaviour_t *b = s->child->b;
+    json_t *st = b->format_state != NULL ? b->format_state(s, s->state) : NULL;
+    gs__call_complete(s->rt, c, 0, st != NULL ? st : json_null(), false);
+}
+
+static void dispatch(gs_server_t *s, gs__msg_t *m)
+{
+    const gs_behaviour_t *b = s->child->b;
+    json_t *stop = NULL;
+    switch (m->kind) {
+    case GS__MSG_CAST:
+        if (b->handle_cast == NULL)
+            stop = json_pack("[s, O]", "bad_cast", m->payload);
+        else
+            stop = async_result(b->handle_cast(s, s->state, m->payload), "handle_cast");
+        json_decref(m->payload);
+        free(m);
+        break;
+    case GS__MSG_INFO:
+        if (b->handle_info != NULL)
+            stop = async_result(b->handle_info(s, s->state, m->payload), "handle_info");
+        json_decref(m->payload);
+        free(m);
+        break;
+    case GS__MSG_CALL: {
+        gs__call_t *c = gs__container_of(m, gs__call_t, msg);
+        stop = dispatch_call(s, c);
+        gs__call_unref(c);
+        break;
+    }
+    case GS__MSG_STOP: {
+        gs__call_t *c = gs__container_of(m, gs__call_t, msg);
+        dispatch_stop(s, c);
+        gs__call_unref(c);
+        return;
+    }
+    case GS__MSG_GET_STATE: {
+        gs__call_t *c = gs__container_of(m, gs__call_t, msg);
+        dispatch_get_state(s, c);
+        gs__call_unref(c);
+        break;
+    }
+    }
+    if (stop != NULL) {
+        bool abnormal = !gs__reason_is_normal(stop);
+        gs__supervisor_exit(s, stop, abnormal);
+    }
+}
+
+void gs__server_run(gs_server_t *s)
+{
+    gs_runtime_t *rt = s->rt;
+    unsigned n = 0, batch = rt->opts.batch;
+    if (atomic_load_explicit(&s->status, memory_order_acquire) == GS__DEAD) {
+        gs__server_drain(s, GS_ENOSERVER, NULL);
+        goto unschedule;
+    }
+    gs__tls.current = s;
+    while (n < batch) {
+        gs__qnode_t *node = gs__mpsc_pop(&s->mailbox);
+        if (node == NULL)
+            break;
+        /* relaxed: the seq_cst recheck below is on this same thread */
+        atomic_fetch_sub_explicit(&s->mailbox_len, 1, memory_order_relaxed);
+        n++;
+        dispatch(s, (gs__msg_t *)node);
+        if (atomic_load_explicit(&s->status, memory_order_relaxed) == GS__DEAD)
+            break; /* own thread's store */
+    }
+    gs__tls.current = NULL;
+    if (n > 0) {
+        /* relaxed: statistics; a single writer per server */
+        atomic_fetch_add_explicit(&s->handled, n, memory_order_relaxed);
+        atomic_fetch_add_explicit(&rt->messages_handled, n, memory_order_relaxed);
+        if (atomic_load_explicit(&s->status, memory_order_relaxed) != GS__DEAD)
+            gs__emit(rt, GS_EVENT_STATE_CHANGED, s->child, NULL);
+    }
+unschedule:
+    if (n == batch && atomic_load_explicit(&s->status, memory_order_relaxed) != GS__DEAD) {
+        gs__sched_enqueue(rt, s); /* yield: more may be waiting; keeps the queue's ref */
+        return;
+    }
+    atomic_store(&s->scheduled, 0); /* seq_cst: see gs__server_reserve */
+    if (atomic_load(&s->mailbox_len) > 0 && atomic_exchange(&s->scheduled, 1) == 0) {
+        gs__sched_enqueue(rt, s);
+        return;
+    }
+    gs_server_unref(s);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Messages by name and by handle                                                             */
+/* ---------------------------------------------------------------------------------------- */
+
+int gs__server_send(gs_server_t *s, uint8_t kind, json_t *msg, bool force)
+{
+    gs__msg_t *m = malloc(sizeof(*m));
+    if (m == NULL) {
+        json_decref(msg);
+        return GS_ENOMEM;
+    }
+    m->kind = kind;
+    m->payload = msg;
+    int rc = gs__server_push(s, m, force);
+    if (rc != 0) {
+        json_decref(msg);
+        free(m);
+    }
+    return rc;
+}
+
+static int send_by_name(gs_runtime_t *rt, const char *name, uint8_t kind, json_t *msg)
+{
+    if (rt == NULL || name == NULL || msg == NULL) {
+        json_decref(msg);
+        return GS_EINVAL;
+    }
+    if (atomic_load_explicit(&rt->shutting_down, memory_order_relaxed)) { /* advisory */
+        json_decref(msg);
+        return GS_ESHUTDOWN;
+    }
+    gs_server_t *s = gs__registry_whereis(rt, name);
+    if (s == NULL) {
+        json_decref(msg);
+        return GS_ENOSERVER;
+    }
+    int rc = gs__server_send(s, kind, msg, false);
+    gs_server_unref(s);
+    return rc;
+}
+
+int gs_cast(gs_runtime_t *rt, const char *name, json_t *msg)
+{
+    return send_by_name(rt, name, GS__MSG_CAST, msg);
+}
+
+int gs_send(gs_runtime_t *rt, const char *name, json_t *msg)
+{
+    return send_by_name(rt, name, GS__MSG_INFO, msg);
+}
+
+int gs_cast_server(gs_server_t *to, json_t *msg)
+{
+    if (to == NULL || msg == NULL) {
+        json_decref(msg);
+        return GS_EINVAL;
+    }
+    return gs__server_send(to, GS__MSG_CAST, msg, false);
+}
+
+int gs_send_server(gs_server_t *to, json_t *msg)
+{
+    if (to == NULL || msg == NULL) {
+        json_decref(msg);
+        return GS_EINVAL;
+    }
+    return gs__server_send(to, GS__MSG_INFO, msg, false);
+}
+
+gs_server_t *gs_whereis(gs_runtime_t *rt, const char *name)
+{
+    if (rt == NULL || name == NULL)
+        return NULL;
+    return gs__registry_whereis(rt, name);
+}

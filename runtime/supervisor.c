@@ -1,0 +1,281 @@
+/*
+ * supervisor.c: what happens after a server exits, and stopping servers on request.
+ *
+ * Every named server has its own supervisor in effect (one child per supervisor, like a
+ * simple_one_for_one per name), with Elixir's child-spec semantics:
+ *   permanent  restarted after any exit;   transient  restarted after a crash only;
+ *   temporary  never restarted (and removed, as Elixir removes temporary children).
+ * Restart intensity: more than max_restarts restarts within max_seconds and the supervisor
+ * gives up: the server stays registered as "down" with a down_reason, so that operators can
+ * see why, until it is stopped (removed) or started again under the same name.
+ * A restart runs on the thread where the old incarnation died, at once, as an OTP supervisor
+ * restarts a child as soon as it sees the exit. Messages queued to the dead incarnation die
+ * with it (calls fail with the reason), as a dead process's mailbox does.
+ *
+ * Deliberate difference: gs_stop is Supervisor.terminate_child + delete_child, not
+ * GenServer.stop: the server is not restarted, whatever its restart type.
+ */
+#include "runtime_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+bool gs__reason_is_normal(const json_t *reason)
+{
+    if (json_is_string(reason)) {
+        const char *s = json_string_value(reason);
+        return strcmp(s, "normal") == 0 || strcmp(s, "shutdown") == 0;
+    }
+    if (json_is_array(reason) && json_array_size(reason) > 0) {
+        const json_t *tag = json_array_get(reason, 0);
+        return json_is_string(tag) && strcmp(json_string_value(tag), "shutdown") == 0;
+    }
+    return false;
+}
+
+/* Record a restart at now; false if that exceeds the intensity (the supervisor gives up). */
+static bool intensity_allows(gs__child_t *c, uint64_t now_ms)
+{
+    unsigned max = c->opts.max_restarts;
+    if (max == 0)
+        return false;
+    if (c->restart_times == NULL) {
+        c->restart_times = calloc(max, sizeof(uint64_t));
+        if (c->restart_times == NULL)
+            return false;
+        for (unsigned i = 0; i < max; i++)
+            c->restart_times[i] = UINT64_MAX; /* never */
+    }
+    uint64_t period = (uint64_t)c->opts.max_seconds * 1000u;
+    unsigned recent = 0;
+    for (unsigned i = 0; i < max; i++) {
+        uint64_t t = c->restart_times[i];
+        if (t != UINT64_MAX && now_ms - t < period)
+            recent++;
+    }
+    if (recent >= max)
+        return false;
+    c->restart_times[c->restart_next] = now_ms;
+    c->restart_next = (c->restart_next + 1) % max;
+    return true;
+}
+
+/* Replace the registered incarnation (under the shard lock); NULL unregisters it. */
+static void set_current(gs__child_t *c, gs_server_t *next)
+{
+    gs__child_lock(c);
+    gs_server_t *old = c->current;
+    c->current = next;
+    gs__child_unlock(c);
+    gs_server_unref(old);
+}
+
+void gs__supervisor_exit(gs_server_t *s, json_t *reason, bool abnormal)
+{
+    gs__child_t *c = s->child;
+    gs_runtime_t *rt = s->rt;
+    bool stopping = c->stopping || atomic_load(&rt->shutting_down);
+    gs__child_ref(c); /* s may go with set_current */
+    gs__server_die(s, reason, abnormal && !c->stopping ? GS_ECRASHED : GS_ESTOPPED);
+
+    if (abnormal && !c->stopping) {
+        gs__child_lock(c);
+        json_decref(c->last_crash_reason);
+        c->last_crash_reason = json_incref(reason);
+        gs__child_unlock(c);
+        gs__emit(rt, GS_EVENT_CRASHED, c, reason);
+    }
+    bool restart = !stopping && (c->opts.restart == GS_PERMANENT ||
+                                 (c->opts.restart == GS_TRANSIENT && abnormal));
+    if (!restart) {
+        set_current(c, NULL);
+        gs__registry_remove(rt, c);
+        gs__emit(rt, GS_EVENT_STOPPED, c, reason);
+        goto out;
+    }
+    for (;;) {
+        if (!intensity_allows(c, gs__now_ms())) {
+            json_t *why =
+                json_pack("{s:s, s:i, s:i, s:O}", "reason", "reached_max_restart_intensity",
+                          "max_restarts", (json_int_t)c->opts.max_restarts, "max_seconds",
+                          (json_int_t)c->opts.max_seconds, "last_reason", reason);
+            gs__child_lock(c);
+            gs_server_t *old = c->current;
+            c->current = NULL;
+            json_decref(c->down_reason);
+            c->down_reason = why;
+            gs__child_unlock(c);
+            gs_server_unref(old);
+            gs__emit(rt, GS_EVENT_DOWN, c, why);
+            break;
+        }
+        atomic_fetch_add_explicit(&c->restarts, 1, memory_order_relaxed); /* counter */
+        gs_server_t *ns = gs__server_create(c);
+        if (ns == NULL)
+            continue; /* counts against the intensity, so this ends */
+        set_current(c, ns);
+        json_t *why = NULL;
+        if (gs__server_init(ns, &why) == 0) {
+            gs__emit(rt, GS_EVENT_RESTARTED, c, NULL);
+            break;
+        }
+        /* init failed: that is another crash of this child */
+        gs__child_lock(c);
+        json_decref(c->last_crash_reason);
+        c->last_crash_reason = json_incref(why);
+        gs__child_unlock(c);
+        gs__emit(rt, GS_EVENT_CRASHED, c, why);
+        json_decref(reason);
+        reason = why;
+    }
+out:
+    json_decref(reason);
+    gs__child_unref(c);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Stopping on request                                                                        */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct stop_req_s {
+    gs_done_cb cb;
+    void *arg;
+} stop_req_t;
+
+static void stop_req_done(int status, json_t *result, void *arg)
+{
+    stop_req_t *req = arg;
+    json_decref(result);
+    req->cb(status, req->arg);
+    free(req);
+}
+
+int gs_stop_async(gs_runtime_t *rt, const char *name, json_t *reason, gs_done_cb cb, void *arg)
+{
+    int rc = 0;
+    gs__child_t *child = NULL;
+    gs_server_t *s = NULL;
+    stop_req_t *req = NULL;
+    if (rt == NULL || name == NULL || cb == NULL) {
+        rc = GS_EINVAL;
+        goto out;
+    }
+    if (atomic_load(&rt->shutting_down)) {
+        rc = GS_ESHUTDOWN;
+        goto out;
+    }
+    if (reason == NULL)
+        reason = json_string("normal");
+    child = gs__registry_child(rt, name);
+    if (child == NULL) {
+        rc = GS_ENOSERVER;
+        goto out;
+    }
+    req = malloc(sizeof(*req));
+    if (req == NULL) {
+        rc = GS_ENOMEM;
+        goto out;
+    }
+    req->cb = cb;
+    req->arg = arg;
+    gs__child_lock(child);
+    s = child->current != NULL ? gs_server_ref(child->current) : NULL;
+    gs__child_unlock(child);
+
+    if (s == NULL) {
+        /* Down: nothing to terminate, just forget it. Complete through the timer thread so
+         * that the callback never runs inside this call (the caller may not be ready). */
+        gs__registry_remove(rt, child);
+        gs__call_t *c = gs__call_create(rt, GS__MSG_STOP, NULL, stop_req_done, req);
+        c->timeout_status = 0;
+        gs__call_arm_timeout(rt, c, 0);
+        gs__call_unref(c);
+        req = NULL;
+        goto out;
+    }
+    gs__call_t *c = gs__call_create(rt, GS__MSG_STOP, reason, stop_req_done, req);
+    reason = NULL;
+    req = NULL;
+    rc = gs__server_push(s, &c->msg, true);
+    if (rc != 0) {
+        /* The incarnation died meanwhile: fail up front, never call back. */
+        atomic_store(&c->done, 1);
+        stop_req_t *r = c->arg;
+        free(r);
+        gs__call_unref(c);
+    }
+out:
+    json_decref(reason);
+    free(req);
+    gs_server_unref(s);
+    gs__child_unref(child);
+    return rc;
+}
+
+typedef struct stop_wait_s {
+    _Atomic int refs;
+    uv_mutex_t lock;
+    uv_cond_t cond;
+    bool done;
+    int status;
+} stop_wait_t;
+
+static void stop_wait_unref(stop_wait_t *w)
+{
+    /* acq_rel: the last one out sees the other side's writes before destroying */
+    if (atomic_fetch_sub_explicit(&w->refs, 1, memory_order_acq_rel) == 1) {
+        uv_cond_destroy(&w->cond);
+        uv_mutex_destroy(&w->lock);
+        free(w);
+    }
+}
+
+static void stop_wait_done(int status, void *arg)
+{
+    stop_wait_t *w = arg;
+    uv_mutex_lock(&w->lock);
+    w->done = true;
+    w->status = status;
+    uv_cond_signal(&w->cond);
+    uv_mutex_unlock(&w->lock);
+    stop_wait_unref(w);
+}
+
+int gs_stop(gs_runtime_t *rt, const char *name, json_t *reason, int timeout_ms)
+{
+    if (gs__tls.runtime_thread) {
+        json_decref(reason);
+        return GS_EWOULDBLOCK;
+    }
+    stop_wait_t *w = calloc(1, sizeof(*w));
+    if (w == NULL) {
+        json_decref(reason);
+        return GS_ENOMEM;
+    }
+    atomic_init(&w->refs, 2); /* the waiter and the callback: either may be last */
+    uv_mutex_init(&w->lock);
+    uv_cond_init(&w->cond);
+    int rc = gs_stop_async(rt, name, reason, stop_wait_done, w);
+    if (rc != 0) {
+        atomic_store(&w->refs, 1);
+        stop_wait_unref(w);
+        return rc;
+    }
+    uint64_t deadline = timeout_ms >= 0 ? gs__now_ns() + (uint64_t)timeout_ms * 1000000u : 0;
+    uv_mutex_lock(&w->lock);
+    while (!w->done) {
+        if (timeout_ms < 0) {
+            uv_cond_wait(&w->cond, &w->lock);
+            continue;
+        }
+        uint64_t now = gs__now_ns();
+        if (now >= deadline || uv_cond_timedwait(&w->cond, &w->lock, deadline - now) != 0) {
+            if (!w->done)
+                break;
+        }
+    }
+    rc = w->done ? w->status : GS_ETIMEOUT;
+    uv_mutex_unlock(&w->lock);
+    stop_wait_unref(w);
+    return rc;
+}
