@@ -1,0 +1,26 @@
+/*
+ * boot.h: what the binary does with the runtime once it exists: start the configured servers
+ * and log the runtime's events.
+ */
+#ifndef GS_SERVER_BOOT_H
+#define GS_SERVER_BOOT_H
+
+#include "genserv.h"
+
+#include <stddef.h>
+
+/**
+ * Start every server in specs (borrowed JSON array of {"name", "behaviour", "args",
+ * "restart", "max_restarts", "max_seconds", "mailbox_limit"}), in order.
+ * @return 0, or -1 with err describing the first one that failed.
+ */
+int gs_boot_start_servers(gs_runtime_t *rt, json_t *specs, char *err, size_t errlen);
+
+/**
+ * Log the runtime's events (not state_changed) one line each: started, stopped and restarted
+ * at info, crashed and down at warn with the reason.
+ * @param out receives the subscription; release it with gs_unsubscribe.
+ */
+int gs_boot_log_events(gs_runtime_t *rt, gs_subscription_t **out);
+
+#endif

@@ -1,0 +1,66 @@
+/*
+ * config.h: the binary's settings from flags, environment, config file and defaults.
+ *
+ * Every setting has a flag (--max-body-bytes N), an environment variable named GENSERV_ and
+ * the flag in capitals with '-' as '_' (GENSERV_MAX_BODY_BYTES), and a key in the JSON config
+ * file (limits.max_body_bytes). Precedence: flag > environment > config file > default. For
+ * the one list, the plugins, the highest source that gives any replaces the lower ones
+ * (GENSERV_PLUGIN holds a ':'-separated list).
+ *
+ * The config file may also list the servers to start at boot ("servers"); without a config
+ * file, or with one that has no "servers" key, the embedded default set is started.
+ */
+#ifndef GS_SERVER_CONFIG_H
+#define GS_SERVER_CONFIG_H
+
+#include "gateway.h"
+
+#include <stdio.h>
+
+typedef struct gs_config_s {
+    char *listen; /* "HOST:PORT" as given */
+    char *host;   /* HOST without brackets */
+    uint16_t port;
+    char *config_path; /* NULL without a config file */
+    unsigned schedulers;
+    gs_log_level_t log_level;
+    char **plugins; /* nplugins owned paths */
+    size_t nplugins;
+    unsigned http_threads;
+    size_t max_body_bytes;
+    unsigned max_connections;
+    unsigned max_held_calls;
+    int default_call_timeout_ms;
+    int max_call_timeout_ms;
+    size_t mailbox_limit;
+    unsigned max_event_streams;
+    unsigned idle_timeout_s;
+    unsigned events_coalesce_ms;
+    int shutdown_timeout_ms;
+    /* [{"name", "behaviour", "args", "restart", ...}]: a new reference, never NULL. */
+    json_t *servers;
+} gs_config_t;
+
+/** What gs_config_load found. */
+typedef enum gs_config_result_e {
+    GS_CONFIG_OK = 0,    /* run */
+    GS_CONFIG_EXIT = 1,  /* --help or --version was printed: exit 0 */
+    GS_CONFIG_ERROR = 2, /* err says what is wrong: exit 2 */
+} gs_config_result_t;
+
+/**
+ * Fill cfg from argv (borrowed), the environment and the config file.
+ * @param out where --help and --version print (borrowed).
+ * @param err receives a sentence on GS_CONFIG_ERROR (errlen bytes).
+ * On any result cfg must be released with gs_config_close().
+ */
+gs_config_result_t gs_config_load(gs_config_t *cfg, int argc, char **argv, FILE *out, char *err,
+                                  size_t errlen);
+
+/** Release what cfg owns. cfg itself is the caller's. */
+void gs_config_close(gs_config_t *cfg);
+
+/** Copy the gateway's settings from cfg into opts (whose host then borrows cfg->host). */
+void gs_config_gateway_options(const gs_config_t *cfg, gs_gateway_options_t *opts);
+
+#endif
