@@ -232,10 +232,10 @@ int gs__server_init(gs_server_t *s, json_t **reason)
     int rc = c->b->init(s, c->args, &state, &why);
     gs__tls.current = saved;
     if (rc != 0) {
-        if (why == NULL)
-            why = json_string("init_failed");
-        server_die(s, why, GS_ECRASHED, false);
-        *reason = why;
+        json_t *died = why != NULL ? json_incref(why) : json_string("init_failed");
+        server_die(s, died, GS_ECRASHED, false);
+        json_decref(died);
+        *reason = why; /* as init gave it: possibly NULL */
         release_scheduling(s); /* a message that raced in is drained by the scheduler */
         return GS_EINIT;
     }

@@ -120,6 +120,8 @@ void gs__supervisor_exit(gs_server_t *s, json_t *reason, bool abnormal)
             break;
         }
         /* init failed: that is another crash of this child */
+        if (why == NULL)
+            why = json_string("init_failed");
         gs__child_lock(c);
         json_decref(c->last_crash_reason);
         c->last_crash_reason = json_incref(why);
