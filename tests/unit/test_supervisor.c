@@ -1,0 +1,486 @@
+/*
+ * test_supervisor.c: crashes, restarts and the events that report them.
+ *
+ * What a user relies on, as in Elixir's supervisors: a permanent server is always restarted,
+ * a transient one only after a crash (not after "normal", "shutdown" or ["shutdown", _]), a
+ * temporary one never; a restart runs init again with the original args, under the same name,
+ * as a new incarnation; restart intensity (default 3 restarts within 5 s) leaves a server that
+ * crashes once more "down" with a down_reason, and the window slides; calls a server held when
+ * it crashed fail with server_crashed and the reason; status keeps restarts, messages_handled
+ * and last_crash_reason across restarts; OTP's defaults for missing handlers hold; and an
+ * event subscription sees started, state_changed, crashed, restarted, down and stopped, in
+ * order per server, and nothing after gs_unsubscribe. Uses the "probe" behaviour of probe.h.
+ */
+#include "testutil.h"
+
+#include "probe.h"
+
+static int setup(void **state)
+{
+    probe_reset();
+    *state = tu_runtime_create(2, 0);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    if (*state != NULL)
+        gs_runtime_destroy(*state);
+    probe_cleanup();
+    return 0;
+}
+
+static gs_start_options_t restart_opts(gs_restart_t restart, unsigned max_restarts,
+                                       unsigned max_seconds)
+{
+    gs_start_options_t opts;
+    gs_start_options_init(&opts);
+    opts.restart = restart;
+    if (max_restarts != (unsigned)-1)
+        opts.max_restarts = max_restarts;
+    if (max_seconds != 0)
+        opts.max_seconds = max_seconds;
+    return opts;
+}
+
+/* Crash name with a cast ["crash", reason] and wait until its restart count reaches want. */
+static void crash_and_wait_restarts(gs_runtime_t *rt, const char *name, const char *reason,
+                                    long long want)
+{
+    char msg[256];
+    snprintf(msg, sizeof(msg), "[\"crash\", %s]", reason);
+    assert_int_equal(tu_cast(rt, name, msg), 0);
+    TU_WAIT_UNTIL(tu_status_int(rt, name, "restarts") == want &&
+                      tu_status_str_is(rt, name, "status", "running"),
+                  TU_WAIT_MS);
+}
+
+/* Whether name is gone from the registry or "down". */
+static bool gone_or_down(gs_runtime_t *rt, const char *name)
+{
+    json_t *st = gs_server_status(rt, name);
+    bool yes = st == NULL || strcmp(json_string_value(json_object_get(st, "status")), "down") == 0;
+    json_decref(st);
+    return yes;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Restart types                                                                              */
+/* ---------------------------------------------------------------------------------------- */
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    gs_start_options_t opts;
+    memset(&opts, 0xff, sizeof(opts));
+    gs_start_options_init(&opts);
+    assert_int_equal(opts.restart, GS_PERMANENT);
+    assert_int_equal(opts.max_restarts, 3);
+    assert_int_equal(opts.max_seconds, 5);
+    assert_int_equal(opts.mailbox_limit, 0);
+}
+
+/* A permanent server is restarted after a crash: new incarnation, same args, init again. */
+static void test_permanent_restarted_after_crash(void **state)
+{
+    gs_runtime_t *rt = *state;
+    tu_start(rt, "perm", probe_behaviour(), "{\"a\": 1}", NULL);
+    for (int i = 0; i < 3; i++)
+        tu_call_expect(rt, "perm", "\"ping\"", "\"pong\"");
+    gs_server_t *old = gs_whereis(rt, "perm");
+    crash_and_wait_restarts(rt, "perm", "{\"e\": 1}", 1);
+
+    gs_server_t *now = gs_whereis(rt, "perm");
+    assert_non_null(now);
+    assert_ptr_not_equal(now, old);
+    assert_int_equal(gs_cast_server(old, json_string("x")), GS_ENOSERVER);
+    gs_server_unref(old);
+    gs_server_unref(now);
+    assert_int_equal(probe_inits(), 2);
+    json_t *log = probe_terminated();
+    assert_json_eq(log, "[[\"perm\", {\"e\": 1}, 0]]");
+    json_decref(log);
+
+    json_t *st = probe_state(rt, "perm");
+    assert_json_eq(json_object_get(st, "args"), "{\"a\": 1}");
+    json_decref(st);
+    json_t *reason = tu_status_field(rt, "perm", "last_crash_reason");
+    assert_json_eq(reason, "{\"e\": 1}");
+    json_decref(reason);
+    /* Counters survive the restart: 3 pings and get_state before it, at least. */
+    assert_true(tu_status_int(rt, "perm", "messages_handled") >= 4);
+
+    /* A crash during a call: the caller gets the reason, and the server comes back again. */
+    json_t *r = NULL;
+    assert_int_equal(tu_call(rt, "perm", "[\"crash\", \"in call\"]", TU_WAIT_MS, &r), GS_ECRASHED);
+    assert_json_eq(r, "\"in call\"");
+    json_decref(r);
+    TU_WAIT_UNTIL(tu_status_int(rt, "perm", "restarts") == 2, TU_WAIT_MS);
+    tu_call_expect(rt, "perm", "\"ping\"", "\"pong\"");
+}
+
+/* A permanent server is restarted even after a normal exit. */
+static void test_permanent_restarted_after_normal_exit(void **state)
+{
+    gs_runtime_t *rt = *state;
+    tu_start(rt, "perm", probe_behaviour(), NULL, NULL);
+    crash_and_wait_restarts(rt, "perm", "\"normal\"", 1);
+    assert_int_equal(probe_inits(), 2);
+    tu_call_expect(rt, "perm", "\"ping\"", "\"pong\"");
+}
+
+/* A transient server is restarted after a crash, not after a normal exit. */
+static void test_transient(void **state)
+{
+    gs_runtime_t *rt = *state;
+    gs_start_options_t opts = restart_opts(GS_TRANSIENT, (unsigned)-1, 0);
+    tu_start(rt, "tr", probe_behaviour(), NULL, &opts);
+    crash_and_wait_restarts(rt, "tr", "\"oops\"", 1);
+    assert_int_equal(probe_inits(), 2);
+
+    assert_int_equal(tu_cast(rt, "tr", "[\"crash\", \"normal\"]"), 0);
+    TU_WAIT_UNTIL(probe_terminates() == 2, TU_WAIT_MS);
+    TU_WAIT_UNTIL(tu_status_int(rt, "tr", "restarts") == -1, TU_WAIT_MS);
+    assert_null(gs_whereis(rt, "tr"));
+
+    /* "shutdown" and ["shutdown", _] are normal exits too. */
+    const char *normal[] = {"\"shutdown\"", "[\"shutdown\", {\"by\": \"test\"}]"};
+    for (int i = 0; i < 2; i++) {
+        tu_start(rt, "tr", probe_behaviour(), NULL, &opts);
+        char msg[128];
+        snprintf(msg, sizeof(msg), "[\"crash\", %s]", normal[i]);
+        assert_int_equal(tu_cast(rt, "tr", msg), 0);
+        TU_WAIT_UNTIL(tu_status_int(rt, "tr", "restarts") == -1, TU_WAIT_MS);
+    }
+    /* Give a wrong restart the time it would need to show up. */
+    tu_sleep_ms(100);
+    assert_null(gs_whereis(rt, "tr"));
+    assert_int_equal(probe_inits(), 4);
+    assert_int_equal(tu_stats(rt).servers, 0);
+}
+
+/* A temporary server is never restarted. */
+static void test_temporary(void **state)
+{
+    gs_runtime_t *rt = *state;
+    gs_start_options_t opts = restart_opts(GS_TEMPORARY, (unsigned)-1, 0);
+    tu_start(rt, "tmp", probe_behaviour(), NULL, &opts);
+    assert_int_equal(tu_cast(rt, "tmp", "[\"crash\", \"once\"]"), 0);
+    TU_WAIT_UNTIL(probe_terminates() == 1, TU_WAIT_MS);
+    TU_WAIT_UNTIL(gone_or_down(rt, "tmp"), TU_WAIT_MS);
+    tu_sleep_ms(100);
+    assert_int_equal(probe_inits(), 1);
+    assert_true(gone_or_down(rt, "tmp"));
+    assert_int_equal(tu_call(rt, "tmp", "\"ping\"", 1000, NULL), GS_ENOSERVER);
+    json_t *st = gs_server_status(rt, "tmp");
+    if (st != NULL) {
+        /* Kept as "down", it says why and has not been restarted. */
+        assert_false(json_is_null(json_object_get(st, "down_reason")));
+        assert_json_eq(json_object_get(st, "restarts"), "0");
+        json_decref(st);
+        assert_int_equal(gs_stop(rt, "tmp", NULL, TU_WAIT_MS), 0);
+        assert_null(gs_server_status(rt, "tmp"));
+    }
+    /* Either way the name can be used again. */
+    tu_start(rt, "tmp", probe_behaviour(), NULL, &opts);
+    tu_call_expect(rt, "tmp", "\"ping\"", "\"pong\"");
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Intensity                                                                                  */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Default intensity: three restarts within 5 s; the fourth crash leaves it down. */
+static void test_intensity_default(void **state)
+{
+    gs_runtime_t *rt = *state;
+    tu_start(rt, "flaky", probe_behaviour(), NULL, NULL);
+    for (int i = 1; i <= 3; i++)
+        crash_and_wait_restarts(rt, "flaky", "\"again\"", i);
+    assert_int_equal(probe_inits(), 4);
+
+    assert_int_equal(tu_cast(rt, "flaky", "[\"crash\", \"the last straw\"]"), 0);
+    TU_WAIT_UNTIL(tu_status_str_is(rt, "flaky", "status", "down"), TU_WAIT_MS);
+    json_t *st = gs_server_status(rt, "flaky");
+    assert_json_eq(json_object_get(st, "restarts"), "3");
+    assert_json_eq(json_object_get(st, "last_crash_reason"), "\"the last straw\"");
+    assert_false(json_is_null(json_object_get(st, "down_reason")));
+    assert_non_null(json_object_get(st, "down_reason"));
+    json_decref(st);
+    tu_sleep_ms(100);
+    assert_int_equal(probe_inits(), 4);
+    assert_int_equal(probe_terminates(), 4);
+
+    /* A down server is registered but takes no messages. */
+    assert_int_equal(tu_stats(rt).servers, 1);
+    assert_int_equal(tu_call(rt, "flaky", "\"ping\"", 1000, NULL), GS_ENOSERVER);
+    assert_int_equal(tu_cast(rt, "flaky", "\"x\""), GS_ENOSERVER);
+    assert_null(gs_whereis(rt, "flaky"));
+    json_t *args = tu_json("{}");
+    assert_int_equal(gs_start(rt, "flaky", probe_behaviour(), args, NULL, NULL), GS_EALREADY);
+    json_decref(args);
+
+    /* Stopping it simply removes it; then the name is free. */
+    assert_int_equal(gs_stop(rt, "flaky", NULL, TU_WAIT_MS), 0);
+    assert_null(gs_server_status(rt, "flaky"));
+    assert_int_equal(tu_stats(rt).servers, 0);
+    assert_int_equal(probe_terminates(), 4);
+    tu_start(rt, "flaky", probe_behaviour(), NULL, NULL);
+    tu_call_expect(rt, "flaky", "\"ping\"", "\"pong\"");
+}
+
+/* max_restarts 0: the first crash is already too many. */
+static void test_intensity_zero(void **state)
+{
+    gs_runtime_t *rt = *state;
+    gs_start_options_t opts = restart_opts(GS_PERMANENT, 0, 0);
+    tu_start(rt, "fragile", probe_behaviour(), NULL, &opts);
+    assert_int_equal(tu_cast(rt, "fragile", "[\"crash\", \"x\"]"), 0);
+    TU_WAIT_UNTIL(tu_status_str_is(rt, "fragile", "status", "down"), TU_WAIT_MS);
+    assert_int_equal(tu_status_int(rt, "fragile", "restarts"), 0);
+    assert_int_equal(probe_inits(), 1);
+}
+
+/* The intensity window slides: restarts older than max_seconds no longer count. */
+static void test_intensity_window_slides(void **state)
+{
+    gs_runtime_t *rt = *state;
+    gs_start_options_t opts = restart_opts(GS_PERMANENT, 1, 1);
+    tu_start(rt, "w", probe_behaviour(), NULL, &opts);
+    crash_and_wait_restarts(rt, "w", "1", 1);
+    /* Let the first restart age out of the one-second window (generously). */
+    tu_sleep_ms(2100);
+    crash_and_wait_restarts(rt, "w", "2", 2);
+    /* A second restart within the window is one too many. */
+    assert_int_equal(tu_cast(rt, "w", "[\"crash\", 3]"), 0);
+    TU_WAIT_UNTIL(tu_status_str_is(rt, "w", "status", "down"), TU_WAIT_MS);
+    assert_int_equal(tu_status_int(rt, "w", "restarts"), 2);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Calls across a crash, OTP defaults                                                         */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Calls held for a deferred reply fail with server_crashed and the reason on a crash. */
+static void test_held_calls_fail_on_crash(void **state)
+{
+    gs_runtime_t *rt = *state;
+    enum { N = 3 };
+    tu_start(rt, "h", probe_behaviour(), NULL, NULL);
+    tu_reply_t r[N];
+    for (int i = 0; i < N; i++) {
+        tu_reply_init(&r[i]);
+        assert_int_equal(
+            gs_call_async(rt, "h", json_string("hold"), TU_WAIT_MS, tu_reply_cb, &r[i]), 0);
+    }
+    TU_WAIT_UNTIL(tu_status_int(rt, "h", "held_calls") == N, TU_WAIT_MS);
+    json_t *ids = NULL;
+    assert_int_equal(tu_call(rt, "h", "\"held_froms\"", TU_WAIT_MS, &ids), 0);
+    assert_int_equal(json_array_size(ids), N);
+
+    crash_and_wait_restarts(rt, "h", "{\"bang\": true}", 1);
+    for (int i = 0; i < N; i++) {
+        tu_reply_expect(&r[i], GS_ECRASHED);
+        assert_json_eq(r[i].result, "{\"bang\": true}");
+    }
+    /* Their froms are spent: a reply now is refused, and the new incarnation holds nothing. */
+    for (size_t i = 0; i < N; i++) {
+        gs_from_t from = {.rt = rt, .id = (uint64_t)json_integer_value(json_array_get(ids, i))};
+        assert_int_equal(gs_reply(from, json_string("too late")), GS_ENOCALL);
+    }
+    json_decref(ids);
+    assert_int_equal(tu_status_int(rt, "h", "held_calls"), 0);
+    assert_int_equal(tu_stats(rt).held_calls, 0);
+
+    gs_runtime_destroy(rt);
+    *state = NULL;
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(r[i].runs, 1);
+        tu_reply_close(&r[i]);
+    }
+}
+
+/* Without handle_cast a cast crashes with ["bad_cast", msg]; without handle_info infos are
+ * ignored. */
+static void test_missing_handlers(void **state)
+{
+    gs_runtime_t *rt = *state;
+    tu_start(rt, "bare", bare_behaviour(), NULL, NULL);
+    assert_int_equal(tu_send(rt, "bare", "[\"ignored\", 1]"), 0);
+    TU_WAIT_UNTIL(tu_status_int(rt, "bare", "messages_handled") >= 1, TU_WAIT_MS);
+    assert_int_equal(tu_status_int(rt, "bare", "restarts"), 0);
+
+    assert_int_equal(tu_cast(rt, "bare", "[\"hello\", 2]"), 0);
+    TU_WAIT_UNTIL(tu_status_int(rt, "bare", "restarts") == 1, TU_WAIT_MS);
+    json_t *reason = tu_status_field(rt, "bare", "last_crash_reason");
+    assert_json_eq(reason, "[\"bad_cast\", [\"hello\", 2]]");
+    json_decref(reason);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Events                                                                                     */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct events_s {
+    pthread_mutex_t mu;
+    json_t *log; /* [[type, server, behaviour, reason|null]...] */
+} events_t;
+
+static void events_cb(const gs_event_t *ev, void *arg)
+{
+    events_t *e = arg;
+    json_t *entry = json_pack("[s s s o?]", gs_event_name(ev->type), ev->server,
+                              ev->behaviour != NULL ? ev->behaviour : "",
+                              ev->reason != NULL ? json_deep_copy(ev->reason) : NULL);
+    pthread_mutex_lock(&e->mu);
+    json_array_append_new(e->log, entry);
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* The lifecycle events of server (state_changed left out) as [[type, reason]...]. */
+static json_t *lifecycle(events_t *e, const char *server)
+{
+    json_t *out = json_array();
+    pthread_mutex_lock(&e->mu);
+    size_t i;
+    json_t *entry;
+    json_array_foreach(e->log, i, entry)
+    {
+        const char *type = json_string_value(json_array_get(entry, 0));
+        if (strcmp(json_string_value(json_array_get(entry, 1)), server) != 0 ||
+            strcmp(type, "state_changed") == 0)
+            continue;
+        json_array_append_new(out, json_pack("[sO]", type, json_array_get(entry, 3)));
+    }
+    pthread_mutex_unlock(&e->mu);
+    return out;
+}
+
+/* Assert the event types of a lifecycle() list, e.g. "[\"started\", \"stopped\"]". */
+#define assert_types(list, want) assert_types_at((list), (want), __FILE__, __LINE__)
+static void assert_types_at(json_t *list, const char *want, const char *file, int line)
+{
+    json_t *types = json_array();
+    size_t i;
+    json_t *entry;
+    json_array_foreach(list, i, entry)
+    {
+        json_array_append(types, json_array_get(entry, 0));
+    }
+    tu_assert_json_eq(types, want, file, line);
+    json_decref(types);
+}
+
+static size_t count_events(events_t *e, const char *server, const char *type)
+{
+    size_t n = 0, i;
+    json_t *entry;
+    pthread_mutex_lock(&e->mu);
+    json_array_foreach(e->log, i, entry)
+    {
+        if (strcmp(json_string_value(json_array_get(entry, 1)), server) == 0 &&
+            (type == NULL || strcmp(json_string_value(json_array_get(entry, 0)), type) == 0))
+            n++;
+    }
+    pthread_mutex_unlock(&e->mu);
+    return n;
+}
+
+static void test_event_names(void **state)
+{
+    (void)state;
+    assert_string_equal(gs_event_name(GS_EVENT_STARTED), "started");
+    assert_string_equal(gs_event_name(GS_EVENT_STOPPED), "stopped");
+    assert_string_equal(gs_event_name(GS_EVENT_CRASHED), "crashed");
+    assert_string_equal(gs_event_name(GS_EVENT_RESTARTED), "restarted");
+    assert_string_equal(gs_event_name(GS_EVENT_DOWN), "down");
+    assert_string_equal(gs_event_name(GS_EVENT_STATE_CHANGED), "state_changed");
+}
+
+/* A subscription sees each server's lifecycle in order, and nothing after unsubscribe. */
+static void test_events(void **state)
+{
+    gs_runtime_t *rt = *state;
+    events_t e = {.mu = PTHREAD_MUTEX_INITIALIZER, .log = json_array()};
+    gs_subscription_t *sub = NULL;
+    assert_int_equal(gs_subscribe(rt, events_cb, &e, &sub), 0);
+    assert_non_null(sub);
+
+    gs_start_options_t opts = restart_opts(GS_PERMANENT, 1, 0);
+    tu_start(rt, "ev", probe_behaviour(), NULL, &opts);
+    assert_int_equal(tu_cast(rt, "ev", "[\"log\", 1]"), 0);
+    TU_WAIT_UNTIL(count_events(&e, "ev", "state_changed") >= 1, TU_WAIT_MS);
+    crash_and_wait_restarts(rt, "ev", "\"c1\"", 1);
+    assert_int_equal(tu_cast(rt, "ev", "[\"crash\", \"c2\"]"), 0);
+    TU_WAIT_UNTIL(count_events(&e, "ev", "down") == 1, TU_WAIT_MS);
+
+    tu_start(rt, "ev2", probe_behaviour(), NULL, NULL);
+    assert_int_equal(gs_stop(rt, "ev2", json_string("done"), TU_WAIT_MS), 0);
+    TU_WAIT_UNTIL(count_events(&e, "ev2", "stopped") == 1, TU_WAIT_MS);
+
+    gs_start_options_t tmp = restart_opts(GS_TEMPORARY, (unsigned)-1, 0);
+    tu_start(rt, "ev3", probe_behaviour(), NULL, &tmp);
+    assert_int_equal(tu_cast(rt, "ev3", "[\"crash\", \"t\"]"), 0);
+    TU_WAIT_UNTIL(count_events(&e, "ev3", "down") == 1, TU_WAIT_MS);
+
+    /* ev: started, crashed c1, restarted, crashed c2, down (past max_restarts 1). */
+    json_t *got = lifecycle(&e, "ev");
+    assert_types(got, "[\"started\", \"crashed\", \"restarted\", \"crashed\", \"down\"]");
+    assert_json_eq(json_array_get(json_array_get(got, 1), 1), "\"c1\"");
+    assert_json_eq(json_array_get(json_array_get(got, 3), 1), "\"c2\"");
+    assert_false(json_is_null(json_array_get(json_array_get(got, 4), 1)));
+    json_decref(got);
+
+    got = lifecycle(&e, "ev2");
+    assert_types(got, "[\"started\", \"stopped\"]");
+    assert_json_eq(json_array_get(json_array_get(got, 1), 1), "\"done\"");
+    json_decref(got);
+    got = lifecycle(&e, "ev3");
+    assert_types(got, "[\"started\", \"crashed\", \"down\"]");
+    assert_json_eq(json_array_get(json_array_get(got, 1), 1), "\"t\"");
+    json_decref(got);
+
+    /* Every event names the behaviour. */
+    pthread_mutex_lock(&e.mu);
+    size_t i;
+    json_t *entry;
+    json_array_foreach(e.log, i, entry)
+    {
+        assert_string_equal(json_string_value(json_array_get(entry, 2)), "probe");
+    }
+    pthread_mutex_unlock(&e.mu);
+
+    /* After unsubscribe, nothing more arrives. */
+    gs_unsubscribe(rt, sub);
+    pthread_mutex_lock(&e.mu);
+    size_t before = json_array_size(e.log);
+    pthread_mutex_unlock(&e.mu);
+    tu_start(rt, "ev4", probe_behaviour(), NULL, NULL);
+    assert_int_equal(tu_cast(rt, "ev4", "[\"log\", 1]"), 0);
+    assert_int_equal(gs_stop(rt, "ev4", NULL, TU_WAIT_MS), 0);
+    gs_unsubscribe(rt, NULL);
+    gs_runtime_destroy(rt);
+    *state = NULL;
+    assert_int_equal(json_array_size(e.log), before);
+    json_decref(e.log);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test_setup_teardown(test_permanent_restarted_after_crash, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_permanent_restarted_after_normal_exit, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_transient, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_temporary, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_intensity_default, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_intensity_zero, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_intensity_window_slides, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_held_calls_fail_on_crash, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_handlers, setup, teardown),
+        cmocka_unit_test(test_event_names),
+        cmocka_unit_test_setup_teardown(test_events, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
