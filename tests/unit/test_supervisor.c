@@ -89,6 +89,10 @@ static void test_permanent_restarted_after_crash(void **state)
         tu_call_expect(rt, "perm", "\"ping\"", "\"pong\"");
     gs_server_t *old = gs_whereis(rt, "perm");
     crash_and_wait_restarts(rt, "perm", "{\"e\": 1}", 1);
+    /* Counters survive the restart: the 3 pings and the crashing cast were handled. */
+    long long handled = tu_status_int(rt, "perm", "messages_handled");
+    if (handled < 4)
+        fail_msg("messages_handled %lld after the restart, want >= 4", handled);
 
     gs_server_t *now = gs_whereis(rt, "perm");
     assert_non_null(now);
@@ -107,8 +111,6 @@ static void test_permanent_restarted_after_crash(void **state)
     json_t *reason = tu_status_field(rt, "perm", "last_crash_reason");
     assert_json_eq(reason, "{\"e\": 1}");
     json_decref(reason);
-    /* Counters survive the restart: 3 pings and get_state before it, at least. */
-    assert_true(tu_status_int(rt, "perm", "messages_handled") >= 4);
 
     /* A crash during a call: the caller gets the reason, and the server comes back again. */
     json_t *r = NULL;
@@ -216,11 +218,8 @@ static void test_intensity_default(void **state)
     assert_int_equal(tu_call(rt, "flaky", "\"ping\"", 1000, NULL), GS_ENOSERVER);
     assert_int_equal(tu_cast(rt, "flaky", "\"x\""), GS_ENOSERVER);
     assert_null(gs_whereis(rt, "flaky"));
-    json_t *args = tu_json("{}");
-    assert_int_equal(gs_start(rt, "flaky", probe_behaviour(), args, NULL, NULL), GS_EALREADY);
-    json_decref(args);
 
-    /* Stopping it simply removes it; then the name is free. */
+    /* Stopping it simply removes it (no terminate: it has no state); then the name is free. */
     assert_int_equal(gs_stop(rt, "flaky", NULL, TU_WAIT_MS), 0);
     assert_null(gs_server_status(rt, "flaky"));
     assert_int_equal(tu_stats(rt).servers, 0);
@@ -239,6 +238,12 @@ static void test_intensity_zero(void **state)
     TU_WAIT_UNTIL(tu_status_str_is(rt, "fragile", "status", "down"), TU_WAIT_MS);
     assert_int_equal(tu_status_int(rt, "fragile", "restarts"), 0);
     assert_int_equal(probe_inits(), 1);
+
+    /* A new start under a down server's name replaces it with a fresh, running server. */
+    tu_start(rt, "fragile", probe_behaviour(), NULL, NULL);
+    tu_call_expect(rt, "fragile", "\"ping\"", "\"pong\"");
+    assert_true(tu_status_str_is(rt, "fragile", "status", "running"));
+    assert_int_equal(tu_stats(rt).servers, 1);
 }
 
 /* The intensity window slides: restarts older than max_seconds no longer count. */
@@ -418,11 +423,6 @@ static void test_events(void **state)
     assert_int_equal(gs_stop(rt, "ev2", json_string("done"), TU_WAIT_MS), 0);
     TU_WAIT_UNTIL(count_events(&e, "ev2", "stopped") == 1, TU_WAIT_MS);
 
-    gs_start_options_t tmp = restart_opts(GS_TEMPORARY, (unsigned)-1, 0);
-    tu_start(rt, "ev3", probe_behaviour(), NULL, &tmp);
-    assert_int_equal(tu_cast(rt, "ev3", "[\"crash\", \"t\"]"), 0);
-    TU_WAIT_UNTIL(count_events(&e, "ev3", "down") == 1, TU_WAIT_MS);
-
     /* ev: started, crashed c1, restarted, crashed c2, down (past max_restarts 1). */
     json_t *got = lifecycle(&e, "ev");
     assert_types(got, "[\"started\", \"crashed\", \"restarted\", \"crashed\", \"down\"]");
@@ -434,10 +434,6 @@ static void test_events(void **state)
     got = lifecycle(&e, "ev2");
     assert_types(got, "[\"started\", \"stopped\"]");
     assert_json_eq(json_array_get(json_array_get(got, 1), 1), "\"done\"");
-    json_decref(got);
-    got = lifecycle(&e, "ev3");
-    assert_types(got, "[\"started\", \"crashed\", \"down\"]");
-    assert_json_eq(json_array_get(json_array_get(got, 1), 1), "\"t\"");
     json_decref(got);
 
     /* Every event names the behaviour. */
@@ -465,6 +461,49 @@ static void test_events(void **state)
     json_decref(e.log);
 }
 
+/* A temporary server that crashes: crashed, then down ("RESTARTED or DOWN follows"). */
+static void test_events_temporary_crash(void **state)
+{
+    gs_runtime_t *rt = *state;
+    events_t e = {.mu = PTHREAD_MUTEX_INITIALIZER, .log = json_array()};
+    gs_subscription_t *sub = NULL;
+    assert_int_equal(gs_subscribe(rt, events_cb, &e, &sub), 0);
+    gs_start_options_t tmp = restart_opts(GS_TEMPORARY, (unsigned)-1, 0);
+    tu_start(rt, "ev3", probe_behaviour(), NULL, &tmp);
+    assert_int_equal(tu_cast(rt, "ev3", "[\"crash\", \"t\"]"), 0);
+    TU_WAIT_UNTIL(count_events(&e, "ev3", "crashed") == 1, TU_WAIT_MS);
+    /* Whatever follows the crash comes from the same exit, so it is there once terminate ran. */
+    TU_WAIT_UNTIL(probe_terminates() == 1, TU_WAIT_MS);
+    TU_WAIT_UNTIL(count_events(&e, "ev3", NULL) - count_events(&e, "ev3", "state_changed") >= 3,
+                  TU_WAIT_MS);
+    gs_unsubscribe(rt, sub);
+    json_t *got = lifecycle(&e, "ev3");
+    json_decref(e.log);
+    e.log = NULL;
+    assert_types(got, "[\"started\", \"crashed\", \"down\"]");
+    assert_json_eq(json_array_get(json_array_get(got, 1), 1), "\"t\"");
+    json_decref(got);
+}
+
+/* A crash in a batch of messages: the messages handled before it still count. */
+static void test_messages_handled_across_restart(void **state)
+{
+    gs_runtime_t *rt = *state;
+    tu_start(rt, "m", probe_behaviour(), NULL, NULL);
+    assert_int_equal(tu_cast(rt, "m", "\"block\""), 0);
+    TU_WAIT_UNTIL(probe_is_blocked(), TU_WAIT_MS);
+    /* Queue 20 casts and a crash behind the blocker, so that they are handled in one go. */
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(tu_cast(rt, "m", "[\"log\", 1]"), 0);
+    assert_int_equal(tu_cast(rt, "m", "[\"crash\", \"after 20\"]"), 0);
+    probe_open_gate();
+    TU_WAIT_UNTIL(tu_status_int(rt, "m", "restarts") == 1, TU_WAIT_MS);
+    /* block + 20 logs + crash = 22 messages handled by the first incarnation. */
+    long long handled = tu_status_int(rt, "m", "messages_handled");
+    if (handled < 22)
+        fail_msg("messages_handled %lld after the restart, want >= 22", handled);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -481,6 +520,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_missing_handlers, setup, teardown),
         cmocka_unit_test(test_event_names),
         cmocka_unit_test_setup_teardown(test_events, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_events_temporary_crash, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_messages_handled_across_restart, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
