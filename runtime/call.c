@@ -220,7 +220,7 @@ void gs__held_fail_server(gs_runtime_t *rt, gs_server_t *s, int status, json_t *
         gs__call_t *c = failed;
         failed = c->hnext;
         c->hnext = NULL;
-        gs__call_complete(rt, c, status, reason != NULL ? json_incref(reason) : NULL, false);
+        gs__call_complete(rt, c, status, gs__json_copy(reason), false);
         held_release(rt, c);
     }
 }
@@ -414,10 +414,11 @@ static void request_done(int status, json_t *result, void *arg)
     request_t *req = arg;
     json_t *m;
     if (status == 0)
-        m = json_pack("[s, O, o]", "gs_reply", req->tag, result != NULL ? result : json_null());
+        m = json_pack("[s, o, o]", "gs_reply", req->tag, result != NULL ? result : json_null());
     else
-        m = json_pack("[s, O, s, o]", "gs_error", req->tag, gs_err_name(status),
+        m = json_pack("[s, o, s, o]", "gs_error", req->tag, gs_err_name(status),
                       result != NULL ? result : json_null());
+    req->tag = NULL; /* moved into m: never shared between threads */
     /* Forced past the mailbox limit: dropping it would leave the requester waiting forever.
      * If the requester is gone, the answer goes with it. */
     if (m == NULL || gs__server_send(req->self, GS__MSG_INFO, m, true) != 0)

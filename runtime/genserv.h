@@ -25,8 +25,10 @@
  *               (it accepts NULL where noted), like jansson's *_new functions;
  *   - new:      the caller receives a reference it must json_decref().
  * A message moves, it is never shared: after gs_cast(rt, name, msg) the sender must not touch
- * msg again. To send one value many times, json_incref() it before each send (jansson's
- * reference counts are atomic, so that is safe across threads as long as nobody mutates it).
+ * msg again. To send one value many times, send a json_deep_copy() each time. (json_incref()
+ * of an immutable value works on real hardware, since jansson counts atomically, but its
+ * decref frees without an acquire fence, so ThreadSanitizer reports two threads holding one
+ * value; the runtime itself never does that.)
  *
  * Errors: functions that can fail return 0 or a negative GS_E* code; gs_strerror() and
  * gs_err_name() describe them. Functions returning a pointer return NULL on failure. An
@@ -483,7 +485,8 @@ typedef struct gs_event_s {
     gs_event_type_t type;
     const char *server;    /* borrowed, valid during the callback */
     const char *behaviour; /* borrowed, valid during the callback */
-    json_t *reason;        /* borrowed, may be NULL: the crash, stop or down reason */
+    json_t *reason;        /* borrowed, may be NULL: the crash, stop or down reason; to keep
+                              it past the callback, json_deep_copy() it */
 } gs_event_t;
 
 /**

@@ -12,8 +12,11 @@ static json_t *child_status(gs__child_t *c)
 {
     gs__child_lock(c);
     gs_server_t *s = c->current != NULL ? gs_server_ref(c->current) : NULL;
-    json_t *crash = c->last_crash_reason != NULL ? json_incref(c->last_crash_reason) : json_null();
-    json_t *down = c->down_reason != NULL ? json_incref(c->down_reason) : json_null();
+    /* Copies: the scheduler thread owns the child's values; sharing a reference across
+     * threads would race in jansson's reference counting (see gs__json_copy). */
+    json_t *crash =
+        c->last_crash_reason != NULL ? gs__json_copy(c->last_crash_reason) : json_null();
+    json_t *down = c->down_reason != NULL ? gs__json_copy(c->down_reason) : json_null();
     gs__child_unlock(c);
 
     /* relaxed loads throughout: a snapshot of counters for display */

@@ -364,6 +364,15 @@ struct gs_runtime_s {
 };
 
 void gs__live_add(gs_runtime_t *rt, int delta);
+
+/* A deep copy of v (NULL stays NULL). The runtime never lets two threads hold references to
+ * one json_t at once: jansson's decref reads the count non-atomically and frees without an
+ * acquire fence, which ThreadSanitizer rightly reports. Values that cross threads while the
+ * runtime keeps them (crash reasons, init args) are copied; messages simply move. */
+static inline json_t *gs__json_copy(json_t *v)
+{
+    return v != NULL ? json_deep_copy(v) : NULL;
+}
 uint64_t gs__now_ms(void);
 
 #endif

@@ -147,7 +147,8 @@ static void sched_main(void *arg)
 int gs__sched_start(gs_runtime_t *rt)
 {
     unsigned n = rt->opts.schedulers;
-    rt->scheds = aligned_alloc(GS__CACHELINE, n * sizeof(gs__sched_t));
+    size_t size = (n * sizeof(gs__sched_t) + GS__CACHELINE - 1) / GS__CACHELINE * GS__CACHELINE;
+    rt->scheds = aligned_alloc(GS__CACHELINE, size);
     if (rt->scheds == NULL)
         return GS_ENOMEM;
     memset(rt->scheds, 0, n * sizeof(gs__sched_t));

@@ -33,7 +33,7 @@ gs__child_t *gs__child_create(gs_runtime_t *rt, const char *name, size_t name_le
     atomic_init(&c->refs, 1);
     c->rt = rt;
     c->b = b;
-    c->args = args != NULL ? json_incref(args) : json_null();
+    c->args = args != NULL ? gs__json_copy(args) : json_null(); /* ours alone */
     c->opts = *opts;
     if (c->opts.mailbox_limit == 0)
         c->opts.mailbox_limit = rt->opts.mailbox_limit;
@@ -163,7 +163,7 @@ void gs__msg_discard(gs_runtime_t *rt, gs__msg_t *m, int status, json_t *reason)
     json_decref(c->msg.payload);
     c->msg.payload = NULL;
     if (m->kind == GS__MSG_CALL)
-        gs__call_complete(rt, c, status, reason != NULL ? json_incref(reason) : NULL, false);
+        gs__call_complete(rt, c, status, gs__json_copy(reason), false);
     else /* a stop or a state request that the server did not live to see */
         gs__call_complete(rt, c, status == GS_ESHUTDOWN ? status : GS_ENOSERVER, NULL, false);
     gs__call_unref(c);
@@ -235,7 +235,7 @@ int gs__server_init(gs_server_t *s, json_t **reason)
         json_t *died = why != NULL ? json_incref(why) : json_string("init_failed");
         server_die(s, died, GS_ECRASHED, false);
         json_decref(died);
-        *reason = why; /* as init gave it: possibly NULL */
+        *reason = why;         /* as init gave it: possibly NULL */
         release_scheduling(s); /* a message that raced in is drained by the scheduler */
         return GS_EINIT;
     }

@@ -81,7 +81,7 @@ void gs__supervisor_exit(gs_server_t *s, json_t *reason, bool abnormal)
     if (abnormal && !c->stopping) {
         gs__child_lock(c);
         json_decref(c->last_crash_reason);
-        c->last_crash_reason = json_incref(reason);
+        c->last_crash_reason = gs__json_copy(reason);
         gs__child_unlock(c);
         gs__emit(rt, GS_EVENT_CRASHED, c, reason);
     }
@@ -96,9 +96,9 @@ void gs__supervisor_exit(gs_server_t *s, json_t *reason, bool abnormal)
     for (;;) {
         if (!intensity_allows(c, gs__now_ms())) {
             json_t *why =
-                json_pack("{s:s, s:i, s:i, s:O}", "reason", "reached_max_restart_intensity",
+                json_pack("{s:s, s:I, s:I, s:o}", "reason", "reached_max_restart_intensity",
                           "max_restarts", (json_int_t)c->opts.max_restarts, "max_seconds",
-                          (json_int_t)c->opts.max_seconds, "last_reason", reason);
+                          (json_int_t)c->opts.max_seconds, "last_reason", gs__json_copy(reason));
             gs__child_lock(c);
             gs_server_t *old = c->current;
             c->current = NULL;
@@ -124,7 +124,7 @@ void gs__supervisor_exit(gs_server_t *s, json_t *reason, bool abnormal)
             why = json_string("init_failed");
         gs__child_lock(c);
         json_decref(c->last_crash_reason);
-        c->last_crash_reason = json_incref(why);
+        c->last_crash_reason = gs__json_copy(why);
         gs__child_unlock(c);
         gs__emit(rt, GS_EVENT_CRASHED, c, why);
         json_decref(reason);
