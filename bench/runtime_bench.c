@@ -1,0 +1,1145 @@
+/*
+ * runtime_bench.c: the runtime's benchmark, the program behind the table of
+ * docs/performance.md. It embeds the runtime through genserv.h only, writes its own tiny
+ * behaviours, and measures the scenarios of issue 2 against Erlang/OTP 25's figures:
+ *
+ *   cast      one "sink" server; 1 or 100 sender servers cast to it from a self-message loop
+ *             (the way Erlang processes would, on the same two schedulers), then the same
+ *             from 1 or 100 external threads for comparison. One shared message, json_incref'd
+ *             per cast, so that jansson's allocator is not what we measure. A full mailbox
+ *             (GS_EOVERLOADED) makes the sender back off for BACKOFF_MS and is counted.
+ *   call      one "echo" server; 1 or 100 caller servers, each with one gs_send_request in
+ *             flight, sending the next when ["gs_reply", tag, reply] reaches its handle_info.
+ *   idle      start N idle servers (NULL state) from the main thread: starts/s, bytes per
+ *             server from the RSS delta (and malloc's own count), then the time to destroy the
+ *             runtime, which stops them all.
+ *   timers    N gs_send_after timers with delays spread uniformly over a range; each message
+ *             carries its due time, the receiving server records delivery - due.
+ *   batcher   10,000 producer servers push ["push", n] with gs_send_request to one batcher
+ *             that holds every `from` and replies "ok" to all of them every interval.
+ *
+ * Every scenario runs --runs times (median, min, max are printed) in a runtime of its own with
+ * the default options (one scheduler per core), is bounded in time (a watchdog alarm ends the
+ * program if a run hangs), and throughput is counted over a fixed window after a warm-up.
+ *
+ * Usage: runtime_bench [--quick] [--runs N] [--json FILE] [--only cast,call,...]
+ */
+#include "genserv.h"
+
+#include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_RUNS         15
+#define CAST_BURST       64  /* casts per turn of a sender's loop */
+#define BACKOFF_MS       1   /* a sender's pause after GS_EOVERLOADED */
+#define CACHELINE        64  /* counters written by different threads live on their own lines */
+#define RUN_LIMIT_S      300 /* watchdog: no single run may take longer */
+#define PRODUCERS        10000
+#define DEFAULT_BATCH_MS 10  /* the batcher's flush interval (--batch-interval) */
+#define START_LIMIT_S    120 /* the idle scenario stops starting servers after this long */
+
+/* ---------------------------------------------------------------------------------------- */
+/* Clocks, memory, small helpers                                                              */
+/* ---------------------------------------------------------------------------------------- */
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void sleep_s(double s)
+{
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+/* Resident set size in bytes, from /proc/self/statm (its second field, in pages). */
+static uint64_t rss_bytes(void)
+{
+    unsigned long size = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f == NULL)
+        return 0;
+    if (fscanf(f, "%lu %lu", &size, &resident) != 2)
+        resident = 0;
+    fclose(f);
+    return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Bytes malloc has handed out and not had back, over every arena. */
+static uint64_t heap_bytes(void)
+{
+    struct mallinfo2 mi = mallinfo2();
+    return (uint64_t)mi.uordblks + (uint64_t)mi.hblkhd;
+}
+
+static void die(const char *what, int rc)
+{
+    fprintf(stderr, "runtime_bench: %s: %s\n", what, rc < 0 ? gs_strerror(rc) : "failed");
+    exit(1);
+}
+
+static void watchdog_cb(int sig)
+{
+    static const char msg[] = "runtime_bench: a run exceeded its time limit\n";
+    (void)sig;
+    ssize_t w = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+    (void)w;
+    _exit(2);
+}
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15u;
+
+/* xorshift64*: reproducible delays without touching libc's rand() state. */
+static uint64_t rng_next(void)
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 2685821657736338717u;
+}
+
+/*
+ * A counter with a single writer at a time: the server that owns it (a server runs on one
+ * thread at a time, and the run queue's lock orders one thread's turn before the next), or
+ * one external thread. The main thread only reads it.
+ */
+typedef struct slot_s {
+    _Alignas(CACHELINE) _Atomic uint64_t n;
+    int64_t next; /* producer scenario: the number the next push carries (owner only) */
+} slot_t;
+
+static void slot_inc(slot_t *s)
+{
+    /* relaxed: a single writer (see above); the reader wants a recent value, not an order */
+    uint64_t v = atomic_load_explicit(&s->n, memory_order_relaxed);
+    atomic_store_explicit(&s->n, v + 1, memory_order_relaxed);
+}
+
+static uint64_t slots_sum(slot_t *s, unsigned n)
+{
+    uint64_t sum = 0;
+    for (unsigned i = 0; i < n; i++)
+        sum += atomic_load_explicit(&s[i].n, memory_order_relaxed); /* see slot_inc */
+    return sum;
+}
+
+static slot_t *slots_create(unsigned n)
+{
+    slot_t *s = aligned_alloc(CACHELINE, (size_t)n * sizeof(*s));
+    if (s == NULL)
+        die("slots", GS_ENOMEM);
+    for (unsigned i = 0; i < n; i++) {
+        atomic_init(&s[i].n, 0);
+        s[i].next = 1;
+    }
+    return s;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Configuration and results                                                                  */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct config_s {
+    bool quick;
+    int runs;
+    const char *json_path;
+    const char *only;
+    double warmup_s, window_s;
+    unsigned idle_servers;
+    unsigned timers, timer_min_ms, timer_max_ms;
+    double batcher_window_s;
+    unsigned batch_ms; /* the batcher's flush interval */
+} config_t;
+
+typedef enum target_kind_e { T_NONE = 0, T_AT_LEAST, T_AT_MOST } target_kind_t;
+
+typedef enum metric_id_e {
+    M_CAST_1,
+    M_CAST_100,
+    M_CAST_T1,
+    M_CAST_T100,
+    M_CALL_1,
+    M_CALL_100,
+    M_START_RATE,
+    M_START_RSS,
+    M_START_HEAP,
+    M_START_TIME,
+    M_STOP_TIME,
+    M_TIMER_RATE,
+    M_TIMER_P50,
+    M_TIMER_P99,
+    M_TIMER_MAX,
+    M_BATCHER,
+    /* Details: what the figures above cost in back-pressure and errors. */
+    M_CAST_1_OVL,
+    M_CAST_100_OVL,
+    M_CAST_T1_OVL,
+    M_CAST_T100_OVL,
+    M_CALL_1_ERR,
+    M_CALL_100_ERR,
+    M_TIMER_LOST,
+    M_BATCH_SIZE,
+    M_COUNT
+} metric_id_t;
+
+typedef struct metric_s {
+    const char *key;   /* JSON key */
+    const char *label; /* table label; "%N" is replaced by the scenario's count */
+    const char *unit;  /* unit after scaling */
+    double scale;      /* displayed value = raw / scale */
+    const char *otp;   /* OTP 25 figure from issue 2 */
+    target_kind_t tk;
+    double target; /* raw units */
+    bool detail;
+    double samples[MAX_RUNS];
+    int n;
+} metric_t;
+
+/* A row of the main table, and a row of the details table. */
+#define METRIC(k, l, u, s, o, t, v)                                                                \
+    {                                                                                              \
+        .key = (k), .label = (l), .unit = (u), .scale = (s), .otp = (o), .tk = (t), .target = (v)  \
+    }
+#define DETAIL(k, l, u)                                                                            \
+    {                                                                                              \
+        .key = (k), .label = (l), .unit = (u), .scale = 1, .otp = "", .detail = true               \
+    }
+
+static metric_t metrics[M_COUNT] = {
+    [M_CAST_1] = METRIC("cast_1_sender", "cast to 1 server, 1 sender server", "M msg/s", 1e6,
+                        "5.5 M/s", T_AT_LEAST, 11e6),
+    [M_CAST_100] = METRIC("cast_100_senders", "cast to 1 server, 100 sender servers", "M msg/s",
+                          1e6, "4.3 M/s", T_AT_LEAST, 8.6e6),
+    [M_CAST_T1] = METRIC("cast_1_thread", "cast to 1 server, 1 external thread", "M msg/s", 1e6,
+                         "-", T_NONE, 0),
+    [M_CAST_T100] = METRIC("cast_100_threads", "cast to 1 server, 100 external threads", "M msg/s",
+                           1e6, "-", T_NONE, 0),
+    [M_CALL_1] = METRIC("call_1_caller", "call round trips, 1 caller server", "k calls/s", 1e3,
+                        "640 k/s", T_AT_LEAST, 1280e3),
+    [M_CALL_100] = METRIC("call_100_callers", "call round trips, 100 caller servers", "k calls/s",
+                          1e3, "420 k/s", T_AT_LEAST, 840e3),
+    [M_START_RATE] = METRIC("start_rate", "start %N idle servers: rate", "k starts/s", 1e3,
+                            "450 k/s", T_AT_LEAST, 900e3),
+    [M_START_RSS] = METRIC("idle_bytes_rss", "bytes per idle server (RSS delta)", "bytes", 1,
+                           "2800 B", T_AT_MOST, 700),
+    [M_START_HEAP] = METRIC("idle_bytes_heap", "bytes per idle server (malloc in use)", "bytes", 1,
+                            "-", T_NONE, 0),
+    [M_START_TIME] = METRIC("start_time", "start %N idle servers: time", "s", 1, "-", T_NONE, 0),
+    [M_STOP_TIME] =
+        METRIC("stop_time", "stop them all (gs_runtime_destroy)", "s", 1, "-", T_NONE, 0),
+    [M_TIMER_RATE] = METRIC("timer_schedule_rate", "schedule %N send_after timers", "k timers/s",
+                            1e3, "800 k/s", T_AT_LEAST, 1600e3),
+    [M_TIMER_P50] =
+        METRIC("timer_lateness_p50", "timer lateness p50", "ms", 1, "1.4 ms", T_NONE, 0),
+    [M_TIMER_P99] =
+        METRIC("timer_lateness_p99", "timer lateness p99", "ms", 1, "40-90 ms", T_AT_MOST, 5),
+    [M_TIMER_MAX] = METRIC("timer_lateness_max", "timer lateness max", "ms", 1, "-", T_NONE, 0),
+    [M_BATCHER] = METRIC("batcher_10k_producers", "batcher, %N producers: completed calls",
+                         "k calls/s", 1e3, "350 k/s", T_AT_LEAST, 700e3),
+    [M_CAST_1_OVL] = DETAIL("cast_1_sender_overloaded", "cast, 1 sender server: overloaded", "/s"),
+    [M_CAST_100_OVL] =
+        DETAIL("cast_100_senders_overloaded", "cast, 100 sender servers: overloaded", "/s"),
+    [M_CAST_T1_OVL] =
+        DETAIL("cast_1_thread_overloaded", "cast, 1 external thread: overloaded", "/s"),
+    [M_CAST_T100_OVL] =
+        DETAIL("cast_100_threads_overloaded", "cast, 100 external threads: overloaded", "/s"),
+    [M_CALL_1_ERR] =
+        DETAIL("call_1_caller_errors", "call, 1 caller: errors + overloads", "per run"),
+    [M_CALL_100_ERR] =
+        DETAIL("call_100_callers_errors", "call, 100 callers: errors + overloads", "per run"),
+    [M_TIMER_LOST] =
+        DETAIL("timer_not_delivered", "timers not delivered by the deadline", "per run"),
+    [M_BATCH_SIZE] = DETAIL("batcher_mean_batch", "batcher: mean batch size", "calls"),
+};
+
+static unsigned label_count[M_COUNT]; /* what "%N" stands for */
+
+static void record(metric_id_t id, double v)
+{
+    metric_t *m = &metrics[id];
+    if (m->n < MAX_RUNS)
+        m->samples[m->n++] = v;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Shared context of the scenario being run (one at a time)                                  */
+/* ---------------------------------------------------------------------------------------- */
+
+static struct {
+    gs_runtime_t *rt;
+    _Atomic int stop;           /* set by main: loops end at their next turn */
+    _Atomic uint64_t overloads; /* GS_EOVERLOADED seen by senders, callers, producers */
+    _Atomic uint64_t errors;    /* anything else that went wrong */
+    json_t *msg;                /* the shared cast message */
+    json_t *go;                 /* the self-message that drives every loop */
+    json_t *ok;                 /* the shared reply */
+    json_t *tag;                /* the shared request tag */
+    json_t *push;               /* "push", shared by every ["push", n] */
+    json_t *flush;              /* the batcher's timer message */
+    slot_t *counts;             /* per sender/caller/producer; [0] for single counters */
+    unsigned ncounts;
+    slot_t sink_count;
+    int64_t *late; /* timer lateness in ns, in order of delivery */
+    unsigned nlate;
+    _Atomic uint64_t flushes, flushed;
+    unsigned batch_ms;
+} g;
+
+static bool stopping(void)
+{
+    /* relaxed: a loop that runs one more turn after the flag is harmless */
+    return atomic_load_explicit(&g.stop, memory_order_relaxed) != 0;
+}
+
+static void count(_Atomic uint64_t *c)
+{
+    atomic_fetch_add_explicit(c, 1, memory_order_relaxed); /* a statistic, no order */
+}
+
+static void backoff(gs_server_t *self)
+{
+    int rc = gs_send_after_server(self, json_incref(g.go), BACKOFF_MS, NULL);
+    if (rc != 0 && rc != GS_ESHUTDOWN)
+        count(&g.errors);
+}
+
+static void loop_again(gs_server_t *self)
+{
+    if (gs_send_server(self, json_incref(g.go)) != 0)
+        backoff(self);
+}
+
+static bool is_reply(json_t *msg)
+{
+    const char *s = json_string_value(json_array_get(msg, 0));
+    return s != NULL && strcmp(s, "gs_reply") == 0;
+}
+
+static int null_init(gs_server_t *self, json_t *args, void **state, json_t **reason)
+{
+    (void)self;
+    (void)args;
+    (void)reason;
+    *state = NULL;
+    return 0;
+}
+
+static slot_t *slot_arg(json_t *args)
+{
+    json_int_t i = json_integer_value(args);
+    return i >= 0 && (unsigned)i < g.ncounts ? &g.counts[i] : NULL;
+}
+
+/* An idle server: no state, no handlers. */
+static const gs_behaviour_t idle_behaviour = {
+    .name = "bench_idle", .description = "does nothing", .init = null_init};
+
+/* ---------------------------------------------------------------------------------------- */
+/* cast: sink, sender servers, sender threads                                                 */
+/* ---------------------------------------------------------------------------------------- */
+
+static gs_result_t sink_handle_cast(gs_server_t *self, void *state, json_t *msg)
+{
+    (void)self;
+    (void)state;
+    (void)msg;
+    slot_inc(&g.sink_count);
+    return GS_NOREPLY;
+}
+
+static const gs_behaviour_t sink_behaviour = {.name = "bench_sink",
+                                              .description = "counts casts",
+                                              .init = null_init,
+                                              .handle_cast = sink_handle_cast};
+
+/* A sender holds a handle on the sink, like a process that looked its pid up once. */
+static int sender_init(gs_server_t *self, json_t *args, void **state, json_t **reason)
+{
+    (void)args;
+    gs_server_t *sink = gs_whereis(gs_server_runtime(self), "sink");
+    if (sink == NULL) {
+        *reason = json_string("no sink");
+        return -1;
+    }
+    *state = sink;
+    loop_again(self);
+    return 0;
+}
+
+static gs_result_t sender_handle_info(gs_server_t *self, void *state, json_t *msg)
+{
+    (void)msg;
+    if (stopping())
+        return GS_NOREPLY;
+    for (int i = 0; i < CAST_BURST; i++) {
+        int rc = gs_cast_server(state, json_incref(g.msg));
+        if (rc == GS_EOVERLOADED) {
+            count(&g.overloads);
+            backoff(self);
+            return GS_NOREPLY;
+        }
+        if (rc != 0) {
+            count(&g.errors);
+            return GS_NOREPLY;
+        }
+    }
+    loop_again(self);
+    return GS_NOREPLY;
+}
+
+static void sender_terminate(gs_server_t *self, json_t *reason, void *state)
+{
+    (void)self;
+    (void)reason;
+    gs_server_unref(state);
+}
+
+static const gs_behaviour_t sender_behaviour = {.name = "bench_sender",
+                                                .description = "casts to the sink in a loop",
+                                                .init = sender_init,
+                                                .handle_info = sender_handle_info,
+                                                .terminate = sender_terminate};
+
+static void *sender_thread(void *arg)
+{
+    gs_server_t *sink = arg;
+    while (!stopping()) {
+        for (int i = 0; i < CAST_BURST; i++) {
+            int rc = gs_cast_server(sink, json_incref(g.msg));
+            if (rc == GS_EOVERLOADED) {
+                count(&g.overloads);
+                sleep_s(BACKOFF_MS / 1000.0);
+                break;
+            }
+            if (rc != 0) {
+                count(&g.errors);
+                return NULL;
+            }
+        }
+    }
+    return NULL;
+}
+
+/* Count over the window that follows the warm-up; returns events per second. */
+static double measure(const config_t *cfg, slot_t *slots, unsigned n, double window_s)
+{
+    sleep_s(cfg->warmup_s);
+    uint64_t c0 = slots_sum(slots, n), t0 = now_ns();
+    sleep_s(window_s);
+    uint64_t c1 = slots_sum(slots, n), t1 = now_ns();
+    return (double)(c1 - c0) * 1e9 / (double)(t1 - t0);
+}
+
+static void reset_context(void)
+{
+    atomic_store(&g.stop, 0);
+    atomic_store(&g.overloads, 0);
+    atomic_store(&g.errors, 0);
+    atomic_store(&g.sink_count.n, 0);
+    atomic_store(&g.flushes, 0);
+    atomic_store(&g.flushed, 0);
+    int rc = gs_runtime_create(NULL, &g.rt);
+    if (rc != 0)
+        die("gs_runtime_create", rc);
+}
+
+static void start_or_die(const char *name, const gs_behaviour_t *b, json_t *args)
+{
+    json_t *reason = NULL;
+    int rc = gs_start(g.rt, name, b, args, NULL, &reason);
+    if (rc != 0) {
+        char *why = reason != NULL ? json_dumps(reason, JSON_ENCODE_ANY) : NULL;
+        fprintf(stderr, "runtime_bench: start %s: %s %s\n", name, gs_strerror(rc),
+                why != NULL ? why : "");
+        exit(1);
+    }
+    json_decref(args);
+}
+
+static void run_cast(const config_t *cfg, unsigned senders, bool threads)
+{
+    metric_id_t id =
+        threads ? (senders == 1 ? M_CAST_T1 : M_CAST_T100) : (senders == 1 ? M_CAST_1 : M_CAST_100);
+    metric_id_t ovl = threads ? (senders == 1 ? M_CAST_T1_OVL : M_CAST_T100_OVL)
+                              : (senders == 1 ? M_CAST_1_OVL : M_CAST_100_OVL);
+    pthread_t tids[100];
+    char name[32];
+    reset_context();
+    start_or_die("sink", &sink_behaviour, NULL);
+    gs_server_t *sink = gs_whereis(g.rt, "sink");
+    for (unsigned i = 0; i < senders; i++) {
+        if (threads) {
+            if (pthread_create(&tids[i], NULL, sender_thread, sink) != 0)
+                die("pthread_create", 0);
+        } else {
+            snprintf(name, sizeof(name), "sender%u", i);
+            start_or_die(name, &sender_behaviour, NULL);
+        }
+    }
+    uint64_t o0 = atomic_load(&g.overloads), t0 = now_ns();
+    double rate = measure(cfg, &g.sink_count, 1, cfg->window_s);
+    double ovl_rate = (double)(atomic_load(&g.overloads) - o0) * 1e9 / (double)(now_ns() - t0);
+    atomic_store(&g.stop, 1);
+    if (threads)
+        for (unsigned i = 0; i < senders; i++)
+            pthread_join(tids[i], NULL);
+    gs_server_unref(sink);
+    gs_runtime_destroy(g.rt);
+    record(id, rate);
+    record(ovl, ovl_rate);
+    if (atomic_load(&g.errors) != 0)
+        fprintf(stderr, "  cast: %llu errors\n", (unsigned long long)atomic_load(&g.errors));
+    fprintf(stderr, "  %-42s %8.3f M msg/s (overloaded %.0f/s)\n", metrics[id].label, rate / 1e6,
+            ovl_rate);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* call: echo and callers                                                                     */
+/* ---------------------------------------------------------------------------------------- */
+
+static gs_result_t echo_handle_call(gs_server_t *self, void *state, json_t *msg, gs_from_t from)
+{
+    (void)self;
+    (void)state;
+    (void)msg;
+    (void)from;
+    return GS_REPLY(json_incref(g.ok));
+}
+
+static const gs_behaviour_t echo_behaviour = {.name = "bench_echo",
+                                              .description = "replies ok",
+                                              .init = null_init,
+                                              .handle_call = echo_handle_call};
+
+static int caller_init(gs_server_t *self, json_t *args, void **state, json_t **reason)
+{
+    slot_t *slot = slot_arg(args);
+    if (slot == NULL) {
+        *reason = json_string("bad id");
+        return -1;
+    }
+    *state = slot;
+    loop_again(self);
+    return 0;
+}
+
+/* One request in flight per caller, with GenServer.call's default timeout, as in OTP. */
+static void caller_request(gs_server_t *self, const char *target, json_t *msg)
+{
+    int rc = gs_send_request(self, target, msg, GS_DEFAULT_TIMEOUT_MS, json_incref(g.tag));
+    if (rc == GS_EOVERLOADED) {
+        count(&g.overloads);
+        backoff(self);
+    } else if (rc != 0 && rc != GS_ESHUTDOWN) {
+        count(&g.errors);
+        backoff(self);
+    }
+}
+
+static gs_result_t caller_handle_info(gs_server_t *self, void *state, json_t *msg)
+{
+    if (stopping())
+        return GS_NOREPLY;
+    if (msg != g.go) {
+        if (!is_reply(msg)) { /* ["gs_error", tag, code, reason]: try again shortly */
+            count(&g.errors);
+            backoff(self);
+            return GS_NOREPLY;
+        }
+        slot_inc(state);
+    }
+    caller_request(self, "echo", json_incref(g.msg));
+    return GS_NOREPLY;
+}
+
+static const gs_behaviour_t caller_behaviour = {.name = "bench_caller",
+                                                .description = "calls echo in a loop",
+                                                .init = caller_init,
+                                                .handle_info = caller_handle_info};
+
+static void run_call(const config_t *cfg, unsigned callers)
+{
+    char name[32];
+    reset_context();
+    g.counts = slots_create(callers);
+    g.ncounts = callers;
+    start_or_die("echo", &echo_behaviour, NULL);
+    for (unsigned i = 0; i < callers; i++) {
+        snprintf(name, sizeof(name), "caller%u", i);
+        start_or_die(name, &caller_behaviour, json_integer(i));
+    }
+    double rate = measure(cfg, g.counts, callers, cfg->window_s);
+    atomic_store(&g.stop, 1);
+    gs_runtime_destroy(g.rt);
+    free(g.counts);
+    g.counts = NULL;
+    metric_id_t id = callers == 1 ? M_CALL_1 : M_CALL_100;
+    record(id, rate);
+    record(callers == 1 ? M_CALL_1_ERR : M_CALL_100_ERR,
+           (double)(atomic_load(&g.errors) + atomic_load(&g.overloads)));
+    fprintf(stderr, "  %-42s %8.1f k calls/s (errors %llu, overloaded %llu)\n", metrics[id].label,
+            rate / 1e3, (unsigned long long)atomic_load(&g.errors),
+            (unsigned long long)atomic_load(&g.overloads));
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* idle: a million servers                                                                    */
+/* ---------------------------------------------------------------------------------------- */
+
+static void run_idle(const config_t *cfg)
+{
+    char name[32];
+    unsigned n = cfg->idle_servers, started = 0;
+    reset_context();
+    malloc_trim(0); /* give back what earlier runs freed, so that RSS grows with this one */
+    uint64_t rss0 = rss_bytes(), heap0 = heap_bytes();
+    uint64_t t0 = now_ns();
+    for (unsigned i = 0; i < n; i++) {
+        snprintf(name, sizeof(name), "idle%07u", i);
+        int rc = gs_start(g.rt, name, &idle_behaviour, NULL, NULL, NULL);
+        if (rc != 0)
+            die("gs_start idle", rc);
+        started++;
+        if ((i & 4095) == 0 && now_ns() - t0 > (uint64_t)START_LIMIT_S * 1000000000u) {
+            fprintf(stderr, "  idle: time limit reached after %u servers\n", started);
+            break;
+        }
+    }
+    uint64_t t1 = now_ns();
+    uint64_t rss1 = rss_bytes(), heap1 = heap_bytes();
+    gs_runtime_stats_t st;
+    gs_runtime_stats(g.rt, &st);
+    if (st.servers != started)
+        fprintf(stderr, "  idle: %llu servers registered, %u started\n",
+                (unsigned long long)st.servers, started);
+    uint64_t t2 = now_ns();
+    gs_runtime_destroy(g.rt);
+    uint64_t t3 = now_ns();
+    double start_s = (double)(t1 - t0) / 1e9, stop_s = (double)(t3 - t2) / 1e9;
+    record(M_START_RATE, started / start_s);
+    record(M_START_RSS, (double)(rss1 - rss0) / started);
+    record(M_START_HEAP, (double)(heap1 - heap0) / started);
+    record(M_START_TIME, start_s);
+    record(M_STOP_TIME, stop_s);
+    fprintf(stderr,
+            "  idle %u: %.1f k starts/s, %.0f B/server RSS, %.0f B/server heap, "
+            "start %.2f s, destroy %.2f s\n",
+            started, started / start_s / 1e3, (double)(rss1 - rss0) / started,
+            (double)(heap1 - heap0) / started, start_s, stop_s);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* timers                                                                                     */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Each message is its due time (CLOCK_MONOTONIC ns, the clock the runtime uses too). */
+static gs_result_t tsink_handle_info(gs_server_t *self, void *state, json_t *msg)
+{
+    (void)self;
+    (void)state;
+    uint64_t now = now_ns();
+    uint64_t i = atomic_load_explicit(&g.sink_count.n, memory_order_relaxed); /* see slot_inc */
+    if (i < g.nlate)
+        g.late[i] = (int64_t)(now - (uint64_t)json_integer_value(msg));
+    /* release: the main thread's acquire load of the count sees the lateness written above */
+    atomic_store_explicit(&g.sink_count.n, i + 1, memory_order_release);
+    return GS_NOREPLY;
+}
+
+static const gs_behaviour_t tsink_behaviour = {.name = "bench_timer_sink",
+                                               .description = "records timer lateness",
+                                               .init = null_init,
+                                               .handle_info = tsink_handle_info};
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static void run_timers(const config_t *cfg)
+{
+    unsigned n = cfg->timers;
+    uint64_t span = cfg->timer_max_ms - cfg->timer_min_ms + 1;
+    reset_context();
+    g.late = malloc((size_t)n * sizeof(*g.late));
+    if (g.late == NULL)
+        die("lateness array", GS_ENOMEM);
+    g.nlate = n;
+    start_or_die("tsink", &tsink_behaviour, NULL);
+    gs_server_t *tsink = gs_whereis(g.rt, "tsink");
+    uint64_t t0 = now_ns();
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t delay_ms = cfg->timer_min_ms + rng_next() % span;
+        json_t *msg = json_integer((json_int_t)(now_ns() + delay_ms * 1000000u));
+        int rc = gs_send_after_server(tsink, msg, delay_ms, NULL);
+        if (rc != 0)
+            die("gs_send_after_server", rc);
+    }
+    uint64_t t1 = now_ns();
+    gs_server_unref(tsink);
+    uint64_t deadline = t1 + (cfg->timer_max_ms + 5000) * 1000000ull, got;
+    /* acquire: pairs with the sink's release store, so late[0..got) is complete */
+    while ((got = atomic_load_explicit(&g.sink_count.n, memory_order_acquire)) < n &&
+           now_ns() < deadline)
+        sleep_s(0.01);
+    gs_runtime_destroy(g.rt);
+    qsort(g.late, got, sizeof(*g.late), cmp_i64);
+    double rate = n * 1e9 / (double)(t1 - t0);
+    double p50 = got ? g.late[got / 2] / 1e6 : -1;
+    double p99 = got ? g.late[(size_t)((double)got * 0.99)] / 1e6 : -1;
+    double max = got ? g.late[got - 1] / 1e6 : -1;
+    record(M_TIMER_RATE, rate);
+    record(M_TIMER_P50, p50);
+    record(M_TIMER_P99, p99);
+    record(M_TIMER_MAX, max);
+    record(M_TIMER_LOST, (double)(n - got));
+    fprintf(stderr,
+            "  timers %u: %.1f k/s scheduled; lateness p50 %.3f p99 %.3f max %.3f ms; "
+            "%llu not delivered\n",
+            n, rate / 1e3, p50, p99, max, (unsigned long long)(n - got));
+    free(g.late);
+    g.late = NULL;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* batcher: 10,000 producers, one deferred-reply batcher                                      */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct batcher_s {
+    gs_from_t *held;
+    size_t len, cap;
+    json_int_t sum, total;
+} batcher_t;
+
+static int batcher_init(gs_server_t *self, json_t *args, void **state, json_t **reason)
+{
+    (void)args;
+    batcher_t *b = calloc(1, sizeof(*b));
+    if (b == NULL || gs_send_after_server(self, json_incref(g.flush), g.batch_ms, NULL) != 0) {
+        free(b);
+        *reason = json_string("init");
+        return -1;
+    }
+    *state = b;
+    return 0;
+}
+
+/* ["push", n]: hold the caller until the next flush (the article's backpressure). */
+static gs_result_t batcher_handle_call(gs_server_t *self, void *state, json_t *msg, gs_from_t from)
+{
+    batcher_t *b = state;
+    (void)self;
+    if (b->len == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 1024;
+        gs_from_t *held = realloc(b->held, cap * sizeof(*held));
+        if (held == NULL)
+            return GS_REPLY(json_string("out_of_memory"));
+        b->held = held;
+        b->cap = cap;
+    }
+    b->held[b->len++] = from;
+    b->sum += json_integer_value(json_array_get(msg, 1));
+    return GS_NOREPLY;
+}
+
+static gs_result_t batcher_handle_info(gs_server_t *self, void *state, json_t *msg)
+{
+    batcher_t *b = state;
+    if (msg != g.flush)
+        return GS_NOREPLY;
+    for (size_t i = 0; i < b->len; i++)
+        gs_reply(b->held[i], json_incref(g.ok));
+    if (b->len > 0) {
+        count(&g.flushes);
+        atomic_fetch_add_explicit(&g.flushed, b->len, memory_order_relaxed); /* statistic */
+    }
+    b->total += b->sum;
+    b->sum = 0;
+    b->len = 0;
+    int rc = gs_send_after_server(self, json_incref(g.flush), g.batch_ms, NULL);
+    if (rc != 0 && rc != GS_ESHUTDOWN)
+        count(&g.errors);
+    return GS_NOREPLY;
+}
+
+static void batcher_terminate(gs_server_t *self, json_t *reason, void *state)
+{
+    batcher_t *b = state;
+    (void)self;
+    (void)reason;
+    free(b->held);
+    free(b);
+}
+
+static const gs_behaviour_t batcher_behaviour = {.name = "bench_batcher",
+                                                 .description = "holds pushes until a flush",
+                                                 .init = batcher_init,
+                                                 .handle_call = batcher_handle_call,
+                                                 .handle_info = batcher_handle_info,
+                                                 .terminate = batcher_terminate};
+
+static gs_result_t producer_handle_info(gs_server_t *self, void *state, json_t *msg)
+{
+    slot_t *slot = state;
+    if (stopping())
+        return GS_NOREPLY;
+    if (msg != g.go) {
+        if (!is_reply(msg)) {
+            count(&g.errors);
+            backoff(self);
+            return GS_NOREPLY;
+        }
+        slot_inc(slot);
+    }
+    /* A new ["push", n] per push, as a real producer builds it ("push" itself is shared). */
+    json_t *push = json_array();
+    json_array_append(push, g.push);
+    json_array_append_new(push, json_integer(slot->next++));
+    caller_request(self, "batcher", push);
+    return GS_NOREPLY;
+}
+
+static const gs_behaviour_t producer_behaviour = {.name = "bench_producer",
+                                                  .description = "pushes to the batcher",
+                                                  .init = caller_init,
+                                                  .handle_info = producer_handle_info};
+
+static void run_batcher(const config_t *cfg)
+{
+    char name[32];
+    reset_context();
+    g.counts = slots_create(PRODUCERS);
+    g.ncounts = PRODUCERS;
+    start_or_die("batcher", &batcher_behaviour, NULL);
+    for (unsigned i = 0; i < PRODUCERS; i++) {
+        snprintf(name, sizeof(name), "producer%u", i);
+        start_or_die(name, &producer_behaviour, json_integer(i));
+    }
+    uint64_t f0 = atomic_load(&g.flushes), n0 = atomic_load(&g.flushed);
+    double rate = measure(cfg, g.counts, PRODUCERS, cfg->batcher_window_s);
+    uint64_t f1 = atomic_load(&g.flushes), n1 = atomic_load(&g.flushed);
+    atomic_store(&g.stop, 1);
+    gs_runtime_destroy(g.rt);
+    free(g.counts);
+    g.counts = NULL;
+    double mean_batch = f1 > f0 ? (double)(n1 - n0) / (double)(f1 - f0) : 0;
+    record(M_BATCHER, rate);
+    record(M_BATCH_SIZE, mean_batch);
+    fprintf(stderr, "  batcher: %.1f k calls/s, mean batch %.0f (errors %llu, overloaded %llu)\n",
+            rate / 1e3, mean_batch, (unsigned long long)atomic_load(&g.errors),
+            (unsigned long long)atomic_load(&g.overloads));
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Report                                                                                     */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct summary_s {
+    double median, min, max;
+} summary_t;
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static summary_t summarize(const metric_t *m)
+{
+    double v[MAX_RUNS];
+    memcpy(v, m->samples, (size_t)m->n * sizeof(double));
+    qsort(v, (size_t)m->n, sizeof(double), cmp_double);
+    summary_t s = {v[m->n / 2], v[0], v[m->n - 1]};
+    if (m->n % 2 == 0)
+        s.median = (v[m->n / 2 - 1] + v[m->n / 2]) / 2;
+    return s;
+}
+
+static void fmt_value(char *buf, size_t len, const metric_t *m, double raw)
+{
+    double v = raw / m->scale;
+    if (v >= 100 || v == (long long)v)
+        snprintf(buf, len, "%.0f", v);
+    else if (v >= 10)
+        snprintf(buf, len, "%.1f", v);
+    else
+        snprintf(buf, len, "%.2f", v);
+}
+
+static void fmt_label(char *buf, size_t len, metric_id_t id)
+{
+    const char *l = metrics[id].label, *p = strstr(l, "%N");
+    if (p == NULL) {
+        snprintf(buf, len, "%s", l);
+        return;
+    }
+    char num[32];
+    unsigned n = label_count[id];
+    if (n >= 1000000 && n % 1000000 == 0)
+        snprintf(num, sizeof(num), "%u,000,000", n / 1000000);
+    else if (n >= 1000 && n % 1000 == 0)
+        snprintf(num, sizeof(num), "%u,000", n / 1000);
+    else
+        snprintf(num, sizeof(num), "%u", n);
+    snprintf(buf, len, "%.*s%s%s", (int)(p - l), l, num, p + 2);
+}
+
+/* "yes", or by how much it misses. */
+static void fmt_met(char *buf, size_t len, const metric_t *m, double median)
+{
+    if (m->tk == T_NONE)
+        snprintf(buf, len, "-");
+    else if (m->tk == T_AT_LEAST)
+        snprintf(buf, len, median >= m->target ? "yes" : "no (%.0f%% of target)",
+                 100 * median / m->target);
+    else
+        snprintf(buf, len, median <= m->target ? "yes" : "no (%.1fx the limit)",
+                 median / m->target);
+}
+
+static void print_table(FILE *f, bool details)
+{
+    char label[96], med[32], lo[32], hi[32], tgt[32], met[48];
+    if (!details) {
+        fprintf(f, "| Scenario | genserv (median) | min | max | unit | OTP 25 (issue 2) "
+                   "| Target | Met |\n");
+        fprintf(f, "|---|---:|---:|---:|---|---:|---:|---|\n");
+    } else {
+        fprintf(f, "| Detail | median | min | max | unit |\n|---|---:|---:|---:|---|\n");
+    }
+    for (int i = 0; i < M_COUNT; i++) {
+        const metric_t *m = &metrics[i];
+        if (m->n == 0 || m->detail != details)
+            continue;
+        summary_t s = summarize(m);
+        fmt_label(label, sizeof(label), (metric_id_t)i);
+        fmt_value(med, sizeof(med), m, s.median);
+        fmt_value(lo, sizeof(lo), m, s.min);
+        fmt_value(hi, sizeof(hi), m, s.max);
+        if (details) {
+            fprintf(f, "| %s | %s | %s | %s | %s |\n", label, med, lo, hi, m->unit);
+            continue;
+        }
+        if (m->tk == T_NONE)
+            snprintf(tgt, sizeof(tgt), "-");
+        else
+            snprintf(tgt, sizeof(tgt), "%s %g",
+                     m->tk == T_AT_LEAST ? ">=" : "<=", m->target / m->scale);
+        fmt_met(met, sizeof(met), m, s.median);
+        fprintf(f, "| %s | **%s** | %s | %s | %s | %s | %s | %s |\n", label, med, lo, hi, m->unit,
+                m->otp, tgt, met);
+    }
+}
+
+static void write_json(const config_t *cfg, const char *path, unsigned schedulers)
+{
+    json_t *root = json_pack("{s:s, s:i, s:i}", "mode", cfg->quick ? "quick" : "full", "runs",
+                             cfg->runs, "schedulers", (int)schedulers);
+    json_t *res = json_object();
+    for (int i = 0; i < M_COUNT; i++) {
+        const metric_t *m = &metrics[i];
+        if (m->n == 0)
+            continue;
+        summary_t s = summarize(m);
+        json_t *samples = json_array();
+        for (int k = 0; k < m->n; k++)
+            json_array_append_new(samples, json_real(m->samples[k]));
+        char label[96];
+        fmt_label(label, sizeof(label), (metric_id_t)i);
+        json_t *o = json_pack("{s:s, s:f, s:f, s:f, s:o, s:s, s:f, s:s}", "label", label, "median",
+                              s.median, "min", s.min, "max", s.max, "samples", samples, "otp",
+                              m->otp, "scale", m->scale, "unit", m->unit);
+        if (m->tk != T_NONE) {
+            json_object_set_new(o, "target", json_real(m->target));
+            json_object_set_new(o, "target_kind",
+                                json_string(m->tk == T_AT_LEAST ? "at_least" : "at_most"));
+            json_object_set_new(
+                o, "met",
+                json_boolean(m->tk == T_AT_LEAST ? s.median >= m->target : s.median <= m->target));
+        }
+        json_object_set_new(res, m->key, o);
+    }
+    json_object_set_new(root, "results", res);
+    if (json_dump_file(root, path, JSON_INDENT(2) | JSON_SORT_KEYS) != 0)
+        fprintf(stderr, "runtime_bench: cannot write %s\n", path);
+    json_decref(root);
+}
+
+static void print_machine(unsigned schedulers)
+{
+    char line[256], model[256] = "unknown", load[128] = "?";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+        char *colon = strchr(line, ':');
+        if (strncmp(line, "model name", 10) == 0 && colon != NULL) {
+            snprintf(model, sizeof(model), "%s", colon + 2);
+            model[strcspn(model, "\n")] = '\0';
+            break;
+        }
+    }
+    if (f != NULL)
+        fclose(f);
+    f = fopen("/proc/loadavg", "r");
+    if (f != NULL && fgets(load, sizeof(load), f) != NULL)
+        load[strcspn(load, "\n")] = '\0';
+    if (f != NULL)
+        fclose(f);
+    printf("CPU: %s, %ld online; runtime schedulers: %u (default: one per core); "
+           "load average: %s\n\n",
+           model, sysconf(_SC_NPROCESSORS_ONLN), schedulers, load);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Main                                                                                       */
+/* ---------------------------------------------------------------------------------------- */
+
+static bool selected(const config_t *cfg, const char *name)
+{
+    if (cfg->only == NULL)
+        return true;
+    size_t len = strlen(name);
+    for (const char *p = cfg->only; *p != '\0';) {
+        size_t n = strcspn(p, ",");
+        if (n == len && strncmp(p, name, len) == 0)
+            return true;
+        p += n + (p[n] == ',');
+    }
+    return false;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: runtime_bench [--quick] [--runs N] [--json FILE] [--only LIST]\n"
+            "  --quick      smaller counts and windows (under 30 s in all)\n"
+            "  --runs N     repeat each scenario N times (default 3, at most %d)\n"
+            "  --json FILE  also write the results as JSON\n"
+            "  --only LIST  comma-separated: idle,cast,cast-threads,call,timers,batcher\n",
+            MAX_RUNS);
+}
+
+static void parse_args(int argc, char **argv, config_t *cfg)
+{
+    *cfg = (config_t){.runs = 3, .batch_ms = DEFAULT_BATCH_MS};
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--quick") == 0) {
+            cfg->quick = true;
+        } else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc) {
+            cfg->runs = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
+            cfg->json_path = argv[++i];
+        } else if (strcmp(argv[i], "--batch-interval") == 0 && i + 1 < argc) {
+            cfg->batch_ms = (unsigned)atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
+            cfg->only = argv[++i];
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            exit(0);
+        } else {
+            usage(stderr);
+            exit(2);
+        }
+    }
+    if (cfg->runs < 1 || cfg->runs > MAX_RUNS || cfg->batch_ms < 1 || cfg->batch_ms > 10000) {
+        usage(stderr);
+        exit(2);
+    }
+    if (cfg->quick) {
+        cfg->warmup_s = 0.1;
+        cfg->window_s = 0.4;
+        cfg->batcher_window_s = 0.8;
+        cfg->idle_servers = 100000;
+        cfg->timers = 100000;
+        cfg->timer_min_ms = 500;
+        cfg->timer_max_ms = 1500;
+    } else {
+        cfg->warmup_s = 0.5;
+        cfg->window_s = 2.0;
+        cfg->batcher_window_s = 3.0;
+        cfg->idle_servers = 1000000;
+        cfg->timers = 1000000;
+        cfg->timer_min_ms = 1000;
+        cfg->timer_max_ms = 3000;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    config_t cfg;
+    parse_args(argc, argv, &cfg);
+    signal(SIGALRM, watchdog_cb);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+
+    g.msg = json_string("ping");
+    g.go = json_string("go");
+    g.ok = json_string("ok");
+    g.tag = json_string("tag");
+    g.push = json_string("push");
+    g.flush = json_string("flush");
+    g.batch_ms = cfg.batch_ms;
+    label_count[M_START_RATE] = label_count[M_START_TIME] = cfg.idle_servers;
+    label_count[M_TIMER_RATE] = cfg.timers;
+    label_count[M_BATCHER] = PRODUCERS;
+
+    gs_runtime_t *probe;
+    int rc = gs_runtime_create(NULL, &probe);
+    if (rc != 0)
+        die("gs_runtime_create", rc);
+    unsigned schedulers = gs_runtime_schedulers(probe);
+    gs_runtime_destroy(probe);
+
+    printf("# genserv runtime_bench (%s mode, %d run%s per scenario)\n\n",
+           cfg.quick ? "quick" : "full", cfg.runs, cfg.runs == 1 ? "" : "s");
+    print_machine(schedulers);
+    for (int r = 0; r < cfg.runs; r++) {
+        fprintf(stderr, "run %d/%d\n", r + 1, cfg.runs);
+        /* The idle scenario goes first, while the heap is young, for a clean RSS delta. */
+        alarm(RUN_LIMIT_S);
+        if (selected(&cfg, "idle"))
+            run_idle(&cfg);
+        if (selected(&cfg, "cast")) {
+            run_cast(&cfg, 1, false);
+            run_cast(&cfg, 100, false);
+        }
+        if (selected(&cfg, "cast-threads")) {
+            run_cast(&cfg, 1, true);
+            run_cast(&cfg, 100, true);
+        }
+        if (selected(&cfg, "call")) {
+            run_call(&cfg, 1);
+            run_call(&cfg, 100);
+        }
+        if (selected(&cfg, "timers"))
+            run_timers(&cfg);
+        if (selected(&cfg, "batcher"))
+            run_batcher(&cfg);
+        alarm(0);
+    }
+
+    print_table(stdout, false);
+    printf("\n");
+    print_table(stdout, true);
+    if (cfg.json_path != NULL)
+        write_json(&cfg, cfg.json_path, schedulers);
+
+    json_decref(g.msg);
+    json_decref(g.go);
+    json_decref(g.ok);
+    json_decref(g.tag);
+    json_decref(g.push);
+    json_decref(g.flush);
+    return 0;
+}
