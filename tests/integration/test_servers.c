@@ -1,0 +1,369 @@
+/*
+ * test_servers.c: managing and observing servers over real HTTP.
+ *
+ * POST /servers starts a server (201, 409 already_started, 404 no_such_behaviour), GET
+ * /servers lists them with their status, GET /servers/NAME adds the state, DELETE stops one
+ * (200 once terminate ran, then 404), GET /behaviours describes what can be started. The
+ * observability endpoints are checked the way their consumers read them: /healthz as a probe,
+ * /metrics as Prometheus text, /events as a browser's EventSource stream.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+/* The fields every STATUS object carries (docs/API.md). */
+static const char *const status_fields[] = {
+    "name",     "behaviour",  "status",    "mailbox_len",       "messages_handled",
+    "restarts", "held_calls", "uptime_ms", "last_crash_reason", NULL,
+};
+
+static void assert_status_object(const json_t *st, const char *name, const char *behaviour)
+{
+    for (size_t i = 0; status_fields[i] != NULL; i++)
+        if (json_object_get(st, status_fields[i]) == NULL)
+            fail_msg("STATUS of %s lacks \"%s\"", name, status_fields[i]);
+    assert_string_equal(h_str(st, "name"), name);
+    assert_string_equal(h_str(st, "behaviour"), behaviour);
+    assert_true(json_is_string(json_object_get(st, "status")));
+    assert_true(json_is_integer(json_object_get(st, "mailbox_len")));
+    assert_true(json_is_integer(json_object_get(st, "messages_handled")));
+    assert_true(json_is_integer(json_object_get(st, "restarts")));
+    assert_true(json_is_integer(json_object_get(st, "held_calls")));
+    assert_true(json_is_integer(json_object_get(st, "uptime_ms")));
+}
+
+static void test_post_servers_starts_201_then_409_and_404(void **state)
+{
+    h_fixture_t *fx = *state;
+    h_resp_t r;
+
+    h_request(&fx->srv, "POST", "/servers",
+              "{\"name\": \"c2\", \"behaviour\": \"counter\", \"args\": {\"initial\": 5}, "
+              "\"restart\": \"transient\"}",
+              &r);
+    assert_int_equal(r.status, 201);
+    assert_non_null(strstr(r.content_type, "application/json"));
+    assert_status_object(r.json, "c2", "counter");
+    assert_string_equal(h_str(r.json, "status"), "running");
+    assert_string_equal(h_str(r.json, "restart"), "transient");
+    h_resp_close(&r);
+
+    h_call(&fx->srv, "c2", "\"get_count\"", -1, &r);
+    h_assert_reply(&r, "5");
+    h_resp_close(&r);
+
+    /* The name is taken, whatever the behaviour. */
+    h_request(&fx->srv, "POST", "/servers", "{\"name\": \"c2\", \"behaviour\": \"counter\"}", &r);
+    h_assert_error(&r, 409, "already_started");
+    h_resp_close(&r);
+    h_request(&fx->srv, "POST", "/servers", "{\"name\": \"counter\", \"behaviour\": \"journal\"}",
+              &r);
+    h_assert_error(&r, 409, "already_started");
+    h_resp_close(&r);
+
+    h_request(&fx->srv, "POST", "/servers", "{\"name\": \"c3\", \"behaviour\": \"no_such\"}", &r);
+    h_assert_error(&r, 404, "no_such_behaviour");
+    h_resp_close(&r);
+    h_request(&fx->srv, "GET", "/servers/c3", NULL, &r);
+    h_assert_error(&r, 404, "no_such_server");
+    h_resp_close(&r);
+
+    /* Arguments that init refuses: a 4xx error, and no server is left behind. */
+    h_request(&fx->srv, "POST", "/servers",
+              "{\"name\": \"t1\", \"behaviour\": \"ticker\", \"args\": {\"intervall_ms\": 5}}", &r);
+    assert_true(r.status >= 400 && r.status < 500);
+    assert_true(json_is_string(json_object_get(r.json, "error")));
+    assert_true(json_is_string(json_object_get(r.json, "message")));
+    h_resp_close(&r);
+    h_request(&fx->srv, "GET", "/servers/t1", NULL, &r);
+    h_assert_error(&r, 404, "no_such_server");
+    h_resp_close(&r);
+    H_PASS(fx);
+}
+
+static void test_get_servers_lists_every_server_with_its_status(void **state)
+{
+    h_fixture_t *fx = *state;
+    static const char *const defaults[][2] = {
+        {"batcher", "batcher"}, {"counter", "counter"}, {"journal", "journal"},
+        {"slow", "slow"},       {"ticker", "ticker"},
+    };
+    json_t *list, *st;
+    size_t i, j;
+    h_resp_t r;
+
+    assert_int_equal(h_start_server(&fx->srv, "extra", "receiver", NULL, NULL), 201);
+    h_request(&fx->srv, "GET", "/servers", NULL, &r);
+    assert_int_equal(r.status, 200);
+    list = json_object_get(r.json, "servers");
+    assert_true(json_is_array(list));
+    assert_int_equal(json_array_size(list), 6);
+    for (i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
+        bool found = false;
+
+        json_array_foreach(list, j, st)
+        {
+            if (strcmp(h_str(st, "name"), defaults[i][0]) == 0) {
+                assert_status_object(st, defaults[i][0], defaults[i][1]);
+                assert_string_equal(h_str(st, "status"), "running");
+                assert_null(json_object_get(st, "state")); /* the list is status only */
+                found = true;
+            }
+        }
+        if (!found)
+            fail_msg("GET /servers lacks %s: %s", defaults[i][0], r.body);
+    }
+    h_resp_close(&r);
+
+    /* One server, with its state as :sys.get_state shows it. */
+    assert_int_equal(h_deliver(&fx->srv, "/cast", "counter", "[\"increment\", 4]"), 202);
+    h_request(&fx->srv, "GET", "/servers/counter", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_status_object(r.json, "counter", "counter");
+    st = h_json("{\"count\": 4}");
+    assert_true(h_json_equal(json_object_get(r.json, "state"), st));
+    json_decref(st);
+    assert_true(json_integer_value(json_object_get(r.json, "messages_handled")) >= 1);
+    h_resp_close(&r);
+    H_PASS(fx);
+}
+
+static void test_delete_server_is_200_then_404(void **state)
+{
+    h_fixture_t *fx = *state;
+    h_req_t push = {.method = "POST",
+                    .path = "/call",
+                    .body = "{\"server\": \"b2\", \"message\": [\"push\", 1]}"};
+    h_async_t *held;
+    h_resp_t r, *hr;
+
+    assert_int_equal(h_start_server(&fx->srv, "c3", "counter", NULL, NULL), 201);
+    h_request(&fx->srv, "DELETE", "/servers/c3", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_true(json_is_object(r.json));
+    h_resp_close(&r);
+    h_request(&fx->srv, "GET", "/servers/c3", NULL, &r);
+    h_assert_error(&r, 404, "no_such_server");
+    h_resp_close(&r);
+    h_request(&fx->srv, "DELETE", "/servers/c3", NULL, &r);
+    h_assert_error(&r, 404, "no_such_server");
+    h_resp_close(&r);
+    h_call(&fx->srv, "c3", "\"get_count\"", -1, &r);
+    h_assert_error(&r, 404, "no_such_server");
+    h_resp_close(&r);
+    /* The name is free again. */
+    assert_int_equal(h_start_server(&fx->srv, "c3", "counter", NULL, NULL), 201);
+
+    /* Stopping a server that holds a call answers that call instead of leaving it hanging. */
+    assert_int_equal(h_start_server(&fx->srv, "b2", "batcher", "{\"interval_ms\": 600000}", NULL),
+                     201);
+    held = h_async_start(&fx->srv, &push);
+    assert_non_null(held);
+    H_WAIT_UNTIL(h_server_int(&fx->srv, "b2", "held_calls", false) == 1, H_WAIT_MS);
+    h_request(&fx->srv, "DELETE", "/servers/b2", NULL, &r);
+    assert_int_equal(r.status, 200);
+    h_resp_close(&r);
+    hr = h_async_wait(held);
+    h_assert_error(hr, 500, "server_stopped");
+    h_async_destroy(held);
+    H_PASS(fx);
+}
+
+static void test_behaviours_lists_every_builtin_with_its_messages(void **state)
+{
+    h_fixture_t *fx = *state;
+    static const char *const builtins[] = {"counter", "journal", "slow",     "receiver",
+                                           "ticker",  "batcher", "producer", "misbehaving"};
+    json_t *list, *b, *m;
+    size_t i, j, k;
+    h_resp_t r;
+
+    h_request(&fx->srv, "GET", "/behaviours", NULL, &r);
+    assert_int_equal(r.status, 200);
+    list = json_object_get(r.json, "behaviours");
+    assert_true(json_is_array(list));
+    for (i = 0; i < sizeof(builtins) / sizeof(builtins[0]); i++) {
+        bool found = false;
+
+        json_array_foreach(list, j, b)
+        {
+            if (h_str(b, "name") == NULL || strcmp(h_str(b, "name"), builtins[i]) != 0)
+                continue;
+            found = true;
+            assert_true(json_is_string(json_object_get(b, "description")));
+            assert_true(json_is_array(json_object_get(b, "messages")));
+            assert_true(json_array_size(json_object_get(b, "messages")) > 0);
+            json_array_foreach(json_object_get(b, "messages"), k, m)
+            {
+                assert_true(json_is_string(json_object_get(m, "kind")));
+                assert_non_null(json_object_get(m, "example"));
+            }
+        }
+        if (!found)
+            fail_msg("GET /behaviours lacks %s", builtins[i]);
+    }
+    h_resp_close(&r);
+    H_PASS(fx);
+}
+
+static void test_healthz_is_200_ok(void **state)
+{
+    h_fixture_t *fx = *state;
+    json_t *ok = h_json("{\"ok\": true}");
+    h_resp_t r;
+
+    h_request(&fx->srv, "GET", "/healthz", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.content_type, "application/json"));
+    assert_true(h_json_equal(r.json, ok));
+    h_resp_close(&r);
+    h_request(&fx->srv, "HEAD", "/healthz", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body_len, 0);
+    h_resp_close(&r);
+    json_decref(ok);
+    H_PASS(fx);
+}
+
+static bool has_line_with(const char *text, const char *prefix, const char *part)
+{
+    const char *p = text;
+    size_t plen = strlen(prefix);
+
+    while (p != NULL && *p != '\0') {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+
+        if (len >= plen && strncmp(p, prefix, plen) == 0) {
+            char line[512];
+
+            snprintf(line, sizeof(line), "%.*s", (int)len, p);
+            if (part == NULL || strstr(line, part) != NULL)
+                return true;
+        }
+        p = nl ? nl + 1 : NULL;
+    }
+    return false;
+}
+
+static void test_metrics_is_prometheus_text(void **state)
+{
+    h_fixture_t *fx = *state;
+    static const char *const families[] = {
+        "genserv_http_requests_total",   "genserv_http_open_calls",
+        "genserv_server_mailbox_length", "genserv_server_messages_handled_total",
+        "genserv_server_restarts_total", "genserv_call_duration_seconds",
+    };
+    char type_line[128];
+    h_resp_t r;
+
+    h_call(&fx->srv, "counter", "\"get_count\"", -1, &r);
+    h_assert_reply(&r, "0");
+    h_resp_close(&r);
+    h_request(&fx->srv, "GET", "/nope", NULL, &r);
+    h_resp_close(&r);
+
+    h_request(&fx->srv, "GET", "/metrics", NULL, &r);
+    assert_int_equal(r.status, 200);
+    if (strncmp(r.content_type, "text/plain", 10) != 0)
+        fail_msg("Content-Type of /metrics is \"%s\", not text/plain", r.content_type);
+    for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
+        snprintf(type_line, sizeof(type_line), "# TYPE %s ", families[i]);
+        if (strstr(r.body, type_line) == NULL)
+            fail_msg("/metrics lacks \"%s\":\n%s", type_line, r.body);
+    }
+    /* Requests by route and status, including the call just made and the 404. */
+    assert_true(has_line_with(r.body, "genserv_http_requests_total{", "route=\"/call\""));
+    assert_true(has_line_with(r.body, "genserv_http_requests_total{", "status=\"200\""));
+    assert_true(has_line_with(r.body, "genserv_http_requests_total{", "status=\"404\""));
+    /* Per-server series, labelled by server. */
+    assert_true(has_line_with(r.body, "genserv_server_mailbox_length{", "server=\"counter\""));
+    assert_true(has_line_with(r.body, "genserv_server_restarts_total{", "server=\"batcher\""));
+    /* The call latency histogram counted the call. */
+    assert_true(has_line_with(r.body, "genserv_call_duration_seconds_bucket{", "le=\"+Inf\""));
+    assert_true(h_metric(r.body, "genserv_call_duration_seconds_count") >= 1);
+    assert_true(h_metric(r.body, "genserv_http_open_calls") == 0);
+    /* Every non-comment line is "name[{labels}] value". */
+    for (const char *p = r.body; p != NULL && *p != '\0';) {
+        const char *nl = strchr(p, '\n'), *sp;
+
+        if (*p != '#') {
+            sp = memchr(p, ' ', nl ? (size_t)(nl - p) : strlen(p));
+            if (sp == NULL || sp == p)
+                fail_msg("not a sample line: %.80s", p);
+        }
+        p = nl ? nl + 1 : NULL;
+    }
+    h_resp_close(&r);
+    H_PASS(fx);
+}
+
+static void test_events_stream_started_stopped_crashed_and_state_changed(void **state)
+{
+    h_fixture_t *fx = *state;
+    h_events_t *ev = h_events_open(&fx->srv);
+    char ct[128];
+    json_t *e;
+    h_resp_t r;
+
+    assert_non_null(ev);
+    assert_int_equal(h_events_status(ev, ct, sizeof(ct)), 200);
+    if (strncmp(ct, "text/event-stream", 17) != 0)
+        fail_msg("Content-Type of /events is \"%s\"", ct);
+
+    assert_int_equal(h_start_server(&fx->srv, "evt", "counter", NULL, NULL), 201);
+    e = h_events_wait(ev, "started", "evt", H_WAIT_MS);
+    assert_non_null(e);
+    json_decref(e);
+
+    assert_int_equal(h_deliver(&fx->srv, "/cast", "evt", "\"increment\""), 202);
+    e = h_events_wait(ev, "state_changed", "evt", H_WAIT_MS);
+    assert_non_null(e);
+    json_decref(e);
+
+    assert_int_equal(h_start_server(&fx->srv, "bad", "misbehaving", NULL, NULL), 201);
+    h_call(&fx->srv, "bad", "\"message\"", -1, &r);
+    h_assert_error(&r, 500, "server_crashed");
+    h_resp_close(&r);
+    e = h_events_wait(ev, "crashed", "bad", H_WAIT_MS);
+    assert_non_null(e);
+    json_decref(e);
+
+    h_request(&fx->srv, "DELETE", "/servers/evt", NULL, &r);
+    assert_int_equal(r.status, 200);
+    h_resp_close(&r);
+    e = h_events_wait(ev, "stopped", "evt", H_WAIT_MS);
+    assert_non_null(e);
+    json_decref(e);
+
+    h_events_close(ev);
+    H_PASS(fx);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_post_servers_starts_201_then_409_and_404, h_setup,
+                                        h_teardown),
+        cmocka_unit_test_setup_teardown(test_get_servers_lists_every_server_with_its_status,
+                                        h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_delete_server_is_200_then_404, h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_behaviours_lists_every_builtin_with_its_messages,
+                                        h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_healthz_is_200_ok, h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_metrics_is_prometheus_text, h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_events_stream_started_stopped_crashed_and_state_changed, h_setup, h_teardown),
+    };
+
+    h_init(170);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
