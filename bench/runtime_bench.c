@@ -38,7 +38,7 @@
 #include <unistd.h>
 
 #define MAX_RUNS         15
-#define CAST_BURST       64  /* casts per turn of a sender's loop */
+#define DEFAULT_BURST    64  /* casts per self-message of a sender's loop (--burst) */
 #define BACKOFF_MS       1   /* a sender's pause after GS_EOVERLOADED */
 #define CACHELINE        64  /* counters written by different threads live on their own lines */
 #define RUN_LIMIT_S      300 /* watchdog: no single run may take longer */
@@ -161,6 +161,8 @@ typedef struct config_s {
     unsigned timers, timer_min_ms, timer_max_ms;
     double batcher_window_s;
     unsigned batch_ms; /* the batcher's flush interval */
+    unsigned burst;    /* casts per self-message of a sender server */
+    bool immortal;     /* cast and call json_true(), whose reference count never changes */
 } config_t;
 
 typedef enum target_kind_e { T_NONE = 0, T_AT_LEAST, T_AT_MOST } target_kind_t;
@@ -295,6 +297,7 @@ static struct {
     unsigned nlate;
     _Atomic uint64_t flushes, flushed;
     unsigned batch_ms;
+    unsigned burst;
 } g;
 
 static bool stopping(void)
@@ -308,11 +311,18 @@ static void count(_Atomic uint64_t *c)
     atomic_fetch_add_explicit(c, 1, memory_order_relaxed); /* a statistic, no order */
 }
 
+/* Failures once the scenario is being torn down (the target stopped first) are expected. */
+static void count_error(void)
+{
+    if (!stopping())
+        count(&g.errors);
+}
+
 static void backoff(gs_server_t *self)
 {
     int rc = gs_send_after_server(self, json_incref(g.go), BACKOFF_MS, NULL);
     if (rc != 0 && rc != GS_ESHUTDOWN)
-        count(&g.errors);
+        count_error();
 }
 
 static void loop_again(gs_server_t *self)
@@ -383,7 +393,7 @@ static gs_result_t sender_handle_info(gs_server_t *self, void *state, json_t *ms
     (void)msg;
     if (stopping())
         return GS_NOREPLY;
-    for (int i = 0; i < CAST_BURST; i++) {
+    for (unsigned i = 0; i < g.burst; i++) {
         int rc = gs_cast_server(state, json_incref(g.msg));
         if (rc == GS_EOVERLOADED) {
             count(&g.overloads);
@@ -391,7 +401,7 @@ static gs_result_t sender_handle_info(gs_server_t *self, void *state, json_t *ms
             return GS_NOREPLY;
         }
         if (rc != 0) {
-            count(&g.errors);
+            count_error();
             return GS_NOREPLY;
         }
     }
@@ -416,7 +426,7 @@ static void *sender_thread(void *arg)
 {
     gs_server_t *sink = arg;
     while (!stopping()) {
-        for (int i = 0; i < CAST_BURST; i++) {
+        for (unsigned i = 0; i < g.burst; i++) {
             int rc = gs_cast_server(sink, json_incref(g.msg));
             if (rc == GS_EOVERLOADED) {
                 count(&g.overloads);
@@ -424,7 +434,7 @@ static void *sender_thread(void *arg)
                 break;
             }
             if (rc != 0) {
-                count(&g.errors);
+                count_error();
                 return NULL;
             }
         }
@@ -543,7 +553,7 @@ static void caller_request(gs_server_t *self, const char *target, json_t *msg)
         count(&g.overloads);
         backoff(self);
     } else if (rc != 0 && rc != GS_ESHUTDOWN) {
-        count(&g.errors);
+        count_error();
         backoff(self);
     }
 }
@@ -554,7 +564,7 @@ static gs_result_t caller_handle_info(gs_server_t *self, void *state, json_t *ms
         return GS_NOREPLY;
     if (msg != g.go) {
         if (!is_reply(msg)) { /* ["gs_error", tag, code, reason]: try again shortly */
-            count(&g.errors);
+            count_error();
             backoff(self);
             return GS_NOREPLY;
         }
@@ -771,7 +781,7 @@ static gs_result_t batcher_handle_info(gs_server_t *self, void *state, json_t *m
     b->len = 0;
     int rc = gs_send_after_server(self, json_incref(g.flush), g.batch_ms, NULL);
     if (rc != 0 && rc != GS_ESHUTDOWN)
-        count(&g.errors);
+        count_error();
     return GS_NOREPLY;
 }
 
@@ -798,7 +808,7 @@ static gs_result_t producer_handle_info(gs_server_t *self, void *state, json_t *
         return GS_NOREPLY;
     if (msg != g.go) {
         if (!is_reply(msg)) {
-            count(&g.errors);
+            count_error();
             backoff(self);
             return GS_NOREPLY;
         }
@@ -1033,7 +1043,7 @@ static void usage(FILE *f)
 
 static void parse_args(int argc, char **argv, config_t *cfg)
 {
-    *cfg = (config_t){.runs = 3, .batch_ms = DEFAULT_BATCH_MS};
+    *cfg = (config_t){.runs = 3, .batch_ms = DEFAULT_BATCH_MS, .burst = DEFAULT_BURST};
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) {
             cfg->quick = true;
@@ -1041,6 +1051,10 @@ static void parse_args(int argc, char **argv, config_t *cfg)
             cfg->runs = atoi(argv[++i]);
         } else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
             cfg->json_path = argv[++i];
+        } else if (strcmp(argv[i], "--immortal") == 0) {
+            cfg->immortal = true;
+        } else if (strcmp(argv[i], "--burst") == 0 && i + 1 < argc) {
+            cfg->burst = (unsigned)atoi(argv[++i]);
         } else if (strcmp(argv[i], "--batch-interval") == 0 && i + 1 < argc) {
             cfg->batch_ms = (unsigned)atoi(argv[++i]);
         } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
@@ -1053,7 +1067,8 @@ static void parse_args(int argc, char **argv, config_t *cfg)
             exit(2);
         }
     }
-    if (cfg->runs < 1 || cfg->runs > MAX_RUNS || cfg->batch_ms < 1 || cfg->batch_ms > 10000) {
+    if (cfg->runs < 1 || cfg->runs > MAX_RUNS || cfg->batch_ms < 1 || cfg->batch_ms > 10000 ||
+        cfg->burst < 1 || cfg->burst > 100000) {
         usage(stderr);
         exit(2);
     }
@@ -1083,13 +1098,16 @@ int main(int argc, char **argv)
     signal(SIGALRM, watchdog_cb);
     setvbuf(stdout, NULL, _IOLBF, 0);
 
-    g.msg = json_string("ping");
+    /* One shared message, json_incref'd per send. --immortal measures what sharing its
+     * reference count between cores costs: jansson never counts references to true. */
+    g.msg = cfg.immortal ? json_true() : json_string("ping");
     g.go = json_string("go");
     g.ok = json_string("ok");
     g.tag = json_string("tag");
     g.push = json_string("push");
     g.flush = json_string("flush");
     g.batch_ms = cfg.batch_ms;
+    g.burst = cfg.burst;
     label_count[M_START_RATE] = label_count[M_START_TIME] = cfg.idle_servers;
     label_count[M_TIMER_RATE] = cfg.timers;
     label_count[M_BATCHER] = PRODUCERS;
