@@ -124,8 +124,8 @@ static void test_a_timeout_out_of_range_is_400_bad_request(void **state)
         "{\"server\": \"counter\", \"message\": \"get_count\", \"timeout_ms\": -1}",
         "{\"server\": \"counter\", \"message\": \"get_count\", \"timeout_ms\": 300001}",
         "{\"server\": \"counter\", \"message\": \"get_count\", \"timeout_ms\": 1000000000000}",
-        "{\"server\": \"counter\", \"message\": \"get_count\", "
-        "\"timeout_ms\": 99999999999999999999999}",
+        ("{\"server\": \"counter\", \"message\": \"get_count\", "
+         "\"timeout_ms\": 99999999999999999999999}"),
     };
     h_resp_t r;
 
