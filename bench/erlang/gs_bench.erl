@@ -1,0 +1,231 @@
+%% gs_bench: the scenarios of bench/runtime_bench.c, written as plain gen_servers, so that
+%% Erlang/OTP's figures can be measured on the same machine (`erl +S 2`, see run.sh).
+%%
+%% Each scenario mirrors the C one: a sink counts casts from 1 or 100 sender gen_servers that
+%% loop on a self-message (64 casts per `go`, a 1 ms pause while the sink has 100,000 messages
+%% waiting, like genserv's bounded mailbox); callers do one gen_server:call (default 5 s
+%% timeout) per `go`; N idle gen_servers are started, measured and killed; 1,000,000
+%% erlang:send_after timers each carry their due time to a sink that records the lateness;
+%% 10,000 producers call a batcher that holds every From and replies `ok` to all of them every
+%% interval. Throughput is counted over a fixed window after a warm-up, the median of Runs.
+%%
+%% Usage: gs_bench:main(["quick" | "full", Runs]) prints one line per scenario and run, then
+%% a Markdown table of medians.
+-module(gs_bench).
+-behaviour(gen_server).
+
+-export([main/1]).
+-export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
+
+-define(BURST, 64).
+-define(PRODUCERS, 10000).
+-define(BATCH_MS, 10).
+-define(MAILBOX_LIMIT, 100000). % genserv's GS_DEFAULT_MAILBOX_LIMIT
+
+%% ------------------------------------------------------------------------------------------
+%% Configuration and driver
+%% ------------------------------------------------------------------------------------------
+
+config("quick") ->
+    #{warmup => 100, window => 400, batcher_window => 800, idle => 100000, timers => 100000,
+      tmin => 500, tmax => 1500};
+config("full") ->
+    #{warmup => 500, window => 2000, batcher_window => 3000, idle => 1000000,
+      timers => 1000000, tmin => 1000, tmax => 3000}.
+
+main([Mode, RunsS]) ->
+    Cfg = config(Mode),
+    Runs = list_to_integer(RunsS),
+    io:format("# gs_bench on OTP ~s, ~p schedulers online, ~s mode, ~p runs~n~n",
+              [erlang:system_info(otp_release), erlang:system_info(schedulers_online), Mode,
+               Runs]),
+    Results = lists:foldl(fun(_, Acc) -> run_all(Cfg, Acc) end, #{}, lists:seq(1, Runs)),
+    io:format("~n| Scenario | OTP median | min | max | unit |~n|---|---:|---:|---:|---|~n"),
+    [print_row(K, U, maps:get(K, Results, [])) || {K, U} <- rows()],
+    ok.
+
+rows() ->
+    [{cast_1_sender, "M msg/s"}, {cast_100_senders, "M msg/s"}, {call_1_caller, "k calls/s"},
+     {call_100_callers, "k calls/s"}, {start_rate, "k starts/s"},
+     {idle_bytes, "bytes (erlang:memory total)"}, {idle_bytes_processes, "bytes (processes)"},
+     {stop_time, "s"}, {timer_schedule_rate, "k timers/s"}, {timer_lateness_p50, "ms"},
+     {timer_lateness_p99, "ms"}, {timer_lateness_max, "ms"}, {batcher_10k_producers, "k calls/s"}].
+
+print_row(_, _, []) -> ok;
+print_row(K, U, Vs) ->
+    S = lists:sort(Vs),
+    Med = lists:nth(length(S) div 2 + 1, S),
+    io:format("| ~s | ~.2f | ~.2f | ~.2f | ~s |~n", [K, Med, hd(S), lists:last(S), U]).
+
+add(K, V, Acc) ->
+    io:format(standard_error, "  ~s: ~.3f~n", [K, float(V)]),
+    maps:update_with(K, fun(L) -> [V | L] end, [V], Acc).
+
+run_all(Cfg, Acc0) ->
+    Acc1 = idle(Cfg, Acc0),
+    Acc2 = add(cast_1_sender, cast(Cfg, 1) / 1.0e6, Acc1),
+    Acc3 = add(cast_100_senders, cast(Cfg, 100) / 1.0e6, Acc2),
+    Acc4 = add(call_1_caller, call(Cfg, 1) / 1.0e3, Acc3),
+    Acc5 = add(call_100_callers, call(Cfg, 100) / 1.0e3, Acc4),
+    Acc6 = timers(Cfg, Acc5),
+    add(batcher_10k_producers, batcher(Cfg) / 1.0e3, Acc6).
+
+now_ns() -> erlang:monotonic_time(nanosecond).
+
+%% Events per second counted by Counter over the window that follows the warm-up.
+measure(#{warmup := Warmup}, Counter, Window) ->
+    timer:sleep(Warmup),
+    C0 = counters:get(Counter, 1),
+    T0 = now_ns(),
+    timer:sleep(Window),
+    C1 = counters:get(Counter, 1),
+    T1 = now_ns(),
+    (C1 - C0) * 1.0e9 / (T1 - T0).
+
+%% Kill every process of a scenario at once (they are all linked to Owner) and wait until
+%% they are gone, so that the next scenario starts on an idle system with free names.
+with_owner(Fun) ->
+    Self = self(),
+    Count0 = erlang:system_info(process_count),
+    Owner = spawn(fun() -> Self ! {result, Fun()}, receive never -> ok end end),
+    Result = receive {result, R} -> R end,
+    exit(Owner, kill),
+    wait_count(Count0),
+    Result.
+
+%% ------------------------------------------------------------------------------------------
+%% The gen_server callbacks of every role, told apart by their state
+%% ------------------------------------------------------------------------------------------
+
+init({sink, Counter}) -> {ok, {sink, Counter}};
+init({sender, Sink}) -> self() ! go, {ok, {sender, Sink}};
+init(echo) -> {ok, echo};
+init({caller, Counter}) -> self() ! go, {ok, {caller, Counter}};
+init(idle) -> {ok, idle};
+init(tsink) -> {ok, {tsink, []}};
+init(batcher) -> erlang:send_after(?BATCH_MS, self(), flush), {ok, {batcher, []}};
+init({producer, Counter}) -> self() ! go, {ok, {producer, Counter, 1}}.
+
+handle_cast(ping, {sink, Counter} = S) ->
+    counters:add(Counter, 1, 1),
+    {noreply, S}.
+
+handle_call(ping, _From, echo) -> {reply, ok, echo};
+handle_call(lateness, _From, {tsink, L} = S) -> {reply, L, S};
+handle_call({push, _N}, From, {batcher, Held}) -> {noreply, {batcher, [From | Held]}}.
+
+handle_info(go, {sender, Sink} = S) ->
+    %% genserv's mailboxes are bounded and its senders back off for 1 ms when the sink's is
+    %% full; do the same here, or 100 senders bury the sink under a mailbox of gigabytes.
+    case erlang:process_info(Sink, message_queue_len) of
+        {message_queue_len, Len} when Len >= ?MAILBOX_LIMIT ->
+            erlang:send_after(1, self(), go);
+        _ ->
+            burst(Sink, ?BURST),
+            self() ! go
+    end,
+    {noreply, S};
+handle_info(go, {caller, Counter} = S) ->
+    ok = gen_server:call(echo, ping),
+    counters:add(Counter, 1, 1),
+    self() ! go,
+    {noreply, S};
+handle_info({due, Due}, {tsink, L}) ->
+    {noreply, {tsink, [now_ns() - Due | L]}};
+handle_info(flush, {batcher, Held}) ->
+    [gen_server:reply(From, ok) || From <- Held],
+    erlang:send_after(?BATCH_MS, self(), flush),
+    {noreply, {batcher, []}};
+handle_info(go, {producer, Counter, N}) ->
+    ok = gen_server:call(batcher, {push, N}),
+    counters:add(Counter, 1, 1),
+    self() ! go,
+    {noreply, {producer, Counter, N + 1}}.
+
+burst(_, 0) -> ok;
+burst(Sink, K) -> gen_server:cast(Sink, ping), burst(Sink, K - 1).
+
+%% ------------------------------------------------------------------------------------------
+%% Scenarios
+%% ------------------------------------------------------------------------------------------
+
+cast(#{window := Window} = Cfg, Senders) ->
+    with_owner(fun() ->
+        Counter = counters:new(1, [write_concurrency]),
+        {ok, Sink} = gen_server:start_link(?MODULE, {sink, Counter}, []),
+        [gen_server:start_link(?MODULE, {sender, Sink}, []) || _ <- lists:seq(1, Senders)],
+        measure(Cfg, Counter, Window)
+    end).
+
+call(#{window := Window} = Cfg, Callers) ->
+    with_owner(fun() ->
+        Counter = counters:new(1, [write_concurrency]),
+        {ok, _} = gen_server:start_link({local, echo}, ?MODULE, echo, []),
+        [gen_server:start_link(?MODULE, {caller, Counter}, []) || _ <- lists:seq(1, Callers)],
+        measure(Cfg, Counter, Window)
+    end).
+
+idle(#{idle := N}, Acc) ->
+    Self = self(),
+    erlang:garbage_collect(),
+    Mem0 = erlang:memory(total),
+    Proc0 = erlang:memory(processes),
+    Count0 = erlang:system_info(process_count),
+    Owner = spawn(fun() ->
+        T0 = now_ns(),
+        start_idle(N),
+        T1 = now_ns(),
+        Self ! {started, T1 - T0},
+        receive never -> ok end
+    end),
+    Dt = receive {started, D} -> D end,
+    Mem1 = erlang:memory(total),
+    Proc1 = erlang:memory(processes),
+    T2 = now_ns(),
+    exit(Owner, kill),
+    wait_count(Count0),
+    T3 = now_ns(),
+    Acc1 = add(start_rate, N * 1.0e9 / Dt / 1.0e3, Acc),
+    Acc2 = add(idle_bytes, (Mem1 - Mem0) / N, Acc1),
+    Acc3 = add(idle_bytes_processes, (Proc1 - Proc0) / N, Acc2),
+    add(stop_time, (T3 - T2) / 1.0e9, Acc3).
+
+start_idle(0) -> ok;
+start_idle(K) -> {ok, _} = gen_server:start_link(?MODULE, idle, []), start_idle(K - 1).
+
+wait_count(Count) ->
+    case erlang:system_info(process_count) > Count of
+        true -> timer:sleep(1), wait_count(Count);
+        false -> ok
+    end.
+
+timers(#{timers := N, tmin := Min, tmax := Max}, Acc) ->
+    {ok, Sink} = gen_server:start(?MODULE, tsink, []),
+    Span = Max - Min + 1,
+    T0 = now_ns(),
+    schedule(Sink, N, Min, Span),
+    T1 = now_ns(),
+    timer:sleep(Max + 1000),
+    Late = lists:sort(gen_server:call(Sink, lateness, infinity)),
+    gen_server:stop(Sink),
+    Got = length(Late),
+    Tuple = list_to_tuple(Late),
+    Acc1 = add(timer_schedule_rate, N * 1.0e9 / (T1 - T0) / 1.0e3, Acc),
+    Acc2 = add(timer_lateness_p50, element(Got div 2 + 1, Tuple) / 1.0e6, Acc1),
+    Acc3 = add(timer_lateness_p99, element(trunc(Got * 0.99) + 1, Tuple) / 1.0e6, Acc2),
+    add(timer_lateness_max, element(Got, Tuple) / 1.0e6, Acc3).
+
+schedule(_, 0, _, _) -> ok;
+schedule(Sink, K, Min, Span) ->
+    Delay = Min + rand:uniform(Span) - 1,
+    erlang:send_after(Delay, Sink, {due, now_ns() + Delay * 1000000}),
+    schedule(Sink, K - 1, Min, Span).
+
+batcher(#{batcher_window := Window} = Cfg) ->
+    with_owner(fun() ->
+        Counter = counters:new(1, [write_concurrency]),
+        {ok, _} = gen_server:start_link({local, batcher}, ?MODULE, batcher, []),
+        [gen_server:start_link(?MODULE, {producer, Counter}, [])
+         || _ <- lists:seq(1, ?PRODUCERS)],
+        measure(Cfg, Counter, Window)
+    end).
