@@ -128,6 +128,7 @@ static void stop_all_servers(gs_runtime_t *rt)
     uv_cond_init(&w.cond);
     for (;;) {
         size_t n = 0;
+        bool raced = false;
         gs__child_t **children = gs__registry_snapshot(rt, &n);
         w.pending = 0;
         for (size_t i = 0; i < n; i++) {
@@ -143,7 +144,13 @@ static void stop_all_servers(gs_runtime_t *rt)
                 uv_mutex_lock(&w.lock);
                 w.pending++;
                 uv_mutex_unlock(&w.lock);
-                gs__server_push(s, &call->msg, true);
+                if (gs__server_push(s, &call->msg, true) != 0) {
+                    /* It is dying on its own right now; the next round finds it gone. */
+                    atomic_store(&call->done, 1);
+                    gs__call_unref(call);
+                    stop_done_cb(0, NULL, &w);
+                    raced = true;
+                }
                 gs_server_unref(s);
             }
             gs__child_unref(c);
@@ -155,6 +162,8 @@ static void stop_all_servers(gs_runtime_t *rt)
         uv_mutex_unlock(&w.lock);
         if (n == 0)
             break;
+        if (raced)
+            uv_sleep(1); /* let the dying server's supervisor finish with its name */
     }
     /* Incarnations that were starting or restarting when we looked finish dying too. */
     uv_mutex_lock(&rt->live_lock);

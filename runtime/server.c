@@ -359,8 +359,8 @@ static json_t *dispatch_call(gs_server_t *s, gs__call_t *c)
             stop = bad_return("handle_call");
             break;
         }
+        gs__held_remove(rt, c); /* first: a woken caller sees held_calls without it */
         gs__call_complete(rt, c, 0, r.reply, false);
-        gs__held_remove(rt, c);
         break;
     case GS_ACTION_NOREPLY:
         json_decref(r.reply);
@@ -368,8 +368,8 @@ static json_t *dispatch_call(gs_server_t *s, gs__call_t *c)
         break;
     case GS_ACTION_STOP:
         if (r.reply != NULL) {
-            gs__call_complete(rt, c, 0, r.reply, false);
             gs__held_remove(rt, c);
+            gs__call_complete(rt, c, 0, r.reply, false);
         }
         stop = r.reason != NULL ? r.reason : bad_return("handle_call");
         break;
@@ -459,14 +459,18 @@ void gs__server_run(gs_server_t *s)
         /* relaxed: the seq_cst recheck below is on this same thread */
         atomic_fetch_sub_explicit(&s->mailbox_len, 1, memory_order_relaxed);
         n++;
+        /* Counted before dispatch: a crash folds this incarnation's count into the child.
+         * relaxed load + store: this thread is the only writer; readers want a snapshot. */
+        atomic_store_explicit(&s->handled,
+                              atomic_load_explicit(&s->handled, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
         dispatch(s, (gs__msg_t *)node);
         if (atomic_load_explicit(&s->status, memory_order_relaxed) == GS__DEAD)
             break; /* own thread's store */
     }
     gs__tls.current = NULL;
     if (n > 0) {
-        /* relaxed: statistics; a single writer per server */
-        atomic_fetch_add_explicit(&s->handled, n, memory_order_relaxed);
+        /* relaxed: statistics */
         atomic_fetch_add_explicit(&rt->messages_handled, n, memory_order_relaxed);
         if (atomic_load_explicit(&s->status, memory_order_relaxed) != GS__DEAD)
             gs__emit(rt, GS_EVENT_STATE_CHANGED, s->child, NULL);

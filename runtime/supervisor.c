@@ -88,9 +88,11 @@ void gs__supervisor_exit(gs_server_t *s, json_t *reason, bool abnormal)
     bool restart = !stopping && (c->opts.restart == GS_PERMANENT ||
                                  (c->opts.restart == GS_TRANSIENT && abnormal));
     if (!restart) {
+        /* Not restarted: the name is freed, as Elixir removes the child. A crash says so
+         * with DOWN (what a dashboard shows), a normal exit or a stop with STOPPED. */
         set_current(c, NULL);
         gs__registry_remove(rt, c);
-        gs__emit(rt, GS_EVENT_STOPPED, c, reason);
+        gs__emit(rt, abnormal && !stopping ? GS_EVENT_DOWN : GS_EVENT_STOPPED, c, reason);
         goto out;
     }
     for (;;) {

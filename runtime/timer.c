@@ -196,10 +196,9 @@ static void fire_timer(gs_runtime_t *rt, gs__timer_t *t)
 
 static void fire_call(gs_runtime_t *rt, gs__call_t *c)
 {
-    if (gs__call_complete(rt, c, c->timeout_status, NULL, true)) {
-        gs__held_remove(rt, c); /* a late gs_reply will find nothing */
-        gs__call_unref(c);      /* the timer's reference */
-    }
+    gs__held_remove(rt, c); /* a late gs_reply finds nothing; idempotent if it lost */
+    if (gs__call_complete(rt, c, c->timeout_status, NULL, true))
+        gs__call_unref(c); /* the timer's reference */
     /* else: completed elsewhere; that path's CANCEL releases the timer's reference */
 }
 
