@@ -125,7 +125,7 @@ void gs__log(gs_gateway_t *gw, gs_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /** Monotonic nanoseconds. */
-uint64_t gs__now_ns(void);
+uint64_t gs__api_now_ns(void);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Responses and request bodies (json_http.c)                                                 */

@@ -35,7 +35,7 @@ static enum MHD_Result finish_call(gs_request_t *req)
 {
     json_t *result = req->result;
 
-    gs__metrics_observe_call(req->gw->metrics, gs__now_ns() - req->t_start_ns);
+    gs__metrics_observe_call(req->gw->metrics, gs__api_now_ns() - req->t_start_ns);
     if (req->status == 0) {
         req->result = NULL;
         return gs__respond_json(req, MHD_HTTP_OK,

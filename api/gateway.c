@@ -39,7 +39,7 @@
 /* The largest number of HTTP threads we start, whatever the options say. */
 #define GS_MAX_HTTP_THREADS 64u
 
-uint64_t gs__now_ns(void)
+uint64_t gs__api_now_ns(void)
 {
     struct timespec ts;
 
@@ -204,7 +204,7 @@ static gs_request_t *request_create(gs_gateway_t *gw, struct MHD_Connection *con
         return NULL;
     req->gw = gw;
     req->conn = conn;
-    req->t_start_ns = gs__now_ns();
+    req->t_start_ns = gs__api_now_ns();
     gs__route_match(method, url, &req->match);
     if (req->match.param != NULL) {
         req->param = strdup(req->match.param);
@@ -498,13 +498,14 @@ int gs_gateway_create(gs_runtime_t *rt, const gs_gateway_options_t *opts, gs_gat
 
     flags =
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    /* The logger goes first so that MHD reports even option errors through it. */
     gw->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_access, gw, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)gw->listen_fd,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)opts->max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)opts->connection_timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
-        (MHD_RequestCompletedCallback)on_completed, gw, MHD_OPTION_EXTERNAL_LOGGER,
-        (MHD_LogCallback)mhd_log, gw, MHD_OPTION_THREAD_POOL_SIZE,
+        flags, 0, NULL, NULL, on_access, gw, MHD_OPTION_EXTERNAL_LOGGER, (MHD_LogCallback)mhd_log,
+        gw, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)gw->listen_fd, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned int)opts->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned int)opts->connection_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)(64 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
+        (MHD_RequestCompletedCallback)on_completed, gw, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned int)(threads > 1 ? threads : 0), MHD_OPTION_END);
     if (gw->daemon == NULL) {
         snprintf(err, errlen, "libmicrohttpd could not start on %s:%u", gw->host,
@@ -580,11 +581,11 @@ int gs_gateway_destroy(gs_gateway_t *gw, int wait_ms)
     if (gw == NULL)
         return 0;
     gs_gateway_shutdown(gw);
-    deadline = gs__now_ns() + (uint64_t)(wait_ms > 0 ? wait_ms : 0) * 1000000u;
+    deadline = gs__api_now_ns() + (uint64_t)(wait_ms > 0 ? wait_ms : 0) * 1000000u;
     for (;;) {
         held = atomic_load_explicit(&gw->held, memory_order_relaxed);
         active = atomic_load_explicit(&gw->active, memory_order_relaxed);
-        if (active == 0 || gs__now_ns() >= deadline)
+        if (active == 0 || gs__api_now_ns() >= deadline)
             break;
         sleep_ms(2);
     }

@@ -36,7 +36,7 @@ enum MHD_Result gs__respond(gs_request_t *req, unsigned status, struct MHD_Respo
     gs__metrics_count(gw->metrics, req->match.route, status);
     if (gw->opts.log_level >= GS_LOG_DEBUG)
         gs__log(gw, GS_LOG_DEBUG, "http: %s %u in %.3f ms", gs__route_label(req->match.route),
-                status, (double)(gs__now_ns() - req->t_start_ns) / 1e6);
+                status, (double)(gs__api_now_ns() - req->t_start_ns) / 1e6);
     return r;
 }
 

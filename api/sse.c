@@ -238,7 +238,7 @@ static void on_event(const gs_event_t *ev, void *arg)
 static void *hub_thread(void *arg)
 {
     gs_sse_t *hub = arg;
-    uint64_t last_keepalive = gs__now_ns();
+    uint64_t last_keepalive = gs__api_now_ns();
 
     pthread_mutex_lock(&hub->mu);
     while (!hub->stop) {
@@ -279,11 +279,11 @@ static void *hub_thread(void *arg)
             free(dirty[i]);
         }
         free(dirty);
-        if (gs__now_ns() - last_keepalive >= GS_SSE_KEEPALIVE_NS) {
+        if (gs__api_now_ns() - last_keepalive >= GS_SSE_KEEPALIVE_NS) {
             static const char ka[] = ": keep-alive\n\n";
 
             broadcast(hub, ka, sizeof(ka) - 1);
-            last_keepalive = gs__now_ns();
+            last_keepalive = gs__api_now_ns();
         }
         pthread_mutex_lock(&hub->mu);
     }
