@@ -64,6 +64,8 @@ typedef struct gs_route_match_s {
 void gs__route_match(const char *method, const char *url, gs_route_match_t *m);
 /** The metrics label of a route, e.g. "/servers/:name". Static storage. */
 const char *gs__route_label(gs_route_t r);
+/** "GET", "POST", ... for a method bit ("other" for the rest). Static storage. */
+const char *gs__method_name(unsigned method);
 /** Writes "GET, HEAD, POST" style text for allowed into buf (static-size). Returns buf. */
 const char *gs__allow_header(unsigned allowed, char *buf, size_t len);
 

@@ -35,8 +35,10 @@ enum MHD_Result gs__respond(gs_request_t *req, unsigned status, struct MHD_Respo
     req->answered = true;
     gs__metrics_count(gw->metrics, req->match.route, status);
     if (gw->opts.log_level >= GS_LOG_DEBUG)
-        gs__log(gw, GS_LOG_DEBUG, "http: %s %u in %.3f ms", gs__route_label(req->match.route),
-                status, (double)(gs__api_now_ns() - req->t_start_ns) / 1e6);
+        gs__log(gw, GS_LOG_DEBUG, "http: %s %s%s%s %u in %.3f ms",
+                gs__method_name(req->match.method), gs__route_label(req->match.route),
+                req->param ? " " : "", req->param ? req->param : "", status,
+                (double)(gs__api_now_ns() - req->t_start_ns) / 1e6);
     return r;
 }
 

@@ -104,6 +104,22 @@ const char *gs__route_label(gs_route_t r)
     return "not_found";
 }
 
+const char *gs__method_name(unsigned method)
+{
+    switch (method) {
+    case GS_METHOD_GET:
+        return "GET";
+    case GS_METHOD_HEAD:
+        return "HEAD";
+    case GS_METHOD_POST:
+        return "POST";
+    case GS_METHOD_DELETE:
+        return "DELETE";
+    default:
+        return "other";
+    }
+}
+
 const char *gs__allow_header(unsigned allowed, char *buf, size_t len)
 {
     static const struct {

@@ -150,9 +150,34 @@ static void env_name(const opt_t *o, char *buf, size_t len)
     buf[i] = '\0';
 }
 
+/* Print text word-wrapped to 80 columns, each line starting with indent spaces. */
+static void print_wrapped(FILE *out, int indent, const char *text)
+{
+    const int width = 80;
+    int col = 0;
+
+    while (*text) {
+        size_t word = strcspn(text, " ");
+
+        if (col > indent && col + 1 + (int)word > width) {
+            fputc('\n', out);
+            col = 0;
+        }
+        if (col == 0)
+            col = fprintf(out, "%*s", indent, "");
+        else
+            col += fprintf(out, " ");
+        col += fprintf(out, "%.*s", (int)word, text);
+        text += word;
+        while (*text == ' ')
+            text++;
+    }
+    fputc('\n', out);
+}
+
 static void print_help(FILE *out, const char *prog)
 {
-    char env[64];
+    char env[64], line[256];
     size_t i;
 
     fprintf(out,
@@ -165,19 +190,20 @@ static void print_help(FILE *out, const char *prog)
             prog);
     for (i = 0; i < OPT_COUNT; i++) {
         const opt_t *o = &opts[i];
-        char left[64];
+        int n;
 
-        snprintf(left, sizeof(left), "--%s%s%s", o->flag, o->arg ? " " : "", o->arg ? o->arg : "");
-        fprintf(out, "  %-32s %s\n", left, o->help);
+        fprintf(out, "  --%s%s%s\n", o->flag, o->arg ? " " : "", o->arg ? o->arg : "");
+        print_wrapped(out, 6, o->help);
         if (o->kind == K_BOOL)
             continue;
         env_name(o, env, sizeof(env));
-        fprintf(out, "  %-32s env %s", "", env);
+        n = snprintf(line, sizeof(line), "(env %s", env);
         if (o->key != NULL)
-            fprintf(out, ", config \"%s\"", o->key);
+            n += snprintf(line + n, sizeof(line) - (size_t)n, ", config \"%s\"", o->key);
         if (o->def != NULL)
-            fprintf(out, ", default %s", o->def);
-        fputc('\n', out);
+            n += snprintf(line + n, sizeof(line) - (size_t)n, ", default %s", o->def);
+        snprintf(line + n, sizeof(line) - (size_t)n, ")");
+        print_wrapped(out, 6, line);
     }
     fprintf(out,
             "\nConfig file example:\n"
