@@ -63,6 +63,7 @@ void gs__log(gs_gateway_t *gw, gs_log_level_t level, const char *fmt, ...)
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     gs_gateway_t *gw = cls;
+    gs_log_level_t level;
     char line[1024];
     size_t n;
 
@@ -72,7 +73,13 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     n = strlen(line);
     while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         line[--n] = '\0';
-    gw->opts.log_cb(GS_LOG_WARN, line, gw->opts.log_arg);
+    /* A client that went away is an ordinary event, not a warning. */
+    level = strstr(line, "no longer available") != NULL || strstr(line, "reset by peer") != NULL
+                ? GS_LOG_DEBUG
+                : GS_LOG_WARN;
+    if (level > gw->opts.log_level)
+        return;
+    gw->opts.log_cb(level, line, gw->opts.log_arg);
 }
 
 /* ---------------------------------------------------------------------------------------- */
