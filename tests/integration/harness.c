@@ -26,6 +26,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -102,6 +103,7 @@ static void at_exit(void)
 void h_init(unsigned watchdog_s)
 {
     struct sigaction sa;
+    struct rlimit rl;
 
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK) {
@@ -109,6 +111,11 @@ void h_init(unsigned watchdog_s)
         exit(1);
     }
     atexit(at_exit);
+    /* Room for many concurrent client connections (the server raises its own limit). */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_alarm;
     sigemptyset(&sa.sa_mask);
@@ -533,25 +540,28 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
-int h_request_ex(const h_server_t *srv, const h_req_t *req, h_resp_t *r)
+/* An easy handle set up for req, writing into r (zeroed here). NULL when out of memory. */
+static CURL *easy_for(const h_server_t *srv, const h_req_t *req, h_resp_t *r,
+                      struct curl_slist **headers)
 {
-    struct curl_slist *headers = NULL;
     char url[1400], ct[160];
     CURL *c;
-    CURLcode rc;
 
     memset(r, 0, sizeof(*r));
+    *headers = NULL;
     r->body = calloc(1, 1);
     snprintf(url, sizeof(url), "%s%s", srv->url, req->path);
     c = curl_easy_init();
     if (c == NULL || r->body == NULL) {
         r->curl_rc = CURLE_OUT_OF_MEMORY;
         curl_easy_cleanup(c);
-        return r->curl_rc;
+        return NULL;
     }
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+    /* Send the path as the test wrote it ("/servers/.." stays that): the server decides. */
+    curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
                      req->timeout_ms > 0 ? req->timeout_ms : H_CLIENT_TIMEOUT);
@@ -559,6 +569,7 @@ int h_request_ex(const h_server_t *srv, const h_req_t *req, h_resp_t *r)
     curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(c, CURLOPT_PRIVATE, r);
     if (strcmp(req->method, "HEAD") == 0)
         curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
     else
@@ -570,22 +581,38 @@ int h_request_ex(const h_server_t *srv, const h_req_t *req, h_resp_t *r)
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
         snprintf(ct, sizeof(ct), "Content-Type: %s",
                  req->content_type ? req->content_type : "application/json");
-        headers = curl_slist_append(headers, ct);
+        *headers = curl_slist_append(*headers, ct);
     } else if (strcmp(req->method, "POST") == 0) {
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
     }
     /* No "Expect: 100-continue": the body goes out at once, as most clients send it. */
-    headers = curl_slist_append(headers, "Expect:");
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    *headers = curl_slist_append(*headers, "Expect:");
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, *headers);
+    return c;
+}
 
-    r->t_start_ms = h_now_ms();
-    rc = curl_easy_perform(c);
+/* Fill in what the transfer on c left in r. */
+static void easy_done(CURL *c, CURLcode rc, h_resp_t *r)
+{
     r->t_end_ms = h_now_ms();
     r->curl_rc = (int)rc;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
     if (r->body_len > 0)
         r->json = json_loadb(r->body, r->body_len, 0, NULL);
+}
+
+int h_request_ex(const h_server_t *srv, const h_req_t *req, h_resp_t *r)
+{
+    struct curl_slist *headers;
+    CURL *c = easy_for(srv, req, r, &headers);
+    CURLcode rc;
+
+    if (c == NULL)
+        return r->curl_rc;
+    r->t_start_ms = h_now_ms();
+    rc = curl_easy_perform(c);
+    easy_done(c, rc, r);
     curl_slist_free_all(headers);
     curl_easy_cleanup(c);
     return r->curl_rc;
@@ -850,6 +877,129 @@ void h_async_destroy(h_async_t *a)
 }
 
 /* ---------------------------------------------------------------------------------------- */
+/* Many concurrent requests on one thread (curl multi)                                       */
+/* ---------------------------------------------------------------------------------------- */
+
+struct h_multi_s {
+    h_server_t srv;
+    h_req_t req;
+    char *method, *path, *body; /* owned copies behind req */
+    size_t n;
+    h_resp_t *resps;
+    pthread_t thread;
+    bool joined;
+    atomic_size_t completed; /* release by the thread per finished transfer; acquire by readers */
+};
+
+static void *multi_main(void *arg)
+{
+    h_multi_t *m = arg;
+    CURLM *multi = curl_multi_init();
+    CURL **easy = calloc(m->n, sizeof(*easy));
+    struct curl_slist **headers = calloc(m->n, sizeof(*headers));
+    int running = 0;
+    size_t i;
+
+    if (multi == NULL || easy == NULL || headers == NULL)
+        goto out;
+    curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 0L);
+    for (i = 0; i < m->n; i++) {
+        easy[i] = easy_for(&m->srv, &m->req, &m->resps[i], &headers[i]);
+        if (easy[i] != NULL) {
+            m->resps[i].t_start_ms = h_now_ms();
+            curl_multi_add_handle(multi, easy[i]);
+        }
+    }
+    do {
+        CURLMsg *msg;
+        int left;
+
+        if (curl_multi_perform(multi, &running) != CURLM_OK)
+            break;
+        while ((msg = curl_multi_info_read(multi, &left)) != NULL) {
+            h_resp_t *r = NULL;
+
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+            easy_done(msg->easy_handle, msg->data.result, r);
+            atomic_fetch_add_explicit(&m->completed, 1, memory_order_release);
+        }
+        if (running > 0)
+            curl_multi_poll(multi, NULL, 0, 100, NULL);
+    } while (running > 0);
+out:
+    for (i = 0; easy != NULL && i < m->n; i++) {
+        if (easy[i] != NULL) {
+            curl_multi_remove_handle(multi, easy[i]);
+            curl_easy_cleanup(easy[i]);
+        }
+        curl_slist_free_all(headers[i]);
+    }
+    free(easy);
+    free(headers);
+    curl_multi_cleanup(multi);
+    return NULL;
+}
+
+h_multi_t *h_multi_start(const h_server_t *srv, const h_req_t *req, size_t n)
+{
+    h_multi_t *m = calloc(1, sizeof(*m));
+
+    if (m == NULL)
+        return NULL;
+    m->srv = *srv;
+    m->req = *req;
+    m->n = n;
+    m->method = strdup(req->method);
+    m->path = strdup(req->path);
+    m->body = req->body != NULL ? strdup(req->body) : NULL;
+    m->resps = calloc(n, sizeof(*m->resps));
+    m->req.method = m->method;
+    m->req.path = m->path;
+    m->req.body = m->body;
+    m->req.body_len = 0;
+    atomic_init(&m->completed, 0);
+    if (m->resps == NULL || pthread_create(&m->thread, NULL, multi_main, m) != 0) {
+        free(m->method);
+        free(m->path);
+        free(m->body);
+        free(m->resps);
+        free(m);
+        return NULL;
+    }
+    return m;
+}
+
+size_t h_multi_completed(h_multi_t *m)
+{
+    return atomic_load_explicit(&m->completed, memory_order_acquire);
+}
+
+h_resp_t *h_multi_wait(h_multi_t *m)
+{
+    if (!m->joined) {
+        pthread_join(m->thread, NULL);
+        m->joined = true;
+    }
+    return m->resps;
+}
+
+void h_multi_destroy(h_multi_t *m)
+{
+    if (m == NULL)
+        return;
+    h_multi_wait(m);
+    for (size_t i = 0; i < m->n; i++)
+        h_resp_close(&m->resps[i]);
+    free(m->resps);
+    free(m->method);
+    free(m->path);
+    free(m->body);
+    free(m);
+}
+
+/* ---------------------------------------------------------------------------------------- */
 /* GET /events                                                                                */
 /* ---------------------------------------------------------------------------------------- */
 
@@ -990,8 +1140,9 @@ long h_events_status(h_events_t *ev, char *content_type, size_t len)
     return status;
 }
 
-/* Scan buf for "data: JSON" lines; return the first match (new reference) or NULL. */
-static json_t *ev_find(const char *buf, const char *type, const char *server)
+/* Scan buf for "data: JSON" lines; return the first match (new reference) or NULL. With
+ * count, count every match instead and return NULL. */
+static json_t *ev_scan(const char *buf, const char *type, const char *server, size_t *count)
 {
     const char *p = buf;
 
@@ -1007,14 +1158,33 @@ static json_t *ev_find(const char *buf, const char *type, const char *server)
                 const char *t = h_str(j, "type"), *s = h_str(j, "server");
 
                 if (t != NULL && strcmp(t, type) == 0 &&
-                    (server == NULL || (s != NULL && strcmp(s, server) == 0)))
-                    return j;
+                    (server == NULL || (s != NULL && strcmp(s, server) == 0))) {
+                    if (count == NULL)
+                        return j;
+                    (*count)++;
+                }
                 json_decref(j);
             }
         }
         p = end;
     }
     return NULL;
+}
+
+static json_t *ev_find(const char *buf, const char *type, const char *server)
+{
+    return ev_scan(buf, type, server, NULL);
+}
+
+size_t h_events_count(h_events_t *ev, const char *type, const char *server)
+{
+    size_t n = 0;
+
+    pthread_mutex_lock(&ev->mu);
+    if (ev->buf != NULL)
+        ev_scan(ev->buf, type, server, &n);
+    pthread_mutex_unlock(&ev->mu);
+    return n;
 }
 
 json_t *h_events_wait(h_events_t *ev, const char *type, const char *server, int deadline_ms)

@@ -19,6 +19,7 @@
  *                                        a test marks success with H_PASS(fx) as its last step
  *   h_request / h_request_ex             one HTTP request: status, body, parsed JSON, headers
  *   h_async_start / h_async_wait         the same on a thread, for concurrent and held calls
+ *   h_multi_start / h_multi_wait         n identical requests at once with curl multi
  *   h_call / h_cast / h_start_server     shorthands for the JSON endpoints
  *   h_events_open / h_events_wait        read GET /events in the background, wait for an event
  */
@@ -161,6 +162,17 @@ h_resp_t *h_async_wait(h_async_t *a);
 /** Join if needed, free everything. Accepts NULL. */
 void h_async_destroy(h_async_t *a);
 
+/* Many identical requests at once over as many connections, driven by curl multi. */
+typedef struct h_multi_s h_multi_t;
+/** Start n copies of req (copied) on one thread. NULL when that cannot start. */
+h_multi_t *h_multi_start(const h_server_t *srv, const h_req_t *req, size_t n);
+/** How many have completed so far (never blocks). */
+size_t h_multi_completed(h_multi_t *m);
+/** Join; returns the n responses, owned by m. */
+h_resp_t *h_multi_wait(h_multi_t *m);
+/** Join if needed, free everything. Accepts NULL. */
+void h_multi_destroy(h_multi_t *m);
+
 /* GET /events read in the background. */
 typedef struct h_events_s h_events_t;
 /** Open GET /events; waits (up to H_WAIT_MS) for the response headers. NULL on failure. */
@@ -172,6 +184,8 @@ long h_events_status(h_events_t *ev, char *content_type, size_t len);
  * NULL, "server" == server. Returns that JSON (new reference) or NULL.
  */
 json_t *h_events_wait(h_events_t *ev, const char *type, const char *server, int deadline_ms);
+/** How many data lines so far match type (and server when not NULL). */
+size_t h_events_count(h_events_t *ev, const char *type, const char *server);
 /** Abort the stream and free everything. Accepts NULL. */
 void h_events_close(h_events_t *ev);
 

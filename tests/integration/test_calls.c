@@ -95,6 +95,42 @@ static void test_ten_pushes_to_a_batcher_are_held_until_the_flush(void **state)
     H_PASS(fx);
 }
 
+static void test_a_thousand_held_calls_are_all_answered_after_one_flush(void **state)
+{
+    enum { N = 1000 };
+    h_fixture_t *fx = *state;
+    h_req_t push = {.method = "POST",
+                    .path = "/call",
+                    .body = "{\"server\": \"many\", \"message\": [\"push\", 1], "
+                            "\"timeout_ms\": 120000}",
+                    .timeout_ms = 150000};
+    h_multi_t *m;
+    h_resp_t *rs;
+    int64_t t_flush;
+    size_t i;
+
+    assert_int_equal(h_start_server(&fx->srv, "many", "batcher", "{\"interval_ms\": 600000}", NULL),
+                     201);
+    m = h_multi_start(&fx->srv, &push, N);
+    assert_non_null(m);
+    H_WAIT_UNTIL(h_server_int(&fx->srv, "many", "held_calls", false) == N, 60000);
+    assert_int_equal(h_multi_completed(m), 0);
+    assert_true(metrics_value(&fx->srv, "genserv_http_open_calls") >= N);
+
+    t_flush = h_now_ms();
+    assert_int_equal(h_deliver(&fx->srv, "/send", "many", "\"flush\""), 202);
+    rs = h_multi_wait(m);
+    for (i = 0; i < N; i++) {
+        h_assert_reply(&rs[i], "\"ok\"");
+        assert_true(rs[i].t_end_ms >= t_flush);
+    }
+    h_multi_destroy(m);
+    assert_int_equal(h_server_int(&fx->srv, "many", "last_batch_size", true), N);
+    assert_int_equal(h_server_int(&fx->srv, "many", "total", true), N);
+    H_WAIT_UNTIL(metrics_value(&fx->srv, "genserv_http_open_calls") == 0, H_WAIT_MS);
+    H_PASS(fx);
+}
+
 static void test_the_batchers_own_timer_releases_a_held_push(void **state)
 {
     h_fixture_t *fx = *state;
@@ -167,6 +203,25 @@ static void test_a_call_timeout_gives_504_and_the_server_keeps_working(void **st
     /* timeout_ms 0 is in range: an immediate timeout for a call that is not answered at once. */
     h_call(&fx->srv, "slow", "[\"sleep\", 1000]", 0, &r);
     h_assert_error(&r, 504, "timeout");
+    h_resp_close(&r);
+    H_PASS(fx);
+}
+
+static void test_a_call_without_timeout_ms_gets_the_default_timeout(void **state)
+{
+    const char *args[] = {"--default-call-timeout-ms", "300", NULL};
+    h_opts_t opts = {.args = args};
+    h_fixture_t *fx = *state;
+    h_resp_t r;
+
+    assert_int_equal(h_fixture_stop(fx), 0);
+    h_cleanup_files(&fx->srv);
+    assert_int_equal(h_start(&fx->srv, &opts), 0);
+
+    h_call(&fx->srv, "slow", "[\"sleep\", 5000]", -1, &r);
+    h_assert_error(&r, 504, "timeout");
+    assert_true(r.t_end_ms - r.t_start_ms >= 300 - 20);
+    assert_true(r.t_end_ms - r.t_start_ms < 4000);
     h_resp_close(&r);
     H_PASS(fx);
 }
@@ -305,11 +360,15 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_ten_pushes_to_a_batcher_are_held_until_the_flush,
                                         h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_a_thousand_held_calls_are_all_answered_after_one_flush,
+                                        h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_the_batchers_own_timer_releases_a_held_push, h_setup,
                                         h_teardown),
         cmocka_unit_test_setup_teardown(test_a_slow_call_does_not_delay_a_call_to_counter, h_setup,
                                         h_teardown),
         cmocka_unit_test_setup_teardown(test_a_call_timeout_gives_504_and_the_server_keeps_working,
+                                        h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_a_call_without_timeout_ms_gets_the_default_timeout,
                                         h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_held_calls_past_the_limit_get_503_overloaded, h_setup,
                                         h_teardown),

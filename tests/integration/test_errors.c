@@ -53,6 +53,9 @@ static void test_malformed_json_is_400_bad_request(void **state)
         "[\"counter\", 1]", /* JSON, but not an object */
         "\"counter\"",
         "null",
+        ("{\"server\": \"count\xff\xfe"
+         "er\", \"message\": \"get_count\"}"),                                /* not UTF-8 */
+        "{\"server\": \"counter\", \"server\": \"journal\", \"message\": 1}", /* dup key */
     };
 
     for (size_t p = 0; p < sizeof(body_paths) / sizeof(body_paths[0]); p++)
@@ -83,6 +86,8 @@ static void test_wrongly_typed_fields_are_400_bad_request(void **state)
         {"/servers", "{\"name\": \"c\", \"behaviour\": \"counter\", \"restart\": \"forever\"}"},
         {"/servers", "{\"name\": \"c\", \"behaviour\": \"counter\", \"restart\": 1}"},
         {"/servers", "{\"name\": \"\", \"behaviour\": \"counter\"}"},
+        {"/call", "{\"server\": \"count\\u0000er\", \"message\": \"get_count\"}"},
+        {"/servers", "{\"name\": \"a\\u0000b\", \"behaviour\": \"counter\"}"},
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
@@ -113,6 +118,29 @@ static void test_missing_fields_are_400_bad_request(void **state)
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         expect(&fx->srv, "POST", cases[i].path, cases[i].body, 400, "bad_request");
+    still_serving(&fx->srv);
+    H_PASS(fx);
+}
+
+static void test_deeply_nested_json_is_refused_and_survived(void **state)
+{
+    h_fixture_t *fx = *state;
+    const size_t depth = 100000;
+    size_t len = 0;
+    char *body = malloc(2 * depth + 128);
+    h_resp_t r;
+
+    assert_non_null(body);
+    len += (size_t)sprintf(body, "{\"server\": \"journal\", \"message\": [\"add_entry\", ");
+    memset(body + len, '[', depth);
+    len += depth;
+    memset(body + len, ']', depth);
+    len += depth;
+    memcpy(body + len, "]}", 3);
+    h_request(&fx->srv, "POST", "/cast", body, &r);
+    h_assert_error(&r, 400, "bad_request");
+    h_resp_close(&r);
+    free(body);
     still_serving(&fx->srv);
     H_PASS(fx);
 }
@@ -318,6 +346,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wrongly_typed_fields_are_400_bad_request, h_setup,
                                         h_teardown),
         cmocka_unit_test_setup_teardown(test_missing_fields_are_400_bad_request, h_setup,
+                                        h_teardown),
+        cmocka_unit_test_setup_teardown(test_deeply_nested_json_is_refused_and_survived, h_setup,
                                         h_teardown),
         cmocka_unit_test_setup_teardown(test_a_timeout_out_of_range_is_400_bad_request, h_setup,
                                         h_teardown),
