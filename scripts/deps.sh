@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install the Debian 12 packages genserv needs, and nothing that is already there.
+#   scripts/deps.sh build   what building and running needs
+#   scripts/deps.sh test    that, plus what the whole test suite needs
+# Runs apt-get as root, or through sudo for a normal user.
+set -euo pipefail
+
+build_pkgs=(build-essential cmake pkg-config libuv1-dev libjansson-dev libmicrohttpd-dev)
+test_pkgs=(libcmocka-dev libcurl4-openssl-dev curl clang libclang-rt-14-dev clang-format)
+
+pkgs=("${build_pkgs[@]}")
+case "${1:-build}" in
+build) ;;
+test) pkgs+=("${test_pkgs[@]}") ;;
+*) echo "usage: $0 build|test" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=()
+[ "$(id -u)" -ne 0 ] && sudo=(sudo)
+echo "installing: ${missing[*]}" >&2
+"${sudo[@]}" apt-get update -qq
+DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
