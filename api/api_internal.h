@@ -163,6 +163,16 @@ json_t *gs__body_object(gs_request_t *req, enum MHD_Result *ret);
 const char *gs__field_name(gs_request_t *req, json_t *obj, const char *key, bool required,
                            enum MHD_Result *ret);
 /**
+ * Remove key from obj and return its value as a new reference (NULL if absent).
+ *
+ * Why not json_incref(json_object_get()): a message handed to the runtime must be the
+ * runtime's alone. If the body kept a reference, the body's json_decref on this thread and the
+ * runtime's on a scheduler thread would race to free it, and jansson's decref is a release
+ * without an acquire, so the thread that frees may not see the other's reads (TSan reports
+ * it).
+ */
+json_t *gs__field_take(json_t *obj, const char *key);
+/**
  * Get an integer field in [min, max]; *out is left alone when the field is absent and not
  * required. On failure answers 400 and returns -1; otherwise 0.
  */
@@ -259,8 +269,9 @@ struct gs_gateway_s {
     bool shut_down; /* controlling thread only */
 
     /* Relaxed: a gauge and a bound, not used to publish data. */
-    atomic_uint held;   /* requests suspended waiting for the runtime */
-    atomic_uint active; /* requests between first handler call and completed callback */
+    atomic_uint held;        /* requests suspended waiting for the runtime */
+    atomic_uint active;      /* requests between first handler call and completed callback */
+    atomic_uint connections; /* open HTTP connections (MHD's notify-connection callback) */
 
     gs_metrics_t *metrics;
     gs_sse_t *sse;

@@ -77,8 +77,8 @@ enum MHD_Result gs__handle_call(gs_request_t *req)
         ret = too_many_held(req);
         goto out;
     }
-    /* The message moves into the runtime; the body keeps its own reference. */
-    rc = gs_call_async(gw->rt, server, json_incref(msg), (int)timeout, gs__on_reply, req);
+    rc = gs_call_async(gw->rt, server, gs__field_take(body, "message"), (int)timeout, gs__on_reply,
+                       req);
     gs__runtime_leave(gw);
     if (rc < 0)
         gs__request_complete(req, rc, NULL);
@@ -114,7 +114,7 @@ static enum MHD_Result handle_deliver(gs_request_t *req,
         ret = shutting_down(req);
         goto out;
     }
-    rc = deliver(gw->rt, server, json_incref(msg));
+    rc = deliver(gw->rt, server, gs__field_take(body, "message"));
     gs__runtime_leave(gw);
     if (rc < 0)
         ret = gs__respond_runtime_error(req, rc, NULL);
@@ -171,7 +171,7 @@ enum MHD_Result gs__handle_send_after(gs_request_t *req)
         rc = GS_ENOSERVER;
     } else {
         gs_server_unref(target);
-        rc = gs_send_after(gw->rt, server, json_incref(msg), (uint64_t)delay, &ref);
+        rc = gs_send_after(gw->rt, server, gs__field_take(body, "message"), (uint64_t)delay, &ref);
     }
     gs__runtime_leave(gw);
     if (rc < 0)

@@ -342,6 +342,20 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     atomic_fetch_sub_explicit(&gw->active, 1, memory_order_relaxed);
 }
 
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    gs_gateway_t *gw = cls;
+
+    (void)conn;
+    (void)socket_context;
+    /* Relaxed: a gauge for /metrics. */
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+        atomic_fetch_add_explicit(&gw->connections, 1, memory_order_relaxed);
+    else
+        atomic_fetch_sub_explicit(&gw->connections, 1, memory_order_relaxed);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* Creating and destroying the gateway                                                        */
 /* ---------------------------------------------------------------------------------------- */
@@ -480,6 +494,7 @@ int gs_gateway_create(gs_runtime_t *rt, const gs_gateway_options_t *opts, gs_gat
     atomic_init(&gw->users, 0);
     atomic_init(&gw->held, 0);
     atomic_init(&gw->active, 0);
+    atomic_init(&gw->connections, 0);
 
     gw->listen_fd = bind_listen(gw->host, opts->port, &gw->port, err, errlen);
     if (gw->listen_fd < 0) {
@@ -512,7 +527,8 @@ int gs_gateway_create(gs_runtime_t *rt, const gs_gateway_options_t *opts, gs_gat
         (unsigned int)opts->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned int)opts->connection_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)(64 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
-        (MHD_RequestCompletedCallback)on_completed, gw, MHD_OPTION_THREAD_POOL_SIZE,
+        (MHD_RequestCompletedCallback)on_completed, gw, MHD_OPTION_NOTIFY_CONNECTION,
+        (MHD_NotifyConnectionCallback)on_connection, gw, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned int)(threads > 1 ? threads : 0), MHD_OPTION_END);
     if (gw->daemon == NULL) {
         snprintf(err, errlen, "libmicrohttpd could not start on %s:%u", gw->host,

@@ -261,6 +261,17 @@ const char *gs__field_name(gs_request_t *req, json_t *obj, const char *key, bool
     return json_string_value(v);
 }
 
+json_t *gs__field_take(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+
+    if (v != NULL) {
+        json_incref(v);
+        json_object_del(obj, key);
+    }
+    return v;
+}
+
 int gs__field_int(gs_request_t *req, json_t *obj, const char *key, bool required, int64_t min,
                   int64_t max, int64_t *out, enum MHD_Result *ret)
 {

@@ -149,7 +149,6 @@ enum MHD_Result gs__handle_metrics(gs_request_t *req)
 {
     gs_gateway_t *gw = req->gw;
     gs_metrics_t *m = gw->metrics;
-    const union MHD_DaemonInfo *info;
     gs_runtime_stats_t st;
     struct MHD_Response *resp;
     text_t t = {NULL, 0, 0, false};
@@ -186,9 +185,11 @@ enum MHD_Result gs__handle_metrics(gs_request_t *req)
     put_family(&t, "genserv_http_open_calls", "gauge",
                "Requests held open waiting for the runtime (calls, stops, state reads).");
     put(&t, "genserv_http_open_calls %u\n", atomic_load_explicit(&gw->held, memory_order_relaxed));
-    info = MHD_get_daemon_info(gw->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    /* Not MHD_get_daemon_info(gw->daemon): handlers may run before gs_gateway_create has
+     * stored the daemon pointer. */
     put_family(&t, "genserv_http_connections", "gauge", "Open HTTP connections.");
-    put(&t, "genserv_http_connections %u\n", info ? info->num_connections : 0);
+    put(&t, "genserv_http_connections %u\n",
+        atomic_load_explicit(&gw->connections, memory_order_relaxed));
     put_family(&t, "genserv_http_event_streams", "gauge", "Open GET /events streams.");
     put(&t, "genserv_http_event_streams %u\n", gs__sse_subscribers(gw->sse));
 

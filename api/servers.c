@@ -65,7 +65,7 @@ static enum MHD_Result start_server(gs_request_t *req)
     enum MHD_Result ret = MHD_YES;
     const gs_behaviour_t *b;
     gs_start_options_t so;
-    json_t *body, *args, *reason = NULL, *status;
+    json_t *body, *args = NULL, *reason = NULL, *status;
     const char *name, *behaviour;
     int rc;
 
@@ -80,7 +80,7 @@ static enum MHD_Result start_server(gs_request_t *req)
         goto out;
     if (start_options(req, body, &so, &ret) < 0)
         goto out;
-    args = json_object_get(body, "args"); /* NULL: JSON null */
+    args = gs__field_take(body, "args"); /* NULL: JSON null */
     if (!gs__runtime_enter(gw)) {
         ret = shutting_down(req);
         goto out;
@@ -93,6 +93,8 @@ static enum MHD_Result start_server(gs_request_t *req)
         goto out;
     }
     rc = gs_start(gw->rt, name, b, args, &so, &reason);
+    json_decref(args);
+    args = NULL;
     status = rc == 0 ? gs_server_status(gw->rt, name) : NULL;
     gs__runtime_leave(gw);
     if (rc < 0) {
@@ -104,6 +106,7 @@ static enum MHD_Result start_server(gs_request_t *req)
         status = json_pack("{s:s,s:s}", "name", name, "behaviour", behaviour);
     ret = gs__respond_json(req, MHD_HTTP_CREATED, status);
 out:
+    json_decref(args);
     json_decref(reason);
     json_decref(body);
     return ret;

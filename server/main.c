@@ -30,11 +30,15 @@
 #define GS_RESERVED_FDS      128u
 #define GS_WATCHDOG_GRACE_MS 5000
 
+/* Written before the watchdog thread is created, read only by it. */
+static int watchdog_ms;
+
 static void *watchdog(void *arg)
 {
-    int ms = *(int *)arg + GS_WATCHDOG_GRACE_MS;
+    int ms = watchdog_ms + GS_WATCHDOG_GRACE_MS;
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
 
+    (void)arg;
     nanosleep(&ts, NULL);
     gs_log(GS_LOG_ERROR, "shutdown did not finish within %d ms; exiting", ms);
     _exit(1);
@@ -126,7 +130,8 @@ int main(int argc, char **argv)
 
     sig = gs_process_wait_signal();
     gs_log(GS_LOG_INFO, "signal %d: shutting down", sig);
-    if (pthread_create(&dog, NULL, watchdog, &cfg.shutdown_timeout_ms) == 0)
+    watchdog_ms = cfg.shutdown_timeout_ms;
+    if (pthread_create(&dog, NULL, watchdog, NULL) == 0)
         pthread_detach(dog);
     status = 0;
 
