@@ -19,6 +19,7 @@
 /* Spins of an idle scheduler before it sleeps; sched_yield keeps a spinning scheduler from
  * starving a producer thread that shares its core (this machine has two). */
 #define IDLE_SPINS 64
+#define IDLE_BACKSTOP_NS (50u * 1000u * 1000u)
 
 static void rq_push_locked(gs__sched_t *sc, gs_server_t *s)
 {
@@ -80,8 +81,9 @@ void gs__sched_enqueue(gs_runtime_t *rt, gs_server_t *s)
     if (wake)
         uv_cond_signal(&sc->cond);
     uv_mutex_unlock(&sc->lock);
-    if (local && atomic_load_explicit(&sc->len, memory_order_relaxed) > 1)
-        wake_one_sleeper(rt, sc); /* let an idle core steal the backlog */
+    /* A backlog, or a busy owner: let an idle scheduler steal it rather than wait. */
+    if (!wake && (!local || atomic_load_explicit(&sc->len, memory_order_relaxed) > 1))
+        wake_one_sleeper(rt, sc);
 }
 
 static gs_server_t *steal(gs__sched_t *self)
@@ -122,8 +124,8 @@ static gs_server_t *next_server(gs__sched_t *sc)
         while (sc->head == NULL && !atomic_load(&rt->stop_scheds)) {
             sc->sleeping = true;
             atomic_fetch_add_explicit(&rt->sleeping, 1, memory_order_relaxed); /* hint */
-            /* Wake up now and then to steal work queued elsewhere without a wake-up call. */
-            uv_cond_timedwait(&sc->cond, &sc->lock, 10 * 1000 * 1000);
+            /* Enqueuers wake sleepers; the timeout is only a backstop for stealing. */
+            uv_cond_timedwait(&sc->cond, &sc->lock, IDLE_BACKSTOP_NS);
             atomic_fetch_sub_explicit(&rt->sleeping, 1, memory_order_relaxed);
             sc->sleeping = false;
             if (sc->head == NULL && atomic_load_explicit(&sc->len, memory_order_relaxed) == 0)
