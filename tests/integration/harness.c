@@ -537,6 +537,16 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
     header_value(data, n, "Content-Type", r->content_type, sizeof(r->content_type));
     header_value(data, n, "Allow", r->allow, sizeof(r->allow));
     header_value(data, n, "Retry-After", r->retry_after, sizeof(r->retry_after));
+    if (n < 65536) {
+        size_t old = r->headers ? strlen(r->headers) : 0;
+        char *nh = realloc(r->headers, old + n + 1);
+
+        if (nh != NULL) {
+            memcpy(nh + old, data, n);
+            nh[old + n] = '\0';
+            r->headers = nh;
+        }
+    }
     return n;
 }
 
@@ -588,6 +598,8 @@ static CURL *easy_for(const h_server_t *srv, const h_req_t *req, h_resp_t *r,
     }
     /* No "Expect: 100-continue": the body goes out at once, as most clients send it. */
     *headers = curl_slist_append(*headers, "Expect:");
+    for (size_t i = 0; req->headers != NULL && req->headers[i] != NULL; i++)
+        *headers = curl_slist_append(*headers, req->headers[i]);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, *headers);
     return c;
 }
@@ -626,8 +638,26 @@ int h_request(const h_server_t *srv, const char *method, const char *path, const
     return h_request_ex(srv, &req, resp);
 }
 
+const char *h_header(const h_resp_t *r, const char *name, char *buf, size_t len)
+{
+    const char *p = r->headers;
+
+    buf[0] = '\0';
+    while (p != NULL && *p != '\0') {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p + 1) : strlen(p);
+
+        header_value(p, n, name, buf, len);
+        if (buf[0] != '\0')
+            return buf;
+        p += n;
+    }
+    return NULL;
+}
+
 void h_resp_close(h_resp_t *r)
 {
+    free(r->headers);
     free(r->body);
     json_decref(r->json);
     memset(r, 0, sizeof(*r));
@@ -837,6 +867,7 @@ h_async_t *h_async_start(const h_server_t *srv, const h_req_t *req)
     a->req.path = a->path;
     a->req.body = a->body;
     a->req.content_type = a->content_type;
+    a->req.headers = NULL; /* not copied: async requests send no extra headers */
     atomic_init(&a->done, false);
     if (pthread_create(&a->thread, NULL, async_main, a) != 0) {
         free(a->method);
@@ -959,6 +990,7 @@ h_multi_t *h_multi_start(const h_server_t *srv, const h_req_t *req, size_t n)
     m->req.path = m->path;
     m->req.body = m->body;
     m->req.body_len = 0;
+    m->req.headers = NULL; /* not copied: multi requests send no extra headers */
     atomic_init(&m->completed, 0);
     if (m->resps == NULL || pthread_create(&m->thread, NULL, multi_main, m) != 0) {
         free(m->method);
@@ -1042,6 +1074,12 @@ static size_t ev_header(char *data, size_t size, size_t nmemb, void *arg)
     size_t n = size * nmemb;
 
     pthread_mutex_lock(&ev->mu);
+    if (n > 9 && strncmp(data, "HTTP/", 5) == 0) {
+        const char *sp = memchr(data, ' ', n);
+
+        if (sp != NULL)
+            ev->status = strtol(sp + 1, NULL, 10);
+    }
     header_value(data, n, "Content-Type", ev->content_type, sizeof(ev->content_type));
     if (n <= 2 && (data[0] == '\r' || data[0] == '\n')) {
         ev->headers_done = true;
@@ -1085,7 +1123,8 @@ static void *ev_main(void *arg)
         curl_easy_cleanup(c);
     }
     pthread_mutex_lock(&ev->mu);
-    ev->status = status;
+    if (status != 0)
+        ev->status = status;
     ev->finished = true;
     pthread_cond_broadcast(&ev->cv);
     pthread_mutex_unlock(&ev->mu);
@@ -1135,7 +1174,7 @@ long h_events_status(h_events_t *ev, char *content_type, size_t len)
 
     pthread_mutex_lock(&ev->mu);
     snprintf(content_type, len, "%s", ev->content_type);
-    status = ev->headers_done ? 200 : ev->status;
+    status = ev->status;
     pthread_mutex_unlock(&ev->mu);
     return status;
 }
@@ -1174,6 +1213,17 @@ static json_t *ev_scan(const char *buf, const char *type, const char *server, si
 static json_t *ev_find(const char *buf, const char *type, const char *server)
 {
     return ev_scan(buf, type, server, NULL);
+}
+
+char *h_events_text(h_events_t *ev)
+{
+    char *copy;
+
+    pthread_mutex_lock(&ev->mu);
+    copy = strdup(ev->buf != NULL ? ev->buf : "");
+    pthread_mutex_unlock(&ev->mu);
+    assert_non_null(copy);
+    return copy;
 }
 
 size_t h_events_count(h_events_t *ev, const char *type, const char *server)

@@ -116,18 +116,20 @@ typedef struct h_resp_s {
     char content_type[128];
     char allow[128];
     char retry_after[32];
+    char *headers;      /* owned: every response header line as received */
     int64_t t_start_ms; /* monotonic, just before the request went out */
     int64_t t_end_ms;   /* monotonic, once the response was complete */
 } h_resp_t;
 
 typedef struct h_req_s {
-    const char *method;       /* "GET", "POST", "DELETE", "PUT", ... */
-    const char *path;         /* "/call" */
-    const char *body;         /* NULL: none */
-    size_t body_len;          /* 0 with a body: strlen(body) */
-    long timeout_ms;          /* client-side limit; 0: 60 s. A short one simulates a client that
-                                 gives up and disconnects. */
-    const char *content_type; /* NULL: application/json when there is a body */
+    const char *method;         /* "GET", "POST", "DELETE", "PUT", ... */
+    const char *path;           /* "/call" */
+    const char *body;           /* NULL: none */
+    size_t body_len;            /* 0 with a body: strlen(body) */
+    long timeout_ms;            /* client-side limit; 0: 60 s. A short one simulates a client that
+                                   gives up and disconnects. */
+    const char *content_type;   /* NULL: application/json when there is a body */
+    const char *const *headers; /* extra request headers ("Name: value"), NULL-terminated */
 } h_req_t;
 
 /** Run req against srv; fills *resp (always: release it with h_resp_close). Returns curl_rc. */
@@ -136,6 +138,8 @@ int h_request_ex(const h_server_t *srv, const h_req_t *req, h_resp_t *resp);
 int h_request(const h_server_t *srv, const char *method, const char *path, const char *body,
               h_resp_t *resp);
 void h_resp_close(h_resp_t *resp);
+/** The value of response header name (case-insensitive) copied into buf, or NULL if absent. */
+const char *h_header(const h_resp_t *resp, const char *name, char *buf, size_t len);
 
 /** POST /call {"server", "message": message_json (JSON text), "timeout_ms"?}; timeout < 0: none */
 int h_call(const h_server_t *srv, const char *server, const char *message_json, int timeout_ms,
@@ -153,7 +157,8 @@ int64_t h_server_int(const h_server_t *srv, const char *name, const char *field,
 
 /* Concurrent requests: each runs on its own thread with its own easy handle. */
 typedef struct h_async_s h_async_t;
-/** Start req (copied) on a thread. Returns NULL only when the thread cannot be created. */
+/** Start req (copied, except headers: none are sent) on a thread. Returns NULL only when the thread
+ * cannot be created. */
 h_async_t *h_async_start(const h_server_t *srv, const h_req_t *req);
 /** true once the request has completed (never blocks). */
 bool h_async_done(h_async_t *a);
@@ -164,7 +169,8 @@ void h_async_destroy(h_async_t *a);
 
 /* Many identical requests at once over as many connections, driven by curl multi. */
 typedef struct h_multi_s h_multi_t;
-/** Start n copies of req (copied) on one thread. NULL when that cannot start. */
+/** Start n copies of req (copied, except headers: none are sent) on one thread. NULL when that
+ * cannot start. */
 h_multi_t *h_multi_start(const h_server_t *srv, const h_req_t *req, size_t n);
 /** How many have completed so far (never blocks). */
 size_t h_multi_completed(h_multi_t *m);
@@ -184,6 +190,8 @@ long h_events_status(h_events_t *ev, char *content_type, size_t len);
  * NULL, "server" == server. Returns that JSON (new reference) or NULL.
  */
 json_t *h_events_wait(h_events_t *ev, const char *type, const char *server, int deadline_ms);
+/** A copy of everything the stream received so far (free it). */
+char *h_events_text(h_events_t *ev);
 /** How many data lines so far match type (and server when not NULL). */
 size_t h_events_count(h_events_t *ev, const char *type, const char *server);
 /** Abort the stream and free everything. Accepts NULL. */

@@ -80,9 +80,10 @@ static void test_post_servers_starts_201_then_409_and_404(void **state)
     /* Arguments that init refuses: a 4xx error, and no server is left behind. */
     h_request(&fx->srv, "POST", "/servers",
               "{\"name\": \"t1\", \"behaviour\": \"ticker\", \"args\": {\"intervall_ms\": 5}}", &r);
-    assert_true(r.status >= 400 && r.status < 500);
-    assert_true(json_is_string(json_object_get(r.json, "error")));
-    assert_true(json_is_string(json_object_get(r.json, "message")));
+    h_assert_error(&r, 400, "init_failed");
+    if (json_object_get(r.json, "reason") == NULL ||
+        json_is_null(json_object_get(r.json, "reason")))
+        fail_msg("init_failed without a reason: %s", r.body);
     h_resp_close(&r);
     h_request(&fx->srv, "GET", "/servers/t1", NULL, &r);
     h_assert_error(&r, 404, "no_such_server");
@@ -310,9 +311,18 @@ static void test_metrics_is_prometheus_text(void **state)
 {
     h_fixture_t *fx = *state;
     static const char *const families[] = {
-        "genserv_http_requests_total",   "genserv_http_open_calls",
-        "genserv_server_mailbox_length", "genserv_server_messages_handled_total",
-        "genserv_server_restarts_total", "genserv_call_duration_seconds",
+        "genserv_http_requests_total",
+        "genserv_http_open_calls",
+        "genserv_server_mailbox_length",
+        "genserv_server_messages_handled_total",
+        "genserv_server_restarts_total",
+        "genserv_call_duration_seconds",
+        "genserv_server_up",
+        "genserv_servers",
+        "genserv_server_held_calls",
+        "genserv_late_replies_total",
+        "genserv_pending_timers",
+        "genserv_held_calls",
     };
     char type_line[128];
     h_resp_t r;
@@ -370,6 +380,18 @@ static void test_events_stream_started_stopped_crashed_and_state_changed(void **
     assert_int_equal(h_events_status(ev, ct, sizeof(ct)), 200);
     if (strncmp(ct, "text/event-stream", 17) != 0)
         fail_msg("Content-Type of /events is \"%s\"", ct);
+    /* The stream opens with the reconnect delay and a snapshot of every server. */
+    e = h_events_wait(ev, "snapshot", NULL, H_WAIT_MS);
+    assert_non_null(e);
+    assert_int_equal(json_array_size(json_object_get(e, "servers")), 5);
+    json_decref(e);
+    {
+        char *text = h_events_text(ev);
+
+        if (strncmp(text, "retry: 2000", 11) != 0)
+            fail_msg("the stream does not start with \"retry: 2000\": %.200s", text);
+        free(text);
+    }
 
     assert_int_equal(h_start_server(&fx->srv, "evt", "counter", NULL, NULL), 201);
     e = h_events_wait(ev, "started", "evt", H_WAIT_MS);
@@ -386,6 +408,10 @@ static void test_events_stream_started_stopped_crashed_and_state_changed(void **
     h_assert_error(&r, 500, "server_crashed");
     h_resp_close(&r);
     e = h_events_wait(ev, "crashed", "bad", H_WAIT_MS);
+    assert_non_null(e);
+    assert_non_null(json_object_get(e, "reason"));
+    json_decref(e);
+    e = h_events_wait(ev, "restarted", "bad", H_WAIT_MS);
     assert_non_null(e);
     json_decref(e);
 
@@ -451,6 +477,164 @@ static void test_the_dashboard_is_served(void **state)
     H_PASS(fx);
 }
 
+static bool is_down(const h_server_t *srv, const char *name)
+{
+    json_t *info = h_server_info(srv, name);
+    bool down =
+        info != NULL && h_str(info, "status") != NULL && strcmp(h_str(info, "status"), "down") == 0;
+
+    json_decref(info);
+    return down;
+}
+
+static void test_a_server_past_its_restart_intensity_is_down(void **state)
+{
+    h_fixture_t *fx = *state;
+    h_events_t *ev = h_events_open(&fx->srv);
+    json_t *info, *e;
+    h_resp_t r;
+
+    assert_non_null(ev);
+    assert_int_equal(h_start_server(&fx->srv, "fragile", "misbehaving", NULL,
+                                    "{\"max_restarts\": 0, \"max_seconds\": 60}"),
+                     201);
+    h_call(&fx->srv, "fragile", "\"message\"", -1, &r);
+    h_assert_error(&r, 500, "server_crashed");
+    h_resp_close(&r);
+
+    H_WAIT_UNTIL(is_down(&fx->srv, "fragile"), H_WAIT_MS);
+    e = h_events_wait(ev, "down", "fragile", H_WAIT_MS);
+    assert_non_null(e);
+    json_decref(e);
+    h_events_close(ev);
+
+    /* Still listed and inspectable: 200 with the state it cannot give, and why. */
+    h_request(&fx->srv, "GET", "/servers/fragile", NULL, &r);
+    assert_int_equal(r.status, 200);
+    info = r.json;
+    assert_true(json_is_null(json_object_get(info, "state")));
+    assert_true(json_is_string(json_object_get(info, "state_error")));
+    assert_false(json_is_null(json_object_get(info, "down_reason")));
+    assert_string_equal(h_str(info, "last_crash_reason"), "calling_self");
+    h_resp_close(&r);
+
+    /* A call to it is answered with an error, never held. */
+    h_call(&fx->srv, "fragile", "\"ping\"", 2000, &r);
+    assert_true(r.status >= 400);
+    assert_true(json_is_string(json_object_get(r.json, "error")));
+    h_resp_close(&r);
+
+    /* Removing it frees the name. */
+    h_request(&fx->srv, "DELETE", "/servers/fragile", NULL, &r);
+    if (r.status != 200)
+        fail_msg("DELETE of a down server: %ld %s", r.status, r.body);
+    h_resp_close(&r);
+    h_request(&fx->srv, "GET", "/servers/fragile", NULL, &r);
+    h_assert_error(&r, 404, "no_such_server");
+    h_resp_close(&r);
+    assert_int_equal(h_start_server(&fx->srv, "fragile", "misbehaving", NULL, NULL), 201);
+    H_PASS(fx);
+}
+
+static void test_event_streams_past_the_limit_get_503(void **state)
+{
+    const char *args[] = {"--max-event-streams", "1", NULL};
+    h_opts_t opts = {.args = args};
+    h_fixture_t *fx = *state;
+    h_events_t *first, *second, *again = NULL;
+    char ct[128], name[32];
+    int64_t deadline;
+    int i = 0;
+
+    assert_int_equal(h_fixture_stop(fx), 0);
+    h_cleanup_files(&fx->srv);
+    assert_int_equal(h_start(&fx->srv, &opts), 0);
+
+    first = h_events_open(&fx->srv);
+    assert_non_null(first);
+    assert_int_equal(h_events_status(first, ct, sizeof(ct)), 200);
+    second = h_events_open(&fx->srv);
+    assert_non_null(second);
+    assert_int_equal(h_events_status(second, ct, sizeof(ct)), 503);
+    h_events_close(second);
+
+    /* Once the first client leaves (noticed at the next write to it), a new one fits. */
+    h_events_close(first);
+    deadline = h_now_ms() + 30000;
+    for (;;) {
+        snprintf(name, sizeof(name), "poke%d", i++);
+        assert_int_equal(h_start_server(&fx->srv, name, "counter", NULL, NULL), 201);
+        again = h_events_open(&fx->srv);
+        assert_non_null(again);
+        if (h_events_status(again, ct, sizeof(ct)) == 200)
+            break;
+        h_events_close(again);
+        if (h_now_ms() > deadline)
+            fail_msg("the event stream slot was not freed after its client left");
+        h_sleep_ms(200);
+    }
+    h_events_close(again);
+    H_PASS(fx);
+}
+
+static void test_head_is_allowed_wherever_get_is(void **state)
+{
+    h_fixture_t *fx = *state;
+    static const char *const paths[] = {"/servers", "/servers/counter", "/behaviours",
+                                        "/metrics", "/healthz",         "/"};
+    h_resp_t get, head;
+
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        h_request(&fx->srv, "GET", paths[i], NULL, &get);
+        h_request(&fx->srv, "HEAD", paths[i], NULL, &head);
+        if (head.status != 200 || get.status != 200)
+            fail_msg("HEAD %s: %ld, GET: %ld", paths[i], head.status, get.status);
+        assert_int_equal(head.body_len, 0);
+        assert_string_equal(head.content_type, get.content_type);
+        h_resp_close(&get);
+        h_resp_close(&head);
+    }
+    h_request(&fx->srv, "HEAD", "/servers/nobody", NULL, &head);
+    assert_int_equal(head.status, 404);
+    h_resp_close(&head);
+    H_PASS(fx);
+}
+
+static void test_static_files_have_types_etags_and_304(void **state)
+{
+    h_fixture_t *fx = *state;
+    char etag[128], buf[128], inm[200];
+    const char *hdrs[] = {inm, NULL};
+    h_req_t cond = {.method = "GET", .path = "/app.js", .headers = hdrs};
+    h_resp_t r;
+
+    h_request(&fx->srv, "GET", "/app.js", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.content_type, "javascript"));
+    assert_non_null(h_header(&r, "ETag", etag, sizeof(etag)));
+    assert_non_null(h_header(&r, "Cache-Control", buf, sizeof(buf)));
+    assert_non_null(strstr(buf, "no-cache"));
+    assert_non_null(h_header(&r, "X-Content-Type-Options", buf, sizeof(buf)));
+    assert_string_equal(buf, "nosniff");
+    h_resp_close(&r);
+
+    snprintf(inm, sizeof(inm), "If-None-Match: %s", etag);
+    h_request_ex(&fx->srv, &cond, &r);
+    assert_int_equal(r.status, 304);
+    assert_int_equal(r.body_len, 0);
+    h_resp_close(&r);
+
+    h_request(&fx->srv, "GET", "/style.css", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.content_type, "text/css"));
+    h_resp_close(&r);
+    h_request(&fx->srv, "GET", "/index.html", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.content_type, "text/html"));
+    h_resp_close(&r);
+    H_PASS(fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -470,6 +654,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_events_are_coalesced_for_a_busy_server, h_setup,
                                         h_teardown),
         cmocka_unit_test_setup_teardown(test_the_dashboard_is_served, h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_a_server_past_its_restart_intensity_is_down, h_setup,
+                                        h_teardown),
+        cmocka_unit_test_setup_teardown(test_event_streams_past_the_limit_get_503, h_setup,
+                                        h_teardown),
+        cmocka_unit_test_setup_teardown(test_head_is_allowed_wherever_get_is, h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_static_files_have_types_etags_and_304, h_setup,
+                                        h_teardown),
     };
 
     h_init(170);
