@@ -38,6 +38,9 @@
 
 /* The largest number of HTTP threads we start, whatever the options say. */
 #define GS_MAX_HTTP_THREADS 64u
+/* Per-connection memory pool (headers and read buffer; bodies stream through it). MHD clears
+ * the pool between requests, so a bigger one costs time on every request. */
+#define GS_CONNECTION_MEMORY (32 * 1024)
 
 uint64_t gs__api_now_ns(void)
 {
@@ -526,7 +529,7 @@ int gs_gateway_create(gs_runtime_t *rt, const gs_gateway_options_t *opts, gs_gat
         gw, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)gw->listen_fd, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned int)opts->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned int)opts->connection_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)(64 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
+        (size_t)GS_CONNECTION_MEMORY, MHD_OPTION_NOTIFY_COMPLETED,
         (MHD_RequestCompletedCallback)on_completed, gw, MHD_OPTION_NOTIFY_CONNECTION,
         (MHD_NotifyConnectionCallback)on_connection, gw, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned int)(threads > 1 ? threads : 0), MHD_OPTION_END);
