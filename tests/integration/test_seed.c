@@ -192,6 +192,63 @@ static void test_send_delivers_to_handle_info(void **state)
     H_PASS(fx);
 }
 
+static double metrics_value(const h_server_t *srv, const char *name)
+{
+    h_resp_t r;
+    double v;
+
+    h_request(srv, "GET", "/metrics", NULL, &r);
+    v = r.status == 200 ? h_metric(r.body, name) : -2;
+    h_resp_close(&r);
+    return v;
+}
+
+static void test_a_timer_whose_server_is_gone_is_dropped(void **state)
+{
+    h_fixture_t *fx = *state;
+    double before;
+    json_int_t id;
+    char path[64];
+    h_resp_t r;
+
+    assert_int_equal(h_start_server(&fx->srv, "gone", "receiver", NULL, NULL), 201);
+    before = metrics_value(&fx->srv, "genserv_dropped_timers_total");
+    assert_true(before >= 0);
+    h_request(&fx->srv, "POST", "/send_after",
+              "{\"server\": \"gone\", \"message\": \"late\", \"delay_ms\": 300}", &r);
+    id = timer_id(&r);
+    h_resp_close(&r);
+    h_request(&fx->srv, "DELETE", "/servers/gone", NULL, &r);
+    assert_int_equal(r.status, 200);
+    h_resp_close(&r);
+
+    H_WAIT_UNTIL(metrics_value(&fx->srv, "genserv_dropped_timers_total") >= before + 1, H_WAIT_MS);
+    snprintf(path, sizeof(path), "/timers/%lld", (long long)id);
+    h_request(&fx->srv, "GET", path, NULL, &r);
+    h_assert_error(&r, 404, "no_such_timer");
+    h_resp_close(&r);
+    /* A new server under the old name does not receive the old timer's message. */
+    assert_int_equal(h_start_server(&fx->srv, "gone", "receiver", NULL, NULL), 201);
+    h_call(&fx->srv, "gone", "\"received\"", -1, &r);
+    h_assert_reply(&r, "0");
+    h_resp_close(&r);
+    H_PASS(fx);
+}
+
+static void test_send_after_with_zero_delay_is_delivered(void **state)
+{
+    h_fixture_t *fx = *state;
+    h_resp_t r;
+
+    assert_int_equal(h_start_server(&fx->srv, "receiver", "receiver", NULL, NULL), 201);
+    h_request(&fx->srv, "POST", "/send_after",
+              "{\"server\": \"receiver\", \"message\": \"now\", \"delay_ms\": 0}", &r);
+    timer_id(&r);
+    h_resp_close(&r);
+    H_WAIT_UNTIL(received(&fx->srv) == 1, H_WAIT_MS);
+    H_PASS(fx);
+}
+
 static bool restarted_once(const h_server_t *srv, const char *name)
 {
     json_t *info = h_server_info(srv, name);
@@ -247,6 +304,10 @@ int main(void)
                                         h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_cancel_timer_before_it_fires, h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_send_delivers_to_handle_info, h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_a_timer_whose_server_is_gone_is_dropped, h_setup,
+                                        h_teardown),
+        cmocka_unit_test_setup_teardown(test_send_after_with_zero_delay_is_delivered, h_setup,
+                                        h_teardown),
         cmocka_unit_test_setup_teardown(test_misbehaving_crash_gives_500_and_it_is_restarted,
                                         h_setup, h_teardown),
     };
