@@ -109,9 +109,11 @@ static void test_init_failure(void **state)
 
     /* An init that gives no reason. */
     args = tu_json("{\"fail_init\": null}");
-    reason = json_string("stale");
+    json_t *stale = json_string("stale");
+    reason = stale;
     assert_int_equal(gs_start(rt, "bad", probe_behaviour(), args, NULL, &reason), GS_EINIT);
     assert_null(reason);
+    json_decref(stale);
     json_decref(args);
 
     assert_null(gs_whereis(rt, "bad"));
