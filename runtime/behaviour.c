@@ -88,7 +88,7 @@ json_t *gs_behaviours_json(gs_runtime_t *rt)
     uv_mutex_lock(&rt->behaviours_lock);
     size_t n = rt->nbehaviours;
     const gs_behaviour_t **copy = malloc((n ? n : 1) * sizeof(*copy));
-    if (copy != NULL)
+    if (copy != NULL && n > 0)
         memcpy(copy, rt->behaviours, n * sizeof(*copy));
     uv_mutex_unlock(&rt->behaviours_lock);
     if (copy == NULL)
