@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <curl/curl.h>
@@ -80,6 +81,7 @@ static void test_sigterm_answers_held_calls_503_and_exits_0(void **state)
         h_resp_t *r = h_async_wait(calls[i]);
 
         h_assert_error(r, 503, "shutting_down");
+        assert_string_equal(r->retry_after, "1");
         h_async_destroy(calls[i]);
     }
     H_PASS(fx);
@@ -251,6 +253,66 @@ static void test_environment_variables_and_flag_precedence(void **state)
     H_PASS(fx);
 }
 
+static void test_a_bad_config_file_refuses_to_start(void **state)
+{
+    h_fixture_t *fx = *state;
+    static const char *const configs[] = {
+        "{\"bogus_key\": 1}",                                             /* unknown key */
+        "{\"limits\": {\"max_body_bytes\": \"big\"}}",                    /* wrong type */
+        "{\"servers\": [{\"name\": \"x\", \"behaviour\": \"no_such\"}]}", /* cannot start */
+        "{\"servers\": [{\"name\": \"t\", \"behaviour\": \"ticker\", \"args\": {\"nope\": 1}}]}",
+        "{not json",
+    };
+    static char out[65536];
+    char path[64];
+
+    for (size_t i = 0; i < sizeof(configs) / sizeof(configs[0]); i++) {
+        const char *args[] = {"--listen", "127.0.0.1:0", "--config", path, NULL};
+        FILE *f;
+        int code;
+
+        snprintf(path, sizeof(path), "/tmp/genserv-it-badcfg-%d.json", (int)getpid());
+        f = fopen(path, "w");
+        assert_non_null(f);
+        fputs(configs[i], f);
+        fclose(f);
+        code = h_run(args, out, sizeof(out), H_WAIT_MS);
+        unlink(path);
+        if (code <= 0)
+            fail_msg("config %s: genserv exited %d, expected an error exit:\n%s", configs[i], code,
+                     out);
+        assert_null(strstr(out, "listening on http://"));
+    }
+    H_PASS(fx);
+}
+
+static void test_it_listens_on_ipv6_loopback(void **state)
+{
+    const char *args[] = {"--listen", "[::1]:0", NULL};
+    h_opts_t opts = {.args = args};
+    h_fixture_t *fx = *state;
+    FILE *f = fopen("/proc/net/if_inet6", "r");
+    char line[256];
+    bool has_lo6 = false;
+    h_resp_t r;
+
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+        if (strncmp(line, "00000000000000000000000000000001", 32) == 0)
+            has_lo6 = true;
+    if (f != NULL)
+        fclose(f);
+    if (!has_lo6) {
+        H_PASS(fx);
+        skip();
+    }
+    restart_with(fx, &opts);
+    assert_non_null(strstr(fx->srv.url, "http://[::1]:"));
+    h_call(&fx->srv, "counter", "\"get_count\"", -1, &r);
+    h_assert_reply(&r, "0");
+    h_resp_close(&r);
+    H_PASS(fx);
+}
+
 static void test_help_documents_every_flag(void **state)
 {
     h_fixture_t *fx = *state;
@@ -307,6 +369,9 @@ int main(void)
                                         h_teardown),
         cmocka_unit_test_setup_teardown(test_environment_variables_and_flag_precedence, h_setup,
                                         h_teardown),
+        cmocka_unit_test_setup_teardown(test_a_bad_config_file_refuses_to_start, h_setup,
+                                        h_teardown),
+        cmocka_unit_test_setup_teardown(test_it_listens_on_ipv6_loopback, h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_help_documents_every_flag, h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_bad_flags_config_or_plugin_refuse_to_start, h_setup,
                                         h_teardown),

@@ -126,9 +126,46 @@ static void test_without_the_plugin_its_behaviour_is_unknown(void **state)
     H_PASS(fx);
 }
 
+/* The plugin list also comes from GENSERV_PLUGIN and the config file's "plugins". */
+static void test_plugins_from_the_environment_and_the_config_file(void **state)
+{
+    h_fixture_t *fx = *state;
+    const char *env[] = {"GENSERV_PLUGIN=" GS_EXAMPLE_PLUGIN, NULL};
+    h_opts_t by_env = {.env = env};
+    char config[1024];
+    h_opts_t by_config = {.config_json = config};
+    h_resp_t r;
+
+    assert_int_equal(h_fixture_stop(fx), 0);
+    h_cleanup_files(&fx->srv);
+    assert_int_equal(h_start(&fx->srv, &by_env), 0);
+    assert_true(listed(&fx->srv, "kv"));
+
+    assert_int_equal(h_fixture_stop(fx), 0);
+    h_cleanup_files(&fx->srv);
+    /* A config that loads the plugin and starts one of its servers at boot. */
+    snprintf(config, sizeof(config),
+             "{\"plugins\": [\"%s\"], \"servers\": [{\"name\": \"cache\", "
+             "\"behaviour\": \"kv\", \"args\": {\"max_keys\": 2}}]}",
+             GS_EXAMPLE_PLUGIN);
+    assert_int_equal(h_start(&fx->srv, &by_config), 0);
+    h_call(&fx->srv, "cache", "[\"put\", \"a\", 1]", -1, &r);
+    h_assert_reply(&r, "\"ok\"");
+    h_resp_close(&r);
+    h_call(&fx->srv, "cache", "[\"put\", \"b\", 2]", -1, &r);
+    h_assert_reply(&r, "\"ok\"");
+    h_resp_close(&r);
+    h_call(&fx->srv, "cache", "[\"put\", \"c\", 3]", -1, &r);
+    h_assert_reply(&r, "[\"error\", \"full\"]");
+    h_resp_close(&r);
+    H_PASS(fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_plugins_from_the_environment_and_the_config_file,
+                                        h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_a_plugin_behaviour_is_startable_and_callable,
                                         setup_with_plugin, h_teardown),
         cmocka_unit_test_setup_teardown(test_without_the_plugin_its_behaviour_is_unknown, h_setup,
