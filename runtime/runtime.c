@@ -36,11 +36,14 @@ uint64_t gs__now_ms(void)
 
 void gs__live_add(gs_runtime_t *rt, int delta)
 {
-    uv_mutex_lock(&rt->live_lock);
-    rt->live += (uint64_t)(int64_t)delta;
-    if (rt->live == 0)
+    /* acq_rel: the waiter in stop_all_servers sees the dead servers' writes. The lock is
+     * only taken to wake it, when the count reaches zero (not on every start and death). */
+    int64_t before = atomic_fetch_add_explicit(&rt->live, (int64_t)delta, memory_order_acq_rel);
+    if (before + delta == 0) {
+        uv_mutex_lock(&rt->live_lock);
         uv_cond_broadcast(&rt->live_cond);
-    uv_mutex_unlock(&rt->live_lock);
+        uv_mutex_unlock(&rt->live_lock);
+    }
 }
 
 int gs_runtime_create(const gs_runtime_options_t *opts, gs_runtime_t **out)
@@ -167,7 +170,7 @@ static void stop_all_servers(gs_runtime_t *rt)
     }
     /* Incarnations that were starting or restarting when we looked finish dying too. */
     uv_mutex_lock(&rt->live_lock);
-    while (rt->live > 0)
+    while (atomic_load(&rt->live) > 0)
         uv_cond_wait(&rt->live_cond, &rt->live_lock);
     uv_mutex_unlock(&rt->live_lock);
     uv_cond_destroy(&w.cond);

@@ -353,7 +353,7 @@ struct gs_runtime_s {
     /* Live incarnations (created and not yet dead), for shutdown. */
     uv_mutex_t live_lock;
     uv_cond_t live_cond;
-    uint64_t live;
+    _Atomic int64_t live;
 
     _Atomic uint64_t messages_handled;
     _Atomic uint64_t late_replies;
