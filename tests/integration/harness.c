@@ -15,6 +15,9 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -1353,4 +1356,99 @@ out:
     free(envp);
     h_cleanup_files(&srv);
     return code;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Raw TCP                                                                                    */
+/* ---------------------------------------------------------------------------------------- */
+
+int h_raw_connect(const h_server_t *srv)
+{
+    char host[256], port[16];
+    const char *hp = srv->url + strlen("http://"), *colon = strrchr(hp, ':');
+    struct addrinfo hints, *res = NULL;
+    size_t hlen;
+    int fd = -1;
+
+    if (colon == NULL)
+        return -1;
+    hlen = (size_t)(colon - hp);
+    if (hp[0] == '[') { /* [v6]:port */
+        hp++;
+        hlen -= 2;
+    }
+    if (hlen >= sizeof(host))
+        return -1;
+    memcpy(host, hp, hlen);
+    host[hlen] = '\0';
+    snprintf(port, sizeof(port), "%s", colon + 1);
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+    if (getaddrinfo(host, port, &hints, &res) != 0)
+        return -1;
+    fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, res->ai_addr, res->ai_addrlen) < 0) {
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+int h_raw_send(int fd, const char *data, size_t len)
+{
+    size_t off = 0;
+
+    while (off < len) {
+        ssize_t n = send(fd, data + off, len - off, MSG_NOSIGNAL);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        off += (size_t)n;
+    }
+    return 0;
+}
+
+static int occurrences(const char *hay, const char *needle)
+{
+    int n = 0;
+
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+size_t h_raw_read(int fd, char *buf, size_t len, const char *until, int count, int deadline_ms,
+                  bool *closed)
+{
+    int64_t deadline = h_now_ms() + deadline_ms;
+    size_t got = 0;
+
+    *closed = false;
+    buf[0] = '\0';
+    while (got + 1 < len) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int64_t left = deadline - h_now_ms();
+        ssize_t n;
+
+        if (until != NULL && occurrences(buf, until) >= count)
+            break;
+        if (left <= 0)
+            break;
+        if (poll(&pfd, 1, (int)(left > 100 ? 100 : left)) <= 0)
+            continue;
+        n = recv(fd, buf + got, len - 1 - got, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            *closed = true;
+            break;
+        }
+        got += (size_t)n;
+        buf[got] = '\0';
+    }
+    return got;
 }

@@ -197,6 +197,19 @@ size_t h_events_count(h_events_t *ev, const char *type, const char *server);
 /** Abort the stream and free everything. Accepts NULL. */
 void h_events_close(h_events_t *ev);
 
+/* Raw TCP, for what libcurl will not send (garbage, pipelining, silence). */
+/** Connect to srv's address. Returns the socket, or -1. */
+int h_raw_connect(const h_server_t *srv);
+/** Send all of len bytes of data. Returns 0 or -1. */
+int h_raw_send(int fd, const char *data, size_t len);
+/**
+ * Read into buf (NUL-terminated, at most len - 1 bytes) until the peer closes, until
+ * `until` (when not NULL) has appeared `count` times, or until deadline_ms pass.
+ * Returns the bytes read; *closed tells whether the peer closed the connection.
+ */
+size_t h_raw_read(int fd, char *buf, size_t len, const char *until, int count, int deadline_ms,
+                  bool *closed);
+
 /* ---------------------------------------------------------------------------------------- */
 /* Misc                                                                                       */
 /* ---------------------------------------------------------------------------------------- */
