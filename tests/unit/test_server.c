@@ -280,6 +280,19 @@ static void test_stop_async(void **state)
     tu_reply_close(&none.reply);
 }
 
+/* A blocking stop that outlasts its timeout says timeout, and the stop still goes ahead. */
+static void test_stop_timeout_still_stops(void **state)
+{
+    gs_runtime_t *rt = *state;
+    tu_start(rt, "slowterm", probe_behaviour(), "{\"terminate_sleep_ms\": 1000}", NULL);
+    int64_t t0 = tu_now_ms();
+    assert_int_equal(gs_stop(rt, "slowterm", NULL, 50), GS_ETIMEOUT);
+    assert_true(tu_now_ms() - t0 < 900);
+    TU_WAIT_UNTIL(tu_status_int(rt, "slowterm", "restarts") == -1, TU_WAIT_MS);
+    assert_int_equal(probe_terminates(), 1);
+    assert_null(gs_whereis(rt, "slowterm"));
+}
+
 /* A blocking stop from inside a handler is refused with would_block instead of deadlocking. */
 static void test_stop_from_handler_would_block(void **state)
 {
@@ -573,6 +586,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stopped_not_restarted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_fails_held_callers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_async, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_timeout_still_stops, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_from_handler_would_block, setup, teardown),
         cmocka_unit_test_setup_teardown(test_handle_of_stopped_server, setup, teardown),
         cmocka_unit_test_setup_teardown(test_status_fields, setup, teardown),
