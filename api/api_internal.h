@@ -2,7 +2,8 @@
  * api_internal.h: declarations shared by the files of the gateway and nobody else.
  *
  * A request's life (libmicrohttpd's suspend/resume lifecycle):
- *   first handler call     gateway.c creates a gs_request_t and routes it (router.c)
+ *   URI callback           gateway.c creates a gs_request_t with the raw path
+ *   first handler call     gateway.c routes it (router.c)
  *   body chunks            gateway.c appends them, up to max_body_bytes (then 413)
  *   body complete          the route's handler (call.c, servers.c, ...) either answers at once
  *                          (json_http.c) or calls gs__request_hold() and starts a runtime
@@ -60,8 +61,14 @@ typedef struct gs_route_match_s {
     int asset;         /* GS_ROUTE_STATIC: index in the asset table */
 } gs_route_match_t;
 
-/** Match method and url (both borrowed). Never fails: unknown paths give GS_ROUTE_NOT_FOUND. */
-void gs__route_match(const char *method, const char *url, gs_route_match_t *m);
+/**
+ * Match method, raw_path (as sent, without the query) and url (MHD's percent-decoded path, for
+ * static files); all borrowed. Never fails: unknown paths give GS_ROUTE_NOT_FOUND.
+ */
+void gs__route_match(const char *method, const char *raw_path, const char *url,
+                     gs_route_match_t *m);
+/** Percent-decode s in place. Returns -1 (s undefined) on a malformed escape or "%00". */
+int gs__percent_decode(char *s);
 /** The metrics label of a route, e.g. "/servers/:name". Static storage. */
 const char *gs__route_label(gs_route_t r);
 /** "GET", "POST", ... for a method bit ("other" for the rest). Static storage. */
@@ -80,7 +87,9 @@ struct gs_request_s {
     gs_gateway_t *gw;
     struct MHD_Connection *conn;
     gs_route_match_t match;
-    char *param; /* owned copy of match.param */
+    bool routed;
+    char *raw_path; /* owned; the path as sent, without query */
+    char *param;    /* owned; match.param percent-decoded */
 
     char *body; /* owned; NUL-terminated */
     size_t body_len;

@@ -204,29 +204,60 @@ static enum MHD_Result dispatch(gs_request_t *req)
     return gs__respond_error(req, MHD_HTTP_NOT_FOUND, "not_found", "no such path");
 }
 
-/* First call for a request: create its context. Returns NULL only when out of memory. */
-static gs_request_t *request_create(gs_gateway_t *gw, struct MHD_Connection *conn,
-                                    const char *method, const char *url)
+/*
+ * MHD's URI callback runs once per request, before the path is percent-decoded: the request's
+ * context is created here so that routing can see the raw path (a server name may hold an
+ * encoded '/', "%2F", which must not split the path). Whatever is returned here MHD passes to
+ * the access handler as *con_cls and, since it then counts the client as aware, to the
+ * completed callback, even if the request fails before the handler runs.
+ */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
+    gs_gateway_t *gw = cls;
     gs_request_t *req = calloc(1, sizeof(*req));
+    size_t n;
 
     if (req == NULL)
         return NULL;
+    /* Absolute-form targets ("http://host/path") route on their path. */
+    if (strncmp(uri, "http://", 7) == 0 || strncmp(uri, "https://", 8) == 0) {
+        const char *p = strchr(strstr(uri, "//") + 2, '/');
+
+        uri = p != NULL ? p : "/";
+    }
+    n = strcspn(uri, "?#");
+    req->raw_path = strndup(uri, n);
+    if (req->raw_path == NULL) {
+        free(req);
+        return NULL;
+    }
     req->gw = gw;
     req->conn = conn;
     req->t_start_ns = gs__api_now_ns();
-    gs__route_match(method, url, &req->match);
-    if (req->match.param != NULL) {
-        req->param = strdup(req->match.param);
-        if (req->param == NULL) {
-            free(req);
-            return NULL;
-        }
-        req->match.param = req->param;
-    }
     /* Relaxed: a gauge read by shutdown, which tolerates a stale value for one poll. */
     atomic_fetch_add_explicit(&gw->active, 1, memory_order_relaxed);
     return req;
+}
+
+/* First handler call: route the request (method known now). Returns false when out of memory. */
+static bool request_route(gs_request_t *req, const char *method, const char *url)
+{
+    req->routed = true;
+    gs__route_match(method, req->raw_path, url, &req->match);
+    if (req->match.param != NULL) {
+        req->param = strdup(req->match.param);
+        if (req->param == NULL)
+            return false;
+        if (gs__percent_decode(req->param) < 0) {
+            /* A malformed escape or an encoded NUL names nothing. */
+            req->match.route = GS_ROUTE_NOT_FOUND;
+            req->match.allowed = 0;
+            free(req->param);
+            req->param = NULL;
+        }
+        req->match.param = req->param;
+    }
+    return true;
 }
 
 /* A declared Content-Length over the limit is refused before the body is read. */
@@ -293,11 +324,14 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     gs_request_t *req = *con_cls;
 
     (void)version;
+    (void)conn; /* req->conn, from on_uri, is the same */
     if (req == NULL) {
-        req = request_create(gw, conn, method, url);
-        if (req == NULL)
+        /* on_uri ran out of memory: close the connection. */
+        return MHD_NO;
+    }
+    if (!req->routed) {
+        if (!request_route(req, method, url))
             return MHD_NO; /* out of memory: close the connection */
-        *con_cls = req;
         if (route_takes_body(req) && declared_too_large(req)) {
             /* Answered before the body: MHD discards the rest and closes the connection. */
             req->too_large = true;
@@ -340,6 +374,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     json_decref(req->extra);
     free(req->body);
     free(req->param);
+    free(req->raw_path);
     free(req);
     *con_cls = NULL;
     atomic_fetch_sub_explicit(&gw->active, 1, memory_order_relaxed);
@@ -526,13 +561,13 @@ int gs_gateway_create(gs_runtime_t *rt, const gs_gateway_options_t *opts, gs_gat
     /* The logger goes first so that MHD reports even option errors through it. */
     gw->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_access, gw, MHD_OPTION_EXTERNAL_LOGGER, (MHD_LogCallback)mhd_log,
-        gw, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)gw->listen_fd, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned int)opts->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned int)opts->connection_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)GS_CONNECTION_MEMORY, MHD_OPTION_NOTIFY_COMPLETED,
-        (MHD_RequestCompletedCallback)on_completed, gw, MHD_OPTION_NOTIFY_CONNECTION,
-        (MHD_NotifyConnectionCallback)on_connection, gw, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned int)(threads > 1 ? threads : 0), MHD_OPTION_END);
+        gw, MHD_OPTION_URI_LOG_CALLBACK, on_uri, gw, MHD_OPTION_LISTEN_SOCKET,
+        (MHD_socket)gw->listen_fd, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)opts->max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)opts->connection_timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)GS_CONNECTION_MEMORY,
+        MHD_OPTION_NOTIFY_COMPLETED, (MHD_RequestCompletedCallback)on_completed, gw,
+        MHD_OPTION_NOTIFY_CONNECTION, (MHD_NotifyConnectionCallback)on_connection, gw,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)(threads > 1 ? threads : 0), MHD_OPTION_END);
     if (gw->daemon == NULL) {
         snprintf(err, errlen, "libmicrohttpd could not start on %s:%u", gw->host,
                  (unsigned)gw->port);

@@ -3,9 +3,11 @@
  *
  * The table is small and fixed, so matching is a handful of string comparisons: exact paths
  * first, then the two prefixes with one path segment as a parameter (/servers/NAME,
- * /timers/ID), then the embedded static files. MHD has already percent-decoded the path and
- * cut off the query string. A path that names nothing is GS_ROUTE_NOT_FOUND (404); a known
- * path with a method it does not allow keeps its route and gets 405 with Allow.
+ * /timers/ID), then the embedded static files. Routes match the raw path, before
+ * percent-decoding, so that an encoded '/' in a server name ("a%2Fb") stays inside its segment;
+ * the parameter is decoded afterwards. Static files match the decoded path. A path that names
+ * nothing is GS_ROUTE_NOT_FOUND (404); a known path with a method it does not allow keeps its
+ * route and gets 405 with Allow.
  */
 #include "api_internal.h"
 
@@ -49,7 +51,7 @@ static unsigned method_bit(const char *method)
     return GS_METHOD_OTHER;
 }
 
-void gs__route_match(const char *method, const char *url, gs_route_match_t *m)
+void gs__route_match(const char *method, const char *raw_path, const char *url, gs_route_match_t *m)
 {
     size_t i;
 
@@ -57,14 +59,14 @@ void gs__route_match(const char *method, const char *url, gs_route_match_t *m)
     m->route = GS_ROUTE_NOT_FOUND;
     m->method = method_bit(method != NULL ? method : "");
     m->asset = -1;
-    if (url == NULL)
+    if (raw_path == NULL)
         return;
 
     for (i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         const route_def_t *r = &routes[i];
 
         if (!r->prefix) {
-            if (strcmp(url, r->path) == 0) {
+            if (strcmp(raw_path, r->path) == 0) {
                 m->route = r->route;
                 m->allowed = r->allowed;
                 return;
@@ -72,10 +74,11 @@ void gs__route_match(const char *method, const char *url, gs_route_match_t *m)
             continue;
         }
         size_t n = strlen(r->path);
-        if (strncmp(url, r->path, n) == 0) {
-            const char *param = url + n;
+        if (strncmp(raw_path, r->path, n) == 0) {
+            const char *param = raw_path + n;
 
-            /* One non-empty segment: "/servers/" and "/servers/a/b" name nothing. */
+            /* One non-empty segment, still encoded: "/servers/a%2Fb" names the server "a/b",
+             * while "/servers/" and "/servers/a/b" name nothing. */
             if (param[0] == '\0' || strchr(param, '/') != NULL)
                 return;
             m->route = r->route;
@@ -85,11 +88,41 @@ void gs__route_match(const char *method, const char *url, gs_route_match_t *m)
         }
     }
 
-    m->asset = gs__static_find(url);
+    m->asset = url != NULL ? gs__static_find(url) : -1;
     if (m->asset >= 0) {
         m->route = GS_ROUTE_STATIC;
         m->allowed = GET_HEAD;
     }
+}
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int gs__percent_decode(char *s)
+{
+    char *out = s;
+
+    for (; *s; s++) {
+        if (*s != '%') {
+            *out++ = *s;
+            continue;
+        }
+        int hi = hex_digit(s[1]), lo = hi >= 0 ? hex_digit(s[2]) : -1;
+        if (lo < 0 || (hi == 0 && lo == 0))
+            return -1;
+        *out++ = (char)(hi * 16 + lo);
+        s += 2;
+    }
+    *out = '\0';
+    return 0;
 }
 
 const char *gs__route_label(gs_route_t r)
