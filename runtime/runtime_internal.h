@@ -44,8 +44,15 @@ typedef enum gs__msg_kind_e {
 typedef struct gs__msg_s {
     gs__qnode_t node; /* first: the mailbox links through it */
     uint8_t kind;     /* gs__msg_kind_t */
-    json_t *payload;  /* owned by the message until it is handled */
+    union {
+        json_t *payload;         /* owned by the message until it is handled */
+        struct gs__msg_s *batch; /* msgpool.c: links magazines of free envelopes */
+    };
 } gs__msg_t;
+
+/* Envelopes for casts and infos (calls embed theirs): see msgpool.c. */
+gs__msg_t *gs__msg_alloc(void);
+void gs__msg_free(gs__msg_t *m);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Timer nodes: what the timer thread keeps in its heap                                      */

@@ -18,7 +18,7 @@
 
 /* Spins of an idle scheduler before it sleeps; sched_yield keeps a spinning scheduler from
  * starving a producer thread that shares its core (this machine has two). */
-#define IDLE_SPINS 64
+#define IDLE_SPINS       64
 #define IDLE_BACKSTOP_NS (50u * 1000u * 1000u)
 
 static void rq_push_locked(gs__sched_t *sc, gs_server_t *s)

@@ -155,7 +155,7 @@ void gs__msg_discard(gs_runtime_t *rt, gs__msg_t *m, int status, json_t *reason)
 {
     if (m->kind == GS__MSG_CAST || m->kind == GS__MSG_INFO) {
         json_decref(m->payload);
-        free(m);
+        gs__msg_free(m);
         atomic_fetch_add_explicit(&rt->dropped_messages, 1, memory_order_relaxed); /* counter */
         return;
     }
@@ -410,13 +410,13 @@ static void dispatch(gs_server_t *s, gs__msg_t *m)
         else
             stop = async_result(b->handle_cast(s, s->state, m->payload), "handle_cast");
         json_decref(m->payload);
-        free(m);
+        gs__msg_free(m);
         break;
     case GS__MSG_INFO:
         if (b->handle_info != NULL)
             stop = async_result(b->handle_info(s, s->state, m->payload), "handle_info");
         json_decref(m->payload);
-        free(m);
+        gs__msg_free(m);
         break;
     case GS__MSG_CALL: {
         gs__call_t *c = gs__container_of(m, gs__call_t, msg);
@@ -494,7 +494,7 @@ unschedule:
 
 int gs__server_send(gs_server_t *s, uint8_t kind, json_t *msg, bool force)
 {
-    gs__msg_t *m = malloc(sizeof(*m));
+    gs__msg_t *m = gs__msg_alloc();
     if (m == NULL) {
         json_decref(msg);
         return GS_ENOMEM;
@@ -504,7 +504,7 @@ int gs__server_send(gs_server_t *s, uint8_t kind, json_t *msg, bool force)
     int rc = gs__server_push(s, m, force);
     if (rc != 0) {
         json_decref(msg);
-        free(m);
+        gs__msg_free(m);
     }
     return rc;
 }
