@@ -203,6 +203,13 @@ typedef struct gs_behaviour_s {
  */
 #define GS_PLUGIN_ABI_VERSION 1u
 #define GS_PLUGIN_SYMBOL      "gs_plugin"
+/** Put before the definition of gs_plugin so that it is exported even from a shared object
+ *  built with -fvisibility=hidden: GS_PLUGIN_EXPORT const gs_plugin_t gs_plugin = {...}; */
+#if defined(__GNUC__)
+#define GS_PLUGIN_EXPORT __attribute__((visibility("default")))
+#else
+#define GS_PLUGIN_EXPORT
+#endif
 typedef struct gs_plugin_s {
     unsigned abi_version; /* GS_PLUGIN_ABI_VERSION */
     const gs_behaviour_t *const *behaviours;

@@ -284,7 +284,7 @@ static const gs_behaviour_t *const behaviours[] = {&kv_behaviour};
 
 /* What genserv --plugin looks up (GS_PLUGIN_SYMBOL): the one symbol this object exports
  * (the build hides the rest). */
-__attribute__((visibility("default"))) const gs_plugin_t gs_plugin = {
+GS_PLUGIN_EXPORT const gs_plugin_t gs_plugin = {
     .abi_version = GS_PLUGIN_ABI_VERSION,
     .behaviours = behaviours,
     .count = sizeof(behaviours) / sizeof(behaviours[0]),
