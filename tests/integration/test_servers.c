@@ -198,9 +198,12 @@ static void test_every_name_post_servers_accepts_is_addressable(void **state)
         char *body, *esc, path[512];
         long status;
 
+        json_t *obj;
+
         assert_non_null(jname);
-        body =
-            json_dumps(json_pack("{s:o,s:s}", "name", jname, "behaviour", "counter"), JSON_COMPACT);
+        obj = json_pack("{s:o,s:s}", "name", jname, "behaviour", "counter");
+        body = json_dumps(obj, JSON_COMPACT);
+        json_decref(obj);
         assert_non_null(body);
         h_request(&fx->srv, "POST", "/servers", body, &r);
         status = r.status;
