@@ -36,7 +36,6 @@ gs__call_t *gs__call_create(gs_runtime_t *rt, uint8_t kind, json_t *payload, gs_
     c->cb = cb;
     c->arg = arg;
     c->tnode.kind = GS__TNODE_CALL;
-    c->tnode.heap_idx = -1;
     c->timeout_status = GS_ETIMEOUT;
     return c;
 }

@@ -21,6 +21,7 @@
 
 #include "genserv.h"
 #include "mpsc.h"
+#include "wheel.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -55,7 +56,7 @@ gs__msg_t *gs__msg_alloc(void);
 void gs__msg_free(gs__msg_t *m);
 
 /* ---------------------------------------------------------------------------------------- */
-/* Timer nodes: what the timer thread keeps in its heap                                      */
+/* Timer nodes: what the timer thread keeps in its wheel                                     */
 /* ---------------------------------------------------------------------------------------- */
 
 typedef enum { GS__TCMD_ADD = 1, GS__TCMD_CANCEL } gs__tcmd_op_t;
@@ -70,7 +71,7 @@ typedef struct gs__tnode_s {
     gs__tcmd_t add;    /* pushed once, when armed */
     gs__tcmd_t cancel; /* pushed at most once, when completed by someone else */
     uint64_t due_ns;   /* uv_hrtime() clock */
-    int32_t heap_idx;  /* timer thread only; -1 when not in the heap */
+    gs__wnode_t w;     /* timer thread only: its place in the wheel */
     uint8_t kind;      /* gs__tnode_kind_t */
 } gs__tnode_t;
 
@@ -278,11 +279,6 @@ typedef struct gs__tmap_shard_s {
     char pad[GS__CACHELINE];
 } gs__tmap_shard_t;
 
-typedef struct gs__heap_entry_s {
-    uint64_t due_ns;
-    gs__tnode_t *node;
-} gs__heap_entry_t;
-
 typedef struct gs__timers_s {
     uv_thread_t thread;
     uv_loop_t loop;
@@ -291,8 +287,7 @@ typedef struct gs__timers_s {
     gs__mpsc_t cmds;
     _Atomic uint64_t armed_due_ns; /* when the timer thread will look at its queue next */
     _Atomic int stop;
-    gs__heap_entry_t *heap; /* timer thread only */
-    size_t heap_len, heap_cap;
+    gs__wheel_t wheel; /* timer thread only */
     _Atomic uint64_t next_ref;
     gs__tmap_shard_t shards[GS__TIMER_SHARDS];
 } gs__timers_t;

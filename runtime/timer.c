@@ -2,9 +2,9 @@
  * timer.c: send_after timers and call timeouts, on one dedicated libuv loop thread.
  *
  * Every thread hands nodes to the timer thread through one MPSC queue of commands (ADD,
- * CANCEL); only the timer thread touches the min-heap of due times, and one uv_timer_t is
- * armed for the earliest. So a million pending timers cost a heap entry (16 bytes) plus their
- * record each, and scheduling one is a queue push.
+ * CANCEL); only the timer thread touches the timing wheel (wheel.h: O(1) insert, cancel and
+ * fire, 1 ms ticks), and one uv_timer_t is armed for the wheel's next tick with work. So a
+ * pending timer costs its record (about 120 bytes), and scheduling one is a queue push.
  *
  * Wake-ups: a producer wakes the loop (uv_async_send) only when its node is due before the
  * loop's next planned look at the queue (armed_due_ns). The loop looks at least every
@@ -17,7 +17,7 @@
  *                    cancel's CANCEL can never overtake its ADD.
  *   fire             PENDING -> FIRED under the shard lock, deliver, free.
  *   gs_cancel_timer  PENDING -> CANCELLED under the shard lock, then CANCEL: the timer thread
- *                    takes it out of the heap (if there) and frees it.
+ *                    takes it out of the wheel (if there) and frees it.
  * A call timeout is the same node embedded in the call (see call.c): firing completes the
  * call with its timeout_status unless someone completed it first.
  */
@@ -26,7 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RESCAN_NS (10u * 1000u * 1000u)
+#define RESCAN_NS   (10u * 1000u * 1000u)
+#define NS_PER_TICK 1000000u /* the wheel turns in milliseconds, as uv timers count */
 
 enum { T_PENDING = 0, T_FIRED, T_CANCELLED };
 
@@ -39,77 +40,6 @@ struct gs__timer_s {
     gs_server_t *to;           /* referenced; or NULL when aimed at a name */
     char *name;
 };
-
-/* ---------------------------------------------------------------------------------------- */
-/* The heap (timer thread only)                                                               */
-/* ---------------------------------------------------------------------------------------- */
-
-static void heap_set(gs__timers_t *tm, size_t i, gs__heap_entry_t e)
-{
-    tm->heap[i] = e;
-    e.node->heap_idx = (int32_t)i;
-}
-
-static void sift_up(gs__timers_t *tm, size_t i)
-{
-    gs__heap_entry_t e = tm->heap[i];
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (tm->heap[parent].due_ns <= e.due_ns)
-            break;
-        heap_set(tm, i, tm->heap[parent]);
-        i = parent;
-    }
-    heap_set(tm, i, e);
-}
-
-static void sift_down(gs__timers_t *tm, size_t i)
-{
-    gs__heap_entry_t e = tm->heap[i];
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        uint64_t best = e.due_ns;
-        if (l < tm->heap_len && tm->heap[l].due_ns < best) {
-            m = l;
-            best = tm->heap[l].due_ns;
-        }
-        if (r < tm->heap_len && tm->heap[r].due_ns < best)
-            m = r;
-        if (m == i)
-            break;
-        heap_set(tm, i, tm->heap[m]);
-        i = m;
-    }
-    heap_set(tm, i, e);
-}
-
-static void heap_insert(gs__timers_t *tm, gs__tnode_t *n)
-{
-    if (tm->heap_len == tm->heap_cap) {
-        size_t cap = tm->heap_cap ? tm->heap_cap * 2 : 1024;
-        gs__heap_entry_t *h = realloc(tm->heap, cap * sizeof(*h));
-        if (h == NULL)
-            abort(); /* internal bookkeeping; nothing sensible to do without it */
-        tm->heap = h;
-        tm->heap_cap = cap;
-    }
-    tm->heap[tm->heap_len] = (gs__heap_entry_t){n->due_ns, n};
-    n->heap_idx = (int32_t)tm->heap_len;
-    sift_up(tm, tm->heap_len++);
-}
-
-static void heap_remove(gs__timers_t *tm, gs__tnode_t *n)
-{
-    size_t i = (size_t)n->heap_idx;
-    n->heap_idx = -1;
-    if (--tm->heap_len == i)
-        return;
-    heap_set(tm, i, tm->heap[tm->heap_len]);
-    if (i > 0 && tm->heap[(i - 1) / 2].due_ns > tm->heap[i].due_ns)
-        sift_up(tm, i);
-    else
-        sift_down(tm, i);
-}
 
 /* ---------------------------------------------------------------------------------------- */
 /* The timer map: ref -> timer, for read_timer and cancel_timer from any thread               */
@@ -238,26 +168,23 @@ static void drain_commands(gs_runtime_t *rt)
         gs__tcmd_t *cmd = gs__container_of(q, gs__tcmd_t, q);
         if (cmd->op == GS__TCMD_ADD) {
             gs__tnode_t *n = gs__container_of(cmd, gs__tnode_t, add);
-            if (!node_cancelled(n))
-                heap_insert(tm, n);
+            if (!node_cancelled(n)) {
+                /* ceil: a tick is processed once the clock reached it, never early */
+                n->w.due_tick = (n->due_ns + NS_PER_TICK - 1) / NS_PER_TICK;
+                gs__wheel_insert(&tm->wheel, &n->w);
+            }
             /* else: a CANCEL follows in the queue and releases it */
         } else {
             gs__tnode_t *n = gs__container_of(cmd, gs__tnode_t, cancel);
-            if (n->heap_idx >= 0)
-                heap_remove(tm, n);
+            gs__wheel_remove(&tm->wheel, &n->w);
             release_node(n);
         }
     }
 }
 
-static void fire_due(gs_runtime_t *rt, uint64_t now)
+static void fire_wnode(gs__wnode_t *w, void *rt)
 {
-    gs__timers_t *tm = &rt->timers;
-    while (tm->heap_len > 0 && tm->heap[0].due_ns <= now) {
-        gs__tnode_t *n = tm->heap[0].node;
-        heap_remove(tm, n);
-        fire(rt, n);
-    }
+    fire(rt, gs__container_of(w, gs__tnode_t, w));
 }
 
 static void timer_cb(uv_timer_t *h);
@@ -269,9 +196,10 @@ static void process(gs_runtime_t *rt)
     for (;;) {
         drain_commands(rt);
         now = gs__now_ns();
-        fire_due(rt, now);
-        next = tm->heap_len > 0 ? tm->heap[0].due_ns : UINT64_MAX;
-        if (tm->heap_len > 0 && next > now + RESCAN_NS)
+        gs__wheel_advance(&tm->wheel, now / NS_PER_TICK, fire_wnode, rt);
+        uint64_t tick = gs__wheel_next(&tm->wheel);
+        next = tick == UINT64_MAX ? UINT64_MAX : tick * NS_PER_TICK;
+        if (next != UINT64_MAX && next > now + RESCAN_NS)
             next = now + RESCAN_NS;
         atomic_store(&tm->armed_due_ns, next); /* seq_cst: see the top of the file */
         if (!gs__mpsc_maybe_nonempty(&tm->cmds))
@@ -316,6 +244,7 @@ int gs__timers_start(gs_runtime_t *rt)
     atomic_init(&tm->armed_due_ns, UINT64_MAX);
     atomic_init(&tm->stop, 0);
     atomic_init(&tm->next_ref, 1);
+    gs__wheel_init(&tm->wheel, gs__now_ns() / NS_PER_TICK);
     for (int i = 0; i < GS__TIMER_SHARDS; i++) {
         uv_mutex_init(&tm->shards[i].lock);
         tm->shards[i].nbuckets = 16;
@@ -353,9 +282,9 @@ void gs__timers_free(gs_runtime_t *rt)
     /* Commands posted after the thread stopped (cancels from the last completions), then
      * whatever is still pending: timers are dropped, call timeouts end the calls. */
     drain_commands(rt);
-    while (tm->heap_len > 0) {
-        gs__tnode_t *n = tm->heap[tm->heap_len - 1].node;
-        heap_remove(tm, n);
+    gs__wnode_t *w;
+    while ((w = gs__wheel_pop_any(&tm->wheel)) != NULL) {
+        gs__tnode_t *n = gs__container_of(w, gs__tnode_t, w);
         if (n->kind == GS__TNODE_CALL) {
             gs__call_t *c = gs__container_of(n, gs__call_t, tnode);
             c->timeout_status = GS_ESHUTDOWN;
@@ -372,8 +301,6 @@ void gs__timers_free(gs_runtime_t *rt)
         }
         drain_commands(rt);
     }
-    free(tm->heap);
-    tm->heap = NULL;
     for (int i = 0; i < GS__TIMER_SHARDS; i++) {
         free(tm->shards[i].buckets);
         uv_mutex_destroy(&tm->shards[i].lock);
@@ -418,7 +345,6 @@ static int send_after(gs_runtime_t *rt, gs_server_t *to, const char *name, json_
         return GS_ENOMEM;
     }
     t->t.kind = GS__TNODE_TIMER;
-    t->t.heap_idx = -1;
     t->t.due_ns = gs__now_ns() + delay_ms * 1000000u;
     t->msg = msg;
     t->to = to != NULL ? gs_server_ref(to) : NULL;
