@@ -95,8 +95,9 @@ struct gs_request_s {
     size_t body_len;
     size_t body_cap;
     bool too_large;
-    bool held;     /* suspended waiting for the runtime; HTTP thread only */
-    bool answered; /* a response was queued */
+    bool held;         /* suspended waiting for the runtime; HTTP thread only */
+    _Atomic int phase; /* gs_phase_t, once held: who resumes the connection (gateway.c) */
+    bool answered;     /* a response was queued */
     uint64_t t_start_ns;
 
     /* Filled by the completion on any thread before it resumes the connection; read on the
@@ -107,16 +108,27 @@ struct gs_request_s {
     json_t *extra;  /* owned; handler-specific (e.g. the status for GET /servers/NAME) */
 };
 
+/* A held request's progress; the completion and the HTTP thread both move it (gateway.c). */
+typedef enum { GS_PHASE_STARTED = 1, GS_PHASE_SUSPENDED, GS_PHASE_DONE } gs_phase_t;
+
 /**
- * Hold req open for a runtime completion: counts it against max_held_calls and suspends the
- * connection. Call on the HTTP thread inside the handler, BEFORE starting the runtime request
- * (so that the completion's resume always follows the suspend).
+ * Hold req for a runtime completion: counts it against max_held_calls and records finish,
+ * which queues the response once the outcome is in. Call on the HTTP thread inside the
+ * handler, BEFORE starting the runtime request, then pass the start's result to
+ * gs__request_started.
  * @return 0, or GS_EOVERLOADED when max_held_calls are held already (nothing was done).
  */
 int gs__request_hold(gs_request_t *req, gs_finish_fn finish);
 /**
- * Store the outcome and resume the held connection. Any thread, exactly once per hold.
- * result: taken. req must not be touched by the caller afterwards.
+ * After the runtime request of a held req was started (rc 0) or refused up front (rc < 0,
+ * completed here with that status): answer now if the outcome is in, else suspend the
+ * connection until the completion resumes it. HTTP thread, inside the handler; its result is
+ * the handler's.
+ */
+enum MHD_Result gs__request_started(gs_request_t *req, int rc);
+/**
+ * Store the outcome and, if the connection was suspended, resume it. Any thread, exactly once
+ * per hold. result: taken. req must not be touched by the caller afterwards.
  */
 void gs__request_complete(gs_request_t *req, int status, json_t *result);
 

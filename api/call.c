@@ -6,9 +6,10 @@
  * API (POST /call):
  *   validate {"server", "message", "timeout_ms"}   400 on anything wrong
  *   gs__request_hold(req, finish_call)             503 overloaded past max_held_calls
- *   gs_call_async(..., gs__on_reply, req)          up-front error: complete it ourselves
- *   ... the runtime replies, times out or fails the call on some thread; the connection is
- *   resumed and finish_call answers 200 {"reply"} or the mapped error.
+ *   gs_call_async(..., gs__on_reply, req)
+ *   gs__request_started(req, rc)                   up-front error: completed with it
+ *   ... the runtime replies (often at once, on this thread), times out or fails the call;
+ *   finish_call answers 200 {"reply"} or the mapped error, now or after a resume.
  */
 #include "api_internal.h"
 
@@ -80,9 +81,7 @@ enum MHD_Result gs__handle_call(gs_request_t *req)
     rc = gs_call_async(gw->rt, server, gs__field_take(body, "message"), (int)timeout, gs__on_reply,
                        req);
     gs__runtime_leave(gw);
-    if (rc < 0)
-        gs__request_complete(req, rc, NULL);
-    ret = MHD_YES;
+    ret = gs__request_started(req, rc);
 out:
     json_decref(body);
     return ret;

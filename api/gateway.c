@@ -3,16 +3,19 @@
  *
  * Every request gets a gs_request_t on the first call of the access handler; its body is
  * accumulated up to the limit; when the body is complete the route's handler runs. A handler
- * that needs the runtime's answer holds the request (gs__request_hold: count it, suspend the
- * connection) and then starts the runtime request; the runtime's completion, on whatever
- * thread it runs, stores the outcome in the request and resumes the connection; the access
- * handler is then called again and runs req->finish, which queues the response. The request
- * is freed in the completed callback. This is libmicrohttpd's suspend_resume_epoll.c pattern.
+ * that needs the runtime's answer holds the request (gs__request_hold: count it), starts the
+ * runtime request and hands the outcome of the start to gs__request_started. An answer that
+ * is there already (the runtime often runs an idle server's turn on the calling thread) is
+ * sent at once; otherwise the connection is suspended, and the runtime's completion, on
+ * whatever thread it runs, stores the outcome and resumes it; the access handler is then
+ * called again and runs req->finish, which queues the response. The request is freed in the
+ * completed callback. This is libmicrohttpd's suspend_resume_epoll.c pattern.
  *
- * Ordering: the suspend always happens before the runtime request starts, so the resume
- * (from the completion) always follows the suspend, as MHD_resume_connection requires. An
- * up-front failure resumes the connection from the handler itself ("chained" suspend and
- * resume, supported since libmicrohttpd 0.9.54).
+ * Ordering: req->phase (STARTED -> SUSPENDED or DONE) decides between the two threads. The
+ * completion resumes only a connection the handler has suspended; a completion that lands
+ * between the handler's check and its suspend finds STARTED, so the handler's CAS fails and
+ * it resumes the connection itself ("chained" suspend and resume, supported since
+ * libmicrohttpd 0.9.54).
  *
  * Timeouts: suspended connections never time out and do not notice disconnects. Every runtime
  * request the gateway makes carries a timeout the runtime enforces (calls, get_state), or is
@@ -120,20 +123,46 @@ int gs__request_hold(gs_request_t *req, gs_finish_fn finish)
         return GS_EOVERLOADED;
     }
     req->finish = finish;
+    atomic_init(&req->phase, GS_PHASE_STARTED);
+    return 0;
+}
+
+static enum MHD_Result finish_held(gs_request_t *req)
+{
+    atomic_fetch_sub_explicit(&req->gw->held, 1, memory_order_relaxed); /* see hold */
+    return req->finish(req);
+}
+
+enum MHD_Result gs__request_started(gs_request_t *req, int rc)
+{
+    int expected = GS_PHASE_STARTED;
+
+    if (rc < 0)
+        gs__request_complete(req, rc, NULL);
+    /* acquire: pairs with the completion's exchange, so status and result are visible */
+    if (atomic_load_explicit(&req->phase, memory_order_acquire) == GS_PHASE_DONE)
+        return finish_held(req); /* answered already (often on this very thread) */
     req->held = true;
     MHD_suspend_connection(req->conn);
-    return 0;
+    /* acq_rel: publishes the suspend to a completion that comes later; on failure, acquires
+     * the outcome of one that came meanwhile. It came between the check above and here: a
+     * suspend followed at once by a resume is allowed (libmicrohttpd >= 0.9.54). */
+    if (!atomic_compare_exchange_strong_explicit(&req->phase, &expected, GS_PHASE_SUSPENDED,
+                                                 memory_order_acq_rel, memory_order_acquire))
+        MHD_resume_connection(req->conn);
+    return MHD_YES;
 }
 
 void gs__request_complete(gs_request_t *req, int status, json_t *result)
 {
-    struct MHD_Connection *conn = req->conn;
-
-    /* The connection is suspended, so no HTTP thread reads these fields until the resume
-     * below, and MHD_resume_connection takes the daemon's mutex, which publishes them. */
+    /* Only the exchange below lets the HTTP thread read these (or MHD's resume, which takes
+     * the daemon's mutex after it). */
     req->status = status;
     req->result = result;
-    MHD_resume_connection(conn);
+    /* acq_rel: releases status and result; acquires the suspend when it came first */
+    if (atomic_exchange_explicit(&req->phase, GS_PHASE_DONE, memory_order_acq_rel) ==
+        GS_PHASE_SUSPENDED)
+        MHD_resume_connection(req->conn);
 }
 
 void gs__on_reply(int status, json_t *result, void *arg)
@@ -320,9 +349,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                                  const char *method, const char *version, const char *upload,
                                  size_t *upload_size, void **con_cls)
 {
-    gs_gateway_t *gw = cls;
     gs_request_t *req = *con_cls;
 
+    (void)cls;
     (void)version;
     (void)conn; /* req->conn, from on_uri, is the same */
     if (req == NULL) {
@@ -342,8 +371,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     if (req->held) {
         /* Resumed by the completion: the outcome is in req. */
         req->held = false;
-        atomic_fetch_sub_explicit(&gw->held, 1, memory_order_relaxed);
-        return req->finish(req);
+        return finish_held(req);
     }
     if (*upload_size != 0) {
         enum MHD_Result r = append_body(req, upload, *upload_size);

@@ -170,9 +170,7 @@ enum MHD_Result gs__handle_server(gs_request_t *req)
         }
         rc = gs_stop_async(gw->rt, name, NULL, gs__on_done, req);
         gs__runtime_leave(gw);
-        if (rc < 0)
-            gs__request_complete(req, rc, NULL);
-        return MHD_YES;
+        return gs__request_started(req, rc);
     }
 
     status = gs_server_status(gw->rt, name);
@@ -188,9 +186,7 @@ enum MHD_Result gs__handle_server(gs_request_t *req)
     req->extra = status;
     rc = gs_get_state_async(gw->rt, name, gw->opts.default_timeout_ms, gs__on_reply, req);
     gs__runtime_leave(gw);
-    if (rc < 0)
-        gs__request_complete(req, rc, NULL);
-    return MHD_YES;
+    return gs__request_started(req, rc);
 }
 
 enum MHD_Result gs__handle_behaviours(gs_request_t *req)

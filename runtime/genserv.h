@@ -43,6 +43,7 @@
 #define GENSERV_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -224,6 +225,13 @@ typedef struct gs_runtime_options_s {
     unsigned schedulers;  /* scheduler threads; 0: one per core */
     size_t mailbox_limit; /* default per-server mailbox bound; 0: GS_DEFAULT_MAILBOX_LIMIT */
     unsigned batch;       /* messages a server handles per turn; 0: GS_DEFAULT_BATCH */
+    /* false (the default): a thread outside the runtime (an HTTP thread, an embedding
+     * program) that calls a server with an empty mailbox and no scheduler on it runs that
+     * server's turn itself, so an immediate reply costs no hand-off between threads. The
+     * rules do not change: one thread at a time per server, mailbox order, bounded turns,
+     * and the handler runs as on a scheduler (gs_self() works, blocking calls are refused).
+     * true: only the scheduler threads ever run handlers. */
+    bool schedulers_only;
 } gs_runtime_options_t;
 
 #define GS_DEFAULT_MAILBOX_LIMIT 100000

@@ -167,8 +167,9 @@ struct gs_server_s {
 gs_server_t *gs__server_create(gs__child_t *child);
 /* Run init on the calling thread, then let the server be scheduled. 0 or GS_EINIT. */
 int gs__server_init(gs_server_t *s, json_t **reason);
-/* Handle up to a batch of messages; called by a scheduler with the run queue's reference. */
-void gs__server_run(gs_server_t *s);
+/* Handle up to batch messages, with the run queue's reference (which the turn passes on or
+ * gives back); by a scheduler, or inline by a caller outside the runtime (server.c). */
+void gs__server_run(gs_server_t *s, unsigned batch);
 /* Push a message (its reference moves to the mailbox). Refuses with GS_EOVERLOADED past the
  * limit unless force. Schedules the server if needed. */
 int gs__server_push(gs_server_t *s, gs__msg_t *m, bool force);

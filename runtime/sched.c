@@ -143,7 +143,7 @@ static void sched_main(void *arg)
     gs__tls.runtime_thread = true;
     gs_server_t *s;
     while ((s = next_server(sc)) != NULL)
-        gs__server_run(s);
+        gs__server_run(s, sc->rt->opts.batch);
 }
 
 int gs__sched_start(gs_runtime_t *rt)

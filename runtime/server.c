@@ -8,7 +8,8 @@
  *                       sent during init wait until it returned.
  *   gs__server_push     reserve a mailbox slot (GS_EOVERLOADED past the limit), link the
  *                       message, and put the server on a run queue if it was idle.
- *   gs__server_run      a scheduler's turn: at most `batch` messages, then yield.
+ *   gs__server_run      a turn: at most `batch` messages, then yield (a scheduler's, or
+ *                       one message on a calling thread outside the runtime).
  *   gs__server_die      terminate, fail held and queued calls, release the state.
  *   gs_stop_async       a STOP message that is handled in mailbox order.
  * A server's callbacks only ever run on the thread that flipped `scheduled` from 0 to 1 (or
@@ -133,13 +134,40 @@ int gs__server_reserve(gs_server_t *s, bool force)
     return 0;
 }
 
+/* The caller runs the turn (see gs_runtime_options_t.schedulers_only): for calls and state
+ * requests from threads outside the runtime only. A runtime thread must not (the timer thread
+ * runs no handlers; a scheduler has its own queue); a cast's sender does not wait for the
+ * handler anyway; a stop runs terminate, which may take long, and its caller's timeout must
+ * hold. */
+static bool caller_runs(const gs_server_t *s, const gs__msg_t *m)
+{
+    return (m->kind == GS__MSG_CALL || m->kind == GS__MSG_GET_STATE) && !gs__tls.runtime_thread &&
+           !s->rt->opts.schedulers_only;
+}
+
+static void run_inline(gs_server_t *s)
+{
+    gs__tls_t outside = gs__tls;
+    /* For the turn this thread is a scheduler without a queue: handlers see gs_self(), and
+     * what they send is queued for the schedulers rather than run here in turn. One message
+     * only: the caller's thread has work of its own (an HTTP thread, its other connections),
+     * and whatever else is waiting goes to a scheduler. */
+    gs__tls.runtime_thread = true;
+    gs__server_run(s, 1);
+    gs__tls = outside;
+}
+
 void gs__server_push_reserved(gs_server_t *s, gs__msg_t *m)
 {
+    bool inline_turn = caller_runs(s, m); /* before the push: m may be freed right after */
     gs__mpsc_push(&s->mailbox, &m->node);
     /* seq_cst load (see gs__server_reserve); the exchange decides which thread schedules */
     if (atomic_load(&s->scheduled) == 0 && atomic_exchange(&s->scheduled, 1) == 0) {
-        gs_server_ref(s); /* the run queue's reference */
-        gs__sched_enqueue(s->rt, s);
+        gs_server_ref(s); /* the run queue's reference, which the turn gives back */
+        if (inline_turn)
+            run_inline(s);
+        else
+            gs__sched_enqueue(s->rt, s);
     }
 }
 
@@ -443,10 +471,10 @@ static void dispatch(gs_server_t *s, gs__msg_t *m)
     }
 }
 
-void gs__server_run(gs_server_t *s)
+void gs__server_run(gs_server_t *s, unsigned batch)
 {
     gs_runtime_t *rt = s->rt;
-    unsigned n = 0, batch = rt->opts.batch;
+    unsigned n = 0;
     if (atomic_load_explicit(&s->status, memory_order_acquire) == GS__DEAD) {
         gs__server_drain(s, GS_ENOSERVER, NULL);
         goto unschedule;
@@ -476,8 +504,10 @@ void gs__server_run(gs_server_t *s)
             gs__emit(rt, GS_EVENT_STATE_CHANGED, s->child, NULL);
     }
 unschedule:
-    if (n == batch && atomic_load_explicit(&s->status, memory_order_relaxed) != GS__DEAD) {
-        gs__sched_enqueue(rt, s); /* yield: more may be waiting; keeps the queue's ref */
+    /* relaxed: a hint; the seq_cst recheck below catches what it misses */
+    if (n == batch && atomic_load_explicit(&s->status, memory_order_relaxed) != GS__DEAD &&
+        atomic_load_explicit(&s->mailbox_len, memory_order_relaxed) > 0) {
+        gs__sched_enqueue(rt, s); /* yield: more is waiting; keeps the queue's ref */
         return;
     }
     atomic_store(&s->scheduled, 0); /* seq_cst: see gs__server_reserve */
