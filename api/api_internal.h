@@ -156,6 +156,12 @@ uint64_t gs__api_now_ns(void);
 
 /** Answer with body (taken) as JSON. Returns what MHD_queue_response returned. */
 enum MHD_Result gs__respond_json(gs_request_t *req, unsigned status, json_t *body);
+/**
+ * Answer {key: value} without building the object: key borrowed (ASCII, no escapes), value
+ * taken (NULL is sent as null).
+ */
+enum MHD_Result gs__respond_wrapped(gs_request_t *req, unsigned status, const char *key,
+                                    json_t *value);
 /** Answer {"error": code, "message": printf(fmt, ...)}; code and fmt borrowed. */
 enum MHD_Result gs__respond_error(gs_request_t *req, unsigned status, const char *code,
                                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));

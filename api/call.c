@@ -39,8 +39,7 @@ static enum MHD_Result finish_call(gs_request_t *req)
     gs__metrics_observe_call(req->gw->metrics, gs__api_now_ns() - req->t_start_ns);
     if (req->status == 0) {
         req->result = NULL;
-        return gs__respond_json(req, MHD_HTTP_OK,
-                                json_pack("{s:o}", "reply", result ? result : json_null()));
+        return gs__respond_wrapped(req, MHD_HTTP_OK, "reply", result);
     }
     return gs__respond_runtime_error(req, req->status, result);
 }

@@ -55,6 +55,11 @@ typedef void (*gs_log_cb)(gs_log_level_t level, const char *line, void *arg);
 #define GS_GATEWAY_DEFAULT_MAX_SUBSCRIBERS      64u
 #define GS_GATEWAY_DEFAULT_CONNECTION_TIMEOUT_S 60u
 #define GS_GATEWAY_DEFAULT_COALESCE_MS          250u
+/* Memory per connection for the request line, the headers and the read buffer (a
+ * libmicrohttpd pool). Headers that do not fit get 431. libmicrohttpd zeroes the whole pool
+ * after every request, so it costs time per request and RSS per open connection: 10,000
+ * held calls touch 10,000 pools. */
+#define GS_GATEWAY_DEFAULT_CONNECTION_MEMORY (6u * 1024u)
 /** Hard ceiling for max_subscribers (event fan-out uses a fixed array of this size). */
 #define GS_GATEWAY_MAX_SUBSCRIBERS_CAP 1024u
 
@@ -69,6 +74,7 @@ typedef struct gs_gateway_options_s {
     int max_timeout_ms;            /* largest timeout_ms accepted (range 0..max) */
     unsigned max_subscribers;      /* concurrent GET /events streams */
     unsigned connection_timeout_s; /* idle connection timeout; suspended ones never time out */
+    size_t connection_memory;      /* bytes per connection for headers (431 past them) */
     unsigned coalesce_ms;          /* at most one state_changed per server per this period */
     gs_log_level_t log_level;      /* lines above this level are not even formatted; INFO */
     gs_log_cb log_cb;              /* NULL: no logging */

@@ -42,31 +42,55 @@ enum MHD_Result gs__respond(gs_request_t *req, unsigned status, struct MHD_Respo
     return r;
 }
 
-static struct MHD_Response *json_response(json_t *body, bool *fallback)
+/* Bodies up to this size are encoded on the stack and copied once into the response's own
+ * buffer; larger ones take one more allocation. */
+#define GS_DUMP_STACK 1024
+
+/*
+ * Encode prefix + v + suffix + "\n" into one malloc'd buffer of exactly that size (prefix and
+ * suffix may be ""), or NULL. v: borrowed; any JSON value. One allocation for the usual small
+ * body instead of json_dumps' growing buffer, and no wrapper object to build and free.
+ */
+static char *encode(const json_t *v, const char *prefix, const char *suffix, size_t *len)
+{
+    char stack[GS_DUMP_STACK], *heap = NULL, *text, *out = NULL;
+    size_t plen = strlen(prefix), slen = strlen(suffix), n;
+
+    n = json_dumpb(v, stack, sizeof(stack), JSON_COMPACT | JSON_ENCODE_ANY);
+    if (n == 0)
+        return NULL;
+    text = stack;
+    if (n > sizeof(stack)) {
+        heap = malloc(n);
+        if (heap == NULL || json_dumpb(v, heap, n, JSON_COMPACT | JSON_ENCODE_ANY) != n)
+            goto out;
+        text = heap;
+    }
+    out = malloc(plen + n + slen + 1);
+    if (out == NULL)
+        goto out;
+    memcpy(out, prefix, plen);
+    memcpy(out + plen, text, n);
+    memcpy(out + plen + n, suffix, slen);
+    out[plen + n + slen] = '\n';
+    *len = plen + n + slen + 1;
+out:
+    free(heap);
+    return out;
+}
+
+/* A response for prefix + v + suffix, or the fallback error body (*fallback set) when it
+ * cannot be encoded. GET and HEAD answers say no-store: the dashboard polls them, and a
+ * cached /servers would be a stale one; POST answers are not cached anyway. */
+static struct MHD_Response *json_response(const gs_request_t *req, const json_t *v,
+                                          const char *prefix, const char *suffix, bool *fallback)
 {
     struct MHD_Response *resp;
-    char *text = NULL;
     size_t len = 0;
+    char *text = v != NULL ? encode(v, prefix, suffix, &len) : NULL;
 
-    *fallback = false;
-    if (body != NULL)
-        text = json_dumps(body, JSON_COMPACT);
-    if (text != NULL) {
-        char *withnl;
-
-        len = strlen(text);
-        withnl = realloc(text, len + 2);
-        if (withnl == NULL) {
-            free(text);
-            text = NULL;
-        } else {
-            text = withnl;
-            text[len++] = '\n';
-            text[len] = '\0';
-        }
-    }
+    *fallback = text == NULL;
     if (text == NULL) {
-        *fallback = true;
         resp = MHD_create_response_from_buffer(sizeof(fallback_body) - 1, (void *)fallback_body,
                                                MHD_RESPMEM_PERSISTENT);
     } else {
@@ -76,7 +100,8 @@ static struct MHD_Response *json_response(json_t *body, bool *fallback)
     }
     if (resp != NULL) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+        if (req->match.method & (GS_METHOD_GET | GS_METHOD_HEAD))
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     }
     return resp;
 }
@@ -84,9 +109,23 @@ static struct MHD_Response *json_response(json_t *body, bool *fallback)
 enum MHD_Result gs__respond_json(gs_request_t *req, unsigned status, json_t *body)
 {
     bool fallback;
-    struct MHD_Response *resp = json_response(body, &fallback);
+    struct MHD_Response *resp = json_response(req, body, "", "", &fallback);
 
     json_decref(body);
+    return gs__respond(req, fallback ? MHD_HTTP_INTERNAL_SERVER_ERROR : status, resp);
+}
+
+enum MHD_Result gs__respond_wrapped(gs_request_t *req, unsigned status, const char *key,
+                                    json_t *value)
+{
+    char prefix[64];
+    bool fallback;
+    struct MHD_Response *resp;
+
+    /* key is one of ours ("reply"): plain ASCII, no escaping needed */
+    snprintf(prefix, sizeof(prefix), "{\"%s\":", key);
+    resp = json_response(req, value != NULL ? value : json_null(), prefix, "}", &fallback);
+    json_decref(value);
     return gs__respond(req, fallback ? MHD_HTTP_INTERNAL_SERVER_ERROR : status, resp);
 }
 
@@ -109,7 +148,7 @@ static enum MHD_Result respond_error_body(gs_request_t *req, unsigned status, js
                                           bool retry_after)
 {
     bool fallback;
-    struct MHD_Response *resp = json_response(body, &fallback);
+    struct MHD_Response *resp = json_response(req, body, "", "", &fallback);
 
     json_decref(body);
     if (resp != NULL && retry_after)
@@ -195,7 +234,7 @@ enum MHD_Result gs__respond_method_not_allowed(gs_request_t *req)
     char allow[64];
     bool fallback;
     json_t *body = error_body("method_not_allowed", "this path does not allow this method");
-    struct MHD_Response *resp = json_response(body, &fallback);
+    struct MHD_Response *resp = json_response(req, body, "", "", &fallback);
 
     json_decref(body);
     if (resp != NULL)
