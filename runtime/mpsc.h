@@ -21,17 +21,23 @@ typedef struct gs__qnode_s {
     _Atomic(struct gs__qnode_s *) next;
 } gs__qnode_t;
 
+/* The producers' side: head and the stub. The consumer's cursor (the tail) is kept apart by
+ * the owner of the queue, on a cache line of the consumer's own: with both in one line, every
+ * pop's write of the tail and every push's exchange of the head took the line from the other
+ * core (runtime_bench cast, one sender and one sink on two cores). */
 typedef struct gs__mpsc_s {
     _Atomic(gs__qnode_t *) head; /* producers swap themselves in here */
-    gs__qnode_t *tail;           /* consumer only */
     gs__qnode_t stub;            /* stands in when the queue is empty */
 } gs__mpsc_t;
 
-static inline void gs__mpsc_init(gs__mpsc_t *q)
+/* The consumer's cursor (consumer only). */
+typedef gs__qnode_t *gs__mpsc_tail_t;
+
+static inline void gs__mpsc_init(gs__mpsc_t *q, gs__mpsc_tail_t *tail)
 {
     atomic_init(&q->stub.next, NULL);
     atomic_init(&q->head, &q->stub);
-    q->tail = &q->stub;
+    *tail = &q->stub;
 }
 
 /* Any thread. Sequentially consistent so that a producer's following load of a "consumer is
@@ -45,20 +51,20 @@ static inline void gs__mpsc_push(gs__mpsc_t *q, gs__qnode_t *n)
 }
 
 /* Consumer only. NULL when empty (or momentarily inconsistent, see the top of the file). */
-static inline gs__qnode_t *gs__mpsc_pop(gs__mpsc_t *q)
+static inline gs__qnode_t *gs__mpsc_pop(gs__mpsc_t *q, gs__mpsc_tail_t *cursor)
 {
-    gs__qnode_t *tail = q->tail;
+    gs__qnode_t *tail = *cursor;
     /* acquire: pairs with the producer's release store of next */
     gs__qnode_t *next = atomic_load_explicit(&tail->next, memory_order_acquire);
     if (tail == &q->stub) {
         if (next == NULL)
             return NULL;
-        q->tail = next;
+        *cursor = next;
         tail = next;
         next = atomic_load_explicit(&next->next, memory_order_acquire);
     }
     if (next != NULL) {
-        q->tail = next;
+        *cursor = next;
         return tail;
     }
     /* tail is the last linked node; if a producer is mid-push, wait for it. */
@@ -67,16 +73,16 @@ static inline gs__qnode_t *gs__mpsc_pop(gs__mpsc_t *q)
     gs__mpsc_push(q, &q->stub);
     next = atomic_load_explicit(&tail->next, memory_order_acquire);
     if (next != NULL) {
-        q->tail = next;
+        *cursor = next;
         return tail;
     }
     return NULL;
 }
 
 /* Consumer only: false when the queue is certainly empty. seq_cst for the same handshake. */
-static inline int gs__mpsc_maybe_nonempty(gs__mpsc_t *q)
+static inline int gs__mpsc_maybe_nonempty(gs__mpsc_t *q, gs__mpsc_tail_t tail)
 {
-    return q->tail != &q->stub || atomic_load_explicit(&q->head, memory_order_seq_cst) != &q->stub;
+    return tail != &q->stub || atomic_load_explicit(&q->head, memory_order_seq_cst) != &q->stub;
 }
 
 #define gs__container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))

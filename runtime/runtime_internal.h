@@ -143,10 +143,14 @@ typedef enum gs__status_e {
     GS__DEAD,
 } gs__status_t;
 
+/* Two cache lines: what every send touches, and what only the running thread touches. A
+ * field read per message by one side must not share a line with a field the other side writes
+ * per message, or the line moves between the cores on every message. */
 struct gs_server_s {
-    /* Written by producers. */
+    /* Written (or read per message) by producers. */
     gs__mpsc_t mailbox;
     _Atomic int64_t mailbox_len;
+    int64_t mailbox_limit; /* set before the server is visible */
     _Atomic uint32_t refs;
     /* 1 while the server is on a run queue or being run (or during init): producers only
      * schedule it when they flip this from 0 to 1. */
@@ -155,12 +159,13 @@ struct gs_server_s {
 
     /* Written by the thread running the server. */
     _Alignas(GS__CACHELINE) struct gs_server_s *rq_next; /* run queue link (run queue lock) */
+    gs__mpsc_tail_t mailbox_tail;                        /* the mailbox's consumer cursor */
     gs__child_t *child;                                  /* referenced */
     gs_runtime_t *rt;
     void *state;
-    int64_t mailbox_limit;
     _Atomic uint64_t handled;
     _Atomic uint32_t held; /* calls in the held table with this holder */
+    bool exited;           /* status is GS__DEAD: the running thread's own copy */
     uint64_t started_ms;
 };
 
@@ -286,6 +291,7 @@ typedef struct gs__timers_s {
     uv_async_t wake;
     uv_timer_t timer;
     gs__mpsc_t cmds;
+    gs__mpsc_tail_t cmds_tail;     /* timer thread only */
     _Atomic uint64_t armed_due_ns; /* when the timer thread will look at its queue next */
     _Atomic int stop;
     gs__wheel_t wheel; /* timer thread only */

@@ -70,7 +70,7 @@ gs_server_t *gs__server_create(gs__child_t *child)
     if (s == NULL)
         return NULL;
     memset(s, 0, sizeof(*s));
-    gs__mpsc_init(&s->mailbox);
+    gs__mpsc_init(&s->mailbox, &s->mailbox_tail);
     atomic_init(&s->mailbox_len, 0);
     atomic_init(&s->refs, 1);
     atomic_init(&s->scheduled, 1); /* held until init returned */
@@ -200,7 +200,7 @@ void gs__msg_discard(gs_runtime_t *rt, gs__msg_t *m, int status, json_t *reason)
 void gs__server_drain(gs_server_t *s, int status, json_t *reason)
 {
     gs__qnode_t *n;
-    while ((n = gs__mpsc_pop(&s->mailbox)) != NULL) {
+    while ((n = gs__mpsc_pop(&s->mailbox, &s->mailbox_tail)) != NULL) {
         atomic_fetch_sub_explicit(&s->mailbox_len, 1, memory_order_relaxed); /* own recheck
                                                                                 is seq_cst */
         gs__msg_discard(s->rt, (gs__msg_t *)n, status, reason);
@@ -228,6 +228,7 @@ static void server_die(gs_server_t *s, json_t *reason, int fail_status, bool run
     gs_runtime_t *rt = s->rt;
     /* release: a producer that sees DEAD also sees that no callback will run any more */
     atomic_store_explicit(&s->status, GS__DEAD, memory_order_release);
+    s->exited = true;
     if (run_terminate && s->child->b->terminate != NULL) {
         gs_server_t *saved = gs__tls.current;
         gs__tls.current = s;
@@ -481,10 +482,12 @@ void gs__server_run(gs_server_t *s, unsigned batch)
     }
     gs__tls.current = s;
     while (n < batch) {
-        gs__qnode_t *node = gs__mpsc_pop(&s->mailbox);
+        gs__qnode_t *node = gs__mpsc_pop(&s->mailbox, &s->mailbox_tail);
         if (node == NULL)
             break;
-        /* relaxed: the seq_cst recheck below is on this same thread */
+        /* Per message, so that the count is "waiting", never "waiting or being handled":
+         * a busy handler must not shrink the room its mailbox_limit promises. relaxed: the
+         * seq_cst recheck below is on this same thread. */
         atomic_fetch_sub_explicit(&s->mailbox_len, 1, memory_order_relaxed);
         n++;
         /* Counted before dispatch: a crash folds this incarnation's count into the child.
@@ -493,19 +496,19 @@ void gs__server_run(gs_server_t *s, unsigned batch)
                               atomic_load_explicit(&s->handled, memory_order_relaxed) + 1,
                               memory_order_relaxed);
         dispatch(s, (gs__msg_t *)node);
-        if (atomic_load_explicit(&s->status, memory_order_relaxed) == GS__DEAD)
-            break; /* own thread's store */
+        if (s->exited)
+            break;
     }
     gs__tls.current = NULL;
     if (n > 0) {
         /* relaxed: statistics */
         atomic_fetch_add_explicit(&rt->messages_handled, n, memory_order_relaxed);
-        if (atomic_load_explicit(&s->status, memory_order_relaxed) != GS__DEAD)
+        if (!s->exited)
             gs__emit(rt, GS_EVENT_STATE_CHANGED, s->child, NULL);
     }
 unschedule:
     /* relaxed: a hint; the seq_cst recheck below catches what it misses */
-    if (n == batch && atomic_load_explicit(&s->status, memory_order_relaxed) != GS__DEAD &&
+    if (n == batch && !s->exited &&
         atomic_load_explicit(&s->mailbox_len, memory_order_relaxed) > 0) {
         gs__sched_enqueue(rt, s); /* yield: more is waiting; keeps the queue's ref */
         return;

@@ -164,7 +164,7 @@ static void drain_commands(gs_runtime_t *rt)
 {
     gs__timers_t *tm = &rt->timers;
     gs__qnode_t *q;
-    while ((q = gs__mpsc_pop(&tm->cmds)) != NULL) {
+    while ((q = gs__mpsc_pop(&tm->cmds, &tm->cmds_tail)) != NULL) {
         gs__tcmd_t *cmd = gs__container_of(q, gs__tcmd_t, q);
         if (cmd->op == GS__TCMD_ADD) {
             gs__tnode_t *n = gs__container_of(cmd, gs__tnode_t, add);
@@ -202,7 +202,7 @@ static void process(gs_runtime_t *rt)
         if (next != UINT64_MAX && next > now + RESCAN_NS)
             next = now + RESCAN_NS;
         atomic_store(&tm->armed_due_ns, next); /* seq_cst: see the top of the file */
-        if (!gs__mpsc_maybe_nonempty(&tm->cmds))
+        if (!gs__mpsc_maybe_nonempty(&tm->cmds, tm->cmds_tail))
             break;
     }
     if (atomic_load(&tm->stop)) {
@@ -240,7 +240,7 @@ static void timer_main(void *arg)
 int gs__timers_start(gs_runtime_t *rt)
 {
     gs__timers_t *tm = &rt->timers;
-    gs__mpsc_init(&tm->cmds);
+    gs__mpsc_init(&tm->cmds, &tm->cmds_tail);
     atomic_init(&tm->armed_due_ns, UINT64_MAX);
     atomic_init(&tm->stop, 0);
     atomic_init(&tm->next_ref, 1);
