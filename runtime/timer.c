@@ -35,11 +35,22 @@ struct gs__timer_s {
     gs__tnode_t t;
     gs_timer_ref_t ref;
     _Atomic uint8_t state;     /* changed under the map shard's lock */
+    bool by_name;              /* which member of target is set */
     struct gs__timer_s *hnext; /* map chain (shard lock) */
     json_t *msg;               /* owned until delivered */
-    gs_server_t *to;           /* referenced; or NULL when aimed at a name */
-    char *name;
+    union {
+        gs_server_t *to; /* referenced */
+        char *name;      /* owned; resolved when it fires */
+    } target;
 };
+
+/* At most 120 bytes, so that glibc keeps a freed record in a fastbin. A larger one is freed
+ * with coalescing, and when a million of them are freed in due-time order (not allocation
+ * order) the coalesced holes reach 64 KiB, which makes glibc consolidate every fastbin of
+ * the arena under its lock: the json_t messages the sinks had freed, hundreds of thousands of
+ * them. runtime_bench saw 100 ms stalls of the timer thread and the sink (p99 lateness 70-90
+ * ms instead of 3) until the record shrank below this line. */
+_Static_assert(sizeof(struct gs__timer_s) <= 120, "a timer record must stay fastbin-sized");
 
 /* ---------------------------------------------------------------------------------------- */
 /* The timer map: ref -> timer, for read_timer and cancel_timer from any thread               */
@@ -82,8 +93,10 @@ static void tmap_grow(gs__tmap_shard_t *sh)
 static void timer_free(gs__timer_t *t)
 {
     json_decref(t->msg);
-    gs_server_unref(t->to);
-    free(t->name);
+    if (t->by_name)
+        free(t->target.name);
+    else
+        gs_server_unref(t->target.to);
     free(t);
 }
 
@@ -110,10 +123,10 @@ static void fire_timer(gs_runtime_t *rt, gs__timer_t *t)
     t->msg = NULL;
     int rc;
     /* Forced past the mailbox limit: a server's own tick must not be lost to a busy spell. */
-    if (t->to != NULL) {
-        rc = gs__server_send(t->to, GS__MSG_INFO, msg, true);
+    if (!t->by_name) {
+        rc = gs__server_send(t->target.to, GS__MSG_INFO, msg, true);
     } else {
-        gs_server_t *s = gs__registry_whereis(rt, t->name);
+        gs_server_t *s = gs__registry_whereis(rt, t->target.name);
         rc = s != NULL ? gs__server_send(s, GS__MSG_INFO, msg, true) : GS_ENOSERVER;
         if (s == NULL)
             json_decref(msg);
@@ -339,7 +352,7 @@ static int send_after(gs_runtime_t *rt, gs_server_t *to, const char *name, json_
         return GS_EINVAL;
     }
     gs__timer_t *t = calloc(1, sizeof(*t));
-    if (t == NULL || (name != NULL && (t->name = strdup(name)) == NULL)) {
+    if (t == NULL || (name != NULL && (t->target.name = strdup(name)) == NULL)) {
         free(t);
         json_decref(msg);
         return GS_ENOMEM;
@@ -347,7 +360,9 @@ static int send_after(gs_runtime_t *rt, gs_server_t *to, const char *name, json_
     t->t.kind = GS__TNODE_TIMER;
     t->t.due_ns = gs__now_ns() + delay_ms * 1000000u;
     t->msg = msg;
-    t->to = to != NULL ? gs_server_ref(to) : NULL;
+    t->by_name = name != NULL;
+    if (!t->by_name)
+        t->target.to = gs_server_ref(to);
     atomic_init(&t->state, T_PENDING);
     /* relaxed: only uniqueness matters */
     t->ref = atomic_fetch_add_explicit(&tm->next_ref, 1, memory_order_relaxed);
