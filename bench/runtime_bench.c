@@ -5,8 +5,8 @@
  *
  *   cast      one "sink" server; 1 or 100 sender servers cast to it from a self-message loop
  *             (the way Erlang processes would, on the same two schedulers), then the same
- *             from 1 or 100 external threads for comparison. One shared message, json_incref'd
- *             per cast, so that jansson's allocator is not what we measure. A full mailbox
+ *             from 1 or 100 external threads for comparison. The message is an immortal
+ *             jansson value (see "Constant messages" below). A full mailbox
  *             (GS_EOVERLOADED) makes the sender back off for BACKOFF_MS and is counted.
  *   call      one "echo" server; 1 or 100 caller servers, each with one gs_send_request in
  *             flight, sending the next when ["gs_reply", tag, reply] reaches its handle_info.
@@ -21,6 +21,14 @@
  * Every scenario runs --runs times (median, min, max are printed) in a runtime of its own with
  * the default options (one scheduler per core), is bounded in time (a watchdog alarm ends the
  * program if a run hangs), and throughput is counted over a fixed window after a warm-up.
+ *
+ * Constant messages ("go", "ok", the cast and call payloads, the tags, the flush) are jansson's
+ * immortal singletons true, false and null, told apart by pointer: jansson never counts their
+ * references, so they are the one kind of json_t that threads may share (the runtime's rule is
+ * that messages move, never share; a shared refcounted string would make every send an atomic
+ * increment on one cache line that every core fights for, and is a data race by jansson's
+ * rules). They are also what an Erlang atom is: a constant whose sending allocates nothing.
+ * Values that vary (["push", n], the timers' due times) are built per message.
  *
  * Usage: runtime_bench [--quick] [--runs N] [--json FILE] [--only cast,call,...]
  */
@@ -162,7 +170,6 @@ typedef struct config_s {
     double batcher_window_s;
     unsigned batch_ms; /* the batcher's flush interval */
     unsigned burst;    /* casts per self-message of a sender server */
-    bool immortal;     /* cast and call json_true(), whose reference count never changes */
 } config_t;
 
 typedef enum target_kind_e { T_NONE = 0, T_AT_LEAST, T_AT_MOST } target_kind_t;
@@ -814,7 +821,7 @@ static gs_result_t producer_handle_info(gs_server_t *self, void *state, json_t *
         }
         slot_inc(slot);
     }
-    /* A new ["push", n] per push, as a real producer builds it ("push" itself is shared). */
+    /* A new ["push", n] per push, as a real producer builds it (the tag is a constant). */
     json_t *push = json_array();
     json_array_append(push, g.push);
     json_array_append_new(push, json_integer(slot->next++));
@@ -1051,8 +1058,6 @@ static void parse_args(int argc, char **argv, config_t *cfg)
             cfg->runs = atoi(argv[++i]);
         } else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
             cfg->json_path = argv[++i];
-        } else if (strcmp(argv[i], "--immortal") == 0) {
-            cfg->immortal = true;
         } else if (strcmp(argv[i], "--burst") == 0 && i + 1 < argc) {
             cfg->burst = (unsigned)atoi(argv[++i]);
         } else if (strcmp(argv[i], "--batch-interval") == 0 && i + 1 < argc) {
@@ -1098,14 +1103,14 @@ int main(int argc, char **argv)
     signal(SIGALRM, watchdog_cb);
     setvbuf(stdout, NULL, _IOLBF, 0);
 
-    /* One shared message, json_incref'd per send. --immortal measures what sharing its
-     * reference count between cores costs: jansson never counts references to true. */
-    g.msg = cfg.immortal ? json_true() : json_string("ping");
-    g.go = json_string("go");
-    g.ok = json_string("ok");
-    g.tag = json_string("tag");
-    g.push = json_string("push");
-    g.flush = json_string("flush");
+    /* Immortal constants (see the top of the file); handlers tell go and flush apart by
+     * pointer, so those two differ from each other and from the payloads. */
+    g.msg = json_null();
+    g.go = json_true();
+    g.ok = json_null();
+    g.tag = json_null();
+    g.push = json_null();
+    g.flush = json_false();
     g.batch_ms = cfg.batch_ms;
     g.burst = cfg.burst;
     label_count[M_START_RATE] = label_count[M_START_TIME] = cfg.idle_servers;
