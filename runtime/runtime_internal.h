@@ -45,15 +45,37 @@ typedef enum gs__msg_kind_e {
 typedef struct gs__msg_s {
     gs__qnode_t node; /* first: the mailbox links through it */
     uint8_t kind;     /* gs__msg_kind_t */
-    union {
-        json_t *payload;         /* owned by the message until it is handled */
-        struct gs__msg_s *batch; /* msgpool.c: links magazines of free envelopes */
-    };
+    json_t *payload;  /* owned by the message until it is handled */
 } gs__msg_t;
 
-/* Envelopes for casts and infos (calls embed theirs): see msgpool.c. */
-gs__msg_t *gs__msg_alloc(void);
-void gs__msg_free(gs__msg_t *m);
+/* ---------------------------------------------------------------------------------------- */
+/* Pools of small records that one thread allocates and another frees (pool.c)                */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef enum gs__pool_id_e {
+    GS__POOL_MSG,     /* gs__msg_t: cast and info envelopes (calls embed theirs) */
+    GS__POOL_CALL,    /* gs__call_t */
+    GS__POOL_REQUEST, /* gs_send_request's record (call.c) */
+    GS__POOL_COUNT
+} gs__pool_id_t;
+
+#define GS__POOL_REQUEST_SIZE (2 * sizeof(void *))
+
+/* A record of the pool's size; never NULL (aborts when out of memory: fixed-size internal
+ * records). Any thread. */
+void *gs__pool_alloc(gs__pool_id_t id);
+/* Give a record back to its pool. Any thread, not necessarily the one that allocated it. */
+void gs__pool_free(gs__pool_id_t id, void *r);
+
+static inline gs__msg_t *gs__msg_alloc(void)
+{
+    return gs__pool_alloc(GS__POOL_MSG);
+}
+
+static inline void gs__msg_free(gs__msg_t *m)
+{
+    gs__pool_free(GS__POOL_MSG, m);
+}
 
 /* ---------------------------------------------------------------------------------------- */
 /* Timer nodes: what the timer thread keeps in its wheel                                     */
