@@ -178,33 +178,60 @@ enum MHD_Result gs__respond(gs_request_t *req, unsigned status, struct MHD_Respo
 /** 405 with the Allow header for req's route. */
 enum MHD_Result gs__respond_method_not_allowed(gs_request_t *req);
 
+/* ---------------------------------------------------------------------------------------- */
+/* Decoding request bodies (decode.c): pure, no MHD, no runtime                               */
+/* ---------------------------------------------------------------------------------------- */
+
+#define GS_NAME_MAX 255
+
+typedef struct gs_decode_limits_s {
+    int64_t default_timeout_ms; /* POST /call without timeout_ms */
+    int64_t max_timeout_ms;     /* timeout_ms range is 0..this */
+    unsigned max_depth;         /* nesting of arrays and objects in a body */
+} gs_decode_limits_t;
+
+/* A decoded body. Owns body, message and args; the strings borrow from body. */
+typedef struct gs_decoded_s {
+    json_t *body;             /* the parsed object, minus the fields taken out below */
+    const char *server;       /* /call, /cast, /send, /send_after */
+    json_t *message;          /* taken out of body; hand it on with gs__decoded_take */
+    int64_t timeout_ms;       /* /call */
+    int64_t delay_ms;         /* /send_after */
+    const char *name;         /* POST /servers */
+    const char *behaviour;    /* POST /servers */
+    json_t *args;             /* POST /servers; NULL when absent (JSON null) */
+    gs_start_options_t start; /* POST /servers: restart, intensity, mailbox_limit */
+} gs_decoded_t;
+
+/* Why a body was refused: always 400 bad_request; message is for a human. */
+typedef struct gs_decode_error_s {
+    char message[256];
+} gs_decode_error_t;
+
 /**
- * Parse req's body as a JSON object. On failure answers 400 itself and returns NULL (the
- * caller then returns *ret). On success returns a new reference.
+ * Decode the body (borrowed, len bytes, not necessarily NUL-terminated) of a POST to route.
+ * @return 0 with *d filled (release it with gs__decoded_close), or -1 with err filled (*d then
+ *         holds nothing that needs releasing, but gs__decoded_close is harmless).
  */
-json_t *gs__body_object(gs_request_t *req, enum MHD_Result *ret);
+int gs__decode_body(gs_route_t route, const char *body, size_t len, const gs_decode_limits_t *lim,
+                    gs_decoded_t *d, gs_decode_error_t *err);
+/** Release what d still owns. */
+void gs__decoded_close(gs_decoded_t *d);
 /**
- * Get a server name field (string of 1..255 bytes) from obj (borrowed). On failure answers 400
- * and returns NULL. The result is borrowed from obj.
+ * Decode req's body for its route with the gateway's limits. On failure answers 400
+ * bad_request itself and returns -1 (the caller then returns *ret); on success 0.
  */
-const char *gs__field_name(gs_request_t *req, json_t *obj, const char *key, bool required,
-                           enum MHD_Result *ret);
-/**
- * Remove key from obj and return its value as a new reference (NULL if absent).
- *
- * Why not json_incref(json_object_get()): a message handed to the runtime must be the
- * runtime's alone. If the body kept a reference, the body's json_decref on this thread and the
- * runtime's on a scheduler thread would race to free it, and jansson's decref is a release
- * without an acquire, so the thread that frees may not see the other's reads (TSan reports
- * it).
- */
-json_t *gs__field_take(json_t *obj, const char *key);
-/**
- * Get an integer field in [min, max]; *out is left alone when the field is absent and not
- * required. On failure answers 400 and returns -1; otherwise 0.
- */
-int gs__field_int(gs_request_t *req, json_t *obj, const char *key, bool required, int64_t min,
-                  int64_t max, int64_t *out, enum MHD_Result *ret);
+int gs__request_decode(gs_request_t *req, gs_decoded_t *d, enum MHD_Result *ret);
+/** Take one of d's owned values (a pointer to d->message or d->args): new reference, or NULL. */
+static inline json_t *gs__decoded_take(json_t **field)
+{
+    json_t *v = *field;
+
+    *field = NULL;
+    return v;
+}
+/** 1 when s (len bytes) nests '[' and '{' at most max_depth deep outside strings, else 0. */
+int gs__json_depth_ok(const char *s, size_t len, unsigned max_depth);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Route handlers (call.c, servers.c, sse.c, metrics.c, static.c)                             */
@@ -284,7 +311,8 @@ struct gs_gateway_s {
     gs_runtime_t *rt;
     struct MHD_Daemon *daemon;
     gs_gateway_options_t opts;
-    char *host; /* owned copy of opts.host */
+    gs_decode_limits_t limits; /* from opts, for decoding bodies */
+    char *host;                /* owned copy of opts.host */
     uint16_t port;
     int listen_fd;
 

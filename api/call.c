@@ -4,7 +4,7 @@
  * the message; GET and DELETE /timers/ID read and cancel timers.
  *
  * API (POST /call):
- *   validate {"server", "message", "timeout_ms"}   400 on anything wrong
+ *   gs__request_decode (decode.c)                  400 on anything wrong
  *   gs__request_hold(req, finish_call)             503 overloaded past max_held_calls
  *   gs_call_async(..., gs__on_reply, req)
  *   gs__request_started(req, rc)                   up-front error: completed with it
@@ -15,9 +15,6 @@
 
 #include <errno.h>
 #include <stdlib.h>
-
-/* The largest send_after delay accepted: about 24.8 days, the range of a signed 32-bit ms. */
-#define GS_MAX_DELAY_MS 2147483647LL
 
 static enum MHD_Result shutting_down(gs_request_t *req)
 {
@@ -48,26 +45,11 @@ enum MHD_Result gs__handle_call(gs_request_t *req)
 {
     gs_gateway_t *gw = req->gw;
     enum MHD_Result ret = MHD_YES;
-    int64_t timeout = gw->opts.default_timeout_ms;
-    json_t *body, *msg;
-    const char *server;
+    gs_decoded_t d;
     int rc;
 
-    body = gs__body_object(req, &ret);
-    if (body == NULL)
+    if (gs__request_decode(req, &d, &ret) < 0)
         return ret;
-    server = gs__field_name(req, body, "server", true, &ret);
-    if (server == NULL)
-        goto out;
-    msg = json_object_get(body, "message");
-    if (msg == NULL) {
-        ret = gs__respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request",
-                                "missing field \"message\"");
-        goto out;
-    }
-    if (gs__field_int(req, body, "timeout_ms", false, 0, gw->opts.max_timeout_ms, &timeout, &ret) <
-        0)
-        goto out;
     if (!gs__runtime_enter(gw)) {
         ret = shutting_down(req);
         goto out;
@@ -77,12 +59,12 @@ enum MHD_Result gs__handle_call(gs_request_t *req)
         ret = too_many_held(req);
         goto out;
     }
-    rc = gs_call_async(gw->rt, server, gs__field_take(body, "message"), (int)timeout, gs__on_reply,
-                       req);
+    rc = gs_call_async(gw->rt, d.server, gs__decoded_take(&d.message), (int)d.timeout_ms,
+                       gs__on_reply, req);
     gs__runtime_leave(gw);
     ret = gs__request_started(req, rc);
 out:
-    json_decref(body);
+    gs__decoded_close(&d);
     return ret;
 }
 
@@ -92,34 +74,23 @@ static enum MHD_Result handle_deliver(gs_request_t *req,
 {
     gs_gateway_t *gw = req->gw;
     enum MHD_Result ret = MHD_YES;
-    json_t *body, *msg;
-    const char *server;
+    gs_decoded_t d;
     int rc;
 
-    body = gs__body_object(req, &ret);
-    if (body == NULL)
+    if (gs__request_decode(req, &d, &ret) < 0)
         return ret;
-    server = gs__field_name(req, body, "server", true, &ret);
-    if (server == NULL)
-        goto out;
-    msg = json_object_get(body, "message");
-    if (msg == NULL) {
-        ret = gs__respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request",
-                                "missing field \"message\"");
-        goto out;
-    }
     if (!gs__runtime_enter(gw)) {
         ret = shutting_down(req);
         goto out;
     }
-    rc = deliver(gw->rt, server, gs__field_take(body, "message"));
+    rc = deliver(gw->rt, d.server, gs__decoded_take(&d.message));
     gs__runtime_leave(gw);
     if (rc < 0)
         ret = gs__respond_runtime_error(req, rc, NULL);
     else
         ret = gs__respond_json(req, MHD_HTTP_ACCEPTED, json_pack("{s:b}", "ok", 1));
 out:
-    json_decref(body);
+    gs__decoded_close(&d);
     return ret;
 }
 
@@ -137,39 +108,26 @@ enum MHD_Result gs__handle_send_after(gs_request_t *req)
 {
     gs_gateway_t *gw = req->gw;
     enum MHD_Result ret = MHD_YES;
-    int64_t delay = 0;
     gs_timer_ref_t ref = 0;
     gs_server_t *target;
-    json_t *body, *msg;
-    const char *server;
+    gs_decoded_t d;
     int rc;
 
-    body = gs__body_object(req, &ret);
-    if (body == NULL)
+    if (gs__request_decode(req, &d, &ret) < 0)
         return ret;
-    server = gs__field_name(req, body, "server", true, &ret);
-    if (server == NULL)
-        goto out;
-    msg = json_object_get(body, "message");
-    if (msg == NULL) {
-        ret = gs__respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request",
-                                "missing field \"message\"");
-        goto out;
-    }
-    if (gs__field_int(req, body, "delay_ms", true, 0, GS_MAX_DELAY_MS, &delay, &ret) < 0)
-        goto out;
     if (!gs__runtime_enter(gw)) {
         ret = shutting_down(req);
         goto out;
     }
     /* The name is resolved again when the timer fires (Process.send_after/3 with a name);
      * checking it now turns a typo into a 404 instead of a silently dropped timer. */
-    target = gs_whereis(gw->rt, server);
+    target = gs_whereis(gw->rt, d.server);
     if (target == NULL) {
         rc = GS_ENOSERVER;
     } else {
         gs_server_unref(target);
-        rc = gs_send_after(gw->rt, server, gs__field_take(body, "message"), (uint64_t)delay, &ref);
+        rc = gs_send_after(gw->rt, d.server, gs__decoded_take(&d.message), (uint64_t)d.delay_ms,
+                           &ref);
     }
     gs__runtime_leave(gw);
     if (rc < 0)
@@ -178,7 +136,7 @@ enum MHD_Result gs__handle_send_after(gs_request_t *req)
         ret =
             gs__respond_json(req, MHD_HTTP_ACCEPTED, json_pack("{s:I}", "timer", (json_int_t)ref));
 out:
-    json_decref(body);
+    gs__decoded_close(&d);
     return ret;
 }
 

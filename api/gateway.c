@@ -442,6 +442,7 @@ void gs_gateway_options_init(gs_gateway_options_t *opts)
     opts->max_subscribers = GS_GATEWAY_DEFAULT_MAX_SUBSCRIBERS;
     opts->connection_timeout_s = GS_GATEWAY_DEFAULT_CONNECTION_TIMEOUT_S;
     opts->connection_memory = GS_GATEWAY_DEFAULT_CONNECTION_MEMORY;
+    opts->max_json_depth = GS_GATEWAY_DEFAULT_MAX_JSON_DEPTH;
     opts->coalesce_ms = GS_GATEWAY_DEFAULT_COALESCE_MS;
     opts->log_level = GS_LOG_INFO;
 }
@@ -468,6 +469,8 @@ static int check_options(const gs_gateway_options_t *o, char *err, size_t errlen
         why = "coalesce_ms must be in 1..60000";
     else if (o->connection_memory < 2048 || o->connection_memory > 1024 * 1024)
         why = "connection_memory must be in 2048..1048576";
+    else if (o->max_json_depth == 0 || o->max_json_depth > 1024)
+        why = "max_json_depth must be in 1..1024";
     if (why != NULL && err != NULL)
         snprintf(err, errlen, "%s", why);
     return why ? GS_EINVAL : 0;
@@ -553,6 +556,9 @@ int gs_gateway_create(gs_runtime_t *rt, const gs_gateway_options_t *opts, gs_gat
         return GS_ENOMEM;
     gw->rt = rt;
     gw->opts = *opts;
+    gw->limits = (gs_decode_limits_t){.default_timeout_ms = opts->default_timeout_ms,
+                                      .max_timeout_ms = opts->max_timeout_ms,
+                                      .max_depth = opts->max_json_depth};
     gw->listen_fd = -1;
     gw->host = strdup(opts->host);
     gw->metrics = calloc(1, sizeof(*gw->metrics));

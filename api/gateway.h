@@ -60,6 +60,8 @@ typedef void (*gs_log_cb)(gs_log_level_t level, const char *line, void *arg);
  * after every request, so it costs time per request and RSS per open connection: 10,000
  * held calls touch 10,000 pools. */
 #define GS_GATEWAY_DEFAULT_CONNECTION_MEMORY (6u * 1024u)
+/* How deeply arrays and objects may nest in a request body (400 beyond). */
+#define GS_GATEWAY_DEFAULT_MAX_JSON_DEPTH 64u
 /** Hard ceiling for max_subscribers (event fan-out uses a fixed array of this size). */
 #define GS_GATEWAY_MAX_SUBSCRIBERS_CAP 1024u
 
@@ -75,6 +77,7 @@ typedef struct gs_gateway_options_s {
     unsigned max_subscribers;      /* concurrent GET /events streams */
     unsigned connection_timeout_s; /* idle connection timeout; suspended ones never time out */
     size_t connection_memory;      /* bytes per connection for headers (431 past them) */
+    unsigned max_json_depth;       /* nesting depth of request bodies (400 past it) */
     unsigned coalesce_ms;          /* at most one state_changed per server per this period */
     gs_log_level_t log_level;      /* lines above this level are not even formatted; INFO */
     gs_log_cb log_cb;              /* NULL: no logging */

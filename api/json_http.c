@@ -13,8 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define GS_NAME_MAX 255
-
 static const char fallback_body[] =
     "{\"error\":\"internal_error\",\"message\":\"the response could not be encoded\"}\n";
 
@@ -247,95 +245,13 @@ enum MHD_Result gs__respond_method_not_allowed(gs_request_t *req)
 /* Request bodies                                                                             */
 /* ---------------------------------------------------------------------------------------- */
 
-json_t *gs__body_object(gs_request_t *req, enum MHD_Result *ret)
+int gs__request_decode(gs_request_t *req, gs_decoded_t *d, enum MHD_Result *ret)
 {
-    json_error_t jerr;
-    json_t *obj;
+    gs_decode_error_t err;
 
-    if (req->body == NULL || req->body_len == 0) {
-        *ret = gs__respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request",
-                                 "the request body is empty; a JSON object is expected");
-        return NULL;
-    }
-    obj = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
-    if (obj == NULL) {
-        *ret = gs__respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request",
-                                 "malformed JSON at line %d, column %d: %s", jerr.line, jerr.column,
-                                 jerr.text);
-        return NULL;
-    }
-    if (!json_is_object(obj)) {
-        json_decref(obj);
-        *ret = gs__respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request",
-                                 "the request body must be a JSON object");
-        return NULL;
-    }
-    return obj;
-}
-
-const char *gs__field_name(gs_request_t *req, json_t *obj, const char *key, bool required,
-                           enum MHD_Result *ret)
-{
-    json_t *v = json_object_get(obj, key);
-    size_t len;
-
-    if (v == NULL) {
-        if (required)
-            *ret = gs__respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request",
-                                     "missing field \"%s\"", key);
-        return NULL;
-    }
-    if (!json_is_string(v)) {
-        *ret = gs__respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request",
-                                 "field \"%s\" must be a string", key);
-        return NULL;
-    }
-    len = json_string_length(v);
-    if (len == 0 || len > GS_NAME_MAX || strlen(json_string_value(v)) != len) {
-        *ret =
-            gs__respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request",
-                              "field \"%s\" must be 1 to %d bytes without NUL", key, GS_NAME_MAX);
-        return NULL;
-    }
-    return json_string_value(v);
-}
-
-json_t *gs__field_take(json_t *obj, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-
-    if (v != NULL) {
-        json_incref(v);
-        json_object_del(obj, key);
-    }
-    return v;
-}
-
-int gs__field_int(gs_request_t *req, json_t *obj, const char *key, bool required, int64_t min,
-                  int64_t max, int64_t *out, enum MHD_Result *ret)
-{
-    json_t *v = json_object_get(obj, key);
-    json_int_t n;
-
-    if (v == NULL) {
-        if (!required)
-            return 0;
-        *ret = gs__respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request", "missing field \"%s\"",
-                                 key);
-        return -1;
-    }
-    if (!json_is_integer(v)) {
-        *ret = gs__respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request",
-                                 "field \"%s\" must be an integer", key);
-        return -1;
-    }
-    n = json_integer_value(v);
-    if (n < min || n > max) {
-        *ret = gs__respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request",
-                                 "field \"%s\" must be in %lld..%lld", key, (long long)min,
-                                 (long long)max);
-        return -1;
-    }
-    *out = n;
-    return 0;
+    if (gs__decode_body(req->match.route, req->body, req->body_len, &req->gw->limits, d, &err) == 0)
+        return 0;
+    gs__decoded_close(d);
+    *ret = gs__respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request", "%s", err.message);
+    return -1;
 }

@@ -27,88 +27,42 @@ static enum MHD_Result too_many_held(gs_request_t *req)
                              req->gw->opts.max_held_calls);
 }
 
-/* Optional unsigned fields of POST /servers that tune gs_start_options_t. */
-static int start_options(gs_request_t *req, json_t *body, gs_start_options_t *so,
-                         enum MHD_Result *ret)
-{
-    const char *restart;
-    int64_t v;
-
-    gs_start_options_init(so);
-    restart = gs__field_name(req, body, "restart", false, ret);
-    if (restart == NULL && json_object_get(body, "restart") != NULL)
-        return -1;
-    if (restart != NULL && gs_restart_parse(restart, &so->restart) < 0) {
-        *ret = gs__respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request",
-                                 "field \"restart\" must be \"permanent\", \"transient\" or "
-                                 "\"temporary\"");
-        return -1;
-    }
-    v = so->max_restarts;
-    if (gs__field_int(req, body, "max_restarts", false, 0, 1000000, &v, ret) < 0)
-        return -1;
-    so->max_restarts = (unsigned)v;
-    v = so->max_seconds;
-    if (gs__field_int(req, body, "max_seconds", false, 1, 86400, &v, ret) < 0)
-        return -1;
-    so->max_seconds = (unsigned)v;
-    v = (int64_t)so->mailbox_limit;
-    if (gs__field_int(req, body, "mailbox_limit", false, 0, 100000000, &v, ret) < 0)
-        return -1;
-    so->mailbox_limit = (size_t)v;
-    return 0;
-}
-
 static enum MHD_Result start_server(gs_request_t *req)
 {
     gs_gateway_t *gw = req->gw;
     enum MHD_Result ret = MHD_YES;
     const gs_behaviour_t *b;
-    gs_start_options_t so;
-    json_t *body, *args = NULL, *reason = NULL, *status;
-    const char *name, *behaviour;
+    json_t *reason = NULL, *status;
+    gs_decoded_t d;
     int rc;
 
-    body = gs__body_object(req, &ret);
-    if (body == NULL)
+    if (gs__request_decode(req, &d, &ret) < 0)
         return ret;
-    name = gs__field_name(req, body, "name", true, &ret);
-    if (name == NULL)
-        goto out;
-    behaviour = gs__field_name(req, body, "behaviour", true, &ret);
-    if (behaviour == NULL)
-        goto out;
-    if (start_options(req, body, &so, &ret) < 0)
-        goto out;
-    args = gs__field_take(body, "args"); /* NULL: JSON null */
     if (!gs__runtime_enter(gw)) {
         ret = shutting_down(req);
         goto out;
     }
-    b = gs_behaviour_find(gw->rt, behaviour);
+    b = gs_behaviour_find(gw->rt, d.behaviour);
     if (b == NULL) {
         gs__runtime_leave(gw);
         ret = gs__respond_error(req, MHD_HTTP_NOT_FOUND, "no_such_behaviour",
-                                "no behaviour is registered under \"%s\"", behaviour);
+                                "no behaviour is registered under \"%s\"", d.behaviour);
         goto out;
     }
-    rc = gs_start(gw->rt, name, b, args, &so, &reason);
-    json_decref(args);
-    args = NULL;
-    status = rc == 0 ? gs_server_status(gw->rt, name) : NULL;
+    rc = gs_start(gw->rt, d.name, b, gs__decoded_take(&d.args), &d.start, &reason);
+    status = rc == 0 ? gs_server_status(gw->rt, d.name) : NULL;
     gs__runtime_leave(gw);
     if (rc < 0) {
         ret = gs__respond_runtime_error(req, rc, reason);
         goto out;
     }
-    gs__log(gw, GS_LOG_INFO, "http: started server \"%s\" (%s)", name, behaviour);
+    gs__log(gw, GS_LOG_INFO, "http: started server \"%s\" (%s)", d.name, d.behaviour);
     if (status == NULL) /* it stopped again already (e.g. a temporary server that crashed) */
-        status = json_pack("{s:s,s:s}", "name", name, "behaviour", behaviour);
+        status = json_pack("{s:s,s:s}", "name", d.name, "behaviour", d.behaviour);
     ret = gs__respond_json(req, MHD_HTTP_CREATED, status);
 out:
-    json_decref(args);
     json_decref(reason);
-    json_decref(body);
+    gs__decoded_close(&d);
     return ret;
 }
 
@@ -158,7 +112,7 @@ enum MHD_Result gs__handle_server(gs_request_t *req)
     json_t *status;
     int rc;
 
-    if (name == NULL || strlen(name) > 255)
+    if (name == NULL || strlen(name) > GS_NAME_MAX)
         return gs__respond_runtime_error(req, GS_ENOSERVER, NULL);
     if (!gs__runtime_enter(gw))
         return shutting_down(req);

@@ -151,6 +151,42 @@ static void test_deeply_nested_json_is_refused_and_survived(void **state)
     H_PASS(fx);
 }
 
+/* Bodies nest at most 64 arrays and objects deep by default (the body's own object counts):
+ * 64 is accepted, 65 is refused with a message that says why. */
+static char *nested_cast(size_t k)
+{
+    char *body = malloc(2 * k + 128);
+    size_t len;
+
+    assert_non_null(body);
+    len = (size_t)sprintf(body, "{\"server\": \"journal\", \"message\": [\"add_entry\", ");
+    memset(body + len, '[', k);
+    len += k;
+    memset(body + len, ']', k);
+    len += k;
+    memcpy(body + len, "]}", 3);
+    return body;
+}
+
+static void test_the_nesting_limit_is_exact(void **state)
+{
+    h_fixture_t *fx = *state;
+    char *ok = nested_cast(62), *deep = nested_cast(63); /* 2 + k levels */
+    h_resp_t r;
+
+    h_request(&fx->srv, "POST", "/cast", ok, &r);
+    assert_int_equal(r.status, 202);
+    h_resp_close(&r);
+    h_request(&fx->srv, "POST", "/cast", deep, &r);
+    h_assert_error(&r, 400, "bad_request");
+    assert_non_null(strstr(r.body, "deeper than 64"));
+    h_resp_close(&r);
+    free(ok);
+    free(deep);
+    still_serving(&fx->srv);
+    H_PASS(fx);
+}
+
 static void test_a_timeout_out_of_range_is_400_bad_request(void **state)
 {
     h_fixture_t *fx = *state;
@@ -352,6 +388,7 @@ int main(void)
                                         h_teardown),
         cmocka_unit_test_setup_teardown(test_missing_fields_are_400_bad_request, h_setup,
                                         h_teardown),
+        cmocka_unit_test_setup_teardown(test_the_nesting_limit_is_exact, h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_deeply_nested_json_is_refused_and_survived, h_setup,
                                         h_teardown),
         cmocka_unit_test_setup_teardown(test_a_timeout_out_of_range_is_400_bad_request, h_setup,
