@@ -44,6 +44,7 @@ typedef enum opt_id_e {
     OPT_IDLE_TIMEOUT_S,
     OPT_EVENTS_COALESCE_MS,
     OPT_SHUTDOWN_TIMEOUT_MS,
+    OPT_HEALTH_CHECK,
     OPT_HELP,
     OPT_VERSION,
     OPT_COUNT
@@ -104,6 +105,10 @@ static const opt_t opts[OPT_COUNT] = {
     [OPT_SHUTDOWN_TIMEOUT_MS] = {"shutdown-timeout-ms", K_UINT, "shutdown_timeout_ms", 0, 600000,
                                  "5000", "MS",
                                  "on SIGTERM/SIGINT, how long to wait for answers to go out."},
+    [OPT_HEALTH_CHECK] = {"health-check", K_BOOL, NULL, 0, 0, NULL, NULL,
+                          "start nothing: ask the genserv at the listen address these settings "
+                          "give (0.0.0.0 and :: mean the loopback) for GET /healthz and exit 0 "
+                          "if it answers 200 within 2 s, else 1. For container health checks."},
     [OPT_HELP] = {"help", K_BOOL, NULL, 0, 0, NULL, NULL, "print this help and exit."},
     [OPT_VERSION] = {"version", K_BOOL, NULL, 0, 0, NULL, NULL, "print the version and exit."},
 };
@@ -561,12 +566,15 @@ gs_config_result_t gs_config_load(gs_config_t *cfg, int argc, char **argv, FILE 
     layers_t l;
     const char *path;
     size_t i;
+    int rc;
 
     memset(cfg, 0, sizeof(*cfg));
     memset(&l, 0, sizeof(l));
     err[0] = '\0';
 
-    if (parse_argv(&l, argc, argv, err, errlen) < 0)
+    rc = parse_argv(&l, argc, argv, err, errlen);
+    cfg->health_check = l.flag[OPT_HEALTH_CHECK] != NULL;
+    if (rc < 0)
         goto out;
     if (l.flag[OPT_HELP] != NULL) {
         print_help(out, argc > 0 ? argv[0] : "genserv");

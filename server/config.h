@@ -15,6 +15,7 @@
 
 #include "gateway.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 
 typedef struct gs_config_s {
@@ -37,6 +38,7 @@ typedef struct gs_config_s {
     unsigned idle_timeout_s;
     unsigned events_coalesce_ms;
     int shutdown_timeout_ms;
+    bool health_check; /* --health-check: probe GET /healthz instead of serving */
     /* [{"name", "behaviour", "args", "restart", ...}]: a new reference, never NULL. */
     json_t *servers;
 } gs_config_t;

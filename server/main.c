@@ -7,6 +7,9 @@
  *   -> gateway stops accepting -> runtime destroyed (held calls answered 503, terminates run)
  *   -> gateway waits for the answers to go out and stops -> plugins unloaded -> exit 0
  *
+ * With --health-check it serves nothing: it probes GET /healthz on the configured listen
+ * address and exits 0 (healthy) or 1, the codes a container HEALTHCHECK expects.
+ *
  * A watchdog bounds the shutdown: if it takes longer than shutdown_timeout_ms plus a grace
  * period, the process logs it and exits 1 rather than hang.
  */
@@ -15,6 +18,7 @@
 #include "config.h"
 #include "gateway.h"
 #include "genserv.h"
+#include "healthcheck.h"
 #include "log.h"
 #include "plugins.h"
 #include "process.h"
@@ -81,8 +85,14 @@ int main(int argc, char **argv)
         return 0;
     case GS_CONFIG_ERROR:
         fprintf(stderr, "genserv: %s\n", err);
+        rc = cfg.health_check ? 1 : 2; /* a health check only ever says 0 or 1 */
         gs_config_close(&cfg);
-        return 2;
+        return rc;
+    }
+    if (cfg.health_check) {
+        rc = gs_healthcheck_run(cfg.host, cfg.port, GS_HEALTHCHECK_TIMEOUT_MS);
+        gs_config_close(&cfg);
+        return rc;
     }
     gs_log_set_level(cfg.log_level);
     if (cfg.config_path != NULL)
