@@ -51,6 +51,7 @@ enum {
     GS_METHOD_POST = 1u << 2,
     GS_METHOD_DELETE = 1u << 3,
     GS_METHOD_OTHER = 1u << 4,
+    GS_METHOD_OPTIONS = 1u << 5, /* CORS preflight; never in a route's allowed set */
 };
 
 typedef struct gs_route_match_s {
@@ -98,6 +99,7 @@ struct gs_request_s {
     bool held;         /* suspended waiting for the runtime; HTTP thread only */
     _Atomic int phase; /* gs_phase_t, once held: who resumes the connection (gateway.c) */
     bool answered;     /* a response was queued */
+    bool challenge;    /* a 401: add WWW-Authenticate */
     uint64_t t_start_ns;
 
     /* Filled by the completion on any thread before it resumes the connection; read on the
@@ -177,6 +179,23 @@ enum MHD_Result gs__respond_runtime_error(gs_request_t *req, int err, json_t *re
 enum MHD_Result gs__respond(gs_request_t *req, unsigned status, struct MHD_Response *resp);
 /** 405 with the Allow header for req's route. */
 enum MHD_Result gs__respond_method_not_allowed(gs_request_t *req);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Access: tokens, CORS, common headers (access.c)                                           */
+/* ---------------------------------------------------------------------------------------- */
+
+/**
+ * May req go on? 0 if so; -1 when it was answered 401 unauthorized or 403 forbidden (the
+ * caller then returns *ret). No-op without configured tokens.
+ */
+int gs__access_check(gs_request_t *req, enum MHD_Result *ret);
+/** An OPTIONS on a known path from an origin CORS allows. */
+bool gs__is_preflight(const gs_request_t *req);
+/** 204 with the Access-Control-Allow-* headers for req's path. */
+enum MHD_Result gs__respond_preflight(gs_request_t *req);
+/** Headers for every answer to req (CORS, the 401 challenge, the dashboard's security
+ * headers). resp: borrowed. */
+void gs__add_common_headers(const gs_request_t *req, struct MHD_Response *resp);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Decoding request bodies (decode.c): pure, no MHD, no runtime                               */

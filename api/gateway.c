@@ -187,9 +187,12 @@ static bool route_takes_body(const gs_request_t *req)
 static enum MHD_Result dispatch(gs_request_t *req)
 {
     const gs_route_match_t *m = &req->match;
+    enum MHD_Result ret;
 
     if (m->route == GS_ROUTE_NOT_FOUND)
         return gs__respond_error(req, MHD_HTTP_NOT_FOUND, "not_found", "no such path");
+    if (gs__is_preflight(req))
+        return gs__respond_preflight(req);
     if ((m->allowed & m->method) == 0)
         return gs__respond_method_not_allowed(req);
     if (req->too_large)
@@ -200,6 +203,9 @@ static enum MHD_Result dispatch(gs_request_t *req)
         m->route != GS_ROUTE_STATIC)
         return gs__respond_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting_down", "%s",
                                  gs_strerror(GS_ESHUTDOWN));
+
+    if (gs__access_check(req, &ret) < 0)
+        return ret;
 
     switch (m->route) {
     case GS_ROUTE_CALL:
@@ -471,6 +477,11 @@ static int check_options(const gs_gateway_options_t *o, char *err, size_t errlen
         why = "connection_memory must be in 2048..1048576";
     else if (o->max_json_depth == 0 || o->max_json_depth > 1024)
         why = "max_json_depth must be in 1..1024";
+    else if ((o->token != NULL && o->token[0] == '\0') ||
+             (o->read_token != NULL && o->read_token[0] == '\0'))
+        why = "a token must not be empty";
+    else if (o->token != NULL && o->read_token != NULL && strcmp(o->token, o->read_token) == 0)
+        why = "the read-only token must differ from the token";
     if (why != NULL && err != NULL)
         snprintf(err, errlen, "%s", why);
     return why ? GS_EINVAL : 0;
@@ -528,6 +539,16 @@ static int bind_listen(const char *host, uint16_t port, uint16_t *bound, char *e
     return fd;
 }
 
+/* The strings gs_gateway_create copied into gw->opts, and the metrics. */
+static void free_options(gs_gateway_t *gw)
+{
+    free(gw->metrics);
+    free(gw->host);
+    free((char *)gw->opts.token);
+    free((char *)gw->opts.read_token);
+    free((char *)gw->opts.cors_origins);
+}
+
 int gs_gateway_create(gs_runtime_t *rt, const gs_gateway_options_t *opts, gs_gateway_t **out,
                       char *err, size_t errlen)
 {
@@ -561,8 +582,13 @@ int gs_gateway_create(gs_runtime_t *rt, const gs_gateway_options_t *opts, gs_gat
                                       .max_depth = opts->max_json_depth};
     gw->listen_fd = -1;
     gw->host = strdup(opts->host);
+    gw->opts.token = opts->token != NULL ? strdup(opts->token) : NULL;
+    gw->opts.read_token = opts->read_token != NULL ? strdup(opts->read_token) : NULL;
+    gw->opts.cors_origins = opts->cors_origins != NULL ? strdup(opts->cors_origins) : NULL;
     gw->metrics = calloc(1, sizeof(*gw->metrics));
-    if (gw->host == NULL || gw->metrics == NULL) {
+    if (gw->host == NULL || gw->metrics == NULL || (opts->token && !gw->opts.token) ||
+        (opts->read_token && !gw->opts.read_token) ||
+        (opts->cors_origins && !gw->opts.cors_origins)) {
         rc = GS_ENOMEM;
         goto out;
     }
@@ -625,8 +651,7 @@ out:
     }
     if (gw->listen_fd >= 0)
         close(gw->listen_fd);
-    free(gw->metrics);
-    free(gw->host);
+    free_options(gw);
     free(gw);
     return rc;
 }
@@ -700,8 +725,7 @@ int gs_gateway_destroy(gs_gateway_t *gw, int wait_ms)
         gs__log(gw, GS_LOG_WARN, "http: closing %u unfinished request(s)", active);
     MHD_stop_daemon(gw->daemon);
     gs__sse_destroy(gw->sse);
-    free(gw->metrics);
-    free(gw->host);
+    free_options(gw);
     free(gw);
     return active > 0 ? GS_ETIMEOUT : 0;
 }

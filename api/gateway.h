@@ -78,6 +78,9 @@ typedef struct gs_gateway_options_s {
     unsigned connection_timeout_s; /* idle connection timeout; suspended ones never time out */
     size_t connection_memory;      /* bytes per connection for headers (431 past them) */
     unsigned max_json_depth;       /* nesting depth of request bodies (400 past it) */
+    const char *token;             /* borrowed, copied; NULL: no token needed (see access.c) */
+    const char *read_token;        /* borrowed, copied; NULL: none; GET and HEAD only */
+    const char *cors_origins;      /* borrowed, copied; "a,b" or "*"; NULL: CORS off */
     unsigned coalesce_ms;          /* at most one state_changed per server per this period */
     gs_log_level_t log_level;      /* lines above this level are not even formatted; INFO */
     gs_log_cb log_cb;              /* NULL: no logging */

@@ -48,6 +48,8 @@ static unsigned method_bit(const char *method)
         return GS_METHOD_HEAD;
     if (strcmp(method, MHD_HTTP_METHOD_DELETE) == 0)
         return GS_METHOD_DELETE;
+    if (strcmp(method, MHD_HTTP_METHOD_OPTIONS) == 0)
+        return GS_METHOD_OPTIONS;
     return GS_METHOD_OTHER;
 }
 

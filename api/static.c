@@ -4,7 +4,7 @@
  * api/embed_web.cmake turns every file under web/ into a byte array in the generated
  * web_assets.c (gs__web_assets). Here they are looked up by path ("/" and "/dir/" mean their
  * index.html), given a Content-Type by extension and an ETag from their content, and served
- * with the headers a dashboard wants: no sniffing, revalidate on every load.
+ * revalidated on every load; access.c adds the security headers (CSP, no framing, no sniffing).
  */
 #include "api_internal.h"
 
@@ -89,6 +89,5 @@ enum MHD_Result gs__handle_static(gs_request_t *req)
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, gs__content_type(a->path));
     MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
-    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
     return gs__respond(req, status, resp);
 }

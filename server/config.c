@@ -25,7 +25,7 @@
 #define GS_VERSION "0.1.0"
 #endif
 
-typedef enum kind_e { K_LISTEN, K_UINT, K_LEVEL, K_LIST, K_PATH, K_BOOL } kind_t;
+typedef enum kind_e { K_LISTEN, K_UINT, K_LEVEL, K_LIST, K_PATH, K_STRING, K_BOOL } kind_t;
 
 typedef enum opt_id_e {
     OPT_LISTEN,
@@ -44,6 +44,11 @@ typedef enum opt_id_e {
     OPT_IDLE_TIMEOUT_S,
     OPT_EVENTS_COALESCE_MS,
     OPT_SHUTDOWN_TIMEOUT_MS,
+    OPT_CONNECTION_MEMORY,
+    OPT_MAX_JSON_DEPTH,
+    OPT_TOKEN,
+    OPT_READ_TOKEN,
+    OPT_CORS_ORIGINS,
     OPT_HEALTH_CHECK,
     OPT_HELP,
     OPT_VERSION,
@@ -105,6 +110,24 @@ static const opt_t opts[OPT_COUNT] = {
     [OPT_SHUTDOWN_TIMEOUT_MS] = {"shutdown-timeout-ms", K_UINT, "shutdown_timeout_ms", 0, 600000,
                                  "5000", "MS",
                                  "on SIGTERM/SIGINT, how long to wait for answers to go out."},
+    [OPT_CONNECTION_MEMORY] = {"connection-memory", K_UINT, "limits.connection_memory", 2048,
+                               1048576, "6144", "BYTES",
+                               "memory per connection for the request line and headers; "
+                               "larger headers get 431. Every open connection (held calls "
+                               "too) touches this much."},
+    [OPT_MAX_JSON_DEPTH] = {"max-json-depth", K_UINT, "limits.max_json_depth", 1, 1024, "64", "N",
+                            "how deeply arrays and objects may nest in a request body; deeper "
+                            "gets 400."},
+    [OPT_TOKEN] = {"token", K_STRING, "token", 0, 0, NULL, "TOKEN",
+                   "require `Authorization: Bearer TOKEN` on every endpoint but the dashboard's "
+                   "files and /healthz (401 without it). Prefer GENSERV_TOKEN or the config file: "
+                   "flags show in ps."},
+    [OPT_READ_TOKEN] = {"read-token", K_STRING, "read_token", 0, 0, NULL, "TOKEN",
+                        "a second token that allows GET and HEAD only (403 for the rest): for "
+                        "the dashboard and monitoring."},
+    [OPT_CORS_ORIGINS] = {"cors-origins", K_STRING, "cors_origins", 0, 0, NULL, "ORIGINS",
+                          "web origins allowed to call the API from a browser (CORS), "
+                          "comma-separated, or *. Off by default."},
     [OPT_HEALTH_CHECK] = {"health-check", K_BOOL, NULL, 0, 0, NULL, NULL,
                           "start nothing: ask the genserv at the listen address these settings "
                           "give (0.0.0.0 and :: mean the loopback) for GET /healthz and exit 0 "
@@ -543,6 +566,24 @@ static int resolve(gs_config_t *cfg, layers_t *l, char *err, size_t errlen)
     cfg->idle_timeout_s = (unsigned)num[OPT_IDLE_TIMEOUT_S];
     cfg->events_coalesce_ms = (unsigned)num[OPT_EVENTS_COALESCE_MS];
     cfg->shutdown_timeout_ms = (int)num[OPT_SHUTDOWN_TIMEOUT_MS];
+    cfg->connection_memory = (size_t)num[OPT_CONNECTION_MEMORY];
+    cfg->max_json_depth = (unsigned)num[OPT_MAX_JSON_DEPTH];
+    {
+        static const opt_id_t strings[] = {OPT_TOKEN, OPT_READ_TOKEN, OPT_CORS_ORIGINS};
+        char **dest[] = {&cfg->token, &cfg->read_token, &cfg->cors_origins};
+
+        for (i = 0; i < sizeof(strings) / sizeof(strings[0]); i++) {
+            const char *v = pick(l, strings[i], src, sizeof(src));
+
+            if (v == NULL)
+                continue;
+            if (v[0] == '\0')
+                return fail(err, errlen, "%s: must not be empty", src);
+            *dest[i] = strdup(v);
+            if (*dest[i] == NULL)
+                return fail(err, errlen, "out of memory");
+        }
+    }
     if (cfg->default_call_timeout_ms > cfg->max_call_timeout_ms)
         return fail(err, errlen, "the default call timeout (%d ms) exceeds the largest (%d ms)",
                     cfg->default_call_timeout_ms, cfg->max_call_timeout_ms);
@@ -614,6 +655,9 @@ void gs_config_close(gs_config_t *cfg)
     free(cfg->listen);
     free(cfg->host);
     free(cfg->config_path);
+    free(cfg->token);
+    free(cfg->read_token);
+    free(cfg->cors_origins);
     json_decref(cfg->servers);
     memset(cfg, 0, sizeof(*cfg));
 }
@@ -633,4 +677,9 @@ void gs_config_gateway_options(const gs_config_t *cfg, gs_gateway_options_t *o)
     o->connection_timeout_s = cfg->idle_timeout_s;
     o->coalesce_ms = cfg->events_coalesce_ms;
     o->log_level = cfg->log_level;
+    o->connection_memory = cfg->connection_memory;
+    o->max_json_depth = cfg->max_json_depth;
+    o->token = cfg->token;
+    o->read_token = cfg->read_token;
+    o->cors_origins = cfg->cors_origins;
 }

@@ -38,7 +38,12 @@ typedef struct gs_config_s {
     unsigned idle_timeout_s;
     unsigned events_coalesce_ms;
     int shutdown_timeout_ms;
-    bool health_check; /* --health-check: probe GET /healthz instead of serving */
+    size_t connection_memory;
+    unsigned max_json_depth;
+    char *token;        /* owned; NULL: no token */
+    char *read_token;   /* owned; NULL: none */
+    char *cors_origins; /* owned; NULL: CORS off */
+    bool health_check;  /* --health-check: probe GET /healthz instead of serving */
     /* [{"name", "behaviour", "args", "restart", ...}]: a new reference, never NULL. */
     json_t *servers;
 } gs_config_t;
@@ -62,7 +67,7 @@ gs_config_result_t gs_config_load(gs_config_t *cfg, int argc, char **argv, FILE 
 /** Release what cfg owns. cfg itself is the caller's. */
 void gs_config_close(gs_config_t *cfg);
 
-/** Copy the gateway's settings from cfg into opts (whose host then borrows cfg->host). */
+/** Copy the gateway's settings from cfg into opts (whose strings then borrow cfg's). */
 void gs_config_gateway_options(const gs_config_t *cfg, gs_gateway_options_t *opts);
 
 #endif
