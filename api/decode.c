@@ -134,6 +134,7 @@ static int decode_message(gs_decoded_t *d, gs_decode_error_t *err)
 static int decode_start(gs_decoded_t *d, gs_decode_error_t *err)
 {
     const char *restart;
+    json_t *flag;
     int64_t v;
     int rc;
 
@@ -162,26 +163,18 @@ static int decode_start(gs_decoded_t *d, gs_decode_error_t *err)
     if (field_int(d->body, "mailbox_limit", false, 0, 100000000, &v, err) < 0)
         return -1;
     d->start.mailbox_limit = (size_t)v;
+    flag = json_object_get(d->body, "sensitive");
+    if (flag != NULL && !json_is_boolean(flag))
+        return fail(err, "field \"sensitive\" must be true or false");
+    d->start.sensitive = json_is_true(flag);
     d->args = field_take(d->body, "args"); /* absent: JSON null */
     return 0;
 }
 
-int gs__decode_body(gs_route_t route, const char *body, size_t len, const gs_decode_limits_t *lim,
-                    gs_decoded_t *d, gs_decode_error_t *err)
+/* The route's fields of the parsed body d->body. */
+static int decode_fields(gs_route_t route, const gs_decode_limits_t *lim, gs_decoded_t *d,
+                         gs_decode_error_t *err)
 {
-    json_error_t jerr;
-
-    memset(d, 0, sizeof(*d));
-    err->message[0] = '\0';
-    if (body == NULL || len == 0)
-        return fail(err, "the request body is empty; a JSON object is expected");
-    if (!gs__json_depth_ok(body, len, lim->max_depth))
-        return fail(err, "the request body nests arrays and objects deeper than %u",
-                    lim->max_depth);
-    d->body = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (d->body == NULL)
-        return fail(err, "malformed JSON at line %d, column %d: %s", jerr.line, jerr.column,
-                    jerr.text);
     if (!json_is_object(d->body))
         return fail(err, "the request body must be a JSON object");
 
@@ -203,6 +196,32 @@ int gs__decode_body(gs_route_t route, const char *body, size_t len, const gs_dec
     default:
         return fail(err, "this path takes no request body");
     }
+}
+
+int gs__decode_body(gs_route_t route, const char *body, size_t len, const gs_decode_limits_t *lim,
+                    gs_decoded_t *d, gs_decode_error_t *err)
+{
+    json_error_t jerr;
+
+    memset(d, 0, sizeof(*d));
+    err->message[0] = '\0';
+    if (body == NULL || len == 0)
+        return fail(err, "the request body is empty; a JSON object is expected");
+    if (!gs__json_depth_ok(body, len, lim->max_depth))
+        return fail(err, "the request body nests arrays and objects deeper than %u",
+                    lim->max_depth);
+    d->body = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (d->body == NULL)
+        return fail(err, "malformed JSON at line %d, column %d: %s", jerr.line, jerr.column,
+                    jerr.text);
+    if (decode_fields(route, lim, d, err) < 0) {
+        /* As the header promises, a refused body leaves nothing to release: the parsed body
+         * (and a message already taken out of it) would leak in a caller that trusts that.
+         * fuzz_request checks it (fuzz/regressions/request/refused_body_keeps_parsed_json). */
+        gs__decoded_close(d);
+        return -1;
+    }
+    return 0;
 }
 
 void gs__decoded_close(gs_decoded_t *d)

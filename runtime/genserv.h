@@ -192,7 +192,21 @@ typedef struct gs_behaviour_s {
     void (*terminate)(gs_server_t *self, json_t *reason, void *state);
     /** The state as JSON, like :sys.get_state/1: a new reference, or NULL if unknown. */
     json_t *(*format_state)(gs_server_t *self, void *state);
+
+    /*
+     * What inspection may show (OTP's format_status, declared instead of coded). Applies to
+     * every view of the state: gs_get_state() and what is built on it (GET /servers/NAME,
+     * the dashboard). A sensitive behaviour's state is shown as the string "[redacted]";
+     * otherwise each top-level key of an object state named in redact (NULL-terminated; NULL
+     * for none) has its value shown as "[redacted]". A server can also be made sensitive when
+     * it is started (gs_start_options_t.sensitive).
+     */
+    bool sensitive;
+    const char *const *redact;
 } gs_behaviour_t;
+
+/** What a redacted state or field shows. */
+#define GS_REDACTED "[redacted]"
 
 /** A missing handle_call/handle_cast/handle_info is answered like OTP's default: a crash
  *  for calls and casts (reason ["bad_call", msg] / ["bad_cast", msg]) and a silently ignored
@@ -202,7 +216,7 @@ typedef struct gs_behaviour_s {
  * A plugin: a shared object that exports `const gs_plugin_t gs_plugin` (the symbol named by
  * GS_PLUGIN_SYMBOL) listing its behaviours, written against this header only.
  */
-#define GS_PLUGIN_ABI_VERSION 1u
+#define GS_PLUGIN_ABI_VERSION 2u /* 2: gs_behaviour_t gained sensitive and redact */
 #define GS_PLUGIN_SYMBOL      "gs_plugin"
 /** Put before the definition of gs_plugin so that it is exported even from a shared object
  *  built with -fvisibility=hidden: GS_PLUGIN_EXPORT const gs_plugin_t gs_plugin = {...}; */
@@ -305,6 +319,7 @@ typedef struct gs_start_options_s {
     unsigned max_restarts; /* restart intensity: at most this many restarts ... (default 3) */
     unsigned max_seconds;  /* ... within this many seconds (default 5); past it: "down" */
     size_t mailbox_limit;  /* 0: the runtime's default */
+    bool sensitive;        /* show the state as GS_REDACTED whatever the behaviour says */
 } gs_start_options_t;
 
 /** Fill opts with the defaults above. */

@@ -37,13 +37,13 @@ static json_t *child_status(gs__child_t *c)
             uptime = (int64_t)(gs__now_ms() - s->started_ms);
         gs_server_unref(s);
     }
-    return json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}", "name",
+    return json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:b}", "name",
                      c->name, "behaviour", c->b->name, "status", status, "restart",
                      gs_restart_name(c->opts.restart), "mailbox_len", (json_int_t)mailbox,
                      "mailbox_limit", (json_int_t)c->opts.mailbox_limit, "messages_handled",
                      (json_int_t)handled, "restarts", (json_int_t)restarts, "held_calls",
                      (json_int_t)held, "uptime_ms", (json_int_t)uptime, "last_crash_reason", crash,
-                     "down_reason", down);
+                     "down_reason", down, "sensitive", c->b->sensitive || c->opts.sensitive);
 }
 
 json_t *gs_server_status(gs_runtime_t *rt, const char *name)

@@ -421,11 +421,28 @@ static void dispatch_stop(gs_server_t *s, gs__call_t *c)
     gs__call_complete(s->rt, c, 0, NULL, false);
 }
 
-static void dispatch_get_state(gs_server_t *s, gs__call_t *c)
+/* The state as inspection may show it (gs_behaviour_t.sensitive and .redact). */
+static json_t *inspect_state(gs_server_t *s)
 {
     const gs_behaviour_t *b = s->child->b;
-    json_t *st = b->format_state != NULL ? b->format_state(s, s->state) : NULL;
-    gs__call_complete(s->rt, c, 0, st != NULL ? st : json_null(), false);
+    json_t *st;
+
+    if (b->sensitive || s->child->opts.sensitive)
+        return json_string(GS_REDACTED); /* format_state is not even asked */
+    st = b->format_state != NULL ? b->format_state(s, s->state) : NULL;
+    if (st == NULL)
+        return json_null();
+    if (b->redact != NULL && json_is_object(st)) {
+        for (const char *const *k = b->redact; *k != NULL; k++)
+            if (json_object_get(st, *k) != NULL)
+                json_object_set_new(st, *k, json_string(GS_REDACTED));
+    }
+    return st;
+}
+
+static void dispatch_get_state(gs_server_t *s, gs__call_t *c)
+{
+    gs__call_complete(s->rt, c, 0, inspect_state(s), false);
 }
 
 static void dispatch(gs_server_t *s, gs__msg_t *m)

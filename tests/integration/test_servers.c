@@ -582,6 +582,43 @@ static void test_event_streams_past_the_limit_get_503(void **state)
     H_PASS(fx);
 }
 
+/* A server started with "sensitive": true shows its state as "[redacted]" to every inspector
+ * while it keeps working; a non-boolean "sensitive" is a 400. */
+static void test_a_sensitive_server_hides_its_state(void **state)
+{
+    h_fixture_t *fx = *state;
+    json_t *info;
+    h_resp_t r;
+
+    assert_int_equal(h_start_server(&fx->srv, "vault", "journal", NULL, "{\"sensitive\": true}"),
+                     201);
+    assert_int_equal(h_deliver(&fx->srv, "/cast", "vault", "[\"add_entry\", \"the key\"]"), 202);
+    h_call(&fx->srv, "vault", "\"entries\"", -1, &r);
+    h_assert_reply(&r, "[\"the key\"]");
+    h_resp_close(&r);
+
+    info = h_server_info(&fx->srv, "vault");
+    assert_non_null(info);
+    assert_string_equal(json_string_value(json_object_get(info, "state")), "[redacted]");
+    assert_true(json_is_true(json_object_get(info, "sensitive")));
+    json_decref(info);
+    h_request(&fx->srv, "GET", "/servers", NULL, &r);
+    assert_null(strstr(r.body, "the key"));
+    h_resp_close(&r);
+
+    /* The same behaviour started without it shows its entries. */
+    assert_int_equal(h_start_server(&fx->srv, "open", "journal", NULL, NULL), 201);
+    info = h_server_info(&fx->srv, "open");
+    assert_false(json_is_true(json_object_get(info, "sensitive")));
+    json_decref(info);
+
+    h_request(&fx->srv, "POST", "/servers",
+              "{\"name\": \"x\", \"behaviour\": \"journal\", \"sensitive\": \"yes\"}", &r);
+    h_assert_error(&r, 400, "bad_request");
+    h_resp_close(&r);
+    H_PASS(fx);
+}
+
 static void test_head_is_allowed_wherever_get_is(void **state)
 {
     h_fixture_t *fx = *state;
@@ -662,6 +699,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_server_past_its_restart_intensity_is_down, h_setup,
                                         h_teardown),
         cmocka_unit_test_setup_teardown(test_event_streams_past_the_limit_get_503, h_setup,
+                                        h_teardown),
+        cmocka_unit_test_setup_teardown(test_a_sensitive_server_hides_its_state, h_setup,
                                         h_teardown),
         cmocka_unit_test_setup_teardown(test_head_is_allowed_wherever_get_is, h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_static_files_have_types_etags_and_304, h_setup,
