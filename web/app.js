@@ -1,33 +1,399 @@
-// Placeholder dashboard: list the servers from GET /servers. Server data is untrusted, so it
-// is only ever written with textContent, never as HTML.
-const body = document.getElementById('servers');
-const error = document.getElementById('error');
-const columns = ['name', 'behaviour', 'status', 'mailbox_len', 'messages_handled', 'restarts',
-  'held_calls'];
+// app.js: the dashboard. Wires the event stream to the table, the selected server's details,
+// the forms and the logs.
+//
+// Data flow: GET /events (sse.js) -> onEvent updates `views` (Map name -> server view) at
+// once, cheaply -> scheduleRender() redraws at most every RENDER_MS, however busy the servers
+// are (genserv already coalesces state_changed per server; this coalesces across servers and
+// bounds the page's own work). The selected server's state is read with GET /servers/NAME,
+// only when an event says it handled a message this page did not cause (see wantState).
 
-function render(servers) {
-  const rows = servers.map((s) => {
-    const tr = document.createElement('tr');
-    for (const c of columns) {
-      const td = document.createElement('td');
-      td.textContent = s[c] === undefined ? '' : String(s[c]);
-      tr.appendChild(td);
-    }
-    return tr;
-  });
-  body.replaceChildren(...rows);
+import { api } from './api.js';
+import { h, setText, jsonInline } from './dom.js';
+import { connectEvents } from './sse.js';
+import { ServerTable, uptimeOf } from './table.js';
+import { JsonView } from './json-view.js';
+import { History, renderChart } from './chart.js';
+import { CallLog } from './calls.js';
+import { TimerList } from './timers.js';
+import { MessageForm } from './forms.js';
+import { StartForm, stopServer } from './lifecycle.js';
+import { EventLog } from './event-log.js';
+import { formatCount, formatUptime, clock } from './format.js';
+
+const RENDER_MS = 200; // the page redraws at most five times a second
+const STATE_MIN_MS = 250; // and reads the selected server's state at most four times a second
+const STATUS_FIELDS = ['name', 'behaviour', 'status', 'restart', 'mailbox_len', 'mailbox_limit',
+  'messages_handled', 'restarts', 'held_calls', 'uptime_ms', 'last_crash_reason', 'down_reason'];
+const DISPLAY = new Set(['running', 'starting', 'restarting', 'down']);
+
+const $ = (id) => document.getElementById(id);
+
+const views = new Map(); // name -> {STATUS fields, receivedAt, crashing, display}
+const ownReads = new Map(); // name -> state reads made by this page (they count as messages)
+const behaviours = new Map(); // name -> GET /behaviours entry
+const samples = new History();
+let selected = null;
+let autoSelect = true; // select the ticker on the first snapshot, unless the URL names a server
+let connState = 'connecting';
+
+const table = new ServerTable({
+  table: $('servers-table'), tbody: $('servers-body'), filter: $('filter'),
+  count: $('server-count'), empty: $('table-empty'), onSelect: (name) => select(name),
+});
+const jsonView = new JsonView($('state-view'));
+const calls = new CallLog($('call-log'));
+const timers = new TimerList($('timer-list'), $('timers-empty'));
+const eventLog = new EventLog($('event-log'), $('events-empty'));
+const msgForm = new MessageForm({ form: $('msg-form'), hints: $('msg-hints'),
+  result: $('msg-result'), calls, timers });
+const startForm = new StartForm({
+  form: $('start-form'),
+  serverNames: () => new Set(views.keys()),
+  onStarted: (status) => {
+    applyStatus(status);
+    select(status.name);
+  },
+});
+
+// ---- server views ----------------------------------------------------------------------
+
+function applyStatus(st, now = Date.now()) {
+  if (!st || typeof st !== 'object' || typeof st.name !== 'string') return null;
+  let v = views.get(st.name);
+  if (!v) {
+    v = { name: st.name, crashing: false, receivedAt: now };
+    views.set(st.name, v);
+  }
+  for (const k of STATUS_FIELDS) if (k in st) v[k] = st[k];
+  v.receivedAt = now;
+  if (v.status === 'running' || v.status === 'down') v.crashing = false;
+  v.display = displayStatus(v);
+  return v;
 }
 
-async function refresh() {
-  try {
-    const res = await fetch('/servers', { headers: { Accept: 'application/json' } });
-    if (!res.ok) throw new Error(`GET /servers: ${res.status}`);
-    render((await res.json()).servers);
-    error.textContent = '';
-  } catch (e) {
-    error.textContent = String(e.message || e);
+function displayStatus(v) {
+  let d;
+  if (v.status === 'down') d = 'down';
+  else if (v.crashing) d = 'restarting';
+  else if (v.status === 'starting') d = v.restarts > 0 ? 'restarting' : 'starting';
+  else d = v.status;
+  return DISPLAY.has(d) ? d : 'starting';
+}
+
+function ensureView(name, behaviour) {
+  if (typeof name !== 'string') return null;
+  return views.get(name) || applyStatus({ name, behaviour, status: 'starting' });
+}
+
+function onEvent(ev) {
+  const now = Date.now();
+  switch (ev.type) {
+    case 'snapshot': {
+      const seen = new Set();
+      for (const st of Array.isArray(ev.servers) ? ev.servers : []) {
+        const v = applyStatus(st, now);
+        if (v) {
+          v.crashing = false;
+          v.display = displayStatus(v);
+          seen.add(v.name);
+        }
+      }
+      for (const name of [...views.keys()]) if (!seen.has(name)) views.delete(name);
+      if (autoSelect && selected === null && views.has('ticker')) select('ticker');
+      autoSelect = false;
+      wantState(selected, true);
+      break;
+    }
+    case 'started':
+      ensureView(ev.server, ev.behaviour);
+      eventLog.add(ev);
+      break;
+    case 'stopped':
+      views.delete(ev.server);
+      eventLog.add(ev);
+      if (ev.server === selected) deselect(`“${ev.server}” stopped (${jsonInline(ev.reason)}).`);
+      break;
+    case 'crashed': {
+      const v = ensureView(ev.server, ev.behaviour);
+      if (v) {
+        v.crashing = true;
+        v.last_crash_reason = ev.reason;
+        v.display = displayStatus(v);
+      }
+      eventLog.add(ev);
+      wantState(ev.server, true);
+      break;
+    }
+    case 'restarted': {
+      const v = ensureView(ev.server, ev.behaviour);
+      if (v) {
+        v.crashing = false;
+        v.display = displayStatus(v);
+      }
+      eventLog.add(ev);
+      wantState(ev.server, true);
+      break;
+    }
+    case 'down': {
+      const v = ensureView(ev.server, ev.behaviour);
+      if (v) {
+        v.status = 'down';
+        v.crashing = false;
+        v.down_reason = ev.reason;
+        v.display = 'down';
+      }
+      eventLog.add(ev);
+      wantState(ev.server, true);
+      break;
+    }
+    case 'state_changed': {
+      const v = applyStatus(ev.status, now);
+      if (v) wantState(v.name, false);
+      break;
+    }
+    default:
+      return; // a newer genserv's event: nothing to show
+  }
+  scheduleRender();
+}
+
+// ---- rendering ---------------------------------------------------------------------------
+
+let renderTimer = null;
+let lastRender = 0;
+
+function scheduleRender() {
+  if (renderTimer) return;
+  const wait = Math.max(0, RENDER_MS - (performance.now() - lastRender));
+  renderTimer = setTimeout(render, wait);
+}
+
+function render() {
+  renderTimer = null;
+  lastRender = performance.now();
+  table.render(views);
+  renderDetail();
+}
+
+function renderDetail() {
+  const v = selected === null ? null : views.get(selected);
+  $('detail-body').hidden = !v;
+  $('detail-facts').hidden = !v;
+  $('detail-empty').hidden = Boolean(v);
+  $('stop-button').disabled = !v;
+  const badge = $('detail-status');
+  badge.hidden = !v;
+  if (!v) {
+    setText($('detail-name'), selected === null ? 'No server selected' : selected);
+    if (selected !== null) setText($('detail-empty'), 'No server runs under this name.');
+    if (msgForm.server !== null) msgForm.setServer(null, null);
+    return;
+  }
+  setText($('detail-name'), v.name);
+  if (setText(badge, v.display)) badge.className = `badge status-${v.display}`;
+  const behaviour = behaviours.get(v.behaviour) || null;
+  if (msgForm.server !== v.name || msgForm.behaviour !== behaviour) msgForm.setServer(v.name, behaviour);
+  renderFacts(v);
+}
+
+function renderFacts(v) {
+  const now = Date.now();
+  const mailbox = Number.isFinite(v.mailbox_limit)
+    ? `${formatCount(v.mailbox_len)} of ${formatCount(v.mailbox_limit)}` : formatCount(v.mailbox_len);
+  const facts = [
+    ['behaviour', v.behaviour ?? '–'],
+    ['restart', v.restart ?? '–'],
+    ['mailbox', mailbox],
+    ['handled', formatCount(v.messages_handled)],
+    ['restarts', formatCount(v.restarts)],
+    ['held calls', formatCount(v.held_calls)],
+    ['uptime', formatUptime(uptimeOf(v, now))],
+  ];
+  if (v.last_crash_reason != null) facts.push(['last crash', jsonInline(v.last_crash_reason, 300)]);
+  if (v.down_reason != null) facts.push(['down because', jsonInline(v.down_reason, 300)]);
+  const dl = $('detail-facts');
+  // Rebuilt only when a fact changed, so that selecting text in it survives updates.
+  const key = JSON.stringify(facts.filter(([k]) => k !== 'uptime'));
+  if (dl.dataset.key !== key || dl.children.length === 0) {
+    dl.dataset.key = key;
+    dl.replaceChildren(...facts.map(([k, val]) => h('div', { class: val.length > 24 ? 'wide' : null },
+      h('dt', {}, k), h('dd', { dataset: { fact: k } }, val))));
+  } else {
+    const dd = dl.querySelector('[data-fact="uptime"]');
+    if (dd) setText(dd, formatUptime(uptimeOf(v, now)));
   }
 }
 
-refresh();
-setInterval(refresh, 2000);
+function renderChartNow() {
+  if (selected !== null && views.has(selected)) renderChart($('chart'), samples.series(selected), samples.span());
+}
+
+// ---- selection ---------------------------------------------------------------------------
+
+function select(name) {
+  autoSelect = false;
+  if (name === selected) return;
+  selected = name;
+  table.select(name);
+  jsonView.reset();
+  setText($('state-meta'), '');
+  stateFetch.expected = -Infinity;
+  stateFetch.status = null;
+  stateFetch.restarts = null;
+  const hash = name === null ? '' : `#server=${encodeURIComponent(name)}`;
+  if (location.hash !== hash) window.history.replaceState(null, '', hash || location.pathname);
+  render();
+  renderChartNow();
+  wantState(name, true);
+}
+
+function deselect(why) {
+  select(null);
+  setText($('detail-empty'), why);
+}
+
+function selectionFromHash() {
+  const name = new URLSearchParams(location.hash.slice(1)).get('server');
+  return name === null || name === '' ? null : name;
+}
+
+// ---- the selected server's state ----------------------------------------------------------
+
+// GET /servers/NAME reads the state through the server's mailbox, so the read itself counts as
+// a handled message and triggers a state_changed. Refetching on every state_changed would
+// therefore read forever; instead a read is wanted only when the server handled more than the
+// one message of the page's last read (`expected`), or when its status changed.
+const stateFetch = { inFlight: false, wanted: false, expected: -Infinity, lastAt: 0, timer: null,
+  status: null, restarts: null };
+
+function wantState(name, force) {
+  if (name === null || name !== selected) return;
+  const v = views.get(name);
+  if (force) {
+    stateFetch.wanted = true;
+  } else if (v && !stateFetch.inFlight) {
+    // (While a read is out, fetchState makes this check when it returns.)
+    if (v.messages_handled > stateFetch.expected || v.status !== stateFetch.status
+      || v.restarts !== stateFetch.restarts) stateFetch.wanted = true;
+  }
+  pumpState();
+}
+
+function pumpState() {
+  if (!stateFetch.wanted || stateFetch.inFlight || stateFetch.timer || selected === null) return;
+  const wait = STATE_MIN_MS - (performance.now() - stateFetch.lastAt);
+  if (wait > 0) {
+    stateFetch.timer = setTimeout(() => {
+      stateFetch.timer = null;
+      pumpState();
+    }, wait);
+    return;
+  }
+  fetchState(selected);
+}
+
+async function fetchState(name) {
+  stateFetch.wanted = false;
+  stateFetch.inFlight = true;
+  ownReads.set(name, (ownReads.get(name) || 0) + 1);
+  const r = await api.server(name);
+  stateFetch.inFlight = false;
+  stateFetch.lastAt = performance.now();
+  if (name === selected) {
+    if (r.ok && r.body && typeof r.body === 'object') {
+      const b = r.body;
+      const v = views.get(name);
+      // Events may already have told a newer status than this read's.
+      if (!v || !(v.messages_handled > b.messages_handled)) applyStatus(b);
+      stateFetch.expected = b.messages_handled + 1;
+      stateFetch.status = b.status;
+      stateFetch.restarts = b.restarts;
+      if (b.state_error) jsonView.reset(); // a down server: nothing to show, not `null`
+      else jsonView.render(b.state);
+      setText($('state-meta'), b.state_error
+        ? `state unavailable: ${b.state_error}` : `read at ${clock()}`);
+      $('state-meta').classList.toggle('error', Boolean(b.state_error));
+      // Events that came while the read was out: did the server handle anything besides it?
+      const now = views.get(name);
+      if (now && (now.messages_handled > stateFetch.expected || now.status !== b.status
+        || now.restarts !== b.restarts)) stateFetch.wanted = true;
+    } else {
+      setText($('state-meta'), `state unavailable: ${r.body && r.body.error}`);
+      $('state-meta').classList.add('error');
+    }
+    scheduleRender();
+  }
+  pumpState();
+}
+
+// ---- connection ---------------------------------------------------------------------------
+
+function onConnState(state, info) {
+  const was = connState;
+  connState = state;
+  const el = $('conn');
+  el.dataset.state = state;
+  let text = state === 'live' ? 'live' : state === 'connecting' ? 'connecting…' : 'reconnecting…';
+  if (state === 'reconnecting' && info.retryMs) text = `disconnected, retrying in ${Math.round(info.retryMs / 1000)} s`;
+  setText($('conn-text'), text);
+  el.title = state === 'live' ? 'receiving live events from GET /events' : 'the event stream is down; the table may be stale';
+  document.body.classList.toggle('stale', state !== 'live');
+  if (state !== was && state === 'reconnecting' && was === 'live') eventLog.note('event stream lost; reconnecting');
+  if (state !== was && state === 'live' && was === 'reconnecting') eventLog.note('event stream back');
+  if (state === 'live' && behaviours.size === 0) loadBehaviours();
+}
+
+async function loadBehaviours() {
+  const r = await api.behaviours();
+  if (!r.ok || !r.body || !Array.isArray(r.body.behaviours)) return;
+  behaviours.clear();
+  for (const b of r.body.behaviours) if (b && typeof b.name === 'string') behaviours.set(b.name, b);
+  startForm.setBehaviours([...behaviours.values()]);
+  renderDetail();
+}
+
+// ---- wiring -------------------------------------------------------------------------------
+
+$('stop-button').addEventListener('click', async () => {
+  const name = selected;
+  if (name === null) return;
+  const r = await stopServer($('confirm-dialog'), name);
+  if (r.stopped) {
+    // A server that is down emits no `stopped` event when deleted: drop it here too.
+    if (views.get(name)?.status === 'down') eventLog.note(`${r.text} (it was down)`);
+    views.delete(name);
+    if (selected === name) deselect(`“${name}” was stopped.`);
+    scheduleRender();
+  } else if (r.text) {
+    setText($('msg-result'), r.text);
+    $('msg-result').classList.add('error');
+  }
+  $('stop-button').focus();
+});
+$('state-collapse').addEventListener('click', () => jsonView.setAll(false));
+$('state-expand').addEventListener('click', () => jsonView.setAll(true));
+window.addEventListener('hashchange', () => {
+  const name = selectionFromHash();
+  if (name !== null) select(name);
+});
+document.addEventListener('keydown', (e) => {
+  const typing = e.target.closest('input, textarea, select');
+  if (e.key === '/' && !typing && !e.ctrlKey && !e.metaKey && !e.altKey) {
+    e.preventDefault();
+    $('filter').focus();
+  }
+});
+
+setInterval(() => {
+  const now = Date.now();
+  samples.sample(views, ownReads, now);
+  table.tick(now);
+  if (selected !== null && views.has(selected)) renderFacts(views.get(selected));
+  renderChartNow();
+}, 1000);
+
+const fromHash = selectionFromHash();
+if (fromHash !== null) select(fromHash);
+render();
+loadBehaviours();
+connectEvents('/events', { onEvent, onState: onConnState });

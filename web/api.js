@@ -1,0 +1,64 @@
+// api.js: the HTTP contract of docs/API.md, as small fetch helpers.
+//
+// Every helper resolves (never rejects) to {ok, status, body, ms}: body is the parsed JSON
+// answer (an {error, message, reason?} object on failure, or a synthetic one when the network
+// or the JSON failed), ms the time from sending to the whole answer.
+
+export async function request(method, path, body) {
+  const t0 = performance.now();
+  const init = { method, cache: 'no-store', headers: { Accept: 'application/json' } };
+  if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  let res;
+  let text;
+  try {
+    res = await fetch(path, init);
+    text = await res.text();
+  } catch (e) {
+    return {
+      ok: false, status: 0, ms: performance.now() - t0,
+      body: { error: 'network_error', message: String((e && e.message) || e) },
+    };
+  }
+  const ms = performance.now() - t0;
+  let parsed = null;
+  try {
+    parsed = text ? JSON.parse(text) : null;
+  } catch {
+    parsed = { error: 'bad_response', message: `not JSON: ${text.slice(0, 200)}` };
+  }
+  return { ok: res.ok, status: res.status, body: parsed, ms };
+}
+
+/** A server name in a path: percent-encoded, '/' included (docs/API.md, Conventions). */
+export const serverPath = (name) => `/servers/${encodeURIComponent(name)}`;
+export const timerPath = (id) => `/timers/${encodeURIComponent(String(id))}`;
+
+export const api = {
+  behaviours: () => request('GET', '/behaviours'),
+  servers: () => request('GET', '/servers'),
+  server: (name) => request('GET', serverPath(name)),
+  start: (spec) => request('POST', '/servers', spec),
+  stop: (name) => request('DELETE', serverPath(name)),
+  call: (server, message, timeoutMs) =>
+    request('POST', '/call', timeoutMs === undefined
+      ? { server, message } : { server, message, timeout_ms: timeoutMs }),
+  cast: (server, message) => request('POST', '/cast', { server, message }),
+  send: (server, message) => request('POST', '/send', { server, message }),
+  sendAfter: (server, message, delayMs) =>
+    request('POST', '/send_after', { server, message, delay_ms: delayMs }),
+  readTimer: (id) => request('GET', timerPath(id)),
+  cancelTimer: (id) => request('DELETE', timerPath(id)),
+};
+
+/** An error answer as one line of text: "404 no_such_server: no server ... (reason: ...)". */
+export function errorText(r) {
+  const b = r.body && typeof r.body === 'object' ? r.body : {};
+  const code = typeof b.error === 'string' ? b.error : 'error';
+  let s = r.status ? `${r.status} ${code}` : code;
+  if (typeof b.message === 'string') s += `: ${b.message}`;
+  if (b.reason !== undefined && b.reason !== null) s += ` (reason: ${JSON.stringify(b.reason)})`;
+  return s;
+}
