@@ -5,10 +5,17 @@
  * Input format (docs/fuzzing.md): one JSON array
  *   [BEHAVIOUR, ARGS, MSG, MSG, ...]
  * BEHAVIOUR is an integer (an index into gs_builtin_behaviours, taken modulo their number,
- * negative ones too) or a behaviour's name; ARGS is any JSON (absent: null); each MSG is any
- * JSON. Anything else (not JSON, not an array, no behaviour) is skipped at once. Strings may
- * hold NULs (\u0000): the runtime and the built-ins take messages from embedders and plugins
- * too, not only from the gateway, which refuses them.
+ * negative ones too), a behaviour's name, or an object {"behaviour": one of those, "restart":
+ * "permanent"|"transient"|"temporary", "mailbox_limit": n, "max_restarts": n, "max_seconds":
+ * n} whose numbers are clamped to small ranges (a tiny mailbox makes calls and casts
+ * overload); ARGS is any JSON (absent: null); each MSG is any JSON. Anything else (not JSON,
+ * not an array, no behaviour) is skipped at once. Strings may hold NULs (\u0000): the runtime
+ * and the built-ins take messages from embedders and plugins too, not only from the gateway,
+ * which refuses them.
+ *
+ * A companion server "batcher" (reply_immediately, so it never holds a call across inputs)
+ * runs for the whole process, so that a producer with its default target really pushes, and
+ * gs_send_request's answers and the producer's reply path are exercised too.
  *
  * Each input:
  *   gs_start the behaviour under a fresh name with ARGS (an init failure ends the input);
@@ -50,6 +57,11 @@ static uint64_t seq; /* the fuzzer's thread only */
 /* Calls whose callback has not run yet. Release by the callback, acquire by the waiter: once
  * the waiter sees 0, every callback's frees happened before it goes on. */
 static atomic_int pending;
+/* Servers registered between inputs: the companion. */
+static uint64_t baseline_servers;
+
+#define COMPANION      "batcher"
+#define COMPANION_ARGS "{\"reply_immediately\": true}"
 
 /* One call in flight: owned by the runtime's callback, which frees it exactly once. */
 typedef struct call_rec_s {
@@ -115,13 +127,43 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     CHECK(gs_builtins_register(rt) == 0);
     while (gs_builtin_behaviours[nbehaviours] != NULL)
         nbehaviours++;
+    json_t *args = json_loads(COMPANION_ARGS, 0, NULL);
+    CHECK(gs_start(rt, COMPANION, &gs_builtin_batcher, args, NULL, NULL) == 0);
+    json_decref(args);
+    gs_runtime_stats_t st;
+    gs_runtime_stats(rt, &st);
+    baseline_servers = st.servers;
     /* Runs before LeakSanitizer's exit check (registered earlier, so it runs later). */
     atexit(destroy_runtime);
     return 0;
 }
 
-static const gs_behaviour_t *pick_behaviour(json_t *v)
+/* The integer v (borrowed) clamped to [min, max], or dflt when v is not an integer. */
+static json_int_t clamp(json_t *v, json_int_t min, json_int_t max, json_int_t dflt)
 {
+    if (!json_is_integer(v))
+        return dflt;
+    json_int_t n = json_integer_value(v);
+    return n < min ? min : n > max ? max : n;
+}
+
+/* The behaviour v (borrowed) names, and the start options it asks for in *o. */
+static const gs_behaviour_t *pick_behaviour(json_t *v, gs_start_options_t *o)
+{
+    gs_start_options_init(o);
+    if (json_is_object(v)) {
+        json_t *restart = json_object_get(v, "restart");
+        gs_restart_t r;
+
+        if (json_is_string(restart) && gs_restart_parse(json_string_value(restart), &r) == 0)
+            o->restart = r;
+        o->mailbox_limit = (size_t)clamp(json_object_get(v, "mailbox_limit"), 1, 1000,
+                                         (json_int_t)o->mailbox_limit);
+        o->max_restarts =
+            (unsigned)clamp(json_object_get(v, "max_restarts"), 0, 100, o->max_restarts);
+        o->max_seconds = (unsigned)clamp(json_object_get(v, "max_seconds"), 1, 60, o->max_seconds);
+        v = json_object_get(v, "behaviour");
+    }
     if (json_is_integer(v)) {
         json_int_t n = (json_int_t)nbehaviours;
         json_int_t i = json_integer_value(v) % n;
@@ -196,7 +238,7 @@ static void stop(const char *name)
         json_t *status = gs_server_status(rt, name);
         json_decref(status);
         gs_runtime_stats(rt, &st);
-        if (status == NULL && st.servers == 0 && st.held_calls == 0 &&
+        if (status == NULL && st.servers == baseline_servers && st.held_calls == 0 &&
             atomic_load_explicit(&pending, memory_order_acquire) == 0)
             break;
         if (now_ms() >= deadline) {
@@ -224,13 +266,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     input = json_loadb((const char *)data, size, JSON_ALLOW_NUL, NULL);
     if (!json_is_array(input) || json_array_size(input) == 0)
         goto out;
-    const gs_behaviour_t *b = pick_behaviour(json_array_get(input, 0));
+    gs_start_options_t opts;
+    const gs_behaviour_t *b = pick_behaviour(json_array_get(input, 0), &opts);
     if (b == NULL)
         goto out;
 
     snprintf(name, sizeof(name), "fuzz-%llu", (unsigned long long)++seq);
     /* Args are borrowed (NULL: JSON null); gs_start keeps a copy of its own. */
-    int rc = gs_start(rt, name, b, json_array_get(input, 1), NULL, &reason);
+    int rc = gs_start(rt, name, b, json_array_get(input, 1), &opts, &reason);
     if (rc != 0) {
         CHECK(rc == GS_EINIT);
         if (reason != NULL)
