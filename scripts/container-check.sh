@@ -28,16 +28,22 @@ base_ref=docker.io/library/debian:bookworm-slim
 image_ref=localhost/genserv:container-check
 max_mb=${GS_IMAGE_MAX_MB:-100}
 max_age_days=${GS_BASE_MAX_AGE_DAYS:-30}
-cache=${GS_CONTAINER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/genserv}
+cache=${GS_CONTAINER_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/genserv}
 dockerfile_utils_version=0.16.3
 # Bump when the way the base is made changes, so that cached tarballs are remade.
 base_recipe=1
 grace_s=20 # the stop timeout given to podman, like a platform's termination grace period
 
 t0=$SECONDS
+passed=0
+failed=0
 step() { printf '\n==== [%3ds] %s\n' "$((SECONDS - t0))" "$*"; }
-ok() { printf '  ok   %s\n' "$*"; }
+ok() {
+    passed=$((passed + 1))
+    printf '  ok   %s\n' "$*"
+}
 die() {
+    failed=1
     printf '  FAIL %s\n' "$*" >&2
     exit 1
 }
@@ -113,11 +119,13 @@ cleanup() {
             "${sudo[@]}" rm -rf "$work"
         fi
     fi
+    [ "$rc" -eq 0 ] || [ "$failed" -eq 1 ] || failed=1 # stopped by an error or a signal
     if [ "$rc" -eq 0 ]; then
         printf '\ncontainer check passed in %ds\n' "$((SECONDS - t0))"
     else
         printf '\ncontainer check FAILED (exit %d) after %ds\n' "$rc" "$((SECONDS - t0))" >&2
     fi
+    printf 'container-check: %d passed, %d failed\n' "$passed" "$failed"
     exit "$rc"
 }
 pm_flags=()
