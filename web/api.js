@@ -4,9 +4,45 @@
 // answer (an {error, message, reason?} object on failure, or a synthetic one when the network
 // or the JSON failed), ms the time from sending to the whole answer.
 
+// The bearer token, when genserv runs with --token or --read-token (docs/API.md, Access). It is
+// kept for this tab only (sessionStorage), asked for when an answer is 401.
+const TOKEN_KEY = 'genserv.token';
+let token = null;
+try {
+  token = sessionStorage.getItem(TOKEN_KEY);
+} catch {
+  token = null; // storage disabled: ask again after a reload
+}
+let onUnauthorized = () => {};
+
+export const auth = {
+  get token() {
+    return token;
+  },
+  set(t) {
+    token = t || null;
+    try {
+      if (token) sessionStorage.setItem(TOKEN_KEY, token);
+      else sessionStorage.removeItem(TOKEN_KEY);
+    } catch {
+      // not kept; fine
+    }
+  },
+  /** fn() is called on every 401 answer. */
+  onUnauthorized(fn) {
+    onUnauthorized = fn;
+  },
+  /** The event stream's URL: EventSource cannot send headers, so the token is a parameter. */
+  eventsUrl() {
+    return token ? `/events?access_token=${encodeURIComponent(token)}` : '/events';
+  },
+};
+
 export async function request(method, path, body) {
   const t0 = performance.now();
   const init = { method, cache: 'no-store', headers: { Accept: 'application/json' } };
+  const sentToken = token;
+  if (sentToken) init.headers.Authorization = `Bearer ${sentToken}`;
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
@@ -23,6 +59,8 @@ export async function request(method, path, body) {
     };
   }
   const ms = performance.now() - t0;
+  // A 401 for a token replaced meanwhile says nothing about the new one.
+  if (res.status === 401 && sentToken === token) onUnauthorized();
   let parsed = null;
   try {
     parsed = text ? JSON.parse(text) : null;

@@ -7,7 +7,7 @@
 // bounds the page's own work). The selected server's state is read with GET /servers/NAME,
 // only when an event says it handled a message this page did not cause (see wantState).
 
-import { api } from './api.js';
+import { api, auth } from './api.js';
 import { h, setText, jsonInline } from './dom.js';
 import { connectEvents } from './sse.js';
 import { ServerTable, uptimeOf } from './table.js';
@@ -23,7 +23,8 @@ import { formatCount, formatUptime, clock } from './format.js';
 const RENDER_MS = 200; // the page redraws at most five times a second
 const STATE_MIN_MS = 250; // and reads the selected server's state at most four times a second
 const STATUS_FIELDS = ['name', 'behaviour', 'status', 'restart', 'mailbox_len', 'mailbox_limit',
-  'messages_handled', 'restarts', 'held_calls', 'uptime_ms', 'last_crash_reason', 'down_reason'];
+  'messages_handled', 'restarts', 'held_calls', 'uptime_ms', 'last_crash_reason', 'down_reason',
+  'sensitive'];
 const DISPLAY = new Set(['running', 'starting', 'restarting', 'down']);
 
 const $ = (id) => document.getElementById(id);
@@ -209,6 +210,7 @@ function renderFacts(v) {
     ['held calls', formatCount(v.held_calls)],
     ['uptime', formatUptime(uptimeOf(v, now))],
   ];
+  if (v.sensitive === true) facts.push(['sensitive', 'yes: its state is redacted']);
   if (v.last_crash_reason != null) facts.push(['last crash', jsonInline(v.last_crash_reason, 300)]);
   if (v.down_reason != null) facts.push(['down because', jsonInline(v.down_reason, 300)]);
   const dl = $('detail-facts');
@@ -341,7 +343,38 @@ function onConnState(state, info) {
   if (state !== was && state === 'reconnecting' && was === 'live') eventLog.note('event stream lost; reconnecting');
   if (state !== was && state === 'live' && was === 'reconnecting') eventLog.note('event stream back');
   if (state === 'live' && behaviours.size === 0) loadBehaviours();
+  // EventSource does not say why it gave up; a 401 from a plain request does (and asks for a
+  // token through auth.onUnauthorized).
+  if (state === 'reconnecting' && info.retryMs && $('token-form').hidden) api.servers();
 }
+
+// ---- access token (genserv --token / --read-token) -----------------------------------------
+
+auth.onUnauthorized(() => {
+  const form = $('token-form');
+  if (!form.hidden) return;
+  setText($('token-result'), auth.token ? 'That token was refused.' : '');
+  form.hidden = false;
+  $('token-input').focus();
+});
+$('token-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const value = $('token-input').value.trim();
+  if (!value) return;
+  auth.set(value);
+  $('token-input').value = '';
+  $('token-form').hidden = true;
+  $('token-forget').hidden = false;
+  events.reconnectNow();
+  loadBehaviours();
+  wantState(selected, true);
+});
+$('token-forget').addEventListener('click', () => {
+  auth.set(null);
+  $('token-forget').hidden = true;
+  events.reconnectNow();
+});
+$('token-forget').hidden = !auth.token;
 
 async function loadBehaviours() {
   const r = await api.behaviours();
@@ -396,4 +429,4 @@ const fromHash = selectionFromHash();
 if (fromHash !== null) select(fromHash);
 render();
 loadBehaviours();
-connectEvents('/events', { onEvent, onState: onConnState });
+const events = connectEvents(() => auth.eventsUrl(), { onEvent, onState: onConnState });

@@ -6,7 +6,9 @@
 // page never needs a reload. Every (re)connection starts with a snapshot, which replaces what
 // the page knew.
 //
-// API: const ev = connectEvents('/events', {onEvent, onState});
+// API: const ev = connectEvents(() => '/events', {onEvent, onState});
+//   url()                 the stream's URL, asked again on every (re)connection (it carries
+//                         the access token when there is one)
 //   onEvent(obj)          one parsed event ({type: 'snapshot' | 'state_changed' | ...})
 //   onState(state, info)  'connecting' | 'live' | 'reconnecting'; info.retryMs when the page
 //                         (not the browser) schedules the next attempt
@@ -21,7 +23,7 @@ export function connectEvents(url, { onEvent, onState }) {
   function open() {
     retryTimer = null;
     onState(everLive ? 'reconnecting' : 'connecting', {});
-    es = new EventSource(url);
+    es = new EventSource(url());
     es.onopen = () => {
       failures = 0;
       everLive = true;
