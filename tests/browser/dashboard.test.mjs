@@ -1,0 +1,731 @@
+#!/usr/bin/env node
+// dashboard.test.mjs: the dashboard (web/) end to end, in Debian's headless Chromium, against
+// the real genserv binary on 127.0.0.1.
+//
+//   node dashboard.test.mjs --genserv build/genserv      (or GENSERV_BIN=...)
+//   GS_SCREENSHOT=docs/dashboard.png ...                  also refresh the README's screenshot
+//   GS_CHROMIUM=/usr/bin/chromium (default)               the browser to drive
+//
+// Each step asserts what a person sees: rows and cells of the table, the state on screen, the
+// reply in the call log, the timer list. The page is served with a strict Content-Security-
+// Policy (no inline script or style) added by the test, any dialog, page error, console error
+// or CSP violation fails the test, and a state holding <img src=x onerror=...> must show as
+// text and run nothing. genserv is killed by PID on every way out (finally, exit, signals).
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as delay } from 'node:timers/promises';
+import { chromium } from 'playwright-core';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(HERE, '../..');
+const argIndex = process.argv.indexOf('--genserv');
+const GENSERV_ARG = argIndex > 0 ? process.argv[argIndex + 1] : process.env.GENSERV_BIN;
+const GENSERV = GENSERV_ARG && path.resolve(GENSERV_ARG);
+const CHROMIUM = process.env.GS_CHROMIUM || '/usr/bin/chromium';
+const SHOT_TMP = path.join(HERE, 'screenshots', 'last.tmp.png');
+const SHOT_DOC = process.env.GS_SCREENSHOT ? path.resolve(ROOT, process.env.GS_SCREENSHOT) : null;
+const TOTAL_TIMEOUT_MS = 120000; // the whole run; it normally takes about 20 s
+const DEFAULT_SERVERS = ['batcher', 'counter', 'journal', 'slow', 'ticker'];
+const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+  + "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
+  '--no-first-run', '--disable-background-networking', '--disable-component-update',
+  '--disable-sync'];
+
+// ---- processes: every genserv we start is killed by its PID, whatever happens -------------
+
+const children = new Map(); // pid -> ChildProcess
+
+function killChildren() {
+  for (const pid of children.keys()) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  children.clear();
+}
+process.on('exit', killChildren);
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => {
+    console.error(`\n${sig}: stopping`);
+    killChildren();
+    process.exit(130);
+  });
+}
+process.on('unhandledRejection', (e) => {
+  console.error('FAIL (unhandled rejection):', e);
+  killChildren();
+  process.exit(1);
+});
+setTimeout(() => {
+  console.error(`FAIL: the test took longer than ${TOTAL_TIMEOUT_MS} ms`);
+  killChildren();
+  process.exit(1);
+}, TOTAL_TIMEOUT_MS).unref();
+
+/** Start genserv; resolves to {proc, url, stderr()} once it prints its address. */
+function startGenserv(listen, extra = []) {
+  // Events coalesced over 1 ms instead of 250: genserv then sends a state_changed for nearly
+  // every message, and the page's own coalescing is what keeps it responsive.
+  const proc = spawn(GENSERV, ['--listen', listen, '--log-level', 'warn', '--events-coalesce-ms', '1',
+    ...extra],
+    { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.set(proc.pid, proc);
+  let err = '';
+  proc.stderr.on('data', (d) => {
+    err += d;
+  });
+  proc.on('exit', () => children.delete(proc.pid));
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => fail('did not print its address within 10 s'), 10000);
+    function fail(why) {
+      clearTimeout(timer);
+      try {
+        process.kill(proc.pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+      reject(new Error(`genserv ${why}\n${err}`));
+    }
+    proc.on('error', (e) => fail(`could not start: ${e.message}`));
+    proc.on('exit', (code) => fail(`exited with ${code}`));
+    proc.stdout.on('data', (d) => {
+      out += d;
+      const m = /^listening on (http:\/\/\S+)\n/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        proc.removeAllListeners('exit');
+        proc.on('exit', () => children.delete(proc.pid));
+        resolve({ proc, url: m[1], stderr: () => err });
+      }
+    });
+  });
+}
+
+/** SIGTERM, then SIGKILL if it has not exited within ms; resolves to its exit code. */
+async function stopGenserv(g, ms = 8000) {
+  if (g.proc.exitCode !== null || g.proc.signalCode !== null) return g.proc.exitCode;
+  const exited = new Promise((resolve) => g.proc.once('exit', (code) => resolve(code)));
+  g.proc.kill('SIGTERM');
+  const t = setTimeout(() => g.proc.kill('SIGKILL'), ms);
+  const code = await exited;
+  clearTimeout(t);
+  return code;
+}
+
+// ---- waiting and checking ------------------------------------------------------------------
+
+/** Poll fn until it returns something truthy, at most timeout ms; returns that value. */
+async function until(what, fn, timeout = 5000) {
+  const end = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > end) {
+      throw new Error(`timed out after ${timeout} ms waiting for ${what} (last: ${
+        last instanceof Error ? last.message : JSON.stringify(last)})`);
+    }
+    await delay(50);
+  }
+}
+
+async function http(base, method, p, body) {
+  const res = await fetch(base + p, { method, body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(5000) });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : null };
+}
+
+/** Read GET /events from Node and count state_changed events of one server. */
+function countEvents(base, server) {
+  const ctl = new AbortController();
+  const needle = `"type":"state_changed","server":${JSON.stringify(server)}`;
+  const counter = { count: 0, stop: () => ctl.abort() };
+  (async () => {
+    const res = await fetch(`${base}/events`, { signal: ctl.signal });
+    const decoder = new TextDecoder();
+    let buf = '';
+    for await (const chunk of res.body) {
+      buf += decoder.decode(chunk, { stream: true });
+      const lines = buf.split('\n');
+      buf = lines.pop();
+      for (const l of lines) if (l.includes(needle)) counter.count += 1;
+    }
+  })().catch(() => {});
+  return counter;
+}
+
+const steps = [];
+async function step(name, fn) {
+  const t0 = Date.now();
+  process.stdout.write(`- ${name} ... `);
+  await fn();
+  const ms = Date.now() - t0;
+  steps.push([name, ms]);
+  console.log(`ok (${ms} ms)`);
+}
+
+// ---- page helpers --------------------------------------------------------------------------
+
+/** The visible rows of the servers table: [{name, behaviour, status, ...}] in screen order. */
+const tableRows = (page) => page.$$eval('#servers-body tr:not([hidden])', (trs) => trs.map(
+  (tr) => Object.fromEntries([...tr.cells].map((td) => [td.dataset.col, td.innerText.trim()]))));
+
+async function rowOf(page, name) {
+  return (await tableRows(page)).find((r) => r.name === name) || null;
+}
+
+const stateText = (page) => page.locator('#state-view').innerText();
+
+async function selectServer(page, name) {
+  await page.locator('#servers-body').getByRole('button', { name, exact: true }).click();
+  await until(`${name} selected`, async () => (await page.locator('#detail-name').innerText()) === name);
+  await until(`${name}'s state shown`, async () => (await stateText(page)).trim() !== '');
+}
+
+async function sendFromForm(page, kind, message, { times = 1, delayMs, timeoutMs } = {}) {
+  await page.locator(`#msg-form input[name="kind"][value="${kind}"]`).check();
+  await page.locator('#msg-text').fill(message);
+  await page.locator('#msg-repeat').fill(String(times));
+  if (delayMs !== undefined) await page.locator('#msg-delay').fill(String(delayMs));
+  if (timeoutMs !== undefined) await page.locator('#msg-timeout').fill(String(timeoutMs));
+  await page.locator('#msg-submit').click();
+}
+
+/** The call log's entries, newest first: [{kind, server, state, text}]. */
+const callLog = (page) => page.$$eval('#call-log > li', (lis) => lis.map((li) => ({
+  kind: li.dataset.kind, server: li.dataset.server, state: li.dataset.state,
+  text: li.innerText.replace(/\s+/g, ' ').trim() })));
+
+async function startFromForm(page, behaviour, name, args) {
+  await page.locator('#start-behaviour').selectOption(behaviour);
+  await page.locator('#start-name').fill(name);
+  if (args !== undefined) await page.locator('#start-args').fill(args);
+  await page.locator('#start-submit').click();
+}
+
+/** WCAG contrast ratio of two computed CSS colours "rgb(r, g, b)". */
+function contrast(a, b) {
+  const lum = (c) => {
+    const [r, g, bl] = c.match(/[\d.]+/g).slice(0, 3).map(Number).map((v) => {
+      const s = v / 255;
+      return s <= 0.03928 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * bl;
+  };
+  const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p);
+  return (x + 0.05) / (y + 0.05);
+}
+
+// ---- the test ------------------------------------------------------------------------------
+
+async function main() {
+  if (!GENSERV) throw new Error('usage: node dashboard.test.mjs --genserv PATH/TO/genserv');
+  if (!fs.existsSync(CHROMIUM)) throw new Error(`no browser at ${CHROMIUM} (apt-get install chromium)`);
+  const t0 = Date.now();
+  fs.mkdirSync(path.dirname(SHOT_TMP), { recursive: true });
+  let g = await startGenserv('127.0.0.1:0');
+  const base = () => g.url;
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'genserv-chromium-'));
+  let context = null;
+  const problems = []; // dialogs, page errors, console errors, CSP violations
+  let page = null;
+  let watch = null; // watch(page, label): record dialogs, page errors and console errors
+
+  try {
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      viewport: { width: 1400, height: 1000 },
+      colorScheme: 'light',
+      timeout: 30000,
+    });
+    context.setDefaultTimeout(5000);
+    page = context.pages()[0] || await context.newPage();
+    watch = (p, label) => {
+      p.on('dialog', async (d) => {
+        problems.push(`${label}: dialog ${d.type()}: ${d.message()}`);
+        await d.dismiss().catch(() => {});
+      });
+      p.on('pageerror', (e) => problems.push(`${label}: page error: ${e.message}`));
+      p.on('console', (m) => {
+        // A 4xx answer the page expects (a fired timer's 404) is logged as "Failed to load
+        // resource"; anything else at error level is a bug.
+        if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) {
+          problems.push(`${label}: console error: ${m.text()}`);
+        }
+      });
+    };
+    watch(page, 'page');
+    await context.addInitScript(() => {
+      window.__csp = [];
+      document.addEventListener('securitypolicyviolation', (e) => {
+        window.__csp.push(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`);
+      });
+    });
+    // Serve the page under a strict CSP set by the test (genserv sends its own too), so that
+    // the page is held to "no inline script or style" whatever the gateway sends.
+    await page.route((url) => url.pathname === '/', async (route) => {
+      const res = await route.fetch();
+      await route.fulfill({ response: res,
+        headers: { ...res.headers(), 'content-security-policy': CSP } });
+    });
+
+    await step('the table lists the default servers, live', async () => {
+      await page.goto(`${base()}/`);
+      await until('the connection indicator to say live', async () =>
+        (await page.locator('#conn').getAttribute('data-state')) === 'live'
+        && (await page.locator('#conn-text').innerText()) === 'live');
+      const rows = await until('five rows', async () => {
+        const r = await tableRows(page);
+        return r.length === DEFAULT_SERVERS.length && r.every((x) => x.status === 'running') && r;
+      });
+      assert.deepEqual(rows.map((r) => r.name), DEFAULT_SERVERS);
+      assert.deepEqual(rows.map((r) => r.behaviour), DEFAULT_SERVERS);
+      assert.equal((await rowOf(page, 'ticker')).restarts, '0');
+      assert.match(await page.locator('#server-count').innerText(), /\(5\)/);
+    });
+
+    await step('the ticker counts down on screen without a reload', async () => {
+      await page.evaluate(() => {
+        window.__sameDocument = true;
+      });
+      // The ticker is selected on a fresh page so that its countdown is in view.
+      assert.equal(await page.locator('#detail-name').innerText(), 'ticker');
+      const count = async () => {
+        const m = /"count":\s*(-?\d+)/.exec(await stateText(page));
+        return m ? Number(m[1]) : null;
+      };
+      const c0 = await until('the ticker state', count);
+      const c1 = await until('the count to go down', async () => ((await count()) < c0 ? count() : null));
+      await until('the count to go down again', async () => (await count()) < c1);
+      const h0 = Number((await rowOf(page, 'ticker')).messages_handled.replace(/\D/g, ''));
+      await until('the handled cell to grow', async () =>
+        Number((await rowOf(page, 'ticker')).messages_handled.replace(/\D/g, '')) > h0);
+      assert.equal(await page.evaluate(() => window.__sameDocument), true, 'the page reloaded');
+
+      // Folded JSON stays folded across live updates (the tree is rebuilt on each one).
+      await page.locator('#state-collapse').click();
+      await page.evaluate(() => {
+        document.querySelector('#state-view details[data-path="$"]').dataset.old = 'yes';
+      });
+      await until('the state redrawn', () => page.evaluate(() =>
+        document.querySelector('#state-view details[data-path="$"]').dataset.old === undefined));
+      assert.equal(await page.locator('#state-view details[data-path="$"]').evaluate((d) => d.open), false);
+      assert.match(await stateText(page), /3 keys/);
+      await page.locator('#state-view summary').first().click(); // unfold by hand
+      await until('unfolded', async () => /"count"/.test(await stateText(page)));
+      await until('the activity chart to draw a line', () => page.locator('#chart .chart-rate .chart-line').count());
+    });
+
+    await step('a call from the form shows its reply and how long it took', async () => {
+      await selectServer(page, 'counter');
+      await until('counter hints', () => page.locator('#msg-hints .hint', { hasText: 'get_count' }).count());
+      await sendFromForm(page, 'call', '"get_count"');
+      const [e] = await until('the reply', async () => {
+        const log = await callLog(page);
+        return log.length && log[0].state === 'ok' && log;
+      });
+      assert.equal(e.kind, 'call');
+      assert.equal(e.server, 'counter');
+      assert.match(e.text, /reply 0 in \d+ ms/);
+    });
+
+    await step('casts to counter change the count on screen', async () => {
+      await sendFromForm(page, 'cast', '"increment"', { times: 3 });
+      await until('"count": 3 in the state', async () => /"count":\s*3\b/.test(await stateText(page)));
+      const [cast] = await callLog(page);
+      assert.equal(cast.kind, 'cast');
+      assert.match(cast.text, /accepted \(3 of 3\)/);
+      await sendFromForm(page, 'call', '"get_count"', { times: 1 });
+      await until('reply 3', async () => {
+        const [e] = await callLog(page);
+        return e.kind === 'call' && e.state === 'ok' && /reply 3 in/.test(e.text);
+      });
+      // A message that is not JSON is refused by the form, with a hint, and sends nothing.
+      const before = (await callLog(page)).length;
+      await sendFromForm(page, 'cast', 'increment');
+      await until('the form to explain', async () =>
+        /string in quotes: "increment"/.test(await page.locator('#msg-result').innerText()));
+      assert.equal((await callLog(page)).length, before);
+    });
+
+    await step('a busy server does not flood the page: redraws are coalesced', async () => {
+      assert.equal((await http(base(), 'POST', '/servers', { name: 'busy', behaviour: 'counter' })).status, 201);
+      await until('busy in the table', () => rowOf(page, 'busy'));
+      const events = countEvents(base(), 'busy');
+      await page.evaluate(() => {
+        const row = [...document.querySelectorAll('#servers-body tr')].find((t) => t.dataset.name === 'busy');
+        window.__redraws = 0;
+        window.__observer = new MutationObserver((records) => {
+          window.__redraws += records.length;
+        });
+        window.__observer.observe(row.querySelector('[data-col="messages_handled"]'),
+          { childList: true, characterData: true, subtree: true });
+      });
+      const t0 = Date.now();
+      let sent = 0;
+      await Promise.all(Array.from({ length: 6 }, async () => {
+        while (Date.now() - t0 < 2000) {
+          const r = await fetch(`${base()}/cast`, { method: 'POST', body: '{"server":"busy","message":"increment"}' });
+          await r.arrayBuffer();
+          sent += 1;
+        }
+      }));
+      const elapsed = Date.now() - t0;
+      await until(`the final count ${sent} in the table`, async () =>
+        (await rowOf(page, 'busy')).messages_handled.replace(/\D/g, '') === String(sent));
+      const redraws = await page.evaluate(() => {
+        window.__observer.disconnect();
+        return window.__redraws;
+      });
+      events.stop();
+      // At most one redraw per 200 ms while the flood lasted, plus the final one.
+      const allowed = Math.ceil((Date.now() - t0) / 200) + 2;
+      assert.ok(events.count > 3 * allowed, `genserv sent only ${events.count} events for busy: this proves nothing`);
+      assert.ok(redraws <= allowed, `${redraws} redraws of the cell for ${events.count} events in ${elapsed} ms`);
+      console.log(`(${sent} casts, ${events.count} events, ${redraws} redraws) `);
+      assert.equal((await http(base(), 'DELETE', '/servers/busy')).status, 200);
+      await until('busy gone', async () => (await rowOf(page, 'busy')) === null);
+    });
+
+    await step('batcher pushes are held as pending calls, then released together', async () => {
+      // A batcher of our own with a long interval, flushed by hand: deterministic.
+      await startFromForm(page, 'batcher', 'batch_demo', '{"interval_ms": 60000}');
+      await until('batch_demo in the table', () => rowOf(page, 'batch_demo'));
+      await until('batch_demo selected', async () => (await page.locator('#detail-name').innerText()) === 'batch_demo');
+      await sendFromForm(page, 'call', '["push", 5]', { times: 3, timeoutMs: 30000 });
+      await until('three pending calls', async () => {
+        const log = (await callLog(page)).filter((e) => e.server === 'batch_demo');
+        return log.length === 3 && log.every((e) => e.state === 'pending' && /pending/.test(e.text));
+      });
+      await until('held calls 3 in the table', async () => (await rowOf(page, 'batch_demo')).held_calls === '3');
+      await until('"pending": 3 in the state', async () => /"pending":\s*3\b/.test(await stateText(page)));
+      await sendFromForm(page, 'send', '"flush"');
+      await until('the three calls answered "ok"', async () => {
+        const log = (await callLog(page)).filter((e) => e.server === 'batch_demo' && e.kind === 'call');
+        return log.length === 3 && log.every((e) => e.state === 'ok' && /reply "ok" in/.test(e.text));
+      });
+      await until('held calls 0 in the table', async () => (await rowOf(page, 'batch_demo')).held_calls === '0');
+      await until('the batch in the state', async () => {
+        const s = await stateText(page);
+        return /"last_batch_size":\s*3\b/.test(s) && /"last_batch_sum":\s*15\b/.test(s);
+      });
+      // The default batcher (1 s interval) releases pushes at its next flush.
+      await selectServer(page, 'batcher');
+      await sendFromForm(page, 'call', '["push", 1]', { times: 2, timeoutMs: 10000 });
+      await until('the default batcher to release both pushes', async () => {
+        const log = (await callLog(page)).slice(0, 2);
+        return log.every((e) => e.server === 'batcher' && e.state === 'ok' && /reply "ok"/.test(e.text));
+      }, 5000);
+    });
+
+    await step('starting a server adds it to the table', async () => {
+      await startFromForm(page, 'receiver', 'inbox', '');
+      await until('inbox in the table, running', async () => (await rowOf(page, 'inbox'))?.status === 'running');
+      await until('inbox selected', async () => (await page.locator('#detail-name').innerText()) === 'inbox');
+      assert.match(await page.locator('#start-result').innerText(), /started inbox/);
+      // A refused start shows genserv's error.
+      await startFromForm(page, 'receiver', 'inbox', '');
+      await until('already_started shown', async () =>
+        /409 already_started/.test(await page.locator('#start-result').innerText()));
+    });
+
+    await step('a send_after shows in the timer list, counts down and fires', async () => {
+      await selectServer(page, 'inbox');
+      await sendFromForm(page, 'send_after', '["greeting", "hi"]', { delayMs: 1500 });
+      const timer = page.locator('#timer-list > li').first();
+      await until('a pending timer to inbox', async () =>
+        (await timer.getAttribute('data-state')) === 'pending'
+        && (await timer.getAttribute('data-server')) === 'inbox'
+        && /\d s left|\d+ ms left/.test(await timer.innerText()));
+      assert.match(await timer.innerText(), /\["greeting","hi"\]/);
+      await until('the timer to fire', async () =>
+        (await timer.getAttribute('data-state')) === 'fired' && /fired/.test(await timer.innerText()), 6000);
+      await until('the message in inbox\'s state', async () => {
+        const s = await stateText(page);
+        return /"received":\s*1\b/.test(s) && /"greeting"/.test(s);
+      });
+
+      // A long timer, cancelled from the list: genserv no longer has it.
+      await sendFromForm(page, 'send_after', '"later"', { delayMs: 60000 });
+      const long = page.locator('#timer-list > li[data-state="pending"]').first();
+      const id = await until('the long timer', () => long.getAttribute('data-timer-id'));
+      await until('its countdown', async () => /\d+ m \d+ s left|\d+ s left/.test(await long.innerText()));
+      await long.getByRole('button', { name: /cancel timer/ }).click();
+      const done = page.locator(`#timer-list > li[data-timer-id="${id}"]`);
+      await until('cancelled in the list', async () =>
+        (await done.getAttribute('data-state')) === 'cancelled' && /cancelled with/.test(await done.innerText()));
+      assert.equal((await http(base(), 'GET', `/timers/${id}`)).status, 404);
+    });
+
+    await step('stopping a server asks first, then removes it from the table', async () => {
+      await selectServer(page, 'inbox');
+      await page.locator('#stop-button').click();
+      await until('the confirmation', () => page.locator('#confirm-dialog').evaluate((d) => d.open));
+      assert.match(await page.locator('#confirm-text').innerText(), /Stop “inbox”\?/);
+      await page.locator('#confirm-cancel').click();
+      await until('the dialog closed', async () => !(await page.locator('#confirm-dialog').evaluate((d) => d.open)));
+      assert.ok(await rowOf(page, 'inbox'), 'cancel must not stop the server');
+      assert.equal((await http(base(), 'GET', '/servers/inbox')).status, 200);
+
+      await page.locator('#stop-button').click();
+      await page.locator('#confirm-ok').click();
+      await until('inbox gone from the table', async () => (await rowOf(page, 'inbox')) === null);
+      await until('the detail to say so', async () => /was stopped|stopped/.test(await page.locator('#detail-empty').innerText()));
+      assert.equal((await http(base(), 'GET', '/servers/inbox')).status, 404);
+    });
+
+    await step('screenshot', async () => {
+      // The README's picture: the ticker counting down, calls in the log, a pending timer.
+      await page.locator('#start-behaviour').selectOption('ticker');
+      assert.equal(await page.locator('#start-result').innerText(), '', 'a changed form drops the old result');
+      await selectServer(page, 'ticker');
+      await sendFromForm(page, 'send_after', '"tick"', { delayMs: 45000 });
+      await sendFromForm(page, 'call', '"get_count"');
+      await until('the call answered', async () => (await callLog(page))[0].state === 'ok');
+      await until('the chart has a history', async () =>
+        (await page.locator('#chart .chart-rate .chart-line').getAttribute('points')).split(' ').length > 5, 10000);
+      await page.mouse.move(0, 0);
+      fs.mkdirSync(path.dirname(SHOT_TMP), { recursive: true });
+      await page.screenshot({ path: SHOT_TMP, fullPage: true, animations: 'disabled' });
+      assert.ok(fs.statSync(SHOT_TMP).size > 10000, 'screenshot is suspiciously small');
+      if (SHOT_DOC) {
+        fs.mkdirSync(path.dirname(SHOT_DOC), { recursive: true });
+        fs.copyFileSync(SHOT_TMP, SHOT_DOC);
+      }
+    });
+
+    await step('a state, a name and an error holding HTML show as text and run nothing', async () => {
+      const name = '<img src=x onerror="window.__xss=\'name\'">';
+      const entry = '<img src=x onerror="window.__xss=\'state\'"><script>window.__xss=\'script\'</script>';
+      const key = '<img src=x onerror=window.__xss=1>';
+      assert.equal((await http(base(), 'POST', '/servers', { name, behaviour: 'journal' })).status, 201);
+      assert.equal((await http(base(), 'POST', '/cast', { server: name, message: ['add_entry', entry] })).status, 202);
+      assert.equal((await http(base(), 'POST', '/cast',
+        { server: name, message: ['add_entry', { [key]: entry }] })).status, 202);
+
+      // In this tab the CSP would block an injected handler; in a second tab the CSP is
+      // removed (genserv sends one), so that an injected onerror would really run there.
+      const plain = await context.newPage();
+      watch(plain, 'tab without CSP');
+      await plain.route((url) => url.pathname === '/', async (route) => {
+        const res = await route.fetch();
+        const headers = { ...res.headers() };
+        delete headers['content-security-policy'];
+        await route.fulfill({ response: res, headers });
+      });
+      await plain.goto(`${base()}/`);
+      for (const p of [page, plain]) {
+        await until('the server in the table', () => rowOf(p, name));
+        await selectServer(p, name);
+        assert.equal(await p.locator('#detail-name').innerText(), name);
+        await until('the entries in the state, as text', async () => {
+          const s = await stateText(p);
+          return s.includes(JSON.stringify(entry)) && s.includes(JSON.stringify(key));
+        });
+        await sendFromForm(p, 'call', '"entries"');
+        await until('the reply, as text', async () => {
+          const [e] = await callLog(p);
+          return e.state === 'ok' && e.text.includes('<img src=x onerror=') && e.text.includes('<script>');
+        });
+        // An error message carrying the payload (init refuses the unknown key and names it).
+        await startFromForm(p, 'counter', 'xss_args', `{${JSON.stringify(key)}: 1}`);
+        await until('the init error, as text', async () =>
+          (await p.locator('#start-result').innerText()).includes(key));
+      }
+      // The first tab saw the server start.
+      assert.ok((await page.locator('#event-log').innerText()).includes(name), 'name in the events');
+      for (const p of [page, plain]) {
+        const dom = await p.evaluate(() => ({
+          imgs: document.querySelectorAll('img').length,
+          scripts: [...document.scripts].map((el) => new URL(el.src).pathname),
+          xss: window.__xss,
+        }));
+        assert.equal(dom.imgs, 0, 'an <img> element was created from data');
+        assert.deepEqual(dom.scripts, ['/app.js'], 'a <script> element was created from data');
+        assert.equal(dom.xss, undefined, 'injected script ran');
+      }
+      await plain.close();
+    });
+
+    await step('keyboard: tab to a server, select it, filter and sort', async () => {
+      await page.locator('#filter').fill('');
+      await page.evaluate(() => document.activeElement && document.activeElement.blur());
+      await page.locator('body').focus();
+      let reached = false;
+      for (let i = 0; i < 60 && !reached; i++) {
+        await page.keyboard.press('Tab');
+        reached = await page.evaluate(() => document.activeElement?.textContent === 'counter'
+          && document.activeElement.classList.contains('row-select'));
+      }
+      assert.ok(reached, 'Tab never reached the counter row');
+      await page.keyboard.press('Enter');
+      await until('counter selected by keyboard', async () => (await page.locator('#detail-name').innerText()) === 'counter');
+
+      await page.keyboard.press('/');
+      assert.equal(await page.evaluate(() => document.activeElement.id), 'filter');
+      await page.keyboard.type('tick');
+      await until('only the ticker', async () => {
+        const r = await tableRows(page);
+        return r.length === 1 && r[0].name === 'ticker';
+      });
+      await page.locator('#filter').fill('batcher'); // matches the behaviour too
+      await until('both batchers', async () =>
+        JSON.stringify((await tableRows(page)).map((r) => r.name)) === '["batch_demo","batcher"]');
+      await page.locator('#filter').fill('');
+
+      await page.locator('th button[data-sort="name"]').click(); // name: ascending -> descending
+      assert.equal(await page.locator('th', { has: page.locator('[data-sort="name"]') }).getAttribute('aria-sort'), 'descending');
+      const names = (await tableRows(page)).map((r) => r.name).filter((n) => DEFAULT_SERVERS.includes(n));
+      assert.deepEqual(names, [...DEFAULT_SERVERS].reverse());
+      await page.locator('th button[data-sort="held_calls"]').click();
+      assert.equal(await page.locator('th', { has: page.locator('[data-sort="held_calls"]') }).getAttribute('aria-sort'), 'ascending');
+      await page.locator('th button[data-sort="name"]').click();
+    });
+
+    await step('narrow window, dark and light colour schemes', async () => {
+      await page.setViewportSize({ width: 380, height: 800 });
+      const narrow = await page.evaluate(() => ({
+        overflow: document.documentElement.scrollWidth - document.documentElement.clientWidth,
+        table: document.querySelector('.table-wrap').getBoundingClientRect().width,
+      }));
+      assert.ok(narrow.overflow <= 1, `the page scrolls sideways by ${narrow.overflow}px at 380px`);
+      assert.ok(narrow.table > 300 && narrow.table <= 380, 'the table region fits the window');
+      for (const col of ['status', 'held_calls', 'uptime']) {
+        const box = await page.locator(`#servers-body tr[data-name="ticker"] td[data-col="${col}"]`).boundingBox();
+        assert.ok(box && box.x >= 0 && box.x + box.width <= 380, `ticker's ${col} is out of view when narrow`);
+      }
+      assert.match(await page.locator('#servers-body tr[data-name="ticker"] td[data-col="status"]').innerText(), /running/);
+      await page.locator('#servers-body').getByRole('button', { name: 'ticker', exact: true }).click();
+      await until('selectable when narrow', async () => (await page.locator('#detail-name').innerText()) === 'ticker');
+      const colours = async () => page.evaluate(() => {
+        const cs = (sel, p) => getComputedStyle(document.querySelector(sel))[p];
+        return {
+          bg: cs('.panel', 'backgroundColor'), fg: cs('body', 'color'),
+          muted: cs('.muted', 'color'),
+          badgeBg: cs('#detail-status', 'backgroundColor'), badgeFg: cs('#detail-status', 'color'),
+        };
+      });
+      const light = await colours();
+      await page.emulateMedia({ colorScheme: 'dark' });
+      const dark = await colours();
+      await page.screenshot({ path: path.join(HERE, 'screenshots', 'dark-narrow.tmp.png'), fullPage: true });
+      await page.emulateMedia({ colorScheme: 'light' });
+      await page.setViewportSize({ width: 1400, height: 1000 });
+      assert.notEqual(light.bg, dark.bg, 'the dark scheme changes the background');
+      for (const [scheme, c] of [['light', light], ['dark', dark]]) {
+        assert.ok(contrast(c.fg, c.bg) >= 7, `${scheme}: body text contrast ${contrast(c.fg, c.bg)}`);
+        assert.ok(contrast(c.muted, c.bg) >= 4.5, `${scheme}: muted text contrast ${contrast(c.muted, c.bg)}`);
+        assert.ok(contrast(c.badgeFg, c.badgeBg) >= 4.5, `${scheme}: status badge contrast`);
+      }
+    });
+
+    await step('the event stream reconnects by itself after genserv restarts', async () => {
+      const port = new URL(base()).port;
+      // While genserv is away, answer the page's reconnections with a 503 that is not a stream,
+      // like a proxy would: EventSource gives up for good on that, and the page must retry.
+      await page.route('**/events', (route) => route.fulfill({ status: 503,
+        contentType: 'application/json', body: '{"error":"overloaded","message":"test"}' }));
+      // genserv ends the open event stream and exits 0 (docs/API.md, Shutdown); under
+      // ASan a leak or an error would make that exit code non-zero.
+      assert.equal(await stopGenserv(g), 0, `genserv's exit code on SIGTERM\n${g.stderr()}`);
+      // "retrying in N s" is the page's own retry, after EventSource gave up on the 503.
+      await until('the indicator to show the lost stream', async () =>
+        (await page.locator('#conn').getAttribute('data-state')) === 'reconnecting'
+        && /retrying in \d+ s/.test(await page.locator('#conn-text').innerText()), 8000);
+      assert.ok(await page.evaluate(() => document.body.classList.contains('stale')));
+      // Same port, so that the page's origin still points at it. Retry while it is released.
+      g = await until('genserv to listen again on the same port', async () => {
+        try {
+          return await startGenserv(`127.0.0.1:${port}`);
+        } catch {
+          return null;
+        }
+      }, 10000);
+      await page.unroute('**/events');
+      await until('live again', async () =>
+        (await page.locator('#conn').getAttribute('data-state')) === 'live', 20000);
+      // The new process runs only the defaults: the snapshot replaced what the page had.
+      await until('the default servers only', async () =>
+        JSON.stringify((await tableRows(page)).map((r) => r.name)) === JSON.stringify(DEFAULT_SERVERS));
+      assert.ok(!(await page.evaluate(() => document.body.classList.contains('stale'))));
+    });
+
+    await step('with --token, the page asks for the token and then works', async () => {
+      const port = new URL(base()).port;
+      assert.equal(await stopGenserv(g), 0, `genserv's exit code on SIGTERM\n${g.stderr()}`);
+      g = await until('genserv with a token on the same port', async () => {
+        try {
+          return await startGenserv(`127.0.0.1:${port}`, ['--token', 'letmein']);
+        } catch {
+          return null;
+        }
+      }, 10000);
+      const form = page.locator('#token-form');
+      await until('the token form', () => form.isVisible(), 15000);
+      assert.equal(await page.locator('#conn').getAttribute('data-state'), 'reconnecting');
+      await page.locator('#token-input').fill('wrong');
+      await page.locator('#token-form button[type="submit"]').click();
+      await until('the wrong token refused', async () => (await form.isVisible())
+        && /refused/.test(await page.locator('#token-result').innerText()), 10000);
+      await page.locator('#token-input').fill('letmein');
+      await page.locator('#token-form button[type="submit"]').click();
+      await until('live with the token', async () =>
+        (await page.locator('#conn').getAttribute('data-state')) === 'live', 10000);
+      assert.equal(await form.isVisible(), false);
+      await until('the default servers', async () =>
+        JSON.stringify((await tableRows(page)).map((r) => r.name)) === JSON.stringify(DEFAULT_SERVERS));
+      await selectServer(page, 'counter');
+      await sendFromForm(page, 'call', '"get_count"');
+      await until('a call with the token', async () => {
+        const [e] = await callLog(page);
+        return e.server === 'counter' && e.state === 'ok' && /reply 0 in/.test(e.text);
+      });
+    });
+
+    const csp = await page.evaluate(() => window.__csp);
+    assert.deepEqual(csp, [], 'CSP violations');
+    assert.deepEqual(problems, [], 'dialogs, page errors or console errors');
+    await context.close();
+    context = null;
+    assert.equal(await stopGenserv(g), 0, `genserv's exit code on SIGTERM\n${g.stderr()}`);
+    console.log(`PASS: ${steps.length} steps in ${((Date.now() - t0) / 1000).toFixed(1)} s; `
+      + `screenshot ${path.relative(ROOT, SHOT_TMP)}${SHOT_DOC ? ` and ${path.relative(ROOT, SHOT_DOC)}` : ''}`);
+  } catch (e) {
+    console.log('FAILED');
+    if (page) {
+      await page.screenshot({ path: path.join(HERE, 'screenshots', 'failure.tmp.png'), fullPage: true })
+        .then(() => console.error(`screenshot of the failure: ${path.join(HERE, 'screenshots', 'failure.tmp.png')}`))
+        .catch(() => {});
+    }
+    if (problems.length) console.error('also seen in the page:', problems);
+    console.error(`genserv stderr:\n${g.stderr()}`);
+    throw e;
+  } finally {
+    if (context) await context.close().catch(() => {});
+    await stopGenserv(g).catch(() => {});
+    killChildren();
+    fs.rmSync(profile, { recursive: true, force: true });
+  }
+}
+
+main().then(() => process.exit(0), (e) => {
+  console.error(e && e.stack ? e.stack : e);
+  killChildren();
+  process.exit(1);
+});
