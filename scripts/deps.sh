@@ -6,7 +6,10 @@
 set -euo pipefail
 
 build_pkgs=(build-essential cmake pkg-config libuv1-dev libjansson-dev libmicrohttpd-dev)
-test_pkgs=(libcmocka-dev libcurl4-openssl-dev curl clang libclang-rt-14-dev clang-format)
+# chromium, nodejs and npm: the dashboard's browser test (tests/browser/, playwright-core from npm
+# driving Debian's /usr/bin/chromium).
+test_pkgs=(libcmocka-dev libcurl4-openssl-dev curl clang libclang-rt-14-dev clang-format
+    chromium nodejs npm)
 
 pkgs=("${build_pkgs[@]}")
 case "${1:-build}" in
@@ -15,9 +18,20 @@ test) pkgs+=("${test_pkgs[@]}") ;;
 *) echo "usage: $0 build|test" >&2; exit 2 ;;
 esac
 
+# A node installed from elsewhere (NodeSource's nodejs ships npm and conflicts with Debian's
+# npm package) counts as installed: asking apt for npm then would try to replace it.
+have_command() {
+    case "$1" in
+    nodejs) command -v node >/dev/null ;;
+    npm) command -v npm >/dev/null ;;
+    *) return 1 ;;
+    esac
+}
+
 missing=()
 for p in "${pkgs[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || have_command "$p" ||
+        missing+=("$p")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
