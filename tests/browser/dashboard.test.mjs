@@ -51,7 +51,11 @@ function killChildren() {
   }
   children.clear();
 }
-process.on('exit', killChildren);
+let profileDir = null; // Chromium's fresh --user-data-dir, removed on every way out too
+process.on('exit', () => {
+  killChildren();
+  if (profileDir) fs.rmSync(profileDir, { recursive: true, force: true });
+});
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.on(sig, () => {
     console.error(`\n${sig}: stopping`);
@@ -240,6 +244,7 @@ async function main() {
   let g = await startGenserv('127.0.0.1:0');
   const base = () => g.url;
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'genserv-chromium-'));
+  profileDir = profile;
   let context = null;
   const problems = []; // dialogs, page errors, console errors, CSP violations
   let page = null;

@@ -25,5 +25,8 @@ if [ ! -d node_modules/playwright-core ] || [ package-lock.json -nt node_modules
     if [ ! -d node_modules/playwright-core ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
         npm ci --no-audit --no-fund --loglevel=error
     fi
+    rmdir "$lock" 2>/dev/null || true
+    trap - EXIT
 fi
-GS_CHROMIUM="$chromium" node dashboard.test.mjs --genserv "$genserv"
+# exec: CTest's timeout and ^C reach node itself, whose handlers kill genserv by PID.
+GS_CHROMIUM="$chromium" exec node dashboard.test.mjs --genserv "$genserv"
