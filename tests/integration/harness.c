@@ -279,16 +279,43 @@ static char **child_env(const char *const *extra)
     return env;
 }
 
+/*
+ * GS_TEST_WRAPPER, when set, is a command that runs genserv: its words (split on spaces) go
+ * before the binary, e.g. GS_TEST_WRAPPER="valgrind --error-exitcode=99 --leak-check=full"
+ * runs every test's genserv under memcheck (scripts/valgrind.sh). The words are never freed:
+ * they live as long as the process and are shared by every child.
+ */
+static char **wrapper_words(size_t *n)
+{
+    static char **words;
+    static size_t count;
+    const char *w = getenv("GS_TEST_WRAPPER");
+
+    if (words == NULL && w != NULL && w[0] != '\0') {
+        char *copy = strdup(w), *save = NULL, *tok;
+
+        words = calloc(strlen(w) / 2 + 2, sizeof(*words));
+        if (copy == NULL || words == NULL)
+            abort();
+        for (tok = strtok_r(copy, " ", &save); tok != NULL; tok = strtok_r(NULL, " ", &save))
+            words[count++] = tok;
+    }
+    *n = count;
+    return words;
+}
+
 static char **child_argv(const h_opts_t *o, const char *cfg_path)
 {
-    size_t n = 4, k = 0, i;
-    char **argv;
+    size_t n = 4, k = 0, i, nwrap;
+    char **argv, **wrap = wrapper_words(&nwrap);
 
     for (i = 0; o != NULL && o->args != NULL && o->args[i] != NULL; i++)
         n++;
-    argv = calloc(n + 3, sizeof(*argv));
+    argv = calloc(n + nwrap + 3, sizeof(*argv));
     if (argv == NULL)
         return NULL;
+    for (i = 0; i < nwrap; i++)
+        argv[k++] = wrap[i];
     argv[k++] = (char *)GENSERV_BIN;
     argv[k++] = (char *)"--listen";
     argv[k++] = (char *)"127.0.0.1:0";
@@ -402,7 +429,11 @@ int h_start(h_server_t *srv, const h_opts_t *opts)
         dup2(out_fd, STDOUT_FILENO);
         dup2(err_fd, STDERR_FILENO);
         closefrom(3);
-        execve(GENSERV_BIN, argv, envp);
+        /* argv[0] is the binary, or the wrapper's first word (found on PATH) */
+        if (argv[0] == (char *)GENSERV_BIN)
+            execve(GENSERV_BIN, argv, envp);
+        else
+            execvpe(argv[0], argv, envp);
         _exit(127);
     }
     srv->pid = pid;

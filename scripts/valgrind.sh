@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The integration suite with every genserv it starts running under valgrind's memcheck: any
+# invalid read or write, use of uninitialised memory, or definite/indirect leak makes genserv
+# exit 99, which fails the test that started it (the harness wants exit 0 after SIGTERM).
+#   scripts/valgrind.sh [BUILD_DIR]     default build/ (a plain, non-sanitizer build)
+# The wrapper is applied by tests/integration/harness.c (GS_TEST_WRAPPER). Tests run one at a
+# time with a longer timeout: memcheck makes genserv 10-50x slower.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+command -v valgrind >/dev/null || {
+    sudo=(); [ "$(id -u)" -ne 0 ] && sudo=(sudo)
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends valgrind >/dev/null
+}
+[ -x "$build/genserv" ] || { echo "no $build/genserv: build first (cmake --build $build)" >&2; exit 2; }
+export GS_TEST_WRAPPER="valgrind --quiet --error-exitcode=99 --leak-check=full \
+--show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
+--track-origins=no --num-callers=30"
+cd "$build"
+ctest -L integration --output-on-failure --timeout 900
