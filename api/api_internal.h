@@ -218,7 +218,7 @@ typedef struct gs_decoded_s {
     int64_t delay_ms;         /* /send_after */
     const char *name;         /* POST /servers */
     const char *behaviour;    /* POST /servers */
-    json_t *args;             /* POST /servers; NULL when absent (JSON null) */
+    json_t *args;             /* POST /servers; NULL when absent; gs_start borrows it */
     gs_start_options_t start; /* POST /servers: restart, intensity, mailbox_limit */
 } gs_decoded_t;
 

@@ -49,7 +49,7 @@ static enum MHD_Result start_server(gs_request_t *req)
                                 "no behaviour is registered under \"%s\"", d.behaviour);
         goto out;
     }
-    rc = gs_start(gw->rt, d.name, b, gs__decoded_take(&d.args), &d.start, &reason);
+    rc = gs_start(gw->rt, d.name, b, d.args, &d.start, &reason); /* args: borrowed */
     status = rc == 0 ? gs_server_status(gw->rt, d.name) : NULL;
     gs__runtime_leave(gw);
     if (rc < 0) {
