@@ -105,7 +105,8 @@ cleanup() {
             timeout 30 "${sudo[@]}" podman "${pm_flags[@]}" rm -f -t 0 "$c" >/dev/null 2>&1
         done
         # An interrupted build leaves its working containers (buildah's, "external" to podman).
-        for c in $(timeout 30 "${sudo[@]}" podman "${pm_flags[@]}" ps -a -q --external 2>/dev/null); do
+        for c in $(timeout 30 "${sudo[@]}" podman "${pm_flags[@]}" ps -a -q --external \
+            2>/dev/null); do
             timeout 30 "${sudo[@]}" podman "${pm_flags[@]}" rm -f -t 0 "$c" >/dev/null 2>&1
         done
         timeout 60 "${sudo[@]}" podman "${pm_flags[@]}" rmi -a -f >/dev/null 2>&1
@@ -113,7 +114,7 @@ cleanup() {
         findmnt -rn -o TARGET 2>/dev/null | grep -F "$work/" | sort -r |
             while read -r m; do "${sudo[@]}" umount -l "$m"; done
         if [ "${GS_KEEP_LOGS:-0}" = 1 ] || [ "$rc" -ne 0 ]; then
-            "${sudo[@]}" rm -rf "$work/storage" "$work/run"
+            "${sudo[@]}" rm -rf "$work/storage" "$work/run" "$work/tmp"
             echo "logs kept in $work" >&2
         else
             "${sudo[@]}" rm -rf "$work"
@@ -137,7 +138,7 @@ trap 'exit 143' TERM
 pmt() {
     local t=$1
     shift
-    timeout "$t" "${sudo[@]}" podman "${pm_flags[@]}" "$@"
+    TMPDIR=$work/tmp timeout "$t" "${sudo[@]}" podman "${pm_flags[@]}" "$@"
 }
 pm() { pmt 120 "$@"; }
 # The same, quiet about what this kind of machine lacks (systemd, to time health checks).
@@ -172,10 +173,12 @@ flock -w 900 9 || die "another container check holds $cache/.container-check.loc
 work=$(mktemp -d /var/tmp/genserv-container-check.XXXXXX)
 chmod 755 "$work"
 pm_flags=(--root "$work/storage" --runroot "$work/run")
+mkdir -p "$work/tmp"
 # crun cannot use this kind of machine's cgroups, and containers cannot raise their own
 # resource limits here: runc, and the open-file limit that many held calls need, set for
-# every container.
-cat >"$work/containers.conf" <<'EOF'
+# every container. Podman's temporary files (TMPDIR, image copies) stay under $work too, so
+# that an interrupted build leaves nothing in /var/tmp.
+cat >"$work/containers.conf" <<EOF
 [containers]
 default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
 
@@ -183,9 +186,10 @@ default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
 runtime = "runc"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
+image_copy_tmp_dir = "$work/tmp"
 EOF
 export CONTAINERS_CONF=$work/containers.conf
-[ ${#sudo[@]} -eq 0 ] || sudo=(sudo --preserve-env=CONTAINERS_CONF)
+[ ${#sudo[@]} -eq 0 ] || sudo=(sudo "--preserve-env=CONTAINERS_CONF,TMPDIR")
 
 # ---------------------------------------------------------------------------------------------
 step "lint the Dockerfile"
@@ -213,8 +217,10 @@ joined=$(sed -e ':a' -e '/\\$/N; s/\\\n/ /; ta' Dockerfile | grep -v '^[[:space:
 [ "$(grep -c '^FROM debian:bookworm-slim' <<<"$joined")" -eq 2 ] ||
     die "expected two stages FROM debian:bookworm-slim"
 while read -r line; do
-    grep -q -- '--no-install-recommends' <<<"$line" || die "apt-get install without --no-install-recommends: $line"
-    grep -q 'rm -rf /var/lib/apt/lists' <<<"$line" || die "apt lists not removed in the same RUN: $line"
+    grep -q -- '--no-install-recommends' <<<"$line" ||
+        die "apt-get install without --no-install-recommends: $line"
+    grep -q 'rm -rf /var/lib/apt/lists' <<<"$line" ||
+        die "apt lists not removed in the same RUN: $line"
 done < <(grep 'apt-get install' <<<"$joined")
 grep -q '^USER [1-9]' <<<"$joined" || die "the image must run as a numeric non-root USER"
 grep -q '^HEALTHCHECK ' <<<"$joined" || die "no HEALTHCHECK"
@@ -226,7 +232,8 @@ step "base image $base_ref (debootstrap, cached)"
 # The Debian mirrors this machine's apt uses: the archive for $suite and its security archive.
 apt_uris() { # $1: suite; prints the first URI that serves it
     local files=() f
-    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
+        /etc/apt/sources.list.d/*.sources; do
         [ -f "$f" ] && files+=("$f")
     done
     [ ${#files[@]} -gt 0 ] || return 0
@@ -323,8 +330,8 @@ build_start=$SECONDS
 # The build runs in the background so that a signal to this script stops it at once (bash
 # runs traps only between foreground commands, but interrupts `wait`).
 : >"$work/build.log"
-timeout 1200 "${sudo[@]}" podman "${pm_flags[@]}" build --pull=never --format docker \
-    -t "$image_ref" -f Dockerfile . >"$work/build.log" 2>&1 &
+TMPDIR=$work/tmp timeout 1200 "${sudo[@]}" podman "${pm_flags[@]}" build --pull=never \
+    --format docker -t "$image_ref" -f Dockerfile . >"$work/build.log" 2>&1 &
 build_pid=$!
 
 tail -n +1 -f --pid="$build_pid" "$work/build.log" | while IFS= read -r line; do
@@ -362,7 +369,8 @@ ok "user $user"
 grep -qw '8080/tcp' <<<"$(inspect '{{range $k, $v := .Config.ExposedPorts}}{{$k}} {{end}}')" ||
     die "8080/tcp not exposed"
 ok "exposes 8080/tcp"
-grep -qx 'GENSERV_LISTEN=0.0.0.0:8080' <<<"$(inspect '{{range .Config.Env}}{{println .}}{{end}}')" ||
+env_lines=$(inspect '{{range .Config.Env}}{{println .}}{{end}}')
+grep -qx 'GENSERV_LISTEN=0.0.0.0:8080' <<<"$env_lines" ||
     die "GENSERV_LISTEN=0.0.0.0:8080 not set"
 ok "GENSERV_LISTEN=0.0.0.0:8080"
 hc=$(inspect '{{if .Config.Healthcheck}}{{.Config.Healthcheck.Test}}{{end}}')
@@ -376,10 +384,12 @@ done
 cmake_version=$(sed -n 's/^project(genserv VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
 binary_version=$(pm run --rm --no-healthcheck "$image_ref" --version | awk '{print $2}')
 [ "$(label version)" = "$cmake_version" ] && [ "$binary_version" = "$cmake_version" ] ||
-    die "versions disagree: label $(label version), binary $binary_version, CMakeLists.txt $cmake_version"
+    die "versions disagree: label $(label version), binary $binary_version," \
+        "CMakeLists.txt $cmake_version"
 ok "labels source=$(label source) version=$(label version) licenses=$(label licenses)"
 leftovers=$(pm run --rm --no-healthcheck --entrypoint /bin/sh "$image_ref" -c \
-    'command -v gcc cc cmake curl wget; ls /var/lib/apt/lists | grep -v -x -e lock -e partial' || true)
+    'command -v gcc cc cmake curl wget
+     ls /var/lib/apt/lists | grep -v -x -e lock -e partial' || true)
 [ -z "$leftovers" ] || die "the runtime image holds build tools, curl or apt lists: $leftovers"
 ok "no compiler, no curl, no apt lists in the runtime image"
 
