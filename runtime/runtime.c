@@ -105,21 +105,28 @@ unsigned gs_runtime_schedulers(const gs_runtime_t *rt)
     return rt->nsched;
 }
 
+/* One round of stop_all_servers: a countdown that starts at 1 (the waiter's own share, so it
+ * cannot reach zero while calls are still being posted) plus one per STOP posted; whoever
+ * brings it to zero posts the semaphore once. A semaphore rather than a condition variable:
+ * glibc 2.36's condition variables (bug 25847) left this wait hung in pthread_cond_signal
+ * under ThreadSanitizer when shutdown raced a server that was restarting in a loop. */
 typedef struct stop_wait_s {
-    uv_mutex_t lock;
-    uv_cond_t cond;
-    size_t pending;
+    _Atomic size_t pending;
+    uv_sem_t done;
 } stop_wait_t;
+
+static void stop_wait_drop(stop_wait_t *w)
+{
+    /* acq_rel: the last one sees every terminate that ran before the others dropped */
+    if (atomic_fetch_sub_explicit(&w->pending, 1, memory_order_acq_rel) == 1)
+        uv_sem_post(&w->done);
+}
 
 static void stop_done_cb(int status, json_t *result, void *arg)
 {
     (void)status;
     json_decref(result);
-    stop_wait_t *w = arg;
-    uv_mutex_lock(&w->lock);
-    if (--w->pending == 0)
-        uv_cond_signal(&w->cond);
-    uv_mutex_unlock(&w->lock);
+    stop_wait_drop(arg);
 }
 
 /* Ask every registered server to stop with reason "shutdown" and wait until each has
@@ -127,13 +134,13 @@ static void stop_done_cb(int status, json_t *result, void *arg)
 static void stop_all_servers(gs_runtime_t *rt)
 {
     stop_wait_t w;
-    uv_mutex_init(&w.lock);
-    uv_cond_init(&w.cond);
+    if (uv_sem_init(&w.done, 0) != 0)
+        abort(); /* nothing sensible to do: shutdown cannot wait without it */
     for (;;) {
         size_t n = 0;
         bool raced = false;
         gs__child_t **children = gs__registry_snapshot(rt, &n);
-        w.pending = 0;
+        atomic_init(&w.pending, 1);
         for (size_t i = 0; i < n; i++) {
             gs__child_t *c = children[i];
             gs__child_lock(c);
@@ -144,14 +151,13 @@ static void stop_all_servers(gs_runtime_t *rt)
             } else {
                 gs__call_t *call =
                     gs__call_create(rt, GS__MSG_STOP, json_string("shutdown"), stop_done_cb, &w);
-                uv_mutex_lock(&w.lock);
-                w.pending++;
-                uv_mutex_unlock(&w.lock);
+                /* relaxed: ordered before the push, which publishes the call */
+                atomic_fetch_add_explicit(&w.pending, 1, memory_order_relaxed);
                 if (gs__server_push(s, &call->msg, true) != 0) {
                     /* It is dying on its own right now; the next round finds it gone. */
                     atomic_store(&call->done, 1);
                     gs__call_unref(call);
-                    stop_done_cb(0, NULL, &w);
+                    stop_wait_drop(&w);
                     raced = true;
                 }
                 gs_server_unref(s);
@@ -159,10 +165,9 @@ static void stop_all_servers(gs_runtime_t *rt)
             gs__child_unref(c);
         }
         free(children);
-        uv_mutex_lock(&w.lock);
-        while (w.pending > 0)
-            uv_cond_wait(&w.cond, &w.lock);
-        uv_mutex_unlock(&w.lock);
+        /* Drop the waiter's own share; unless that was the last, wait for the last post. */
+        if (atomic_fetch_sub_explicit(&w.pending, 1, memory_order_acq_rel) != 1)
+            uv_sem_wait(&w.done);
         if (n == 0)
             break;
         if (raced)
@@ -173,8 +178,7 @@ static void stop_all_servers(gs_runtime_t *rt)
     while (atomic_load(&rt->live) > 0)
         uv_cond_wait(&rt->live_cond, &rt->live_lock);
     uv_mutex_unlock(&rt->live_lock);
-    uv_cond_destroy(&w.cond);
-    uv_mutex_destroy(&w.lock);
+    uv_sem_destroy(&w.done);
 }
 
 void gs_runtime_destroy(gs_runtime_t *rt)
