@@ -492,7 +492,7 @@ static void dispatch(gs_server_t *s, gs__msg_t *m)
 void gs__server_run(gs_server_t *s, unsigned batch)
 {
     gs_runtime_t *rt = s->rt;
-    unsigned n = 0;
+    unsigned n = 0, handled = 0;
     if (atomic_load_explicit(&s->status, memory_order_acquire) == GS__DEAD) {
         gs__server_drain(s, GS_ENOSERVER, NULL);
         goto unschedule;
@@ -507,19 +507,25 @@ void gs__server_run(gs_server_t *s, unsigned batch)
          * seq_cst recheck below is on this same thread. */
         atomic_fetch_sub_explicit(&s->mailbox_len, 1, memory_order_relaxed);
         n++;
-        /* Counted before dispatch: a crash folds this incarnation's count into the child.
-         * relaxed load + store: this thread is the only writer; readers want a snapshot. */
-        atomic_store_explicit(&s->handled,
-                              atomic_load_explicit(&s->handled, memory_order_relaxed) + 1,
-                              memory_order_relaxed);
+        /* A state request is an inspection (:sys.get_state), not a message the server
+         * handles: it neither counts nor makes a state_changed event (a dashboard that reads
+         * the state on state_changed would otherwise feed itself). Counted before dispatch:
+         * a crash folds this incarnation's count into the child. relaxed load + store: this
+         * thread is the only writer; readers want a snapshot. */
+        if (((gs__msg_t *)node)->kind != GS__MSG_GET_STATE) {
+            handled++;
+            atomic_store_explicit(&s->handled,
+                                  atomic_load_explicit(&s->handled, memory_order_relaxed) + 1,
+                                  memory_order_relaxed);
+        }
         dispatch(s, (gs__msg_t *)node);
         if (s->exited)
             break;
     }
     gs__tls.current = NULL;
-    if (n > 0) {
+    if (handled > 0) {
         /* relaxed: statistics */
-        atomic_fetch_add_explicit(&rt->messages_handled, n, memory_order_relaxed);
+        atomic_fetch_add_explicit(&rt->messages_handled, handled, memory_order_relaxed);
         if (!s->exited)
             gs__emit(rt, GS_EVENT_STATE_CHANGED, s->child, NULL);
     }

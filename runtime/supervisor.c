@@ -187,9 +187,11 @@ int gs_stop_async(gs_runtime_t *rt, const char *name, json_t *reason, gs_done_cb
     gs__child_unlock(child);
 
     if (s == NULL) {
-        /* Down: nothing to terminate, just forget it. Complete through the timer thread so
+        /* Down: nothing to terminate, just forget it, and say so to subscribers (a
+         * dashboard removes its row on "stopped"). Complete through the timer thread so
          * that the callback never runs inside this call (the caller may not be ready). */
         gs__registry_remove(rt, child);
+        gs__emit(rt, GS_EVENT_STOPPED, child, reason);
         gs__call_t *c = gs__call_create(rt, GS__MSG_STOP, NULL, stop_req_done, req);
         c->timeout_status = 0;
         gs__call_arm_timeout(rt, c, 0);

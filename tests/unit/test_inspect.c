@@ -161,6 +161,20 @@ static void test_a_server_started_sensitive_shows_nothing(void **state)
     assert_int_equal(format_calls, 1);
 }
 
+/* Reading the state is an inspection, not a message: it does not count as handled. */
+static void test_reading_the_state_is_not_a_handled_message(void **state)
+{
+    gs_runtime_t *rt = *state;
+    tu_start(rt, "p", &plain, ARGS, NULL);
+    for (int i = 0; i < 5; i++)
+        json_decref(state_of(rt, "p"));
+    assert_int_equal(tu_status_int(rt, "p", "messages_handled"), 0);
+    tu_call_expect(rt, "p", "\"check\"", "\"hunter2\"");
+    TU_WAIT_UNTIL(tu_status_int(rt, "p", "messages_handled") == 1, TU_WAIT_MS);
+    json_decref(state_of(rt, "p"));
+    assert_int_equal(tu_status_int(rt, "p", "messages_handled"), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -168,6 +182,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_sensitive_behaviour_shows_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_server_started_sensitive_shows_nothing, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_reading_the_state_is_not_a_handled_message, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

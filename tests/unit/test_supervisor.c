@@ -431,6 +431,11 @@ static void test_events(void **state)
     assert_false(json_is_null(json_array_get(json_array_get(got, 4), 1)));
     json_decref(got);
 
+    /* Removing a server that is down says "stopped" too: its name is free again. */
+    assert_int_equal(gs_stop(rt, "ev", NULL, TU_WAIT_MS), 0);
+    TU_WAIT_UNTIL(count_events(&e, "ev", "stopped") == 1, TU_WAIT_MS);
+    assert_null(gs_server_status(rt, "ev"));
+
     got = lifecycle(&e, "ev2");
     assert_types(got, "[\"started\", \"stopped\"]");
     assert_json_eq(json_array_get(json_array_get(got, 1), 1), "\"done\"");
@@ -504,6 +509,91 @@ static void test_messages_handled_across_restart(void **state)
         fail_msg("messages_handled %lld after the restart, want >= 22", handled);
 }
 
+/* Casts by name while the server crashes and is restarted, again and again: each cast is
+ * either accepted (0) or refused because the incarnation it found had just died
+ * (GS_ENOSERVER), never anything else; and every accepted cast is accounted for, handled by
+ * one of the incarnations or dropped with a dead one's mailbox and counted. */
+typedef struct caster_s {
+    gs_runtime_t *rt;
+    atomic_int stop;
+    long accepted, refused, other;
+} caster_t;
+
+static void *caster_main(void *arg)
+{
+    caster_t *c = arg;
+    while (!atomic_load(&c->stop)) {
+        int rc = gs_cast(c->rt, "phoenix", json_pack("[si]", "log", 1));
+        if (rc == 0)
+            c->accepted++;
+        else if (rc == GS_ENOSERVER || rc == GS_EOVERLOADED) /* a full mailbox: fine too */
+            c->refused++;
+        else
+            c->other++;
+    }
+    return NULL;
+}
+
+static void test_casts_to_a_name_being_restarted(void **state)
+{
+    gs_runtime_t *rt = *state;
+    gs_start_options_t opts = restart_opts(GS_PERMANENT, 1000000, 1);
+    tu_start(rt, "phoenix", probe_behaviour(), "{\"log\": false}", &opts);
+    uint64_t dropped0 = tu_stats(rt).dropped_messages;
+    caster_t c = {.rt = rt};
+    atomic_init(&c.stop, 0);
+    pthread_t th;
+    long crash_casts = 0;
+    assert_int_equal(pthread_create(&th, NULL, caster_main, &c), 0);
+    for (int i = 0; i < 50; i++) {
+        /* The crash goes through the mailbox like any cast. It too may find the incarnation
+         * that just died (GS_ENOSERVER), or land in its mailbox and be dropped with it: the
+         * same two outcomes, counted the same way below. So send it again until a restart
+         * shows that one was handled. */
+        long long before = tu_status_int(rt, "phoenix", "restarts");
+        int64_t deadline = tu_now_ms() + TU_WAIT_MS;
+        while (tu_status_int(rt, "phoenix", "restarts") <= before) {
+            assert_true(tu_now_ms() < deadline);
+            if (tu_cast(rt, "phoenix", "[\"crash\", \"boom\"]") == 0)
+                crash_casts++;
+            for (int w = 0; w < 50 && tu_status_int(rt, "phoenix", "restarts") <= before; w++)
+                tu_sleep_ms(1);
+        }
+    }
+    atomic_store(&c.stop, 1);
+    pthread_join(th, NULL);
+    /* A spare crash cast may still be queued: a stop that meets the incarnation it kills is
+     * refused with GS_ENOSERVER (as GenServer.stop/3 exits with :noproc); try the next one. */
+    int rc;
+    for (int tries = 0; (rc = gs_stop(rt, "phoenix", NULL, TU_WAIT_MS)) == GS_ENOSERVER; tries++) {
+        assert_true(tries < 1000);
+        tu_sleep_ms(1);
+    }
+    assert_int_equal(rc, 0);
+
+    assert_int_equal(c.other, 0);
+    assert_true(c.accepted > 0);
+    /* Every incarnation ran terminate once (crashes, then the final stop) with its count of
+     * casts handled; a crash cast handled is one terminate with reason "boom". */
+    json_t *log = probe_terminated();
+    long long handled = 0, crashes = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(log, i, e)
+    {
+        handled += json_integer_value(json_array_get(e, 2));
+        if (json_is_string(json_array_get(e, 1)) &&
+            strcmp(json_string_value(json_array_get(e, 1)), "boom") == 0)
+            crashes++;
+    }
+    assert_int_equal((long long)json_array_size(log), crashes + 1);
+    assert_true(crashes >= 10);
+    json_decref(log);
+    uint64_t dropped = tu_stats(rt).dropped_messages - dropped0;
+    /* Each accepted cast was handled by exactly one incarnation or dropped and counted. */
+    assert_int_equal(handled + crashes + (long long)dropped, c.accepted + crash_casts);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -522,6 +612,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_temporary_crash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_messages_handled_across_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_casts_to_a_name_being_restarted, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
