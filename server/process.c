@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 static sigset_t shutdown_set(void)
 {
@@ -32,9 +33,17 @@ void gs_process_block_signals(void)
     sigaction(SIGPIPE, &sa, NULL);
 }
 
+/* A second SIGTERM or SIGINT during shutdown ends the process at once. Not by the default
+ * action: as PID 1 in a container the kernel ignores signals that have no handler. */
+static void second_signal(int sig)
+{
+    _exit(128 + sig); /* async-signal-safe; the shell's convention for "killed by sig" */
+}
+
 int gs_process_wait_signal(void)
 {
     sigset_t set = shutdown_set();
+    struct sigaction sa = {0};
     int sig = 0;
 
     for (;;) {
@@ -44,6 +53,10 @@ int gs_process_wait_signal(void)
             continue; /* reserved (e.g. reopen logs); not a reason to stop */
         break;
     }
+    sa.sa_handler = second_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
     return sig;
 }
