@@ -310,8 +310,8 @@ int main(int argc, char **argv)
         "{\"name\": \"c3\", \"behaviour\": \"counter\"}",
         "{\"name\": \"inbox\", \"behaviour\": \"receiver\"}",
         "{\"name\": \"batch\", \"behaviour\": \"batcher\", \"args\": {\"interval_ms\": 20}}",
-        "{\"name\": \"misbehaving\", \"behaviour\": \"misbehaving\", \"max_restarts\": 1000000, "
-        "\"max_seconds\": 1}",
+        ("{\"name\": \"misbehaving\", \"behaviour\": \"misbehaving\", \"max_restarts\": 1000000, "
+         "\"max_seconds\": 1}"),
     };
     long rss0, rss1, expect;
 
