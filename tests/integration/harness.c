@@ -430,7 +430,7 @@ int h_start(h_server_t *srv, const h_opts_t *opts)
         dup2(err_fd, STDERR_FILENO);
         closefrom(3);
         /* argv[0] is the binary, or the wrapper's first word (found on PATH) */
-        if (argv[0] == (char *)GENSERV_BIN)
+        if (strcmp(argv[0], GENSERV_BIN) == 0)
             execve(GENSERV_BIN, argv, envp);
         else
             execvpe(argv[0], argv, envp);
