@@ -526,6 +526,7 @@ static int bind_listen(const char *host, uint16_t port, uint16_t *bound, char *e
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
 
+        memset(&ss, 0, sizeof(ss));
         if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
             snprintf(err, errlen, "getsockname: %s", strerror(errno));
             close(fd);

@@ -70,7 +70,8 @@ static char *encode(const json_t *v, const char *prefix, const char *suffix, siz
         goto out;
     memcpy(out, prefix, plen);
     memcpy(out + plen, text, n);
-    memcpy(out + plen + n, suffix, slen);
+    /* a byte buffer with an explicit length, not a C string */
+    memcpy(out + plen + n, suffix, slen); /* NOLINT(bugprone-not-null-terminated-result) */
     out[plen + n + slen] = '\n';
     *len = plen + n + slen + 1;
 out:

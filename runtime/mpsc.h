@@ -80,7 +80,7 @@ static inline gs__qnode_t *gs__mpsc_pop(gs__mpsc_t *q, gs__mpsc_tail_t *cursor)
 }
 
 /* Consumer only: false when the queue is certainly empty. seq_cst for the same handshake. */
-static inline int gs__mpsc_maybe_nonempty(gs__mpsc_t *q, gs__mpsc_tail_t tail)
+static inline int gs__mpsc_maybe_nonempty(gs__mpsc_t *q, const gs__qnode_t *tail)
 {
     return tail != &q->stub || atomic_load_explicit(&q->head, memory_order_seq_cst) != &q->stub;
 }

@@ -46,7 +46,7 @@ static gs_server_t *rq_pop_locked(gs__sched_t *sc)
     return s;
 }
 
-static void wake_one_sleeper(gs_runtime_t *rt, gs__sched_t *except)
+static void wake_one_sleeper(gs_runtime_t *rt, const gs__sched_t *except)
 {
     /* relaxed: a stale count only costs a missed or spurious wake-up of a stealer; the
      * scheduler that owns the work runs it anyway */

@@ -173,8 +173,15 @@ static void env_name(const opt_t *o, char *buf, size_t len)
 {
     size_t i = (size_t)snprintf(buf, len, "GENSERV_");
 
-    for (const char *p = o->flag; *p && i + 1 < len; p++)
-        buf[i++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+    for (const char *p = o->flag; *p && i + 1 < len; p++) { /* flags are ASCII a-z 0-9 - */
+        char c = *p;
+
+        if (c == '-')
+            c = '_';
+        else if (c >= 'a' && c <= 'z')
+            c = (char)(c - ('a' - 'A'));
+        buf[i++] = c;
+    }
     buf[i] = '\0';
 }
 

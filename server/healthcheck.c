@@ -16,6 +16,7 @@
 #include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -135,6 +136,23 @@ static ssize_t read_status_line(int fd, char *buf, size_t len, int64_t deadline)
     return (ssize_t)got;
 }
 
+/* The status of an HTTP status line ("HTTP/1.1 200 OK"): 0 and *status, or -1. */
+static int parse_status(const char *line, int *status)
+{
+    const char *sp = strchr(line, ' ');
+    char *end = NULL;
+    long v;
+
+    if (strncmp(line, "HTTP/", 5) != 0 || sp == NULL)
+        return -1;
+    errno = 0;
+    v = strtol(sp + 1, &end, 10);
+    if (errno != 0 || end != sp + 4 || v < 100 || v > 999)
+        return -1;
+    *status = (int)v;
+    return 0;
+}
+
 int gs_healthcheck_run(const char *host, uint16_t port, int timeout_ms)
 {
     int64_t deadline = now_ms() + timeout_ms;
@@ -192,7 +210,7 @@ int gs_healthcheck_run(const char *host, uint16_t port, int timeout_ms)
             snprintf(why, sizeof(why), "cannot read the answer: %s", strerror(errno));
         goto out;
     }
-    if (sscanf(line, "HTTP/%*d.%*d %3d", &status) != 1) {
+    if (parse_status(line, &status) < 0) {
         snprintf(why, sizeof(why), "%s", got == 0 ? "closed without an answer" : "not HTTP");
         goto out;
     }
