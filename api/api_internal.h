@@ -181,6 +181,28 @@ enum MHD_Result gs__respond(gs_request_t *req, unsigned status, struct MHD_Respo
 enum MHD_Result gs__respond_method_not_allowed(gs_request_t *req);
 
 /* ---------------------------------------------------------------------------------------- */
+/* Slow requests (reaper.c)                                                                   */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct gs_reaper_s gs_reaper_t;
+typedef struct gs_conn_s gs_conn_t;
+typedef enum { GS_CONN_IDLE = 0, GS_CONN_RECEIVING, GS_CONN_ACTIVE } gs_conn_phase_t;
+
+/** Start the thread that closes connections past their phase's deadline (0: none). NULL when
+ * out of resources (then only libmicrohttpd's idle timeout applies). */
+gs_reaper_t *gs__reaper_start(gs_gateway_t *gw, unsigned idle_timeout_s,
+                              unsigned request_timeout_s);
+/** Stop and free it; after MHD_stop_daemon (every connection closed). Accepts NULL. */
+void gs__reaper_stop(gs_reaper_t *r);
+/** A new connection (MHD's STARTED notification): its entry, to keep as the socket context,
+ * or NULL (not watched). */
+gs_conn_t *gs__conn_started(gs_reaper_t *r, struct MHD_Connection *conn);
+/** MHD's CLOSED notification: unlink and free c (the socket context; NULL is fine). */
+void gs__conn_closed(gs_reaper_t *r, gs_conn_t *c);
+/** The connection's request reached a milestone: restart its deadline for phase. */
+void gs__conn_phase(struct MHD_Connection *conn, gs_conn_phase_t phase);
+
+/* ---------------------------------------------------------------------------------------- */
 /* Access: tokens, CORS, common headers (access.c)                                           */
 /* ---------------------------------------------------------------------------------------- */
 
@@ -349,6 +371,7 @@ struct gs_gateway_s {
 
     gs_metrics_t *metrics;
     gs_sse_t *sse;
+    gs_reaper_t *reaper;
 };
 
 #endif /* GS_API_INTERNAL_H */

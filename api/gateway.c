@@ -189,6 +189,7 @@ static enum MHD_Result dispatch(gs_request_t *req)
     const gs_route_match_t *m = &req->match;
     enum MHD_Result ret;
 
+    gs__conn_phase(req->conn, GS_CONN_ACTIVE); /* the whole request is in */
     if (m->route == GS_ROUTE_NOT_FOUND)
         return gs__respond_error(req, MHD_HTTP_NOT_FOUND, "not_found", "no such path");
     if (gs__is_preflight(req))
@@ -269,6 +270,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     req->gw = gw;
     req->conn = conn;
     req->t_start_ns = gs__api_now_ns();
+    gs__conn_phase(conn, GS_CONN_RECEIVING);
     /* Relaxed: a gauge read by shutdown, which tolerates a stale value for one poll. */
     atomic_fetch_add_explicit(&gw->active, 1, memory_order_relaxed);
     return req;
@@ -398,7 +400,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     gs_gateway_t *gw = cls;
     gs_request_t *req = *con_cls;
 
-    (void)conn;
+    gs__conn_phase(conn, GS_CONN_IDLE); /* waiting for the next request line */
     if (req == NULL)
         return;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && req->answered)
@@ -421,13 +423,15 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 {
     gs_gateway_t *gw = cls;
 
-    (void)conn;
-    (void)socket_context;
     /* Relaxed: a gauge for /metrics. */
-    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         atomic_fetch_add_explicit(&gw->connections, 1, memory_order_relaxed);
-    else
+        *socket_context = gs__conn_started(gw->reaper, conn);
+    } else {
         atomic_fetch_sub_explicit(&gw->connections, 1, memory_order_relaxed);
+        gs__conn_closed(gw->reaper, *socket_context);
+        *socket_context = NULL;
+    }
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -447,6 +451,7 @@ void gs_gateway_options_init(gs_gateway_options_t *opts)
     opts->max_timeout_ms = GS_GATEWAY_DEFAULT_MAX_TIMEOUT_MS;
     opts->max_subscribers = GS_GATEWAY_DEFAULT_MAX_SUBSCRIBERS;
     opts->connection_timeout_s = GS_GATEWAY_DEFAULT_CONNECTION_TIMEOUT_S;
+    opts->request_timeout_s = GS_GATEWAY_DEFAULT_REQUEST_TIMEOUT_S;
     opts->connection_memory = GS_GATEWAY_DEFAULT_CONNECTION_MEMORY;
     opts->max_json_depth = GS_GATEWAY_DEFAULT_MAX_JSON_DEPTH;
     opts->coalesce_ms = GS_GATEWAY_DEFAULT_COALESCE_MS;
@@ -624,6 +629,11 @@ int gs_gateway_create(gs_runtime_t *rt, const gs_gateway_options_t *opts, gs_gat
 
     flags =
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    gw->reaper = gs__reaper_start(gw, opts->connection_timeout_s, opts->request_timeout_s);
+    if (gw->reaper == NULL) {
+        rc = GS_ENOMEM;
+        goto out;
+    }
     /* The logger goes first so that MHD reports even option errors through it. */
     gw->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_access, gw, MHD_OPTION_EXTERNAL_LOGGER, (MHD_LogCallback)mhd_log,
@@ -650,6 +660,7 @@ out:
         gs__sse_shutdown(gw->sse);
         gs__sse_destroy(gw->sse);
     }
+    gs__reaper_stop(gw->reaper); /* no daemon: no connection uses it */
     if (gw->listen_fd >= 0)
         close(gw->listen_fd);
     free_options(gw);
@@ -725,6 +736,7 @@ int gs_gateway_destroy(gs_gateway_t *gw, int wait_ms)
     if (active > 0)
         gs__log(gw, GS_LOG_WARN, "http: closing %u unfinished request(s)", active);
     MHD_stop_daemon(gw->daemon);
+    gs__reaper_stop(gw->reaper); /* after the daemon: every CLOSED notification has run */
     gs__sse_destroy(gw->sse);
     free_options(gw);
     free(gw);

@@ -54,6 +54,7 @@ typedef void (*gs_log_cb)(gs_log_level_t level, const char *line, void *arg);
 #define GS_GATEWAY_DEFAULT_MAX_TIMEOUT_MS       300000
 #define GS_GATEWAY_DEFAULT_MAX_SUBSCRIBERS      64u
 #define GS_GATEWAY_DEFAULT_CONNECTION_TIMEOUT_S 60u
+#define GS_GATEWAY_DEFAULT_REQUEST_TIMEOUT_S    30u
 #define GS_GATEWAY_DEFAULT_COALESCE_MS          250u
 /* Memory per connection for the request line, the headers and the read buffer (a
  * libmicrohttpd pool). Headers that do not fit get 431. libmicrohttpd zeroes the whole pool
@@ -76,6 +77,7 @@ typedef struct gs_gateway_options_s {
     int max_timeout_ms;            /* largest timeout_ms accepted (range 0..max) */
     unsigned max_subscribers;      /* concurrent GET /events streams */
     unsigned connection_timeout_s; /* idle connection timeout; suspended ones never time out */
+    unsigned request_timeout_s;    /* a request's headers and body, once started; 0: none */
     size_t connection_memory;      /* bytes per connection for headers (431 past them) */
     unsigned max_json_depth;       /* nesting depth of request bodies (400 past it) */
     const char *token;             /* borrowed, copied; NULL: no token needed (see access.c) */

@@ -42,6 +42,7 @@ typedef enum opt_id_e {
     OPT_MAILBOX_LIMIT,
     OPT_MAX_EVENT_STREAMS,
     OPT_IDLE_TIMEOUT_S,
+    OPT_REQUEST_TIMEOUT_S,
     OPT_EVENTS_COALESCE_MS,
     OPT_SHUTDOWN_TIMEOUT_MS,
     OPT_CONNECTION_MEMORY,
@@ -105,6 +106,12 @@ static const opt_t opts[OPT_COUNT] = {
     [OPT_IDLE_TIMEOUT_S] = {"idle-timeout-s", K_UINT, "limits.idle_timeout_s", 0, 86400, "60", "S",
                             "close a connection idle this long (0: never); held calls never "
                             "time out this way."},
+    [OPT_REQUEST_TIMEOUT_S] = {"request-timeout-s", K_UINT, "limits.request_timeout_s", 0, 86400,
+                               "30", "S",
+                               "a request's headers and body must arrive within this once its "
+                               "request line has (0: no limit); slower clients are "
+                               "disconnected. Also bounds how long a connection may trickle a "
+                               "request line (idle-timeout-s)."},
     [OPT_EVENTS_COALESCE_MS] = {"events-coalesce-ms", K_UINT, "events_coalesce_ms", 1, 60000, "250",
                                 "MS", "at most one state_changed event per server per period."},
     [OPT_SHUTDOWN_TIMEOUT_MS] = {"shutdown-timeout-ms", K_UINT, "shutdown_timeout_ms", 0, 600000,
@@ -571,6 +578,7 @@ static int resolve(gs_config_t *cfg, layers_t *l, char *err, size_t errlen)
     cfg->mailbox_limit = (size_t)num[OPT_MAILBOX_LIMIT];
     cfg->max_event_streams = (unsigned)num[OPT_MAX_EVENT_STREAMS];
     cfg->idle_timeout_s = (unsigned)num[OPT_IDLE_TIMEOUT_S];
+    cfg->request_timeout_s = (unsigned)num[OPT_REQUEST_TIMEOUT_S];
     cfg->events_coalesce_ms = (unsigned)num[OPT_EVENTS_COALESCE_MS];
     cfg->shutdown_timeout_ms = (int)num[OPT_SHUTDOWN_TIMEOUT_MS];
     cfg->connection_memory = (size_t)num[OPT_CONNECTION_MEMORY];
@@ -682,6 +690,7 @@ void gs_config_gateway_options(const gs_config_t *cfg, gs_gateway_options_t *o)
     o->max_timeout_ms = cfg->max_call_timeout_ms;
     o->max_subscribers = cfg->max_event_streams;
     o->connection_timeout_s = cfg->idle_timeout_s;
+    o->request_timeout_s = cfg->request_timeout_s;
     o->coalesce_ms = cfg->events_coalesce_ms;
     o->log_level = cfg->log_level;
     o->connection_memory = cfg->connection_memory;

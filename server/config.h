@@ -36,6 +36,7 @@ typedef struct gs_config_s {
     size_t mailbox_limit;
     unsigned max_event_streams;
     unsigned idle_timeout_s;
+    unsigned request_timeout_s;
     unsigned events_coalesce_ms;
     int shutdown_timeout_ms;
     size_t connection_memory;

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -296,6 +297,67 @@ static void test_idle_connections_close_but_held_calls_and_streams_do_not(void *
     H_PASS(fx);
 }
 
+/* Send data one byte every 300 ms until the server closes the connection or deadline_ms
+ * passes; returns how long it took (ms), or -1 if the connection stayed open. */
+static int64_t trickle(int fd, const char *data, int deadline_ms)
+{
+    int64_t t0 = h_now_ms();
+    size_t len = strlen(data);
+
+    for (size_t i = 0; h_now_ms() - t0 < deadline_ms; i = (i + 1) % len) {
+        char buf[64];
+        bool closed = false;
+
+        if (send(fd, data + i, 1, MSG_NOSIGNAL) != 1)
+            return h_now_ms() - t0; /* reset by the server */
+        h_raw_read(fd, buf, sizeof(buf), NULL, 0, 300, &closed);
+        if (closed)
+            return h_now_ms() - t0;
+    }
+    return -1;
+}
+
+/* Slowloris: a client that sends its headers, or its body, one byte at a time never looks
+ * idle, so the idle timeout cannot stop it; the request deadline does (2 s here), in each
+ * phase, and other clients are served meanwhile. */
+static void test_clients_that_send_a_byte_at_a_time_are_cut_off(void **state)
+{
+    const char *args[] = {"--request-timeout-s", "2", "--idle-timeout-s", "3", NULL};
+    h_opts_t opts = {.args = args};
+    h_fixture_t *fx = *state;
+    int64_t took;
+    int fd;
+
+    restart_with(fx, &opts);
+    /* Headers trickling after the request line. */
+    fd = h_raw_connect(&fx->srv);
+    assert_true(fd >= 0);
+    assert_int_equal(h_raw_send(fd, "GET /healthz HTTP/1.1\r\n", 24), 0);
+    took = trickle(fd, "X-Slow: aaaaaaaaaaaaaaaa\r\n", 20000);
+    close(fd);
+    assert_true(took >= 1500 && took < 10000);
+    serving(&fx->srv);
+
+    /* A body trickling after complete headers. */
+    fd = h_raw_connect(&fx->srv);
+    assert_true(fd >= 0);
+    static const char head[] = "POST /call HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n";
+    assert_int_equal(h_raw_send(fd, head, sizeof(head) - 1), 0);
+    took = trickle(fd, "[1, 2, 3, ", 20000);
+    close(fd);
+    assert_true(took >= 1500 && took < 10000);
+
+    /* A request line trickling on a new connection: bounded by the idle timeout (3 s). */
+    fd = h_raw_connect(&fx->srv);
+    assert_true(fd >= 0);
+    took = trickle(fd, "GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 20000);
+    close(fd);
+    assert_true(took >= 2500 && took < 12000);
+    serving(&fx->srv);
+    H_WAIT_UNTIL(metrics_value(&fx->srv, "genserv_http_connections") <= 1, 15000);
+    H_PASS(fx);
+}
+
 static void test_hundreds_of_clients_that_give_up_while_held(void **state)
 {
     enum { N = 300 };
@@ -357,6 +419,8 @@ static void test_sigterm_with_hundreds_of_held_calls(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_clients_that_send_a_byte_at_a_time_are_cut_off,
+                                        h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_garbage_instead_of_http_is_refused_and_survived,
                                         h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_an_enormous_header_is_refused_and_survived, h_setup,
