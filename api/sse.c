@@ -226,7 +226,7 @@ static void on_event(const gs_event_t *ev, void *arg)
     obj = json_pack("{s:s,s:s?,s:s?}", "type", gs_event_name(ev->type), "server", ev->server,
                     "behaviour", ev->behaviour);
     /* A copy, not a reference: the runtime frees its reason on another thread (see
-     * gs__field_take for why sharing a json_t across threads is not safe). */
+     * field_take in decode.c for why sharing a json_t across threads is not safe). */
     if (obj != NULL && ev->reason != NULL)
         json_object_set_new(obj, "reason", json_deep_copy(ev->reason));
     text = format_event(obj, &len);
