@@ -17,6 +17,8 @@
  */
 #include "runtime_internal.h"
 
+#include <sched.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -182,33 +184,45 @@ int gs_stop_async(gs_runtime_t *rt, const char *name, json_t *reason, gs_done_cb
     }
     req->cb = cb;
     req->arg = arg;
-    gs__child_lock(child);
-    s = child->current != NULL ? gs_server_ref(child->current) : NULL;
-    gs__child_unlock(child);
-
-    if (s == NULL) {
-        /* Down: nothing to terminate, just forget it, and say so to subscribers (a
-         * dashboard removes its row on "stopped"). Complete through the timer thread so
-         * that the callback never runs inside this call (the caller may not be ready). */
-        gs__registry_remove(rt, child);
-        gs__emit(rt, GS_EVENT_STOPPED, child, reason);
-        gs__call_t *c = gs__call_create(rt, GS__MSG_STOP, NULL, stop_req_done, req);
-        c->timeout_status = 0;
-        gs__call_arm_timeout(rt, c, 0);
+    for (int tries = 0;; tries++) {
+        gs__child_lock(child);
+        s = child->current != NULL ? gs_server_ref(child->current) : NULL;
+        gs__child_unlock(child);
+        if (s == NULL) {
+            /* Down: nothing to terminate, just forget it, and say so to subscribers (a
+             * dashboard removes its row on "stopped"). Complete through the timer thread so
+             * that the callback never runs inside this call (the caller may not be ready). */
+            gs__registry_remove(rt, child);
+            gs__emit(rt, GS_EVENT_STOPPED, child, reason);
+            gs__call_t *c = gs__call_create(rt, GS__MSG_STOP, NULL, stop_req_done, req);
+            c->timeout_status = 0;
+            gs__call_arm_timeout(rt, c, 0);
+            gs__call_unref(c);
+            req = NULL;
+            goto out;
+        }
+        gs__call_t *c = gs__call_create(rt, GS__MSG_STOP, reason, stop_req_done, req);
+        if (gs__server_push(s, &c->msg, true) == 0) {
+            reason = NULL;
+            req = NULL;
+            goto out;
+        }
+        /* That incarnation died between the lookup and the push: its supervisor is
+         * restarting it (stop the next one, as the name is what the caller means) or giving
+         * up (the name goes or is down). Take the request back and look again. */
+        reason = c->msg.payload;
+        c->msg.payload = NULL;
+        atomic_store(&c->done, 1); /* never called back */
         gs__call_unref(c);
-        req = NULL;
-        goto out;
-    }
-    gs__call_t *c = gs__call_create(rt, GS__MSG_STOP, reason, stop_req_done, req);
-    reason = NULL;
-    req = NULL;
-    rc = gs__server_push(s, &c->msg, true);
-    if (rc != 0) {
-        /* The incarnation died meanwhile: fail up front, never call back. */
-        atomic_store(&c->done, 1);
-        stop_req_t *r = c->arg;
-        free(r);
-        gs__call_unref(c);
+        gs_server_unref(s);
+        s = NULL;
+        gs__child_t *now = gs__registry_child(rt, name);
+        gs__child_unref(now);
+        if (now != child || tries >= 100000) {
+            rc = GS_ENOSERVER;
+            goto out;
+        }
+        sched_yield(); /* the restart runs on the thread where it died: let it finish */
     }
 out:
     json_decref(reason);
