@@ -9,8 +9,16 @@
 %% 10,000 producers call a batcher that holds every From and replies `ok` to all of them every
 %% interval. Throughput is counted over a fixed window after a warm-up, the median of Runs.
 %%
-%% Usage: gs_bench:main(["quick" | "full", Runs]) prints one line per scenario and run, then
-%% a Markdown table of medians.
+%% Usage: gs_bench:main([Mode, Runs]) or gs_bench:main([Mode, Runs, Only, JsonFile])
+%%   Mode      "quick" or "full" (the counts and windows of runtime_bench's --quick and default)
+%%   Runs      how many times each scenario runs
+%%   Only      "all" or a comma-separated list of idle,cast,call,timers,batcher (the names of
+%%             runtime_bench's --only)
+%%   JsonFile  "" or a file to write the results to, in runtime_bench's --json layout: the
+%%             same keys, raw units (msg/s, calls/s, bytes, ms) with the display scale beside
+%%             them, every sample, and the peak RSS of this OS process (VmHWM), so that
+%%             bench/compare can put both side by side.
+%% It prints one line per scenario and run (stderr), then a Markdown table of medians.
 -module(gs_bench).
 -behaviour(gen_server).
 
@@ -33,42 +41,109 @@ config("full") ->
     #{warmup => 500, window => 2000, batcher_window => 3000, idle => 1000000,
       timers => 1000000, tmin => 1000, tmax => 3000}.
 
+-define(SCENARIOS, ["idle", "cast", "call", "timers", "batcher"]).
+
 main([Mode, RunsS]) ->
+    main([Mode, RunsS, "all", ""]);
+main([Mode, RunsS, OnlyS, JsonPath]) ->
     Cfg = config(Mode),
     Runs = list_to_integer(RunsS),
+    Only = case OnlyS of
+               "all" -> ?SCENARIOS;
+               _ -> string:lexemes(OnlyS, ",")
+           end,
+    [erlang:error({unknown_scenario, S}) || S <- Only, not lists:member(S, ?SCENARIOS)],
     io:format("# gs_bench on OTP ~s, ~p schedulers online, ~s mode, ~p runs~n~n",
               [erlang:system_info(otp_release), erlang:system_info(schedulers_online), Mode,
                Runs]),
-    Results = lists:foldl(fun(_, Acc) -> run_all(Cfg, Acc) end, #{}, lists:seq(1, Runs)),
+    Results = lists:foldl(fun(_, Acc) -> run_all(Cfg#{only => Only}, Acc) end, #{},
+                          lists:seq(1, Runs)),
     io:format("~n| Scenario | OTP median | min | max | unit |~n|---|---:|---:|---:|---|~n"),
-    [print_row(K, U, maps:get(K, Results, [])) || {K, U} <- rows()],
+    [print_row(K, U, S, maps:get(K, Results, [])) || {K, _, U, S} <- rows()],
+    case JsonPath of
+        "" -> ok;
+        _ -> ok = file:write_file(JsonPath, json(Mode, Runs, Results))
+    end,
     ok.
 
+%% {Key, label, display unit, scale}: the value shown is the raw value / scale. Keys and
+%% scales are runtime_bench's where the scenario is the same.
 rows() ->
-    [{cast_1_sender, "M msg/s"}, {cast_100_senders, "M msg/s"}, {call_1_caller, "k calls/s"},
-     {call_100_callers, "k calls/s"}, {start_rate, "k starts/s"},
-     {idle_bytes, "bytes (erlang:memory total)"}, {idle_bytes_processes, "bytes (processes)"},
-     {stop_time, "s"}, {timer_schedule_rate, "k timers/s"}, {timer_lateness_p50, "ms"},
-     {timer_lateness_p99, "ms"}, {timer_lateness_max, "ms"}, {batcher_10k_producers, "k calls/s"}].
+    [{cast_1_sender, "cast to 1 server, 1 sender server", "M msg/s", 1.0e6},
+     {cast_100_senders, "cast to 1 server, 100 sender servers", "M msg/s", 1.0e6},
+     {call_1_caller, "call round trips, 1 caller server", "k calls/s", 1.0e3},
+     {call_100_callers, "call round trips, 100 caller servers", "k calls/s", 1.0e3},
+     {start_rate, "start idle servers: rate", "k starts/s", 1.0e3},
+     {idle_bytes, "bytes per idle server (erlang:memory total)", "bytes", 1.0},
+     {idle_bytes_processes, "bytes per idle server (erlang:memory processes)", "bytes", 1.0},
+     {stop_time, "stop them all (exit of their linked owner)", "s", 1.0},
+     {timer_schedule_rate, "schedule send_after timers", "k timers/s", 1.0e3},
+     {timer_lateness_p50, "timer lateness p50", "ms", 1.0},
+     {timer_lateness_p99, "timer lateness p99", "ms", 1.0},
+     {timer_lateness_max, "timer lateness max", "ms", 1.0},
+     {batcher_10k_producers, "batcher, 10,000 producers: completed calls", "k calls/s", 1.0e3}].
 
-print_row(_, _, []) -> ok;
-print_row(K, U, Vs) ->
+scale(K) -> element(4, lists:keyfind(K, 1, rows())).
+
+%% Median (the mean of the middle two for an even count), min and max of raw values.
+summary(Vs) ->
     S = lists:sort(Vs),
-    Med = lists:nth(length(S) div 2 + 1, S),
-    io:format("| ~s | ~.2f | ~.2f | ~.2f | ~s |~n", [K, Med, hd(S), lists:last(S), U]).
+    N = length(S),
+    Med = case N rem 2 of
+              1 -> lists:nth(N div 2 + 1, S);
+              0 -> (lists:nth(N div 2, S) + lists:nth(N div 2 + 1, S)) / 2
+          end,
+    {Med, hd(S), lists:last(S)}.
 
+print_row(_, _, _, []) -> ok;
+print_row(K, U, Scale, Vs) ->
+    {Med, Min, Max} = summary(Vs),
+    io:format("| ~s | ~.2f | ~.2f | ~.2f | ~s |~n", [K, Med / Scale, Min / Scale, Max / Scale, U]).
+
+%% Raw values, in the order they were measured.
 add(K, V, Acc) ->
-    io:format(standard_error, "  ~s: ~.3f~n", [K, float(V)]),
-    maps:update_with(K, fun(L) -> [V | L] end, [V], Acc).
+    io:format(standard_error, "  ~s: ~.3f~n", [K, float(V) / scale(K)]),
+    maps:update_with(K, fun(L) -> L ++ [V] end, [V], Acc).
 
-run_all(Cfg, Acc0) ->
-    Acc1 = idle(Cfg, Acc0),
-    Acc2 = add(cast_1_sender, cast(Cfg, 1) / 1.0e6, Acc1),
-    Acc3 = add(cast_100_senders, cast(Cfg, 100) / 1.0e6, Acc2),
-    Acc4 = add(call_1_caller, call(Cfg, 1) / 1.0e3, Acc3),
-    Acc5 = add(call_100_callers, call(Cfg, 100) / 1.0e3, Acc4),
-    Acc6 = timers(Cfg, Acc5),
-    add(batcher_10k_producers, batcher(Cfg) / 1.0e3, Acc6).
+num(V) -> float_to_list(float(V), [short]).
+
+json(Mode, Runs, Results) ->
+    Res = [io_lib:format("    \"~s\": {\"label\": \"~s\", \"unit\": \"~s\", \"scale\": ~s, "
+                         "\"median\": ~s, \"min\": ~s, \"max\": ~s, \"samples\": [~s]}",
+                         [K, L, U, num(S), num(Med), num(Min), num(Max),
+                          lists:join(", ", [num(V) || V <- Vs])])
+           || {K, L, U, S} <- rows(), Vs <- [maps:get(K, Results, [])], Vs =/= [],
+              {Med, Min, Max} <- [summary(Vs)]],
+    io_lib:format("{\n  \"mode\": \"~s\", \"runs\": ~p, \"schedulers\": ~p, \"otp_release\": \"~s\","
+                  "\n  \"peak_rss_kb\": ~p,\n  \"results\": {\n~s\n  }\n}\n",
+                  [Mode, Runs, erlang:system_info(schedulers_online),
+                   erlang:system_info(otp_release), peak_rss_kb(), lists:join(",\n", Res)]).
+
+%% VmHWM of this OS process (the emulator), from /proc; -1 where there is no /proc.
+peak_rss_kb() ->
+    case file:read_file("/proc/self/status") of
+        {ok, B} ->
+            case re:run(B, "VmHWM:\\s*(\\d+)", [{capture, all_but_first, list}]) of
+                {match, [Kb]} -> list_to_integer(Kb);
+                nomatch -> -1
+            end;
+        _ -> -1
+    end.
+
+run_all(#{only := Only} = Cfg, Acc0) ->
+    Steps = [{"idle", fun(A) -> idle(Cfg, A) end},
+             {"cast", fun(A) -> A1 = add(cast_1_sender, cast(Cfg, 1), A),
+                                add(cast_100_senders, cast(Cfg, 100), A1) end},
+             {"call", fun(A) -> A1 = add(call_1_caller, call(Cfg, 1), A),
+                                add(call_100_callers, call(Cfg, 100), A1) end},
+             {"timers", fun(A) -> timers(Cfg, A) end},
+             {"batcher", fun(A) -> add(batcher_10k_producers, batcher(Cfg), A) end}],
+    lists:foldl(fun({Name, Step}, A) ->
+                        case lists:member(Name, Only) of
+                            true -> Step(A);
+                            false -> A
+                        end
+                end, Acc0, Steps).
 
 now_ns() -> erlang:monotonic_time(nanosecond).
 
@@ -185,7 +260,7 @@ idle(#{idle := N}, Acc) ->
     exit(Owner, kill),
     wait_count(Count0),
     T3 = now_ns(),
-    Acc1 = add(start_rate, N * 1.0e9 / Dt / 1.0e3, Acc),
+    Acc1 = add(start_rate, N * 1.0e9 / Dt, Acc),
     Acc2 = add(idle_bytes, (Mem1 - Mem0) / N, Acc1),
     Acc3 = add(idle_bytes_processes, (Proc1 - Proc0) / N, Acc2),
     add(stop_time, (T3 - T2) / 1.0e9, Acc3).
@@ -210,7 +285,7 @@ timers(#{timers := N, tmin := Min, tmax := Max}, Acc) ->
     gen_server:stop(Sink),
     Got = length(Late),
     Tuple = list_to_tuple(Late),
-    Acc1 = add(timer_schedule_rate, N * 1.0e9 / (T1 - T0) / 1.0e3, Acc),
+    Acc1 = add(timer_schedule_rate, N * 1.0e9 / (T1 - T0), Acc),
     Acc2 = add(timer_lateness_p50, element(Got div 2 + 1, Tuple) / 1.0e6, Acc1),
     Acc3 = add(timer_lateness_p99, element(trunc(Got * 0.99) + 1, Tuple) / 1.0e6, Acc2),
     add(timer_lateness_max, element(Got, Tuple) / 1.0e6, Acc3).
