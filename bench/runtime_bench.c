@@ -961,10 +961,34 @@ static void print_table(FILE *f, bool details)
     }
 }
 
+/* A "VmHWM:"-style field of /proc/self/status in KiB, or -1. */
+static long long proc_status_kb(const char *field)
+{
+    char line[256];
+    long long kb = -1;
+    size_t flen = strlen(field);
+    FILE *f = fopen("/proc/self/status", "r");
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, field, flen) == 0) {
+            kb = strtoll(line + flen, NULL, 10);
+            break;
+        }
+    }
+    if (f != NULL)
+        fclose(f);
+    return kb;
+}
+
+/*
+ * The results as JSON: per metric its samples in raw units (msg/s, bytes, ms), the display
+ * scale and unit, median, min, max and target; and the process's peak RSS (VmHWM), which is
+ * the peak of the scenarios selected with --only (bench/compare runs one at a time).
+ */
 static void write_json(const config_t *cfg, const char *path, unsigned schedulers)
 {
-    json_t *root = json_pack("{s:s, s:i, s:i}", "mode", cfg->quick ? "quick" : "full", "runs",
-                             cfg->runs, "schedulers", (int)schedulers);
+    json_t *root = json_pack("{s:s, s:i, s:i, s:I}", "mode", cfg->quick ? "quick" : "full", "runs",
+                             cfg->runs, "schedulers", (int)schedulers, "peak_rss_kb",
+                             (json_int_t)proc_status_kb("VmHWM:"));
     json_t *res = json_object();
     for (int i = 0; i < M_COUNT; i++) {
         const metric_t *m = &metrics[i];
@@ -1043,7 +1067,7 @@ static void usage(FILE *f)
             "usage: runtime_bench [--quick] [--runs N] [--json FILE] [--only LIST]\n"
             "  --quick      smaller counts and windows (under 30 s in all)\n"
             "  --runs N     repeat each scenario N times (default 3, at most %d)\n"
-            "  --json FILE  also write the results as JSON\n"
+            "  --json FILE  also write the results as JSON, with the peak RSS\n"
             "  --only LIST  comma-separated: idle,cast,cast-threads,call,timers,batcher\n",
             MAX_RUNS);
 }
