@@ -4,40 +4,10 @@
 #
 # A sample is {"system", "scenario", "conns", "round", ...wrk's fields from report.lua} or,
 # for the held calls, {"system": "genserv", "scenario": "held", ...held_calls' fields}.
-# A row is {"scenario", "metric", "genserv": STAT, "peer_name", "peer": STAT, "ratio",
-# "target", "met", "noisy"} where STAT is {"median", "min", "max", "n"} or null and "met" is
-# true, false or null (no target).
+# A row is stats.jq's (run jq with -L bench/http): {"scenario", "metric", "genserv": STAT,
+# "peer_name", "peer": STAT, "ratio", "target", "met", "noisy", "runs"}.
 
-def median:
-  sort | if length == 0 then null
-         elif length % 2 == 1 then .[(length - 1) / 2]
-         else (.[length / 2 - 1] + .[length / 2]) / 2 end;
-
-def stat(f):
-  [.[] | f | select(. != null)] as $v
-  | if ($v | length) == 0 then null
-    else {median: ($v | median), min: ($v | min), max: ($v | max), n: ($v | length)} end;
-
-def pick($sys; $sc; $c): map(select(.system == $sys and .scenario == $sc and .conns == $c));
-
-# A spread (max - min) above half the median makes a ratio of medians meaningless here.
-def noisy($s): $s != null and $s.median > 0 and (($s.max - $s.min) / $s.median) > 0.5;
-
-# $kind: "ratio_at_least" (genserv / peer >= $thr), "below" (genserv < $thr),
-# "at_most" (genserv <= $thr), "equals" (genserv min == $thr) or "info".
-def row($scenario; $metric; $g; $peer_name; $p; $target; $kind; $thr):
-  (if $g != null and $p != null and $p.median > 0 then $g.median / $p.median else null end)
-    as $ratio
-  | (noisy($g) or noisy($p)) as $noisy
-  | {scenario: $scenario, metric: $metric, genserv: $g, peer_name: $peer_name, peer: $p,
-     ratio: $ratio, target: $target, noisy: $noisy,
-     met: (if $g == null then null
-           elif $kind == "ratio_at_least" then
-             (if $ratio == null or $noisy then null else $ratio >= $thr end)
-           elif $kind == "below" then $g.median < $thr
-           elif $kind == "at_most" then $g.median <= $thr
-           elif $kind == "equals" then $g.min == $thr
-           else null end)};
+include "stats";
 
 . as $all
 | def rps($sys; $sc; $c): $all | pick($sys; $sc; $c) | stat(.ok_rps);
