@@ -17,7 +17,7 @@ FROM debian:bookworm-slim AS build
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         gcc libc6-dev make cmake pkg-config \
-        libuv1-dev libjansson-dev libmicrohttpd-dev \
+        libuv1-dev libjansson-dev libmicrohttpd-dev libjemalloc-dev \
         libcmocka-dev libcurl4-openssl-dev \
     && rm -rf /var/lib/apt/lists/*
 
@@ -47,6 +47,7 @@ LABEL org.opencontainers.image.title="genserv" \
 # deployment configures genserv.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libmicrohttpd12 libjansson4 libuv1 \
+        libjemalloc2 \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 genserv \
     && useradd --system --uid 10001 --gid genserv --no-create-home --home-dir /nonexistent \

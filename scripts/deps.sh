@@ -5,11 +5,12 @@
 # Runs apt-get as root, or through sudo for a normal user.
 set -euo pipefail
 
-build_pkgs=(build-essential cmake pkg-config libuv1-dev libjansson-dev libmicrohttpd-dev)
+build_pkgs=(build-essential cmake pkg-config libuv1-dev libjansson-dev libmicrohttpd-dev
+    libjemalloc-dev)
 # chromium, nodejs and npm: the dashboard's browser test (tests/browser/, playwright-core from npm
 # driving Debian's /usr/bin/chromium).
 test_pkgs=(libcmocka-dev libcurl4-openssl-dev curl clang libclang-rt-14-dev clang-format
-    chromium nodejs npm)
+    clang-tidy cppcheck valgrind chromium nodejs npm)
 
 pkgs=("${build_pkgs[@]}")
 case "${1:-build}" in

@@ -13,7 +13,9 @@ command -v valgrind >/dev/null || {
     "${sudo[@]}" apt-get install -y -qq --no-install-recommends valgrind >/dev/null
 }
 [ -x "$build/genserv" ] || { echo "no $build/genserv: build first (cmake --build $build)" >&2; exit 2; }
+# --soname-synonyms: genserv links jemalloc; memcheck must replace its malloc as it does libc's.
 export GS_TEST_WRAPPER="valgrind --quiet --error-exitcode=99 --leak-check=full \
+--soname-synonyms=somalloc=*jemalloc* \
 --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
 --track-origins=no --num-callers=30"
 cd "$build"
