@@ -228,7 +228,8 @@ start_webdis() {
  "http_host": "127.0.0.1", "http_port": $WEBDIS_PORT, "threads": 2,
  "daemonize": false, "database": 0, "verbosity": 0, "logfile": "$WORK/webdis.log"}
 EOF
-    webdis "$WORK/webdis.json" &
+    # libevent's warnings (a write to a connection wrk has just closed) go to a file.
+    webdis "$WORK/webdis.json" >"$WORK/webdis.out" 2>&1 &
     PIDS[webdis]=$!
     wait_port "$WEBDIS_PORT" webdis
 }
@@ -306,12 +307,13 @@ run_wrk() {
 # to a batcher whose own timer never fires during the run (interval one day); held_calls
 # flushes it. Past 25,000 connections held_calls spreads them over more source addresses
 # (one has about 28,000 ephemeral ports). genserv's connection and held-call limits are
-# raised to fit N.
+# raised to fit N, with room for held_calls' own GET /servers/held probes, which are held
+# requests too (at the limit they get 503 and held_calls waits for nothing).
 run_held() {
     local round=$1 n=$2
     local outf="$WORK/held-$n-$round.json" sources=$(((n + 24999) / 25000))
     start_genserv held --max-connections $((n > 16128 ? n + 256 : 16384)) \
-        --max-held-calls $((n > 16384 ? n : 16384))
+        --max-held-calls $((n > 16128 ? n + 256 : 16384))
     curl -sf -d '{"name": "held", "behaviour": "batcher", "args": {"interval_ms": 86400000}}' \
         "http://127.0.0.1:$GS_PORT/servers" >/dev/null || die "cannot start the held batcher"
     "$HELD_CALLS" --port "$GS_PORT" --server held --n "$n" --sources "$sources" \
