@@ -1,0 +1,99 @@
+# bench/compare/table.jq: the samples that bench/compare/run.sh collected (one JSON object
+# per line, read with `jq -s -L bench/http`) made into the comparison table and the two
+# sweeps, with the targets of issue 7. Rows are bench/http/stats.jq's.
+#
+# Samples:
+#   {"part": "runtime", "system": "genserv"|"otp", "group": "cast", "round": 1, "key":
+#    "cast_1_sender", "unit": "M msg/s", "scale": 1e6, "value": 10300000}
+#     one per metric per run of runtime_bench or gs_bench (raw units; shown as value / scale);
+#     key "peak_rss_kb" is the process's peak RSS over that run (one scenario group).
+#   {"system": "genserv"|"webdis"|"nginx", "scenario": "call"|"incr"|"post", "conns": 64,
+#    "round": 1, ...report.lua's fields, "hwm_kb": peak RSS of the system during the run}
+#   {"system": "genserv", "scenario": "held", "round": 1, ...held_calls' fields}
+# Output: {"rows": [ROW...], "sweeps": {"connections": [...], "held": [...]}}.
+
+include "stats";
+
+. as $all
+| ($all | map(select(.part == "runtime"))) as $rt
+| def rts($sys; $key): $rt | map(select(.system == $sys and .key == $key)) | stat(.value / .scale);
+  def unit($key): ($rt | map(select(.key == $key)) | first | .unit) // "";
+  def title($key): ($rt | map(select(.system == "genserv" and .key == $key)) | first | .label)
+                   // $key;
+  # A runtime row: genserv's metric $gk against OTP's $ok, in genserv's unit.
+  def rtrow($gk; $ok; $target; $checks):
+    rowc(title($gk); unit($gk); rts("genserv"; $gk); "OTP gen_server"; rts("otp"; $ok);
+         $target; $checks);
+  def peak($sys; $group):
+    $rt | map(select(.system == $sys and .group == $group and .key == "peak_rss_kb"))
+    | stat(.value / 1024);
+  def web($sys; $sc; $c; f): $all | pick($sys; $sc; $c) | stat(f);
+  ($all | map(select(.scenario == "held"))) as $held
+| def held($n; f): $held | map(select(.n == $n)) | stat(f);
+  ($all | map(select(.conns != null and .round > 0) | .conns) | unique) as $conns
+| ($held | map(.n) | unique) as $held_ns
+| {
+  rows: ([
+    rtrow("cast_1_sender"; "cast_1_sender"; ">= 2x OTP"; [["ratio_at_least", 2]]),
+    rtrow("cast_100_senders"; "cast_100_senders"; ">= 2x OTP"; [["ratio_at_least", 2]]),
+    rtrow("call_1_caller"; "call_1_caller"; ">= 2x OTP"; [["ratio_at_least", 2]]),
+    rtrow("call_100_callers"; "call_100_callers"; ">= 2x OTP"; [["ratio_at_least", 2]]),
+    rtrow("start_rate"; "start_rate"; ">= 2x OTP"; [["ratio_at_least", 2]]),
+    rtrow("idle_bytes_rss"; "idle_bytes"; "<= 0.25x OTP and <= 700 B";
+          [["ratio_at_most", 0.25], ["at_most", 700]]),
+    rtrow("stop_time"; "stop_time"; "-"; []),
+    rtrow("timer_schedule_rate"; "timer_schedule_rate"; ">= 2x OTP"; [["ratio_at_least", 2]]),
+    rtrow("timer_lateness_p50"; "timer_lateness_p50"; "-"; []),
+    rtrow("timer_lateness_p99"; "timer_lateness_p99"; "<= 5 ms"; [["at_most", 5]]),
+    rtrow("batcher_10k_producers"; "batcher_10k_producers"; ">= 2x OTP";
+          [["ratio_at_least", 2]]),
+    (("idle", "cast", "call", "timers", "batcher") as $g
+     | select(peak("genserv"; $g) != null or peak("otp"; $g) != null)
+     | rowc("peak RSS of the process, runtime scenario \($g)"; "MB"; peak("genserv"; $g);
+            "OTP (beam.smp)"; peak("otp"; $g); "-"; [])),
+    (64 as $c | select($conns | index($c))
+     | rowc("POST /call get_count @\($c) vs webdis GET /INCR/counter"; "req/s";
+            web("genserv"; "call"; $c; .ok_rps); "webdis + redis";
+            web("webdis"; "incr"; $c; .ok_rps); ">= 1.5x webdis"; [["ratio_at_least", 1.5]]),
+       rowc("POST /call get_count @\($c) vs nginx constant 200"; "req/s";
+            web("genserv"; "call"; $c; .ok_rps); "nginx";
+            web("nginx"; "post"; $c; .ok_rps); ">= 0.7x nginx"; [["ratio_at_least", 0.7]]),
+       rowc("POST /call get_count @\($c): p99 latency"; "ms";
+            web("genserv"; "call"; $c; .p99_ms); "webdis + redis";
+            web("webdis"; "incr"; $c; .p99_ms); "< 5 ms"; [["below", 5]]),
+       rowc("POST /call get_count @\($c): p50 latency"; "ms";
+            web("genserv"; "call"; $c; .p50_ms); "webdis + redis";
+            web("webdis"; "incr"; $c; .p50_ms); "-"; [])),
+    ($conns[] as $c | select($c == 64 or $c == ($conns | max))
+     | rowc("peak RSS of the server under @\($c) (genserv POST /call)"; "MB";
+            web("genserv"; "call"; $c; .hwm_kb / 1024); "webdis + redis";
+            web("webdis"; "incr"; $c; .hwm_kb / 1024); "-"; []),
+       rowc("peak RSS of the server under @\($c) (genserv POST /call)"; "MB";
+            web("genserv"; "call"; $c; .hwm_kb / 1024); "nginx (master + workers)";
+            web("nginx"; "post"; $c; .hwm_kb / 1024); "-"; [])),
+    (10000 as $n | select($held_ns | index($n))
+     | rowc("\($n) held /call pushes to a batcher: peak RSS"; "MB";
+            held($n; .hwm_kb / 1024); null; null; "< 100 MB"; [["below", 100]]),
+       rowc("\($n) held /call pushes: RSS while held"; "MB";
+            held($n; .rss_held_kb / 1024); null; null; "-"; []),
+       rowc("\($n) held /call pushes: last answer after the flush was sent"; "ms";
+            held($n; .last_ms); null; null; "<= 100 ms"; [["at_most", 100]]),
+       rowc("\($n) held /call pushes: first to last answer"; "ms";
+            held($n; .spread_ms); null; null; "-"; []),
+       rowc("\($n) held /call pushes: answered 200"; "calls";
+            held($n; .status_200); null; null; "all \($n)"; [["equals", $n]]))
+  ] | map(select(.genserv != null or .peer != null))),
+  sweeps: {
+    connections: [$conns[] as $c
+      | [{conns: $c},
+         (["genserv", "call"], ["webdis", "incr"], ["nginx", "post"]) as [$sys, $sc]
+         | {($sys): {rps: web($sys; $sc; $c; .ok_rps), p99_ms: web($sys; $sc; $c; .p99_ms),
+                     peak_rss_mb: web($sys; $sc; $c; .hwm_kb / 1024),
+                     errors: web($sys; $sc; $c; .non2xx + .socket_errors)}}]
+      | add],
+    held: [$held_ns[] as $n | {n: $n, rss_held_mb: held($n; .rss_held_kb / 1024),
+                               peak_rss_mb: held($n; .hwm_kb / 1024),
+                               last_ms: held($n; .last_ms), spread_ms: held($n; .spread_ms),
+                               answered_200: held($n; .status_200)}]
+  }
+}
