@@ -96,8 +96,7 @@ WRK_DURATION=$duration
 
 # --- Dependencies and build --------------------------------------------------------------
 
-deps=(cmd:jq=jq cmd:cmake=cmake pkg:libuv1-dev pkg:libjansson-dev pkg:libmicrohttpd-dev
-    pkg:pkg-config pkg:gcc pkg:make)
+deps=(cmd:jq=jq "${BENCH_BUILD_DEPS[@]}")
 # erlang-base is the part of Debian's `erlang` that this needs: erl, erlc, kernel, stdlib.
 ((do_runtime)) && deps+=(cmd:erl=erlang-base cmd:erlc=erlang-base)
 ((do_http)) && deps+=("${BENCH_HTTP_DEPS[@]}" cmd:gnuplot=gnuplot-nox)
@@ -230,10 +229,11 @@ machine=$(machine_json "$load_before" "$fd_note" erlang-base wrk webdis redis-se
     nginx-light gnuplot-nox)
 config=$(jq -n -c --arg mode "$mode" --argjson rounds "$rounds" --arg only "$only" \
     --argjson dur "$duration" --argjson sdur "$sweep_duration" --arg commit "$commit" \
+    --arg malloc "$(binary_malloc "$GENSERV")" \
     --argjson conns "$(printf '%s\n' "${CONNS[@]}" | jq -s -c .)" \
     --argjson held "$(printf '%s\n' "${held_points[@]}" | jq -s -c .)" \
     --argjson skipped "$(printf '%s\n' "${held_skipped[@]}" | jq -s -c 'map(select(. != null))')" \
-    '{mode: $mode, rounds: $rounds, only: $only, genserv_commit: $commit,
+    '{mode: $mode, rounds: $rounds, only: $only, genserv_commit: $commit, genserv_malloc: $malloc,
       runtime: {genserv: "runtime_bench \(if $mode == "quick" then "--quick " else "" end)--runs 1 --only GROUP (default runtime options: one scheduler per core)",
                 otp: "bench/erlang/run.sh \($mode) 1 GROUP (erl +S 2\(if $mode == "full" then ", +P 2000000 for idle" else "" end))",
                 groups: ["idle", "cast", "call", "timers", "batcher"]},
@@ -279,7 +279,7 @@ svg_conns=$out.connections.svg svg_held=$out.held.svg
     jq -r "$FORMAT"'.rows[] | "| \(.scenario) | \(.metric) | \(.genserv | st) | \(.peer_name // "-") | \(.peer | st) | \(ratio) | \(.target) | \(met) |"' \
         "$out.json"
     echo
-    jq -r '"Command: `\(.command)` (\(.config.mode) mode, \(.config.rounds) round\(if .config.rounds > 1 then "s" else "" end), \(.elapsed_s) s in all), started \(.started), genserv \(.config.genserv_commit). Medians over the rounds, min and max in brackets; a ratio is genserv / peer; \(.config.noisy_rule)\(if .config.rounds < 3 then "; with fewer than 3 runs the spread is unknown and \"met\" says how many runs it rests on" else "" end).",
+    jq -r '"Command: `\(.command)` (\(.config.mode) mode, \(.config.rounds) round\(if .config.rounds > 1 then "s" else "" end), \(.elapsed_s) s in all), started \(.started), genserv \(.config.genserv_commit) (Release, \(.config.genserv_malloc) malloc). Medians over the rounds, min and max in brackets; a ratio is genserv / peer; \(.config.noisy_rule)\(if .config.rounds < 3 then "; with fewer than 3 runs the spread is unknown and \"met\" says how many runs it rests on" else "" end).",
         "",
         "Machine: \(.machine.cpu), \(.machine.nproc) cores (`nproc`), \(.machine.memory), \(.machine.os), Linux \(.machine.kernel). Load average before: \(.machine.load_before); after: \(.machine.load_after). The load generators run on the same cores as the servers; nothing is pinned. \(.machine.fd_limit).",
         "",

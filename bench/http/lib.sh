@@ -70,11 +70,14 @@ bench_install() {
     if ((made_policy)); then "${sudo[@]}" rm -f /usr/sbin/policy-rc.d; fi
 }
 
-# What the HTTP benchmark needs, as bench_install checks: the load tool, the peers, jq, and
-# genserv's own build dependencies (as scripts/run.sh installs them).
+# genserv's build dependencies (as scripts/deps.sh installs them), jemalloc included: the
+# binary and the benchmarks link it when it is there (GS_JEMALLOC).
+BENCH_BUILD_DEPS=(cmd:cmake=cmake pkg:libuv1-dev pkg:libjansson-dev pkg:libmicrohttpd-dev
+    pkg:libjemalloc-dev pkg:pkg-config pkg:gcc pkg:make)
+# What the HTTP benchmark needs, as bench_install checks: the load tool, the peers, jq, curl,
+# and the build.
 BENCH_HTTP_DEPS=(cmd:wrk=wrk cmd:webdis=webdis cmd:redis-server=redis-server
-    cmd:/usr/sbin/nginx=nginx-light cmd:jq=jq cmd:curl=curl cmd:cmake=cmake
-    pkg:libuv1-dev pkg:libjansson-dev pkg:libmicrohttpd-dev pkg:pkg-config pkg:gcc pkg:make)
+    cmd:/usr/sbin/nginx=nginx-light cmd:jq=jq cmd:curl=curl "${BENCH_BUILD_DEPS[@]}")
 
 # --- Build -------------------------------------------------------------------------------
 
@@ -346,6 +349,11 @@ machine_json() {
         --argjson versions "$versions" \
         '{cpu: $cpu, nproc: $nproc, kernel: $kernel, os: $os, memory: $mem,
           load_before: $lb, load_after: $la, fd_limit: $fd, versions: $versions}'
+}
+
+# The allocator a binary is linked with: jemalloc or glibc.
+binary_malloc() {
+    if ldd "$1" 2>/dev/null | grep -q libjemalloc; then echo jemalloc; else echo glibc; fi
 }
 
 # The commit genserv was built from, "+dirty" when its sources differ from it.
