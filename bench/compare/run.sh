@@ -186,12 +186,17 @@ fi
 
 if ((do_http)); then
     t_http=$SECONDS
-    start_genserv genserv
-    G=http://127.0.0.1:$GS_PORT
-    start_webdis
-    W=http://127.0.0.1:$WEBDIS_PORT
-    start_nginx
-    N=http://127.0.0.1:$NGINX_PORT
+    # The three servers start afresh every round and the connection counts go upward: memory
+    # a server keeps after a run with many connections would otherwise be the "peak" of every
+    # later run with fewer.
+    start_servers() {
+        start_genserv genserv
+        G=http://127.0.0.1:$GS_PORT
+        start_webdis
+        W=http://127.0.0.1:$WEBDIS_PORT
+        start_nginx
+        N=http://127.0.0.1:$NGINX_PORT
+    }
     CALL='{"server":"counter","message":"get_count"}'
     # wrk_one SYSTEM CONNS ROUND [SECONDS]: the scenario of SYSTEM.
     wrk_one() {
@@ -203,19 +208,19 @@ if ((do_http)); then
         alive "$1"
         [[ $1 != webdis ]] || alive redis
     }
-    # Warm-ups: caches, connection pools, the allocators' arenas; not kept.
-    log "HTTP: warming up"
-    for s in genserv webdis nginx; do wrk_one "$s" 64 0 1; done
     for ((r = 1; r <= rounds; r++)); do
+        start_servers
+        # Warm-ups: caches, connection pools, the allocators' arenas; not kept (round 0).
+        for s in genserv webdis nginx; do wrk_one "$s" 64 0 1; done
         if ((r % 2)); then order=(genserv webdis nginx); else order=(nginx webdis genserv); fi
         for c in "${CONNS[@]}"; do
             secs=$sweep_duration
             ((c == 64)) && secs=$duration
             for s in "${order[@]}"; do wrk_one "$s" "$c" "$r" "$secs"; done
         done
+        for name in genserv webdis redis nginx; do stop "$name"; done
         for n in "${held_points[@]}"; do run_held "$r" "$n"; done
     done
-    for name in genserv webdis redis nginx; do stop "$name"; done
     log "HTTP scenarios done in $((SECONDS - t_http)) s"
 fi
 
