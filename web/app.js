@@ -30,7 +30,6 @@ const DISPLAY = new Set(['running', 'starting', 'restarting', 'down']);
 const $ = (id) => document.getElementById(id);
 
 const views = new Map(); // name -> {STATUS fields, receivedAt, crashing, display}
-const ownReads = new Map(); // name -> state reads made by this page (they count as messages)
 const behaviours = new Map(); // name -> GET /behaviours entry
 const samples = new History();
 let selected = null;
@@ -261,10 +260,10 @@ function selectionFromHash() {
 
 // ---- the selected server's state ----------------------------------------------------------
 
-// GET /servers/NAME reads the state through the server's mailbox, so the read itself counts as
-// a handled message and triggers a state_changed. Refetching on every state_changed would
-// therefore read forever; instead a read is wanted only when the server handled more than the
-// one message of the page's last read (`expected`), or when its status changed.
+// GET /servers/NAME reads the state through the server's mailbox, but a state read is an
+// inspection, not a message: it neither counts in messages_handled nor makes a state_changed.
+// A read is wanted when the server handled more messages than the page's last read saw
+// (`expected`), or when its status changed.
 const stateFetch = { inFlight: false, wanted: false, expected: -Infinity, lastAt: 0, timer: null,
   status: null, restarts: null };
 
@@ -297,7 +296,6 @@ function pumpState() {
 async function fetchState(name) {
   stateFetch.wanted = false;
   stateFetch.inFlight = true;
-  ownReads.set(name, (ownReads.get(name) || 0) + 1);
   const r = await api.server(name);
   stateFetch.inFlight = false;
   stateFetch.lastAt = performance.now();
@@ -307,7 +305,7 @@ async function fetchState(name) {
       const v = views.get(name);
       // Events may already have told a newer status than this read's.
       if (!v || !(v.messages_handled > b.messages_handled)) applyStatus(b);
-      stateFetch.expected = b.messages_handled + 1;
+      stateFetch.expected = b.messages_handled;
       stateFetch.status = b.status;
       stateFetch.restarts = b.restarts;
       if (b.state_error) jsonView.reset(); // a down server: nothing to show, not `null`
@@ -315,7 +313,7 @@ async function fetchState(name) {
       setText($('state-meta'), b.state_error
         ? `state unavailable: ${b.state_error}` : `read at ${clock()}`);
       $('state-meta').classList.toggle('error', Boolean(b.state_error));
-      // Events that came while the read was out: did the server handle anything besides it?
+      // Events that came while the read was out: did the server handle anything since?
       const now = views.get(name);
       if (now && (now.messages_handled > stateFetch.expected || now.status !== b.status
         || now.restarts !== b.restarts)) stateFetch.wanted = true;
@@ -419,7 +417,7 @@ document.addEventListener('keydown', (e) => {
 
 setInterval(() => {
   const now = Date.now();
-  samples.sample(views, ownReads, now);
+  samples.sample(views, now);
   table.tick(now);
   if (selected !== null && views.has(selected)) renderFacts(views.get(selected));
   renderChartNow();

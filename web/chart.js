@@ -3,8 +3,8 @@
 //
 // History samples every server once a second from what the event stream last said (no extra
 // requests), so a server's chart already has a past when it is selected. The rate is the
-// difference of messages_handled between samples; reads of the state by this page go through
-// the mailbox and count as handled messages, so the page subtracts its own reads.
+// difference of messages_handled between samples (reads of the state are not messages: they
+// do not count).
 
 import { h, svg } from './dom.js';
 
@@ -24,14 +24,13 @@ export class History {
     return Math.min(this.windowMs, Math.max(60000, now - this.since));
   }
 
-  /** Record one sample per server in views (Map name -> view), adjusted by own reads. */
-  sample(views, ownReads, now = Date.now()) {
+  /** Record one sample per server in views (Map name -> view). */
+  sample(views, now = Date.now()) {
     for (const [name, v] of views) {
       if (!Number.isFinite(v.messages_handled)) continue;
       let list = this.samples.get(name);
       if (!list) this.samples.set(name, (list = []));
-      list.push({ t: now, handled: v.messages_handled - (ownReads.get(name) || 0),
-        mailbox: v.mailbox_len || 0 });
+      list.push({ t: now, handled: v.messages_handled, mailbox: v.mailbox_len || 0 });
       while (list.length && list[0].t < now - this.windowMs - 2000) list.shift();
     }
     for (const name of this.samples.keys()) if (!views.has(name)) this.samples.delete(name);
