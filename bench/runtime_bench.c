@@ -85,7 +85,8 @@ static uint64_t rss_bytes(void)
     return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
-/* Bytes malloc has handed out and not had back, over every arena. */
+/* Bytes glibc's malloc has handed out and not had back, over every arena (0 when the program
+ * is linked with another allocator, as with jemalloc). */
 static uint64_t heap_bytes(void)
 {
     struct mallinfo2 mi = mallinfo2();
@@ -647,7 +648,8 @@ static void run_idle(const config_t *cfg)
     double start_s = (double)(t1 - t0) / 1e9, stop_s = (double)(t3 - t2) / 1e9;
     record(M_START_RATE, started / start_s);
     record(M_START_RSS, (double)(rss1 - rss0) / started);
-    record(M_START_HEAP, (double)(heap1 - heap0) / started);
+    if (heap1 > heap0) /* glibc's own count: a program linked with jemalloc has none */
+        record(M_START_HEAP, (double)(heap1 - heap0) / started);
     record(M_START_TIME, start_s);
     record(M_STOP_TIME, stop_s);
     fprintf(stderr,
