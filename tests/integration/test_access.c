@@ -190,6 +190,7 @@ static void test_the_dashboard_has_a_strict_content_security_policy(void **state
     assert_string_equal(buf, "nosniff");
     assert_non_null(h_header(&r, "X-Frame-Options", buf, sizeof(buf)));
     assert_string_equal(buf, "DENY");
+    h_resp_close(&r);
     /* Without CORS configured, no page elsewhere may read the API's answers. */
     ask(&fx->srv, "GET", "/servers", NULL, TOKEN, "Origin: " ORIGIN, &r);
     assert_int_equal(r.status, 200);
