@@ -353,7 +353,8 @@ machine_json() {
 
 # The allocator a binary is linked with: jemalloc or glibc.
 binary_malloc() {
-    if ldd "$1" 2>/dev/null | grep -q libjemalloc; then echo jemalloc; else echo glibc; fi
+    # Not `ldd | grep -q`: under pipefail, grep's early exit makes ldd's SIGPIPE the answer.
+    if [[ $(ldd "$1" 2>/dev/null) == *libjemalloc* ]]; then echo jemalloc; else echo glibc; fi
 }
 
 # The commit genserv was built from, "+dirty" when its sources differ from it.
