@@ -284,7 +284,7 @@ svg_conns=$out.connections.svg svg_held=$out.held.svg
     jq -r "$FORMAT"'.rows[] | "| \(.scenario) | \(.metric) | \(.genserv | st) | \(.peer_name // "-") | \(.peer | st) | \(ratio) | \(.target) | \(met) |"' \
         "$out.json"
     echo
-    jq -r '"Command: `\(.command)` (\(.config.mode) mode, \(.config.rounds) round\(if .config.rounds > 1 then "s" else "" end), \(.elapsed_s) s in all), started \(.started), genserv \(.config.genserv_commit) (Release, \(.config.genserv_malloc) malloc). Medians over the rounds, min and max in brackets; a ratio is genserv / peer; \(.config.noisy_rule)\(if .config.rounds < 3 then "; with fewer than 3 runs the spread is unknown and \"met\" says how many runs it rests on" else "" end).",
+    jq -r '"Command: `\(.command)` (\(.config.mode) mode, \(.config.rounds) round\(if .config.rounds > 1 then "s" else "" end), \(.elapsed_s) s in all), started \(.started), genserv \(.config.genserv_commit) (Release, malloc: \(.config.genserv_malloc)). Medians over the rounds, min and max in brackets; a ratio is genserv / peer; \(.config.noisy_rule)\(if .config.rounds < 3 then "; with fewer than 3 runs the spread is unknown and \"met\" says how many runs it rests on" else "" end).",
         "",
         "Machine: \(.machine.cpu), \(.machine.nproc) cores (`nproc`), \(.machine.memory), \(.machine.os), Linux \(.machine.kernel). Load average before: \(.machine.load_before); after: \(.machine.load_after). The load generators run on the same cores as the servers; nothing is pinned. \(.machine.fd_limit).",
         "",
