@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian 12 packages genserv needs, and nothing that is already there.
-#   scripts/deps.sh build   what building and running needs
-#   scripts/deps.sh test    that, plus what the whole test suite needs
+#   scripts/deps.sh build          what building and running needs
+#   scripts/deps.sh test           that, plus what the whole test suite needs
+#   scripts/deps.sh build PKG...   build's, plus these (what one script adds: scripts/fuzz.sh...)
 # Runs apt-get as root, or through sudo for a normal user.
 set -euo pipefail
 
@@ -16,8 +17,10 @@ pkgs=("${build_pkgs[@]}")
 case "${1:-build}" in
 build) ;;
 test) pkgs+=("${test_pkgs[@]}") ;;
-*) echo "usage: $0 build|test" >&2; exit 2 ;;
+*) echo "usage: $0 build|test [PKG...]" >&2; exit 2 ;;
 esac
+[ $# -gt 0 ] && shift
+pkgs+=("$@")
 
 # A node installed from elsewhere (NodeSource's nodejs ships npm and conflicts with Debian's
 # npm package) counts as installed: asking apt for npm then would try to replace it.

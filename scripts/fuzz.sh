@@ -18,19 +18,7 @@ targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(request behaviours)
 
 # Build dependencies, then what fuzzing adds: clang and its runtimes (libFuzzer, ASan).
-scripts/deps.sh build
-missing=()
-for p in clang libclang-rt-14-dev; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    sudo=()
-    [ "$(id -u)" -ne 0 ] && sudo=(sudo)
-    echo "installing: ${missing[*]}" >&2
-    "${sudo[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
-        "${missing[@]}" >/dev/null
-fi
+scripts/deps.sh build clang libclang-rt-14-dev
 
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGS_FUZZ=ON \
     -DGS_BUILD_TESTS=OFF -DGS_BUILD_BENCH=OFF >/dev/null

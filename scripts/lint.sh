@@ -7,13 +7,7 @@
 # exercised by running them). Needs a compile_commands.json: this configures build-tidy/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-need=()
-command -v clang-tidy >/dev/null || need+=(clang-tidy)
-command -v cppcheck >/dev/null || need+=(cppcheck)
-if ((${#need[@]})); then
-    sudo=(); [ "$(id -u)" -ne 0 ] && sudo=(sudo)
-    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+scripts/deps.sh build clang clang-tidy cppcheck
 CC=clang cmake -S . -B build-tidy -DCMAKE_EXPORT_COMPILE_COMMANDS=ON -DGS_BUILD_BENCH=OFF \
     >/dev/null
 # The embedded web assets are generated sources: build them so every file compiles.

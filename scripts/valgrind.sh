@@ -8,10 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
-command -v valgrind >/dev/null || {
-    sudo=(); [ "$(id -u)" -ne 0 ] && sudo=(sudo)
-    "${sudo[@]}" apt-get install -y -qq --no-install-recommends valgrind >/dev/null
-}
+scripts/deps.sh build valgrind
 [ -x "$build/genserv" ] || { echo "no $build/genserv: build first (cmake --build $build)" >&2; exit 2; }
 # --soname-synonyms: genserv links jemalloc; memcheck must replace its malloc as it does libc's.
 export GS_TEST_WRAPPER="valgrind --quiet --error-exitcode=99 --leak-check=full \
