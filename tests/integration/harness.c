@@ -476,18 +476,23 @@ out:
 /* Fixtures                                                                                   */
 /* ---------------------------------------------------------------------------------------- */
 
-int h_setup(void **state)
+int h_setup_with(void **state, const h_opts_t *opts)
 {
     h_fixture_t *fx = calloc(1, sizeof(*fx));
 
     if (fx == NULL)
         return -1;
-    if (h_start(&fx->srv, NULL) < 0) {
+    if (h_start(&fx->srv, opts) < 0) {
         free(fx);
         return -1;
     }
     *state = fx;
     return 0;
+}
+
+int h_setup(void **state)
+{
+    return h_setup_with(state, NULL);
 }
 
 int h_fixture_stop(h_fixture_t *fx)

@@ -93,6 +93,8 @@ typedef struct h_fixture_s {
 
 /** cmocka setup: genserv with its default servers (counter, journal, batcher, ticker, slow). */
 int h_setup(void **state);
+/** The same with opts (borrowed; copied by h_start): for setups of a group's own. */
+int h_setup_with(void **state, const h_opts_t *opts);
 /**
  * cmocka teardown: stops the server (it must exit 0 within H_STOP_MS), prints its logs when
  * the test did not reach H_PASS or the exit was not clean, removes its files.

@@ -24,34 +24,21 @@
 #define READ_TOKEN "look-only"
 #define ORIGIN     "http://dash.example"
 
-static int start_with(void **state, const char *const *args, const char *const *env)
-{
-    h_opts_t opts = {.args = args, .env = env};
-    h_fixture_t *fx = calloc(1, sizeof(*fx));
-
-    if (fx == NULL)
-        return -1;
-    if (h_start(&fx->srv, &opts) < 0) {
-        free(fx);
-        return -1;
-    }
-    *state = fx;
-    return 0;
-}
-
 static int setup_tokens(void **state)
 {
     static const char *const args[] = {"--read-token", READ_TOKEN, NULL};
     static const char *const env[] = {"GENSERV_TOKEN=" TOKEN, NULL};
+    h_opts_t opts = {.args = args, .env = env};
 
-    return start_with(state, args, env);
+    return h_setup_with(state, &opts);
 }
 
 static int setup_cors(void **state)
 {
     static const char *const args[] = {"--cors-origins", "http://other.example, " ORIGIN, NULL};
+    h_opts_t opts = {.args = args};
 
-    return start_with(state, args, NULL);
+    return h_setup_with(state, &opts);
 }
 
 /* One request with an optional Authorization header and extra header; returns the status. */

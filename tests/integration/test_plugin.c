@@ -24,16 +24,8 @@ static int setup_with_plugin(void **state)
 {
     const char *args[] = {"--plugin", GS_EXAMPLE_PLUGIN, NULL};
     h_opts_t opts = {.args = args};
-    h_fixture_t *fx = calloc(1, sizeof(*fx));
 
-    if (fx == NULL)
-        return -1;
-    if (h_start(&fx->srv, &opts) < 0) {
-        free(fx);
-        return -1;
-    }
-    *state = fx;
-    return 0;
+    return h_setup_with(state, &opts);
 }
 
 static bool listed(const h_server_t *srv, const char *behaviour)
