@@ -41,9 +41,6 @@
 
 /* The largest number of HTTP threads we start, whatever the options say. */
 #define GS_MAX_HTTP_THREADS 64u
-/* Per-connection memory pool (headers and read buffer; bodies stream through it). MHD clears
- * the pool between requests, so a bigger one costs time on every request. */
-#define GS_CONNECTION_MEMORY (6 * 1024)
 
 uint64_t gs__api_now_ns(void)
 {
