@@ -97,6 +97,7 @@ struct gs_request_s {
     size_t body_cap;
     bool too_large;
     bool held;         /* suspended waiting for the runtime; HTTP thread only */
+    bool counted;      /* held as a /call, against max_held_calls; HTTP thread only */
     _Atomic int phase; /* gs_phase_t, once held: who resumes the connection (gateway.c) */
     bool answered;     /* a response was queued */
     bool challenge;    /* a 401: add WWW-Authenticate */
@@ -114,13 +115,16 @@ struct gs_request_s {
 typedef enum { GS_PHASE_STARTED = 1, GS_PHASE_SUSPENDED, GS_PHASE_DONE } gs_phase_t;
 
 /**
- * Hold req for a runtime completion: counts it against max_held_calls and records finish,
- * which queues the response once the outcome is in. Call on the HTTP thread inside the
- * handler, BEFORE starting the runtime request, then pass the start's result to
- * gs__request_started.
- * @return 0, or GS_EOVERLOADED when max_held_calls are held already (nothing was done).
+ * Hold req for a runtime completion and record finish, which queues the response once the
+ * outcome is in. Call on the HTTP thread inside the handler, BEFORE starting the runtime
+ * request, then pass the start's result to gs__request_started. A held /call is counted
+ * against max_held_calls (counted true); state reads and stops are not (counted false), so
+ * that an operator can still look at and stop servers when calls fill the limit (they are
+ * short: bounded by the default call timeout, or certain to complete).
+ * @return 0, or GS_EOVERLOADED when counted and max_held_calls are held already (nothing
+ *         was done). Never fails when not counted.
  */
-int gs__request_hold(gs_request_t *req, gs_finish_fn finish);
+int gs__request_hold(gs_request_t *req, gs_finish_fn finish, bool counted);
 /**
  * After the runtime request of a held req was started (rc 0) or refused up front (rc < 0,
  * completed here with that status): answer now if the outcome is in, else suspend the
@@ -365,7 +369,8 @@ struct gs_gateway_s {
     bool shut_down; /* controlling thread only */
 
     /* Relaxed: a gauge and a bound, not used to publish data. */
-    atomic_uint held;        /* requests suspended waiting for the runtime */
+    atomic_uint held;        /* requests suspended waiting for the runtime (all kinds) */
+    atomic_uint held_calls;  /* of which /calls: the ones max_held_calls bounds */
     atomic_uint active;      /* requests between first handler call and completed callback */
     atomic_uint connections; /* open HTTP connections (MHD's notify-connection callback) */
 

@@ -54,7 +54,7 @@ enum MHD_Result gs__handle_call(gs_request_t *req)
         ret = shutting_down(req);
         goto out;
     }
-    if (gs__request_hold(req, finish_call) < 0) {
+    if (gs__request_hold(req, finish_call, true) < 0) {
         gs__runtime_leave(gw);
         ret = too_many_held(req);
         goto out;

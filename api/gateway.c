@@ -109,24 +109,35 @@ void gs__runtime_leave(gs_gateway_t *gw)
 /* Holding a request for the runtime                                                          */
 /* ---------------------------------------------------------------------------------------- */
 
-int gs__request_hold(gs_request_t *req, gs_finish_fn finish)
+int gs__request_hold(gs_request_t *req, gs_finish_fn finish, bool counted)
 {
     gs_gateway_t *gw = req->gw;
-    /* Relaxed: a bound, not a publication; overshooting by a racing thread is undone below. */
-    unsigned n = atomic_fetch_add_explicit(&gw->held, 1, memory_order_relaxed);
 
-    if (n >= gw->opts.max_held_calls) {
-        atomic_fetch_sub_explicit(&gw->held, 1, memory_order_relaxed);
+    /* Relaxed: a bound and a gauge, not a publication; overshooting by a racing thread is
+     * undone below. */
+    if (counted && atomic_fetch_add_explicit(&gw->held_calls, 1, memory_order_relaxed) >=
+                       gw->opts.max_held_calls) {
+        atomic_fetch_sub_explicit(&gw->held_calls, 1, memory_order_relaxed);
         return GS_EOVERLOADED;
     }
+    atomic_fetch_add_explicit(&gw->held, 1, memory_order_relaxed);
+    req->counted = counted;
     req->finish = finish;
     atomic_init(&req->phase, GS_PHASE_STARTED);
     return 0;
 }
 
-static enum MHD_Result finish_held(gs_request_t *req)
+/* The held request is over (answered, or its connection gone): count it out. */
+static void unhold(gs_request_t *req)
 {
     atomic_fetch_sub_explicit(&req->gw->held, 1, memory_order_relaxed); /* see hold */
+    if (req->counted)
+        atomic_fetch_sub_explicit(&req->gw->held_calls, 1, memory_order_relaxed);
+}
+
+static enum MHD_Result finish_held(gs_request_t *req)
+{
+    unhold(req);
     return req->finish(req);
 }
 
@@ -404,7 +415,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         gs__log(gw, GS_LOG_DEBUG, "http: connection ended before the answer was sent (%d)",
                 (int)toe);
     if (req->held) /* only possible when the daemon is stopped with suspended connections */
-        atomic_fetch_sub_explicit(&gw->held, 1, memory_order_relaxed);
+        unhold(req);
     json_decref(req->result);
     json_decref(req->extra);
     free(req->body);
@@ -599,6 +610,7 @@ int gs_gateway_create(gs_runtime_t *rt, const gs_gateway_options_t *opts, gs_gat
     atomic_init(&gw->closing, false);
     atomic_init(&gw->users, 0);
     atomic_init(&gw->held, 0);
+    atomic_init(&gw->held_calls, 0);
     atomic_init(&gw->active, 0);
     atomic_init(&gw->connections, 0);
 

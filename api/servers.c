@@ -20,13 +20,6 @@ static enum MHD_Result shutting_down(gs_request_t *req)
                              gs_strerror(GS_ESHUTDOWN));
 }
 
-static enum MHD_Result too_many_held(gs_request_t *req)
-{
-    return gs__respond_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "overloaded",
-                             "%u requests are held open already; retry later",
-                             req->gw->opts.max_held_calls);
-}
-
 static enum MHD_Result start_server(gs_request_t *req)
 {
     gs_gateway_t *gw = req->gw;
@@ -118,10 +111,7 @@ enum MHD_Result gs__handle_server(gs_request_t *req)
         return shutting_down(req);
 
     if (req->match.method == GS_METHOD_DELETE) {
-        if (gs__request_hold(req, finish_stop) < 0) {
-            gs__runtime_leave(gw);
-            return too_many_held(req);
-        }
+        (void)gs__request_hold(req, finish_stop, false); /* not counted: cannot fail */
         rc = gs_stop_async(gw->rt, name, NULL, gs__on_done, req);
         gs__runtime_leave(gw);
         return gs__request_started(req, rc);
@@ -132,11 +122,7 @@ enum MHD_Result gs__handle_server(gs_request_t *req)
         gs__runtime_leave(gw);
         return gs__respond_runtime_error(req, GS_ENOSERVER, NULL);
     }
-    if (gs__request_hold(req, finish_state) < 0) {
-        gs__runtime_leave(gw);
-        json_decref(status);
-        return too_many_held(req);
-    }
+    (void)gs__request_hold(req, finish_state, false); /* not counted: cannot fail */
     req->extra = status;
     rc = gs_get_state_async(gw->rt, name, gw->opts.default_timeout_ms, gs__on_reply, req);
     gs__runtime_leave(gw);

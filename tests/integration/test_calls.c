@@ -335,8 +335,18 @@ static void test_held_calls_past_the_limit_get_503_overloaded(void **state)
     h_call(&fx->srv, "hold", "[\"push\", 3]", 60000, &r);
     assert_overloaded(&r);
     h_resp_close(&r);
-    /* Requests that hold nothing are still served. */
+    /* Requests that hold nothing are still served, and so are the ones an operator needs
+     * most in this state: reading a server's state and stopping one (held, not counted). */
     h_request(&fx->srv, "GET", "/healthz", NULL, &r);
+    assert_int_equal(r.status, 200);
+    h_resp_close(&r);
+    h_request(&fx->srv, "GET", "/servers/hold", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(r.json, "state"), "pending")), 2);
+    h_resp_close(&r);
+    assert_int_equal(h_start_server(&fx->srv, "spare", "counter", NULL, NULL), 201);
+    h_request(&fx->srv, "DELETE", "/servers/spare", NULL, &r);
     assert_int_equal(r.status, 200);
     h_resp_close(&r);
 
