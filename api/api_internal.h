@@ -15,7 +15,7 @@
 #ifndef GS_API_INTERNAL_H
 #define GS_API_INTERNAL_H
 
-#include "gateway.h"
+#include <genserv/gateway.h>
 
 #include <microhttpd.h>
 #include <pthread.h>

@@ -32,7 +32,7 @@
  *
  * Usage: runtime_bench [--quick] [--runs N] [--json FILE] [--only cast,call,...]
  */
-#include "genserv.h"
+#include <genserv/genserv.h>
 
 #include <malloc.h>
 #include <pthread.h>

@@ -28,7 +28,7 @@
  * invariant, a callback run twice (ASan: use after free), a call never completed or a stop
  * that does not finish in time aborts.
  */
-#include "builtins.h"
+#include <genserv/builtins.h>
 #include "fuzz.h"
 
 #include <stdatomic.h>

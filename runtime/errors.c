@@ -2,7 +2,7 @@
  * errors.c: gs_strerror() and gs_err_name(), generated from GS_ERRNO_MAP so that the codes,
  * their stable names and their messages can never drift apart.
  */
-#include "genserv.h"
+#include <genserv/genserv.h>
 
 const char *gs_strerror(int err)
 {

@@ -19,7 +19,7 @@
 #ifndef GS_RUNTIME_INTERNAL_H
 #define GS_RUNTIME_INTERNAL_H
 
-#include "genserv.h"
+#include <genserv/genserv.h>
 #include "mpsc.h"
 #include "wheel.h"
 

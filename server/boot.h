@@ -5,7 +5,7 @@
 #ifndef GS_SERVER_BOOT_H
 #define GS_SERVER_BOOT_H
 
-#include "genserv.h"
+#include <genserv/genserv.h>
 
 #include <stddef.h>
 

@@ -10,7 +10,7 @@
  */
 #include "config.h"
 
-#include "genserv.h"
+#include <genserv/genserv.h>
 #include "log.h"
 
 #include <ctype.h>

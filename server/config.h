@@ -13,7 +13,7 @@
 #ifndef GS_SERVER_CONFIG_H
 #define GS_SERVER_CONFIG_H
 
-#include "gateway.h"
+#include <genserv/gateway.h>
 
 #include <stdbool.h>
 #include <stdio.h>

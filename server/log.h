@@ -7,7 +7,7 @@
 #ifndef GS_SERVER_LOG_H
 #define GS_SERVER_LOG_H
 
-#include "gateway.h"
+#include <genserv/gateway.h>
 
 /** Set the threshold: lines with a level above it are dropped. Any thread. */
 void gs_log_set_level(gs_log_level_t level);

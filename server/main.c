@@ -14,10 +14,10 @@
  * period, the process logs it and exits 1 rather than hang.
  */
 #include "boot.h"
-#include "builtins.h"
+#include <genserv/builtins.h>
 #include "config.h"
-#include "gateway.h"
-#include "genserv.h"
+#include <genserv/gateway.h>
+#include <genserv/genserv.h>
 #include "healthcheck.h"
 #include "log.h"
 #include "plugins.h"

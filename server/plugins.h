@@ -5,7 +5,7 @@
 #ifndef GS_SERVER_PLUGINS_H
 #define GS_SERVER_PLUGINS_H
 
-#include "genserv.h"
+#include <genserv/genserv.h>
 
 #include <stddef.h>
 

@@ -6,6 +6,9 @@
  *   curl -d '{"server":"cache","message":["put","greeting","hello",2000]}' localhost:8080/call
  *   curl -d '{"server":"cache","message":["get","greeting"]}' localhost:8080/call
  *
+ * It reads messages and init args with the public helpers of genserv/message.h, exactly as the
+ * built-ins do.
+ *
  * Elixir, for comparison, keeps a map in the state and lets each expiry be a message:
  *   def handle_call({:put, k, v, ttl}, _from, s) do
  *     ref = Process.send_after(self(), {:expire, k, gen}, ttl)
@@ -26,11 +29,11 @@
  * Init args: null or {"max_keys": N} (default 100000). State JSON: {"size", "max_keys",
  * "entries": {KEY: {"value", "ttl_ms"}}}.
  */
-#include "genserv.h"
+#include <genserv/genserv.h>
+#include <genserv/message.h>
 
 #include <stdbool.h>
 #include <stdlib.h>
-#include <string.h>
 #include <time.h>
 
 #define KV_DEFAULT_MAX_KEYS 100000
@@ -51,31 +54,16 @@ static json_int_t now_ms(void)
     return (json_int_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static json_t *error_reply(const char *why)
-{
-    return json_pack("[ss]", "error", why);
-}
-
 static int kv_init(gs_server_t *self, json_t *args, void **state, json_t **reason)
 {
+    static const char *const allowed[] = {"max_keys", NULL};
     json_int_t max_keys = KV_DEFAULT_MAX_KEYS;
     kv_t *kv;
 
     (void)self;
-    if (json_is_object(args)) {
-        json_t *m = json_object_get(args, "max_keys");
-
-        if (json_object_size(args) != (m != NULL ? 1u : 0u) ||
-            (m != NULL && (!json_is_integer(m) || json_integer_value(m) < 1))) {
-            *reason = json_pack("[ss]", "bad_args", "args are {\"max_keys\": N >= 1}");
-            return -1;
-        }
-        if (m != NULL)
-            max_keys = json_integer_value(m);
-    } else if (!json_is_null(args)) {
-        *reason = json_pack("[ss]", "bad_args", "args are null or an object");
+    if (gs_args_check(args, allowed, reason) < 0 ||
+        gs_args_int(args, "max_keys", 1, GS_JSON_INT_MAX, &max_keys, reason) < 0)
         return -1;
-    }
     kv = calloc(1, sizeof(*kv));
     if (kv == NULL || (kv->entries = json_object()) == NULL) {
         free(kv);
@@ -103,21 +91,20 @@ static json_t *kv_put(gs_server_t *self, kv_t *kv, json_t *msg)
     json_t *value = json_array_get(msg, 2), *ttl = json_array_get(msg, 3), *old, *entry;
     json_int_t gen = ++kv->next_gen;
 
-    if (key == NULL || value == NULL || json_array_size(msg) > 4 ||
-        (ttl != NULL && (!json_is_integer(ttl) || json_integer_value(ttl) < 0 ||
-                         json_integer_value(ttl) > KV_MAX_TTL_MS)))
-        return error_reply("bad_request");
+    json_int_t ms = 0;
+
+    if (key == NULL || (ttl != NULL && !gs_json_int_in(ttl, 0, KV_MAX_TTL_MS, &ms)))
+        return gs_msg_error("bad_request");
     old = json_object_get(kv->entries, key);
     if (old == NULL && (json_int_t)json_object_size(kv->entries) >= kv->max_keys)
-        return error_reply("full");
+        return gs_msg_error("full");
     if (old != NULL)
         cancel_entry_timer(self, old);
     entry = json_pack("{sOsIsn}", "value", value, "gen", gen, "deadline");
     if (entry == NULL)
-        return error_reply("out_of_memory");
+        return gs_msg_error("out_of_memory");
     if (ttl != NULL) {
         gs_timer_ref_t ref = 0;
-        json_int_t ms = json_integer_value(ttl);
 
         /* The expiry is a message to this incarnation: a restarted store starts empty, and
          * its predecessor's timers are dropped by the runtime. */
@@ -142,21 +129,19 @@ static json_t *kv_delete(gs_server_t *self, kv_t *kv, const char *key)
     return json_string("ok");
 }
 
-static bool is_tuple(json_t *msg, const char *tag, size_t min, size_t max)
+/* ["put", KEY, VALUE] or ["put", KEY, VALUE, TTL_MS] */
+static bool is_put(const json_t *msg)
 {
-    const char *t = json_string_value(json_array_get(msg, 0));
-
-    return json_is_array(msg) && t != NULL && strcmp(t, tag) == 0 && json_array_size(msg) >= min &&
-           json_array_size(msg) <= max;
+    return gs_msg_is_tuple(msg, "put", 3) || gs_msg_is_tuple(msg, "put", 4);
 }
 
 static json_t *kv_answer(gs_server_t *self, kv_t *kv, json_t *msg)
 {
     const char *key = json_string_value(json_array_get(msg, 1));
 
-    if (json_is_string(msg) && strcmp(json_string_value(msg), "size") == 0)
+    if (gs_msg_is_atom(msg, "size"))
         return json_integer((json_int_t)json_object_size(kv->entries));
-    if (json_is_string(msg) && strcmp(json_string_value(msg), "keys") == 0) {
+    if (gs_msg_is_atom(msg, "keys")) {
         json_t *keys = json_array();
         const char *k;
         json_t *v;
@@ -167,16 +152,16 @@ static json_t *kv_answer(gs_server_t *self, kv_t *kv, json_t *msg)
         }
         return keys;
     }
-    if (is_tuple(msg, "put", 3, 4))
+    if (is_put(msg))
         return kv_put(self, kv, msg);
     if (key == NULL)
-        return error_reply("bad_request");
-    if (is_tuple(msg, "get", 2, 2)) {
+        return gs_msg_error("bad_request");
+    if (gs_msg_is_tuple(msg, "get", 2)) {
         json_t *e = json_object_get(kv->entries, key);
 
         return e ? json_pack("[sO]", "ok", json_object_get(e, "value")) : json_string("not_found");
     }
-    if (is_tuple(msg, "ttl", 2, 2)) {
+    if (gs_msg_is_tuple(msg, "ttl", 2)) {
         json_t *e = json_object_get(kv->entries, key), *d;
 
         if (e == NULL)
@@ -187,9 +172,9 @@ static json_t *kv_answer(gs_server_t *self, kv_t *kv, json_t *msg)
         json_int_t left = json_integer_value(d) - now_ms();
         return json_pack("[sI]", "ok", left > 0 ? left : 0);
     }
-    if (is_tuple(msg, "delete", 2, 2))
+    if (gs_msg_is_tuple(msg, "delete", 2))
         return kv_delete(self, kv, key);
-    return error_reply("bad_request");
+    return gs_msg_error("bad_request");
 }
 
 static gs_result_t kv_handle_call(gs_server_t *self, void *state, json_t *msg, gs_from_t from)
@@ -201,7 +186,7 @@ static gs_result_t kv_handle_call(gs_server_t *self, void *state, json_t *msg, g
 static gs_result_t kv_handle_cast(gs_server_t *self, void *state, json_t *msg)
 {
     /* Casts of "put" and "delete" only; there is nobody to tell about a bad one. */
-    if (is_tuple(msg, "put", 3, 4) || is_tuple(msg, "delete", 2, 2))
+    if (is_put(msg) || gs_msg_is_tuple(msg, "delete", 2))
         json_decref(kv_answer(self, state, msg));
     return GS_NOREPLY;
 }
@@ -213,7 +198,7 @@ static gs_result_t kv_handle_info(gs_server_t *self, void *state, json_t *msg)
     json_t *gen = json_array_get(msg, 2), *e;
 
     (void)self;
-    if (!is_tuple(msg, "expire", 3, 3) || key == NULL || !json_is_integer(gen))
+    if (!gs_msg_is_tuple(msg, "expire", 3) || key == NULL || !json_is_integer(gen))
         return GS_NOREPLY;
     e = json_object_get(kv->entries, key);
     /* Only the write that scheduled this expiry may be expired by it. */

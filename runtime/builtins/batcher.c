@@ -24,8 +24,8 @@
  */
 #include <stdlib.h>
 
-#include "builtins.h"
-#include "builtins_internal.h"
+#include <genserv/builtins.h>
+#include <genserv/message.h>
 
 #define BATCHER_MIN_MS 1
 #define BATCHER_MAX_MS 86400000
@@ -66,10 +66,10 @@ static int batcher_init(gs_server_t *self, json_t *args, void **state, json_t **
     json_int_t interval_ms = 1000;
     bool reply_immediately = false;
 
-    if (gs__builtin_check_args(args, allowed, reason) < 0 ||
-        gs__builtin_int_option(args, "interval_ms", BATCHER_MIN_MS, BATCHER_MAX_MS, &interval_ms,
-                               reason) < 0 ||
-        gs__builtin_bool_option(args, "reply_immediately", &reply_immediately, reason) < 0)
+    if (gs_args_check(args, allowed, reason) < 0 ||
+        gs_args_int(args, "interval_ms", BATCHER_MIN_MS, BATCHER_MAX_MS, &interval_ms, reason) <
+            0 ||
+        gs_args_bool(args, "reply_immediately", &reply_immediately, reason) < 0)
         return -1;
     batcher_t *b = calloc(1, sizeof(*b));
     if (b == NULL) {
@@ -117,16 +117,16 @@ static gs_result_t batcher_handle_call(gs_server_t *self, void *state, json_t *m
     json_int_t n, sum;
     (void)self;
 
-    if (gs__builtin_is_atom(msg, "stats"))
+    if (gs_msg_is_atom(msg, "stats"))
         return GS_REPLY(batcher_stats(b));
-    if (!gs__builtin_is_tuple(msg, "push", 2))
-        return gs__builtin_unknown_call();
+    if (!gs_msg_is_tuple(msg, "push", 2))
+        return gs_reply_unknown_message();
     /* A number that would overflow the batch's sum is refused, not wrapped. */
-    if (!gs__builtin_int_in(json_array_get(msg, 1), GS__JSON_INT_MIN, GS__JSON_INT_MAX, &n) ||
-        !gs__builtin_add(b->pending_sum, n, &sum))
-        return gs__builtin_bad_argument();
+    if (!gs_json_int_in(json_array_get(msg, 1), GS_JSON_INT_MIN, GS_JSON_INT_MAX, &n) ||
+        !gs_json_int_add(b->pending_sum, n, &sum))
+        return gs_reply_bad_argument();
     if (!b->reply_immediately && !batcher_hold(b, from))
-        return GS_REPLY(gs__builtin_error(gs_err_name(GS_ENOMEM)));
+        return GS_REPLY(gs_msg_error(gs_err_name(GS_ENOMEM)));
     b->pending_sum = sum;
     b->pending++;
     if (b->reply_immediately)
@@ -142,8 +142,8 @@ static void batcher_flush(batcher_t *b)
     b->last_batch_size = b->pending;
     b->last_batch_sum = b->pending_sum;
     b->batches++;
-    if (!gs__builtin_add(b->total, b->pending_sum, &b->total))
-        b->total = b->pending_sum > 0 ? GS__JSON_INT_MAX : GS__JSON_INT_MIN;
+    if (!gs_json_int_add(b->total, b->pending_sum, &b->total))
+        b->total = b->pending_sum > 0 ? GS_JSON_INT_MAX : GS_JSON_INT_MIN;
     /* A caller that timed out meanwhile refuses its reply (GS_ENOCALL); that is fine. */
     for (size_t i = 0; i < b->held_len; i++)
         gs_reply(b->held[i], json_string("ok"));
@@ -161,7 +161,7 @@ static gs_result_t batcher_handle_info(gs_server_t *self, void *state, json_t *m
 {
     batcher_t *b = state;
 
-    if (!gs__builtin_is_atom(msg, "flush"))
+    if (!gs_msg_is_atom(msg, "flush"))
         return GS_NOREPLY;
     batcher_flush(b);
     int rc = batcher_schedule(self, b);
@@ -204,7 +204,7 @@ const gs_behaviour_t gs_builtin_batcher = {
     .messages = batcher_messages,
     .init = batcher_init,
     .handle_call = batcher_handle_call,
-    .handle_cast = gs__builtin_ignore,
+    .handle_cast = gs_ignore_message,
     .handle_info = batcher_handle_info,
     .terminate = batcher_terminate,
     .format_state = batcher_format_state,

@@ -1,16 +1,9 @@
 /*
- * builtins.c: the table of built-in behaviours, their registration, and the helpers they
- * share (declared in builtins_internal.h).
- *
- * The table is what the server binary and the tests register; the helpers give every
- * built-in the same reading of Elixir-shaped JSON messages and the same answer to a message
- * it does not understand.
+ * builtins.c: the table of built-in behaviours and their registration, which the server
+ * binary and the tests use. The helpers every built-in shares (reading Elixir-shaped JSON
+ * messages, answering what they do not understand) are public: genserv/message.h.
  */
-#include <stdio.h>
-#include <string.h>
-
-#include "builtins.h"
-#include "builtins_internal.h"
+#include <genserv/builtins.h>
 
 const gs_behaviour_t *const gs_builtin_behaviours[] = {
     &gs_builtin_counter,  &gs_builtin_journal,     &gs_builtin_slow,
@@ -25,123 +18,5 @@ int gs_builtins_register(gs_runtime_t *rt)
         if (rc < 0)
             return rc;
     }
-    return 0;
-}
-
-bool gs__builtin_is_atom(const json_t *msg, const char *atom)
-{
-    return json_is_string(msg) && strcmp(json_string_value(msg), atom) == 0;
-}
-
-bool gs__builtin_is_tuple(const json_t *msg, const char *tag, size_t arity)
-{
-    return json_is_array(msg) && json_array_size(msg) == arity &&
-           gs__builtin_is_atom(json_array_get(msg, 0), tag);
-}
-
-bool gs__builtin_int_in(const json_t *v, json_int_t min, json_int_t max, json_int_t *out)
-{
-    if (!json_is_integer(v))
-        return false;
-    json_int_t n = json_integer_value(v);
-    if (n < min || n > max)
-        return false;
-    *out = n;
-    return true;
-}
-
-bool gs__builtin_add(json_int_t a, json_int_t b, json_int_t *out)
-{
-    /* Checked before adding, because signed overflow is undefined behaviour in C. */
-    if ((b > 0 && a > GS__JSON_INT_MAX - b) || (b < 0 && a < GS__JSON_INT_MIN - b))
-        return false;
-    *out = a + b;
-    return true;
-}
-
-json_t *gs__builtin_error(const char *code)
-{
-    return json_pack("[ss]", "error", code);
-}
-
-gs_result_t gs__builtin_unknown_call(void)
-{
-    return GS_REPLY(gs__builtin_error("unknown_message"));
-}
-
-gs_result_t gs__builtin_bad_argument(void)
-{
-    return GS_REPLY(gs__builtin_error(gs_err_name(GS_EINVAL)));
-}
-
-gs_result_t gs__builtin_ignore(gs_server_t *self, void *state, json_t *msg)
-{
-    (void)self;
-    (void)state;
-    (void)msg;
-    return GS_NOREPLY;
-}
-
-json_t *gs__builtin_bad_args(const char *explanation)
-{
-    return json_pack("[ss]", "bad_args", explanation);
-}
-
-int gs__builtin_check_args(const json_t *args, const char *const allowed[], json_t **reason)
-{
-    if (args == NULL || json_is_null(args))
-        return 0;
-    if (!json_is_object(args)) {
-        *reason = gs__builtin_bad_args("init args must be an object or null");
-        return -1;
-    }
-    const char *key;
-    json_t *value;
-    json_object_foreach((json_t *)args, key, value)
-    {
-        (void)value;
-        size_t i = 0;
-        while (allowed[i] != NULL && strcmp(allowed[i], key) != 0)
-            i++;
-        if (allowed[i] == NULL) {
-            char text[160];
-            /* Keys come from the user: cut long ones rather than quote them whole. */
-            snprintf(text, sizeof(text), "unknown key \"%.64s\"", key);
-            *reason = gs__builtin_bad_args(text);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-int gs__builtin_int_option(const json_t *args, const char *key, json_int_t min, json_int_t max,
-                           json_int_t *out, json_t **reason)
-{
-    json_t *v = json_is_object(args) ? json_object_get(args, key) : NULL;
-    if (v == NULL)
-        return 0;
-    if (!gs__builtin_int_in(v, min, max, out)) {
-        char text[160];
-        snprintf(text, sizeof(text),
-                 "%s must be an integer from %" JSON_INTEGER_FORMAT " to %" JSON_INTEGER_FORMAT,
-                 key, min, max);
-        *reason = gs__builtin_bad_args(text);
-        return -1;
-    }
-    return 0;
-}
-
-int gs__builtin_bool_option(const json_t *args, const char *key, bool *out, json_t **reason)
-{
-    json_t *v = json_is_object(args) ? json_object_get(args, key) : NULL;
-    if (v == NULL)
-        return 0;
-    if (!json_is_boolean(v)) {
-        char text[160];
-        snprintf(text, sizeof(text), "%s must be true or false", key);
-        *reason = gs__builtin_bad_args(text);
-        return -1;
-    }
-    *out = json_is_true(v);
     return 0;
 }

@@ -11,8 +11,8 @@
  */
 #include <stdlib.h>
 
-#include "builtins.h"
-#include "builtins_internal.h"
+#include <genserv/builtins.h>
+#include <genserv/message.h>
 
 typedef struct counter_s {
     json_int_t count;
@@ -24,9 +24,8 @@ static int counter_init(gs_server_t *self, json_t *args, void **state, json_t **
     json_int_t initial = 0;
     (void)self;
 
-    if (gs__builtin_check_args(args, allowed, reason) < 0 ||
-        gs__builtin_int_option(args, "initial", GS__JSON_INT_MIN, GS__JSON_INT_MAX, &initial,
-                               reason) < 0)
+    if (gs_args_check(args, allowed, reason) < 0 ||
+        gs_args_int(args, "initial", GS_JSON_INT_MIN, GS_JSON_INT_MAX, &initial, reason) < 0)
         return -1;
     counter_t *c = malloc(sizeof(*c));
     if (c == NULL) {
@@ -45,22 +44,22 @@ static int counter_init(gs_server_t *self, json_t *args, void **state, json_t **
 static bool counter_step(const json_t *msg, json_int_t *step)
 {
     json_int_t n;
-    if (gs__builtin_is_atom(msg, "increment")) {
+    if (gs_msg_is_atom(msg, "increment")) {
         *step = 1;
         return true;
     }
-    if (gs__builtin_is_atom(msg, "decrement")) {
+    if (gs_msg_is_atom(msg, "decrement")) {
         *step = -1;
         return true;
     }
-    if (gs__builtin_is_tuple(msg, "increment", 2) &&
-        gs__builtin_int_in(json_array_get(msg, 1), GS__JSON_INT_MIN, GS__JSON_INT_MAX, &n)) {
+    if (gs_msg_is_tuple(msg, "increment", 2) &&
+        gs_json_int_in(json_array_get(msg, 1), GS_JSON_INT_MIN, GS_JSON_INT_MAX, &n)) {
         *step = n;
         return true;
     }
     /* The minimum cannot be negated without overflow, so it is not a valid decrement. */
-    if (gs__builtin_is_tuple(msg, "decrement", 2) &&
-        gs__builtin_int_in(json_array_get(msg, 1), -GS__JSON_INT_MAX, GS__JSON_INT_MAX, &n)) {
+    if (gs_msg_is_tuple(msg, "decrement", 2) &&
+        gs_json_int_in(json_array_get(msg, 1), -GS_JSON_INT_MAX, GS_JSON_INT_MAX, &n)) {
         *step = -n;
         return true;
     }
@@ -74,7 +73,7 @@ static gs_result_t counter_handle_cast(gs_server_t *self, void *state, json_t *m
     (void)self;
 
     /* Unknown casts and bad steps are ignored: there is nobody to answer. */
-    if (counter_step(msg, &step) && gs__builtin_add(c->count, step, &sum))
+    if (counter_step(msg, &step) && gs_json_int_add(c->count, step, &sum))
         c->count = sum;
     return GS_NOREPLY;
 }
@@ -85,9 +84,9 @@ static gs_result_t counter_handle_call(gs_server_t *self, void *state, json_t *m
     (void)self;
     (void)from;
 
-    if (gs__builtin_is_atom(msg, "get_count"))
+    if (gs_msg_is_atom(msg, "get_count"))
         return GS_REPLY(json_integer(c->count));
-    return gs__builtin_unknown_call();
+    return gs_reply_unknown_message();
 }
 
 static void counter_terminate(gs_server_t *self, json_t *reason, void *state)
@@ -121,7 +120,7 @@ const gs_behaviour_t gs_builtin_counter = {
     .init = counter_init,
     .handle_call = counter_handle_call,
     .handle_cast = counter_handle_cast,
-    .handle_info = gs__builtin_ignore,
+    .handle_info = gs_ignore_message,
     .terminate = counter_terminate,
     .format_state = counter_format_state,
 };

@@ -12,8 +12,8 @@
  */
 #include <stdlib.h>
 
-#include "builtins.h"
-#include "builtins_internal.h"
+#include <genserv/builtins.h>
+#include <genserv/message.h>
 
 #define JOURNAL_DEFAULT_MAX 10000
 #define JOURNAL_LIMIT_MAX   1000000
@@ -29,8 +29,8 @@ static int journal_init(gs_server_t *self, json_t *args, void **state, json_t **
     json_int_t max = JOURNAL_DEFAULT_MAX;
     (void)self;
 
-    if (gs__builtin_check_args(args, allowed, reason) < 0 ||
-        gs__builtin_int_option(args, "max_entries", 1, JOURNAL_LIMIT_MAX, &max, reason) < 0)
+    if (gs_args_check(args, allowed, reason) < 0 ||
+        gs_args_int(args, "max_entries", 1, JOURNAL_LIMIT_MAX, &max, reason) < 0)
         return -1;
     journal_t *j = malloc(sizeof(*j));
     if (j == NULL || (j->entries = json_array()) == NULL) {
@@ -48,7 +48,7 @@ static gs_result_t journal_handle_cast(gs_server_t *self, void *state, json_t *m
     journal_t *j = state;
     (void)self;
 
-    if (!gs__builtin_is_tuple(msg, "add_entry", 2))
+    if (!gs_msg_is_tuple(msg, "add_entry", 2))
         return GS_NOREPLY;
     /*
      * The message is ours to read and nobody mutates it, so the entry can be shared by
@@ -71,9 +71,9 @@ static gs_result_t journal_handle_call(gs_server_t *self, void *state, json_t *m
      * A deep copy, because the reply is read (serialised) on another thread while this
      * server goes on changing its array.
      */
-    if (gs__builtin_is_atom(msg, "entries"))
+    if (gs_msg_is_atom(msg, "entries"))
         return GS_REPLY(json_deep_copy(j->entries));
-    return gs__builtin_unknown_call();
+    return gs_reply_unknown_message();
 }
 
 static void journal_terminate(gs_server_t *self, json_t *reason, void *state)
@@ -107,7 +107,7 @@ const gs_behaviour_t gs_builtin_journal = {
     .init = journal_init,
     .handle_call = journal_handle_call,
     .handle_cast = journal_handle_cast,
-    .handle_info = gs__builtin_ignore,
+    .handle_info = gs_ignore_message,
     .terminate = journal_terminate,
     .format_state = journal_format_state,
 };

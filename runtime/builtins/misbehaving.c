@@ -19,8 +19,8 @@
  */
 #include <stdlib.h>
 
-#include "builtins.h"
-#include "builtins_internal.h"
+#include <genserv/builtins.h>
+#include <genserv/message.h>
 
 typedef struct misbehaving_s {
     json_int_t pings;
@@ -31,7 +31,7 @@ static int misbehaving_init(gs_server_t *self, json_t *args, void **state, json_
     static const char *const allowed[] = {NULL};
     (void)self;
 
-    if (gs__builtin_check_args(args, allowed, reason) < 0)
+    if (gs_args_check(args, allowed, reason) < 0)
         return -1;
     misbehaving_t *m = calloc(1, sizeof(*m));
     if (m == NULL) {
@@ -48,12 +48,12 @@ static gs_result_t misbehaving_handle_call(gs_server_t *self, void *state, json_
     misbehaving_t *m = state;
     (void)from;
 
-    if (gs__builtin_is_atom(msg, "ping")) {
+    if (gs_msg_is_atom(msg, "ping")) {
         m->pings++;
         return GS_REPLY(json_string("pong"));
     }
-    if (!gs__builtin_is_atom(msg, "message"))
-        return gs__builtin_unknown_call();
+    if (!gs_msg_is_atom(msg, "message"))
+        return gs_reply_unknown_message();
 
     json_t *result = NULL;
     int rc = gs_call(gs_server_runtime(self), gs_server_name(self), json_string("message"),
@@ -96,8 +96,8 @@ const gs_behaviour_t gs_builtin_misbehaving = {
     .messages = misbehaving_messages,
     .init = misbehaving_init,
     .handle_call = misbehaving_handle_call,
-    .handle_cast = gs__builtin_ignore,
-    .handle_info = gs__builtin_ignore,
+    .handle_cast = gs_ignore_message,
+    .handle_info = gs_ignore_message,
     .terminate = misbehaving_terminate,
     .format_state = misbehaving_format_state,
 };

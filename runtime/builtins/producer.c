@@ -29,8 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "builtins.h"
-#include "builtins_internal.h"
+#include <genserv/builtins.h>
+#include <genserv/message.h>
 
 #define PRODUCER_NAME_MAX 255
 
@@ -55,25 +55,24 @@ static int producer_init(gs_server_t *self, json_t *args, void **state, json_t *
     producer_t init = {.id = 0, .timeout_ms = GS_DEFAULT_TIMEOUT_MS, .retry_ms = 100, .next = 1};
     const char *target = "batcher";
 
-    if (gs__builtin_check_args(args, allowed, reason) < 0 ||
-        gs__builtin_int_option(args, "id", GS__JSON_INT_MIN, GS__JSON_INT_MAX, &init.id, reason) <
-            0 ||
-        gs__builtin_int_option(args, "timeout_ms", 1, 3600000, &init.timeout_ms, reason) < 0 ||
-        gs__builtin_int_option(args, "retry_ms", 1, 3600000, &init.retry_ms, reason) < 0)
+    if (gs_args_check(args, allowed, reason) < 0 ||
+        gs_args_int(args, "id", GS_JSON_INT_MIN, GS_JSON_INT_MAX, &init.id, reason) < 0 ||
+        gs_args_int(args, "timeout_ms", 1, 3600000, &init.timeout_ms, reason) < 0 ||
+        gs_args_int(args, "retry_ms", 1, 3600000, &init.retry_ms, reason) < 0)
         return -1;
     json_t *t = json_is_object(args) ? json_object_get(args, "target") : NULL;
     if (t != NULL) {
         size_t len = json_string_length(t);
         if (!json_is_string(t) || len == 0 || len > PRODUCER_NAME_MAX ||
             strlen(json_string_value(t)) != len) {
-            *reason = gs__builtin_bad_args("target must be a server name of 1 to 255 bytes");
+            *reason = gs_bad_args("target must be a server name of 1 to 255 bytes");
             return -1;
         }
         target = json_string_value(t);
     }
     /* Pushing to itself could only ever fail with calling_self: refuse it up front. */
     if (strcmp(target, gs_server_name(self)) == 0) {
-        *reason = gs__builtin_bad_args("a producer cannot target itself");
+        *reason = gs_bad_args("a producer cannot target itself");
         return -1;
     }
 
@@ -121,26 +120,26 @@ static bool producer_is_answer(const producer_t *p, const json_t *msg, const cha
                                size_t arity)
 {
     json_int_t tag;
-    return p->in_flight && gs__builtin_is_tuple(msg, kind, arity) &&
-           gs__builtin_int_in(json_array_get(msg, 1), p->tag, p->tag, &tag);
+    return p->in_flight && gs_msg_is_tuple(msg, kind, arity) &&
+           gs_json_int_in(json_array_get(msg, 1), p->tag, p->tag, &tag);
 }
 
 static gs_result_t producer_handle_info(gs_server_t *self, void *state, json_t *msg)
 {
     producer_t *p = state;
 
-    if (gs__builtin_is_atom(msg, "kick")) {
+    if (gs_msg_is_atom(msg, "kick")) {
         if (!p->in_flight)
             producer_push(self, p);
     } else if (producer_is_answer(p, msg, "gs_reply", 3)) {
         p->in_flight = false;
         /* Anything but "ok" (say, ["error", "unknown_message"]) is a failed push. */
-        if (!gs__builtin_is_atom(json_array_get(msg, 2), "ok")) {
+        if (!gs_msg_is_atom(json_array_get(msg, 2), "ok")) {
             producer_retry_later(self, p);
         } else {
             p->acked++;
             /* After 2^63 - 1 pushes the numbers start again from one rather than overflow. */
-            p->next = p->next < GS__JSON_INT_MAX ? p->next + 1 : 1;
+            p->next = p->next < GS_JSON_INT_MAX ? p->next + 1 : 1;
             producer_push(self, p);
         }
     } else if (producer_is_answer(p, msg, "gs_error", 4)) {
@@ -160,9 +159,9 @@ static gs_result_t producer_handle_call(gs_server_t *self, void *state, json_t *
 {
     (void)self;
     (void)from;
-    if (gs__builtin_is_atom(msg, "stats"))
+    if (gs_msg_is_atom(msg, "stats"))
         return GS_REPLY(producer_stats(state));
-    return gs__builtin_unknown_call();
+    return gs_reply_unknown_message();
 }
 
 static void producer_terminate(gs_server_t *self, json_t *reason, void *state)
@@ -198,7 +197,7 @@ const gs_behaviour_t gs_builtin_producer = {
     .messages = producer_messages,
     .init = producer_init,
     .handle_call = producer_handle_call,
-    .handle_cast = gs__builtin_ignore,
+    .handle_cast = gs_ignore_message,
     .handle_info = producer_handle_info,
     .terminate = producer_terminate,
     .format_state = producer_format_state,

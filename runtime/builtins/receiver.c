@@ -13,8 +13,8 @@
  */
 #include <stdlib.h>
 
-#include "builtins.h"
-#include "builtins_internal.h"
+#include <genserv/builtins.h>
+#include <genserv/message.h>
 
 #define RECEIVER_KEEP 10
 
@@ -28,7 +28,7 @@ static int receiver_init(gs_server_t *self, json_t *args, void **state, json_t *
     static const char *const allowed[] = {NULL};
     (void)self;
 
-    if (gs__builtin_check_args(args, allowed, reason) < 0)
+    if (gs_args_check(args, allowed, reason) < 0)
         return -1;
     receiver_t *r = malloc(sizeof(*r));
     if (r == NULL || (r->last = json_array()) == NULL) {
@@ -47,7 +47,7 @@ static gs_result_t receiver_handle_info(gs_server_t *self, void *state, json_t *
     (void)self;
 
     /* Saturate rather than overflow: nobody sends 2^63 messages, but a fuzzer may try. */
-    if (r->received < GS__JSON_INT_MAX)
+    if (r->received < GS_JSON_INT_MAX)
         r->received++;
     /* The message is never mutated by anyone, so keeping a reference is enough. */
     if (json_array_append(r->last, msg) == 0 && json_array_size(r->last) > RECEIVER_KEEP)
@@ -61,12 +61,12 @@ static gs_result_t receiver_handle_call(gs_server_t *self, void *state, json_t *
     (void)self;
     (void)from;
 
-    if (gs__builtin_is_atom(msg, "received"))
+    if (gs_msg_is_atom(msg, "received"))
         return GS_REPLY(json_integer(r->received));
     /* A copy: the reply is serialised on another thread while this array keeps changing. */
-    if (gs__builtin_is_atom(msg, "last"))
+    if (gs_msg_is_atom(msg, "last"))
         return GS_REPLY(json_deep_copy(r->last));
-    return gs__builtin_unknown_call();
+    return gs_reply_unknown_message();
 }
 
 static void receiver_terminate(gs_server_t *self, json_t *reason, void *state)
@@ -100,7 +100,7 @@ const gs_behaviour_t gs_builtin_receiver = {
     .messages = receiver_messages,
     .init = receiver_init,
     .handle_call = receiver_handle_call,
-    .handle_cast = gs__builtin_ignore,
+    .handle_cast = gs_ignore_message,
     .handle_info = receiver_handle_info,
     .terminate = receiver_terminate,
     .format_state = receiver_format_state,

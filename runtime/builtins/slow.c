@@ -22,8 +22,8 @@
  */
 #include <stdlib.h>
 
-#include "builtins.h"
-#include "builtins_internal.h"
+#include <genserv/builtins.h>
+#include <genserv/message.h>
 
 #define SLOW_DEFAULT_MS 1000
 #define SLOW_MAX_MS     3600000 /* one hour: anything longer is surely a mistake */
@@ -131,7 +131,7 @@ static int slow_init(gs_server_t *self, json_t *args, void **state, json_t **rea
     static const char *const allowed[] = {NULL};
     (void)self;
 
-    if (gs__builtin_check_args(args, allowed, reason) < 0)
+    if (gs_args_check(args, allowed, reason) < 0)
         return -1;
     slow_t *s = calloc(1, sizeof(*s));
     if (s == NULL) {
@@ -149,22 +149,22 @@ static gs_result_t slow_handle_call(gs_server_t *self, void *state, json_t *msg,
     json_int_t ms = SLOW_DEFAULT_MS;
     gs_from_t unused;
 
-    if (!gs__builtin_is_atom(msg, "sleep")) {
-        if (!gs__builtin_is_tuple(msg, "sleep", 2))
-            return gs__builtin_unknown_call();
-        if (!gs__builtin_int_in(json_array_get(msg, 1), 0, SLOW_MAX_MS, &ms))
-            return gs__builtin_bad_argument();
+    if (!gs_msg_is_atom(msg, "sleep")) {
+        if (!gs_msg_is_tuple(msg, "sleep", 2))
+            return gs_reply_unknown_message();
+        if (!gs_json_int_in(json_array_get(msg, 1), 0, SLOW_MAX_MS, &ms))
+            return gs_reply_bad_argument();
     }
 
     /* Sleeper numbers stay below 2^63, so they always fit in a JSON integer. */
     uint64_t seq = s->next_seq++;
     if (!sleepers_put(s, seq, from))
-        return GS_REPLY(gs__builtin_error(gs_err_name(GS_ENOMEM)));
+        return GS_REPLY(gs_msg_error(gs_err_name(GS_ENOMEM)));
     int rc =
         gs_send_after_server(self, json_pack("[sI]", "wake", (json_int_t)seq), (uint64_t)ms, NULL);
     if (rc < 0) {
         sleepers_take(s, seq, &unused);
-        return GS_REPLY(gs__builtin_error(gs_err_name(rc)));
+        return GS_REPLY(gs_msg_error(gs_err_name(rc)));
     }
     /* No reply now: the caller keeps waiting until its timer fires. */
     return GS_NOREPLY;
@@ -177,8 +177,8 @@ static gs_result_t slow_handle_info(gs_server_t *self, void *state, json_t *msg)
     gs_from_t from;
     (void)self;
 
-    if (!gs__builtin_is_tuple(msg, "wake", 2) ||
-        !gs__builtin_int_in(json_array_get(msg, 1), 1, GS__JSON_INT_MAX, &seq) ||
+    if (!gs_msg_is_tuple(msg, "wake", 2) ||
+        !gs_json_int_in(json_array_get(msg, 1), 1, GS_JSON_INT_MAX, &seq) ||
         !sleepers_take(s, (uint64_t)seq, &from))
         return GS_NOREPLY;
     /*
@@ -221,7 +221,7 @@ const gs_behaviour_t gs_builtin_slow = {
     .messages = slow_messages,
     .init = slow_init,
     .handle_call = slow_handle_call,
-    .handle_cast = gs__builtin_ignore,
+    .handle_cast = gs_ignore_message,
     .handle_info = slow_handle_info,
     .terminate = slow_terminate,
     .format_state = slow_format_state,

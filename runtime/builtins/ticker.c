@@ -24,8 +24,8 @@
  */
 #include <stdlib.h>
 
-#include "builtins.h"
-#include "builtins_internal.h"
+#include <genserv/builtins.h>
+#include <genserv/message.h>
 
 #define TICKER_MIN_MS 10       /* below this the ticker would mostly flood events */
 #define TICKER_MAX_MS 86400000 /* one day */
@@ -50,13 +50,11 @@ static int ticker_init(gs_server_t *self, json_t *args, void **state, json_t **r
     static const char *const allowed[] = {"interval_ms", "step", "initial", NULL};
     ticker_t init = {.count = 0, .interval_ms = 1000, .step = 1, .timer = 0};
 
-    if (gs__builtin_check_args(args, allowed, reason) < 0 ||
-        gs__builtin_int_option(args, "interval_ms", TICKER_MIN_MS, TICKER_MAX_MS, &init.interval_ms,
-                               reason) < 0 ||
-        gs__builtin_int_option(args, "step", GS__JSON_INT_MIN, GS__JSON_INT_MAX, &init.step,
-                               reason) < 0 ||
-        gs__builtin_int_option(args, "initial", GS__JSON_INT_MIN, GS__JSON_INT_MAX, &init.count,
-                               reason) < 0)
+    if (gs_args_check(args, allowed, reason) < 0 ||
+        gs_args_int(args, "interval_ms", TICKER_MIN_MS, TICKER_MAX_MS, &init.interval_ms, reason) <
+            0 ||
+        gs_args_int(args, "step", GS_JSON_INT_MIN, GS_JSON_INT_MAX, &init.step, reason) < 0 ||
+        gs_args_int(args, "initial", GS_JSON_INT_MIN, GS_JSON_INT_MAX, &init.count, reason) < 0)
         return -1;
     ticker_t *t = malloc(sizeof(*t));
     if (t == NULL) {
@@ -79,10 +77,10 @@ static gs_result_t ticker_handle_info(gs_server_t *self, void *state, json_t *ms
     ticker_t *t = state;
     json_int_t sum;
 
-    if (!gs__builtin_is_atom(msg, "tick"))
+    if (!gs_msg_is_atom(msg, "tick"))
         return GS_NOREPLY;
     /* At the end of the range the count stays put rather than wrapping around. */
-    if (gs__builtin_add(t->count, t->step, &sum))
+    if (gs_json_int_add(t->count, t->step, &sum))
         t->count = sum;
     int rc = ticker_schedule(self, t);
     /*
@@ -100,9 +98,9 @@ static gs_result_t ticker_handle_call(gs_server_t *self, void *state, json_t *ms
     (void)self;
     (void)from;
 
-    if (gs__builtin_is_atom(msg, "get_count"))
+    if (gs_msg_is_atom(msg, "get_count"))
         return GS_REPLY(json_integer(t->count));
-    return gs__builtin_unknown_call();
+    return gs_reply_unknown_message();
 }
 
 static void ticker_terminate(gs_server_t *self, json_t *reason, void *state)
@@ -136,7 +134,7 @@ const gs_behaviour_t gs_builtin_ticker = {
     .messages = ticker_messages,
     .init = ticker_init,
     .handle_call = ticker_handle_call,
-    .handle_cast = gs__builtin_ignore,
+    .handle_cast = gs_ignore_message,
     .handle_info = ticker_handle_info,
     .terminate = ticker_terminate,
     .format_state = ticker_format_state,

@@ -37,7 +37,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "genserv.h"
+#include <genserv/genserv.h>
 
 typedef struct probe_globals_s {
     pthread_mutex_t mu;

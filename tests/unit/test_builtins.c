@@ -21,8 +21,8 @@
 
 #include <cmocka.h>
 
-#include "builtins.h"
-#include "genserv.h"
+#include <genserv/builtins.h>
+#include <genserv/genserv.h>
 
 /* How long a test waits for something that should happen well before; only a hang hits it. */
 #define WAIT_MS 10000

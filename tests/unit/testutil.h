@@ -37,7 +37,7 @@
 
 #include <cmocka.h>
 
-#include "genserv.h"
+#include <genserv/genserv.h>
 
 /* How long a test waits for something that should happen much sooner: only a hang hits it. */
 #define TU_WAIT_MS 10000

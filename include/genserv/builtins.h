@@ -1,11 +1,12 @@
 /*
- * builtins.h: the behaviours that ship with genserv. Each reproduces one of the seed lessons
- * (see docs/behaviours.md) and is written against genserv.h only, exactly like a plugin.
+ * genserv/builtins.h: the behaviours that ship with genserv. Each reproduces a GenServer from
+ * the Elixir lessons it names (see docs/behaviours.md) and is written against the public
+ * headers only (genserv.h, message.h), exactly like a plugin. Library genserv_builtins.
  */
 #ifndef GS_BUILTINS_H
 #define GS_BUILTINS_H
 
-#include "genserv.h"
+#include <genserv/genserv.h>
 
 extern const gs_behaviour_t gs_builtin_counter;
 extern const gs_behaviour_t gs_builtin_journal;

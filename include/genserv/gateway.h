@@ -23,7 +23,7 @@
 #ifndef GS_GATEWAY_H
 #define GS_GATEWAY_H
 
-#include "genserv.h"
+#include <genserv/genserv.h>
 
 #include <stddef.h>
 #include <stdint.h>
