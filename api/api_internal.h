@@ -1,16 +1,17 @@
 /*
  * api_internal.h: declarations shared by the files of the gateway and nobody else.
  *
- * A request's life (libmicrohttpd's suspend/resume lifecycle):
- *   URI callback           gateway.c creates a gs_request_t with the raw path
- *   first handler call     gateway.c routes it (router.c)
- *   body chunks            gateway.c appends them, up to max_body_bytes (then 413)
- *   body complete          the route's handler (call.c, servers.c, ...) either answers at once
- *                          (json_http.c) or calls gs__request_hold() and starts a runtime
- *                          request whose completion calls gs__request_complete()
- *   completion (any thread) stores status and result, then resumes the connection
- *   handler called again   gateway.c sees the stored result and runs req->finish
- *   completed callback     gateway.c frees the request
+ * A request's life (libmicrohttpd's suspend/resume lifecycle), all in request.c but the
+ * handlers:
+ *   URI callback           a gs_request_t with the raw path
+ *   first handler call     routed (router.c's table names the handler)
+ *   body chunks            appended, up to max_body_bytes (then 413)
+ *   body complete          checks (404, 405, 413, 503 shutting_down, 401/403), then the
+ *                          route's handler (call.c, servers.c, ...) answers at once
+ *                          (json_http.c) or defers: gs__request_defer starts a runtime request
+ *                          whose completion resumes the connection
+ *   handler called again   the outcome is in: req->finish answers
+ *   completed callback     the request is freed
  */
 #ifndef GS_API_INTERNAL_H
 #define GS_API_INTERNAL_H
@@ -54,12 +55,19 @@ enum {
     GS_METHOD_OPTIONS = 1u << 5, /* CORS preflight; never in a route's allowed set */
 };
 
+typedef struct gs_request_s gs_request_t;
+/** A route's handler: runs once the whole request is in and every check passed; answers req
+ *  at once or defers it (gs__request_defer). Its result is the access handler's. */
+typedef enum MHD_Result (*gs_handler_fn)(gs_request_t *req);
+
 typedef struct gs_route_match_s {
     gs_route_t route;
-    unsigned method;   /* the request's method bit */
-    unsigned allowed;  /* methods the path allows; 0 when the path is unknown */
-    const char *param; /* borrowed from the url: NAME or ID after the prefix, else NULL */
-    int asset;         /* GS_ROUTE_STATIC: index in the asset table */
+    unsigned method;       /* the request's method bit */
+    unsigned allowed;      /* methods the path allows; 0 when the path is unknown */
+    gs_handler_fn handler; /* for this method; NULL when the path or the method has none */
+    bool runtime;          /* the handler calls the runtime (503 shutting_down once closing) */
+    const char *param;     /* borrowed from the raw path: NAME or ID after the prefix, else NULL */
+    int asset;             /* GS_ROUTE_STATIC: index in the asset table */
 } gs_route_match_t;
 
 /**
@@ -68,6 +76,12 @@ typedef struct gs_route_match_s {
  */
 void gs__route_match(const char *method, const char *raw_path, const char *url,
                      gs_route_match_t *m);
+/**
+ * The path of a request target as sent (origin-form, or the path of an absolute-form
+ * "http://host/path"), without its query or fragment: new memory (free it), or NULL when out
+ * of memory. uri: borrowed.
+ */
+char *gs__route_raw_path(const char *uri);
 /** Percent-decode s in place. Returns -1 (s undefined) on a malformed escape or "%00". */
 int gs__percent_decode(char *s);
 /** The metrics label of a route, e.g. "/servers/:name". Static storage. */
@@ -78,10 +92,10 @@ const char *gs__method_name(unsigned method);
 const char *gs__allow_header(unsigned allowed, char *buf, size_t len);
 
 /* ---------------------------------------------------------------------------------------- */
-/* Requests (gateway.c)                                                                       */
+/* Requests (request.c)                                                                       */
 /* ---------------------------------------------------------------------------------------- */
 
-typedef struct gs_request_s gs_request_t;
+/** What a deferred request's finish callback answers with, once the outcome is in. */
 typedef enum MHD_Result (*gs_finish_fn)(gs_request_t *req);
 
 struct gs_request_s {
@@ -91,6 +105,7 @@ struct gs_request_s {
     bool routed;
     char *raw_path; /* owned; the path as sent, without query */
     char *param;    /* owned; match.param percent-decoded */
+    char *subject;  /* owned; the server a body names (set by gs__request_decode), or NULL */
 
     char *body; /* owned; NUL-terminated */
     size_t body_len;
@@ -98,7 +113,7 @@ struct gs_request_s {
     bool too_large;
     bool held;         /* suspended waiting for the runtime; HTTP thread only */
     bool counted;      /* held as a /call, against max_held_calls; HTTP thread only */
-    _Atomic int phase; /* gs_phase_t, once held: who resumes the connection (gateway.c) */
+    _Atomic int phase; /* request.c's gs_phase_t, once deferred: who resumes the connection */
     bool answered;     /* a response was queued */
     bool challenge;    /* a 401: add WWW-Authenticate */
     uint64_t t_start_ns;
@@ -111,40 +126,49 @@ struct gs_request_s {
     json_t *extra;  /* owned; handler-specific (e.g. the status for GET /servers/NAME) */
 };
 
-/* A held request's progress; the completion and the HTTP thread both move it (gateway.c). */
-typedef enum { GS_PHASE_STARTED = 1, GS_PHASE_SUSPENDED, GS_PHASE_DONE } gs_phase_t;
+/** The libmicrohttpd callbacks of a request's life (gateway.c hands them to the daemon; cls is
+ *  the gateway). See request.c for the lifecycle. */
+void *gs__request_uri_cb(void *cls, const char *uri, struct MHD_Connection *conn);
+enum MHD_Result gs__request_access_cb(void *cls, struct MHD_Connection *conn, const char *url,
+                                      const char *method, const char *version, const char *upload,
+                                      size_t *upload_size, void **con_cls);
+void gs__request_completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
+                              enum MHD_RequestTerminationCode toe);
+
+/** Whether a deferred request counts against max_held_calls. */
+typedef enum gs_hold_e {
+    /* A /call: bounded by max_held_calls (503 overloaded past it). */
+    GS_HOLD_CALL = 1,
+    /* A state read or a stop: never refused, so that an operator can still look at and stop
+     * servers when calls fill the limit (they are short: bounded by the default call timeout,
+     * or certain to complete). */
+    GS_HOLD_CONTROL,
+} gs_hold_t;
 
 /**
- * Hold req for a runtime completion and record finish, which queues the response once the
- * outcome is in. Call on the HTTP thread inside the handler, BEFORE starting the runtime
- * request, then pass the start's result to gs__request_started. A held /call is counted
- * against max_held_calls (counted true); state reads and stops are not (counted false), so
- * that an operator can still look at and stop servers when calls fill the limit (they are
- * short: bounded by the default call timeout, or certain to complete).
- * @return 0, or GS_EOVERLOADED when counted and max_held_calls are held already (nothing
- *         was done). Never fails when not counted.
+ * Start a runtime request on req's behalf: start(req, ctx) must start exactly one runtime
+ * request whose completion callback is gs__request_on_reply or gs__request_on_done with req as
+ * its argument, and return what the runtime returned. The request is then held until that
+ * completion: answered at once when the outcome is in already (the runtime often runs an
+ * idle server's turn on this very thread), otherwise suspended until the completion resumes
+ * it; either way finish(req) answers with req->status and req->result. An up-front error
+ * (start returned < 0) is finished the same way, with that status. A GS_HOLD_CALL past
+ * max_held_calls is answered 503 overloaded without calling start.
+ * HTTP thread, inside a handler; its result is the handler's.
  */
-int gs__request_hold(gs_request_t *req, gs_finish_fn finish, bool counted);
-/**
- * After the runtime request of a held req was started (rc 0) or refused up front (rc < 0,
- * completed here with that status): answer now if the outcome is in, else suspend the
- * connection until the completion resumes it. HTTP thread, inside the handler; its result is
- * the handler's.
- */
-enum MHD_Result gs__request_started(gs_request_t *req, int rc);
-/**
- * Store the outcome and, if the connection was suspended, resume it. Any thread, exactly once
- * per hold. result: taken. req must not be touched by the caller afterwards.
- */
-void gs__request_complete(gs_request_t *req, int status, json_t *result);
+typedef int (*gs_start_fn)(gs_request_t *req, void *ctx);
+enum MHD_Result gs__request_defer(gs_request_t *req, gs_hold_t kind, gs_finish_fn finish,
+                                  gs_start_fn start, void *ctx);
 
-/** The completion callbacks the handlers pass to the runtime (arg is the gs_request_t). */
-void gs__on_reply(int status, json_t *result, void *arg);
-void gs__on_done(int status, void *arg);
+/** The completion callbacks for gs__request_defer's start (arg is the gs_request_t). Any
+ *  thread, exactly once per deferral. result: taken. */
+void gs__request_on_reply(int status, json_t *result, void *arg);
+void gs__request_on_done(int status, void *arg);
 
 /**
  * Enter and leave a section that calls the runtime. Enter fails (returns false) once the
- * gateway is shutting down: the handler then answers 503 shutting_down.
+ * gateway is shutting down. The access handler does this around every route marked runtime
+ * in the route table; handlers never need to.
  */
 bool gs__runtime_enter(gs_gateway_t *gw);
 void gs__runtime_leave(gs_gateway_t *gw);
@@ -171,9 +195,14 @@ enum MHD_Result gs__respond_wrapped(gs_request_t *req, unsigned status, const ch
 /** Answer {"error": code, "message": printf(fmt, ...)}; code and fmt borrowed. */
 enum MHD_Result gs__respond_error(gs_request_t *req, unsigned status, const char *code,
                                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/** 503 shutting_down, the answer to everything that needs the runtime once shutdown began. */
+enum MHD_Result gs__respond_shutting_down(gs_request_t *req);
+/** 404 no_such_server naming the server (name borrowed). */
+enum MHD_Result gs__respond_no_such_server(gs_request_t *req, const char *name);
 /**
  * Answer a runtime error code with its mapped status, {"error": gs_err_name(err), "message":
- * gs_strerror(err)} and "reason" (borrowed, may be NULL) when the error carries one.
+ * gs_strerror(err)} and "reason" (borrowed, may be NULL) when the error carries one. A
+ * no_such_server names the server: req->subject, else req->param.
  */
 enum MHD_Result gs__respond_runtime_error(gs_request_t *req, int err, json_t *reason);
 /**
@@ -264,7 +293,9 @@ int gs__decode_body(gs_route_t route, const char *body, size_t len, const gs_dec
 void gs__decoded_close(gs_decoded_t *d);
 /**
  * Decode req's body for its route with the gateway's limits. On failure answers 400
- * bad_request itself and returns -1 (the caller then returns *ret); on success 0.
+ * bad_request itself and returns -1 (the caller then returns *ret); on success 0, with
+ * req->subject set to the server the body names. Either way the body's text is freed: what the
+ * request needs from then on is in d.
  */
 int gs__request_decode(gs_request_t *req, gs_decoded_t *d, enum MHD_Result *ret);
 /** Take one of d's owned values (a pointer to d->message or d->args): new reference, or NULL. */
@@ -279,19 +310,23 @@ static inline json_t *gs__decoded_take(json_t **field)
 int gs__json_depth_ok(const char *s, size_t len, unsigned max_depth);
 
 /* ---------------------------------------------------------------------------------------- */
-/* Route handlers (call.c, servers.c, sse.c, metrics.c, static.c)                             */
+/* Route handlers (call.c, servers.c, sse.c, metrics.c, static.c), named by router.c's table  */
 /* ---------------------------------------------------------------------------------------- */
 
 enum MHD_Result gs__handle_call(gs_request_t *req);
 enum MHD_Result gs__handle_cast(gs_request_t *req);
 enum MHD_Result gs__handle_send(gs_request_t *req);
 enum MHD_Result gs__handle_send_after(gs_request_t *req);
-enum MHD_Result gs__handle_timer(gs_request_t *req);
-enum MHD_Result gs__handle_servers(gs_request_t *req);
-enum MHD_Result gs__handle_server(gs_request_t *req);
+enum MHD_Result gs__handle_timer_read(gs_request_t *req);
+enum MHD_Result gs__handle_timer_cancel(gs_request_t *req);
+enum MHD_Result gs__handle_servers_list(gs_request_t *req);
+enum MHD_Result gs__handle_server_start(gs_request_t *req);
+enum MHD_Result gs__handle_server_status(gs_request_t *req);
+enum MHD_Result gs__handle_server_stop(gs_request_t *req);
 enum MHD_Result gs__handle_behaviours(gs_request_t *req);
 enum MHD_Result gs__handle_events(gs_request_t *req);
 enum MHD_Result gs__handle_metrics(gs_request_t *req);
+enum MHD_Result gs__handle_healthz(gs_request_t *req);
 enum MHD_Result gs__handle_static(gs_request_t *req);
 
 /* ---------------------------------------------------------------------------------------- */

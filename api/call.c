@@ -5,9 +5,8 @@
  *
  * API (POST /call):
  *   gs__request_decode (decode.c)                  400 on anything wrong
- *   gs__request_hold(req, finish_call)             503 overloaded past max_held_calls
- *   gs_call_async(..., gs__on_reply, req)
- *   gs__request_started(req, rc)                   up-front error: completed with it
+ *   gs__request_defer(req, GS_HOLD_CALL, ...)      503 overloaded past max_held_calls, else
+ *     start_call: gs_call_async(..., gs__request_on_reply, req)
  *   ... the runtime replies (often at once, on this thread), times out or fails the call;
  *   finish_call answers 200 {"reply"} or the mapped error, now or after a resume.
  */
@@ -15,19 +14,6 @@
 
 #include <errno.h>
 #include <stdlib.h>
-
-static enum MHD_Result shutting_down(gs_request_t *req)
-{
-    return gs__respond_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting_down", "%s",
-                             gs_strerror(GS_ESHUTDOWN));
-}
-
-static enum MHD_Result too_many_held(gs_request_t *req)
-{
-    return gs__respond_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "overloaded",
-                             "%u calls are held open already; retry later",
-                             req->gw->opts.max_held_calls);
-}
 
 static enum MHD_Result finish_call(gs_request_t *req)
 {
@@ -41,29 +27,22 @@ static enum MHD_Result finish_call(gs_request_t *req)
     return gs__respond_runtime_error(req, req->status, result);
 }
 
+static int start_call(gs_request_t *req, void *ctx)
+{
+    gs_decoded_t *d = ctx;
+
+    return gs_call_async(req->gw->rt, d->server, gs__decoded_take(&d->message), (int)d->timeout_ms,
+                         gs__request_on_reply, req);
+}
+
 enum MHD_Result gs__handle_call(gs_request_t *req)
 {
-    gs_gateway_t *gw = req->gw;
     enum MHD_Result ret = MHD_YES;
     gs_decoded_t d;
-    int rc;
 
     if (gs__request_decode(req, &d, &ret) < 0)
         return ret;
-    if (!gs__runtime_enter(gw)) {
-        ret = shutting_down(req);
-        goto out;
-    }
-    if (gs__request_hold(req, finish_call, true) < 0) {
-        gs__runtime_leave(gw);
-        ret = too_many_held(req);
-        goto out;
-    }
-    rc = gs_call_async(gw->rt, d.server, gs__decoded_take(&d.message), (int)d.timeout_ms,
-                       gs__on_reply, req);
-    gs__runtime_leave(gw);
-    ret = gs__request_started(req, rc);
-out:
+    ret = gs__request_defer(req, GS_HOLD_CALL, finish_call, start_call, &d);
     gs__decoded_close(&d);
     return ret;
 }
@@ -72,24 +51,17 @@ out:
 static enum MHD_Result handle_deliver(gs_request_t *req,
                                       int (*deliver)(gs_runtime_t *, const char *, json_t *))
 {
-    gs_gateway_t *gw = req->gw;
     enum MHD_Result ret = MHD_YES;
     gs_decoded_t d;
     int rc;
 
     if (gs__request_decode(req, &d, &ret) < 0)
         return ret;
-    if (!gs__runtime_enter(gw)) {
-        ret = shutting_down(req);
-        goto out;
-    }
-    rc = deliver(gw->rt, d.server, gs__decoded_take(&d.message));
-    gs__runtime_leave(gw);
+    rc = deliver(req->gw->rt, d.server, gs__decoded_take(&d.message));
     if (rc < 0)
         ret = gs__respond_runtime_error(req, rc, NULL);
     else
         ret = gs__respond_json(req, MHD_HTTP_ACCEPTED, json_pack("{s:b}", "ok", 1));
-out:
     gs__decoded_close(&d);
     return ret;
 }
@@ -115,10 +87,6 @@ enum MHD_Result gs__handle_send_after(gs_request_t *req)
 
     if (gs__request_decode(req, &d, &ret) < 0)
         return ret;
-    if (!gs__runtime_enter(gw)) {
-        ret = shutting_down(req);
-        goto out;
-    }
     /* The name is resolved again when the timer fires (Process.send_after/3 with a name);
      * checking it now turns a typo into a 404 instead of a silently dropped timer. */
     target = gs_whereis(gw->rt, d.server);
@@ -129,13 +97,11 @@ enum MHD_Result gs__handle_send_after(gs_request_t *req)
         rc = gs_send_after(gw->rt, d.server, gs__decoded_take(&d.message), (uint64_t)d.delay_ms,
                            &ref);
     }
-    gs__runtime_leave(gw);
     if (rc < 0)
         ret = gs__respond_runtime_error(req, rc, NULL);
     else
         ret =
             gs__respond_json(req, MHD_HTTP_ACCEPTED, json_pack("{s:I}", "timer", (json_int_t)ref));
-out:
     gs__decoded_close(&d);
     return ret;
 }
@@ -156,9 +122,10 @@ static int parse_timer_id(const char *s, gs_timer_ref_t *out)
     return 0;
 }
 
-enum MHD_Result gs__handle_timer(gs_request_t *req)
+/* GET and DELETE /timers/ID share their shape: {"remaining_ms"} or 404 no_such_timer. */
+static enum MHD_Result handle_timer(gs_request_t *req,
+                                    int (*op)(gs_runtime_t *, gs_timer_ref_t, int64_t *))
 {
-    gs_gateway_t *gw = req->gw;
     gs_timer_ref_t ref;
     int64_t remaining = 0;
     int rc;
@@ -166,15 +133,19 @@ enum MHD_Result gs__handle_timer(gs_request_t *req)
     if (parse_timer_id(req->param, &ref) < 0)
         return gs__respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request",
                                  "a timer id is a positive integer");
-    if (!gs__runtime_enter(gw))
-        return shutting_down(req);
-    if (req->match.method == GS_METHOD_DELETE)
-        rc = gs_cancel_timer(gw->rt, ref, &remaining);
-    else
-        rc = gs_read_timer(gw->rt, ref, &remaining);
-    gs__runtime_leave(gw);
+    rc = op(req->gw->rt, ref, &remaining);
     if (rc < 0)
         return gs__respond_runtime_error(req, rc, NULL);
     return gs__respond_json(req, MHD_HTTP_OK,
                             json_pack("{s:I}", "remaining_ms", (json_int_t)remaining));
+}
+
+enum MHD_Result gs__handle_timer_read(gs_request_t *req)
+{
+    return handle_timer(req, gs_read_timer);
+}
+
+enum MHD_Result gs__handle_timer_cancel(gs_request_t *req)
+{
+    return handle_timer(req, gs_cancel_timer);
 }

@@ -170,6 +170,18 @@ enum MHD_Result gs__respond_error(gs_request_t *req, unsigned status, const char
                                   status == MHD_HTTP_TOO_MANY_REQUESTS);
 }
 
+enum MHD_Result gs__respond_shutting_down(gs_request_t *req)
+{
+    return gs__respond_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, gs_err_name(GS_ESHUTDOWN), "%s",
+                             gs_strerror(GS_ESHUTDOWN));
+}
+
+enum MHD_Result gs__respond_no_such_server(gs_request_t *req, const char *name)
+{
+    return gs__respond_error(req, MHD_HTTP_NOT_FOUND, gs_err_name(GS_ENOSERVER),
+                             "no server is running under the name \"%s\"", name);
+}
+
 enum MHD_Result gs__respond_runtime_error(gs_request_t *req, int err, json_t *reason)
 {
     unsigned status;
@@ -177,6 +189,10 @@ enum MHD_Result gs__respond_runtime_error(gs_request_t *req, int err, json_t *re
     const char *message = gs_strerror(err);
     bool with_reason = false;
     json_t *body;
+    const char *subject = req->subject != NULL ? req->subject : req->param;
+
+    if (err == GS_ENOSERVER && subject != NULL)
+        return gs__respond_no_such_server(req, subject);
 
     switch (err) {
     case GS_ENOSERVER:
@@ -250,10 +266,18 @@ enum MHD_Result gs__respond_method_not_allowed(gs_request_t *req)
 int gs__request_decode(gs_request_t *req, gs_decoded_t *d, enum MHD_Result *ret)
 {
     gs_decode_error_t err;
+    int rc = gs__decode_body(req->match.route, req->body, req->body_len, &req->gw->limits, d, &err);
 
-    if (gs__decode_body(req->match.route, req->body, req->body_len, &req->gw->limits, d, &err) == 0)
-        return 0;
-    gs__decoded_close(d);
-    *ret = gs__respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request", "%s", err.message);
-    return -1;
+    /* The text is not needed once decoded: a held call must not keep its whole body. */
+    free(req->body);
+    req->body = NULL;
+    req->body_len = req->body_cap = 0;
+    if (rc < 0) {
+        gs__decoded_close(d);
+        *ret = gs__respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request", "%s", err.message);
+        return -1;
+    }
+    if (d->server != NULL)
+        req->subject = strdup(d->server); /* out of memory: the error just names nobody */
+    return 0;
 }

@@ -1,5 +1,5 @@
 /*
- * metrics.c: GET /metrics in the Prometheus text format (version 0.0.4).
+ * metrics.c: GET /metrics in the Prometheus text format (version 0.0.4), and GET /healthz.
  *
  * The gateway counts what it sees (requests by route and status, /call latency) in relaxed
  * atomics; everything about servers is read from the runtime at scrape time (gs_servers_json,
@@ -157,12 +157,8 @@ enum MHD_Result gs__handle_metrics(gs_request_t *req)
     unsigned r, s;
     size_t i;
 
-    if (!gs__runtime_enter(gw))
-        return gs__respond_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting_down", "%s",
-                                 gs_strerror(GS_ESHUTDOWN));
     servers = gs_servers_json(gw->rt);
     gs_runtime_stats(gw->rt, &st);
-    gs__runtime_leave(gw);
 
     t.cap = 16384;
     t.buf = malloc(t.cap);
@@ -242,4 +238,9 @@ enum MHD_Result gs__handle_metrics(gs_request_t *req)
                             "text/plain; version=0.0.4; charset=utf-8");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     return gs__respond(req, MHD_HTTP_OK, resp);
+}
+
+enum MHD_Result gs__handle_healthz(gs_request_t *req)
+{
+    return gs__respond_json(req, MHD_HTTP_OK, json_pack("{s:b}", "ok", 1));
 }

@@ -1,13 +1,13 @@
 /*
  * router.c: which route a method and path select, and which methods a path allows.
  *
- * The table is small and fixed, so matching is a handful of string comparisons: exact paths
- * first, then the two prefixes with one path segment as a parameter (/servers/NAME,
- * /timers/ID), then the embedded static files. Routes match the raw path, before
- * percent-decoding, so that an encoded '/' in a server name ("a%2Fb") stays inside its segment;
- * the parameter is decoded afterwards. Static files match the decoded path. A path that names
- * nothing is GS_ROUTE_NOT_FOUND (404); a known path with a method it does not allow keeps its
- * route and gets 405 with Allow.
+ * The table is small and fixed, so matching is a handful of string comparisons: each row is a
+ * path (exact, or a prefix with one path segment as a parameter: /servers/NAME, /timers/REF),
+ * the methods it answers and the handler that answers them; then the embedded static files. Routes
+ * match the raw path, before percent-decoding, so that an encoded '/' in a server name ("a%2Fb")
+ * stays inside its segment; the parameter is decoded afterwards. Static files match the decoded
+ * path. A path that names nothing is GS_ROUTE_NOT_FOUND (404); a known path with a method it does
+ * not allow keeps its route and gets 405 with Allow.
  */
 #include "api_internal.h"
 
@@ -18,24 +18,36 @@ typedef struct route_def_s {
     const char *path; /* exact path, or prefix ending in '/' when prefix is set */
     bool prefix;
     gs_route_t route;
-    unsigned allowed;
-    const char *label;
+    unsigned methods;      /* the methods this row answers */
+    gs_handler_fn handler; /* who answers them */
+    bool runtime;          /* the handler calls the runtime */
+    const char *label;     /* for metrics */
 } route_def_t;
 
 #define GET_HEAD (GS_METHOD_GET | GS_METHOD_HEAD)
 
+/* One row per path and method set; a path's allowed methods are the union of its rows. */
 static const route_def_t routes[] = {
-    {"/call", false, GS_ROUTE_CALL, GS_METHOD_POST, "/call"},
-    {"/cast", false, GS_ROUTE_CAST, GS_METHOD_POST, "/cast"},
-    {"/send", false, GS_ROUTE_SEND, GS_METHOD_POST, "/send"},
-    {"/send_after", false, GS_ROUTE_SEND_AFTER, GS_METHOD_POST, "/send_after"},
-    {"/timers/", true, GS_ROUTE_TIMER, GET_HEAD | GS_METHOD_DELETE, "/timers/:id"},
-    {"/servers", false, GS_ROUTE_SERVERS, GET_HEAD | GS_METHOD_POST, "/servers"},
-    {"/servers/", true, GS_ROUTE_SERVER, GET_HEAD | GS_METHOD_DELETE, "/servers/:name"},
-    {"/behaviours", false, GS_ROUTE_BEHAVIOURS, GET_HEAD, "/behaviours"},
-    {"/events", false, GS_ROUTE_EVENTS, GET_HEAD, "/events"},
-    {"/metrics", false, GS_ROUTE_METRICS, GET_HEAD, "/metrics"},
-    {"/healthz", false, GS_ROUTE_HEALTHZ, GET_HEAD, "/healthz"},
+    {"/call", false, GS_ROUTE_CALL, GS_METHOD_POST, gs__handle_call, true, "/call"},
+    {"/cast", false, GS_ROUTE_CAST, GS_METHOD_POST, gs__handle_cast, true, "/cast"},
+    {"/send", false, GS_ROUTE_SEND, GS_METHOD_POST, gs__handle_send, true, "/send"},
+    {"/send_after", false, GS_ROUTE_SEND_AFTER, GS_METHOD_POST, gs__handle_send_after, true,
+     "/send_after"},
+    {"/timers/", true, GS_ROUTE_TIMER, GET_HEAD, gs__handle_timer_read, true, "/timers/:id"},
+    {"/timers/", true, GS_ROUTE_TIMER, GS_METHOD_DELETE, gs__handle_timer_cancel, true,
+     "/timers/:id"},
+    {"/servers", false, GS_ROUTE_SERVERS, GET_HEAD, gs__handle_servers_list, true, "/servers"},
+    {"/servers", false, GS_ROUTE_SERVERS, GS_METHOD_POST, gs__handle_server_start, true,
+     "/servers"},
+    {"/servers/", true, GS_ROUTE_SERVER, GET_HEAD, gs__handle_server_status, true,
+     "/servers/:name"},
+    {"/servers/", true, GS_ROUTE_SERVER, GS_METHOD_DELETE, gs__handle_server_stop, true,
+     "/servers/:name"},
+    {"/behaviours", false, GS_ROUTE_BEHAVIOURS, GET_HEAD, gs__handle_behaviours, true,
+     "/behaviours"},
+    {"/events", false, GS_ROUTE_EVENTS, GET_HEAD, gs__handle_events, true, "/events"},
+    {"/metrics", false, GS_ROUTE_METRICS, GET_HEAD, gs__handle_metrics, true, "/metrics"},
+    {"/healthz", false, GS_ROUTE_HEALTHZ, GET_HEAD, gs__handle_healthz, false, "/healthz"},
 };
 
 static unsigned method_bit(const char *method)
@@ -53,6 +65,18 @@ static unsigned method_bit(const char *method)
     return GS_METHOD_OTHER;
 }
 
+/* The param of raw_path under prefix row r: one non-empty segment, still encoded
+ * ("/servers/a%2Fb" names the server "a/b"; "/servers/" and "/servers/a/b" name nothing). */
+static const char *prefix_param(const route_def_t *r, const char *raw_path)
+{
+    size_t n = strlen(r->path);
+    const char *param = raw_path + n;
+
+    if (strncmp(raw_path, r->path, n) != 0 || param[0] == '\0' || strchr(param, '/') != NULL)
+        return NULL;
+    return param;
+}
+
 void gs__route_match(const char *method, const char *raw_path, const char *url, gs_route_match_t *m)
 {
     size_t i;
@@ -66,35 +90,41 @@ void gs__route_match(const char *method, const char *raw_path, const char *url, 
 
     for (i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         const route_def_t *r = &routes[i];
+        const char *param = NULL;
 
-        if (!r->prefix) {
-            if (strcmp(raw_path, r->path) == 0) {
-                m->route = r->route;
-                m->allowed = r->allowed;
-                return;
-            }
+        if (r->prefix ? (param = prefix_param(r, raw_path)) == NULL
+                      : strcmp(raw_path, r->path) != 0)
             continue;
-        }
-        size_t n = strlen(r->path);
-        if (strncmp(raw_path, r->path, n) == 0) {
-            const char *param = raw_path + n;
-
-            /* One non-empty segment, still encoded: "/servers/a%2Fb" names the server "a/b",
-             * while "/servers/" and "/servers/a/b" name nothing. */
-            if (param[0] == '\0' || strchr(param, '/') != NULL)
-                return;
-            m->route = r->route;
-            m->allowed = r->allowed;
-            m->param = param;
-            return;
+        /* Rows of one path are adjacent and agree on route and param. */
+        m->route = r->route;
+        m->param = param;
+        m->allowed |= r->methods;
+        if (r->methods & m->method) {
+            m->handler = r->handler;
+            m->runtime = r->runtime;
         }
     }
+    if (m->route != GS_ROUTE_NOT_FOUND)
+        return;
 
     m->asset = url != NULL ? gs__static_find(url) : -1;
     if (m->asset >= 0) {
         m->route = GS_ROUTE_STATIC;
         m->allowed = GET_HEAD;
+        if (m->method & GET_HEAD)
+            m->handler = gs__handle_static;
     }
+}
+
+char *gs__route_raw_path(const char *uri)
+{
+    /* Absolute-form targets ("http://host/path") route on their path. */
+    if (strncmp(uri, "http://", 7) == 0 || strncmp(uri, "https://", 8) == 0) {
+        const char *p = strchr(strstr(uri, "//") + 2, '/');
+
+        uri = p != NULL ? p : "/";
+    }
+    return strndup(uri, strcspn(uri, "?#"));
 }
 
 static int hex_digit(char c)

@@ -446,14 +446,7 @@ enum MHD_Result gs__handle_events(gs_request_t *req)
 
     /* The first event is a snapshot, so a page needs no separate GET /servers (and cannot
      * miss an event between the two). */
-    if (!gs__runtime_enter(gw)) {
-        pthread_mutex_destroy(&s->mu);
-        free(s);
-        return gs__respond_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting_down", "%s",
-                                 gs_strerror(GS_ESHUTDOWN));
-    }
     servers = gs_servers_json(gw->rt);
-    gs__runtime_leave(gw);
     stream_append(s, "retry: 2000\n\n", 13);
     text = format_event(
         json_pack("{s:s,s:O?}", "type", "snapshot", "servers", json_object_get(servers, "servers")),
@@ -473,8 +466,7 @@ enum MHD_Result gs__handle_events(gs_request_t *req)
         free(s->buf);
         free(s);
         if (shut)
-            return gs__respond_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting_down", "%s",
-                                     gs_strerror(GS_ESHUTDOWN));
+            return gs__respond_shutting_down(req);
         return gs__respond_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "overloaded",
                                  "%u event streams are open already; retry later",
                                  gw->opts.max_subscribers);

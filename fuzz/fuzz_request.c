@@ -9,10 +9,10 @@
  * target end at their '\n' (or at a NUL, as C strings would); the body is every remaining
  * byte, NULs included. A missing part is empty.
  *
- * What runs, in the gateway's order (api/gateway.c on_uri, request_route, dispatch,
+ * What runs, in the gateway's order (api/request.c's URI callback, request_route, dispatch,
  * append_body, then the route handler's gs__request_decode):
- *   1. the raw path: an absolute-form target ("http://host/p") is cut to its path, and the
- *      path ends at '?' or '#' (a copy of on_uri, which is static in gateway.c);
+ *   1. gs__route_raw_path: an absolute-form target ("http://host/p") is cut to its path, and
+ *      the path ends at '?' or '#';
  *   2. gs__route_match(method, raw path, url) with url the path as libmicrohttpd decodes it
  *      (MHD_http_unescape, which only matters for static files);
  *   3. gs__percent_decode of the parameter of /servers/NAME and /timers/ID (failure: 404);
@@ -64,16 +64,11 @@ static char *copy_cstr(const uint8_t *p, size_t len)
     return s;
 }
 
-/* The raw path of a request target (borrowed), as gateway.c's on_uri computes it: new memory.
- * Keep in step with on_uri. */
+/* The raw path of a request target (borrowed), as the URI callback computes it: new memory. */
 static char *raw_path_of(const char *uri)
 {
-    if (strncmp(uri, "http://", 7) == 0 || strncmp(uri, "https://", 8) == 0) {
-        const char *p = strchr(strstr(uri, "//") + 2, '/');
+    char *s = gs__route_raw_path(uri);
 
-        uri = p != NULL ? p : "/";
-    }
-    char *s = strndup(uri, strcspn(uri, "?#"));
     CHECK(s != NULL);
     return s;
 }
@@ -151,6 +146,8 @@ static void check_route(const gs_route_match_t *m, const char *raw_path)
     CHECK((m->allowed & ~bits) == 0);
     CHECK(gs__route_label(m->route) != NULL && gs__method_name(m->method) != NULL);
     CHECK(strlen(gs__allow_header(m->allowed, allow, sizeof(allow))) < sizeof(allow));
+    /* A handler exactly for the allowed methods. */
+    CHECK((m->handler != NULL) == ((m->allowed & m->method) != 0));
 
     if (m->route == GS_ROUTE_SERVER || m->route == GS_ROUTE_TIMER) {
         /* One non-empty segment at the end of the raw path, still encoded. */
