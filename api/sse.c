@@ -27,6 +27,8 @@
  */
 #include "api_internal.h"
 
+#include <genserv/map.h>
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,8 +65,7 @@ struct gs_sse_s {
      * event formatted for nobody, or one skipped just as the first stream opens. */
     atomic_uint nstreams;
 
-    char **dirty; /* open addressing set of owned names; capacity dirty_cap (power of two) */
-    size_t dirty_cap, dirty_len;
+    gs_map_t dirty; /* the names of servers with news: dirty_t records, owned */
 
     pthread_t thread;
     bool thread_started;
@@ -76,50 +77,43 @@ struct gs_sse_s {
 /* The dirty set                                                                              */
 /* ---------------------------------------------------------------------------------------- */
 
-static uint64_t hash_name(const char *s)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+typedef struct dirty_s {
+    gs_map_node_t node; /* first: the map's node is the record */
+    char name[];
+} dirty_t;
 
-    while (*s)
-        h = (h ^ (unsigned char)*s++) * 1099511628211ull;
-    return h;
+static bool dirty_is(const gs_map_node_t *node, const void *name)
+{
+    return strcmp(((const dirty_t *)node)->name, name) == 0;
 }
 
 /* Insert name (copied) into the set; hub->mu held. Failing softly only delays an update. */
 static void dirty_add(gs_sse_t *hub, const char *name)
 {
-    size_t i, mask;
+    size_t len = strlen(name);
+    uint64_t hash = gs_hash_bytes(name, len);
+    dirty_t *d;
 
-    if (hub->dirty_len * 2 >= hub->dirty_cap) {
-        size_t cap = hub->dirty_cap ? hub->dirty_cap * 2 : 64;
-        char **nd, **old = hub->dirty;
-        size_t oldcap = hub->dirty_cap;
-
-        if (hub->dirty_len >= GS_SSE_MAX_DIRTY)
-            return;
-        nd = calloc(cap, sizeof(*nd));
-        if (nd == NULL)
-            return;
-        for (i = 0; i < oldcap; i++) {
-            if (old[i] == NULL)
-                continue;
-            size_t j = hash_name(old[i]) & (cap - 1);
-            while (nd[j] != NULL)
-                j = (j + 1) & (cap - 1);
-            nd[j] = old[i];
-        }
-        free(old);
-        hub->dirty = nd;
-        hub->dirty_cap = cap;
-    }
-    mask = hub->dirty_cap - 1;
-    for (i = hash_name(name) & mask; hub->dirty[i] != NULL; i = (i + 1) & mask)
-        if (strcmp(hub->dirty[i], name) == 0)
-            return;
-    hub->dirty[i] = strdup(name);
-    if (hub->dirty[i] != NULL)
-        hub->dirty_len++;
+    if (gs_map_count(&hub->dirty) >= GS_SSE_MAX_DIRTY ||
+        gs_map_find(&hub->dirty, hash, name, dirty_is) != NULL)
+        return;
+    d = malloc(sizeof(*d) + len + 1);
+    if (d == NULL)
+        return;
+    memcpy(d->name, name, len + 1);
+    if (gs_map_insert(&hub->dirty, &d->node, hash) != 0)
+        free(d);
 }
+
+static bool free_dirty(gs_map_node_t *node, void *arg)
+{
+    (void)arg;
+    free(node);
+    return true;
+}
+
+/* The coalescing thread's visit of one dirty server: its state_changed to every stream. */
+static bool send_state_changed(gs_map_node_t *node, void *arg);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Broadcasting                                                                               */
@@ -236,6 +230,27 @@ static void on_event(const gs_event_t *ev, void *arg)
     }
 }
 
+static bool send_state_changed(gs_map_node_t *node, void *arg)
+{
+    gs_sse_t *hub = arg;
+    dirty_t *d = (dirty_t *)node;
+    json_t *status = gs_server_status(hub->rt, d->name);
+    char *text;
+    size_t len;
+
+    if (status != NULL) {
+        text = format_event(json_pack("{s:s,s:s,s:o}", "type", "state_changed", "server", d->name,
+                                      "status", status),
+                            &len);
+        if (text != NULL) {
+            broadcast(hub, text, len);
+            free(text);
+        }
+    }
+    free(d);
+    return true;
+}
+
 /* The coalescing thread: state_changed for every dirty server each period, and keep-alives. */
 static void *hub_thread(void *arg)
 {
@@ -245,8 +260,7 @@ static void *hub_thread(void *arg)
     pthread_mutex_lock(&hub->mu);
     while (!hub->stop) {
         struct timespec until;
-        char **dirty;
-        size_t cap, i;
+        gs_map_t dirty;
 
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_nsec += (long)(hub->gw->opts.coalesce_ms % 1000) * 1000000L;
@@ -255,32 +269,13 @@ static void *hub_thread(void *arg)
         pthread_cond_timedwait(&hub->cv, &hub->mu, &until);
         if (hub->stop)
             break;
-        dirty = hub->dirty;
-        cap = hub->dirty_cap;
-        hub->dirty = NULL;
-        hub->dirty_cap = hub->dirty_len = 0;
+        dirty = hub->dirty; /* take the set; the callbacks start a new one */
+        gs_map_init(&hub->dirty);
         pthread_mutex_unlock(&hub->mu);
 
-        for (i = 0; i < cap; i++) {
-            json_t *status;
-            char *text;
-            size_t len;
+        gs_map_filter(&dirty, send_state_changed, hub);
+        gs_map_close(&dirty);
 
-            if (dirty[i] == NULL)
-                continue;
-            status = gs_server_status(hub->rt, dirty[i]);
-            if (status != NULL) {
-                text = format_event(json_pack("{s:s,s:s,s:o}", "type", "state_changed", "server",
-                                              dirty[i], "status", status),
-                                    &len);
-                if (text != NULL) {
-                    broadcast(hub, text, len);
-                    free(text);
-                }
-            }
-            free(dirty[i]);
-        }
-        free(dirty);
         if (gs__api_now_ns() - last_keepalive >= GS_SSE_KEEPALIVE_NS) {
             static const char ka[] = ": keep-alive\n\n";
 
@@ -358,13 +353,10 @@ void gs__sse_shutdown(gs_sse_t *hub)
 
 void gs__sse_destroy(gs_sse_t *hub)
 {
-    size_t i;
-
     if (hub == NULL)
         return;
-    for (i = 0; i < hub->dirty_cap; i++)
-        free(hub->dirty[i]);
-    free(hub->dirty);
+    gs_map_filter(&hub->dirty, free_dirty, NULL);
+    gs_map_close(&hub->dirty);
     pthread_cond_destroy(&hub->cv);
     pthread_mutex_destroy(&hub->mu);
     free(hub);

@@ -12,13 +12,56 @@
  *                         (and counted as a late reply when it was one).
  *   gs_reply              finds the call by its id in the held-call table, so a stale or
  *                         repeated `from` is refused safely instead of touching freed memory.
- * The held-call table is sharded by call id; crashes and stops scan it for the calls their
- * server still held (rare events; the common path is one insert and one remove per call).
+ * The held-call table is a sharded map by call id; crashes and stops scan it for the calls
+ * their server still held (rare events; the common path is one insert and one remove per
+ * call). A call's timeout is a timer node whose ops (below) the timer thread runs.
  */
 #include "runtime_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+/* ---------------------------------------------------------------------------------------- */
+/* A call's timeout, as the timer thread sees it                                              */
+/* ---------------------------------------------------------------------------------------- */
+
+static void timeout_fire(gs_runtime_t *rt, gs__tnode_t *n)
+{
+    gs__call_t *c = gs__container_of(n, gs__call_t, tnode);
+
+    gs__held_remove(rt, c); /* a late gs_reply finds nothing; idempotent if it lost */
+    if (gs__call_complete(rt, c, c->timeout_status, NULL, true))
+        gs__call_unref(c); /* the timer's reference */
+    /* else: completed elsewhere; that path's CANCEL releases the timer's reference */
+}
+
+static bool timeout_cancelled(gs__tnode_t *n)
+{
+    gs__call_t *c = gs__container_of(n, gs__call_t, tnode);
+
+    /* acquire: pairs with the exchange in gs__call_complete */
+    return atomic_load_explicit(&c->done, memory_order_acquire) != 0;
+}
+
+static void timeout_release(gs__tnode_t *n)
+{
+    gs__call_unref(gs__container_of(n, gs__call_t, tnode));
+}
+
+static void timeout_shutdown(gs_runtime_t *rt, gs__tnode_t *n)
+{
+    gs__call_t *c = gs__container_of(n, gs__call_t, tnode);
+
+    c->timeout_status = GS_ESHUTDOWN;
+    timeout_fire(rt, n);
+}
+
+static const gs__tnode_ops_t timeout_ops = {timeout_fire, timeout_cancelled, timeout_release,
+                                            timeout_shutdown};
+
+/* ---------------------------------------------------------------------------------------- */
+/* The completion primitive                                                                   */
+/* ---------------------------------------------------------------------------------------- */
 
 gs__call_t *gs__call_create(gs_runtime_t *rt, uint8_t kind, json_t *payload, gs_reply_cb cb,
                             void *arg)
@@ -33,7 +76,7 @@ gs__call_t *gs__call_create(gs_runtime_t *rt, uint8_t kind, json_t *payload, gs_
     c->id = atomic_fetch_add_explicit(&rt->next_call_id, 1, memory_order_relaxed);
     c->cb = cb;
     c->arg = arg;
-    c->tnode.kind = GS__TNODE_CALL;
+    c->tnode.ops = &timeout_ops;
     c->timeout_status = GS_ETIMEOUT;
     return c;
 }
@@ -77,77 +120,38 @@ void gs__call_arm_timeout(gs_runtime_t *rt, gs__call_t *c, int64_t timeout_ms)
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* The held-call table                                                                        */
+/* The held-call table: a sharded map by call id                                              */
 /* ---------------------------------------------------------------------------------------- */
 
-static gs__held_shard_t *held_shard(gs_runtime_t *rt, uint64_t id)
+static bool call_has_id(const gs_map_node_t *node, const void *key)
 {
-    return &rt->held[id % GS__HELD_SHARDS];
+    return gs__container_of(node, gs__call_t, held_node)->id == *(const uint64_t *)key;
 }
 
-static size_t held_bucket(const gs__held_shard_t *sh, uint64_t id)
+int gs__held_init(gs_runtime_t *rt)
 {
-    return (size_t)(id / GS__HELD_SHARDS) & (sh->nbuckets - 1);
-}
-
-void gs__held_init(gs_runtime_t *rt)
-{
-    for (int i = 0; i < GS__HELD_SHARDS; i++) {
-        gs__held_shard_t *sh = &rt->held[i];
-        uv_mutex_init(&sh->lock);
-        sh->nbuckets = 16;
-        sh->buckets = calloc(sh->nbuckets, sizeof(*sh->buckets));
-        if (sh->buckets == NULL)
-            abort();
-        sh->count = 0;
-    }
+    return gs_shmap_init(&rt->held);
 }
 
 void gs__held_close(gs_runtime_t *rt)
 {
     /* Every server is dead by now, and each failed its held calls: the table is empty. */
-    for (int i = 0; i < GS__HELD_SHARDS; i++) {
-        free(rt->held[i].buckets);
-        uv_mutex_destroy(&rt->held[i].lock);
-    }
-}
-
-static void held_grow(gs__held_shard_t *sh)
-{
-    size_t n = sh->nbuckets * 2;
-    gs__call_t **nb = calloc(n, sizeof(*nb));
-    if (nb == NULL)
-        return; /* longer chains, still correct */
-    for (size_t b = 0; b < sh->nbuckets; b++) {
-        gs__call_t *c = sh->buckets[b];
-        while (c != NULL) {
-            gs__call_t *next = c->hnext;
-            size_t i = (size_t)(c->id / GS__HELD_SHARDS) & (n - 1);
-            c->hnext = nb[i];
-            nb[i] = c;
-            c = next;
-        }
-    }
-    free(sh->buckets);
-    sh->buckets = nb;
-    sh->nbuckets = n;
+    gs_shmap_close(&rt->held);
 }
 
 void gs__held_insert(gs_runtime_t *rt, gs__call_t *c, gs_server_t *holder)
 {
+    uint64_t hash = gs_hash_u64(c->id);
+    gs_shmap_shard_t *sh = gs_shmap_shard(&rt->held, hash);
+
     gs__call_ref(c);
-    c->holder = gs_server_ref(holder);
+    c->holder = gs__server_ref(holder);
     atomic_fetch_add_explicit(&holder->held, 1, memory_order_relaxed);   /* counter */
     atomic_fetch_add_explicit(&rt->held_calls, 1, memory_order_relaxed); /* counter */
-    gs__held_shard_t *sh = held_shard(rt, c->id);
-    uv_mutex_lock(&sh->lock);
-    if (sh->count >= sh->nbuckets * 2)
-        held_grow(sh);
-    size_t b = held_bucket(sh, c->id);
-    c->hnext = sh->buckets[b];
-    sh->buckets[b] = c;
-    sh->count++;
-    uv_mutex_unlock(&sh->lock);
+    gs_shmap_lock(sh);
+    if (gs_map_insert(&sh->map, &c->held_node, hash) != 0)
+        abort(); /* the first 8 buckets of a shard: a tiny internal allocation */
+    gs_shmap_unlock(sh);
 }
 
 /* After unlinking: give back what the table held. */
@@ -164,20 +168,13 @@ static void held_release(gs_runtime_t *rt, gs__call_t *c)
 /* Unlink the call with this id; returns it with the table's reference, or NULL. */
 static gs__call_t *held_take(gs_runtime_t *rt, uint64_t id)
 {
-    gs__held_shard_t *sh = held_shard(rt, id);
-    gs__call_t *found = NULL;
-    uv_mutex_lock(&sh->lock);
-    for (gs__call_t **p = &sh->buckets[held_bucket(sh, id)]; *p != NULL; p = &(*p)->hnext) {
-        if ((*p)->id == id) {
-            found = *p;
-            *p = found->hnext;
-            found->hnext = NULL;
-            sh->count--;
-            break;
-        }
-    }
-    uv_mutex_unlock(&sh->lock);
-    return found;
+    uint64_t hash = gs_hash_u64(id);
+    gs_shmap_shard_t *sh = gs_shmap_shard(&rt->held, hash);
+
+    gs_shmap_lock(sh);
+    gs_map_node_t *n = gs_map_remove(&sh->map, hash, &id, call_has_id);
+    gs_shmap_unlock(sh);
+    return n != NULL ? gs__container_of(n, gs__call_t, held_node) : NULL;
 }
 
 void gs__held_remove(gs_runtime_t *rt, gs__call_t *c)
@@ -187,36 +184,41 @@ void gs__held_remove(gs_runtime_t *rt, gs__call_t *c)
         held_release(rt, found);
 }
 
+typedef struct held_by_s {
+    gs_server_t *holder;
+    gs__call_t *taken; /* chained through held_node.next once unlinked */
+} held_by_t;
+
+static bool take_if_held_by(gs_map_node_t *node, void *arg)
+{
+    held_by_t *by = arg;
+    gs__call_t *c = gs__container_of(node, gs__call_t, held_node);
+
+    if (c->holder != by->holder)
+        return false;
+    node->next = by->taken != NULL ? &by->taken->held_node : NULL;
+    by->taken = c;
+    return true;
+}
+
 void gs__held_fail_server(gs_runtime_t *rt, gs_server_t *s, int status, json_t *reason)
 {
     /* relaxed: s's own thread is the only one that inserts calls held by s */
     if (atomic_load_explicit(&s->held, memory_order_relaxed) == 0)
         return;
-    gs__call_t *failed = NULL;
-    for (int i = 0; i < GS__HELD_SHARDS; i++) {
-        gs__held_shard_t *sh = &rt->held[i];
-        uv_mutex_lock(&sh->lock);
-        for (size_t b = 0; b < sh->nbuckets; b++) {
-            gs__call_t **p = &sh->buckets[b];
-            while (*p != NULL) {
-                gs__call_t *c = *p;
-                if (c->holder == s) {
-                    *p = c->hnext;
-                    sh->count--;
-                    c->hnext = failed;
-                    failed = c;
-                } else {
-                    p = &c->hnext;
-                }
-            }
-        }
-        uv_mutex_unlock(&sh->lock);
+    held_by_t by = {s, NULL};
+    for (int i = 0; i < GS_SHMAP_SHARDS; i++) {
+        gs_shmap_shard_t *sh = &rt->held.shards[i];
+        gs_shmap_lock(sh);
+        gs_map_filter(&sh->map, take_if_held_by, &by);
+        gs_shmap_unlock(sh);
     }
     /* Callbacks run outside every lock. */
-    while (failed != NULL) {
-        gs__call_t *c = failed;
-        failed = c->hnext;
-        c->hnext = NULL;
+    while (by.taken != NULL) {
+        gs__call_t *c = by.taken;
+        gs_map_node_t *next = c->held_node.next;
+        by.taken = next != NULL ? gs__container_of(next, gs__call_t, held_node) : NULL;
+        c->held_node.next = NULL;
         gs__call_complete(rt, c, status, gs__json_copy(reason), false);
         held_release(rt, c);
     }

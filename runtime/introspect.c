@@ -1,7 +1,8 @@
 /*
  * introspect.c: each server's status as JSON, read from counters and the child's record
  * without going through the server's mailbox (so an overloaded server can still be looked
- * at). The state itself (gs_get_state) does go through the mailbox: see call.c.
+ * at), and what inspection may show of a state (sensitive, redact). The state itself
+ * (gs_get_state) does go through the mailbox: see call.c and server.c's dispatch.
  */
 #include "runtime_internal.h"
 
@@ -10,21 +11,17 @@
 
 static json_t *child_status(gs__child_t *c)
 {
-    gs__child_lock(c);
-    gs_server_t *s = c->current != NULL ? gs_server_ref(c->current) : NULL;
-    /* Copies: the scheduler thread owns the child's values; sharing a reference across
-     * threads would race in jansson's reference counting (see gs__json_copy). */
-    json_t *crash =
-        c->last_crash_reason != NULL ? gs__json_copy(c->last_crash_reason) : json_null();
-    json_t *down = c->down_reason != NULL ? gs__json_copy(c->down_reason) : json_null();
-    gs__child_unlock(c);
-
     /* relaxed loads throughout: a snapshot of counters for display */
     uint32_t restarts = atomic_load_explicit(&c->restarts, memory_order_relaxed);
     uint64_t handled = atomic_load_explicit(&c->handled_before, memory_order_relaxed);
     const char *status = "down";
     int64_t mailbox = 0, uptime = 0;
     uint32_t held = 0;
+
+    gs__child_lock(c);
+    /* Under the shard lock the current incarnation cannot be replaced, and the child's
+     * reference keeps it alive: its counters are read without taking a reference. */
+    gs_server_t *s = c->current;
     if (s != NULL) {
         uint8_t st = atomic_load_explicit(&s->status, memory_order_acquire);
         status = st == GS__RUNNING ? "running" : restarts > 0 ? "restarting" : "starting";
@@ -35,8 +32,14 @@ static json_t *child_status(gs__child_t *c)
         held = atomic_load_explicit(&s->held, memory_order_relaxed);
         if (st == GS__RUNNING)
             uptime = (int64_t)(gs__now_ms() - s->started_ms);
-        gs_server_unref(s);
     }
+    /* Copies: the scheduler thread owns the child's values; sharing a reference across
+     * threads would race in jansson's reference counting (see gs__json_copy). */
+    json_t *crash =
+        c->last_crash_reason != NULL ? gs__json_copy(c->last_crash_reason) : json_null();
+    json_t *down = c->down_reason != NULL ? gs__json_copy(c->down_reason) : json_null();
+    gs__child_unlock(c);
+
     return json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:b}", "name",
                      c->name, "behaviour", c->b->name, "status", status, "restart",
                      gs_restart_name(c->opts.restart), "mailbox_len", (json_int_t)mailbox,
@@ -77,4 +80,23 @@ json_t *gs_servers_json(gs_runtime_t *rt)
     }
     free(all);
     return json_pack("{s:o}", "servers", list);
+}
+
+/* The state as inspection may show it (gs_behaviour_t.sensitive and .redact). */
+json_t *gs__inspect_state(gs_server_t *s)
+{
+    const gs_behaviour_t *b = s->child->b;
+    json_t *st;
+
+    if (b->sensitive || s->child->opts.sensitive)
+        return json_string(GS_REDACTED); /* format_state is not even asked */
+    st = b->format_state != NULL ? b->format_state(s, s->state) : NULL;
+    if (st == NULL)
+        return json_null();
+    if (b->redact != NULL && json_is_object(st)) {
+        for (const char *const *k = b->redact; *k != NULL; k++)
+            if (json_object_get(st, *k) != NULL)
+                json_object_set_new(st, *k, json_string(GS_REDACTED));
+    }
+    return st;
 }

@@ -1,215 +1,183 @@
 /*
- * registry.c: unique names -> children (named servers), in GS__REGISTRY_SHARDS independently
- * locked hash tables, so that lookups on the message path never take a global lock.
+ * registry.c: unique names -> children (named servers), in a sharded map (genserv/map.h), so
+ * that lookups on the message path never take a global lock.
  *
  * A child's "shard lock" fields (current incarnation, crash and down reasons) are guarded by
- * the mutex of the shard its name hashes to; gs__child_lock() takes it.
+ * the mutex of the shard its name hashes to; gs__child_lock() takes it. The registry only links
+ * children and counts references with the inline gs__child_ref; dropping a reference (which
+ * may free a child) is left to the caller, so this file calls nothing above it.
  */
 #include "runtime_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-uint32_t gs__name_hash(const char *name, size_t len)
+typedef struct name_key_s {
+    const char *name;
+    size_t len;
+} name_key_t;
+
+static bool child_has_name(const gs_map_node_t *node, const void *key)
 {
-    /* FNV-1a: names are short; this is cheap and spreads well enough over 64 shards. */
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)name[i];
-        h *= 16777619u;
-    }
-    return h;
+    const gs__child_t *c = gs__container_of(node, gs__child_t, node);
+    const name_key_t *k = key;
+
+    return c->name_len == k->len && memcmp(c->name, k->name, k->len) == 0;
 }
 
-static gs__registry_shard_t *shard_of(gs_runtime_t *rt, uint32_t hash)
+static name_key_t key_of(const char *name)
 {
-    return &rt->registry[hash % GS__REGISTRY_SHARDS];
+    return (name_key_t){name, strnlen(name, GS__NAME_MAX + 1)};
 }
 
-static size_t bucket_of(const gs__registry_shard_t *sh, uint32_t hash)
+int gs__registry_init(gs_runtime_t *rt)
 {
-    return (hash / GS__REGISTRY_SHARDS) & (sh->nbuckets - 1);
+    return gs_shmap_init(&rt->registry);
 }
 
-void gs__registry_init(gs_runtime_t *rt)
+typedef struct releaser_s {
+    void (*release)(gs__child_t *c);
+} releaser_t;
+
+static bool release_all(gs_map_node_t *node, void *arg)
 {
-    for (int i = 0; i < GS__REGISTRY_SHARDS; i++) {
-        gs__registry_shard_t *sh = &rt->registry[i];
-        uv_mutex_init(&sh->lock);
-        sh->nbuckets = 0;
-        sh->buckets = NULL;
-        sh->count = 0;
-    }
+    ((releaser_t *)arg)->release(gs__container_of(node, gs__child_t, node));
+    return true;
 }
 
-void gs__registry_close(gs_runtime_t *rt)
+void gs__registry_close(gs_runtime_t *rt, void (*release)(gs__child_t *c))
 {
-    for (int i = 0; i < GS__REGISTRY_SHARDS; i++) {
-        gs__registry_shard_t *sh = &rt->registry[i];
-        for (size_t b = 0; b < sh->nbuckets; b++) {
-            gs__child_t *c = sh->buckets[b];
-            while (c != NULL) {
-                gs__child_t *next = c->hnext;
-                gs__child_unref(c);
-                c = next;
-            }
-        }
-        free(sh->buckets);
-        uv_mutex_destroy(&sh->lock);
-    }
+    releaser_t r = {release};
+
+    for (int i = 0; i < GS_SHMAP_SHARDS; i++)
+        gs_map_filter(&rt->registry.shards[i].map, release_all, &r);
+    gs_shmap_close(&rt->registry);
 }
 
-/* Find under the shard lock. */
-static gs__child_t **find_slot(gs__registry_shard_t *sh, const char *name, size_t len,
-                               uint32_t hash)
+int gs__registry_insert(gs_runtime_t *rt, gs__child_t *child, gs__child_t **replaced)
 {
-    if (sh->nbuckets == 0)
-        return NULL;
-    gs__child_t **slot = &sh->buckets[bucket_of(sh, hash)];
-    for (; *slot != NULL; slot = &(*slot)->hnext) {
-        gs__child_t *c = *slot;
-        if (c->hash == hash && c->name_len == len && memcmp(c->name, name, len) == 0)
-            return slot;
-    }
-    return slot; /* the empty end of the chain */
-}
-
-static void grow(gs__registry_shard_t *sh)
-{
-    size_t n = sh->nbuckets ? sh->nbuckets * 2 : 8;
-    gs__child_t **nb = calloc(n, sizeof(*nb));
-    if (nb == NULL)
-        return; /* keep the longer chains; still correct */
-    for (size_t b = 0; b < sh->nbuckets; b++) {
-        gs__child_t *c = sh->buckets[b];
-        while (c != NULL) {
-            gs__child_t *next = c->hnext;
-            size_t i = (c->hash / GS__REGISTRY_SHARDS) & (n - 1);
-            c->hnext = nb[i];
-            nb[i] = c;
-            c = next;
-        }
-    }
-    free(sh->buckets);
-    sh->buckets = nb;
-    sh->nbuckets = n;
-}
-
-int gs__registry_insert(gs_runtime_t *rt, gs__child_t *child)
-{
-    gs__registry_shard_t *sh = shard_of(rt, child->hash);
-    gs__child_t *replaced = NULL;
+    name_key_t k = {child->name, child->name_len};
+    uint64_t hash = gs_hash_bytes(child->name, child->name_len);
+    gs_shmap_shard_t *sh = gs_shmap_shard(&rt->registry, hash);
     int rc = 0;
-    uv_mutex_lock(&sh->lock);
-    if (sh->count >= sh->nbuckets)
-        grow(sh);
-    if (sh->nbuckets == 0) {
-        rc = GS_ENOMEM;
-        goto out;
-    }
-    gs__child_t **slot = find_slot(sh, child->name, child->name_len, child->hash);
-    if (*slot != NULL) {
-        if ((*slot)->current != NULL || (*slot)->down_reason == NULL) {
+
+    *replaced = NULL;
+    gs_shmap_lock(sh);
+    gs_map_node_t *found = gs_map_find(&sh->map, hash, &k, child_has_name);
+    if (found != NULL) {
+        gs__child_t *old = gs__container_of(found, gs__child_t, node);
+        if (old->current != NULL || old->down_reason == NULL) {
             rc = GS_EALREADY;
             goto out;
         }
-        replaced = *slot; /* a "down" server gives its name up to a new start */
-        child->hnext = replaced->hnext;
-        *slot = child;
-    } else {
-        child->hnext = NULL;
-        *slot = child;
-        sh->count++;
-        atomic_fetch_add_explicit(&rt->registered, 1, memory_order_relaxed); /* counter */
+        /* A "down" server gives its name up to a new start. */
+        gs_map_unlink(&sh->map, found);
+        *replaced = old;
+    }
+    rc = gs_map_insert(&sh->map, &child->node, hash);
+    if (rc != 0) {
+        if (*replaced != NULL) /* put it back: nothing changes */
+            gs_map_insert(&sh->map, &(*replaced)->node, hash);
+        *replaced = NULL;
+        goto out;
     }
     gs__child_ref(child);
+    if (*replaced == NULL)
+        atomic_fetch_add_explicit(&rt->registered, 1, memory_order_relaxed); /* counter */
 out:
-    uv_mutex_unlock(&sh->lock);
-    if (replaced != NULL)
-        gs__child_unref(replaced);
+    gs_shmap_unlock(sh);
     return rc;
 }
 
-void gs__registry_remove(gs_runtime_t *rt, gs__child_t *child)
+bool gs__registry_remove(gs_runtime_t *rt, gs__child_t *child)
 {
-    gs__registry_shard_t *sh = shard_of(rt, child->hash);
-    bool removed = false;
-    uv_mutex_lock(&sh->lock);
-    gs__child_t **slot = find_slot(sh, child->name, child->name_len, child->hash);
-    if (slot != NULL && *slot == child) {
-        *slot = child->hnext;
-        child->hnext = NULL;
-        sh->count--;
-        removed = true;
-        atomic_fetch_sub_explicit(&rt->registered, 1, memory_order_relaxed); /* counter */
-    }
-    uv_mutex_unlock(&sh->lock);
+    gs_shmap_shard_t *sh = gs_shmap_shard(&rt->registry, child->node.hash);
+    bool removed;
+
+    gs_shmap_lock(sh);
+    removed = gs_map_unlink(&sh->map, &child->node);
+    gs_shmap_unlock(sh);
     if (removed)
-        gs__child_unref(child);
+        atomic_fetch_sub_explicit(&rt->registered, 1, memory_order_relaxed); /* counter */
+    return removed;
+}
+
+/* The child under k, with its shard locked (the caller unlocks sh), or NULL. */
+static gs__child_t *find_locked(gs_runtime_t *rt, const name_key_t *k, gs_shmap_shard_t **sh)
+{
+    uint64_t hash = gs_hash_bytes(k->name, k->len);
+
+    *sh = gs_shmap_shard(&rt->registry, hash);
+    gs_shmap_lock(*sh);
+    gs_map_node_t *n = gs_map_find(&(*sh)->map, hash, k, child_has_name);
+    return n != NULL ? gs__container_of(n, gs__child_t, node) : NULL;
 }
 
 gs_server_t *gs__registry_whereis(gs_runtime_t *rt, const char *name)
 {
-    size_t len = strnlen(name, GS__NAME_MAX + 1);
-    uint32_t hash = gs__name_hash(name, len);
-    gs__registry_shard_t *sh = shard_of(rt, hash);
-    gs_server_t *s = NULL;
-    uv_mutex_lock(&sh->lock);
-    gs__child_t **slot = find_slot(sh, name, len, hash);
-    if (slot != NULL && *slot != NULL && (*slot)->current != NULL)
-        s = gs_server_ref((*slot)->current);
-    uv_mutex_unlock(&sh->lock);
+    name_key_t k = key_of(name);
+    gs_shmap_shard_t *sh;
+    gs__child_t *c = find_locked(rt, &k, &sh);
+    gs_server_t *s = c != NULL && c->current != NULL ? gs__server_ref(c->current) : NULL;
+
+    gs_shmap_unlock(sh);
     return s;
 }
 
 gs__child_t *gs__registry_child(gs_runtime_t *rt, const char *name)
 {
-    size_t len = strnlen(name, GS__NAME_MAX + 1);
-    uint32_t hash = gs__name_hash(name, len);
-    gs__registry_shard_t *sh = shard_of(rt, hash);
-    gs__child_t *c = NULL;
-    uv_mutex_lock(&sh->lock);
-    gs__child_t **slot = find_slot(sh, name, len, hash);
-    if (slot != NULL && *slot != NULL) {
-        c = *slot;
+    name_key_t k = key_of(name);
+    gs_shmap_shard_t *sh;
+    gs__child_t *c = find_locked(rt, &k, &sh);
+
+    if (c != NULL)
         gs__child_ref(c);
-    }
-    uv_mutex_unlock(&sh->lock);
+    gs_shmap_unlock(sh);
     return c;
 }
 
 void gs__child_lock(gs__child_t *c)
 {
-    uv_mutex_lock(&shard_of(c->rt, c->hash)->lock);
+    gs_shmap_lock(gs_shmap_shard(&c->rt->registry, c->node.hash));
 }
 
 void gs__child_unlock(gs__child_t *c)
 {
-    uv_mutex_unlock(&shard_of(c->rt, c->hash)->lock);
+    gs_shmap_unlock(gs_shmap_shard(&c->rt->registry, c->node.hash));
+}
+
+typedef struct snapshot_s {
+    gs__child_t **out;
+    size_t n, cap;
+} snapshot_t;
+
+static bool snapshot_one(gs_map_node_t *node, void *arg)
+{
+    snapshot_t *snap = arg;
+
+    if (snap->n == snap->cap) {
+        gs__child_t **grown = realloc(snap->out, snap->cap * 2 * sizeof(*grown));
+        if (grown == NULL)
+            return false; /* a shorter snapshot rather than none */
+        snap->out = grown;
+        snap->cap *= 2;
+    }
+    gs__child_t *c = gs__container_of(node, gs__child_t, node);
+    gs__child_ref(c);
+    snap->out[snap->n++] = c;
+    return false;
 }
 
 gs__child_t **gs__registry_snapshot(gs_runtime_t *rt, size_t *count)
 {
-    size_t n = 0, cap = 64;
-    gs__child_t **out = malloc(cap * sizeof(*out));
-    for (int i = 0; out != NULL && i < GS__REGISTRY_SHARDS; i++) {
-        gs__registry_shard_t *sh = &rt->registry[i];
-        uv_mutex_lock(&sh->lock);
-        for (size_t b = 0; b < sh->nbuckets; b++) {
-            for (gs__child_t *c = sh->buckets[b]; c != NULL; c = c->hnext) {
-                if (n == cap) {
-                    gs__child_t **grown = realloc(out, cap * 2 * sizeof(*out));
-                    if (grown == NULL)
-                        continue; /* a shorter snapshot rather than none */
-                    out = grown;
-                    cap *= 2;
-                }
-                gs__child_ref(c);
-                out[n++] = c;
-            }
-        }
-        uv_mutex_unlock(&sh->lock);
+    snapshot_t snap = {malloc(64 * sizeof(gs__child_t *)), 0, 64};
+
+    for (int i = 0; snap.out != NULL && i < GS_SHMAP_SHARDS; i++) {
+        gs_shmap_shard_t *sh = &rt->registry.shards[i];
+        gs_shmap_lock(sh);
+        gs_map_filter(&sh->map, snapshot_one, &snap);
+        gs_shmap_unlock(sh);
     }
-    *count = n;
-    return out;
+    *count = snap.n;
+    return snap.out;
 }

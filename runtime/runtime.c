@@ -15,35 +15,11 @@
 #include <string.h>
 #include <time.h>
 
-_Thread_local gs__tls_t gs__tls;
-
 void gs_runtime_options_init(gs_runtime_options_t *opts)
 {
     memset(opts, 0, sizeof(*opts));
     opts->mailbox_limit = GS_DEFAULT_MAILBOX_LIMIT;
     opts->batch = GS_DEFAULT_BATCH;
-}
-
-uint64_t gs__now_ns(void)
-{
-    return uv_hrtime();
-}
-
-uint64_t gs__now_ms(void)
-{
-    return uv_hrtime() / 1000000u;
-}
-
-void gs__live_add(gs_runtime_t *rt, int delta)
-{
-    /* acq_rel: the waiter in stop_all_servers sees the dead servers' writes. The lock is
-     * only taken to wake it, when the count reaches zero (not on every start and death). */
-    int64_t before = atomic_fetch_add_explicit(&rt->live, (int64_t)delta, memory_order_acq_rel);
-    if (before + delta == 0) {
-        uv_mutex_lock(&rt->live_lock);
-        uv_cond_broadcast(&rt->live_cond);
-        uv_mutex_unlock(&rt->live_lock);
-    }
 }
 
 int gs_runtime_create(const gs_runtime_options_t *opts, gs_runtime_t **out)
@@ -74,10 +50,23 @@ int gs_runtime_create(const gs_runtime_options_t *opts, gs_runtime_t **out)
     uv_mutex_init(&rt->behaviours_lock);
     uv_mutex_init(&rt->live_lock);
     uv_cond_init(&rt->live_cond);
-    gs__registry_init(rt);
-    gs__held_init(rt);
+    atomic_init(&rt->next_timer_ref, 1);
+    int rc = gs__registry_init(rt);
+    if (rc == 0 && (rc = gs__held_init(rt)) != 0)
+        gs__registry_close(rt, gs__child_unref);
+    if (rc == 0 && (rc = gs__send_after_init(rt)) != 0) {
+        gs__held_close(rt);
+        gs__registry_close(rt, gs__child_unref);
+    }
+    if (rc != 0) {
+        uv_cond_destroy(&rt->live_cond);
+        uv_mutex_destroy(&rt->live_lock);
+        uv_mutex_destroy(&rt->behaviours_lock);
+        free(rt);
+        return rc;
+    }
     gs__events_init(rt);
-    int rc = gs__timers_start(rt);
+    rc = gs__timers_start(rt);
     if (rc == 0) {
         rc = gs__sched_start(rt);
         if (rc != 0) {
@@ -88,8 +77,9 @@ int gs_runtime_create(const gs_runtime_options_t *opts, gs_runtime_t **out)
     }
     if (rc != 0) {
         gs__events_close(rt);
+        gs__send_after_close(rt);
         gs__held_close(rt);
-        gs__registry_close(rt);
+        gs__registry_close(rt, gs__child_unref);
         uv_cond_destroy(&rt->live_cond);
         uv_mutex_destroy(&rt->live_lock);
         uv_mutex_destroy(&rt->behaviours_lock);
@@ -147,7 +137,7 @@ static void stop_all_servers(gs_runtime_t *rt)
             gs_server_t *s = c->current ? gs_server_ref(c->current) : NULL;
             gs__child_unlock(c);
             if (s == NULL) {
-                gs__registry_remove(rt, c); /* down: nothing to terminate */
+                gs__child_forget(rt, c); /* down: nothing to terminate */
             } else {
                 gs__call_t *call =
                     gs__call_create(rt, GS__MSG_STOP, json_string("shutdown"), stop_done_cb, &w);
@@ -174,10 +164,7 @@ static void stop_all_servers(gs_runtime_t *rt)
             uv_sleep(1); /* let the dying server's supervisor finish with its name */
     }
     /* Incarnations that were starting or restarting when we looked finish dying too. */
-    uv_mutex_lock(&rt->live_lock);
-    while (atomic_load(&rt->live) > 0)
-        uv_cond_wait(&rt->live_cond, &rt->live_lock);
-    uv_mutex_unlock(&rt->live_lock);
+    gs__live_wait(rt);
     uv_sem_destroy(&w.done);
 }
 
@@ -193,8 +180,9 @@ void gs_runtime_destroy(gs_runtime_t *rt)
     gs__sched_free(rt);
     gs__timers_free(rt);
     gs__events_close(rt);
+    gs__send_after_close(rt);
     gs__held_close(rt);
-    gs__registry_close(rt);
+    gs__registry_close(rt, gs__child_unref);
     free(rt->behaviours);
     uv_cond_destroy(&rt->live_cond);
     uv_mutex_destroy(&rt->live_lock);
@@ -217,30 +205,4 @@ void gs_runtime_stats(gs_runtime_t *rt, gs_runtime_stats_t *out)
 gs_server_t *gs_self(void)
 {
     return gs__tls.current;
-}
-
-void gs_start_options_init(gs_start_options_t *opts)
-{
-    memset(opts, 0, sizeof(*opts));
-    opts->restart = GS_PERMANENT;
-    opts->max_restarts = 3;
-    opts->max_seconds = 5;
-}
-
-static const char *const restart_names[] = {"permanent", "transient", "temporary"};
-
-int gs_restart_parse(const char *s, gs_restart_t *out)
-{
-    for (int i = 0; s != NULL && i < 3; i++) {
-        if (strcmp(s, restart_names[i]) == 0) {
-            *out = (gs_restart_t)i;
-            return 0;
-        }
-    }
-    return GS_EINVAL;
-}
-
-const char *gs_restart_name(gs_restart_t r)
-{
-    return (unsigned)r < 3 ? restart_names[r] : "unknown";
 }

@@ -15,13 +15,24 @@
  *                 the held-call table while a server may still reply, and by the timer thread
  *                 while its timeout is armed.
  *   gs__timer_t   one send_after timer: owned by the timer thread; the timer map only finds it.
+ *
+ * Who calls whom (scripts/layers.py checks it): runtime.c creates and destroys everything and
+ * nothing calls it; supervisor.c starts children and decides after exits; server.c runs an
+ * incarnation; call.c completes calls; sched.c runs servers; timer.c fires nodes through their
+ * ops without knowing what they are; registry.c, events.c, introspect.c, pool.c and map.c call
+ * nothing above them. The only two-way relationships are real ones: a server dies to its
+ * supervisor, which starts servers (server.c <-> supervisor.c); a call is queued in a server,
+ * and a server completes calls (server.c <-> call.c); a scheduler runs servers, and a server
+ * with work is put on a scheduler (server.c <-> sched.c).
  */
 #ifndef GS_RUNTIME_INTERNAL_H
 #define GS_RUNTIME_INTERNAL_H
 
-#include <genserv/genserv.h>
 #include "mpsc.h"
 #include "wheel.h"
+
+#include <genserv/genserv.h>
+#include <genserv/map.h>
 
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -29,6 +40,17 @@
 
 #define GS__CACHELINE 64
 #define GS__NAME_MAX  255
+
+/* The runtime's clock: monotonic, libuv's high-resolution time. */
+static inline uint64_t gs__now_ns(void)
+{
+    return uv_hrtime();
+}
+
+static inline uint64_t gs__now_ms(void)
+{
+    return uv_hrtime() / 1000000u;
+}
 
 /* ---------------------------------------------------------------------------------------- */
 /* Messages                                                                                   */
@@ -82,20 +104,30 @@ static inline void gs__msg_free(gs__msg_t *m)
 /* ---------------------------------------------------------------------------------------- */
 
 typedef enum { GS__TCMD_ADD = 1, GS__TCMD_CANCEL } gs__tcmd_op_t;
-typedef enum { GS__TNODE_TIMER = 1, GS__TNODE_CALL } gs__tnode_kind_t;
+
+typedef struct gs__tnode_s gs__tnode_t;
+/* What a node is to the timer thread, which knows nothing else about it: a send_after timer
+ * (timer.c) or a call's timeout (call.c). All three run on the timer thread (or, at shutdown,
+ * on the thread destroying the runtime). */
+typedef struct gs__tnode_ops_s {
+    void (*fire)(gs_runtime_t *rt, gs__tnode_t *n);     /* its time has come */
+    bool (*cancelled)(gs__tnode_t *n);                  /* its ADD can be ignored */
+    void (*release)(gs__tnode_t *n);                    /* after its CANCEL */
+    void (*shutdown)(gs_runtime_t *rt, gs__tnode_t *n); /* still pending at shutdown */
+} gs__tnode_ops_t;
 
 typedef struct gs__tcmd_s {
     gs__qnode_t q;
     uint8_t op; /* gs__tcmd_op_t */
 } gs__tcmd_t;
 
-typedef struct gs__tnode_s {
-    gs__tcmd_t add;    /* pushed once, when armed */
-    gs__tcmd_t cancel; /* pushed at most once, when completed by someone else */
-    uint64_t due_ns;   /* uv_hrtime() clock */
-    gs__wnode_t w;     /* timer thread only: its place in the wheel */
-    uint8_t kind;      /* gs__tnode_kind_t */
-} gs__tnode_t;
+struct gs__tnode_s {
+    gs__tcmd_t add;             /* pushed once, when armed */
+    gs__tcmd_t cancel;          /* pushed at most once, when completed by someone else */
+    uint64_t due_ns;            /* uv_hrtime() clock */
+    gs__wnode_t w;              /* timer thread only: its place in the wheel */
+    const gs__tnode_ops_t *ops; /* static storage */
+};
 
 /* ---------------------------------------------------------------------------------------- */
 /* Calls                                                                                      */
@@ -111,8 +143,8 @@ typedef struct gs__call_s {
     gs__tnode_t tnode;      /* the timeout, if armed */
     int32_t timeout_status; /* what firing the timeout completes with (GS_ETIMEOUT) */
     bool timeout_armed;
-    struct gs__call_s *hnext; /* held-call table chain */
-    gs_server_t *holder;      /* the incarnation that may reply; referenced while held */
+    gs_map_node_t held_node; /* in the held-call table (its shard's lock) */
+    gs_server_t *holder;     /* the incarnation that may reply; referenced while held */
 } gs__call_t;
 
 gs__call_t *gs__call_create(gs_runtime_t *rt, uint8_t kind, json_t *payload, gs_reply_cb cb,
@@ -132,7 +164,7 @@ void gs__held_insert(gs_runtime_t *rt, gs__call_t *c, gs_server_t *holder);
 void gs__held_remove(gs_runtime_t *rt, gs__call_t *c);
 /* Fail every call held by s with status and reason (borrowed). */
 void gs__held_fail_server(gs_runtime_t *rt, gs_server_t *s, int status, json_t *reason);
-void gs__held_init(gs_runtime_t *rt);
+int gs__held_init(gs_runtime_t *rt);
 void gs__held_close(gs_runtime_t *rt);
 
 /* ---------------------------------------------------------------------------------------- */
@@ -140,13 +172,12 @@ void gs__held_close(gs_runtime_t *rt);
 /* ---------------------------------------------------------------------------------------- */
 
 typedef struct gs__child_s {
+    gs_map_node_t node; /* in the registry (shard lock) */
     _Atomic uint32_t refs;
-    uint32_t hash;
     gs_runtime_t *rt;
     const gs_behaviour_t *b;
     json_t *args;              /* owned */
     gs_start_options_t opts;   /* mailbox_limit resolved */
-    struct gs__child_s *hnext; /* registry chain (shard lock) */
     gs_server_t *current;      /* shard lock; referenced; NULL when down or stopped */
     json_t *last_crash_reason; /* shard lock */
     json_t *down_reason;       /* shard lock; set when the supervisor gave up */
@@ -214,11 +245,28 @@ void gs__server_drain(gs_server_t *s, int status, json_t *reason);
 /* Free a message that was never handled; a call in it fails with status/reason (borrowed). */
 void gs__msg_discard(gs_runtime_t *rt, gs__msg_t *m, int status, json_t *reason);
 
+/* Another reference on s (a holder exists already, so relaxed). */
+static inline gs_server_t *gs__server_ref(gs_server_t *s)
+{
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+    return s;
+}
+/* Incarnations created and not yet dead (server.c counts them); gs__live_wait returns when
+ * there are none, for shutdown. */
+void gs__live_add(gs_runtime_t *rt, int delta);
+void gs__live_wait(gs_runtime_t *rt);
+
+/* Children (supervisor.c): a named server as its supervisor sees it. */
 gs__child_t *gs__child_create(gs_runtime_t *rt, const char *name, size_t name_len,
                               const gs_behaviour_t *b, json_t *args,
                               const gs_start_options_t *opts);
-void gs__child_ref(gs__child_t *c);
+static inline void gs__child_ref(gs__child_t *c)
+{
+    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed); /* a holder exists already */
+}
 void gs__child_unref(gs__child_t *c);
+/* Take c out of the registry if it is still there, and drop the registry's reference. */
+void gs__child_forget(gs_runtime_t *rt, gs__child_t *c);
 
 /* Supervision: s died with reason (taken) after a crash (abnormal) or a normal exit. Decides
  * whether to restart, and does it on the calling thread. */
@@ -226,28 +274,24 @@ void gs__supervisor_exit(gs_server_t *s, json_t *reason, bool abnormal);
 /* true for "normal", "shutdown" and ["shutdown", ...] */
 bool gs__reason_is_normal(const json_t *reason);
 
+/* Introspection (introspect.c): s's state as inspection may show it (sensitive, redact). New
+ * reference. On the thread running s. */
+json_t *gs__inspect_state(gs_server_t *s);
+
 /* ---------------------------------------------------------------------------------------- */
-/* Registry: name -> child, sharded                                                           */
+/* Registry: name -> child, a sharded map (registry.c)                                        */
 /* ---------------------------------------------------------------------------------------- */
 
-#define GS__REGISTRY_SHARDS 64
-
-typedef struct gs__registry_shard_s {
-    uv_mutex_t lock;
-    gs__child_t **buckets;
-    size_t nbuckets; /* power of two */
-    size_t count;
-    char pad[GS__CACHELINE];
-} gs__registry_shard_t;
-
-void gs__registry_init(gs_runtime_t *rt);
-void gs__registry_close(gs_runtime_t *rt);
-uint32_t gs__name_hash(const char *name, size_t len);
-/* Insert child (the registry takes a reference). A "down" child of that name is replaced.
- * 0 or GS_EALREADY. */
-int gs__registry_insert(gs_runtime_t *rt, gs__child_t *child);
-/* Remove child if it is still the one registered under its name. */
-void gs__registry_remove(gs_runtime_t *rt, gs__child_t *child);
+int gs__registry_init(gs_runtime_t *rt);
+/* Free the table; release is called on every child still registered. */
+void gs__registry_close(gs_runtime_t *rt, void (*release)(gs__child_t *c));
+/* Insert child, with a new reference for the registry. A "down" child of that name is
+ * replaced: *replaced is then that child, with the registry's reference, which the caller
+ * drops (else NULL). 0, GS_EALREADY or GS_ENOMEM. */
+int gs__registry_insert(gs_runtime_t *rt, gs__child_t *child, gs__child_t **replaced);
+/* Remove child if it is still the one registered under its name: true when it was (the
+ * registry's reference is then the caller's to drop). */
+bool gs__registry_remove(gs_runtime_t *rt, gs__child_t *child);
 /* The current incarnation under name: new reference or NULL. */
 gs_server_t *gs__registry_whereis(gs_runtime_t *rt, const char *name);
 /* The child under name: new reference or NULL. */
@@ -297,16 +341,6 @@ extern _Thread_local gs__tls_t gs__tls;
 
 typedef struct gs__timer_s gs__timer_t;
 
-#define GS__TIMER_SHARDS 64
-
-typedef struct gs__tmap_shard_s {
-    uv_mutex_t lock;
-    gs__timer_t **buckets;
-    size_t nbuckets;
-    size_t count;
-    char pad[GS__CACHELINE];
-} gs__tmap_shard_t;
-
 typedef struct gs__timers_s {
     uv_thread_t thread;
     uv_loop_t loop;
@@ -317,8 +351,6 @@ typedef struct gs__timers_s {
     _Atomic uint64_t armed_due_ns; /* when the timer thread will look at its queue next */
     _Atomic int stop;
     gs__wheel_t wheel; /* timer thread only */
-    _Atomic uint64_t next_ref;
-    gs__tmap_shard_t shards[GS__TIMER_SHARDS];
 } gs__timers_t;
 
 int gs__timers_start(gs_runtime_t *rt);
@@ -328,7 +360,10 @@ void gs__timers_stop(gs_runtime_t *rt);
 void gs__timers_free(gs_runtime_t *rt);
 /* Hand a node to the timer thread (ADD) or tell it the node is no longer needed (CANCEL). */
 void gs__timers_post(gs_runtime_t *rt, gs__tnode_t *n, gs__tcmd_op_t op);
-uint64_t gs__now_ns(void);
+
+/* send_after.c: the table of pending send_after timers by reference. */
+int gs__send_after_init(gs_runtime_t *rt);
+void gs__send_after_close(gs_runtime_t *rt);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Events                                                                                     */
@@ -341,16 +376,6 @@ void gs__emit(gs_runtime_t *rt, gs_event_type_t type, const gs__child_t *child, 
 /* ---------------------------------------------------------------------------------------- */
 /* The runtime                                                                                */
 /* ---------------------------------------------------------------------------------------- */
-
-#define GS__HELD_SHARDS 64
-
-typedef struct gs__held_shard_s {
-    uv_mutex_t lock;
-    gs__call_t **buckets;
-    size_t nbuckets;
-    size_t count;
-    char pad[GS__CACHELINE];
-} gs__held_shard_t;
 
 struct gs_subscription_s {
     gs_event_cb cb;
@@ -367,11 +392,13 @@ struct gs_runtime_s {
     _Atomic int stop_scheds;
     _Atomic int shutting_down;
 
-    gs__registry_shard_t registry[GS__REGISTRY_SHARDS];
+    gs_shmap_t registry; /* name -> gs__child_t */
     _Atomic uint64_t registered;
-    gs__held_shard_t held[GS__HELD_SHARDS];
+    gs_shmap_t held; /* call id -> gs__call_t a server may still answer */
     _Atomic uint64_t next_call_id;
     gs__timers_t timers;
+    gs_shmap_t timer_refs; /* send_after ref -> pending timer (send_after.c) */
+    _Atomic uint64_t next_timer_ref;
 
     uv_mutex_t behaviours_lock;
     const gs_behaviour_t **behaviours;
@@ -394,8 +421,6 @@ struct gs_runtime_s {
     _Atomic uint64_t held_calls;
 };
 
-void gs__live_add(gs_runtime_t *rt, int delta);
-
 /* A deep copy of v (NULL stays NULL). The runtime never lets two threads hold references to
  * one json_t at once: jansson's decref reads the count non-atomically and frees without an
  * acquire fence, which ThreadSanitizer rightly reports. Values that cross threads while the
@@ -404,6 +429,4 @@ static inline json_t *gs__json_copy(json_t *v)
 {
     return v != NULL ? json_deep_copy(v) : NULL;
 }
-uint64_t gs__now_ms(void);
-
 #endif

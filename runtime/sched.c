@@ -16,6 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* What the current thread is doing: set on scheduler threads, on the timer thread, and around
+ * callbacks a thread outside the runtime runs (server.c's inline turn, init). */
+_Thread_local gs__tls_t gs__tls;
+
 /* Spins of an idle scheduler before it sleeps; sched_yield keeps a spinning scheduler from
  * starving a producer thread that shares its core (this machine has two). */
 #define IDLE_SPINS       64

@@ -3,9 +3,9 @@
  * each message to the behaviour's callbacks, and what happens to callers when it dies.
  *
  * API:
- *   gs_start            child + incarnation, registered under the name, then init runs on
- *                       the calling thread while `scheduled` is held at 1, so that messages
- *                       sent during init wait until it returned.
+ *   gs__server_create   an incarnation of a child (supervisor.c's gs_start and restarts)
+ *   gs__server_init     init runs on the calling thread while `scheduled` is held at 1, so
+ *                       that messages sent during init wait until it returned.
  *   gs__server_push     reserve a mailbox slot (GS_EOVERLOADED past the limit), link the
  *                       message, and put the server on a run queue if it was idle.
  *   gs__server_run      a turn: at most `batch` messages, then yield (a scheduler's, or
@@ -24,44 +24,6 @@
 /* ---------------------------------------------------------------------------------------- */
 /* Children and incarnations                                                                  */
 /* ---------------------------------------------------------------------------------------- */
-
-gs__child_t *gs__child_create(gs_runtime_t *rt, const char *name, size_t name_len,
-                              const gs_behaviour_t *b, json_t *args, const gs_start_options_t *opts)
-{
-    gs__child_t *c = calloc(1, sizeof(*c) + name_len + 1);
-    if (c == NULL)
-        return NULL;
-    atomic_init(&c->refs, 1);
-    c->rt = rt;
-    c->b = b;
-    c->args = args != NULL ? gs__json_copy(args) : json_null(); /* ours alone */
-    c->opts = *opts;
-    if (c->opts.mailbox_limit == 0)
-        c->opts.mailbox_limit = rt->opts.mailbox_limit;
-    c->name_len = name_len;
-    memcpy(c->name, name, name_len);
-    c->hash = gs__name_hash(name, name_len);
-    return c;
-}
-
-void gs__child_ref(gs__child_t *c)
-{
-    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed); /* a holder exists already */
-}
-
-void gs__child_unref(gs__child_t *c)
-{
-    if (c == NULL)
-        return;
-    /* acq_rel: the freeing thread sees every write made by the other holders */
-    if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
-        return;
-    json_decref(c->args);
-    json_decref(c->last_crash_reason);
-    json_decref(c->down_reason);
-    free(c->restart_times);
-    free(c);
-}
 
 gs_server_t *gs__server_create(gs__child_t *child)
 {
@@ -84,8 +46,7 @@ gs_server_t *gs__server_create(gs__child_t *child)
 
 gs_server_t *gs_server_ref(gs_server_t *s)
 {
-    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed); /* a holder exists already */
-    return s;
+    return gs__server_ref(s);
 }
 
 static void server_free(gs_server_t *s)
@@ -113,6 +74,26 @@ const char *gs_server_name(const gs_server_t *s)
 gs_runtime_t *gs_server_runtime(const gs_server_t *s)
 {
     return s->rt;
+}
+
+void gs__live_add(gs_runtime_t *rt, int delta)
+{
+    /* acq_rel: the waiter in gs__live_wait sees the dead servers' writes. The lock is only
+     * taken to wake it, when the count reaches zero (not on every start and death). */
+    int64_t before = atomic_fetch_add_explicit(&rt->live, (int64_t)delta, memory_order_acq_rel);
+    if (before + delta == 0) {
+        uv_mutex_lock(&rt->live_lock);
+        uv_cond_broadcast(&rt->live_cond);
+        uv_mutex_unlock(&rt->live_lock);
+    }
+}
+
+void gs__live_wait(gs_runtime_t *rt)
+{
+    uv_mutex_lock(&rt->live_lock);
+    while (atomic_load(&rt->live) > 0)
+        uv_cond_wait(&rt->live_cond, &rt->live_lock);
+    uv_mutex_unlock(&rt->live_lock);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -275,63 +256,6 @@ int gs__server_init(gs_server_t *s, json_t **reason)
     return 0;
 }
 
-int gs_start(gs_runtime_t *rt, const char *name, const gs_behaviour_t *b, json_t *args,
-             const gs_start_options_t *opts, json_t **reason)
-{
-    gs_start_options_t o;
-    json_t *why = NULL;
-    int rc = 0;
-    if (reason != NULL)
-        *reason = NULL;
-    if (rt == NULL || name == NULL || b == NULL || b->init == NULL)
-        return GS_EINVAL;
-    size_t len = strnlen(name, GS__NAME_MAX + 1);
-    if (len == 0 || len > GS__NAME_MAX)
-        return GS_EINVAL;
-    if (opts != NULL)
-        o = *opts;
-    else
-        gs_start_options_init(&o);
-    if ((unsigned)o.restart > GS_TEMPORARY)
-        return GS_EINVAL;
-    if (atomic_load(&rt->shutting_down))
-        return GS_ESHUTDOWN;
-
-    gs__child_t *child = gs__child_create(rt, name, len, b, args, &o);
-    if (child == NULL)
-        return GS_ENOMEM;
-    gs_server_t *s = gs__server_create(child);
-    if (s == NULL) {
-        rc = GS_ENOMEM;
-        goto out;
-    }
-    child->current = s; /* the child's reference; not visible to others before the insert */
-    rc = gs__registry_insert(rt, child);
-    if (rc != 0) {
-        child->current = NULL;
-        atomic_store(&s->status, GS__DEAD);
-        gs_server_unref(s);
-        goto out;
-    }
-    rc = gs__server_init(s, &why);
-    if (rc != 0) {
-        gs__child_lock(child);
-        child->current = NULL;
-        gs__child_unlock(child);
-        gs__registry_remove(rt, child);
-        gs_server_unref(s);
-        if (reason != NULL)
-            *reason = why;
-        else
-            json_decref(why);
-        goto out;
-    }
-    gs__emit(rt, GS_EVENT_STARTED, child, NULL);
-out:
-    gs__child_unref(child);
-    return rc;
-}
-
 /* ---------------------------------------------------------------------------------------- */
 /* Dispatch                                                                                   */
 /* ---------------------------------------------------------------------------------------- */
@@ -421,28 +345,9 @@ static void dispatch_stop(gs_server_t *s, gs__call_t *c)
     gs__call_complete(s->rt, c, 0, NULL, false);
 }
 
-/* The state as inspection may show it (gs_behaviour_t.sensitive and .redact). */
-static json_t *inspect_state(gs_server_t *s)
-{
-    const gs_behaviour_t *b = s->child->b;
-    json_t *st;
-
-    if (b->sensitive || s->child->opts.sensitive)
-        return json_string(GS_REDACTED); /* format_state is not even asked */
-    st = b->format_state != NULL ? b->format_state(s, s->state) : NULL;
-    if (st == NULL)
-        return json_null();
-    if (b->redact != NULL && json_is_object(st)) {
-        for (const char *const *k = b->redact; *k != NULL; k++)
-            if (json_object_get(st, *k) != NULL)
-                json_object_set_new(st, *k, json_string(GS_REDACTED));
-    }
-    return st;
-}
-
 static void dispatch_get_state(gs_server_t *s, gs__call_t *c)
 {
-    gs__call_complete(s->rt, c, 0, inspect_state(s), false);
+    gs__call_complete(s->rt, c, 0, gs__inspect_state(s), false);
 }
 
 static void dispatch(gs_server_t *s, gs__msg_t *m)

@@ -1,5 +1,6 @@
 /*
- * supervisor.c: what happens after a server exits, and stopping servers on request.
+ * supervisor.c: children (named servers as their supervisor sees them), starting them, what
+ * happens after a server exits, and stopping servers on request.
  *
  * Every named server has its own supervisor in effect (one child per supervisor, like a
  * simple_one_for_one per name), with Elixir's child-spec semantics:
@@ -21,6 +22,142 @@
 
 #include <stdlib.h>
 #include <string.h>
+
+/* ---------------------------------------------------------------------------------------- */
+/* Children and their options                                                                 */
+/* ---------------------------------------------------------------------------------------- */
+
+void gs_start_options_init(gs_start_options_t *opts)
+{
+    memset(opts, 0, sizeof(*opts));
+    opts->restart = GS_PERMANENT;
+    opts->max_restarts = 3;
+    opts->max_seconds = 5;
+}
+
+static const char *const restart_names[] = {"permanent", "transient", "temporary"};
+
+int gs_restart_parse(const char *s, gs_restart_t *out)
+{
+    for (int i = 0; s != NULL && i < 3; i++) {
+        if (strcmp(s, restart_names[i]) == 0) {
+            *out = (gs_restart_t)i;
+            return 0;
+        }
+    }
+    return GS_EINVAL;
+}
+
+const char *gs_restart_name(gs_restart_t r)
+{
+    return (unsigned)r < 3 ? restart_names[r] : "unknown";
+}
+
+gs__child_t *gs__child_create(gs_runtime_t *rt, const char *name, size_t name_len,
+                              const gs_behaviour_t *b, json_t *args, const gs_start_options_t *opts)
+{
+    gs__child_t *c = calloc(1, sizeof(*c) + name_len + 1);
+    if (c == NULL)
+        return NULL;
+    atomic_init(&c->refs, 1);
+    c->rt = rt;
+    c->b = b;
+    c->args = args != NULL ? gs__json_copy(args) : json_null(); /* ours alone */
+    c->opts = *opts;
+    if (c->opts.mailbox_limit == 0)
+        c->opts.mailbox_limit = rt->opts.mailbox_limit;
+    c->name_len = name_len;
+    memcpy(c->name, name, name_len);
+    c->node.hash = gs_hash_bytes(name, name_len); /* the registry's, and the shard lock's */
+    return c;
+}
+
+void gs__child_unref(gs__child_t *c)
+{
+    if (c == NULL)
+        return;
+    /* acq_rel: the freeing thread sees every write made by the other holders */
+    if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    json_decref(c->args);
+    json_decref(c->last_crash_reason);
+    json_decref(c->down_reason);
+    free(c->restart_times);
+    free(c);
+}
+
+void gs__child_forget(gs_runtime_t *rt, gs__child_t *c)
+{
+    if (gs__registry_remove(rt, c))
+        gs__child_unref(c); /* the registry's reference */
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Starting                                                                                   */
+/* ---------------------------------------------------------------------------------------- */
+
+int gs_start(gs_runtime_t *rt, const char *name, const gs_behaviour_t *b, json_t *args,
+             const gs_start_options_t *opts, json_t **reason)
+{
+    gs_start_options_t o;
+    json_t *why = NULL;
+    int rc = 0;
+    if (reason != NULL)
+        *reason = NULL;
+    if (rt == NULL || name == NULL || b == NULL || b->init == NULL)
+        return GS_EINVAL;
+    size_t len = strnlen(name, GS__NAME_MAX + 1);
+    if (len == 0 || len > GS__NAME_MAX)
+        return GS_EINVAL;
+    if (opts != NULL)
+        o = *opts;
+    else
+        gs_start_options_init(&o);
+    if ((unsigned)o.restart > GS_TEMPORARY)
+        return GS_EINVAL;
+    if (atomic_load(&rt->shutting_down))
+        return GS_ESHUTDOWN;
+
+    gs__child_t *child = gs__child_create(rt, name, len, b, args, &o);
+    if (child == NULL)
+        return GS_ENOMEM;
+    gs_server_t *s = gs__server_create(child);
+    if (s == NULL) {
+        rc = GS_ENOMEM;
+        goto out;
+    }
+    child->current = s; /* the child's reference; not visible to others before the insert */
+    gs__child_t *replaced;
+    rc = gs__registry_insert(rt, child, &replaced);
+    gs__child_unref(replaced);
+    if (rc != 0) {
+        child->current = NULL;
+        atomic_store(&s->status, GS__DEAD);
+        gs_server_unref(s);
+        goto out;
+    }
+    rc = gs__server_init(s, &why);
+    if (rc != 0) {
+        gs__child_lock(child);
+        child->current = NULL;
+        gs__child_unlock(child);
+        gs__child_forget(rt, child);
+        gs_server_unref(s);
+        if (reason != NULL)
+            *reason = why;
+        else
+            json_decref(why);
+        goto out;
+    }
+    gs__emit(rt, GS_EVENT_STARTED, child, NULL);
+out:
+    gs__child_unref(child);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* After an exit                                                                              */
+/* ---------------------------------------------------------------------------------------- */
 
 bool gs__reason_is_normal(const json_t *reason)
 {
@@ -93,7 +230,7 @@ void gs__supervisor_exit(gs_server_t *s, json_t *reason, bool abnormal)
         /* Not restarted: the name is freed, as Elixir removes the child. A crash says so
          * with DOWN (what a dashboard shows), a normal exit or a stop with STOPPED. */
         set_current(c, NULL);
-        gs__registry_remove(rt, c);
+        gs__child_forget(rt, c);
         gs__emit(rt, abnormal && !stopping ? GS_EVENT_DOWN : GS_EVENT_STOPPED, c, reason);
         goto out;
     }
@@ -192,7 +329,7 @@ int gs_stop_async(gs_runtime_t *rt, const char *name, json_t *reason, gs_done_cb
             /* Down: nothing to terminate, just forget it, and say so to subscribers (a
              * dashboard removes its row on "stopped"). Complete through the timer thread so
              * that the callback never runs inside this call (the caller may not be ready). */
-            gs__registry_remove(rt, child);
+            gs__child_forget(rt, child);
             gs__emit(rt, GS_EVENT_STOPPED, child, reason);
             gs__call_t *c = gs__call_create(rt, GS__MSG_STOP, NULL, stop_req_done, req);
             c->timeout_status = 0;

@@ -23,106 +23,66 @@
 #include <stdlib.h>
 
 #include <genserv/builtins.h>
+#include <genserv/map.h>
 #include <genserv/message.h>
 
 #define SLOW_DEFAULT_MS 1000
 #define SLOW_MAX_MS     3600000 /* one hour: anything longer is surely a mistake */
 
 /*
- * The sleepers: a hash table from our sleeper number to the caller's whole gs_from_t (a
- * from is an opaque value; only the runtime knows what is inside). Open addressing with
- * linear probing and backward-shift deletion, so that thousands of sleepers cost O(1) each
- * and a long-lived server never fills up with tombstones. seq 0 marks an empty slot.
+ * The sleepers, by our sleeper number: the caller's whole gs_from_t (a from is an opaque
+ * value; only the runtime knows what is inside), in the intrusive map of genserv/map.h, so
+ * that thousands of sleepers cost O(1) each.
  */
 typedef struct sleeper_s {
-    uint64_t seq;
+    gs_map_node_t node; /* hash: gs_hash_u64(seq), a bijection, so it is the key */
     gs_from_t from;
 } sleeper_t;
 
 typedef struct slow_s {
-    sleeper_t *slots; /* capacity is a power of two, at most half full */
-    size_t cap;
-    unsigned shift; /* 64 - log2(cap): slot_of keeps the product's top bits */
-    size_t len;
+    gs_map_t sleepers;
     uint64_t next_seq;
     json_int_t served;
 } slow_t;
 
-static size_t slot_of(const slow_t *s, uint64_t seq)
+/* Equal hashes mean equal sleeper numbers (gs_hash_u64 is a bijection). */
+static bool same_seq(const gs_map_node_t *node, const void *key)
 {
-    /*
-     * Fibonacci hashing: the top bits of seq times 2^64 / phi spread even consecutive
-     * sleeper numbers evenly over the table.
-     */
-    return (size_t)((seq * UINT64_C(0x9E3779B97F4A7C15)) >> s->shift);
-}
-
-static bool sleepers_grow(slow_t *s)
-{
-    size_t cap = s->cap != 0 ? s->cap * 2 : 16;
-    /* The number of sleepers comes from outside, so growth fails softly. */
-    sleeper_t *slots = calloc(cap, sizeof(*slots));
-    if (slots == NULL)
-        return false;
-    sleeper_t *old = s->slots;
-    size_t old_cap = s->cap;
-    s->slots = slots;
-    s->cap = cap;
-    s->shift = 64;
-    for (size_t c = cap; c > 1; c >>= 1)
-        s->shift--;
-    for (size_t i = 0; i < old_cap; i++) {
-        if (old[i].seq == 0)
-            continue;
-        size_t j = slot_of(s, old[i].seq);
-        while (s->slots[j].seq != 0)
-            j = (j + 1) & (cap - 1);
-        s->slots[j] = old[i];
-    }
-    free(old);
+    (void)node;
+    (void)key;
     return true;
 }
 
 static bool sleepers_put(slow_t *s, uint64_t seq, gs_from_t from)
 {
-    if ((s->len + 1) * 2 > s->cap && !sleepers_grow(s))
+    /* The number of sleepers comes from outside, so this fails softly. */
+    sleeper_t *z = malloc(sizeof(*z));
+    if (z == NULL)
         return false;
-    size_t i = slot_of(s, seq);
-    while (s->slots[i].seq != 0)
-        i = (i + 1) & (s->cap - 1);
-    s->slots[i] = (sleeper_t){.seq = seq, .from = from};
-    s->len++;
+    z->from = from;
+    if (gs_map_insert(&s->sleepers, &z->node, gs_hash_u64(seq)) != 0) {
+        free(z);
+        return false;
+    }
     return true;
 }
 
 /* Remove sleeper seq into *from. Returns false when there is no such sleeper. */
 static bool sleepers_take(slow_t *s, uint64_t seq, gs_from_t *from)
 {
-    if (s->cap == 0 || seq == 0)
+    gs_map_node_t *n = gs_map_remove(&s->sleepers, gs_hash_u64(seq), NULL, same_seq);
+    if (n == NULL)
         return false;
-    size_t mask = s->cap - 1;
-    size_t i = slot_of(s, seq);
-    while (s->slots[i].seq != seq) {
-        if (s->slots[i].seq == 0)
-            return false;
-        i = (i + 1) & mask;
-    }
-    *from = s->slots[i].from;
-    /*
-     * Backward-shift deletion: pull later entries of the probe run into the hole whenever
-     * their home slot does not lie (cyclically) between the hole and where they are.
-     */
-    size_t hole = i;
-    for (size_t j = (i + 1) & mask; s->slots[j].seq != 0; j = (j + 1) & mask) {
-        size_t home = slot_of(s, s->slots[j].seq);
-        bool stays = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
-        if (!stays) {
-            s->slots[hole] = s->slots[j];
-            hole = j;
-        }
-    }
-    s->slots[hole].seq = 0;
-    s->len--;
+    sleeper_t *z = (sleeper_t *)n; /* node is the first member */
+    *from = z->from;
+    free(z);
+    return true;
+}
+
+static bool free_sleeper(gs_map_node_t *node, void *arg)
+{
+    (void)arg;
+    free(node); /* the sleeper_t: node is its first member */
     return true;
 }
 
@@ -138,6 +98,7 @@ static int slow_init(gs_server_t *self, json_t *args, void **state, json_t **rea
         *reason = json_string(gs_err_name(GS_ENOMEM));
         return -1;
     }
+    gs_map_init(&s->sleepers);
     s->next_seq = 1;
     *state = s;
     return 0;
@@ -196,7 +157,8 @@ static void slow_terminate(gs_server_t *self, json_t *reason, void *state)
     (void)self;
     (void)reason;
     /* Callers still asleep are failed by the runtime, which holds their calls. */
-    free(s->slots);
+    gs_map_filter(&s->sleepers, free_sleeper, NULL);
+    gs_map_close(&s->sleepers);
     free(s);
 }
 
@@ -204,7 +166,8 @@ static json_t *slow_format_state(gs_server_t *self, void *state)
 {
     const slow_t *s = state;
     (void)self;
-    return json_pack("{sIsI}", "pending", (json_int_t)s->len, "served", s->served);
+    return json_pack("{sIsI}", "pending", (json_int_t)gs_map_count(&s->sleepers), "served",
+                     s->served);
 }
 
 static const gs_message_doc_t slow_messages[] = {
