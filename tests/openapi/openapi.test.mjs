@@ -1,0 +1,724 @@
+// openapi.test.mjs: docs/openapi.yaml against the real genserv.
+//
+//   node openapi.test.mjs --genserv PATH/TO/genserv --spec docs/openapi.yaml --web web/
+//
+// 1. Lints the description with Redocly CLI (the recommended rules, .redocly.yaml): no error
+//    and no warning.
+// 2. Starts genserv on 127.0.0.1 port 0, provokes every status of every operation the spec
+//    lists, and checks each real answer against the spec: the status must be listed for that
+//    path and method, the Content-Type must be one of the response's media types, a JSON body
+//    must match the response's schema (ajv, JSON Schema 2020-12, which OpenAPI 3.1 uses), a
+//    required header must be there and match, and a HEAD answer must have no body. A method a
+//    path does not list is checked against the path's 405 (or, under /{file}, 404) response.
+// 3. Fails if any status of any operation was never provoked: a status the spec lists but no
+//    request here produces is a status the spec cannot prove.
+// A second genserv with GENSERV_TOKEN and GENSERV_READ_TOKEN gives the 401s and 403s; the
+// first one's shutdown (SIGTERM with a request open on every path) gives the 503s every path
+// answers while genserv stops. Both are stopped by PID, also on failure.
+//
+// Every mismatch is printed as "FAIL METHOD PATH -> STATUS: what differs", and the test goes
+// on, so that one run lists every difference; the exit status is 1 if there was any.
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Ajv2020 from 'ajv/dist/2020.js';
+import YAML from 'yaml';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const args = parseArgs(process.argv.slice(2));
+const genservBin = path.resolve(args.genserv ?? die('usage: --genserv PATH [--spec FILE] [--web DIR]'));
+const specFile = path.resolve(args.spec ?? path.join(here, '../../docs/openapi.yaml'));
+const webDir = path.resolve(args.web ?? path.join(here, '../../web'));
+const DEADLINE_MS = 10000; // for waits on an observable fact: generous, never reached when all is well
+const FULL_TOKEN = 'openapi-test-full-token';
+const READ_TOKEN = 'openapi-test-read-token';
+
+let failures = 0;
+let checks = 0;
+const children = new Set();
+
+function parseArgs(argv) {
+    const out = {};
+    for (let i = 0; i < argv.length; i += 2) out[argv[i].replace(/^--/, '')] = argv[i + 1];
+    return out;
+}
+
+function die(msg) {
+    console.error(msg);
+    process.exit(2);
+}
+
+function fail(msg) {
+    failures++;
+    console.log(`FAIL ${msg}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Lint
+// ---------------------------------------------------------------------------------------------
+
+function lint() {
+    const redocly = path.join(here, 'node_modules/@redocly/cli/bin/cli.js');
+    const common = ['lint', '--config', path.join(here, '.redocly.yaml'), specFile];
+    // The human-readable report, for the log...
+    const human = spawnSync(process.execPath, [redocly, ...common], { encoding: 'utf8' });
+    process.stdout.write(human.stdout + human.stderr);
+    // ...and the machine-readable totals, so that warnings fail the test too (Redocly itself
+    // exits 0 on warnings).
+    const json = spawnSync(process.execPath, [redocly, ...common, '--format=json'], {
+        encoding: 'utf8',
+    });
+    let totals;
+    try {
+        totals = JSON.parse(json.stdout).totals;
+    } catch {
+        fail(`redocly lint: no JSON report (exit ${json.status}): ${json.stderr}`);
+        return;
+    }
+    if (human.status !== 0 || totals.errors !== 0 || totals.warnings !== 0)
+        fail(`redocly lint: ${totals.errors} error(s), ${totals.warnings} warning(s), exit ${human.status}`);
+    else console.log('redocly lint: 0 errors, 0 warnings');
+}
+
+// ---------------------------------------------------------------------------------------------
+// The spec: paths as patterns, responses by status, schemas compiled by ajv
+// ---------------------------------------------------------------------------------------------
+
+const SPEC_ID = 'https://genserv.invalid/openapi.yaml';
+const spec = YAML.parse(fs.readFileSync(specFile, 'utf8'));
+// strictTypes and strictRequired off: a schema that adds "required" or "properties" beside a
+// $ref (OpenAPI 3.1 allows it) names properties the referenced schema defines.
+const ajv = new Ajv2020({ allErrors: true, strict: true, strictTypes: false, strictRequired: false });
+// The document's top-level OpenAPI fields are not JSON Schema keywords: declare them so that
+// the whole document can be added as one schema and '#/components/schemas/X' resolve in it.
+ajv.addVocabulary(['openapi', 'info', 'servers', 'security', 'tags', 'paths', 'components']);
+ajv.addSchema(spec, SPEC_ID);
+const validators = new Map();
+const METHODS = ['get', 'head', 'post', 'put', 'delete', 'options', 'patch', 'trace'];
+
+function pointerEscape(s) {
+    return s.replace(/~/g, '~0').replace(/\//g, '~1');
+}
+
+function validatorAt(pointer) {
+    if (!validators.has(pointer)) validators.set(pointer, ajv.compile({ $ref: `${SPEC_ID}#${pointer}` }));
+    return validators.get(pointer);
+}
+
+// Follow a '#/components/...' reference of a non-schema object; returns [object, its pointer].
+function deref(obj, pointer) {
+    while (obj && obj.$ref) {
+        pointer = obj.$ref.slice(1);
+        obj = pointer
+            .split('/')
+            .slice(1)
+            .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'))
+            .reduce((o, k) => o[k], spec);
+    }
+    return [obj, pointer];
+}
+
+// Concrete paths before templated ones, as OpenAPI matches them.
+const pathPatterns = Object.keys(spec.paths)
+    .map((p) => ({
+        key: p,
+        templated: p.includes('{'),
+        re: new RegExp('^' + p.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\{[^}]+\}/g, '[^/]+') + '$'),
+    }))
+    .sort((a, b) => a.templated - b.templated);
+
+function matchPath(urlPath) {
+    return pathPatterns.find((p) => p.re.test(urlPath))?.key;
+}
+
+// What was provoked: "path METHOD status"; a method the path does not list counts for every
+// operation of the path that lists the status (405 under each operation, see the spec).
+const seen = new Set();
+
+function essence(contentType) {
+    return (contentType ?? '').split(';')[0].trim().toLowerCase();
+}
+
+function checkSchema(value, pointer, where) {
+    const validate = validatorAt(pointer);
+    if (validate(value)) return true;
+    const why = validate.errors
+        .map((e) => `${e.instancePath || '(body)'} ${e.message}${e.params && Object.keys(e.params).length ? ' ' + JSON.stringify(e.params) : ''}`)
+        .join('; ');
+    fail(`${where}: body does not match #${pointer}: ${why}\n     body: ${JSON.stringify(value).slice(0, 400)}`);
+    return false;
+}
+
+function headerValue(schemaObj, raw) {
+    return schemaObj?.type === 'integer' && /^-?\d+$/.test(raw) ? Number(raw) : raw;
+}
+
+// Check one real answer against the spec. Returns the parsed JSON body (or undefined).
+function check(method, urlPath, res, note = '') {
+    checks++;
+    const m = method.toLowerCase();
+    const where = `${method} ${urlPath}${note ? ` (${note})` : ''} -> ${res.status}`;
+    if (res.status === 0) return undefined; // no answer at all: reported already
+    const key = matchPath(urlPath.split('?')[0]);
+    if (key === undefined) {
+        // A path of several segments that names nothing: the spec cannot list it; it must still
+        // be the 404 every unknown path gets, which /{file} describes.
+        if (res.status !== 404) fail(`${where}: no path of the spec matches, and the answer is not 404`);
+        return checkResponse(where, 'get', res, '/{file}', '404', false);
+    }
+    const item = spec.paths[key];
+    let op = item[m];
+    const status = String(res.status);
+    if (!op) {
+        // Not a method of this path: the answer must be one of its operations' 404 or 405.
+        const lister = METHODS.filter((x) => item[x]?.responses?.[status]);
+        if (!['404', '405'].includes(status) || lister.length === 0) {
+            fail(`${where}: ${method} is not an operation of ${key}, and no operation of it lists ${status}`);
+            return undefined;
+        }
+        for (const x of lister) seen.add(`${key} ${x.toUpperCase()} ${status}`);
+        return checkResponse(where, lister[0], res, key, status, m === 'head');
+    }
+    if (!op.responses[status]) {
+        fail(`${where}: status ${status} is not listed for ${m.toUpperCase()} ${key} (listed: ${Object.keys(op.responses).join(', ')})`);
+        return undefined;
+    }
+    seen.add(`${key} ${m.toUpperCase()} ${status}`);
+    return checkResponse(where, m, res, key, status, m === 'head');
+}
+
+function checkResponse(where, m, res, key, status, isHead) {
+    const opPointer = `/paths/${pointerEscape(key)}/${m}/responses/${status}`;
+    const [resp, respPointer] = deref(spec.paths[key][m].responses[status], opPointer);
+    for (const [name, h] of Object.entries(resp.headers ?? {})) {
+        const [header, headerPointer] = deref(h, `${respPointer}/headers/${pointerEscape(name)}`);
+        const raw = res.headers[name.toLowerCase()];
+        if (raw === undefined) {
+            if (header.required) fail(`${where}: header ${name} is missing`);
+            continue;
+        }
+        checkSchema(headerValue(header.schema, raw), `${headerPointer}/schema`, `${where}: header ${name}: "${raw}"`);
+    }
+    const type = essence(res.headers['content-type']);
+    let content = resp.content;
+    if (isHead) {
+        if (res.body.length !== 0) fail(`${where}: a HEAD answer has a body of ${res.body.length} bytes`);
+        // A HEAD answer says what GET's would be.
+        const get = spec.paths[key].get?.responses?.[status];
+        content = content ?? (get ? deref(get, '')[0].content : undefined);
+        if (content && !content[type])
+            fail(`${where}: Content-Type "${res.headers['content-type'] ?? ''}" is not one of GET's: ${Object.keys(content).join(', ')}`);
+        return undefined;
+    }
+    if (!content) {
+        if (res.body.length !== 0) fail(`${where}: the spec gives no content, but the body has ${res.body.length} bytes`);
+        return undefined;
+    }
+    if (!content[type]) {
+        fail(`${where}: Content-Type "${res.headers['content-type'] ?? ''}" is not listed (listed: ${Object.keys(content).join(', ')})` +
+            `\n     body: ${res.body.toString('utf8').slice(0, 200)}`);
+        return undefined;
+    }
+    if (type !== 'application/json') return undefined;
+    let body;
+    try {
+        body = JSON.parse(res.body.toString('utf8'));
+    } catch (e) {
+        fail(`${where}: the body is not JSON (${e.message}): ${res.body.toString('utf8').slice(0, 200)}`);
+        return undefined;
+    }
+    checkSchema(body, `${respPointer}/content/${pointerEscape(type)}/schema`, where);
+    return body;
+}
+
+// The request side: what the server accepts must match the spec's request schema, and what
+// the spec refuses the server must refuse (400).
+function requestPointer(key, m) {
+    return `/paths/${pointerEscape(key)}/${m}/requestBody/content/application~1json/schema`;
+}
+
+function checkRequestAccepted(key, body) {
+    const v = validatorAt(requestPointer(key, 'post'));
+    if (!v(body)) fail(`POST ${key}: genserv accepted ${JSON.stringify(body)}, the spec's request schema refuses it: ${ajv.errorsText(v.errors)}`);
+}
+
+async function checkRequestRefused(port, key, body) {
+    const v = validatorAt(requestPointer(key, 'post'));
+    if (v(body)) fail(`POST ${key}: the spec's request schema accepts ${JSON.stringify(body)}`);
+    const res = await request(port, 'POST', key, { body: JSON.stringify(body) });
+    if (res.status !== 400) fail(`POST ${key} ${JSON.stringify(body)}: answered ${res.status}, not 400`);
+    check('POST', key, res, 'refused by the spec');
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP
+// ---------------------------------------------------------------------------------------------
+
+// opts: body (a string), chunks (the body in pieces, sent chunked), headers, timeoutMs;
+// declaredOnly: send the headers alone, with a Content-Length of that many bytes.
+function request(port, method, urlPath, opts = {}) {
+    if (opts.declaredOnly !== undefined)
+        return rawRequest(port, method, urlPath, { ...opts, mode: method, headers: { ...opts.headers, 'Content-Length': String(opts.declaredOnly) } });
+    return method === 'HEAD' ? rawRequest(port, method, urlPath, opts) : nodeRequest(port, method, urlPath, opts);
+}
+
+function nodeRequest(port, method, urlPath, { body, chunks: parts, headers = {}, timeoutMs = 15000 } = {}) {
+    return new Promise((resolve, reject) => {
+        const req = http.request(
+            { host: '127.0.0.1', port, method, path: urlPath, agent: false, headers },
+            (res) => {
+                const chunks = [];
+                res.on('data', (c) => chunks.push(c));
+                res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
+                res.on('error', reject);
+            },
+        );
+        req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer in ${timeoutMs} ms`)));
+        req.on('error', (e) => reject(new Error(`${method} ${urlPath}: ${e.message}`)));
+        // chunks: the body in pieces, sent chunked (no Content-Length).
+        for (const part of parts ?? []) req.write(part);
+        req.end(body);
+    });
+}
+
+// HEAD over a plain socket, read to the end: every byte after the headers is a body that a
+// HEAD answer must not have (Node's parser would only throw "Parse Error" on it).
+function rawRequest(port, method, urlPath, { headers = {}, timeoutMs = 15000, mode = 'raw' } = {}) {
+    return new Promise((resolve, reject) => {
+        const s = net.connect(port, '127.0.0.1');
+        const chunks = [];
+        s.setTimeout(timeoutMs, () => s.destroy(new Error(`${method} ${urlPath}: no answer in ${timeoutMs} ms`)));
+        s.on('data', (d) => chunks.push(d));
+        s.on('error', (e) => reject(new Error(`${method} ${urlPath}: ${e.message}`)));
+        s.on('close', () => {
+            try {
+                resolve(parseRaw(Buffer.concat(chunks), mode));
+            } catch (e) {
+                reject(new Error(`${method} ${urlPath}: ${e.message}`));
+            }
+        });
+        const lines = Object.entries({ Host: '127.0.0.1', Connection: 'close', ...headers }).map(([k, v]) => `${k}: ${v}\r\n`);
+        s.write(`${method} ${urlPath} HTTP/1.1\r\n${lines.join('')}\r\n`);
+    });
+}
+
+// GET /events: the status and headers, and the stream up to its first data event.
+function openEvents(port, urlPath = '/events', headers = {}) {
+    return new Promise((resolve, reject) => {
+        const req = http.request({ host: '127.0.0.1', port, method: 'GET', path: urlPath, agent: false, headers }, (res) => {
+            const out = { status: res.statusCode, headers: res.headers, body: Buffer.alloc(0), close: () => req.destroy() };
+            if (res.statusCode !== 200) {
+                const chunks = [];
+                res.on('data', (c) => chunks.push(c));
+                res.on('end', () => resolve({ ...out, body: Buffer.concat(chunks) }));
+                return;
+            }
+            let text = '';
+            res.on('data', (c) => {
+                text += c;
+                const m = text.match(/^data: (.*)\n\n/m);
+                if (m) {
+                    out.stream = text;
+                    out.first = m[1];
+                    resolve(out);
+                }
+            });
+            res.on('error', () => {});
+        });
+        req.setTimeout(DEADLINE_MS, () => req.destroy(new Error(`GET ${urlPath}: no event in ${DEADLINE_MS} ms`)));
+        req.on('error', (e) => (e.code === 'ECONNRESET' ? undefined : reject(e)));
+        req.end();
+    });
+}
+
+// A request sent but not finished: headers with "Expect: 100-continue" and a 2-byte body
+// announced. genserv answers "100 Continue" once it has routed the request, which proves the
+// request is in; finish() sends the body and reads the answer (the connection then closes).
+function openPartial(port, method, urlPath, body = '{}') {
+    return new Promise((resolve, reject) => {
+        const s = net.connect(port, '127.0.0.1');
+        let buf = Buffer.alloc(0);
+        let waiting = null;
+        s.on('data', (d) => {
+            buf = Buffer.concat([buf, d]);
+            if (!waiting && buf.toString('latin1').startsWith('HTTP/1.1 100')) {
+                buf = buf.subarray(buf.indexOf('\r\n\r\n') + 4);
+                resolve({ finish });
+            }
+        });
+        s.on('error', (e) => (waiting ? waiting.reject(e) : reject(e)));
+        s.on('close', () => waiting?.resolve(parseRaw(buf, method)));
+        s.setTimeout(DEADLINE_MS, () => s.destroy(new Error(`${method} ${urlPath}: no answer in ${DEADLINE_MS} ms`)));
+        s.write(`${method} ${urlPath} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+            `Expect: 100-continue\r\nConnection: close\r\n\r\n`);
+        function finish() {
+            return new Promise((res2, rej2) => {
+                waiting = { resolve: res2, reject: rej2 };
+                s.write(body);
+            });
+        }
+    });
+}
+
+// An answer read from a socket to its close. mode 'raw': the body is every byte after the
+// headers; else a HEAD answer has none and a Content-Length bounds the body.
+function parseRaw(buf, mode) {
+    const end = buf.indexOf('\r\n\r\n');
+    if (end < 0) throw new Error(`not an HTTP answer: ${JSON.stringify(buf.toString('latin1').slice(0, 200))}`);
+    const head = buf.subarray(0, end).toString('latin1').split('\r\n');
+    const status = Number(head[0].split(' ')[1]);
+    const headers = {};
+    for (const line of head.slice(1)) {
+        const i = line.indexOf(':');
+        headers[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
+    }
+    let body = buf.subarray(end + 4);
+    if (mode === 'HEAD') body = Buffer.alloc(0);
+    else if (mode !== 'raw' && headers['content-length'] !== undefined) body = body.subarray(0, Number(headers['content-length']));
+    return { status, headers, body };
+}
+
+async function waitFor(what, fn) {
+    const until = Date.now() + DEADLINE_MS;
+    for (;;) {
+        const v = await fn();
+        if (v) return v;
+        if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 20));
+    }
+}
+
+async function metric(port, name) {
+    const res = await request(port, 'GET', '/metrics');
+    const m = res.body.toString().match(new RegExp(`^${name} (\\d+)$`, 'm'));
+    return m ? Number(m[1]) : undefined;
+}
+
+async function status(port, name) {
+    const res = await request(port, 'GET', `/servers/${encodeURIComponent(name)}`);
+    return res.status === 200 ? JSON.parse(res.body) : undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// genserv
+// ---------------------------------------------------------------------------------------------
+
+function startGenserv(flags, env = {}) {
+    return new Promise((resolve, reject) => {
+        const proc = spawn(genservBin, ['--listen', '127.0.0.1:0', ...flags], {
+            env: { ...process.env, ...env },
+            stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        children.add(proc);
+        const g = { proc, stderr: '', exit: new Promise((r) => proc.on('exit', (code, sig) => { children.delete(proc); r({ code, sig }); })) };
+        proc.stderr.on('data', (d) => (g.stderr += d));
+        let out = '';
+        proc.stdout.on('data', (d) => {
+            out += d;
+            const m = out.match(/^listening on http:\/\/127\.0\.0\.1:(\d+)\n/);
+            if (m && !g.port) {
+                g.port = Number(m[1]);
+                resolve(g);
+            }
+        });
+        proc.on('exit', (code) => reject(new Error(`genserv exited (${code}) before listening:\n${g.stderr}`)));
+        setTimeout(() => reject(new Error(`genserv did not print its port:\n${g.stderr}`)), DEADLINE_MS);
+    });
+}
+
+function killAll() {
+    for (const p of children) p.kill('SIGKILL');
+}
+process.on('exit', killAll);
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
+
+// ---------------------------------------------------------------------------------------------
+// 2. The scenarios
+// ---------------------------------------------------------------------------------------------
+
+const json = (v) => ({ body: JSON.stringify(v) });
+const BIG_HEADER = { 'X-Padding': 'a'.repeat(16 * 1024) };
+// A body one byte over max_body_bytes (1 MiB), announced by Content-Length (refused before it
+// is sent), or streamed in chunks (refused once it passes the limit).
+const TOO_LARGE_DECLARED = { declaredOnly: 1048577 };
+const TOO_LARGE_STREAMED = { chunks: Array(17).fill('x'.repeat(65536)).concat(['x']) };
+
+async function expectTooLarge(port, url) {
+    await expectStatus(port, 'POST', url, 413, TOO_LARGE_DECLARED, 'Content-Length over the limit');
+    await expectStatus(port, 'POST', url, 413, TOO_LARGE_STREAMED, 'a chunked body over the limit');
+}
+
+// Every operation of the spec, with a request that reaches it (parameters filled in).
+function operations() {
+    const fill = { '{id}': '1', '{name}': 'counter', '{file}': 'app.js' };
+    const ops = [];
+    for (const [key, item] of Object.entries(spec.paths))
+        for (const m of METHODS)
+            if (item[m]) ops.push({ key, method: m.toUpperCase(), url: key.replace(/\{[^}]+\}/g, (p) => fill[p]), op: item[m] });
+    return ops;
+}
+
+async function go(port, method, url, opts, note) {
+    let res;
+    try {
+        res = await request(port, method, url, opts);
+    } catch (e) {
+        fail(`${method} ${url}${note ? ` (${note})` : ''}: no valid HTTP answer: ${e.message}`);
+        return { res: { status: 0, headers: {}, body: Buffer.alloc(0) }, body: undefined };
+    }
+    return { res, body: check(method, url, res, note) };
+}
+
+async function expectStatus(port, method, url, want, opts = {}, note = '') {
+    const { res, body } = await go(port, method, url, opts, note);
+    if (res.status !== want)
+        fail(`${method} ${url}${note ? ` (${note})` : ''}: expected ${want}, got ${res.status}: ${res.body.toString('utf8').slice(0, 200)}`);
+    return body;
+}
+
+async function mainInstance() {
+    const g = await startGenserv(['--max-held-calls', '3', '--max-event-streams', '1', '--shutdown-timeout-ms', '20000']);
+    const p = g.port;
+    console.log(`genserv on port ${p}`);
+
+    // Operations, health and the dashboard.
+    await expectStatus(p, 'GET', '/healthz', 200);
+    await expectStatus(p, 'HEAD', '/healthz', 200);
+    await expectStatus(p, 'POST', '/healthz', 405, json({}));
+    const index = await request(p, 'GET', '/');
+    check('GET', '/', index);
+    const etag = index.headers.etag;
+    await expectStatus(p, 'GET', '/', 304, { headers: { 'If-None-Match': etag } });
+    await expectStatus(p, 'HEAD', '/', 200);
+    await expectStatus(p, 'HEAD', '/', 304, { headers: { 'If-None-Match': etag } });
+    await expectStatus(p, 'POST', '/', 405, json({}));
+    for (const file of fs.readdirSync(webDir).sort()) {
+        if (!fs.statSync(path.join(webDir, file)).isFile()) continue;
+        const res = await request(p, 'GET', `/${file}`);
+        check('GET', `/${file}`, res);
+        if (res.status !== 200) fail(`GET /${file}: a file of web/ answered ${res.status}`);
+        await expectStatus(p, 'GET', `/${file}`, 304, { headers: { 'If-None-Match': res.headers.etag } });
+        await expectStatus(p, 'HEAD', `/${file}`, 200);
+        await expectStatus(p, 'HEAD', `/${file}`, 304, { headers: { 'If-None-Match': res.headers.etag } });
+        await expectStatus(p, 'DELETE', `/${file}`, 405);
+    }
+    await expectStatus(p, 'GET', '/no-such-file.js', 404);
+    await expectStatus(p, 'HEAD', '/no-such-file.js', 404);
+    await expectStatus(p, 'POST', '/no-such-path', 404, json({}));
+    await expectStatus(p, 'GET', '/no/such/path', 404);
+    await expectStatus(p, 'GET', '/metrics', 200);
+    await expectStatus(p, 'HEAD', '/metrics', 200);
+    await expectStatus(p, 'POST', '/metrics', 405, json({}));
+    await expectStatus(p, 'GET', '/behaviours', 200);
+    await expectStatus(p, 'HEAD', '/behaviours', 200);
+    await expectStatus(p, 'DELETE', '/behaviours', 405);
+    await expectStatus(p, 'OPTIONS', '/call', 405, {}, 'no CORS configured');
+
+    // The event stream: 200 with its first event; a second stream past max_event_streams (1).
+    const ev = await openEvents(p);
+    check('GET', '/events', ev);
+    if (ev.status === 200) {
+        if (!ev.stream.startsWith('retry: 2000\n\n')) fail(`GET /events: the stream does not start with "retry: 2000": ${JSON.stringify(ev.stream.slice(0, 40))}`);
+        const first = JSON.parse(ev.first);
+        if (first.type !== 'snapshot') fail(`GET /events: the first event is not a snapshot: ${ev.first.slice(0, 200)}`);
+        checkSchema(first.servers, '/components/schemas/ServerList/properties/servers', 'GET /events: the snapshot\'s servers');
+    }
+    const ev2 = await openEvents(p);
+    check('GET', '/events', ev2, 'a second stream');
+    if (ev2.status !== 503) fail(`GET /events past max_event_streams: expected 503, got ${ev2.status}`);
+    ev.close();
+    await waitFor('the event stream to close', async () => (await metric(p, 'genserv_http_event_streams')) === 0);
+    await expectStatus(p, 'HEAD', '/events', 200);
+    await expectStatus(p, 'POST', '/events', 405, json({}));
+
+    // Servers.
+    await expectStatus(p, 'GET', '/servers', 200);
+    await expectStatus(p, 'HEAD', '/servers', 200);
+    await expectStatus(p, 'DELETE', '/servers', 405);
+    const start = { name: 'counter2', behaviour: 'counter', args: { initial: 10 }, restart: 'transient' };
+    await expectStatus(p, 'POST', '/servers', 201, json(start));
+    checkRequestAccepted('/servers', start);
+    await expectStatus(p, 'POST', '/servers', 409, json(start));
+    await expectStatus(p, 'POST', '/servers', 400, { body: '{"name": "x",' }, 'malformed JSON');
+    await expectStatus(p, 'POST', '/servers', 400, json({ name: 'x', behaviour: 'ticker', args: { intervall_ms: 5 } }), 'init refuses the args');
+    await expectStatus(p, 'POST', '/servers', 404, json({ name: 'x', behaviour: 'no_such_behaviour' }));
+    await expectTooLarge(p, '/servers');
+    for (const bad of [{ name: '', behaviour: 'counter' }, { name: 'x'.repeat(256), behaviour: 'counter' },
+        { name: 'x', behaviour: 'counter', restart: 'sometimes' }, { name: 'x', behaviour: 'counter', max_seconds: 0 },
+        { name: 'x', behaviour: 'counter', max_restarts: 1.5 }, { name: 'x', behaviour: 'counter', sensitive: 'yes' }, { name: 'x' }])
+        await checkRequestRefused(p, '/servers', bad);
+    const sensitive = { name: 'vault', behaviour: 'counter', sensitive: true, mailbox_limit: 10, max_restarts: 0, max_seconds: 1 };
+    await expectStatus(p, 'POST', '/servers', 201, json(sensitive));
+    checkRequestAccepted('/servers', sensitive);
+    await expectStatus(p, 'GET', '/servers/vault', 200);
+    await expectStatus(p, 'GET', '/servers/counter', 200);
+    await expectStatus(p, 'HEAD', '/servers/counter', 200);
+    await expectStatus(p, 'GET', '/servers/no_such_server', 404);
+    await expectStatus(p, 'HEAD', '/servers/no_such_server', 404);
+    await expectStatus(p, 'GET', `/servers/${'x'.repeat(300)}`, 404, {}, 'a name over 255 bytes');
+    await expectStatus(p, 'POST', '/servers/counter', 405, json({}));
+    await expectStatus(p, 'DELETE', '/servers/counter2', 200);
+    await expectStatus(p, 'DELETE', '/servers/counter2', 404);
+
+    // Messaging.
+    const call = { server: 'counter', message: 'get_count', timeout_ms: 5000 };
+    await expectStatus(p, 'POST', '/call', 200, json(call));
+    checkRequestAccepted('/call', call);
+    await expectStatus(p, 'POST', '/call', 200, json({ server: 'batcher', message: ['push', 5] }), 'a deferred reply');
+    await expectStatus(p, 'POST', '/call', 400, json({ server: 'counter' }));
+    await expectStatus(p, 'POST', '/call', 404, json({ server: 'no_such_server', message: 'get_count' }));
+    await expectTooLarge(p, '/call');
+    await expectStatus(p, 'POST', '/call', 504, json({ server: 'slow', message: ['sleep', 2000], timeout_ms: 50 }));
+    await expectStatus(p, 'GET', '/call', 405);
+    for (const bad of [{ server: 'counter', message: 'get_count', timeout_ms: 300001 },
+        { server: 'counter', message: 'get_count', timeout_ms: '5000' }, { server: 'counter', message: 'get_count', timeout_ms: 5000.5 },
+        { server: '', message: 1 }, { message: 'get_count' }])
+        await checkRequestRefused(p, '/call', bad);
+    // A crash (misbehaving calls itself), then its state can no longer be read: it is down.
+    await expectStatus(p, 'POST', '/servers', 201, json({ name: 'misbehaving', behaviour: 'misbehaving', max_restarts: 0 }));
+    await expectStatus(p, 'POST', '/call', 500, json({ server: 'misbehaving', message: 'message' }), 'server_crashed');
+    await waitFor('misbehaving to be down', async () => (await status(p, 'misbehaving'))?.status === 'down');
+    const down = await expectStatus(p, 'GET', '/servers/misbehaving', 200, {}, 'a down server');
+    if (down && (down.state !== null || typeof down.state_error !== 'string')) fail(`GET /servers/misbehaving: a down server's state should be null with a state_error: ${JSON.stringify(down)}`);
+    // max_held_calls (3): three calls held by a sleeper, a fourth refused; stopping the sleeper
+    // answers the three with server_stopped.
+    await expectStatus(p, 'POST', '/servers', 201, json({ name: 'sleeper', behaviour: 'slow' }));
+    const held = [0, 1, 2].map(() => request(p, 'POST', '/call', json({ server: 'sleeper', message: ['sleep', 60000], timeout_ms: 60000 })));
+    await waitFor('three held calls', async () => (await status(p, 'sleeper'))?.held_calls === 3);
+    await expectStatus(p, 'POST', '/call', 503, json({ server: 'counter', message: 'get_count' }), 'max_held_calls reached');
+    await expectStatus(p, 'DELETE', '/servers/sleeper', 200);
+    for (const res of await Promise.all(held)) {
+        const body = check('POST', '/call', res, 'held while the server was stopped');
+        if (res.status !== 500 || body?.error !== 'server_stopped') fail(`POST /call held while stopped: expected 500 server_stopped, got ${res.status} ${res.body}`);
+    }
+
+    for (const route of ['/cast', '/send']) {
+        const msg = { server: 'counter', message: 'increment' };
+        await expectStatus(p, 'POST', route, 202, json(msg));
+        checkRequestAccepted(route, msg);
+        await expectStatus(p, 'POST', route, 400, { body: '[1, 2]' }, 'not an object');
+        await expectStatus(p, 'POST', route, 404, json({ server: 'no_such_server', message: 'increment' }));
+        await expectTooLarge(p, route);
+        await expectStatus(p, 'GET', route, 405);
+        await checkRequestRefused(p, route, { server: 'counter' });
+    }
+
+    const after = { server: 'counter', message: 'increment', delay_ms: 60000 };
+    const timer = await expectStatus(p, 'POST', '/send_after', 202, json(after));
+    checkRequestAccepted('/send_after', after);
+    await expectStatus(p, 'POST', '/send_after', 400, json({ server: 'counter', message: 'increment' }), 'no delay_ms');
+    await expectStatus(p, 'POST', '/send_after', 404, json({ server: 'no_such_server', message: 'x', delay_ms: 10 }));
+    await expectTooLarge(p, '/send_after');
+    await expectStatus(p, 'GET', '/send_after', 405);
+    for (const bad of [{ server: 'counter', message: 'x', delay_ms: -1 }, { server: 'counter', message: 'x', delay_ms: 2147483648 }])
+        await checkRequestRefused(p, '/send_after', bad);
+    const t = `/timers/${timer?.timer}`;
+    await expectStatus(p, 'GET', t, 200);
+    await expectStatus(p, 'HEAD', t, 200);
+    await expectStatus(p, 'DELETE', t, 200);
+    await expectStatus(p, 'GET', t, 404, {}, 'cancelled');
+    await expectStatus(p, 'HEAD', t, 404, {}, 'cancelled');
+    await expectStatus(p, 'DELETE', t, 404, {}, 'cancelled');
+    await expectStatus(p, 'GET', '/timers/abc', 400);
+    await expectStatus(p, 'HEAD', '/timers/0', 400);
+    await expectStatus(p, 'DELETE', '/timers/-1', 400);
+    await expectStatus(p, 'POST', '/timers/1', 405, json({}));
+
+    // Oversize headers, on every operation (and on a path that names nothing).
+    for (const o of [...operations(), { method: 'GET', url: '/no-such-path' }]) {
+        const opts = { headers: BIG_HEADER, ...(o.method === 'POST' ? json({ server: 'counter', message: 'get_count' }) : {}) };
+        await expectStatus(p, o.method, o.url, 431, opts, '16 KiB header');
+    }
+
+    await shutdown(g);
+}
+
+// SIGTERM with a request open on every operation: each is answered 503 shutting_down (but
+// /healthz and the dashboard's files, which are served to the end), and a held call too.
+async function shutdown(g) {
+    const p = g.port;
+    const open = [];
+    for (const o of operations()) {
+        const body = o.method === 'POST' ? '{}' : '  ';
+        open.push({ ...o, partial: await openPartial(p, o.method, o.url, body) });
+    }
+    await expectStatus(p, 'POST', '/servers', 201, json({ name: 'sleeper', behaviour: 'slow' }));
+    const heldCall = request(p, 'POST', '/call', json({ server: 'sleeper', message: ['sleep', 60000], timeout_ms: 60000 }));
+    await waitFor('a held call', async () => (await status(p, 'sleeper'))?.held_calls === 1);
+    g.proc.kill('SIGTERM');
+    await waitFor('genserv to stop accepting', () => /http: stopped accepting/.test(g.stderr));
+    for (const o of open) {
+        const res = await o.partial.finish();
+        check(o.method, o.url, res, 'while shutting down');
+        const served = o.key === '/healthz' || o.key === '/' || o.key === '/{file}';
+        if (served ? res.status >= 300 && res.status !== 304 : res.status !== 503)
+            fail(`${o.method} ${o.url} while shutting down: got ${res.status}, expected ${served ? 'it served' : '503'}`);
+    }
+    const res = await heldCall;
+    const body = check('POST', '/call', res, 'held when genserv stopped');
+    if (res.status !== 503 || body?.error !== 'shutting_down' || !('reason' in (body ?? {})))
+        fail(`POST /call held at SIGTERM: expected 503 shutting_down with a reason, got ${res.status} ${res.body}`);
+    const { code, sig } = await g.exit;
+    if (code !== 0) fail(`genserv exited with ${code ?? sig} after SIGTERM, not 0:\n${g.stderr.slice(-2000)}`);
+}
+
+// A second genserv with both tokens: every operation that needs one answers 401 without it or
+// with a wrong one, and 403 to the read-only token where it is not GET or HEAD.
+async function tokenInstance() {
+    const g = await startGenserv([], { GENSERV_TOKEN: FULL_TOKEN, GENSERV_READ_TOKEN: READ_TOKEN });
+    const p = g.port;
+    const bearer = (t) => ({ Authorization: `Bearer ${t}` });
+    for (const o of operations()) {
+        const body = o.method === 'POST' ? json({ server: 'counter', message: 'get_count' }) : {};
+        const needs = o.op.responses['401'] !== undefined;
+        if (!needs) {
+            await expectStatus(p, o.method, o.url, o.key === '/{file}' || o.key === '/' || o.key === '/healthz' ? 200 : 401, body, 'no token needed');
+            continue;
+        }
+        await expectStatus(p, o.method, o.url, 401, body, 'no token');
+        await expectStatus(p, o.method, o.url, 401, { ...body, headers: bearer('wrong') }, 'a wrong token');
+        if (o.op.responses['403'] !== undefined)
+            await expectStatus(p, o.method, o.url, 403, { ...body, headers: bearer(READ_TOKEN) }, 'the read-only token');
+    }
+    await expectStatus(p, 'GET', '/servers', 200, { headers: bearer(READ_TOKEN) }, 'the read-only token');
+    await expectStatus(p, 'GET', `/servers?access_token=${READ_TOKEN}`, 200, {}, 'access_token');
+    await expectStatus(p, 'POST', '/call', 200, { ...json({ server: 'counter', message: 'get_count' }), headers: bearer(FULL_TOKEN) }, 'the token');
+    await expectStatus(p, 'POST', `/call?access_token=${FULL_TOKEN}`, 401, json({ server: 'counter', message: 'get_count' }), 'access_token on a POST');
+    const ev = await openEvents(p, `/events?access_token=${READ_TOKEN}`);
+    check('GET', '/events', ev, 'access_token');
+    ev.close();
+    g.proc.kill('SIGTERM');
+    const { code, sig } = await g.exit;
+    if (code !== 0) fail(`genserv (tokens) exited with ${code ?? sig} after SIGTERM, not 0`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Coverage
+// ---------------------------------------------------------------------------------------------
+
+function coverage() {
+    let listed = 0;
+    const missing = [];
+    for (const [key, item] of Object.entries(spec.paths))
+        for (const m of METHODS)
+            for (const st of Object.keys(item[m]?.responses ?? {})) {
+                listed++;
+                if (!seen.has(`${key} ${m.toUpperCase()} ${st}`)) missing.push(`${m.toUpperCase()} ${key} ${st}`);
+            }
+    for (const x of missing) fail(`never provoked: ${x} (the spec lists it; make the test provoke it, or drop it from the spec)`);
+    console.log(`coverage: ${listed - missing.length} of ${listed} listed statuses provoked`);
+}
+
+try {
+    lint();
+    await mainInstance();
+    await tokenInstance();
+    coverage();
+} catch (e) {
+    fail(`the test itself failed: ${e.stack}`);
+}
+console.log(`${checks} answers checked against ${path.relative(process.cwd(), specFile)}; ${failures} failure(s)`);
+process.exit(failures ? 1 : 0);
