@@ -8,7 +8,8 @@
  * handler, block its scheduler thread until the test opens a gate. It logs every cast and
  * info message it gets, and its format_state shows that log, so a test sees through
  * gs_get_state what the server saw, in order. Process-wide counters (inits, terminates with
- * their reasons) live in probe_globals(), reset by probe_reset() at the start of each test.
+ * their reasons) live in probe_globals(), reset by probe_reset() at the start of each test
+ * (probe_setup / probe_teardown are the cmocka fixtures that do it around tu_setup).
  *
  * Calls (a string, or an array whose first element is the command):
  *   "ping" -> "pong"                      ["echo", x] -> x
@@ -38,6 +39,8 @@
 #include <time.h>
 
 #include <genserv/genserv.h>
+
+#include "testutil.h"
 
 typedef struct probe_globals_s {
     pthread_mutex_t mu;
@@ -79,6 +82,24 @@ static inline void probe_cleanup(void)
     g->terminated = NULL;
     pthread_mutex_unlock(&g->mu);
 }
+
+/* cmocka fixtures for a test that drives probes: tu_setup / tu_teardown around clean
+ * process-wide counters. */
+static inline int probe_setup(void **state)
+{
+    probe_reset();
+    return tu_setup(state);
+}
+
+static inline int probe_teardown(void **state)
+{
+    tu_teardown(state);
+    probe_cleanup();
+    return 0;
+}
+
+/* A cmocka test entry with the probe fixtures. */
+#define probe_test(f) cmocka_unit_test_setup_teardown(f, probe_setup, probe_teardown)
 
 static inline int probe_inits(void)
 {

@@ -11,14 +11,27 @@
  *   - every helper frees what it allocates, so a test that passes is also leak-free under
  *     ASan and valgrind.
  *
+ * A "nothing happened" check (a cancelled timer did not fire, a stopped server was not
+ * restarted) waits for a later fact that proves the moment has passed, e.g. a marker timer
+ * due after the cancelled one has arrived, or the event that ends a server's exit path; a
+ * bare sleep stays only where real time must pass for the behaviour itself, with a comment.
+ *
  * API:
- *   tu_now_ms / tu_sleep_ms            monotonic clock, short sleeps
+ *   tu_now_ms / tu_sleep_ms            monotonic clock, short sleeps (see above for the rule)
  *   TU_WAIT_UNTIL(cond, ms)            poll cond every millisecond; fail the test at the deadline
  *   tu_json / assert_json_eq           JSON from text; JSON equality that prints both sides
+ *   tu_setup / tu_setup_builtins       cmocka fixtures: a fresh runtime with two schedulers
+ *   tu_teardown / tu_destroy           (and the built-ins registered); destroy it, in the
+ *   tu_test / tu_test_builtins         teardown or in the test itself; test entries using them
  *   tu_runtime_create                  a runtime with n schedulers (asserts success)
- *   tu_call                            blocking call with a message given as JSON text
+ *   tu_start / tu_start_options        gs_start with args as JSON text; start options
+ *   tu_call / tu_call_expect / tu_cast / tu_send   messages given as JSON text
+ *   tu_state / tu_state_int            gs_get_state (asserts success), one integer of it
  *   tu_reply_t                         an async-call collector: counts its callback's runs
  *   tu_status_int / tu_status_str_is   one field of gs_server_status
+ *   tu_wait_running                    wait until a server runs with a given restart count
+ *   tu_events_*                        a subscription that logs every event, for order checks
+ *                                      and for waiting on the end of an exit path
  *   tu_stats                           gs_runtime_stats in one expression
  */
 #ifndef GS_TESTUTIL_H
@@ -37,6 +50,7 @@
 
 #include <cmocka.h>
 
+#include <genserv/builtins.h>
 #include <genserv/genserv.h>
 
 /* How long a test waits for something that should happen much sooner: only a hang hits it. */
@@ -142,6 +156,174 @@ static inline gs_runtime_t *tu_runtime_create(unsigned schedulers, size_t mailbo
     return rt;
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* Events                                                                                     */
+/* ---------------------------------------------------------------------------------------- */
+
+/*
+ * One process-wide event log, so that the fixture can end a subscription a failed test left
+ * behind before it destroys the runtime (the callback must never outlive what it writes to).
+ * Each entry is [type, server, behaviour, reason|null], in the order the callbacks ran.
+ */
+typedef struct tu_events_s {
+    pthread_mutex_t mu;
+    json_t *log;
+    gs_subscription_t *sub;
+} tu_events_t;
+
+static inline tu_events_t *tu_events(void)
+{
+    static tu_events_t e = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    return &e;
+}
+
+/* A gs_event_cb: appends the event to tu_events()'s log (any thread). */
+static inline void tu_events_cb(const gs_event_t *ev, void *arg)
+{
+    tu_events_t *e = arg;
+    json_t *entry = json_pack("[s s s o?]", gs_event_name(ev->type), ev->server,
+                              ev->behaviour != NULL ? ev->behaviour : "",
+                              ev->reason != NULL ? json_deep_copy(ev->reason) : NULL);
+    pthread_mutex_lock(&e->mu);
+    if (e->log != NULL)
+        json_array_append(e->log, entry);
+    pthread_mutex_unlock(&e->mu);
+    json_decref(entry);
+}
+
+/* Start logging rt's events into an empty log; asserts success. */
+static inline void tu_events_subscribe(gs_runtime_t *rt)
+{
+    tu_events_t *e = tu_events();
+    pthread_mutex_lock(&e->mu);
+    json_decref(e->log);
+    e->log = json_array();
+    pthread_mutex_unlock(&e->mu);
+    assert_null(e->sub);
+    assert_int_equal(gs_subscribe(rt, tu_events_cb, e, &e->sub), 0);
+    assert_non_null(e->sub);
+}
+
+/* End the subscription (the log stays readable); when this returns no callback runs. */
+static inline void tu_events_unsubscribe(gs_runtime_t *rt)
+{
+    tu_events_t *e = tu_events();
+    if (e->sub != NULL)
+        gs_unsubscribe(rt, e->sub);
+    e->sub = NULL;
+}
+
+/* Free the log; the subscription, if any, must be gone (unsubscribed or its runtime
+ * destroyed, which frees it). */
+static inline void tu_events_reset(void)
+{
+    tu_events_t *e = tu_events();
+    pthread_mutex_lock(&e->mu);
+    json_decref(e->log);
+    e->log = NULL;
+    e->sub = NULL;
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* How many events of server (any when NULL) and type (any when NULL) were logged. */
+static inline size_t tu_events_count(const char *server, const char *type)
+{
+    tu_events_t *e = tu_events();
+    size_t n = 0, i;
+    json_t *entry;
+    pthread_mutex_lock(&e->mu);
+    json_array_foreach(e->log, i, entry)
+    {
+        if ((server == NULL || strcmp(json_string_value(json_array_get(entry, 1)), server) == 0) &&
+            (type == NULL || strcmp(json_string_value(json_array_get(entry, 0)), type) == 0))
+            n++;
+    }
+    pthread_mutex_unlock(&e->mu);
+    return n;
+}
+
+/* A copy of the whole log (new reference). */
+static inline json_t *tu_events_log(void)
+{
+    tu_events_t *e = tu_events();
+    pthread_mutex_lock(&e->mu);
+    json_t *copy = json_deep_copy(e->log != NULL ? e->log : json_array());
+    pthread_mutex_unlock(&e->mu);
+    return copy;
+}
+
+/* The lifecycle events of server (state_changed left out) as [[type, reason]...] (new). */
+static inline json_t *tu_events_lifecycle(const char *server)
+{
+    json_t *log = tu_events_log();
+    json_t *out = json_array();
+    size_t i;
+    json_t *entry;
+    json_array_foreach(log, i, entry)
+    {
+        const char *type = json_string_value(json_array_get(entry, 0));
+        if (strcmp(json_string_value(json_array_get(entry, 1)), server) != 0 ||
+            strcmp(type, "state_changed") == 0)
+            continue;
+        json_array_append_new(out, json_pack("[sO]", type, json_array_get(entry, 3)));
+    }
+    json_decref(log);
+    return out;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Fixtures                                                                                   */
+/* ---------------------------------------------------------------------------------------- */
+
+/* cmocka setup: a fresh runtime with two schedulers in *state. */
+static inline int tu_setup(void **state)
+{
+    *state = tu_runtime_create(2, 0);
+    return 0;
+}
+
+/* cmocka setup for a test that needs one scheduler thread to run every server (fairness). */
+static inline int tu_setup_one_scheduler(void **state)
+{
+    *state = tu_runtime_create(1, 0);
+    return 0;
+}
+
+/* cmocka setup: two schedulers and the built-in behaviours registered (gs_behaviour_find). */
+static inline int tu_setup_builtins(void **state)
+{
+    gs_runtime_t *rt = tu_runtime_create(2, 0);
+    *state = rt;
+    return gs_builtins_register(rt) == 0 ? 0 : -1;
+}
+
+/* Destroy the test's runtime now (to assert on what destroy settled); the teardown then
+ * has nothing left to do. */
+static inline void tu_destroy(void **state)
+{
+    if (*state != NULL) {
+        tu_events_unsubscribe(*state);
+        gs_runtime_destroy(*state);
+    }
+    *state = NULL;
+}
+
+/* cmocka teardown: destroy the runtime unless the test did, and forget the event log. */
+static inline int tu_teardown(void **state)
+{
+    tu_destroy(state);
+    tu_events_reset();
+    return 0;
+}
+
+/* A cmocka test entry with the fixtures above: tu_test(test_x), tu_test_builtins(test_x). */
+#define tu_test(f)          cmocka_unit_test_setup_teardown(f, tu_setup, tu_teardown)
+#define tu_test_builtins(f) cmocka_unit_test_setup_teardown(f, tu_setup_builtins, tu_teardown)
+
+/* ---------------------------------------------------------------------------------------- */
+/* Servers and messages                                                                       */
+/* ---------------------------------------------------------------------------------------- */
+
 static inline gs_runtime_stats_t tu_stats(gs_runtime_t *rt)
 {
     gs_runtime_stats_t st;
@@ -165,6 +347,28 @@ static inline void tu_start(gs_runtime_t *rt, const char *name, const gs_behavio
         json_decref(reason);
         _fail(__FILE__, __LINE__);
     }
+}
+
+/* Start name with the registered behaviour called behaviour (e.g. a built-in); asserts success. */
+static inline void tu_start_named(gs_runtime_t *rt, const char *name, const char *behaviour,
+                                  const char *args)
+{
+    const gs_behaviour_t *b = gs_behaviour_find(rt, behaviour);
+    if (b == NULL) {
+        print_error("no behaviour %s is registered\n", behaviour);
+        _fail(__FILE__, __LINE__);
+    }
+    tu_start(rt, name, b, args, NULL);
+}
+
+/* Start options with the given restart type and mailbox limit (0: the runtime's default). */
+static inline gs_start_options_t tu_start_options(gs_restart_t restart, size_t mailbox_limit)
+{
+    gs_start_options_t opts;
+    gs_start_options_init(&opts);
+    opts.restart = restart;
+    opts.mailbox_limit = mailbox_limit;
+    return opts;
 }
 
 /* Blocking call with msg as JSON text. Returns the status; *out gets the result (new). */
@@ -194,6 +398,23 @@ static inline int tu_call(gs_runtime_t *rt, const char *name, const char *msg, i
         json_decref(tu_r_);                                                                        \
     } while (0)
 
+/* A call that must succeed with an integer reply; returns it. */
+static inline long long tu_call_int(gs_runtime_t *rt, const char *name, const char *msg)
+{
+    json_t *r = NULL;
+    int rc = tu_call(rt, name, msg, TU_WAIT_MS, &r);
+    if (rc != 0 || !json_is_integer(r)) {
+        char buf[512];
+        print_error("call %s %s: %s, reply %s, want an integer\n", name, msg, gs_err_name(rc),
+                    tu_dump(r, buf, sizeof(buf)));
+        json_decref(r);
+        _fail(__FILE__, __LINE__);
+    }
+    long long n = (long long)json_integer_value(r);
+    json_decref(r);
+    return n;
+}
+
 static inline int tu_cast(gs_runtime_t *rt, const char *name, const char *msg)
 {
     return gs_cast(rt, name, tu_json(msg));
@@ -202,6 +423,36 @@ static inline int tu_cast(gs_runtime_t *rt, const char *name, const char *msg)
 static inline int tu_send(gs_runtime_t *rt, const char *name, const char *msg)
 {
     return gs_send(rt, name, tu_json(msg));
+}
+
+/* The server's state through gs_get_state (new reference); fails the test on an error. */
+static inline json_t *tu_state(gs_runtime_t *rt, const char *name)
+{
+    json_t *st = NULL;
+    int rc = gs_get_state(rt, name, TU_WAIT_MS, &st);
+    if (rc != 0 || st == NULL) {
+        print_error("gs_get_state(%s) = %s\n", name, gs_err_name(rc));
+        json_decref(st);
+        _fail(__FILE__, __LINE__);
+    }
+    return st;
+}
+
+/* The integer state[key] of a server whose state is an object; fails the test otherwise. */
+static inline long long tu_state_int(gs_runtime_t *rt, const char *name, const char *key)
+{
+    json_t *st = tu_state(rt, name);
+    json_t *v = json_object_get(st, key);
+    if (!json_is_integer(v)) {
+        char buf[512];
+        print_error("the state of %s has no integer %s: %s\n", name, key,
+                    tu_dump(st, buf, sizeof(buf)));
+        json_decref(st);
+        _fail(__FILE__, __LINE__);
+    }
+    long long n = (long long)json_integer_value(v);
+    json_decref(st);
+    return n;
 }
 
 /* One integer field of gs_server_status, or -1 when the server or the field is missing. */
@@ -224,6 +475,12 @@ static inline bool tu_status_str_is(gs_runtime_t *rt, const char *name, const ch
     json_decref(st);
     return is;
 }
+
+/* Wait until name is running with the given restart count (a restart done, or none yet). */
+#define tu_wait_running(rt, name, restarts)                                                        \
+    TU_WAIT_UNTIL(tu_status_int((rt), (name), "restarts") == (restarts) &&                         \
+                      tu_status_str_is((rt), (name), "status", "running"),                         \
+                  TU_WAIT_MS)
 
 /* One field of gs_server_status as a new reference (NULL when missing). */
 static inline json_t *tu_status_field(gs_runtime_t *rt, const char *name, const char *field)
@@ -248,7 +505,8 @@ typedef struct tu_reply_s {
     pthread_cond_t cv;
     int runs;
     int status;
-    json_t *result; /* owned; the last result */
+    json_t *result;     /* owned; the last result */
+    int64_t done_at_ms; /* tu_now_ms() when the callback last ran */
 } tu_reply_t;
 
 static inline void tu_reply_init(tu_reply_t *r)
@@ -258,6 +516,7 @@ static inline void tu_reply_init(tu_reply_t *r)
     r->runs = 0;
     r->status = 1; /* no status yet: neither 0 nor a GS_E* code */
     r->result = NULL;
+    r->done_at_ms = 0;
 }
 
 static inline void tu_reply_close(tu_reply_t *r)
@@ -277,6 +536,7 @@ static inline void tu_reply_cb(int status, json_t *result, void *arg)
     r->status = status;
     json_decref(r->result);
     r->result = result;
+    r->done_at_ms = tu_now_ms();
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
 }
