@@ -93,32 +93,20 @@ static const gs_behaviour_t plain = {
 
 #define ARGS "{\"user\": \"ada\", \"password\": \"hunter2\", \"logins\": 3}"
 
-static int setup(void **state)
+/* tu_setup, with the count of format_state calls cleared too. */
+static int login_setup(void **state)
 {
     format_calls = 0;
-    *state = tu_runtime_create(2, 0);
-    return 0;
+    return tu_setup(state);
 }
 
-static int teardown(void **state)
-{
-    if (*state != NULL)
-        gs_runtime_destroy(*state);
-    return 0;
-}
-
-static json_t *state_of(gs_runtime_t *rt, const char *name)
-{
-    json_t *st = NULL;
-    assert_int_equal(gs_get_state(rt, name, TU_WAIT_MS, &st), 0);
-    return st;
-}
+#define login_test(f) cmocka_unit_test_setup_teardown(f, login_setup, tu_teardown)
 
 static void test_listed_keys_are_redacted_and_the_rest_is_shown(void **state)
 {
     gs_runtime_t *rt = *state;
     tu_start(rt, "r", &redacting, ARGS, NULL);
-    json_t *st = state_of(rt, "r");
+    json_t *st = tu_state(rt, "r");
     /* A listed key that the state lacks is not added. */
     assert_json_eq(st, "{\"user\": \"ada\", \"password\": \"[redacted]\", \"logins\": 3}");
     json_decref(st);
@@ -131,7 +119,7 @@ static void test_a_sensitive_behaviour_shows_nothing(void **state)
 {
     gs_runtime_t *rt = *state;
     tu_start(rt, "s", &sensitive, ARGS, NULL);
-    json_t *st = state_of(rt, "s");
+    json_t *st = tu_state(rt, "s");
     assert_json_eq(st, "\"[redacted]\"");
     json_decref(st);
     assert_int_equal(format_calls, 0);
@@ -148,13 +136,13 @@ static void test_a_server_started_sensitive_shows_nothing(void **state)
     tu_start(rt, "p1", &plain, ARGS, &opts);
     tu_start(rt, "p2", &plain, ARGS, NULL);
 
-    json_t *st = state_of(rt, "p1");
+    json_t *st = tu_state(rt, "p1");
     assert_json_eq(st, "\"[redacted]\"");
     json_decref(st);
     assert_true(json_is_true(tu_status_field(rt, "p1", "sensitive")));
 
     /* The same behaviour started without the option shows everything. */
-    st = state_of(rt, "p2");
+    st = tu_state(rt, "p2");
     assert_json_eq(st, ARGS);
     json_decref(st);
     assert_false(json_is_true(tu_status_field(rt, "p2", "sensitive")));
@@ -167,24 +155,21 @@ static void test_reading_the_state_is_not_a_handled_message(void **state)
     gs_runtime_t *rt = *state;
     tu_start(rt, "p", &plain, ARGS, NULL);
     for (int i = 0; i < 5; i++)
-        json_decref(state_of(rt, "p"));
+        json_decref(tu_state(rt, "p"));
     assert_int_equal(tu_status_int(rt, "p", "messages_handled"), 0);
     tu_call_expect(rt, "p", "\"check\"", "\"hunter2\"");
     TU_WAIT_UNTIL(tu_status_int(rt, "p", "messages_handled") == 1, TU_WAIT_MS);
-    json_decref(state_of(rt, "p"));
+    json_decref(tu_state(rt, "p"));
     assert_int_equal(tu_status_int(rt, "p", "messages_handled"), 1);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_listed_keys_are_redacted_and_the_rest_is_shown, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_a_sensitive_behaviour_shows_nothing, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_a_server_started_sensitive_shows_nothing, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_reading_the_state_is_not_a_handled_message, setup,
-                                        teardown),
+        login_test(test_listed_keys_are_redacted_and_the_rest_is_shown),
+        login_test(test_a_sensitive_behaviour_shows_nothing),
+        login_test(test_a_server_started_sensitive_shows_nothing),
+        login_test(test_reading_the_state_is_not_a_handled_message),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -119,21 +119,6 @@ static const gs_behaviour_t worker_behaviour = {
     .handle_cast = worker_cast,
 };
 
-static int setup(void **state)
-{
-    probe_reset();
-    *state = tu_runtime_create(2, 0);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    if (*state != NULL)
-        gs_runtime_destroy(*state);
-    probe_cleanup();
-    return 0;
-}
-
 /* ---------------------------------------------------------------------------------------- */
 /* Ordering                                                                                   */
 /* ---------------------------------------------------------------------------------------- */
@@ -277,9 +262,7 @@ static void test_full_mailbox_overloaded(void **state)
 {
     gs_runtime_t *rt = *state;
     enum { LIMIT = 10 };
-    gs_start_options_t opts;
-    gs_start_options_init(&opts);
-    opts.mailbox_limit = LIMIT;
+    gs_start_options_t opts = tu_start_options(GS_PERMANENT, LIMIT);
     tu_start(rt, "small", probe_behaviour(), NULL, &opts);
     assert_int_equal(tu_cast(rt, "small", "\"block\""), 0);
     TU_WAIT_UNTIL(probe_is_blocked(), TU_WAIT_MS);
@@ -314,8 +297,7 @@ static void test_full_mailbox_overloaded(void **state)
     assert_int_equal(tu_cast(rt, "small", "\"more\""), 0);
     tu_call_expect(rt, "small", "\"ping\"", "\"pong\"");
 
-    gs_runtime_destroy(rt);
-    *state = NULL;
+    tu_destroy(state);
     assert_int_equal(refused.runs, 0);
     assert_int_equal(got_state.runs, 1);
     tu_reply_close(&refused);
@@ -326,9 +308,7 @@ static void test_full_mailbox_overloaded(void **state)
 static void test_dropped_messages_counted(void **state)
 {
     gs_runtime_t *rt = *state;
-    gs_start_options_t opts;
-    gs_start_options_init(&opts);
-    opts.restart = GS_TEMPORARY;
+    gs_start_options_t opts = tu_start_options(GS_TEMPORARY, 0);
     tu_start(rt, "doomed", probe_behaviour(), NULL, &opts);
     uint64_t dropped0 = tu_stats(rt).dropped_messages;
     assert_int_equal(tu_cast(rt, "doomed", "\"block\""), 0);
@@ -346,8 +326,7 @@ static void test_dropped_messages_counted(void **state)
     assert_int_equal(tu_reply_runs(&queued), 1);
     assert_int_not_equal(queued.status, 0);
     TU_WAIT_UNTIL(tu_stats(rt).dropped_messages >= dropped0 + 5, TU_WAIT_MS);
-    gs_runtime_destroy(rt);
-    *state = NULL;
+    tu_destroy(state);
     assert_int_equal(queued.runs, 1);
     tu_reply_close(&queued);
 }
@@ -359,10 +338,8 @@ static void test_dropped_messages_counted(void **state)
 /* With one scheduler thread, a server with a long queue still lets another one answer. */
 static void test_busy_server_does_not_starve_others(void **state)
 {
-    gs_runtime_destroy(*state);
-    gs_runtime_t *rt = tu_runtime_create(1, 0);
-    *state = rt;
-    enum { WORK = 50000 }; /* ~1 s of work at 20 us each */
+    gs_runtime_t *rt = *state; /* one scheduler thread: tu_setup_one_scheduler */
+    enum { WORK = 50000 };     /* ~1 s of work at 20 us each */
     atomic_store(&worker_done, 0);
     tu_start(rt, "busy", &worker_behaviour, NULL, NULL);
     tu_start(rt, "idle", probe_behaviour(), NULL, NULL);
@@ -404,8 +381,7 @@ static void test_get_state_through_mailbox(void **state)
     tu_reply_t r;
     tu_reply_init(&r);
     assert_int_equal(gs_get_state_async(rt, "nobody", TU_WAIT_MS, tu_reply_cb, &r), GS_ENOSERVER);
-    gs_runtime_destroy(rt);
-    *state = NULL;
+    tu_destroy(state);
     assert_int_equal(r.runs, 0);
     tu_reply_close(&r);
 }
@@ -413,13 +389,14 @@ static void test_get_state_through_mailbox(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_fifo_per_sender_many_senders, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_concurrent_cast_and_call, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cast_then_call_order, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_full_mailbox_overloaded, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_dropped_messages_counted, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_busy_server_does_not_starve_others, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_get_state_through_mailbox, setup, teardown),
+        probe_test(test_fifo_per_sender_many_senders),
+        probe_test(test_concurrent_cast_and_call),
+        probe_test(test_cast_then_call_order),
+        probe_test(test_full_mailbox_overloaded),
+        probe_test(test_dropped_messages_counted),
+        cmocka_unit_test_setup_teardown(test_busy_server_does_not_starve_others,
+                                        tu_setup_one_scheduler, tu_teardown),
+        probe_test(test_get_state_through_mailbox),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

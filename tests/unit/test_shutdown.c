@@ -16,21 +16,6 @@
 
 #include <unistd.h>
 
-static int setup(void **state)
-{
-    probe_reset();
-    *state = tu_runtime_create(2, 0);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    if (*state != NULL)
-        gs_runtime_destroy(*state);
-    probe_cleanup();
-    return 0;
-}
-
 /* Whether a shutdown completion is one of the two the header allows. */
 static void assert_shutdown_outcome(tu_reply_t *r)
 {
@@ -70,8 +55,7 @@ static void test_destroy_completes_pending_calls(void **state)
             0);
     }
 
-    gs_runtime_destroy(rt);
-    *state = NULL;
+    tu_destroy(state);
     for (int i = 0; i < HELD; i++) {
         assert_shutdown_outcome(&held[i]);
         tu_reply_close(&held[i]);
@@ -99,8 +83,7 @@ static void test_terminate_runs_for_every_server(void **state)
         assert_int_equal(tu_cast(rt, name, "[\"log\", 1]"), 0);
         assert_int_equal(tu_send(rt, name, "[\"info\", 2]"), 0);
     }
-    gs_runtime_destroy(rt);
-    *state = NULL;
+    tu_destroy(state);
     assert_int_equal(probe_terminates(), N);
     json_t *log = probe_terminated();
     size_t i;
@@ -140,8 +123,7 @@ static void test_blocked_caller_released(void **state)
     }
     TU_WAIT_UNTIL(tu_status_int(rt, "holder", "held_calls") == N, TU_WAIT_MS);
     int64_t t0 = tu_now_ms();
-    gs_runtime_destroy(rt);
-    *state = NULL;
+    tu_destroy(state);
     for (int i = 0; i < N; i++) {
         pthread_join(threads[i], NULL);
         assert_true(callers[i].rc == GS_ESHUTDOWN || callers[i].rc == GS_ESTOPPED);
@@ -186,8 +168,7 @@ static void test_terminate_during_shutdown_is_refused(void **state)
     atomic_store(&meddler_terminated, 0);
     tu_start(rt, "bystander", probe_behaviour(), NULL, NULL);
     tu_start(rt, "meddler", &meddler_behaviour, NULL, NULL);
-    gs_runtime_destroy(rt);
-    *state = NULL;
+    tu_destroy(state);
     assert_int_equal(atomic_load(&meddler_terminated), 1);
     assert_int_equal(atomic_load(&meddler_start_rc), GS_ESHUTDOWN);
     int cast_rc = atomic_load(&meddler_cast_rc);
@@ -207,8 +188,7 @@ static void test_slow_terminate_waited_for(void **state)
     for (int i = 0; i < 100; i++)
         assert_int_equal(gs_send_after(rt, "slow", json_integer(i), 60000, NULL), 0);
     int64_t t0 = tu_now_ms();
-    gs_runtime_destroy(rt);
-    *state = NULL;
+    tu_destroy(state);
     int64_t took = tu_now_ms() - t0;
     assert_int_equal(probe_terminates(), 1);
     assert_in_range(took, 240, 10000);
@@ -217,8 +197,7 @@ static void test_slow_terminate_waited_for(void **state)
 /* Runtimes come and go cleanly, with and without servers, with one or more schedulers. */
 static void test_create_destroy_cycles(void **state)
 {
-    gs_runtime_destroy(*state);
-    *state = NULL;
+    (void)state;
     for (int i = 0; i < 20; i++) {
         gs_runtime_t *rt = tu_runtime_create((unsigned)(i % 3), 0);
         if (i % 2) {
@@ -239,8 +218,7 @@ static void test_create_destroy_cycles(void **state)
 
 static void test_options_and_schedulers(void **state)
 {
-    gs_runtime_destroy(*state);
-    *state = NULL;
+    (void)state;
     gs_runtime_options_t opts;
     memset(&opts, 0xff, sizeof(opts));
     gs_runtime_options_init(&opts);
@@ -367,15 +345,15 @@ static void test_behaviour_registry(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_destroy_completes_pending_calls, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_terminate_runs_for_every_server, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_blocked_caller_released, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_terminate_during_shutdown_is_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_slow_terminate_waited_for, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_create_destroy_cycles, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_options_and_schedulers, setup, teardown),
+        probe_test(test_destroy_completes_pending_calls),
+        probe_test(test_terminate_runs_for_every_server),
+        probe_test(test_blocked_caller_released),
+        probe_test(test_terminate_during_shutdown_is_refused),
+        probe_test(test_slow_terminate_waited_for),
+        cmocka_unit_test(test_create_destroy_cycles),
+        cmocka_unit_test(test_options_and_schedulers),
         cmocka_unit_test(test_errors_table),
-        cmocka_unit_test_setup_teardown(test_behaviour_registry, setup, teardown),
+        probe_test(test_behaviour_registry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
