@@ -14,29 +14,6 @@
 
 #include "probe.h"
 
-static int setup(void **state)
-{
-    probe_reset();
-    *state = tu_runtime_create(2, 0);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    if (*state != NULL)
-        gs_runtime_destroy(*state);
-    probe_cleanup();
-    return 0;
-}
-
-static gs_start_options_t temporary(void)
-{
-    gs_start_options_t opts;
-    gs_start_options_init(&opts);
-    opts.restart = GS_TEMPORARY;
-    return opts;
-}
-
 /* A call gets the handler's reply, any JSON value including null. */
 static void test_call_reply(void **state)
 {
@@ -71,8 +48,7 @@ static void test_no_such_server(void **state)
     tu_reply_init(&reply);
     assert_int_equal(gs_call_async(rt, "nobody", json_string("ping"), 1000, tu_reply_cb, &reply),
                      GS_ENOSERVER);
-    gs_runtime_destroy(rt);
-    *state = NULL;
+    tu_destroy(state);
     assert_int_equal(reply.runs, 0);
     tu_reply_close(&reply);
 }
@@ -92,8 +68,7 @@ static void test_call_bad_arguments(void **state)
     json_t *r = NULL;
     assert_int_equal(gs_call(rt, "e", NULL, 1000, &r), GS_EINVAL);
     assert_null(r);
-    gs_runtime_destroy(rt);
-    *state = NULL;
+    tu_destroy(state);
     assert_int_equal(reply.runs, 0);
     tu_reply_close(&reply);
 }
@@ -102,7 +77,7 @@ static void test_call_bad_arguments(void **state)
 static void test_server_crashed_with_reason(void **state)
 {
     gs_runtime_t *rt = *state;
-    gs_start_options_t opts = temporary();
+    gs_start_options_t opts = tu_start_options(GS_TEMPORARY, 0);
     tu_start(rt, "c", probe_behaviour(), NULL, &opts);
     json_t *r = NULL;
     assert_int_equal(tu_call(rt, "c", "[\"crash\", {\"why\": \"boom\"}]", TU_WAIT_MS, &r),
@@ -128,7 +103,7 @@ static void test_server_crashed_with_reason(void **state)
 static void test_stop_reply(void **state)
 {
     gs_runtime_t *rt = *state;
-    gs_start_options_t opts = temporary();
+    gs_start_options_t opts = tu_start_options(GS_TEMPORARY, 0);
     tu_start(rt, "s", probe_behaviour(), NULL, &opts);
     tu_call_expect(rt, "s", "[\"stop_reply\", \"normal\", \"bye\"]", "\"bye\"");
     TU_WAIT_UNTIL(probe_terminates() == 1, TU_WAIT_MS);
@@ -176,8 +151,7 @@ static void test_async_timeout(void **state)
     assert_in_range(tu_now_ms() - t0, 80, 5000);
     assert_null(reply.result);
     tu_call_expect(rt, "h", "[\"release\", 1]", "[-13]");
-    gs_runtime_destroy(rt);
-    *state = NULL;
+    tu_destroy(state);
     assert_int_equal(reply.runs, 1);
     tu_reply_close(&reply);
 }
@@ -192,16 +166,24 @@ static void test_infinity(void **state)
     assert_int_equal(gs_call_async(rt, "h", json_string("hold"), GS_INFINITY, tu_reply_cb, &reply),
                      0);
     TU_WAIT_UNTIL(tu_status_int(rt, "h", "held_calls") == 1, TU_WAIT_MS);
-    /* Not a proof of forever, but -1 must not be read as "already expired" or a tiny value. */
-    tu_sleep_ms(300);
+    /* Not a proof of forever, but -1 must not be read as "already expired" or a tiny value.
+     * Call timeouts fire in due order on the one timer thread, so once a marker call made
+     * after it with a 300 ms timeout has timed out, such a misread timeout would have too. */
+    tu_start(rt, "marker", probe_behaviour(), NULL, NULL);
+    tu_reply_t marker;
+    tu_reply_init(&marker);
+    assert_int_equal(gs_call_async(rt, "marker", json_string("hold"), 300, tu_reply_cb, &marker),
+                     0);
+    tu_reply_expect(&marker, GS_ETIMEOUT);
     assert_int_equal(tu_reply_runs(&reply), 0);
     tu_call_expect(rt, "h", "[\"release\", \"finally\"]", "[0]");
     tu_reply_expect(&reply, 0);
     assert_json_eq(reply.result, "\"finally\"");
-    gs_runtime_destroy(rt);
-    *state = NULL;
+    tu_destroy(state);
     assert_int_equal(reply.runs, 1);
+    assert_int_equal(marker.runs, 1);
     tu_reply_close(&reply);
+    tu_reply_close(&marker);
 }
 
 /* While it holds a call, a server goes on handling other messages. */
@@ -224,8 +206,7 @@ static void test_holding_server_keeps_working(void **state)
         tu_reply_expect(&held[i], 0);
         assert_json_eq(held[i].result, "\"ok\"");
     }
-    gs_runtime_destroy(rt);
-    *state = NULL;
+    tu_destroy(state);
     for (int i = 0; i < 3; i++) {
         assert_int_equal(held[i].runs, 1);
         tu_reply_close(&held[i]);
@@ -319,8 +300,7 @@ static void test_deferred_reply_from_other_server(void **state)
     assert_json_eq(reply.result, "{\"by\": \"helper\"}");
     /* Once more is refused. */
     tu_call_expect(rt, "helper", msg, "-13");
-    gs_runtime_destroy(rt);
-    *state = NULL;
+    tu_destroy(state);
     assert_int_equal(reply.runs, 1);
     tu_reply_close(&reply);
 }
@@ -344,8 +324,7 @@ static void test_reply_twice(void **state)
     /* A from that never existed is refused the same way. */
     gs_from_t bogus = {.rt = rt, .id = UINT64_C(0x7fffffffffff1234)};
     assert_int_equal(gs_reply(bogus, json_string("nobody asked")), GS_ENOCALL);
-    gs_runtime_destroy(rt);
-    *state = NULL;
+    tu_destroy(state);
     assert_int_equal(reply.runs, 1);
     tu_reply_close(&reply);
 }
@@ -408,7 +387,7 @@ static void test_send_request_timeout(void **state)
 static void test_send_request_crash(void **state)
 {
     gs_runtime_t *rt = *state;
-    gs_start_options_t opts = temporary();
+    gs_start_options_t opts = tu_start_options(GS_TEMPORARY, 0);
     tu_start(rt, "a", probe_behaviour(), NULL, NULL);
     tu_start(rt, "b", probe_behaviour(), NULL, &opts);
     tu_call_expect(rt, "a", "[\"send_request\", \"b\", [\"crash\", \"kaput\"], 5000, 3]", "\"ok\"");
@@ -421,8 +400,15 @@ static void test_send_request_crash(void **state)
     tu_call_expect(rt, "a", "[\"send_request\", \"nobody\", \"ping\", 100, 4]",
                    "\"no_such_server\"");
     tu_call_expect(rt, "a", "[\"send_request\", \"b\", \"ping\", 100, 5]", "\"no_such_server\"");
-    tu_sleep_ms(200);
-    assert_int_equal(probe_ninfos(rt, "a"), 1);
+    /* A marker request made after them, with a longer timeout, times out into a's mailbox:
+     * a late message for tags 4 or 5 (their 100 ms timeouts fire first, on the same timer
+     * thread) would have arrived before it. */
+    tu_start(rt, "m", probe_behaviour(), NULL, NULL);
+    tu_call_expect(rt, "a", "[\"send_request\", \"m\", \"hold\", 150, \"marker\"]", "\"ok\"");
+    TU_WAIT_UNTIL(probe_ninfos(rt, "a") == 2, TU_WAIT_MS);
+    infos = infos_of(rt, "a");
+    assert_json_eq(json_array_get(infos, 1), "[\"gs_error\", \"marker\", \"timeout\", null]");
+    json_decref(infos);
 }
 
 /* A server calling itself gets calling_self at once, blocking or not. */
@@ -463,7 +449,7 @@ static void test_call_async_exactly_once(void **state)
 {
     gs_runtime_t *rt = *state;
     enum { N = 200 };
-    gs_start_options_t opts = temporary();
+    gs_start_options_t opts = tu_start_options(GS_TEMPORARY, 0);
     tu_start(rt, "fast", probe_behaviour(), NULL, NULL);
     tu_start(rt, "holder", probe_behaviour(), NULL, NULL);
     tu_start(rt, "crasher", probe_behaviour(), NULL, &opts);
@@ -514,8 +500,7 @@ static void test_call_async_exactly_once(void **state)
         assert_json_eq(replies[3][i].result, "\"enough\"");
     }
     /* Once everything is joined, no callback ran a second time. */
-    gs_runtime_destroy(rt);
-    *state = NULL;
+    tu_destroy(state);
     for (int k = 0; k < 4; k++)
         for (int i = 0; i < N; i++) {
             assert_int_equal(replies[k][i].runs, 1);
@@ -537,33 +522,32 @@ static void test_call_server_async(void **state)
     tu_reply_expect(&reply, 0);
     assert_json_eq(reply.result, "\"via handle\"");
     gs_server_unref(s);
-    gs_runtime_destroy(rt);
-    *state = NULL;
+    tu_destroy(state);
     tu_reply_close(&reply);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_call_reply, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_no_such_server, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_call_bad_arguments, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_server_crashed_with_reason, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stop_reply, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_timeout_then_late_reply_dropped, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_async_timeout, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_infinity, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_holding_server_keeps_working, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_deferred_reply_from_thread, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_deferred_reply_from_other_server, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reply_twice, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_send_request_reply, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_send_request_timeout, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_send_request_crash, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_calling_self, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_would_block, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_call_async_exactly_once, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_call_server_async, setup, teardown),
+        probe_test(test_call_reply),
+        probe_test(test_no_such_server),
+        probe_test(test_call_bad_arguments),
+        probe_test(test_server_crashed_with_reason),
+        probe_test(test_stop_reply),
+        probe_test(test_timeout_then_late_reply_dropped),
+        probe_test(test_async_timeout),
+        probe_test(test_infinity),
+        probe_test(test_holding_server_keeps_working),
+        probe_test(test_deferred_reply_from_thread),
+        probe_test(test_deferred_reply_from_other_server),
+        probe_test(test_reply_twice),
+        probe_test(test_send_request_reply),
+        probe_test(test_send_request_timeout),
+        probe_test(test_send_request_crash),
+        probe_test(test_calling_self),
+        probe_test(test_would_block),
+        probe_test(test_call_async_exactly_once),
+        probe_test(test_call_server_async),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
