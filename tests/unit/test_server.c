@@ -15,21 +15,6 @@
 
 #include "probe.h"
 
-static int setup(void **state)
-{
-    probe_reset();
-    *state = tu_runtime_create(2, 0);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    if (*state != NULL)
-        gs_runtime_destroy(*state);
-    probe_cleanup();
-    return 0;
-}
-
 /* A started server answers calls and is found under its name, with its name and runtime. */
 static void test_start_call_whereis(void **state)
 {
@@ -88,8 +73,7 @@ static void test_already_started(void **state)
     gs_server_unref(now);
     gs_server_unref(first);
     /* Whatever the refused start did, it left no second server to terminate. */
-    gs_runtime_destroy(rt);
-    *state = NULL;
+    tu_destroy(state);
     assert_int_equal(probe_terminates(), 1);
 }
 
@@ -126,8 +110,7 @@ static void test_init_failure(void **state)
     tu_call_expect(rt, "bad", "\"ping\"", "\"pong\"");
 
     /* terminate never ran for the failed inits: there was no state to release. */
-    gs_runtime_destroy(rt);
-    *state = NULL;
+    tu_destroy(state);
     assert_int_equal(probe_terminates(), 1);
 }
 
@@ -207,10 +190,15 @@ static void test_stop_runs_terminate(void **state)
 static void test_stopped_not_restarted(void **state)
 {
     gs_runtime_t *rt = *state;
+    tu_events_subscribe(rt);
     tu_start(rt, "p", probe_behaviour(), NULL, NULL);
     assert_int_equal(gs_stop(rt, "p", json_string("boom"), TU_WAIT_MS), 0);
-    /* Give a wrong restart the time it would need to show up. */
-    tu_sleep_ms(100);
+    /* The exit path decides on a restart and then says what it did: "stopped" for a server
+     * that stays gone, "restarted" otherwise. Once that event is there, a wrong restart would
+     * have shown. */
+    TU_WAIT_UNTIL(tu_events_count("p", "stopped") + tu_events_count("p", "restarted") >= 1,
+                  TU_WAIT_MS);
+    assert_int_equal(tu_events_count("p", "restarted"), 0);
     assert_null(gs_whereis(rt, "p"));
     assert_int_equal(probe_inits(), 1);
     assert_int_equal(probe_terminates(), 1);
@@ -235,8 +223,7 @@ static void test_stop_fails_held_callers(void **state)
     assert_json_eq(r2.result, "\"going away\"");
     assert_int_equal(tu_stats(rt).held_calls, 0);
 
-    gs_runtime_destroy(rt);
-    *state = NULL;
+    tu_destroy(state);
     assert_int_equal(r1.runs, 1);
     assert_int_equal(r2.runs, 1);
     tu_reply_close(&r1);
@@ -272,8 +259,7 @@ static void test_stop_async(void **state)
     atomic_init(&none.terminates_seen, -1);
     assert_int_equal(gs_stop_async(rt, "a", json_string("x"), stop_seen_cb, &none), GS_ENOSERVER);
 
-    gs_runtime_destroy(rt);
-    *state = NULL;
+    tu_destroy(state);
     assert_int_equal(seen.reply.runs, 1);
     assert_int_equal(none.reply.runs, 0);
     tu_reply_close(&seen.reply);
@@ -332,21 +318,35 @@ static void test_handle_of_stopped_server(void **state)
     json_decref(st);
     gs_server_unref(now);
     gs_server_unref(old);
-    gs_runtime_destroy(rt);
-    *state = NULL;
+    tu_destroy(state);
     assert_int_equal(r.runs, 0);
     tu_reply_close(&r);
+}
+
+/* One reading of a server's uptime_ms, with this thread's clock just before and after. */
+typedef struct uptime_read_s {
+    gs_runtime_t *rt;
+    const char *name;
+    long long uptime;
+    int64_t before, after;
+} uptime_read_t;
+
+static long long read_uptime(uptime_read_t *u)
+{
+    u->before = tu_now_ms();
+    u->uptime = tu_status_int(u->rt, u->name, "uptime_ms");
+    u->after = tu_now_ms();
+    return u->uptime;
 }
 
 /* Status has every documented field with the right value. */
 static void test_status_fields(void **state)
 {
     gs_runtime_t *rt = *state;
-    gs_start_options_t opts;
-    gs_start_options_init(&opts);
-    opts.restart = GS_TRANSIENT;
-    opts.mailbox_limit = 17;
+    gs_start_options_t opts = tu_start_options(GS_TRANSIENT, 17);
+    int64_t before_start = tu_now_ms();
     tu_start(rt, "st", probe_behaviour(), NULL, &opts);
+    int64_t after_start = tu_now_ms();
     for (int i = 0; i < 3; i++)
         tu_call_expect(rt, "st", "\"ping\"", "\"pong\"");
     TU_WAIT_UNTIL(tu_status_int(rt, "st", "messages_handled") == 3, TU_WAIT_MS);
@@ -378,11 +378,15 @@ static void test_status_fields(void **state)
     tu_start(rt, "dflt", probe_behaviour(), NULL, NULL);
     assert_int_equal(tu_status_int(rt, "dflt", "mailbox_limit"), GS_DEFAULT_MAILBOX_LIMIT);
     assert_true(tu_status_str_is(rt, "dflt", "restart", "permanent"));
-    tu_sleep_ms(20);
-    assert_true(tu_status_int(rt, "st", "uptime_ms") >= 10);
+    /* Uptime is real time passing: wait until it shows 10 ms, then check it against this
+     * thread's clock on both sides of the reading (1 ms of rounding either way). */
+    uptime_read_t up = {rt, "st", -1, 0, 0};
+    TU_WAIT_UNTIL(read_uptime(&up) >= 10, TU_WAIT_MS);
+    assert_true(up.uptime >= 10);
+    assert_true(up.uptime + 1 >= up.before - after_start);
+    assert_true(up.uptime <= up.after - before_start + 1);
 
-    gs_runtime_destroy(rt);
-    *state = NULL;
+    tu_destroy(state);
     assert_int_equal(r.runs, 1);
     tu_reply_close(&r);
 }
@@ -568,33 +572,32 @@ static void test_many_servers(void **state)
     }
     assert_int_equal(tu_stats(rt).servers, N / 2);
     assert_int_equal(probe_terminates(), N / 2);
-    gs_runtime_destroy(rt);
-    *state = NULL;
+    tu_destroy(state);
     assert_int_equal(probe_terminates(), N);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_start_call_whereis, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_args_reach_init, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_already_started, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_init_failure, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_start_bad_arguments, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_name_lengths, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stop_runs_terminate, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stopped_not_restarted, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stop_fails_held_callers, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stop_async, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stop_timeout_still_stops, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stop_from_handler_would_block, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_handle_of_stopped_server, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_status_fields, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_messages_during_init_wait, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_init_messages_self, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_self, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_servers_json, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_many_servers, setup, teardown),
+        probe_test(test_start_call_whereis),
+        probe_test(test_args_reach_init),
+        probe_test(test_already_started),
+        probe_test(test_init_failure),
+        probe_test(test_start_bad_arguments),
+        probe_test(test_name_lengths),
+        probe_test(test_stop_runs_terminate),
+        probe_test(test_stopped_not_restarted),
+        probe_test(test_stop_fails_held_callers),
+        probe_test(test_stop_async),
+        probe_test(test_stop_timeout_still_stops),
+        probe_test(test_stop_from_handler_would_block),
+        probe_test(test_handle_of_stopped_server),
+        probe_test(test_status_fields),
+        probe_test(test_messages_during_init_wait),
+        probe_test(test_init_messages_self),
+        probe_test(test_self),
+        probe_test(test_servers_json),
+        probe_test(test_many_servers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

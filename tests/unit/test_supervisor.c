@@ -15,27 +15,10 @@
 
 #include "probe.h"
 
-static int setup(void **state)
-{
-    probe_reset();
-    *state = tu_runtime_create(2, 0);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    if (*state != NULL)
-        gs_runtime_destroy(*state);
-    probe_cleanup();
-    return 0;
-}
-
 static gs_start_options_t restart_opts(gs_restart_t restart, unsigned max_restarts,
                                        unsigned max_seconds)
 {
-    gs_start_options_t opts;
-    gs_start_options_init(&opts);
-    opts.restart = restart;
+    gs_start_options_t opts = tu_start_options(restart, 0);
     if (max_restarts != (unsigned)-1)
         opts.max_restarts = max_restarts;
     if (max_seconds != 0)
@@ -50,9 +33,7 @@ static void crash_and_wait_restarts(gs_runtime_t *rt, const char *name, const ch
     char msg[256];
     snprintf(msg, sizeof(msg), "[\"crash\", %s]", reason);
     assert_int_equal(tu_cast(rt, name, msg), 0);
-    TU_WAIT_UNTIL(tu_status_int(rt, name, "restarts") == want &&
-                      tu_status_str_is(rt, name, "status", "running"),
-                  TU_WAIT_MS);
+    tu_wait_running(rt, name, want);
 }
 
 /* Whether name is gone from the registry or "down". */
@@ -136,6 +117,7 @@ static void test_transient(void **state)
 {
     gs_runtime_t *rt = *state;
     gs_start_options_t opts = restart_opts(GS_TRANSIENT, (unsigned)-1, 0);
+    tu_events_subscribe(rt);
     tu_start(rt, "tr", probe_behaviour(), NULL, &opts);
     crash_and_wait_restarts(rt, "tr", "\"oops\"", 1);
     assert_int_equal(probe_inits(), 2);
@@ -154,8 +136,10 @@ static void test_transient(void **state)
         assert_int_equal(tu_cast(rt, "tr", msg), 0);
         TU_WAIT_UNTIL(tu_status_int(rt, "tr", "restarts") == -1, TU_WAIT_MS);
     }
-    /* Give a wrong restart the time it would need to show up. */
-    tu_sleep_ms(100);
+    /* Each exit path ends by saying what it did: "stopped" for the three normal exits. Once
+     * the third is there, a wrong restart would have shown (as "restarted"). */
+    TU_WAIT_UNTIL(tu_events_count("tr", "stopped") == 3, TU_WAIT_MS);
+    assert_int_equal(tu_events_count("tr", "restarted"), 1);
     assert_null(gs_whereis(rt, "tr"));
     assert_int_equal(probe_inits(), 4);
     assert_int_equal(tu_stats(rt).servers, 0);
@@ -166,11 +150,16 @@ static void test_temporary(void **state)
 {
     gs_runtime_t *rt = *state;
     gs_start_options_t opts = restart_opts(GS_TEMPORARY, (unsigned)-1, 0);
+    tu_events_subscribe(rt);
     tu_start(rt, "tmp", probe_behaviour(), NULL, &opts);
     assert_int_equal(tu_cast(rt, "tmp", "[\"crash\", \"once\"]"), 0);
     TU_WAIT_UNTIL(probe_terminates() == 1, TU_WAIT_MS);
     TU_WAIT_UNTIL(gone_or_down(rt, "tmp"), TU_WAIT_MS);
-    tu_sleep_ms(100);
+    /* The crash's exit path ends with "down" (not restarted) or "restarted": once that is
+     * there, a wrong restart would have shown. */
+    TU_WAIT_UNTIL(tu_events_count("tmp", "down") + tu_events_count("tmp", "restarted") >= 1,
+                  TU_WAIT_MS);
+    assert_int_equal(tu_events_count("tmp", "restarted"), 0);
     assert_int_equal(probe_inits(), 1);
     assert_true(gone_or_down(rt, "tmp"));
     assert_int_equal(tu_call(rt, "tmp", "\"ping\"", 1000, NULL), GS_ENOSERVER);
@@ -196,6 +185,7 @@ static void test_temporary(void **state)
 static void test_intensity_default(void **state)
 {
     gs_runtime_t *rt = *state;
+    tu_events_subscribe(rt);
     tu_start(rt, "flaky", probe_behaviour(), NULL, NULL);
     for (int i = 1; i <= 3; i++)
         crash_and_wait_restarts(rt, "flaky", "\"again\"", i);
@@ -209,7 +199,9 @@ static void test_intensity_default(void **state)
     assert_false(json_is_null(json_object_get(st, "down_reason")));
     assert_non_null(json_object_get(st, "down_reason"));
     json_decref(st);
-    tu_sleep_ms(100);
+    /* The exit path that gave up ends with "down": after it, no restart can follow. */
+    TU_WAIT_UNTIL(tu_events_count("flaky", "down") == 1, TU_WAIT_MS);
+    assert_int_equal(tu_events_count("flaky", "restarted"), 3);
     assert_int_equal(probe_inits(), 4);
     assert_int_equal(probe_terminates(), 4);
 
@@ -253,8 +245,11 @@ static void test_intensity_window_slides(void **state)
     gs_start_options_t opts = restart_opts(GS_PERMANENT, 1, 1);
     tu_start(rt, "w", probe_behaviour(), NULL, &opts);
     crash_and_wait_restarts(rt, "w", "1", 1);
-    /* Let the first restart age out of the one-second window (generously). */
-    tu_sleep_ms(2100);
+    /* A bare sleep on purpose: the window is real time (max_seconds 1), and only the clock
+     * says when a restart has aged out of it. The restart was recorded before this thread saw
+     * it, so a second after that it is out (the runtime's clock is monotonic, in ms; 100 ms
+     * spare for rounding). Longer would not be more generous, only slower. */
+    tu_sleep_ms(1100);
     crash_and_wait_restarts(rt, "w", "2", 2);
     /* A second restart within the window is one too many. */
     assert_int_equal(tu_cast(rt, "w", "[\"crash\", 3]"), 0);
@@ -297,8 +292,7 @@ static void test_held_calls_fail_on_crash(void **state)
     assert_int_equal(tu_status_int(rt, "h", "held_calls"), 0);
     assert_int_equal(tu_stats(rt).held_calls, 0);
 
-    gs_runtime_destroy(rt);
-    *state = NULL;
+    tu_destroy(state);
     for (int i = 0; i < N; i++) {
         assert_int_equal(r[i].runs, 1);
         tu_reply_close(&r[i]);
@@ -326,42 +320,7 @@ static void test_missing_handlers(void **state)
 /* Events                                                                                     */
 /* ---------------------------------------------------------------------------------------- */
 
-typedef struct events_s {
-    pthread_mutex_t mu;
-    json_t *log; /* [[type, server, behaviour, reason|null]...] */
-} events_t;
-
-static void events_cb(const gs_event_t *ev, void *arg)
-{
-    events_t *e = arg;
-    json_t *entry = json_pack("[s s s o?]", gs_event_name(ev->type), ev->server,
-                              ev->behaviour != NULL ? ev->behaviour : "",
-                              ev->reason != NULL ? json_deep_copy(ev->reason) : NULL);
-    pthread_mutex_lock(&e->mu);
-    json_array_append_new(e->log, entry);
-    pthread_mutex_unlock(&e->mu);
-}
-
-/* The lifecycle events of server (state_changed left out) as [[type, reason]...]. */
-static json_t *lifecycle(events_t *e, const char *server)
-{
-    json_t *out = json_array();
-    pthread_mutex_lock(&e->mu);
-    size_t i;
-    json_t *entry;
-    json_array_foreach(e->log, i, entry)
-    {
-        const char *type = json_string_value(json_array_get(entry, 0));
-        if (strcmp(json_string_value(json_array_get(entry, 1)), server) != 0 ||
-            strcmp(type, "state_changed") == 0)
-            continue;
-        json_array_append_new(out, json_pack("[sO]", type, json_array_get(entry, 3)));
-    }
-    pthread_mutex_unlock(&e->mu);
-    return out;
-}
-
-/* Assert the event types of a lifecycle() list, e.g. "[\"started\", \"stopped\"]". */
+/* Assert the event types of a tu_events_lifecycle() list, e.g. "[\"started\", \"stopped\"]". */
 #define assert_types(list, want) assert_types_at((list), (want), __FILE__, __LINE__)
 static void assert_types_at(json_t *list, const char *want, const char *file, int line)
 {
@@ -374,21 +333,6 @@ static void assert_types_at(json_t *list, const char *want, const char *file, in
     }
     tu_assert_json_eq(types, want, file, line);
     json_decref(types);
-}
-
-static size_t count_events(events_t *e, const char *server, const char *type)
-{
-    size_t n = 0, i;
-    json_t *entry;
-    pthread_mutex_lock(&e->mu);
-    json_array_foreach(e->log, i, entry)
-    {
-        if (strcmp(json_string_value(json_array_get(entry, 1)), server) == 0 &&
-            (type == NULL || strcmp(json_string_value(json_array_get(entry, 0)), type) == 0))
-            n++;
-    }
-    pthread_mutex_unlock(&e->mu);
-    return n;
 }
 
 static void test_event_names(void **state)
@@ -406,25 +350,22 @@ static void test_event_names(void **state)
 static void test_events(void **state)
 {
     gs_runtime_t *rt = *state;
-    events_t e = {.mu = PTHREAD_MUTEX_INITIALIZER, .log = json_array()};
-    gs_subscription_t *sub = NULL;
-    assert_int_equal(gs_subscribe(rt, events_cb, &e, &sub), 0);
-    assert_non_null(sub);
+    tu_events_subscribe(rt);
 
     gs_start_options_t opts = restart_opts(GS_PERMANENT, 1, 0);
     tu_start(rt, "ev", probe_behaviour(), NULL, &opts);
     assert_int_equal(tu_cast(rt, "ev", "[\"log\", 1]"), 0);
-    TU_WAIT_UNTIL(count_events(&e, "ev", "state_changed") >= 1, TU_WAIT_MS);
+    TU_WAIT_UNTIL(tu_events_count("ev", "state_changed") >= 1, TU_WAIT_MS);
     crash_and_wait_restarts(rt, "ev", "\"c1\"", 1);
     assert_int_equal(tu_cast(rt, "ev", "[\"crash\", \"c2\"]"), 0);
-    TU_WAIT_UNTIL(count_events(&e, "ev", "down") == 1, TU_WAIT_MS);
+    TU_WAIT_UNTIL(tu_events_count("ev", "down") == 1, TU_WAIT_MS);
 
     tu_start(rt, "ev2", probe_behaviour(), NULL, NULL);
     assert_int_equal(gs_stop(rt, "ev2", json_string("done"), TU_WAIT_MS), 0);
-    TU_WAIT_UNTIL(count_events(&e, "ev2", "stopped") == 1, TU_WAIT_MS);
+    TU_WAIT_UNTIL(tu_events_count("ev2", "stopped") == 1, TU_WAIT_MS);
 
     /* ev: started, crashed c1, restarted, crashed c2, down (past max_restarts 1). */
-    json_t *got = lifecycle(&e, "ev");
+    json_t *got = tu_events_lifecycle("ev");
     assert_types(got, "[\"started\", \"crashed\", \"restarted\", \"crashed\", \"down\"]");
     assert_json_eq(json_array_get(json_array_get(got, 1), 1), "\"c1\"");
     assert_json_eq(json_array_get(json_array_get(got, 3), 1), "\"c2\"");
@@ -433,58 +374,50 @@ static void test_events(void **state)
 
     /* Removing a server that is down says "stopped" too: its name is free again. */
     assert_int_equal(gs_stop(rt, "ev", NULL, TU_WAIT_MS), 0);
-    TU_WAIT_UNTIL(count_events(&e, "ev", "stopped") == 1, TU_WAIT_MS);
+    TU_WAIT_UNTIL(tu_events_count("ev", "stopped") == 1, TU_WAIT_MS);
     assert_null(gs_server_status(rt, "ev"));
 
-    got = lifecycle(&e, "ev2");
+    got = tu_events_lifecycle("ev2");
     assert_types(got, "[\"started\", \"stopped\"]");
     assert_json_eq(json_array_get(json_array_get(got, 1), 1), "\"done\"");
     json_decref(got);
 
     /* Every event names the behaviour. */
-    pthread_mutex_lock(&e.mu);
+    json_t *log = tu_events_log();
     size_t i;
     json_t *entry;
-    json_array_foreach(e.log, i, entry)
+    json_array_foreach(log, i, entry)
     {
         assert_string_equal(json_string_value(json_array_get(entry, 2)), "probe");
     }
-    pthread_mutex_unlock(&e.mu);
+    json_decref(log);
 
     /* After unsubscribe, nothing more arrives. */
-    gs_unsubscribe(rt, sub);
-    pthread_mutex_lock(&e.mu);
-    size_t before = json_array_size(e.log);
-    pthread_mutex_unlock(&e.mu);
+    tu_events_unsubscribe(rt);
+    size_t before = tu_events_count(NULL, NULL);
     tu_start(rt, "ev4", probe_behaviour(), NULL, NULL);
     assert_int_equal(tu_cast(rt, "ev4", "[\"log\", 1]"), 0);
     assert_int_equal(gs_stop(rt, "ev4", NULL, TU_WAIT_MS), 0);
     gs_unsubscribe(rt, NULL);
-    gs_runtime_destroy(rt);
-    *state = NULL;
-    assert_int_equal(json_array_size(e.log), before);
-    json_decref(e.log);
+    tu_destroy(state);
+    assert_int_equal(tu_events_count(NULL, NULL), before);
 }
 
 /* A temporary server that crashes: crashed, then down ("RESTARTED or DOWN follows"). */
 static void test_events_temporary_crash(void **state)
 {
     gs_runtime_t *rt = *state;
-    events_t e = {.mu = PTHREAD_MUTEX_INITIALIZER, .log = json_array()};
-    gs_subscription_t *sub = NULL;
-    assert_int_equal(gs_subscribe(rt, events_cb, &e, &sub), 0);
+    tu_events_subscribe(rt);
     gs_start_options_t tmp = restart_opts(GS_TEMPORARY, (unsigned)-1, 0);
     tu_start(rt, "ev3", probe_behaviour(), NULL, &tmp);
     assert_int_equal(tu_cast(rt, "ev3", "[\"crash\", \"t\"]"), 0);
-    TU_WAIT_UNTIL(count_events(&e, "ev3", "crashed") == 1, TU_WAIT_MS);
+    TU_WAIT_UNTIL(tu_events_count("ev3", "crashed") == 1, TU_WAIT_MS);
     /* Whatever follows the crash comes from the same exit, so it is there once terminate ran. */
     TU_WAIT_UNTIL(probe_terminates() == 1, TU_WAIT_MS);
-    TU_WAIT_UNTIL(count_events(&e, "ev3", NULL) - count_events(&e, "ev3", "state_changed") >= 3,
+    TU_WAIT_UNTIL(tu_events_count("ev3", NULL) - tu_events_count("ev3", "state_changed") >= 3,
                   TU_WAIT_MS);
-    gs_unsubscribe(rt, sub);
-    json_t *got = lifecycle(&e, "ev3");
-    json_decref(e.log);
-    e.log = NULL;
+    tu_events_unsubscribe(rt);
+    json_t *got = tu_events_lifecycle("ev3");
     assert_types(got, "[\"started\", \"crashed\", \"down\"]");
     assert_json_eq(json_array_get(json_array_get(got, 1), 1), "\"t\"");
     json_decref(got);
@@ -534,6 +467,19 @@ static void *caster_main(void *arg)
     return NULL;
 }
 
+typedef struct restarts_past_s {
+    gs_runtime_t *rt;
+    const char *name;
+    long long before;
+} restarts_past_t;
+
+/* Whether the server restarted since `before` was read (a tu_wait_until predicate). */
+static bool restarted_past(void *arg)
+{
+    restarts_past_t *p = arg;
+    return tu_status_int(p->rt, p->name, "restarts") > p->before;
+}
+
 static void test_casts_to_a_name_being_restarted(void **state)
 {
     gs_runtime_t *rt = *state;
@@ -550,14 +496,13 @@ static void test_casts_to_a_name_being_restarted(void **state)
          * that just died (GS_ENOSERVER), or land in its mailbox and be dropped with it: the
          * same two outcomes, counted the same way below. So send it again until a restart
          * shows that one was handled. */
-        long long before = tu_status_int(rt, "phoenix", "restarts");
+        restarts_past_t past = {rt, "phoenix", tu_status_int(rt, "phoenix", "restarts")};
         int64_t deadline = tu_now_ms() + TU_WAIT_MS;
-        while (tu_status_int(rt, "phoenix", "restarts") <= before) {
+        while (!restarted_past(&past)) {
             assert_true(tu_now_ms() < deadline);
             if (tu_cast(rt, "phoenix", "[\"crash\", \"boom\"]") == 0)
                 crash_casts++;
-            for (int w = 0; w < 50 && tu_status_int(rt, "phoenix", "restarts") <= before; w++)
-                tu_sleep_ms(1);
+            tu_wait_until(restarted_past, &past, 50);
         }
     }
     atomic_store(&c.stop, 1);
@@ -593,21 +538,20 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
-        cmocka_unit_test_setup_teardown(test_permanent_restarted_after_crash, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_permanent_restarted_after_normal_exit, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_transient, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_temporary, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_intensity_default, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_intensity_zero, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_intensity_window_slides, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_held_calls_fail_on_crash, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_missing_handlers, setup, teardown),
+        probe_test(test_permanent_restarted_after_crash),
+        probe_test(test_permanent_restarted_after_normal_exit),
+        probe_test(test_transient),
+        probe_test(test_temporary),
+        probe_test(test_intensity_default),
+        probe_test(test_intensity_zero),
+        probe_test(test_intensity_window_slides),
+        probe_test(test_held_calls_fail_on_crash),
+        probe_test(test_missing_handlers),
         cmocka_unit_test(test_event_names),
-        cmocka_unit_test_setup_teardown(test_events, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_events_temporary_crash, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_messages_handled_across_restart, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_casts_to_a_name_being_restarted, setup, teardown),
+        probe_test(test_events),
+        probe_test(test_events_temporary_crash),
+        probe_test(test_messages_handled_across_restart),
+        probe_test(test_casts_to_a_name_being_restarted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
