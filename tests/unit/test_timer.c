@@ -10,7 +10,9 @@
  * never both, even when cancelling races with firing; and 100,000 timers all fire.
  *
  * "sink" is this file's own behaviour: it adds up integer infos into process-wide counters
- * (count, sum, time of the last arrival), and on "again" re-arms itself like a ticker.
+ * (count, sum, time of the last arrival), on "again" re-arms itself like a ticker, and notes
+ * a "marker" info apart: a timer due after the ones under test, whose arrival proves that
+ * their moment has passed.
  */
 #include "testutil.h"
 
@@ -19,6 +21,7 @@
 static atomic_llong sink_count;
 static atomic_llong sink_sum;
 static atomic_llong sink_last_ms;
+static atomic_int sink_marker;
 
 static gs_result_t sink_info(gs_server_t *self, void *state, json_t *msg)
 {
@@ -27,6 +30,10 @@ static gs_result_t sink_info(gs_server_t *self, void *state, json_t *msg)
         /* A ticker: re-arm until five ticks were seen. */
         if (atomic_fetch_add(&sink_count, 1) + 1 < 5)
             gs_send_after_server(self, json_string("again"), 20, NULL);
+        return GS_NOREPLY;
+    }
+    if (json_is_string(msg) && strcmp(json_string_value(msg), "marker") == 0) {
+        atomic_store(&sink_marker, 1);
         return GS_NOREPLY;
     }
     atomic_fetch_add(&sink_sum, (long long)json_integer_value(msg));
@@ -41,23 +48,17 @@ static const gs_behaviour_t sink_behaviour = {
     .handle_info = sink_info,
 };
 
-static int setup(void **state)
+/* probe_setup, with the sink's counters cleared too. */
+static int sink_setup(void **state)
 {
-    probe_reset();
     atomic_store(&sink_count, 0);
     atomic_store(&sink_sum, 0);
     atomic_store(&sink_last_ms, 0);
-    *state = tu_runtime_create(2, 0);
-    return 0;
+    atomic_store(&sink_marker, 0);
+    return probe_setup(state);
 }
 
-static int teardown(void **state)
-{
-    if (*state != NULL)
-        gs_runtime_destroy(*state);
-    probe_cleanup();
-    return 0;
-}
+#define sink_test(f) cmocka_unit_test_setup_teardown(f, sink_setup, probe_teardown)
 
 /* A timer delivers its message to handle_info after the delay, in delay order. */
 static void test_send_after_delivers(void **state)
@@ -108,9 +109,13 @@ static void test_cancel_before_firing(void **state)
     assert_int_equal(gs_read_timer(rt, ref, &remaining), GS_ENOTIMER);
     assert_int_equal(gs_cancel_timer(rt, ref, NULL), GS_ENOTIMER);
 
-    /* Wait past the due time: nothing arrives. */
-    tu_sleep_ms(500);
-    assert_int_equal(probe_ninfos(rt, "p"), 0);
+    /* Past the due time nothing arrives: a marker timer set after it and due later has
+     * arrived (timers fire in due order, into one mailbox), and nothing came before it. */
+    assert_int_equal(gs_send_after(rt, "p", json_string("marker"), 350, NULL), 0);
+    TU_WAIT_UNTIL(probe_ninfos(rt, "p") >= 1, TU_WAIT_MS);
+    json_t *st = probe_state(rt, "p");
+    assert_json_eq(json_object_get(st, "infos"), "[\"marker\"]");
+    json_decref(st);
 }
 
 /* read_timer counts down and leaves the timer pending. */
@@ -123,7 +128,8 @@ static void test_read_timer_decreasing(void **state)
     int64_t r1 = -1, r2 = -1, r3 = -1;
     assert_int_equal(gs_read_timer(rt, ref, &r1), 0);
     assert_in_range(r1, 5000, 10000);
-    tu_sleep_ms(100);
+    /* Counting down is real time passing: wait until a reading is lower (each must succeed). */
+    TU_WAIT_UNTIL(gs_read_timer(rt, ref, &r2) == 0 && r2 < r1, TU_WAIT_MS);
     assert_int_equal(gs_read_timer(rt, ref, &r2), 0);
     assert_true(r2 < r1);
     assert_true(r2 > 5000);
@@ -221,9 +227,7 @@ static void test_cancel_races_firing(void **state)
 {
     gs_runtime_t *rt = *state;
     enum { N = 10000 };
-    gs_start_options_t opts;
-    gs_start_options_init(&opts);
-    opts.mailbox_limit = 2 * N;
+    gs_start_options_t opts = tu_start_options(GS_PERMANENT, 2 * N);
     tu_start(rt, "sink", &sink_behaviour, NULL, &opts);
     static gs_timer_ref_t refs[N];
     for (int i = 0; i < N; i++)
@@ -242,7 +246,10 @@ static void test_cancel_races_firing(void **state)
     long long total_sum = (long long)N * (N + 1) / 2;
     TU_WAIT_UNTIL(atomic_load(&sink_count) == N - cancelled, TU_WAIT_MS);
     TU_WAIT_UNTIL(tu_stats(rt).pending_timers == 0, TU_WAIT_MS);
-    tu_sleep_ms(50);
+    /* Nothing more arrives: a marker timer due after all of them (at most 4 ms ahead) has
+     * reached the sink's mailbox behind anything a cancelled timer could still deliver. */
+    assert_int_equal(gs_send_after(rt, "sink", json_string("marker"), 10, NULL), 0);
+    TU_WAIT_UNTIL(atomic_load(&sink_marker), TU_WAIT_MS);
     assert_int_equal(atomic_load(&sink_count), N - cancelled);
     assert_int_equal(atomic_load(&sink_sum), total_sum - cancelled_sum);
 }
@@ -252,9 +259,7 @@ static void test_many_timers_fire(void **state)
 {
     gs_runtime_t *rt = *state;
     enum { N = 100000 };
-    gs_start_options_t opts;
-    gs_start_options_init(&opts);
-    opts.mailbox_limit = 2 * N;
+    gs_start_options_t opts = tu_start_options(GS_PERMANENT, 2 * N);
     tu_start(rt, "sink", &sink_behaviour, NULL, &opts);
     for (int i = 0; i < N; i++) {
         int rc = gs_send_after(rt, "sink", json_integer(i), (uint64_t)(i % 200), NULL);
@@ -284,17 +289,12 @@ static void test_destroy_with_pending_timers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_send_after_delivers, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cancel_before_firing, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_read_timer_decreasing, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_enotimer_after_firing, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_target_gone_dropped, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_timer_across_restart, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_self_rearming_ticker, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_pending_timers_stat, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cancel_races_firing, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_many_timers_fire, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_destroy_with_pending_timers, setup, teardown),
+        sink_test(test_send_after_delivers),         sink_test(test_cancel_before_firing),
+        sink_test(test_read_timer_decreasing),       sink_test(test_enotimer_after_firing),
+        sink_test(test_target_gone_dropped),         sink_test(test_timer_across_restart),
+        sink_test(test_self_rearming_ticker),        sink_test(test_pending_timers_stat),
+        sink_test(test_cancel_races_firing),         sink_test(test_many_timers_fire),
+        sink_test(test_destroy_with_pending_timers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
