@@ -1,6 +1,6 @@
 /*
- * access.c: who may use the API (bearer tokens), which web pages may call it (CORS), and the
- * headers every answer carries.
+ * access.c: who may use the API (bearer tokens), and the answer to a CORS preflight (cors.c
+ * says which origins are allowed and adds the headers every answer carries).
  *
  * Tokens (both optional, off by default: genserv binds to 127.0.0.1 unless told otherwise):
  *   token       full access. Sent as "Authorization: Bearer TOKEN".
@@ -21,11 +21,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-
-#define CSP                                                                                        \
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "              \
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "                 \
-    "frame-ancestors 'none'"
 
 /* Equal iff given (len bytes) == expected; the time depends on strlen(expected) only. */
 static bool token_equal(const char *given, size_t len, const char *expected)
@@ -91,43 +86,10 @@ int gs__access_check(gs_request_t *req, enum MHD_Result *ret)
     return -1;
 }
 
-/* The Origin if CORS allows it (borrowed), else NULL. */
-static const char *allowed_origin(const gs_request_t *req)
-{
-    const char *list = req->gw->opts.cors_origins, *origin, *p;
-    size_t n;
-
-    if (list == NULL || req->conn == NULL)
-        return NULL;
-    origin = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Origin");
-    if (origin == NULL)
-        return NULL;
-    if (strcmp(list, "*") == 0)
-        return origin;
-    n = strlen(origin);
-    for (p = list; *p != '\0';) {
-        const char *end = strchr(p, ',');
-        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
-
-        while (len > 0 && *p == ' ') {
-            p++;
-            len--;
-        }
-        while (len > 0 && p[len - 1] == ' ')
-            len--;
-        if (len == n && strncmp(p, origin, n) == 0)
-            return origin;
-        if (end == NULL)
-            break;
-        p = end + 1;
-    }
-    return NULL;
-}
-
 bool gs__is_preflight(const gs_request_t *req)
 {
     return req->match.method == GS_METHOD_OPTIONS && req->match.allowed != 0 &&
-           allowed_origin(req) != NULL;
+           gs__cors_origin(req) != NULL;
 }
 
 enum MHD_Result gs__respond_preflight(gs_request_t *req)
@@ -143,25 +105,4 @@ enum MHD_Result gs__respond_preflight(gs_request_t *req)
     MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Authorization, Content-Type");
     MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
     return gs__respond(req, MHD_HTTP_NO_CONTENT, resp);
-}
-
-void gs__add_common_headers(const gs_request_t *req, struct MHD_Response *resp)
-{
-    const char *origin = allowed_origin(req);
-
-    if (origin != NULL) {
-        MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
-        MHD_add_response_header(resp, "Vary", "Origin");
-    }
-    if (req->challenge)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"genserv\"");
-    if (req->match.route == GS_ROUTE_STATIC) {
-        /* The dashboard: no inline script or style, no framing, no sniffing. */
-        MHD_add_response_header(resp, "Content-Security-Policy", CSP);
-        MHD_add_response_header(resp, "X-Frame-Options", "DENY");
-        MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
-        MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-    }
-    /* JSON answers say what they are (Content-Type: application/json), so browsers never
-     * render them; three more headers per /call would be three more allocations. */
 }

@@ -20,30 +20,48 @@
 
 #include <microhttpd.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 /* ---------------------------------------------------------------------------------------- */
 /* Routes (router.c)                                                                          */
 /* ---------------------------------------------------------------------------------------- */
 
+/* XX(ROUTE, label): every route and its label in metrics and logs. router.c's table says
+ * which paths and methods select it and which handler answers. */
+#define GS_ROUTE_MAP(XX)                                                                           \
+    XX(NOT_FOUND, "not_found") /* no such path: 0 */                                               \
+    XX(CALL, "/call")                                                                              \
+    XX(CAST, "/cast")                                                                              \
+    XX(SEND, "/send")                                                                              \
+    XX(SEND_AFTER, "/send_after")                                                                  \
+    XX(TIMER, "/timers/:id")                                                                       \
+    XX(SERVERS, "/servers")                                                                        \
+    XX(SERVER, "/servers/:name")                                                                   \
+    XX(BEHAVIOURS, "/behaviours")                                                                  \
+    XX(EVENTS, "/events")                                                                          \
+    XX(METRICS, "/metrics")                                                                        \
+    XX(HEALTHZ, "/healthz")                                                                        \
+    XX(STATIC, "static")
+
 typedef enum gs_route_e {
-    GS_ROUTE_NOT_FOUND = 0, /* no such path */
-    GS_ROUTE_CALL,
-    GS_ROUTE_CAST,
-    GS_ROUTE_SEND,
-    GS_ROUTE_SEND_AFTER,
-    GS_ROUTE_TIMER,
-    GS_ROUTE_SERVERS,
-    GS_ROUTE_SERVER,
-    GS_ROUTE_BEHAVIOURS,
-    GS_ROUTE_EVENTS,
-    GS_ROUTE_METRICS,
-    GS_ROUTE_HEALTHZ,
-    GS_ROUTE_STATIC,
-    GS_ROUTE_COUNT
+#define GS__ROUTE_ENUM(r, label) GS_ROUTE_##r,
+    GS_ROUTE_MAP(GS__ROUTE_ENUM)
+#undef GS__ROUTE_ENUM
+        GS_ROUTE_COUNT
 } gs_route_t;
+
+/** The metrics label of a route, e.g. "/servers/:name". Static storage. */
+static inline const char *gs__route_label(gs_route_t r)
+{
+#define GS__ROUTE_LABEL(r, label) label,
+    static const char *const labels[] = {GS_ROUTE_MAP(GS__ROUTE_LABEL)};
+#undef GS__ROUTE_LABEL
+    return (unsigned)r < GS_ROUTE_COUNT ? labels[r] : "not_found";
+}
 
 /** Methods as bits, for route tables and the Allow header. */
 enum {
@@ -76,6 +94,9 @@ typedef struct gs_route_match_s {
  */
 void gs__route_match(const char *method, const char *raw_path, const char *url,
                      gs_route_match_t *m);
+
+/* HTTP helpers that know no route (http.c) */
+
 /**
  * The path of a request target as sent (origin-form, or the path of an absolute-form
  * "http://host/path"), without its query or fragment: new memory (free it), or NULL when out
@@ -84,15 +105,13 @@ void gs__route_match(const char *method, const char *raw_path, const char *url,
 char *gs__route_raw_path(const char *uri);
 /** Percent-decode s in place. Returns -1 (s undefined) on a malformed escape or "%00". */
 int gs__percent_decode(char *s);
-/** The metrics label of a route, e.g. "/servers/:name". Static storage. */
-const char *gs__route_label(gs_route_t r);
 /** "GET", "POST", ... for a method bit ("other" for the rest). Static storage. */
 const char *gs__method_name(unsigned method);
 /** Writes "GET, HEAD, POST" style text for allowed into buf (static-size). Returns buf. */
 const char *gs__allow_header(unsigned allowed, char *buf, size_t len);
 
 /* ---------------------------------------------------------------------------------------- */
-/* Requests (request.c)                                                                       */
+/* Requests (dispatch.c, request.c) */
 /* ---------------------------------------------------------------------------------------- */
 
 /** What a deferred request's finish callback answers with, once the outcome is in. */
@@ -126,8 +145,8 @@ struct gs_request_s {
     json_t *extra;  /* owned; handler-specific (e.g. the status for GET /servers/NAME) */
 };
 
-/** The libmicrohttpd callbacks of a request's life (gateway.c hands them to the daemon; cls is
- *  the gateway). See request.c for the lifecycle. */
+/** The libmicrohttpd callbacks of a request's life (dispatch.c; gateway.c hands them to the
+ *  daemon, cls is the gateway). */
 void *gs__request_uri_cb(void *cls, const char *uri, struct MHD_Connection *conn);
 enum MHD_Result gs__request_access_cb(void *cls, struct MHD_Connection *conn, const char *url,
                                       const char *method, const char *version, const char *upload,
@@ -164,21 +183,29 @@ enum MHD_Result gs__request_defer(gs_request_t *req, gs_hold_t kind, gs_finish_f
  *  thread, exactly once per deferral. result: taken. */
 void gs__request_on_reply(int status, json_t *result, void *arg);
 void gs__request_on_done(int status, void *arg);
+/** For dispatch.c: the access handler called again after the completion resumed a held req
+ *  (finish answers); and a request that ends while still held (counted out). */
+enum MHD_Result gs__request_resumed(gs_request_t *req);
+void gs__request_abandon(gs_request_t *req);
 
-/**
- * Enter and leave a section that calls the runtime. Enter fails (returns false) once the
- * gateway is shutting down. The access handler does this around every route marked runtime
- * in the route table; handlers never need to.
- */
-bool gs__runtime_enter(gs_gateway_t *gw);
-void gs__runtime_leave(gs_gateway_t *gw);
+/* ---------------------------------------------------------------------------------------- */
+/* Logging (log.c) and the clock                                                              */
+/* ---------------------------------------------------------------------------------------- */
 
 /** Log a formatted line through the gateway's log callback. */
 void gs__log(gs_gateway_t *gw, gs_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/** libmicrohttpd's logger (MHD_OPTION_EXTERNAL_LOGGER; cls is the gateway). */
+void gs__mhd_log(void *cls, const char *fmt, va_list ap);
 
 /** Monotonic nanoseconds. */
-uint64_t gs__api_now_ns(void);
+static inline uint64_t gs__api_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 /* ---------------------------------------------------------------------------------------- */
 /* Responses and request bodies (json_http.c)                                                 */
@@ -248,8 +275,10 @@ int gs__access_check(gs_request_t *req, enum MHD_Result *ret);
 bool gs__is_preflight(const gs_request_t *req);
 /** 204 with the Access-Control-Allow-* headers for req's path. */
 enum MHD_Result gs__respond_preflight(gs_request_t *req);
-/** Headers for every answer to req (CORS, the 401 challenge, the dashboard's security
- * headers). resp: borrowed. */
+/** (cors.c) The request's Origin if CORS allows it (borrowed from the request), else NULL. */
+const char *gs__cors_origin(const gs_request_t *req);
+/** (cors.c) Headers for every answer to req (CORS, the 401 challenge, the dashboard's
+ * security headers). resp: borrowed. */
 void gs__add_common_headers(const gs_request_t *req, struct MHD_Response *resp);
 
 /* ---------------------------------------------------------------------------------------- */
@@ -330,7 +359,7 @@ enum MHD_Result gs__handle_healthz(gs_request_t *req);
 enum MHD_Result gs__handle_static(gs_request_t *req);
 
 /* ---------------------------------------------------------------------------------------- */
-/* Metrics (metrics.c)                                                                        */
+/* Metrics (counters.c, metrics.c) */
 /* ---------------------------------------------------------------------------------------- */
 
 #define GS_METRICS_MAX_STATUS 600
@@ -345,6 +374,8 @@ typedef struct gs_metrics_s {
     atomic_uint_fast64_t call_sum_us;
 } gs_metrics_t;
 
+/** Upper bounds of the /call latency buckets, in microseconds (the last bucket is +Inf). */
+extern const uint64_t gs__call_bucket_us[GS_METRICS_BUCKETS - 1];
 /** Count one answered request. Any thread. */
 void gs__metrics_count(gs_metrics_t *m, gs_route_t route, unsigned status);
 /** Record one /call's latency in nanoseconds. Any thread. */
@@ -413,5 +444,26 @@ struct gs_gateway_s {
     gs_sse_t *sse;
     gs_reaper_t *reaper;
 };
+
+/**
+ * Enter and leave a section that calls the runtime. Enter fails (returns false) once the
+ * gateway is shutting down. The access handler does this around every route marked runtime
+ * in the route table; handlers never need to.
+ */
+static inline bool gs__runtime_enter(gs_gateway_t *gw)
+{
+    /* seq_cst on both (see the struct): pairs with gs_gateway_shutdown's store and load. */
+    atomic_fetch_add(&gw->users, 1);
+    if (atomic_load(&gw->closing)) {
+        atomic_fetch_sub(&gw->users, 1);
+        return false;
+    }
+    return true;
+}
+
+static inline void gs__runtime_leave(gs_gateway_t *gw)
+{
+    atomic_fetch_sub(&gw->users, 1);
+}
 
 #endif /* GS_API_INTERNAL_H */

@@ -23,69 +23,6 @@
 /* The largest number of HTTP threads we start, whatever the options say. */
 #define GS_MAX_HTTP_THREADS 64u
 
-uint64_t gs__api_now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-void gs__log(gs_gateway_t *gw, gs_log_level_t level, const char *fmt, ...)
-{
-    char line[1024];
-    va_list ap;
-
-    if (gw->opts.log_cb == NULL || level > gw->opts.log_level)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    gw->opts.log_cb(level, line, gw->opts.log_arg);
-}
-
-static void mhd_log(void *cls, const char *fmt, va_list ap)
-{
-    gs_gateway_t *gw = cls;
-    gs_log_level_t level;
-    char line[1024];
-    size_t n;
-
-    if (gw->opts.log_cb == NULL)
-        return;
-    vsnprintf(line, sizeof(line), fmt, ap);
-    n = strlen(line);
-    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-        line[--n] = '\0';
-    /* A client that went away is an ordinary event, not a warning. */
-    level = strstr(line, "no longer available") != NULL || strstr(line, "reset by peer") != NULL
-                ? GS_LOG_DEBUG
-                : GS_LOG_WARN;
-    if (level > gw->opts.log_level)
-        return;
-    gw->opts.log_cb(level, line, gw->opts.log_arg);
-}
-
-/* ---------------------------------------------------------------------------------------- */
-/* The shutdown gate                                                                          */
-/* ---------------------------------------------------------------------------------------- */
-
-bool gs__runtime_enter(gs_gateway_t *gw)
-{
-    /* seq_cst on both (see the struct): pairs with gs_gateway_shutdown's store and load. */
-    atomic_fetch_add(&gw->users, 1);
-    if (atomic_load(&gw->closing)) {
-        atomic_fetch_sub(&gw->users, 1);
-        return false;
-    }
-    return true;
-}
-
-void gs__runtime_leave(gs_gateway_t *gw)
-{
-    atomic_fetch_sub(&gw->users, 1);
-}
-
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
@@ -306,7 +243,7 @@ int gs_gateway_create(gs_runtime_t *rt, const gs_gateway_options_t *opts, gs_gat
     /* The logger goes first so that MHD reports even option errors through it. */
     gw->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, gs__request_access_cb, gw, MHD_OPTION_EXTERNAL_LOGGER,
-        (MHD_LogCallback)mhd_log, gw, MHD_OPTION_URI_LOG_CALLBACK, gs__request_uri_cb, gw,
+        (MHD_LogCallback)gs__mhd_log, gw, MHD_OPTION_URI_LOG_CALLBACK, gs__request_uri_cb, gw,
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket)gw->listen_fd, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned int)opts->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned int)opts->connection_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,

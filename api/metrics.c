@@ -12,30 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Upper bounds of the /call latency buckets, in microseconds (the last is +Inf). */
-static const uint64_t bucket_us[GS_METRICS_BUCKETS - 1] = {
-    500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000,
-};
-
-void gs__metrics_count(gs_metrics_t *m, gs_route_t route, unsigned status)
-{
-    if (status >= GS_METRICS_MAX_STATUS || route >= GS_ROUTE_COUNT)
-        return;
-    atomic_fetch_add_explicit(&m->requests[route][status], 1, memory_order_relaxed);
-}
-
-void gs__metrics_observe_call(gs_metrics_t *m, uint64_t ns)
-{
-    uint64_t us = ns / 1000;
-    size_t i;
-
-    for (i = 0; i < GS_METRICS_BUCKETS - 1 && us > bucket_us[i]; i++)
-        ;
-    atomic_fetch_add_explicit(&m->call_buckets[i], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&m->call_count, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&m->call_sum_us, us, memory_order_relaxed);
-}
-
 /* A growing text buffer; on allocation failure it stops growing and remembers it. */
 typedef struct text_s {
     char *buf;
@@ -195,7 +171,7 @@ enum MHD_Result gs__handle_metrics(gs_request_t *req)
         cum += atomic_load_explicit(&m->call_buckets[i], memory_order_relaxed);
         if (i < GS_METRICS_BUCKETS - 1)
             put(&t, "genserv_call_duration_seconds_bucket{le=\"%g\"} %llu\n",
-                (double)bucket_us[i] / 1e6, (unsigned long long)cum);
+                (double)gs__call_bucket_us[i] / 1e6, (unsigned long long)cum);
         else
             put(&t, "genserv_call_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
                 (unsigned long long)cum);

@@ -21,33 +21,26 @@ typedef struct route_def_s {
     unsigned methods;      /* the methods this row answers */
     gs_handler_fn handler; /* who answers them */
     bool runtime;          /* the handler calls the runtime */
-    const char *label;     /* for metrics */
 } route_def_t;
 
 #define GET_HEAD (GS_METHOD_GET | GS_METHOD_HEAD)
 
 /* One row per path and method set; a path's allowed methods are the union of its rows. */
 static const route_def_t routes[] = {
-    {"/call", false, GS_ROUTE_CALL, GS_METHOD_POST, gs__handle_call, true, "/call"},
-    {"/cast", false, GS_ROUTE_CAST, GS_METHOD_POST, gs__handle_cast, true, "/cast"},
-    {"/send", false, GS_ROUTE_SEND, GS_METHOD_POST, gs__handle_send, true, "/send"},
-    {"/send_after", false, GS_ROUTE_SEND_AFTER, GS_METHOD_POST, gs__handle_send_after, true,
-     "/send_after"},
-    {"/timers/", true, GS_ROUTE_TIMER, GET_HEAD, gs__handle_timer_read, true, "/timers/:id"},
-    {"/timers/", true, GS_ROUTE_TIMER, GS_METHOD_DELETE, gs__handle_timer_cancel, true,
-     "/timers/:id"},
-    {"/servers", false, GS_ROUTE_SERVERS, GET_HEAD, gs__handle_servers_list, true, "/servers"},
-    {"/servers", false, GS_ROUTE_SERVERS, GS_METHOD_POST, gs__handle_server_start, true,
-     "/servers"},
-    {"/servers/", true, GS_ROUTE_SERVER, GET_HEAD, gs__handle_server_status, true,
-     "/servers/:name"},
-    {"/servers/", true, GS_ROUTE_SERVER, GS_METHOD_DELETE, gs__handle_server_stop, true,
-     "/servers/:name"},
-    {"/behaviours", false, GS_ROUTE_BEHAVIOURS, GET_HEAD, gs__handle_behaviours, true,
-     "/behaviours"},
-    {"/events", false, GS_ROUTE_EVENTS, GET_HEAD, gs__handle_events, true, "/events"},
-    {"/metrics", false, GS_ROUTE_METRICS, GET_HEAD, gs__handle_metrics, true, "/metrics"},
-    {"/healthz", false, GS_ROUTE_HEALTHZ, GET_HEAD, gs__handle_healthz, false, "/healthz"},
+    {"/call", false, GS_ROUTE_CALL, GS_METHOD_POST, gs__handle_call, true},
+    {"/cast", false, GS_ROUTE_CAST, GS_METHOD_POST, gs__handle_cast, true},
+    {"/send", false, GS_ROUTE_SEND, GS_METHOD_POST, gs__handle_send, true},
+    {"/send_after", false, GS_ROUTE_SEND_AFTER, GS_METHOD_POST, gs__handle_send_after, true},
+    {"/timers/", true, GS_ROUTE_TIMER, GET_HEAD, gs__handle_timer_read, true},
+    {"/timers/", true, GS_ROUTE_TIMER, GS_METHOD_DELETE, gs__handle_timer_cancel, true},
+    {"/servers", false, GS_ROUTE_SERVERS, GET_HEAD, gs__handle_servers_list, true},
+    {"/servers", false, GS_ROUTE_SERVERS, GS_METHOD_POST, gs__handle_server_start, true},
+    {"/servers/", true, GS_ROUTE_SERVER, GET_HEAD, gs__handle_server_status, true},
+    {"/servers/", true, GS_ROUTE_SERVER, GS_METHOD_DELETE, gs__handle_server_stop, true},
+    {"/behaviours", false, GS_ROUTE_BEHAVIOURS, GET_HEAD, gs__handle_behaviours, true},
+    {"/events", false, GS_ROUTE_EVENTS, GET_HEAD, gs__handle_events, true},
+    {"/metrics", false, GS_ROUTE_METRICS, GET_HEAD, gs__handle_metrics, true},
+    {"/healthz", false, GS_ROUTE_HEALTHZ, GET_HEAD, gs__handle_healthz, false},
 };
 
 static unsigned method_bit(const char *method)
@@ -114,96 +107,4 @@ void gs__route_match(const char *method, const char *raw_path, const char *url, 
         if (m->method & GET_HEAD)
             m->handler = gs__handle_static;
     }
-}
-
-char *gs__route_raw_path(const char *uri)
-{
-    /* Absolute-form targets ("http://host/path") route on their path. */
-    if (strncmp(uri, "http://", 7) == 0 || strncmp(uri, "https://", 8) == 0) {
-        const char *p = strchr(strstr(uri, "//") + 2, '/');
-
-        uri = p != NULL ? p : "/";
-    }
-    return strndup(uri, strcspn(uri, "?#"));
-}
-
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-int gs__percent_decode(char *s)
-{
-    char *out = s;
-
-    for (; *s; s++) {
-        if (*s != '%') {
-            *out++ = *s;
-            continue;
-        }
-        int hi = hex_digit(s[1]), lo = hi >= 0 ? hex_digit(s[2]) : -1;
-        if (lo < 0 || (hi == 0 && lo == 0))
-            return -1;
-        *out++ = (char)(hi * 16 + lo);
-        s += 2;
-    }
-    *out = '\0';
-    return 0;
-}
-
-const char *gs__route_label(gs_route_t r)
-{
-    size_t i;
-
-    for (i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
-        if (routes[i].route == r)
-            return routes[i].label;
-    if (r == GS_ROUTE_STATIC)
-        return "static";
-    return "not_found";
-}
-
-const char *gs__method_name(unsigned method)
-{
-    switch (method) {
-    case GS_METHOD_GET:
-        return "GET";
-    case GS_METHOD_HEAD:
-        return "HEAD";
-    case GS_METHOD_POST:
-        return "POST";
-    case GS_METHOD_DELETE:
-        return "DELETE";
-    default:
-        return "other";
-    }
-}
-
-const char *gs__allow_header(unsigned allowed, char *buf, size_t len)
-{
-    static const struct {
-        unsigned bit;
-        const char *name;
-    } names[] = {{GS_METHOD_GET, "GET"},
-                 {GS_METHOD_HEAD, "HEAD"},
-                 {GS_METHOD_POST, "POST"},
-                 {GS_METHOD_DELETE, "DELETE"}};
-    size_t i, used = 0;
-
-    buf[0] = '\0';
-    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        if ((allowed & names[i].bit) == 0)
-            continue;
-        int n = snprintf(buf + used, len - used, "%s%s", used ? ", " : "", names[i].name);
-        if (n < 0 || (size_t)n >= len - used)
-            break;
-        used += (size_t)n;
-    }
-    return buf;
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Quick start, part two: install what is missing, then build and run every test:
-#   1. gcc, RelWithDebInfo: unit, integration, fuzz-corpus replay, soak (60 s) and browser
-#      tests (build/); the browser test drives the dashboard in headless Chromium
+#   1. gcc, RelWithDebInfo: the layering check (scripts/layers.py), unit, integration,
+#      fuzz-corpus replay, soak (60 s), browser and install tests (build/); the browser test
+#      drives the dashboard in headless Chromium
 #   2. clang, AddressSanitizer + UndefinedBehaviorSanitizer: the same suite (build-asan/)
 #   3. clang, ThreadSanitizer: the runtime's tests, and the gateway under concurrent load (the
 #      integration suite and the soak against a TSan-built genserv) (build-tsan/)
@@ -21,6 +22,9 @@ step() { printf '\n==== %s\n' "$*"; }
 step "gcc build and tests"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$jobs"
+# The layers as ARCHITECTURE.md draws them: no private header reached across libraries, and no
+# cycle between files other than the real two-way relationships scripts/layers.py lists.
+scripts/layers.py build --check
 (cd build && ctest --output-on-failure --timeout 300)
 
 step "clang ASan+UBSan build and tests"

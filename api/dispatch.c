@@ -1,0 +1,222 @@
+/*
+ * dispatch.c: the life of one HTTP request in libmicrohttpd's callbacks, and the checks every
+ * route shares before its handler runs.
+ *
+ * API (libmicrohttpd's suspend_resume_epoll.c lifecycle):
+ *   gs__request_uri_cb        once per request, before the path is percent-decoded: the
+ *                             gs_request_t, with the raw path (routing must see "%2F" in a name)
+ *   gs__request_access_cb     first call: route (router.c's table names the handler); later
+ *                             calls: append body chunks up to max_body_bytes; last call: the
+ *                             checks every route shares (404, preflight, 405, 413, 503
+ *                             shutting_down, 401/403), then the route's handler, which answers
+ *                             or defers (request.c); called again after a deferral's resume
+ *   gs__request_completed_cb  free the request
+ */
+#include "api_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------------------------------- */
+/* Dispatch: the checks every route shares, then its handler                                  */
+/* ---------------------------------------------------------------------------------------- */
+
+static bool route_takes_body(const gs_request_t *req)
+{
+    return req->match.method == GS_METHOD_POST && (req->match.allowed & GS_METHOD_POST) != 0;
+}
+
+static enum MHD_Result dispatch(gs_request_t *req)
+{
+    const gs_route_match_t *m = &req->match;
+    gs_gateway_t *gw = req->gw;
+    enum MHD_Result ret;
+
+    gs__conn_phase(req->conn, GS_CONN_ACTIVE); /* the whole request is in */
+    if (m->route == GS_ROUTE_NOT_FOUND)
+        return gs__respond_error(req, MHD_HTTP_NOT_FOUND, "not_found", "no such path");
+    if (gs__is_preflight(req))
+        return gs__respond_preflight(req);
+    if (m->handler == NULL)
+        return gs__respond_method_not_allowed(req);
+    if (req->too_large)
+        return gs__respond_error(req, MHD_HTTP_CONTENT_TOO_LARGE, "too_large",
+                                 "the request body exceeds %zu bytes", gw->opts.max_body_bytes);
+    if (m->runtime && !gs__runtime_enter(gw))
+        return gs__respond_shutting_down(req);
+    if (gs__access_check(req, &ret) == 0)
+        ret = m->handler(req);
+    if (m->runtime)
+        gs__runtime_leave(gw);
+    return ret;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* libmicrohttpd's callbacks                                                                  */
+/* ---------------------------------------------------------------------------------------- */
+
+/*
+ * MHD's URI callback runs once per request, before the path is percent-decoded: the request's
+ * context is created here so that routing can see the raw path (a server name may hold an
+ * encoded '/', "%2F", which must not split the path). Whatever is returned here MHD passes to
+ * the access handler as *con_cls and, since it then counts the client as aware, to the
+ * completed callback, even if the request fails before the handler runs.
+ */
+void *gs__request_uri_cb(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    gs_gateway_t *gw = cls;
+    gs_request_t *req = calloc(1, sizeof(*req));
+
+    if (req == NULL)
+        return NULL;
+    req->raw_path = gs__route_raw_path(uri);
+    if (req->raw_path == NULL) {
+        free(req);
+        return NULL;
+    }
+    req->gw = gw;
+    req->conn = conn;
+    req->t_start_ns = gs__api_now_ns();
+    gs__conn_phase(conn, GS_CONN_RECEIVING);
+    /* Relaxed: a gauge read by shutdown, which tolerates a stale value for one poll. */
+    atomic_fetch_add_explicit(&gw->active, 1, memory_order_relaxed);
+    return req;
+}
+
+/* First handler call: route the request (method known now). Returns false when out of memory. */
+static bool request_route(gs_request_t *req, const char *method, const char *url)
+{
+    req->routed = true;
+    gs__route_match(method, req->raw_path, url, &req->match);
+    if (req->match.param != NULL) {
+        req->param = strdup(req->match.param);
+        if (req->param == NULL)
+            return false;
+        if (gs__percent_decode(req->param) < 0) {
+            /* A malformed escape or an encoded NUL names nothing. */
+            memset(&req->match, 0, sizeof(req->match));
+            req->match.route = GS_ROUTE_NOT_FOUND;
+            free(req->param);
+            req->param = NULL;
+        }
+        req->match.param = req->param;
+    }
+    return true;
+}
+
+/* A declared Content-Length over the limit is refused before the body is read. */
+static bool declared_too_large(gs_request_t *req)
+{
+    const char *cl =
+        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    char *end = NULL;
+    unsigned long long n;
+
+    if (cl == NULL)
+        return false;
+    errno = 0;
+    n = strtoull(cl, &end, 10);
+    if (errno != 0 || end == cl)
+        return false; /* MHD itself rejects a malformed Content-Length */
+    return n > req->gw->opts.max_body_bytes;
+}
+
+static void drop_body(gs_request_t *req)
+{
+    req->too_large = true;
+    free(req->body);
+    req->body = NULL;
+    req->body_len = req->body_cap = 0;
+}
+
+static enum MHD_Result append_body(gs_request_t *req, const char *data, size_t len)
+{
+    size_t limit = req->gw->opts.max_body_bytes;
+
+    if (req->too_large || !route_takes_body(req))
+        return MHD_YES; /* discard */
+    if (len > limit - req->body_len) {
+        drop_body(req);
+        return MHD_YES;
+    }
+    if (req->body_len + len + 1 > req->body_cap) {
+        /* The first chunk is usually the whole body: size it exactly. */
+        size_t cap = req->body_cap ? req->body_cap : len + 1;
+        char *nb;
+
+        while (cap < req->body_len + len + 1)
+            cap *= 2;
+        if (cap > limit + 1)
+            cap = limit + 1;
+        nb = realloc(req->body, cap);
+        if (nb == NULL) {
+            drop_body(req); /* sized by input: fail softly, as if the body were too large */
+            return MHD_YES;
+        }
+        req->body = nb;
+        req->body_cap = cap;
+    }
+    memcpy(req->body + req->body_len, data, len);
+    req->body_len += len;
+    req->body[req->body_len] = '\0';
+    return MHD_YES;
+}
+
+enum MHD_Result gs__request_access_cb(void *cls, struct MHD_Connection *conn, const char *url,
+                                      const char *method, const char *version, const char *upload,
+                                      size_t *upload_size, void **con_cls)
+{
+    gs_request_t *req = *con_cls;
+
+    (void)cls;
+    (void)version;
+    (void)conn; /* req->conn, from the URI callback, is the same */
+    if (req == NULL)
+        return MHD_NO; /* the URI callback ran out of memory: close the connection */
+    if (!req->routed) {
+        if (!request_route(req, method, url))
+            return MHD_NO; /* out of memory: close the connection */
+        if (route_takes_body(req) && declared_too_large(req)) {
+            /* Answered before the body: MHD discards the rest and closes the connection. */
+            req->too_large = true;
+            return dispatch(req);
+        }
+        return MHD_YES;
+    }
+    if (req->held) /* resumed by the completion: the outcome is in req */
+        return gs__request_resumed(req);
+    if (*upload_size != 0) {
+        enum MHD_Result r = append_body(req, upload, *upload_size);
+
+        *upload_size = 0;
+        return r;
+    }
+    if (req->answered)
+        return MHD_YES;
+    return dispatch(req);
+}
+
+void gs__request_completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
+                              enum MHD_RequestTerminationCode toe)
+{
+    gs_gateway_t *gw = cls;
+    gs_request_t *req = *con_cls;
+
+    gs__conn_phase(conn, GS_CONN_IDLE); /* waiting for the next request line */
+    if (req == NULL)
+        return;
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && req->answered)
+        gs__log(gw, GS_LOG_DEBUG, "http: connection ended before the answer was sent (%d)",
+                (int)toe);
+    gs__request_abandon(req); /* only held when the daemon stops with suspended connections */
+    json_decref(req->result);
+    json_decref(req->extra);
+    free(req->body);
+    free(req->param);
+    free(req->subject);
+    free(req->raw_path);
+    free(req);
+    *con_cls = NULL;
+    atomic_fetch_sub_explicit(&gw->active, 1, memory_order_relaxed);
+}
