@@ -135,6 +135,18 @@ int64_t h_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+bool h_wait_until(bool (*pred)(void *), void *arg, int deadline_ms)
+{
+    int64_t deadline = h_now_ms() + deadline_ms;
+
+    while (!pred(arg)) {
+        if (h_now_ms() > deadline)
+            return pred(arg);
+        h_sleep_ms(10);
+    }
+    return true;
+}
+
 void h_sleep_ms(int ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
@@ -506,6 +518,13 @@ int h_fixture_stop(h_fixture_t *fx)
     return code;
 }
 
+void h_fixture_restart(h_fixture_t *fx, const h_opts_t *opts)
+{
+    assert_int_equal(h_fixture_stop(fx), 0);
+    h_cleanup_files(&fx->srv);
+    assert_int_equal(h_start(&fx->srv, opts), 0);
+}
+
 int h_teardown(void **state)
 {
     h_fixture_t *fx = *state;
@@ -806,6 +825,30 @@ int64_t h_server_int(const h_server_t *srv, const char *name, const char *field,
     return out;
 }
 
+int64_t h_call_int(const h_server_t *srv, const char *server, const char *message_json)
+{
+    json_t *reply;
+    int64_t out = INT64_MIN;
+    h_resp_t r;
+
+    h_call(srv, server, message_json, -1, &r);
+    reply = r.status == 200 ? json_object_get(r.json, "reply") : NULL;
+    if (json_is_integer(reply))
+        out = (int64_t)json_integer_value(reply);
+    h_resp_close(&r);
+    return out;
+}
+
+h_async_t *h_push_async(const h_server_t *srv, const char *server, int n, long client_ms)
+{
+    char body[320];
+    h_req_t req = {.method = "POST", .path = "/call", .body = body, .timeout_ms = client_ms};
+
+    snprintf(body, sizeof(body),
+             "{\"server\": \"%s\", \"message\": [\"push\", %d], \"timeout_ms\": 60000}", server, n);
+    return h_async_start(srv, &req);
+}
+
 const char *h_str(const json_t *obj, const char *key)
 {
     return json_string_value(json_object_get(obj, key));
@@ -839,6 +882,38 @@ double h_metric(const char *text, const char *name)
             p++;
     }
     return -1;
+}
+
+double h_metric_sum(const char *text, const char *prefix)
+{
+    size_t plen = strlen(prefix);
+    const char *p = text;
+    double sum = 0;
+
+    while (p != NULL && *p != '\0') {
+        if (strncmp(p, prefix, plen) == 0) {
+            const char *space = strchr(p + plen, ' ');
+            const char *eol = strchr(p + plen, '\n');
+
+            if (space != NULL && (eol == NULL || space < eol))
+                sum += strtod(space + 1, NULL);
+        }
+        p = strchr(p, '\n');
+        if (p != NULL)
+            p++;
+    }
+    return sum;
+}
+
+double h_metrics_value(const h_server_t *srv, const char *name)
+{
+    h_resp_t r;
+    double v;
+
+    h_request(srv, "GET", "/metrics", NULL, &r);
+    v = r.status == 200 ? h_metric(r.body, name) : -2;
+    h_resp_close(&r);
+    return v;
 }
 
 void h_assert_error(const h_resp_t *r, long status, const char *code)
@@ -1219,17 +1294,19 @@ long h_events_status(h_events_t *ev, char *content_type, size_t len)
 }
 
 /* Scan buf for "data: JSON" lines; return the first match (new reference) or NULL. With
- * count, count every match instead and return NULL. */
-static json_t *ev_scan(const char *buf, const char *type, const char *server, size_t *count)
+ * count, count every match instead and return NULL; with last, return the last match. */
+static json_t *ev_scan(const char *buf, const char *type, const char *server, size_t *count,
+                       bool last)
 {
     const char *p = buf;
+    json_t *found = NULL;
 
     while ((p = strstr(p, "data: ")) != NULL) {
         const char *end = strstr(p, "\n");
         json_t *j;
 
         if (end == NULL)
-            return NULL; /* an incomplete line: wait for the rest */
+            break; /* an incomplete line: wait for the rest */
         if (p == buf || p[-1] == '\n') {
             j = json_loadb(p + 6, (size_t)(end - p - 6), 0, NULL);
             if (j != NULL) {
@@ -1237,21 +1314,28 @@ static json_t *ev_scan(const char *buf, const char *type, const char *server, si
 
                 if (t != NULL && strcmp(t, type) == 0 &&
                     (server == NULL || (s != NULL && strcmp(s, server) == 0))) {
-                    if (count == NULL)
-                        return j;
-                    (*count)++;
+                    if (count != NULL) {
+                        (*count)++;
+                    } else {
+                        json_decref(found);
+                        found = json_incref(j);
+                        if (!last) {
+                            json_decref(j);
+                            break;
+                        }
+                    }
                 }
                 json_decref(j);
             }
         }
         p = end;
     }
-    return NULL;
+    return found;
 }
 
 static json_t *ev_find(const char *buf, const char *type, const char *server)
 {
-    return ev_scan(buf, type, server, NULL);
+    return ev_scan(buf, type, server, NULL, false);
 }
 
 char *h_events_text(h_events_t *ev)
@@ -1271,9 +1355,20 @@ size_t h_events_count(h_events_t *ev, const char *type, const char *server)
 
     pthread_mutex_lock(&ev->mu);
     if (ev->buf != NULL)
-        ev_scan(ev->buf, type, server, &n);
+        ev_scan(ev->buf, type, server, &n, false);
     pthread_mutex_unlock(&ev->mu);
     return n;
+}
+
+json_t *h_events_last(h_events_t *ev, const char *type, const char *server)
+{
+    json_t *found = NULL;
+
+    pthread_mutex_lock(&ev->mu);
+    if (ev->buf != NULL)
+        found = ev_scan(ev->buf, type, server, NULL, true);
+    pthread_mutex_unlock(&ev->mu);
+    return found;
 }
 
 json_t *h_events_wait(h_events_t *ev, const char *type, const char *server, int deadline_ms)

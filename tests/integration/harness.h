@@ -9,7 +9,10 @@
  *     alarm that kills every child if the executable hangs, and by PR_SET_PDEATHSIG if the
  *     test process itself is killed (ctest's timeout);
  *   - waiting is polling with a generous deadline, never a fixed sleep that must be "long
- *     enough": a deadline is only reached when something is broken;
+ *     enough": a deadline is only reached when something is broken. A "nothing happened"
+ *     check waits for a later fact that proves the moment has passed (a marker timer due
+ *     after the cancelled one has arrived, a state the last change shows in); a bare sleep
+ *     stays only where real time must pass for the behaviour itself, with a comment;
  *   - when a test fails, its server's stderr (captured in a temp file) is printed.
  *
  * API:
@@ -17,11 +20,16 @@
  *   h_start(srv, opts) / h_stop(srv, ms) spawn and wait for "listening on ..."; stop by PID
  *   h_setup / h_teardown                 cmocka fixtures around a default genserv (h_fixture_t);
  *                                        a test marks success with H_PASS(fx) as its last step
+ *   h_fixture_restart(fx, opts)          replace the fixture's genserv with one started with opts
  *   h_request / h_request_ex             one HTTP request: status, body, parsed JSON, headers
  *   h_async_start / h_async_wait         the same on a thread, for concurrent and held calls
  *   h_multi_start / h_multi_wait         n identical requests at once with curl multi
- *   h_call / h_cast / h_start_server     shorthands for the JSON endpoints
+ *   h_call / h_deliver / h_start_server  shorthands for the JSON endpoints (h_call_int,
+ *                                        h_push_async: a batcher push held on a thread)
+ *   h_metrics_value / h_metric           one sample of GET /metrics (or of its text)
+ *   H_WAIT_UNTIL / h_wait_until          wait on a condition, failing the test / returning
  *   h_events_open / h_events_wait        read GET /events in the background, wait for an event
+ *                                        (h_events_last: the latest one of a kind so far)
  */
 #ifndef GS_INTEGRATION_HARNESS_H
 #define GS_INTEGRATION_HARNESS_H
@@ -102,6 +110,8 @@ int h_setup_with(void **state, const h_opts_t *opts);
 int h_teardown(void **state);
 /** Stop fx's server in a test and check it exited 0; prints its logs otherwise. */
 int h_fixture_stop(h_fixture_t *fx);
+/** In a test: stop fx's server (asserting exit 0) and start a new one with opts (borrowed). */
+void h_fixture_restart(h_fixture_t *fx, const h_opts_t *opts);
 
 #define H_PASS(fx) ((fx)->passed = true)
 
@@ -154,8 +164,12 @@ long h_start_server(const h_server_t *srv, const char *name, const char *behavio
                     const char *args_json, const char *extra_fields);
 /** GET /servers/NAME's JSON (new reference), or NULL when it is not 200. */
 json_t *h_server_info(const h_server_t *srv, const char *name);
-/** An integer field of GET /servers/NAME (top level, or inside "state" if in_state). */
+/** An integer field of GET /servers/NAME (top level, or inside "state" if in_state);
+ * INT64_MIN when it is not there. */
 int64_t h_server_int(const h_server_t *srv, const char *name, const char *field, bool in_state);
+/** The integer reply of POST /call {server, message_json}; INT64_MIN when it is not 200 with
+ * an integer reply. */
+int64_t h_call_int(const h_server_t *srv, const char *server, const char *message_json);
 
 /* Concurrent requests: each runs on its own thread with its own easy handle. */
 typedef struct h_async_s h_async_t;
@@ -168,6 +182,9 @@ bool h_async_done(h_async_t *a);
 h_resp_t *h_async_wait(h_async_t *a);
 /** Join if needed, free everything. Accepts NULL. */
 void h_async_destroy(h_async_t *a);
+/** POST /call {"server", "message": ["push", n], "timeout_ms": 60000} on a thread, with a
+ * client-side limit of client_ms (0: the default): a batcher holds it until its flush. */
+h_async_t *h_push_async(const h_server_t *srv, const char *server, int n, long client_ms);
 
 /* Many identical requests at once over as many connections, driven by curl multi. */
 typedef struct h_multi_s h_multi_t;
@@ -196,6 +213,9 @@ json_t *h_events_wait(h_events_t *ev, const char *type, const char *server, int 
 char *h_events_text(h_events_t *ev);
 /** How many data lines so far match type (and server when not NULL). */
 size_t h_events_count(h_events_t *ev, const char *type, const char *server);
+/** The last data line so far that matches type (and server when not NULL), as JSON (new
+ * reference), or NULL. */
+json_t *h_events_last(h_events_t *ev, const char *type, const char *server);
 /** Abort the stream and free everything. Accepts NULL. */
 void h_events_close(h_events_t *ev);
 
@@ -226,6 +246,11 @@ bool h_json_equal(const json_t *a, const json_t *b);
 const char *h_str(const json_t *obj, const char *key);
 /** The value of the Prometheus sample `name` (exact, with labels) in text; -1 when absent. */
 double h_metric(const char *text, const char *name);
+/** The sum of every sample in text whose line starts with prefix, e.g.
+ * `genserv_http_requests_total{route="/call",` for every status of a route; 0 when none. */
+double h_metric_sum(const char *text, const char *prefix);
+/** The sample `name` of srv's GET /metrics; -1 when absent, -2 when /metrics is not 200. */
+double h_metrics_value(const h_server_t *srv, const char *name);
 
 /**
  * Assert that resp is an error answer: the given status, Content-Type application/json and a
@@ -242,6 +267,10 @@ void h_assert_reply(const h_resp_t *resp, const char *expected_json);
  * exit code, or -1 when it died from a signal or had to be killed.
  */
 int h_run(const char *const *args, char *out, size_t len, int deadline_ms);
+
+/** Poll pred(arg) every 10 ms until it holds or deadline_ms pass; returns its last value. For
+ * code outside a cmocka test (the soak), which reports rather than fails. */
+bool h_wait_until(bool (*pred)(void *), void *arg, int deadline_ms);
 
 /** Poll cond (an expression) every 10 ms until it holds; fail the test after ms. */
 #define H_WAIT_UNTIL(cond, ms)                                                                     \
