@@ -265,9 +265,7 @@ static void test_a_configured_body_limit_is_enforced(void **state)
     char *big = body_of_size(1025), *fits = body_of_size(1024);
     h_resp_t r;
 
-    assert_int_equal(h_fixture_stop(fx), 0);
-    h_cleanup_files(&fx->srv);
-    assert_int_equal(h_start(&fx->srv, &opts), 0);
+    h_fixture_restart(fx, &opts);
 
     h_request(&fx->srv, "POST", "/call", big, &r);
     h_assert_error(&r, 413, "too_large");

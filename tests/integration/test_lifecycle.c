@@ -26,35 +26,6 @@
 
 #define N_HELD 5
 
-static h_async_t *push_async(const h_server_t *srv, const char *server, int n, long client_ms)
-{
-    char body[160];
-    h_req_t req = {.method = "POST", .path = "/call", .body = body, .timeout_ms = client_ms};
-
-    snprintf(body, sizeof(body),
-             "{\"server\": \"%s\", \"message\": [\"push\", %d], \"timeout_ms\": 60000}", server, n);
-    return h_async_start(srv, &req);
-}
-
-static double metrics_value(const h_server_t *srv, const char *name)
-{
-    h_resp_t r;
-    double v;
-
-    h_request(srv, "GET", "/metrics", NULL, &r);
-    v = r.status == 200 ? h_metric(r.body, name) : -2;
-    h_resp_close(&r);
-    return v;
-}
-
-/* Restart fx's server with opts (its default one is replaced). */
-static void restart_with(h_fixture_t *fx, const h_opts_t *opts)
-{
-    assert_int_equal(h_fixture_stop(fx), 0);
-    h_cleanup_files(&fx->srv);
-    assert_int_equal(h_start(&fx->srv, opts), 0);
-}
-
 static void test_sigterm_answers_held_calls_503_and_exits_0(void **state)
 {
     h_fixture_t *fx = *state;
@@ -69,9 +40,9 @@ static void test_sigterm_answers_held_calls_503_and_exits_0(void **state)
     assert_int_equal(h_start_server(&fx->srv, "hold", "batcher", "{\"interval_ms\": 600000}", NULL),
                      201);
     for (i = 0; i < N_HELD; i++)
-        assert_non_null(calls[i] = push_async(&fx->srv, "hold", i, 0));
+        assert_non_null(calls[i] = h_push_async(&fx->srv, "hold", i, 0));
     assert_non_null(calls[N_HELD] = h_async_start(&fx->srv, &sleep_req));
-    H_WAIT_UNTIL(metrics_value(&fx->srv, "genserv_http_open_calls") == N_HELD + 1, H_WAIT_MS);
+    H_WAIT_UNTIL(h_metrics_value(&fx->srv, "genserv_http_open_calls") == N_HELD + 1, H_WAIT_MS);
 
     t0 = h_now_ms();
     assert_int_equal(h_stop(&fx->srv, H_STOP_MS), 0);
@@ -94,7 +65,7 @@ static void test_sigint_shuts_down_like_sigterm(void **state)
 
     assert_int_equal(h_start_server(&fx->srv, "hold", "batcher", "{\"interval_ms\": 600000}", NULL),
                      201);
-    assert_non_null(held = push_async(&fx->srv, "hold", 1, 0));
+    assert_non_null(held = h_push_async(&fx->srv, "hold", 1, 0));
     H_WAIT_UNTIL(h_server_int(&fx->srv, "hold", "held_calls", false) == 1, H_WAIT_MS);
     kill(fx->srv.pid, SIGINT);
     H_WAIT_UNTIL(!h_alive(&fx->srv), 12000);
@@ -139,7 +110,7 @@ static void test_clients_that_disconnect_while_held_break_nothing(void **state)
                      201);
     /* Callers that give up after 300 ms and close their connections while held. */
     for (i = 0; i < N_GONE; i++)
-        assert_non_null(gone[i] = push_async(&fx->srv, "dis", 1, 300));
+        assert_non_null(gone[i] = h_push_async(&fx->srv, "dis", 1, 300));
     for (i = 0; i < N_GONE; i++) {
         h_resp_t *gr = h_async_wait(gone[i]);
 
@@ -158,12 +129,12 @@ static void test_clients_that_disconnect_while_held_break_nothing(void **state)
     /* The flush answers them into closed sockets; everything held is released. */
     assert_int_equal(h_deliver(&fx->srv, "/send", "dis", "\"flush\""), 202);
     H_WAIT_UNTIL(h_server_int(&fx->srv, "dis", "held_calls", false) == 0, H_WAIT_MS);
-    H_WAIT_UNTIL(metrics_value(&fx->srv, "genserv_http_open_calls") == 0, H_WAIT_MS);
-    H_WAIT_UNTIL(metrics_value(&fx->srv, "genserv_held_calls") == 0, H_WAIT_MS);
+    H_WAIT_UNTIL(h_metrics_value(&fx->srv, "genserv_http_open_calls") == 0, H_WAIT_MS);
+    H_WAIT_UNTIL(h_metrics_value(&fx->srv, "genserv_held_calls") == 0, H_WAIT_MS);
     assert_int_equal(h_server_int(&fx->srv, "dis", "last_batch_size", true), N_GONE);
 
     /* And the batcher serves the next caller normally. */
-    assert_non_null(a = push_async(&fx->srv, "dis", 2, 0));
+    assert_non_null(a = h_push_async(&fx->srv, "dis", 2, 0));
     H_WAIT_UNTIL(h_server_int(&fx->srv, "dis", "held_calls", false) == 1, H_WAIT_MS);
     assert_int_equal(h_deliver(&fx->srv, "/send", "dis", "\"flush\""), 202);
     h_assert_reply(h_async_wait(a), "\"ok\"");
@@ -174,7 +145,7 @@ static void test_clients_that_disconnect_while_held_break_nothing(void **state)
     assert_non_null(a = h_async_start(&fx->srv, &sleeper));
     assert_int_equal(h_async_wait(a)->curl_rc, CURLE_OPERATION_TIMEDOUT);
     h_async_destroy(a);
-    H_WAIT_UNTIL(metrics_value(&fx->srv, "genserv_http_open_calls") == 0, H_WAIT_MS);
+    H_WAIT_UNTIL(h_metrics_value(&fx->srv, "genserv_http_open_calls") == 0, H_WAIT_MS);
     h_call(&fx->srv, "slow", "[\"sleep\", 10]", -1, &r);
     h_assert_reply(&r, "\"response!\"");
     h_resp_close(&r);
@@ -195,7 +166,7 @@ static void test_the_config_file_sets_servers_and_limits(void **state)
     json_t *list;
     h_resp_t r;
 
-    restart_with(fx, &opts);
+    h_fixture_restart(fx, &opts);
     h_request(&fx->srv, "GET", "/servers", NULL, &r);
     assert_int_equal(r.status, 200);
     list = json_object_get(r.json, "servers");
@@ -234,7 +205,7 @@ static void test_environment_variables_and_flag_precedence(void **state)
     memcpy(body, "{\"server\": \"counter\", \"message\": \"x\"}",
            strlen("{\"server\": \"counter\", \"message\": \"x\"}"));
 
-    restart_with(fx, &by_env);
+    h_fixture_restart(fx, &by_env);
     h_request(&fx->srv, "POST", "/cast", body, &r);
     h_assert_error(&r, 413, "too_large");
     h_resp_close(&r);
@@ -246,7 +217,7 @@ static void test_environment_variables_and_flag_precedence(void **state)
     h_resp_close(&r);
 
     /* A flag beats the environment. */
-    restart_with(fx, &by_flag);
+    h_fixture_restart(fx, &by_flag);
     h_request(&fx->srv, "POST", "/cast", body, &r);
     assert_int_equal(r.status, 202);
     h_resp_close(&r);
@@ -305,7 +276,7 @@ static void test_it_listens_on_ipv6_loopback(void **state)
         H_PASS(fx);
         skip();
     }
-    restart_with(fx, &opts);
+    h_fixture_restart(fx, &opts);
     assert_non_null(strstr(fx->srv.url, "http://[::1]:"));
     h_call(&fx->srv, "counter", "\"get_count\"", -1, &r);
     h_assert_reply(&r, "0");

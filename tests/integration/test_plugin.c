@@ -128,19 +128,15 @@ static void test_plugins_from_the_environment_and_the_config_file(void **state)
     h_opts_t by_config = {.config_json = config};
     h_resp_t r;
 
-    assert_int_equal(h_fixture_stop(fx), 0);
-    h_cleanup_files(&fx->srv);
-    assert_int_equal(h_start(&fx->srv, &by_env), 0);
+    h_fixture_restart(fx, &by_env);
     assert_true(listed(&fx->srv, "kv"));
 
-    assert_int_equal(h_fixture_stop(fx), 0);
-    h_cleanup_files(&fx->srv);
     /* A config that loads the plugin and starts one of its servers at boot. */
     snprintf(config, sizeof(config),
              "{\"plugins\": [\"%s\"], \"servers\": [{\"name\": \"cache\", "
              "\"behaviour\": \"kv\", \"args\": {\"max_keys\": 2}}]}",
              GS_EXAMPLE_PLUGIN);
-    assert_int_equal(h_start(&fx->srv, &by_config), 0);
+    h_fixture_restart(fx, &by_config);
     h_call(&fx->srv, "cache", "[\"put\", \"a\", 1]", -1, &r);
     h_assert_reply(&r, "\"ok\"");
     h_resp_close(&r);
