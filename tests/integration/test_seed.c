@@ -30,6 +30,18 @@ static json_int_t timer_id(const h_resp_t *r)
     return json_integer_value(id);
 }
 
+/* POST /send_after with body (JSON text); asserts 202 and returns the timer's id. */
+static json_int_t send_after(const h_server_t *srv, const char *body)
+{
+    json_int_t id;
+    h_resp_t r;
+
+    h_request(srv, "POST", "/send_after", body, &r);
+    id = timer_id(&r);
+    h_resp_close(&r);
+    return id;
+}
+
 static int64_t received(const h_server_t *srv)
 {
     return h_call_int(srv, "receiver", "\"received\"");
@@ -89,12 +101,9 @@ static void test_send_after_delivers_to_handle_info_after_the_delay(void **state
 
     assert_int_equal(h_start_server(&fx->srv, "receiver", "receiver", NULL, NULL), 201);
     t0 = h_now_ms();
-    h_request(&fx->srv, "POST", "/send_after",
-              "{\"server\": \"receiver\", \"message\": [\"greeting\", \"later\"], "
-              "\"delay_ms\": 1000}",
-              &r);
-    id = timer_id(&r);
-    h_resp_close(&r);
+    id = send_after(
+        &fx->srv,
+        "{\"server\": \"receiver\", \"message\": [\"greeting\", \"later\"], \"delay_ms\": 1000}");
 
     /* read_timer while it is pending. */
     snprintf(path, sizeof(path), "/timers/%lld", (long long)id);
@@ -139,10 +148,8 @@ static void test_cancel_timer_before_it_fires(void **state)
 
     assert_int_equal(h_start_server(&fx->srv, "receiver", "receiver", NULL, NULL), 201);
     t0 = h_now_ms();
-    h_request(&fx->srv, "POST", "/send_after",
-              "{\"server\": \"receiver\", \"message\": \"never\", \"delay_ms\": 1500}", &r);
-    id = timer_id(&r);
-    h_resp_close(&r);
+    id = send_after(&fx->srv,
+                    "{\"server\": \"receiver\", \"message\": \"never\", \"delay_ms\": 1500}");
 
     snprintf(path, sizeof(path), "/timers/%lld", (long long)id);
     h_request(&fx->srv, "DELETE", path, NULL, &r);
@@ -164,10 +171,7 @@ static void test_cancel_timer_before_it_fires(void **state)
     /* Past the delay, the message never arrived: a marker timer set after it with the same
      * delay, so due later, has arrived (timers fire in due order into one mailbox), and it is
      * the only message the receiver got. */
-    h_request(&fx->srv, "POST", "/send_after",
-              "{\"server\": \"receiver\", \"message\": \"marker\", \"delay_ms\": 1500}", &r);
-    timer_id(&r);
-    h_resp_close(&r);
+    send_after(&fx->srv, "{\"server\": \"receiver\", \"message\": \"marker\", \"delay_ms\": 1500}");
     H_WAIT_UNTIL(received(&fx->srv) >= 1, H_WAIT_MS);
     assert_true(h_now_ms() >= t0 + delay);
     assert_int_equal(received(&fx->srv), 1);
@@ -205,10 +209,7 @@ static void test_a_timer_whose_server_is_gone_is_dropped(void **state)
     assert_int_equal(h_start_server(&fx->srv, "gone", "receiver", NULL, NULL), 201);
     before = h_metrics_value(&fx->srv, "genserv_dropped_timers_total");
     assert_true(before >= 0);
-    h_request(&fx->srv, "POST", "/send_after",
-              "{\"server\": \"gone\", \"message\": \"late\", \"delay_ms\": 300}", &r);
-    id = timer_id(&r);
-    h_resp_close(&r);
+    id = send_after(&fx->srv, "{\"server\": \"gone\", \"message\": \"late\", \"delay_ms\": 300}");
     h_request(&fx->srv, "DELETE", "/servers/gone", NULL, &r);
     assert_int_equal(r.status, 200);
     h_resp_close(&r);
@@ -230,13 +231,9 @@ static void test_a_timer_whose_server_is_gone_is_dropped(void **state)
 static void test_send_after_with_zero_delay_is_delivered(void **state)
 {
     h_fixture_t *fx = *state;
-    h_resp_t r;
 
     assert_int_equal(h_start_server(&fx->srv, "receiver", "receiver", NULL, NULL), 201);
-    h_request(&fx->srv, "POST", "/send_after",
-              "{\"server\": \"receiver\", \"message\": \"now\", \"delay_ms\": 0}", &r);
-    timer_id(&r);
-    h_resp_close(&r);
+    send_after(&fx->srv, "{\"server\": \"receiver\", \"message\": \"now\", \"delay_ms\": 0}");
     H_WAIT_UNTIL(received(&fx->srv) == 1, H_WAIT_MS);
     H_PASS(fx);
 }
