@@ -293,6 +293,14 @@ typedef struct gs_decode_limits_s {
     unsigned max_depth;         /* nesting of arrays and objects in a body */
 } gs_decode_limits_t;
 
+/** The decoding limits the gateway's options give (gs_gateway_create, and the fuzzer). */
+static inline gs_decode_limits_t gs__decode_limits(const gs_gateway_options_t *o)
+{
+    return (gs_decode_limits_t){.default_timeout_ms = o->default_timeout_ms,
+                                .max_timeout_ms = o->max_timeout_ms,
+                                .max_depth = o->max_json_depth};
+}
+
 /* A decoded body. Owns body, message and args; the strings borrow from body. */
 typedef struct gs_decoded_s {
     json_t *body;             /* the parsed object, minus the fields taken out below */

@@ -48,51 +48,45 @@ void gs_gateway_options_init(gs_gateway_options_t *opts)
     memset(opts, 0, sizeof(*opts));
     opts->host = "127.0.0.1";
     opts->port = 8080;
-    opts->threads = 0;
-    opts->max_body_bytes = GS_GATEWAY_DEFAULT_MAX_BODY_BYTES;
-    opts->max_connections = GS_GATEWAY_DEFAULT_MAX_CONNECTIONS;
-    opts->max_held_calls = GS_GATEWAY_DEFAULT_MAX_HELD_CALLS;
-    opts->default_timeout_ms = GS_DEFAULT_TIMEOUT_MS;
-    opts->max_timeout_ms = GS_GATEWAY_DEFAULT_MAX_TIMEOUT_MS;
-    opts->max_subscribers = GS_GATEWAY_DEFAULT_MAX_SUBSCRIBERS;
-    opts->connection_timeout_s = GS_GATEWAY_DEFAULT_CONNECTION_TIMEOUT_S;
-    opts->request_timeout_s = GS_GATEWAY_DEFAULT_REQUEST_TIMEOUT_S;
-    opts->connection_memory = GS_GATEWAY_DEFAULT_CONNECTION_MEMORY;
-    opts->max_json_depth = GS_GATEWAY_DEFAULT_MAX_JSON_DEPTH;
-    opts->coalesce_ms = GS_GATEWAY_DEFAULT_COALESCE_MS;
+#define GS__LIMIT_DEFAULT(field, flag, key, min, max, def, metavar, help) opts->field = def;
+    GS_GATEWAY_LIMITS_MAP(GS__LIMIT_DEFAULT)
+#undef GS__LIMIT_DEFAULT
     opts->log_level = GS_LOG_INFO;
+}
+
+_Static_assert(GS_GATEWAY_MAX_SUBSCRIBERS_CAP == 1024, "the max of max_subscribers in the map");
+
+static bool out_of_range(unsigned long long v, unsigned long long min, unsigned long long max)
+{
+    return v < min || v > max;
 }
 
 static int check_options(const gs_gateway_options_t *o, char *err, size_t errlen)
 {
     const char *why = NULL;
 
-    if (o->host == NULL || o->host[0] == '\0')
+    if (o->host == NULL || o->host[0] == '\0') {
         why = "the listen host is empty";
-    else if (o->max_body_bytes == 0 || o->max_body_bytes > ((size_t)1 << 30))
-        why = "max_body_bytes must be in 1..1073741824";
-    else if (o->max_connections == 0)
-        why = "max_connections must be at least 1";
-    else if (o->max_held_calls == 0)
-        why = "max_held_calls must be at least 1";
-    else if (o->max_timeout_ms < 0)
-        why = "max_timeout_ms must be >= 0";
-    else if (o->default_timeout_ms < 0 || o->default_timeout_ms > o->max_timeout_ms)
+        goto out;
+    }
+    /* Every numeric setting within its range (a negative int is far beyond any max). */
+#define GS__LIMIT_CHECK(field, flag, key, min, max, def, metavar, help)                            \
+    if (out_of_range((unsigned long long)o->field, min, max)) {                                    \
+        snprintf(err, errlen, "%s must be in %llu..%llu", #field, (unsigned long long)(min),       \
+                 (unsigned long long)(max));                                                       \
+        return GS_EINVAL;                                                                          \
+    }
+    GS_GATEWAY_LIMITS_MAP(GS__LIMIT_CHECK)
+#undef GS__LIMIT_CHECK
+    if (o->default_timeout_ms > o->max_timeout_ms)
         why = "default_timeout_ms must be in 0..max_timeout_ms";
-    else if (o->max_subscribers > GS_GATEWAY_MAX_SUBSCRIBERS_CAP)
-        why = "max_subscribers must be at most 1024";
-    else if (o->coalesce_ms == 0 || o->coalesce_ms > 60000)
-        why = "coalesce_ms must be in 1..60000";
-    else if (o->connection_memory < 2048 || o->connection_memory > 1024 * 1024)
-        why = "connection_memory must be in 2048..1048576";
-    else if (o->max_json_depth == 0 || o->max_json_depth > 1024)
-        why = "max_json_depth must be in 1..1024";
     else if ((o->token != NULL && o->token[0] == '\0') ||
              (o->read_token != NULL && o->read_token[0] == '\0'))
         why = "a token must not be empty";
     else if (o->token != NULL && o->read_token != NULL && strcmp(o->token, o->read_token) == 0)
         why = "the read-only token must differ from the token";
-    if (why != NULL && err != NULL)
+out:
+    if (why != NULL)
         snprintf(err, errlen, "%s", why);
     return why ? GS_EINVAL : 0;
 }
@@ -188,9 +182,7 @@ int gs_gateway_create(gs_runtime_t *rt, const gs_gateway_options_t *opts, gs_gat
         return GS_ENOMEM;
     gw->rt = rt;
     gw->opts = *opts;
-    gw->limits = (gs_decode_limits_t){.default_timeout_ms = opts->default_timeout_ms,
-                                      .max_timeout_ms = opts->max_timeout_ms,
-                                      .max_depth = opts->max_json_depth};
+    gw->limits = gs__decode_limits(opts);
     gw->listen_fd = -1;
     gw->host = strdup(opts->host);
     gw->opts.token = opts->token != NULL ? strdup(opts->token) : NULL;

@@ -121,6 +121,18 @@ static void put_servers(text_t *t, json_t *servers)
     }
 }
 
+/* One statistic of GS_RUNTIME_STATS_MAP: genserv_FIELD_total for a counter, genserv_FIELD for
+ * a gauge. */
+static void put_runtime_stat(text_t *t, const char *field, gs_stat_kind_t kind, const char *help,
+                             uint64_t value)
+{
+    char name[96];
+
+    snprintf(name, sizeof(name), "genserv_%s%s", field, kind == GS_STAT_COUNTER ? "_total" : "");
+    put_family(t, name, kind == GS_STAT_COUNTER ? "counter" : "gauge", help);
+    put(t, "%s %llu\n", name, (unsigned long long)value);
+}
+
 enum MHD_Result gs__handle_metrics(gs_request_t *req)
 {
     gs_gateway_t *gw = req->gw;
@@ -181,23 +193,10 @@ enum MHD_Result gs__handle_metrics(gs_request_t *req)
     put(&t, "genserv_call_duration_seconds_count %llu\n",
         (unsigned long long)atomic_load_explicit(&m->call_count, memory_order_relaxed));
 
-    put_family(&t, "genserv_servers", "gauge", "Servers registered (running, restarting, down).");
-    put(&t, "genserv_servers %llu\n", (unsigned long long)st.servers);
-    put_family(&t, "genserv_messages_handled_total", "counter", "Messages handled by all servers.");
-    put(&t, "genserv_messages_handled_total %llu\n", (unsigned long long)st.messages_handled);
-    put_family(&t, "genserv_late_replies_total", "counter",
-               "Replies dropped because their call had already completed.");
-    put(&t, "genserv_late_replies_total %llu\n", (unsigned long long)st.late_replies);
-    put_family(&t, "genserv_dropped_messages_total", "counter",
-               "Messages to a server that died before handling them.");
-    put(&t, "genserv_dropped_messages_total %llu\n", (unsigned long long)st.dropped_messages);
-    put_family(&t, "genserv_dropped_timers_total", "counter",
-               "Timers whose target was gone when they fired.");
-    put(&t, "genserv_dropped_timers_total %llu\n", (unsigned long long)st.dropped_timers);
-    put_family(&t, "genserv_pending_timers", "gauge", "send_after timers not yet fired.");
-    put(&t, "genserv_pending_timers %llu\n", (unsigned long long)st.pending_timers);
-    put_family(&t, "genserv_held_calls", "gauge", "Calls servers hold for a deferred reply.");
-    put(&t, "genserv_held_calls %llu\n", (unsigned long long)st.held_calls);
+#define GS__STATS_PUT(field, kind, help)                                                           \
+    put_runtime_stat(&t, #field, GS_STAT_##kind, help, st.field);
+    GS_RUNTIME_STATS_MAP(GS__STATS_PUT)
+#undef GS__STATS_PUT
     put_servers(&t, servers);
     json_decref(servers);
 

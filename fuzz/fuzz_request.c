@@ -43,13 +43,10 @@
         }                                                                                          \
     } while (0)
 
-/* The gateway's defaults (gateway.c gs_gateway_options_init), as gs_gateway_create turns
- * them into decoding limits. */
-static const gs_decode_limits_t limits = {
-    .default_timeout_ms = GS_DEFAULT_TIMEOUT_MS,
-    .max_timeout_ms = GS_GATEWAY_DEFAULT_MAX_TIMEOUT_MS,
-    .max_depth = GS_GATEWAY_DEFAULT_MAX_JSON_DEPTH,
-};
+/* The gateway's defaults (gs_gateway_options_init), and the decoding limits gs_gateway_create
+ * makes of them; set on the first input. */
+static gs_gateway_options_t defaults;
+static gs_decode_limits_t limits;
 
 /* A NUL-terminated copy of the len bytes at p (borrowed), cut at the first NUL. New memory;
  * tiny inputs only, so running out of memory aborts. */
@@ -245,6 +242,10 @@ static void decode(gs_route_t route, const uint8_t *body, size_t len)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    if (limits.max_depth == 0) {
+        gs_gateway_options_init(&defaults);
+        limits = gs__decode_limits(&defaults);
+    }
     const uint8_t *end = data + size;
     const uint8_t *nl1 = size > 0 ? memchr(data, '\n', size) : NULL;
     const uint8_t *target = nl1 != NULL ? nl1 + 1 : end;
@@ -275,7 +276,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* dispatch: 404, then 405, then 413, then the handler decodes its body. */
     size_t body_len = (size_t)(end - body);
     bool takes_body = m.method == GS_METHOD_POST && (m.allowed & GS_METHOD_POST) != 0;
-    if (takes_body && body_len <= GS_GATEWAY_DEFAULT_MAX_BODY_BYTES)
+    if (takes_body && body_len <= defaults.max_body_bytes)
         decode(m.route, body, body_len);
 
     free(param);

@@ -101,7 +101,8 @@ bool gs__call_complete(gs_runtime_t *rt, gs__call_t *c, int status, json_t *resu
      * sees that the call is finished */
     if (atomic_exchange_explicit(&c->done, 1, memory_order_acq_rel) != 0) {
         if (status == 0 && c->msg.kind == GS__MSG_CALL)
-            atomic_fetch_add_explicit(&rt->late_replies, 1, memory_order_relaxed); /* counter */
+            atomic_fetch_add_explicit(&rt->stats.late_replies, 1,
+                                      memory_order_relaxed); /* counter */
         json_decref(result);
         return false;
     }
@@ -146,8 +147,8 @@ void gs__held_insert(gs_runtime_t *rt, gs__call_t *c, gs_server_t *holder)
 
     gs__call_ref(c);
     c->holder = gs__server_ref(holder);
-    atomic_fetch_add_explicit(&holder->held, 1, memory_order_relaxed);   /* counter */
-    atomic_fetch_add_explicit(&rt->held_calls, 1, memory_order_relaxed); /* counter */
+    atomic_fetch_add_explicit(&holder->held, 1, memory_order_relaxed);         /* counter */
+    atomic_fetch_add_explicit(&rt->stats.held_calls, 1, memory_order_relaxed); /* gauge */
     gs_shmap_lock(sh);
     if (gs_map_insert(&sh->map, &c->held_node, hash) != 0)
         abort(); /* the first 8 buckets of a shard: a tiny internal allocation */
@@ -159,8 +160,8 @@ static void held_release(gs_runtime_t *rt, gs__call_t *c)
 {
     gs_server_t *holder = c->holder;
     c->holder = NULL;
-    atomic_fetch_sub_explicit(&holder->held, 1, memory_order_relaxed);   /* counter */
-    atomic_fetch_sub_explicit(&rt->held_calls, 1, memory_order_relaxed); /* counter */
+    atomic_fetch_sub_explicit(&holder->held, 1, memory_order_relaxed);         /* counter */
+    atomic_fetch_sub_explicit(&rt->stats.held_calls, 1, memory_order_relaxed); /* gauge */
     gs_server_unref(holder);
     gs__call_unref(c);
 }
@@ -232,7 +233,8 @@ int gs_reply(gs_from_t from, json_t *reply)
     }
     gs__call_t *c = held_take(from.rt, from.id);
     if (c == NULL) {
-        atomic_fetch_add_explicit(&from.rt->late_replies, 1, memory_order_relaxed); /* counter */
+        atomic_fetch_add_explicit(&from.rt->stats.late_replies, 1,
+                                  memory_order_relaxed); /* counter */
         json_decref(reply);
         return GS_ENOCALL;
     }
@@ -430,7 +432,7 @@ static void request_done(int status, json_t *result, void *arg)
     /* Forced past the mailbox limit: dropping it would leave the requester waiting forever.
      * If the requester is gone, the answer goes with it. */
     if (m == NULL || gs__server_send(req->self, GS__MSG_INFO, m, true) != 0)
-        atomic_fetch_add_explicit(&req->self->rt->dropped_messages, 1,
+        atomic_fetch_add_explicit(&req->self->rt->stats.dropped_messages, 1,
                                   memory_order_relaxed); /* counter */
     gs_server_unref(req->self);
     gs__pool_free(GS__POOL_REQUEST, req);

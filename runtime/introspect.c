@@ -9,14 +9,35 @@
 #include <stdlib.h>
 #include <string.h>
 
+const char *gs_server_status_name(gs_server_status_t status)
+{
+    switch (status) {
+#define GS__STATUS_NAME(sym, name, meaning)                                                        \
+    case GS_STATUS_##sym:                                                                          \
+        return name;
+        GS_SERVER_STATUS_MAP(GS__STATUS_NAME)
+#undef GS__STATUS_NAME
+    }
+    return "unknown";
+}
+
+/* One value per field of GS_SERVER_STATUS_FIELDS: the object is written from that list, so
+ * what is emitted and what is documented cannot differ. */
+typedef struct status_values_s {
+#define GS__STATUS_VALUE(field, type, meaning) json_t *field;
+    GS_SERVER_STATUS_FIELDS(GS__STATUS_VALUE)
+#undef GS__STATUS_VALUE
+} status_values_t;
+
 static json_t *child_status(gs__child_t *c)
 {
     /* relaxed loads throughout: a snapshot of counters for display */
     uint32_t restarts = atomic_load_explicit(&c->restarts, memory_order_relaxed);
     uint64_t handled = atomic_load_explicit(&c->handled_before, memory_order_relaxed);
-    const char *status = "down";
+    gs_server_status_t status = GS_STATUS_DOWN;
     int64_t mailbox = 0, uptime = 0;
     uint32_t held = 0;
+    status_values_t v;
 
     gs__child_lock(c);
     /* Under the shard lock the current incarnation cannot be replaced, and the child's
@@ -24,7 +45,9 @@ static json_t *child_status(gs__child_t *c)
     gs_server_t *s = c->current;
     if (s != NULL) {
         uint8_t st = atomic_load_explicit(&s->status, memory_order_acquire);
-        status = st == GS__RUNNING ? "running" : restarts > 0 ? "restarting" : "starting";
+        status = st == GS__RUNNING ? GS_STATUS_RUNNING
+                 : restarts > 0    ? GS_STATUS_RESTARTING
+                                   : GS_STATUS_STARTING;
         mailbox = atomic_load_explicit(&s->mailbox_len, memory_order_relaxed);
         if (mailbox < 0)
             mailbox = 0;
@@ -35,18 +58,28 @@ static json_t *child_status(gs__child_t *c)
     }
     /* Copies: the scheduler thread owns the child's values; sharing a reference across
      * threads would race in jansson's reference counting (see gs__json_copy). */
-    json_t *crash =
+    v.last_crash_reason =
         c->last_crash_reason != NULL ? gs__json_copy(c->last_crash_reason) : json_null();
-    json_t *down = c->down_reason != NULL ? gs__json_copy(c->down_reason) : json_null();
+    v.down_reason = c->down_reason != NULL ? gs__json_copy(c->down_reason) : json_null();
     gs__child_unlock(c);
 
-    return json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:b}", "name",
-                     c->name, "behaviour", c->b->name, "status", status, "restart",
-                     gs_restart_name(c->opts.restart), "mailbox_len", (json_int_t)mailbox,
-                     "mailbox_limit", (json_int_t)c->opts.mailbox_limit, "messages_handled",
-                     (json_int_t)handled, "restarts", (json_int_t)restarts, "held_calls",
-                     (json_int_t)held, "uptime_ms", (json_int_t)uptime, "last_crash_reason", crash,
-                     "down_reason", down, "sensitive", c->b->sensitive || c->opts.sensitive);
+    v.name = json_string(c->name);
+    v.behaviour = json_string(c->b->name);
+    v.status = json_string(gs_server_status_name(status));
+    v.restart = json_string(gs_restart_name(c->opts.restart));
+    v.mailbox_len = json_integer((json_int_t)mailbox);
+    v.mailbox_limit = json_integer((json_int_t)c->opts.mailbox_limit);
+    v.messages_handled = json_integer((json_int_t)handled);
+    v.restarts = json_integer((json_int_t)restarts);
+    v.held_calls = json_integer((json_int_t)held);
+    v.uptime_ms = json_integer((json_int_t)uptime);
+    v.sensitive = json_boolean(c->b->sensitive || c->opts.sensitive);
+
+    json_t *out = json_object();
+#define GS__STATUS_SET(field, type, meaning) json_object_set_new(out, #field, v.field);
+    GS_SERVER_STATUS_FIELDS(GS__STATUS_SET)
+#undef GS__STATUS_SET
+    return out;
 }
 
 json_t *gs_server_status(gs_runtime_t *rt, const char *name)

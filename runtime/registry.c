@@ -83,7 +83,7 @@ int gs__registry_insert(gs_runtime_t *rt, gs__child_t *child, gs__child_t **repl
     }
     gs__child_ref(child);
     if (*replaced == NULL)
-        atomic_fetch_add_explicit(&rt->registered, 1, memory_order_relaxed); /* counter */
+        atomic_fetch_add_explicit(&rt->stats.servers, 1, memory_order_relaxed); /* gauge */
 out:
     gs_shmap_unlock(sh);
     return rc;
@@ -98,7 +98,7 @@ bool gs__registry_remove(gs_runtime_t *rt, gs__child_t *child)
     removed = gs_map_unlink(&sh->map, &child->node);
     gs_shmap_unlock(sh);
     if (removed)
-        atomic_fetch_sub_explicit(&rt->registered, 1, memory_order_relaxed); /* counter */
+        atomic_fetch_sub_explicit(&rt->stats.servers, 1, memory_order_relaxed); /* gauge */
     return removed;
 }
 

@@ -192,14 +192,11 @@ void gs_runtime_destroy(gs_runtime_t *rt)
 
 void gs_runtime_stats(gs_runtime_t *rt, gs_runtime_stats_t *out)
 {
-    /* relaxed: monotonic counters read for reporting; no ordering with other data needed */
-    out->servers = atomic_load_explicit(&rt->registered, memory_order_relaxed);
-    out->messages_handled = atomic_load_explicit(&rt->messages_handled, memory_order_relaxed);
-    out->late_replies = atomic_load_explicit(&rt->late_replies, memory_order_relaxed);
-    out->dropped_messages = atomic_load_explicit(&rt->dropped_messages, memory_order_relaxed);
-    out->dropped_timers = atomic_load_explicit(&rt->dropped_timers, memory_order_relaxed);
-    out->pending_timers = atomic_load_explicit(&rt->pending_timers, memory_order_relaxed);
-    out->held_calls = atomic_load_explicit(&rt->held_calls, memory_order_relaxed);
+    /* relaxed: independent tallies read for reporting; no ordering with other data needed */
+#define GS__STATS_READ(field, kind, help)                                                          \
+    out->field = atomic_load_explicit(&rt->stats.field, memory_order_relaxed);
+    GS_RUNTIME_STATS_MAP(GS__STATS_READ)
+#undef GS__STATS_READ
 }
 
 gs_server_t *gs_self(void)

@@ -393,7 +393,6 @@ struct gs_runtime_s {
     _Atomic int shutting_down;
 
     gs_shmap_t registry; /* name -> gs__child_t */
-    _Atomic uint64_t registered;
     gs_shmap_t held; /* call id -> gs__call_t a server may still answer */
     _Atomic uint64_t next_call_id;
     gs__timers_t timers;
@@ -413,12 +412,12 @@ struct gs_runtime_s {
     uv_cond_t live_cond;
     _Atomic int64_t live;
 
-    _Atomic uint64_t messages_handled;
-    _Atomic uint64_t late_replies;
-    _Atomic uint64_t dropped_messages;
-    _Atomic uint64_t dropped_timers;
-    _Atomic uint64_t pending_timers;
-    _Atomic uint64_t held_calls;
+    /* GS_RUNTIME_STATS_MAP's statistics, relaxed atomics (independent tallies). */
+    struct {
+#define GS__STATS_ATOMIC(field, kind, help) _Atomic uint64_t field;
+        GS_RUNTIME_STATS_MAP(GS__STATS_ATOMIC)
+#undef GS__STATS_ATOMIC
+    } stats;
 };
 
 /* A deep copy of v (NULL stays NULL). The runtime never lets two threads hold references to

@@ -89,7 +89,7 @@ static void timer_fire(gs_runtime_t *rt, gs__tnode_t *n)
     gs_shmap_unlock(sh);
     if (!fired)
         return; /* cancelled: its CANCEL command frees it */
-    atomic_fetch_sub_explicit(&rt->pending_timers, 1, memory_order_relaxed); /* counter */
+    atomic_fetch_sub_explicit(&rt->stats.pending_timers, 1, memory_order_relaxed); /* gauge */
     json_t *msg = t->msg;
     t->msg = NULL;
     int rc;
@@ -104,7 +104,7 @@ static void timer_fire(gs_runtime_t *rt, gs__tnode_t *n)
         gs_server_unref(s);
     }
     if (rc != 0)
-        atomic_fetch_add_explicit(&rt->dropped_timers, 1, memory_order_relaxed); /* counter */
+        atomic_fetch_add_explicit(&rt->stats.dropped_timers, 1, memory_order_relaxed); /* counter */
     timer_free(t);
 }
 
@@ -128,7 +128,7 @@ static void timer_shutdown(gs_runtime_t *rt, gs__tnode_t *n)
         return; /* cancelled: its CANCEL, drained next, frees it */
     gs_shmap_shard_t *sh = gs_shmap_shard(&rt->timer_refs, t->node.hash);
     gs_map_unlink(&sh->map, &t->node);
-    atomic_fetch_sub(&rt->pending_timers, 1);
+    atomic_fetch_sub(&rt->stats.pending_timers, 1);
     timer_free(t);
 }
 
@@ -177,7 +177,7 @@ static int send_after(gs_runtime_t *rt, gs_server_t *to, const char *name, json_
     atomic_init(&t->state, T_PENDING);
     /* relaxed: only uniqueness matters */
     gs_timer_ref_t r = atomic_fetch_add_explicit(&rt->next_timer_ref, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&rt->pending_timers, 1, memory_order_relaxed); /* counter */
+    atomic_fetch_add_explicit(&rt->stats.pending_timers, 1, memory_order_relaxed); /* gauge */
 
     uint64_t hash = gs_hash_u64(r);
     gs_shmap_shard_t *sh = gs_shmap_shard(&rt->timer_refs, hash);
@@ -240,7 +240,7 @@ int gs_cancel_timer(gs_runtime_t *rt, gs_timer_ref_t ref, int64_t *remaining)
     gs_shmap_unlock(sh);
     if (t == NULL)
         return GS_ENOTIMER;
-    atomic_fetch_sub_explicit(&rt->pending_timers, 1, memory_order_relaxed); /* counter */
+    atomic_fetch_sub_explicit(&rt->stats.pending_timers, 1, memory_order_relaxed); /* gauge */
     return 0;
 }
 

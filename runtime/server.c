@@ -165,7 +165,8 @@ void gs__msg_discard(gs_runtime_t *rt, gs__msg_t *m, int status, json_t *reason)
     if (m->kind == GS__MSG_CAST || m->kind == GS__MSG_INFO) {
         json_decref(m->payload);
         gs__msg_free(m);
-        atomic_fetch_add_explicit(&rt->dropped_messages, 1, memory_order_relaxed); /* counter */
+        atomic_fetch_add_explicit(&rt->stats.dropped_messages, 1,
+                                  memory_order_relaxed); /* counter */
         return;
     }
     gs__call_t *c = gs__container_of(m, gs__call_t, msg);
@@ -430,7 +431,7 @@ void gs__server_run(gs_server_t *s, unsigned batch)
     gs__tls.current = NULL;
     if (handled > 0) {
         /* relaxed: statistics */
-        atomic_fetch_add_explicit(&rt->messages_handled, handled, memory_order_relaxed);
+        atomic_fetch_add_explicit(&rt->stats.messages_handled, handled, memory_order_relaxed);
         if (!s->exited)
             gs__emit(rt, GS_EVENT_STATE_CHANGED, s->child, NULL);
     }

@@ -2,11 +2,13 @@
  * config.c: flags, environment variables and the JSON config file, merged by precedence.
  *
  * One table describes every setting: its flag, its config key, its range, its default and its
- * help. --help, the environment names and the config keys are all generated from it, so they
- * cannot drift apart. Values are collected as text per source, then the highest source that
- * gave one wins (flag > env > config > default) and is parsed and checked once, with an error
- * that names the source ("GENSERV_MAX_BODY_BYTES: ..."). Unknown flags and unknown config keys
- * are errors: a typo should not silently fall back to a default.
+ * help. The gateway's numeric settings come from the gateway's own list
+ * (GS_GATEWAY_LIMITS_MAP in genserv/gateway.h), so their defaults and ranges are stated once.
+ * --help, the environment names and the config keys are all generated from it, so they cannot drift
+ * apart. Values are collected as text per source, then the highest source that gave one wins (flag
+ * > env > config > default) and is parsed and checked once, with an error that names the source
+ * ("GENSERV_MAX_BODY_BYTES: ..."). Unknown flags and unknown config keys are errors: a typo should
+ * not silently fall back to a default.
  */
 #include "config.h"
 
@@ -33,20 +35,12 @@ typedef enum opt_id_e {
     OPT_SCHEDULERS,
     OPT_PLUGIN,
     OPT_LOG_LEVEL,
-    OPT_HTTP_THREADS,
-    OPT_MAX_BODY_BYTES,
-    OPT_MAX_CONNECTIONS,
-    OPT_MAX_HELD_CALLS,
-    OPT_DEFAULT_CALL_TIMEOUT_MS,
-    OPT_MAX_CALL_TIMEOUT_MS,
-    OPT_MAILBOX_LIMIT,
-    OPT_MAX_EVENT_STREAMS,
-    OPT_IDLE_TIMEOUT_S,
-    OPT_REQUEST_TIMEOUT_S,
-    OPT_EVENTS_COALESCE_MS,
+/* The gateway's numeric settings: one option each, from its own list (genserv/gateway.h). */
+#define GS__OPT_ID(field, flag, key, min, max, def, metavar, help) OPT_GW_##field,
+    GS_GATEWAY_LIMITS_MAP(GS__OPT_ID)
+#undef GS__OPT_ID
+        OPT_MAILBOX_LIMIT,
     OPT_SHUTDOWN_TIMEOUT_MS,
-    OPT_CONNECTION_MEMORY,
-    OPT_MAX_JSON_DEPTH,
     OPT_TOKEN,
     OPT_READ_TOKEN,
     OPT_CORS_ORIGINS,
@@ -79,52 +73,17 @@ static const opt_t opts[OPT_COUNT] = {
                     "list)."},
     [OPT_LOG_LEVEL] = {"log-level", K_LEVEL, "log_level", 0, 0, "info", "LEVEL",
                        "error, warn, info or debug (debug logs every request)."},
-    [OPT_HTTP_THREADS] = {"http-threads", K_UINT, "http_threads", 0, 64, "0", "N",
-                          "HTTP threads, each with its own epoll; 0 means one per core."},
-    [OPT_MAX_BODY_BYTES] = {"max-body-bytes", K_UINT, "limits.max_body_bytes", 1, 1u << 30,
-                            "1048576", "N", "largest request body; larger ones get 413."},
-    [OPT_MAX_CONNECTIONS] = {"max-connections", K_UINT, "limits.max_connections", 1, 1000000,
-                             "16384", "N",
-                             "concurrent HTTP connections; the open-file limit is raised to "
-                             "fit."},
-    [OPT_MAX_HELD_CALLS] = {"max-held-calls", K_UINT, "limits.max_held_calls", 1, 1000000, "16384",
-                            "N",
-                            "requests held open at once waiting for a server; past it 503 "
-                            "overloaded."},
-    [OPT_DEFAULT_CALL_TIMEOUT_MS] = {"default-call-timeout-ms", K_UINT,
-                                     "limits.default_call_timeout_ms", 0, INT_MAX, "5000", "MS",
-                                     "timeout of a /call that gives no timeout_ms."},
-    [OPT_MAX_CALL_TIMEOUT_MS] = {"max-call-timeout-ms", K_UINT, "limits.max_call_timeout_ms", 0,
-                                 INT_MAX, "300000", "MS",
-                                 "largest timeout_ms accepted; larger ones get 400."},
-    [OPT_MAILBOX_LIMIT] = {"mailbox-limit", K_UINT, "limits.mailbox_limit", 0, 100000000, "0", "N",
-                           "default per-server mailbox bound; 0 means the runtime's default "
-                           "(100000). Past it 503 overloaded."},
-    [OPT_MAX_EVENT_STREAMS] = {"max-event-streams", K_UINT, "limits.max_event_streams", 0,
-                               GS_GATEWAY_MAX_SUBSCRIBERS_CAP, "64", "N",
-                               "concurrent GET /events streams."},
-    [OPT_IDLE_TIMEOUT_S] = {"idle-timeout-s", K_UINT, "limits.idle_timeout_s", 0, 86400, "60", "S",
-                            "close a connection idle this long (0: never); held calls never "
-                            "time out this way."},
-    [OPT_REQUEST_TIMEOUT_S] = {"request-timeout-s", K_UINT, "limits.request_timeout_s", 0, 86400,
-                               "30", "S",
-                               "a request's headers and body must arrive within this once its "
-                               "request line has (0: no limit); slower clients are "
-                               "disconnected. Also bounds how long a connection may trickle a "
-                               "request line (idle-timeout-s)."},
-    [OPT_EVENTS_COALESCE_MS] = {"events-coalesce-ms", K_UINT, "events_coalesce_ms", 1, 60000, "250",
-                                "MS", "at most one state_changed event per server per period."},
+#define GS__OPT_ROW(field, flag, key, min, max, def, metavar, help)                                \
+    [OPT_GW_##field] = {flag, K_UINT, key, min, max, #def, metavar, help},
+    GS_GATEWAY_LIMITS_MAP(GS__OPT_ROW)
+#undef GS__OPT_ROW
+        [OPT_MAILBOX_LIMIT] = {"mailbox-limit", K_UINT, "limits.mailbox_limit", 0, 100000000, "0",
+                               "N",
+                               "default per-server mailbox bound; 0 means the runtime's default "
+                               "(100000). Past it 503 overloaded."},
     [OPT_SHUTDOWN_TIMEOUT_MS] = {"shutdown-timeout-ms", K_UINT, "shutdown_timeout_ms", 0, 600000,
                                  "5000", "MS",
                                  "on SIGTERM/SIGINT, how long to wait for answers to go out."},
-    [OPT_CONNECTION_MEMORY] = {"connection-memory", K_UINT, "limits.connection_memory", 2048,
-                               1048576, "6144", "BYTES",
-                               "memory per connection for the request line and headers; "
-                               "larger headers get 431. Every open connection (held calls "
-                               "too) touches this much."},
-    [OPT_MAX_JSON_DEPTH] = {"max-json-depth", K_UINT, "limits.max_json_depth", 1, 1024, "64", "N",
-                            "how deeply arrays and objects may nest in a request body; deeper "
-                            "gets 400."},
     [OPT_TOKEN] = {"token", K_STRING, "token", 0, 0, NULL, "TOKEN",
                    "require `Authorization: Bearer TOKEN` on every endpoint but the dashboard's "
                    "files and /healthz (401 without it). Prefer GENSERV_TOKEN or the config file: "
@@ -569,20 +528,13 @@ static int resolve(gs_config_t *cfg, layers_t *l, char *err, size_t errlen)
             return fail(err, errlen, "%s: \"%s\" is not error, warn, info or debug", src, v);
     }
     cfg->schedulers = (unsigned)num[OPT_SCHEDULERS];
-    cfg->http_threads = (unsigned)num[OPT_HTTP_THREADS];
-    cfg->max_body_bytes = (size_t)num[OPT_MAX_BODY_BYTES];
-    cfg->max_connections = (unsigned)num[OPT_MAX_CONNECTIONS];
-    cfg->max_held_calls = (unsigned)num[OPT_MAX_HELD_CALLS];
-    cfg->default_call_timeout_ms = (int)num[OPT_DEFAULT_CALL_TIMEOUT_MS];
-    cfg->max_call_timeout_ms = (int)num[OPT_MAX_CALL_TIMEOUT_MS];
     cfg->mailbox_limit = (size_t)num[OPT_MAILBOX_LIMIT];
-    cfg->max_event_streams = (unsigned)num[OPT_MAX_EVENT_STREAMS];
-    cfg->idle_timeout_s = (unsigned)num[OPT_IDLE_TIMEOUT_S];
-    cfg->request_timeout_s = (unsigned)num[OPT_REQUEST_TIMEOUT_S];
-    cfg->events_coalesce_ms = (unsigned)num[OPT_EVENTS_COALESCE_MS];
     cfg->shutdown_timeout_ms = (int)num[OPT_SHUTDOWN_TIMEOUT_MS];
-    cfg->connection_memory = (size_t)num[OPT_CONNECTION_MEMORY];
-    cfg->max_json_depth = (unsigned)num[OPT_MAX_JSON_DEPTH];
+    gs_gateway_options_init(&cfg->gateway);
+#define GS__OPT_SET(field, flag, key, min, max, def, metavar, help)                                \
+    cfg->gateway.field = num[OPT_GW_##field]; /* in min..max: checked above */
+    GS_GATEWAY_LIMITS_MAP(GS__OPT_SET)
+#undef GS__OPT_SET
     {
         static const opt_id_t strings[] = {OPT_TOKEN, OPT_READ_TOKEN, OPT_CORS_ORIGINS};
         char **dest[] = {&cfg->token, &cfg->read_token, &cfg->cors_origins};
@@ -599,9 +551,9 @@ static int resolve(gs_config_t *cfg, layers_t *l, char *err, size_t errlen)
                 return fail(err, errlen, "out of memory");
         }
     }
-    if (cfg->default_call_timeout_ms > cfg->max_call_timeout_ms)
+    if (cfg->gateway.default_timeout_ms > cfg->gateway.max_timeout_ms)
         return fail(err, errlen, "the default call timeout (%d ms) exceeds the largest (%d ms)",
-                    cfg->default_call_timeout_ms, cfg->max_call_timeout_ms);
+                    cfg->gateway.default_timeout_ms, cfg->gateway.max_timeout_ms);
     if (resolve_plugins(cfg, l, err, errlen) < 0)
         return -1;
 
@@ -679,22 +631,10 @@ void gs_config_close(gs_config_t *cfg)
 
 void gs_config_gateway_options(const gs_config_t *cfg, gs_gateway_options_t *o)
 {
-    gs_gateway_options_init(o);
+    *o = cfg->gateway; /* the numeric settings, and the defaults of the rest */
     o->host = cfg->host;
     o->port = cfg->port;
-    o->threads = cfg->http_threads;
-    o->max_body_bytes = cfg->max_body_bytes;
-    o->max_connections = cfg->max_connections;
-    o->max_held_calls = cfg->max_held_calls;
-    o->default_timeout_ms = cfg->default_call_timeout_ms;
-    o->max_timeout_ms = cfg->max_call_timeout_ms;
-    o->max_subscribers = cfg->max_event_streams;
-    o->connection_timeout_s = cfg->idle_timeout_s;
-    o->request_timeout_s = cfg->request_timeout_s;
-    o->coalesce_ms = cfg->events_coalesce_ms;
     o->log_level = cfg->log_level;
-    o->connection_memory = cfg->connection_memory;
-    o->max_json_depth = cfg->max_json_depth;
     o->token = cfg->token;
     o->read_token = cfg->read_token;
     o->cors_origins = cfg->cors_origins;

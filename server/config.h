@@ -27,20 +27,11 @@ typedef struct gs_config_s {
     gs_log_level_t log_level;
     char **plugins; /* nplugins owned paths */
     size_t nplugins;
-    unsigned http_threads;
-    size_t max_body_bytes;
-    unsigned max_connections;
-    unsigned max_held_calls;
-    int default_call_timeout_ms;
-    int max_call_timeout_ms;
     size_t mailbox_limit;
-    unsigned max_event_streams;
-    unsigned idle_timeout_s;
-    unsigned request_timeout_s;
-    unsigned events_coalesce_ms;
     int shutdown_timeout_ms;
-    size_t connection_memory;
-    unsigned max_json_depth;
+    /* The gateway's numeric settings (GS_GATEWAY_LIMITS_MAP); its strings are the fields
+     * below, copied in by gs_config_gateway_options. */
+    gs_gateway_options_t gateway;
     char *token;        /* owned; NULL: no token */
     char *read_token;   /* owned; NULL: none */
     char *cors_origins; /* owned; NULL: CORS off */

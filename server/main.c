@@ -51,15 +51,15 @@ static void *watchdog(void *arg)
 
 static void fit_connections(gs_config_t *cfg)
 {
-    unsigned long want = (unsigned long)cfg->max_connections + GS_RESERVED_FDS;
+    unsigned long want = (unsigned long)cfg->gateway.max_connections + GS_RESERVED_FDS;
     unsigned long have = gs_process_raise_nofile(want);
 
     if (have < want) {
         unsigned long fit = have > 2 * GS_RESERVED_FDS ? have - GS_RESERVED_FDS : have / 2;
 
         gs_log(GS_LOG_WARN, "open-file limit is %lu (hard); max_connections lowered from %u to %lu",
-               have, cfg->max_connections, fit);
-        cfg->max_connections = (unsigned)fit;
+               have, cfg->gateway.max_connections, fit);
+        cfg->gateway.max_connections = (unsigned)fit;
     }
 }
 

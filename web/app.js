@@ -19,13 +19,11 @@ import { MessageForm } from './forms.js';
 import { StartForm, stopServer } from './lifecycle.js';
 import { EventLog } from './event-log.js';
 import { formatCount, formatUptime, clock } from './format.js';
+import { STATUS_FIELDS, STATUSES } from './schema.js'; // served by genserv, made from genserv.h
 
 const RENDER_MS = 200; // the page redraws at most five times a second
 const STATE_MIN_MS = 250; // and reads the selected server's state at most four times a second
-const STATUS_FIELDS = ['name', 'behaviour', 'status', 'restart', 'mailbox_len', 'mailbox_limit',
-  'messages_handled', 'restarts', 'held_calls', 'uptime_ms', 'last_crash_reason', 'down_reason',
-  'sensitive'];
-const DISPLAY = new Set(['running', 'starting', 'restarting', 'down']);
+const DISPLAY = new Set(STATUSES);
 
 const $ = (id) => document.getElementById(id);
 
@@ -75,7 +73,6 @@ function displayStatus(v) {
   let d;
   if (v.status === 'down') d = 'down';
   else if (v.crashing) d = 'restarting';
-  else if (v.status === 'starting') d = v.restarts > 0 ? 'restarting' : 'starting';
   else d = v.status;
   return DISPLAY.has(d) ? d : 'starting';
 }

@@ -6,8 +6,10 @@
 
 import { h, setText, flash } from './dom.js';
 import { formatCount, formatUptime } from './format.js';
+import { STATUSES } from './schema.js';
 
-const STATUS_ORDER = { running: 0, starting: 1, restarting: 2, down: 3 };
+// Sorting by status follows the runtime's own order of statuses.
+const STATUS_ORDER = Object.fromEntries(STATUSES.map((s, i) => [s, i]));
 
 export const COLUMNS = [
   { key: 'name', label: 'name', kind: 'text' },

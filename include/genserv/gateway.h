@@ -47,22 +47,44 @@ typedef enum gs_log_level_e {
  */
 typedef void (*gs_log_cb)(gs_log_level_t level, const char *line, void *arg);
 
-/** Defaults of the limits (see docs/API.md, "Limits"). */
-#define GS_GATEWAY_DEFAULT_MAX_BODY_BYTES       (1024u * 1024u)
-#define GS_GATEWAY_DEFAULT_MAX_CONNECTIONS      16384u
-#define GS_GATEWAY_DEFAULT_MAX_HELD_CALLS       16384u
-#define GS_GATEWAY_DEFAULT_MAX_TIMEOUT_MS       300000
-#define GS_GATEWAY_DEFAULT_MAX_SUBSCRIBERS      64u
-#define GS_GATEWAY_DEFAULT_CONNECTION_TIMEOUT_S 60u
-#define GS_GATEWAY_DEFAULT_REQUEST_TIMEOUT_S    30u
-#define GS_GATEWAY_DEFAULT_COALESCE_MS          250u
-/* Memory per connection for the request line, the headers and the read buffer (a
- * libmicrohttpd pool). Headers that do not fit get 431. libmicrohttpd zeroes the whole pool
- * after every request, so it costs time per request and RSS per open connection: 10,000
- * held calls touch 10,000 pools. */
-#define GS_GATEWAY_DEFAULT_CONNECTION_MEMORY (6u * 1024u)
-/* How deeply arrays and objects may nest in a request body (400 beyond). */
-#define GS_GATEWAY_DEFAULT_MAX_JSON_DEPTH 64u
+/*
+ * XX(field, flag, config_key, min, max, default, metavar, help): the gateway's numeric
+ * settings, fields of gs_gateway_options_t. gs_gateway_options_init takes its defaults and
+ * gs_gateway_create its ranges from this list, and the genserv binary generates its flags
+ * (--FLAG), environment variables (GENSERV_FLAG), config keys, --help and range checks from it
+ * (server/config.c), so none of them can disagree. docs/API.md's "Limits" is checked against it
+ * by tests/contract.
+ */
+#define GS_GATEWAY_LIMITS_MAP(XX)                                                                  \
+    XX(threads, "http-threads", "http_threads", 0, 64, 0, "N",                                     \
+       "HTTP threads, each with its own epoll; 0 means one per online core.")                      \
+    XX(max_body_bytes, "max-body-bytes", "limits.max_body_bytes", 1, 1073741824, 1048576, "N",     \
+       "largest request body; larger ones get 413 too_large.")                                     \
+    XX(max_connections, "max-connections", "limits.max_connections", 1, 1000000, 16384, "N",       \
+       "concurrent HTTP connections; the open-file limit is raised to fit.")                       \
+    XX(max_held_calls, "max-held-calls", "limits.max_held_calls", 1, 1000000, 16384, "N",          \
+       "requests held open at once waiting for a server; past it 503 overloaded.")                 \
+    XX(default_timeout_ms, "default-call-timeout-ms", "limits.default_call_timeout_ms", 0,         \
+       2147483647, 5000, "MS", "timeout of a /call that gives no timeout_ms.")                     \
+    XX(max_timeout_ms, "max-call-timeout-ms", "limits.max_call_timeout_ms", 0, 2147483647, 300000, \
+       "MS", "largest timeout_ms accepted; larger ones get 400.")                                  \
+    XX(max_subscribers, "max-event-streams", "limits.max_event_streams", 0, 1024, 64, "N",         \
+       "concurrent GET /events streams; past it 503 overloaded.")                                  \
+    XX(connection_timeout_s, "idle-timeout-s", "limits.idle_timeout_s", 0, 86400, 60, "S",         \
+       "close a connection idle this long (0: never); held calls never time out this way.")        \
+    XX(request_timeout_s, "request-timeout-s", "limits.request_timeout_s", 0, 86400, 30, "S",      \
+       "a request's headers and body must arrive within this once its request line has (0: no "    \
+       "limit); slower clients are disconnected. Also bounds how long a connection may trickle "   \
+       "a request line (idle-timeout-s).")                                                         \
+    XX(coalesce_ms, "events-coalesce-ms", "events_coalesce_ms", 1, 60000, 250, "MS",               \
+       "at most one state_changed event per server per period.")                                   \
+    XX(connection_memory, "connection-memory", "limits.connection_memory", 2048, 1048576, 6144,    \
+       "BYTES",                                                                                    \
+       "memory per connection for the request line and headers; larger headers get 431. Every "    \
+       "open connection (held calls too) touches this much.")                                      \
+    XX(max_json_depth, "max-json-depth", "limits.max_json_depth", 1, 1024, 64, "N",                \
+       "how deeply arrays and objects may nest in a request body; deeper gets 400.")
+
 /** Hard ceiling for max_subscribers (event fan-out uses a fixed array of this size). */
 #define GS_GATEWAY_MAX_SUBSCRIBERS_CAP 1024u
 
@@ -91,7 +113,8 @@ typedef struct gs_gateway_options_s {
 
 typedef struct gs_gateway_s gs_gateway_t;
 
-/** Fill opts with the defaults above (host "127.0.0.1", port 8080). opts: borrowed. */
+/** Fill opts with the defaults of GS_GATEWAY_LIMITS_MAP (host "127.0.0.1", port 8080, log
+ *  level info, no tokens, CORS off). opts: borrowed. */
 void gs_gateway_options_init(gs_gateway_options_t *opts);
 
 /**

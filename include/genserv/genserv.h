@@ -273,16 +273,30 @@ void gs_runtime_destroy(gs_runtime_t *rt);
 /** Number of scheduler threads. */
 unsigned gs_runtime_schedulers(const gs_runtime_t *rt);
 
-/** Runtime-wide counters (monotonic since creation). */
+/*
+ * XX(field, kind, help): the runtime-wide statistics. kind is COUNTER (monotonic since the
+ * runtime was created) or GAUGE (a current value). The gateway's /metrics and the docs are
+ * generated from this list (a counter is exported as genserv_FIELD_total, a gauge as
+ * genserv_FIELD).
+ */
+#define GS_RUNTIME_STATS_MAP(XX)                                                                   \
+    XX(servers, GAUGE, "Servers registered (running, restarting or down).")                        \
+    XX(messages_handled, COUNTER, "Messages handled by all servers.")                              \
+    XX(late_replies, COUNTER, "Replies dropped because their call had already completed.")         \
+    XX(dropped_messages, COUNTER, "Messages to a server that died before handling them.")          \
+    XX(dropped_timers, COUNTER, "Timers whose target was gone when they fired.")                   \
+    XX(pending_timers, GAUGE, "send_after timers not yet fired or cancelled.")                     \
+    XX(held_calls, GAUGE, "Calls servers hold for a deferred reply.")
+
+typedef enum gs_stat_kind_e { GS_STAT_COUNTER = 1, GS_STAT_GAUGE } gs_stat_kind_t;
+
+/** The runtime's statistics: one field per row of GS_RUNTIME_STATS_MAP. */
 typedef struct gs_runtime_stats_s {
-    uint64_t servers;          /* servers currently registered (running, restarting or down) */
-    uint64_t messages_handled; /* by all servers */
-    uint64_t late_replies;     /* replies dropped because the call had already completed */
-    uint64_t dropped_messages; /* messages to a server that died before handling them */
-    uint64_t dropped_timers;   /* timers whose target was gone when they fired */
-    uint64_t pending_timers;   /* send_after timers not yet fired or cancelled */
-    uint64_t held_calls;       /* calls some server keeps for a deferred reply */
+#define GS__STATS_FIELD(field, kind, help) uint64_t field;
+    GS_RUNTIME_STATS_MAP(GS__STATS_FIELD)
+#undef GS__STATS_FIELD
 } gs_runtime_stats_t;
+/** Read every statistic (relaxed: a snapshot for reporting). out: caller's memory. */
 void gs_runtime_stats(gs_runtime_t *rt, gs_runtime_stats_t *out);
 
 /* ---------------------------------------------------------------------------------------- */
@@ -475,12 +489,47 @@ int gs_read_timer(gs_runtime_t *rt, gs_timer_ref_t ref, int64_t *remaining_ms);
 /* Introspection                                                                              */
 /* ---------------------------------------------------------------------------------------- */
 
+/*
+ * XX(SYMBOL, name, meaning): what a server is doing, as "status" in its status.
+ */
+#define GS_SERVER_STATUS_MAP(XX)                                                                   \
+    XX(RUNNING, "running", "it handles messages")                                                  \
+    XX(STARTING, "starting", "its first init is running")                                          \
+    XX(RESTARTING, "restarting", "its supervisor is running init again after a crash")             \
+    XX(DOWN, "down", "not restarted: past its restart intensity (a down_reason says why)")
+
+typedef enum gs_server_status_e {
+#define GS__STATUS_ENUM(sym, name, meaning) GS_STATUS_##sym,
+    GS_SERVER_STATUS_MAP(GS__STATUS_ENUM)
+#undef GS__STATUS_ENUM
+} gs_server_status_t;
+
+/** "starting", "running", ... Static storage ("unknown" for anything else). */
+const char *gs_server_status_name(gs_server_status_t status);
+
+/*
+ * XX(field, json_type, meaning): the fields of a server's status (gs_server_status), in the
+ * order they are written. GET /servers, GET /servers/NAME, the event stream and the dashboard
+ * all show exactly these.
+ */
+#define GS_SERVER_STATUS_FIELDS(XX)                                                                \
+    XX(name, "string", "the server's name")                                                        \
+    XX(behaviour, "string", "its behaviour's name")                                                \
+    XX(status, "string", "running, starting, restarting or down")                                  \
+    XX(restart, "string", "its restart type: permanent, transient or temporary")                   \
+    XX(mailbox_len, "integer", "messages waiting in its mailbox")                                  \
+    XX(mailbox_limit, "integer", "its mailbox bound (past it, overloaded)")                        \
+    XX(messages_handled, "integer", "messages it handled, across restarts")                        \
+    XX(restarts, "integer", "times its supervisor restarted it")                                   \
+    XX(held_calls, "integer", "calls it holds for a deferred reply")                               \
+    XX(uptime_ms, "integer", "time since its current init returned (0 unless running)")            \
+    XX(last_crash_reason, "any", "the reason of its last crash, or null")                          \
+    XX(down_reason, "any", "why its supervisor gave up on it, or null")                            \
+    XX(sensitive, "boolean", "its state is shown as \"[redacted]\"")
+
 /**
- * One server's status:
- *   {"name", "behaviour", "status": "starting"|"running"|"down", "restart": "permanent"|...,
- *    "mailbox_len", "mailbox_limit", "messages_handled", "restarts", "held_calls",
- *    "uptime_ms", "last_crash_reason": JSON|null, "down_reason": JSON|null}
- * messages_handled and restarts count across restarts. Read without disturbing the server.
+ * One server's status: a JSON object with the fields of GS_SERVER_STATUS_FIELDS, read without
+ * disturbing the server (not through its mailbox).
  * @return a new reference, or NULL when no server has that name.
  */
 json_t *gs_server_status(gs_runtime_t *rt, const char *name);
