@@ -52,12 +52,11 @@ static const char *presented(const gs_request_t *req, size_t *len)
     return t;
 }
 
-static enum MHD_Result refuse(gs_request_t *req, unsigned status, const char *code,
-                              const char *message)
+static enum MHD_Result refuse(gs_request_t *req, gs_http_error_t err, const char *message)
 {
     /* gs__respond_error builds the body; the challenge header tells clients what to send */
-    req->challenge = status == MHD_HTTP_UNAUTHORIZED;
-    return gs__respond_error(req, status, code, "%s", message);
+    req->challenge = err == GS_HTTP_EUNAUTHORIZED;
+    return gs__respond_error(req, err, "%s", message);
 }
 
 int gs__access_check(gs_request_t *req, enum MHD_Result *ret)
@@ -76,11 +75,10 @@ int gs__access_check(gs_request_t *req, enum MHD_Result *ret)
     if (t != NULL && gw->opts.read_token != NULL && token_equal(t, len, gw->opts.read_token)) {
         if (req->match.method & (GS_METHOD_GET | GS_METHOD_HEAD))
             return 0;
-        *ret = refuse(req, MHD_HTTP_FORBIDDEN, "forbidden",
-                      "the read-only token allows GET and HEAD only");
+        *ret = refuse(req, GS_HTTP_EFORBIDDEN, "the read-only token allows GET and HEAD only");
         return -1;
     }
-    *ret = refuse(req, MHD_HTTP_UNAUTHORIZED, "unauthorized",
+    *ret = refuse(req, GS_HTTP_EUNAUTHORIZED,
                   t == NULL ? "this endpoint needs \"Authorization: Bearer TOKEN\""
                             : "the token is not valid");
     return -1;

@@ -211,6 +211,56 @@ static inline uint64_t gs__api_now_ns(void)
 /* Responses and request bodies (json_http.c)                                                 */
 /* ---------------------------------------------------------------------------------------- */
 
+/*
+ * XX(SYMBOL, status, code): the gateway's own errors, beside the runtime's. The errors table
+ * of docs/API.md is checked against this list and GS_HTTP_RUNTIME_ERROR_MAP (tests/contract).
+ */
+#define GS_HTTP_ERROR_MAP(XX)                                                                      \
+    XX(BAD_REQUEST, 400, "bad_request")                                                            \
+    XX(UNAUTHORIZED, 401, "unauthorized")                                                          \
+    XX(FORBIDDEN, 403, "forbidden")                                                                \
+    XX(NOT_FOUND, 404, "not_found")                                                                \
+    XX(METHOD_NOT_ALLOWED, 405, "method_not_allowed")                                              \
+    XX(TOO_LARGE, 413, "too_large")                                                                \
+    XX(INTERNAL_ERROR, 500, "internal_error")
+
+/* The gateway's error numbers: far from the runtime's (negative) GS_E* codes, so that one int
+ * names either kind. */
+typedef enum gs_http_error_e {
+    GS_HTTP_ERROR_BASE = 1000,
+#define GS__HTTP_ERROR_ENUM(sym, status, code) GS_HTTP_E##sym,
+    GS_HTTP_ERROR_MAP(GS__HTTP_ERROR_ENUM)
+#undef GS__HTTP_ERROR_ENUM
+} gs_http_error_t;
+
+/*
+ * XX(ERR, status, with_reason, over_http): how each runtime error (GS_ERRNO_MAP) is answered:
+ * its HTTP status, whether the body carries the runtime's "reason", and whether an HTTP client
+ * can meet it at all (the others would be a bug in genserv: HTTP threads are not runtime
+ * threads). GS_EINVAL is answered as bad_request, like the gateway's own validation.
+ */
+#define GS_HTTP_RUNTIME_ERROR_MAP(XX)                                                              \
+    XX(EINVAL, 400, false, true)                                                                   \
+    XX(ENOMEM, 503, false, true)                                                                   \
+    XX(EALREADY, 409, false, true)                                                                 \
+    XX(ENOSERVER, 404, false, true)                                                                \
+    XX(ENOBEHAVIOUR, 404, false, true)                                                             \
+    XX(ETIMEOUT, 504, false, true)                                                                 \
+    XX(ECRASHED, 500, true, true)                                                                  \
+    XX(ESTOPPED, 500, true, true)                                                                  \
+    XX(EOVERLOADED, 503, false, true)                                                              \
+    XX(ECALLINGSELF, 500, false, false)                                                            \
+    XX(EWOULDBLOCK, 500, false, false)                                                             \
+    XX(ENOTIMER, 404, false, true)                                                                 \
+    XX(ENOCALL, 500, false, false)                                                                 \
+    XX(EINIT, 400, true, true)                                                                     \
+    XX(ESHUTDOWN, 503, false, true)                                                                \
+    XX(EEXIST, 409, false, false)
+
+/** The HTTP status and the "error" code of err: a GS_E* or a gs_http_error_t. */
+unsigned gs__error_status(int err);
+const char *gs__error_code(int err);
+
 /** Answer with body (taken) as JSON. Returns what MHD_queue_response returned. */
 enum MHD_Result gs__respond_json(gs_request_t *req, unsigned status, json_t *body);
 /**
@@ -219,9 +269,10 @@ enum MHD_Result gs__respond_json(gs_request_t *req, unsigned status, json_t *bod
  */
 enum MHD_Result gs__respond_wrapped(gs_request_t *req, unsigned status, const char *key,
                                     json_t *value);
-/** Answer {"error": code, "message": printf(fmt, ...)}; code and fmt borrowed. */
-enum MHD_Result gs__respond_error(gs_request_t *req, unsigned status, const char *code,
-                                  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/** Answer err (a gs_http_error_t, or a runtime GS_E* without its reason) with its status and
+ *  {"error": code, "message": printf(fmt, ...)}; fmt borrowed. 503s carry Retry-After. */
+enum MHD_Result gs__respond_error(gs_request_t *req, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /** 503 shutting_down, the answer to everything that needs the runtime once shutdown began. */
 enum MHD_Result gs__respond_shutting_down(gs_request_t *req);
 /** 404 no_such_server naming the server (name borrowed). */

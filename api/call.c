@@ -131,8 +131,7 @@ static enum MHD_Result handle_timer(gs_request_t *req,
     int rc;
 
     if (parse_timer_id(req->param, &ref) < 0)
-        return gs__respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request",
-                                 "a timer id is a positive integer");
+        return gs__respond_error(req, GS_HTTP_EBAD_REQUEST, "a timer id is a positive integer");
     rc = op(req->gw->rt, ref, &remaining);
     if (rc < 0)
         return gs__respond_runtime_error(req, rc, NULL);

@@ -35,14 +35,14 @@ static enum MHD_Result dispatch(gs_request_t *req)
 
     gs__conn_phase(req->conn, GS_CONN_ACTIVE); /* the whole request is in */
     if (m->route == GS_ROUTE_NOT_FOUND)
-        return gs__respond_error(req, MHD_HTTP_NOT_FOUND, "not_found", "no such path");
+        return gs__respond_error(req, GS_HTTP_ENOT_FOUND, "no such path");
     if (gs__is_preflight(req))
         return gs__respond_preflight(req);
     if (m->handler == NULL)
         return gs__respond_method_not_allowed(req);
     if (req->too_large)
-        return gs__respond_error(req, MHD_HTTP_CONTENT_TOO_LARGE, "too_large",
-                                 "the request body exceeds %zu bytes", gw->opts.max_body_bytes);
+        return gs__respond_error(req, GS_HTTP_ETOO_LARGE, "the request body exceeds %zu bytes",
+                                 gw->opts.max_body_bytes);
     if (m->runtime && !gs__runtime_enter(gw))
         return gs__respond_shutting_down(req);
     if (gs__access_check(req, &ret) == 0)

@@ -156,91 +156,92 @@ static enum MHD_Result respond_error_body(gs_request_t *req, unsigned status, js
     return gs__respond(req, fallback ? MHD_HTTP_INTERNAL_SERVER_ERROR : status, resp);
 }
 
-enum MHD_Result gs__respond_error(gs_request_t *req, unsigned status, const char *code,
-                                  const char *fmt, ...)
+unsigned gs__error_status(int err)
+{
+    switch (err) {
+#define GS__HTTP_STATUS(sym, status, code)                                                         \
+    case GS_HTTP_E##sym:                                                                           \
+        return status;
+        GS_HTTP_ERROR_MAP(GS__HTTP_STATUS)
+#undef GS__HTTP_STATUS
+#define GS__RUNTIME_STATUS(sym, status, with_reason, over_http)                                    \
+    case GS_##sym:                                                                                 \
+        return status;
+        GS_HTTP_RUNTIME_ERROR_MAP(GS__RUNTIME_STATUS)
+#undef GS__RUNTIME_STATUS
+    default:
+        return MHD_HTTP_INTERNAL_SERVER_ERROR;
+    }
+}
+
+const char *gs__error_code(int err)
+{
+    switch (err) {
+#define GS__HTTP_CODE(sym, status, code)                                                           \
+    case GS_HTTP_E##sym:                                                                           \
+        return code;
+        GS_HTTP_ERROR_MAP(GS__HTTP_CODE)
+#undef GS__HTTP_CODE
+    case GS_EINVAL:
+        return gs__error_code(GS_HTTP_EBAD_REQUEST);
+    default:
+        return gs_err_name(err);
+    }
+}
+
+static bool error_has_reason(int err)
+{
+    switch (err) {
+#define GS__RUNTIME_REASON(sym, status, with_reason, over_http)                                    \
+    case GS_##sym:                                                                                 \
+        return with_reason;
+        GS_HTTP_RUNTIME_ERROR_MAP(GS__RUNTIME_REASON)
+#undef GS__RUNTIME_REASON
+    default:
+        return false;
+    }
+}
+
+enum MHD_Result gs__respond_error(gs_request_t *req, int err, const char *fmt, ...)
 {
     char message[512];
+    unsigned status = gs__error_status(err);
     va_list ap;
 
     va_start(ap, fmt);
     vsnprintf(message, sizeof(message), fmt, ap);
     va_end(ap);
-    return respond_error_body(req, status, error_body(code, message),
-                              status == MHD_HTTP_SERVICE_UNAVAILABLE ||
-                                  status == MHD_HTTP_TOO_MANY_REQUESTS);
+    return respond_error_body(req, status, error_body(gs__error_code(err), message),
+                              status == MHD_HTTP_SERVICE_UNAVAILABLE);
 }
 
 enum MHD_Result gs__respond_shutting_down(gs_request_t *req)
 {
-    return gs__respond_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, gs_err_name(GS_ESHUTDOWN), "%s",
-                             gs_strerror(GS_ESHUTDOWN));
+    return gs__respond_error(req, GS_ESHUTDOWN, "%s", gs_strerror(GS_ESHUTDOWN));
 }
 
 enum MHD_Result gs__respond_no_such_server(gs_request_t *req, const char *name)
 {
-    return gs__respond_error(req, MHD_HTTP_NOT_FOUND, gs_err_name(GS_ENOSERVER),
-                             "no server is running under the name \"%s\"", name);
+    return gs__respond_error(req, GS_ENOSERVER, "no server is running under the name \"%s\"", name);
 }
 
 enum MHD_Result gs__respond_runtime_error(gs_request_t *req, int err, json_t *reason)
 {
-    unsigned status;
-    const char *code = gs_err_name(err);
-    const char *message = gs_strerror(err);
-    bool with_reason = false;
-    json_t *body;
     const char *subject = req->subject != NULL ? req->subject : req->param;
+    unsigned status;
+    json_t *body;
 
     if (err == GS_ENOSERVER && subject != NULL)
         return gs__respond_no_such_server(req, subject);
-
-    switch (err) {
-    case GS_ENOSERVER:
-    case GS_ENOBEHAVIOUR:
-    case GS_ENOTIMER:
-        status = MHD_HTTP_NOT_FOUND;
-        break;
-    case GS_ETIMEOUT:
-        status = MHD_HTTP_GATEWAY_TIMEOUT;
-        break;
-    case GS_ECRASHED:
-        status = MHD_HTTP_INTERNAL_SERVER_ERROR;
-        with_reason = true;
-        break;
-    case GS_ESTOPPED:
-        if (atomic_load(&req->gw->closing)) {
-            /* The runtime is stopping every server: to the client that is a shutdown. */
-            status = MHD_HTTP_SERVICE_UNAVAILABLE;
-            code = gs_err_name(GS_ESHUTDOWN);
-            message = gs_strerror(GS_ESHUTDOWN);
-        } else {
-            status = MHD_HTTP_INTERNAL_SERVER_ERROR;
-        }
-        with_reason = true;
-        break;
-    case GS_EOVERLOADED:
-    case GS_ESHUTDOWN:
-    case GS_ENOMEM:
-        status = MHD_HTTP_SERVICE_UNAVAILABLE;
-        break;
-    case GS_EALREADY:
-    case GS_EEXIST:
-        status = MHD_HTTP_CONFLICT;
-        break;
-    case GS_EINIT:
-        status = MHD_HTTP_BAD_REQUEST;
-        with_reason = true;
-        break;
-    case GS_EINVAL:
-        status = MHD_HTTP_BAD_REQUEST;
-        code = "bad_request";
-        break;
-    default: /* calling_self, would_block, no_such_call: cannot come from HTTP; a bug */
-        status = MHD_HTTP_INTERNAL_SERVER_ERROR;
-        break;
+    status = gs__error_status(err);
+    if (err == GS_ESTOPPED && atomic_load(&req->gw->closing)) {
+        /* The runtime is stopping every server: to the client that is a shutdown. */
+        status = gs__error_status(GS_ESHUTDOWN);
+        body = error_body(gs__error_code(GS_ESHUTDOWN), gs_strerror(GS_ESHUTDOWN));
+    } else {
+        body = error_body(gs__error_code(err), gs_strerror(err));
     }
-    body = error_body(code, message);
-    if (body != NULL && with_reason)
+    if (body != NULL && error_has_reason(err))
         json_object_set(body, "reason", reason != NULL ? reason : json_null());
     return respond_error_body(req, status, body, status == MHD_HTTP_SERVICE_UNAVAILABLE);
 }
@@ -249,14 +250,15 @@ enum MHD_Result gs__respond_method_not_allowed(gs_request_t *req)
 {
     char allow[64];
     bool fallback;
-    json_t *body = error_body("method_not_allowed", "this path does not allow this method");
+    json_t *body = error_body(gs__error_code(GS_HTTP_EMETHOD_NOT_ALLOWED),
+                              "this path does not allow this method");
     struct MHD_Response *resp = json_response(req, body, "", "", &fallback);
 
     json_decref(body);
     if (resp != NULL)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
                                 gs__allow_header(req->match.allowed, allow, sizeof(allow)));
-    return gs__respond(req, MHD_HTTP_METHOD_NOT_ALLOWED, resp);
+    return gs__respond(req, gs__error_status(GS_HTTP_EMETHOD_NOT_ALLOWED), resp);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -274,7 +276,7 @@ int gs__request_decode(gs_request_t *req, gs_decoded_t *d, enum MHD_Result *ret)
     req->body_len = req->body_cap = 0;
     if (rc < 0) {
         gs__decoded_close(d);
-        *ret = gs__respond_error(req, MHD_HTTP_BAD_REQUEST, "bad_request", "%s", err.message);
+        *ret = gs__respond_error(req, GS_HTTP_EBAD_REQUEST, "%s", err.message);
         return -1;
     }
     if (d->server != NULL)

@@ -107,8 +107,7 @@ enum MHD_Result gs__request_defer(gs_request_t *req, gs_hold_t kind, gs_finish_f
     int rc;
 
     if (!hold(req, kind))
-        return gs__respond_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "overloaded",
-                                 "%u calls are held open already; retry later",
+        return gs__respond_error(req, GS_EOVERLOADED, "%u calls are held open already; retry later",
                                  req->gw->opts.max_held_calls);
     req->finish = finish;
     atomic_init(&req->phase, PHASE_STARTED);

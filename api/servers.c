@@ -27,8 +27,8 @@ enum MHD_Result gs__handle_server_start(gs_request_t *req)
         return ret;
     b = gs_behaviour_find(gw->rt, d.behaviour);
     if (b == NULL) {
-        ret = gs__respond_error(req, MHD_HTTP_NOT_FOUND, "no_such_behaviour",
-                                "no behaviour is registered under \"%s\"", d.behaviour);
+        ret = gs__respond_error(req, GS_ENOBEHAVIOUR, "no behaviour is registered under \"%s\"",
+                                d.behaviour);
         goto out;
     }
     rc = gs_start(gw->rt, d.name, b, d.args, &d.start, &reason); /* args: borrowed */

@@ -459,7 +459,7 @@ enum MHD_Result gs__handle_events(gs_request_t *req)
         free(s);
         if (shut)
             return gs__respond_shutting_down(req);
-        return gs__respond_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "overloaded",
+        return gs__respond_error(req, GS_EOVERLOADED,
                                  "%u event streams are open already; retry later",
                                  gw->opts.max_subscribers);
     }

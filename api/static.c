@@ -74,7 +74,7 @@ enum MHD_Result gs__handle_static(gs_request_t *req)
     unsigned status = MHD_HTTP_OK;
 
     if (req->match.asset < 0 || (size_t)req->match.asset >= gs__web_assets_count)
-        return gs__respond_error(req, MHD_HTTP_NOT_FOUND, "not_found", "no such path");
+        return gs__respond_error(req, GS_HTTP_ENOT_FOUND, "no such path");
     a = &gs__web_assets[req->match.asset];
     asset_etag(a, etag, sizeof(etag));
     inm = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
