@@ -222,6 +222,7 @@ static inline uint64_t gs__api_now_ns(void)
     XX(NOT_FOUND, 404, "not_found")                                                                \
     XX(METHOD_NOT_ALLOWED, 405, "method_not_allowed")                                              \
     XX(TOO_LARGE, 413, "too_large")                                                                \
+    XX(HEADERS_TOO_LARGE, 431, "headers_too_large")                                                \
     XX(INTERNAL_ERROR, 500, "internal_error")
 
 /* The gateway's error numbers: far from the runtime's (negative) GS_E* codes, so that one int

@@ -105,6 +105,24 @@ static bool request_route(gs_request_t *req, const char *method, const char *url
     return true;
 }
 
+static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind, const char *key,
+                                       const char *value)
+{
+    (void)kind;
+    /* "Key: value\r\n" as sent (whitespace around the value aside) */
+    *(size_t *)cls += strlen(key) + 2 + (value != NULL ? strlen(value) : 0) + 2;
+    return MHD_YES;
+}
+
+/* The request line and headers, in bytes, as libmicrohttpd parsed them. */
+static size_t header_bytes(const gs_request_t *req, const char *method, const char *version)
+{
+    size_t n = strlen(method) + 1 + strlen(req->raw_path) + 1 + strlen(version) + 2;
+
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, add_header_size, &n);
+    return n + 2; /* the empty line */
+}
+
 /* A declared Content-Length over the limit is refused before the body is read. */
 static bool declared_too_large(gs_request_t *req)
 {
@@ -170,13 +188,18 @@ enum MHD_Result gs__request_access_cb(void *cls, struct MHD_Connection *conn, co
     gs_request_t *req = *con_cls;
 
     (void)cls;
-    (void)version;
     (void)conn; /* req->conn, from the URI callback, is the same */
     if (req == NULL)
         return MHD_NO; /* the URI callback ran out of memory: close the connection */
     if (!req->routed) {
         if (!request_route(req, method, url))
             return MHD_NO; /* out of memory: close the connection */
+        if (header_bytes(req, method, version) > req->gw->opts.max_header_bytes) {
+            gs__conn_phase(req->conn, GS_CONN_ACTIVE);
+            return gs__respond_error(req, GS_HTTP_EHEADERS_TOO_LARGE,
+                                     "the request line and headers exceed %zu bytes",
+                                     req->gw->opts.max_header_bytes);
+        }
         if (route_takes_body(req) && declared_too_large(req)) {
             /* Answered before the body: MHD discards the rest and closes the connection. */
             req->too_large = true;

@@ -80,6 +80,8 @@ static int check_options(const gs_gateway_options_t *o, char *err, size_t errlen
 #undef GS__LIMIT_CHECK
     if (o->default_timeout_ms > o->max_timeout_ms)
         why = "default_timeout_ms must be in 0..max_timeout_ms";
+    else if (o->max_header_bytes + 1024 > o->connection_memory)
+        why = "max_header_bytes must leave 1024 bytes of connection_memory free";
     else if ((o->token != NULL && o->token[0] == '\0') ||
              (o->read_token != NULL && o->read_token[0] == '\0'))
         why = "a token must not be empty";

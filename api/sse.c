@@ -429,6 +429,16 @@ enum MHD_Result gs__handle_events(gs_request_t *req)
     char *text;
     size_t len;
 
+    if (req->match.method == GS_METHOD_HEAD) {
+        /* What a GET would answer, without starting a stream: libmicrohttpd would send a
+         * chunked stream's closing chunk even to a HEAD. */
+        resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        if (resp == NULL)
+            return MHD_NO;
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+        return gs__respond(req, MHD_HTTP_OK, resp);
+    }
     s = calloc(1, sizeof(*s));
     if (s == NULL)
         return gs__respond_runtime_error(req, GS_ENOMEM, NULL);

@@ -83,7 +83,12 @@ typedef void (*gs_log_cb)(gs_log_level_t level, const char *line, void *arg);
        "memory per connection for the request line and headers; larger headers get 431. Every "    \
        "open connection (held calls too) touches this much.")                                      \
     XX(max_json_depth, "max-json-depth", "limits.max_json_depth", 1, 1024, 64, "N",                \
-       "how deeply arrays and objects may nest in a request body; deeper gets 400.")
+       "how deeply arrays and objects may nest in a request body; deeper gets 400.")               \
+    XX(max_header_bytes, "max-header-bytes", "limits.max_header_bytes", 256, 1047552, 4096,        \
+       "BYTES",                                                                                    \
+       "largest request line plus headers; larger ones get 431 headers_too_large. Must leave "     \
+       "1 KiB of connection-memory free (headers larger than connection-memory itself get "        \
+       "libmicrohttpd's own 431).")
 
 /** Hard ceiling for max_subscribers (event fan-out uses a fixed array of this size). */
 #define GS_GATEWAY_MAX_SUBSCRIBERS_CAP 1024u
@@ -102,6 +107,7 @@ typedef struct gs_gateway_options_s {
     unsigned request_timeout_s;    /* a request's headers and body, once started; 0: none */
     size_t connection_memory;      /* bytes per connection for headers (431 past them) */
     unsigned max_json_depth;       /* nesting depth of request bodies (400 past it) */
+    size_t max_header_bytes;       /* request line + headers (431 past it) */
     const char *token;             /* borrowed, copied; NULL: no token needed (see access.c) */
     const char *read_token;        /* borrowed, copied; NULL: none; GET and HEAD only */
     const char *cors_origins;      /* borrowed, copied; "a,b" or "*"; NULL: CORS off */
