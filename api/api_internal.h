@@ -38,7 +38,8 @@
     XX(CAST, "/cast")                                                                              \
     XX(SEND, "/send")                                                                              \
     XX(SEND_AFTER, "/send_after")                                                                  \
-    XX(TIMER, "/timers/:id")                                                                       \
+    XX(TIMERS, "/timers")                                                                          \
+    XX(TIMER, "/timers/:ref")                                                                      \
     XX(SERVERS, "/servers")                                                                        \
     XX(SERVER, "/servers/:name")                                                                   \
     XX(BEHAVIOURS, "/behaviours")                                                                  \
@@ -406,6 +407,7 @@ enum MHD_Result gs__handle_call(gs_request_t *req);
 enum MHD_Result gs__handle_cast(gs_request_t *req);
 enum MHD_Result gs__handle_send(gs_request_t *req);
 enum MHD_Result gs__handle_send_after(gs_request_t *req);
+enum MHD_Result gs__handle_timers_list(gs_request_t *req);
 enum MHD_Result gs__handle_timer_read(gs_request_t *req);
 enum MHD_Result gs__handle_timer_cancel(gs_request_t *req);
 enum MHD_Result gs__handle_servers_list(gs_request_t *req);
@@ -417,6 +419,30 @@ enum MHD_Result gs__handle_events(gs_request_t *req);
 enum MHD_Result gs__handle_metrics(gs_request_t *req);
 enum MHD_Result gs__handle_healthz(gs_request_t *req);
 enum MHD_Result gs__handle_static(gs_request_t *req);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Timer references over HTTP (timer_ref.c)                                                   */
+/* ---------------------------------------------------------------------------------------- */
+
+/** GET /timers lists this many timers unless ?limit=N (1..GS_TIMERS_LIST_MAX) says otherwise. */
+#define GS_TIMERS_LIST_DEFAULT 100u
+#define GS_TIMERS_LIST_MAX     10000u
+
+/** The hex length of a timer reference: the id (16) and a 128-bit MAC over it (32). */
+#define GS_TIMER_REF_LEN 48
+
+typedef struct gs_timer_key_s {
+    uint64_t k[4]; /* two SipHash keys */
+} gs_timer_key_t;
+
+/** Draw a key from the kernel's CSPRNG. 0, or -1 (errno set). */
+int gs__timer_key_init(gs_timer_key_t *key);
+/** The reference a client gets for the runtime timer ref: GS_TIMER_REF_LEN hex digits. */
+void gs__timer_ref_format(const gs_timer_key_t *key, gs_timer_ref_t ref,
+                          char out[GS_TIMER_REF_LEN + 1]);
+/** The runtime ref behind a client's reference s (borrowed): 0, or -1 when it is not one this
+ *  key made (any forgery, typo or other shape). */
+int gs__timer_ref_parse(const gs_timer_key_t *key, const char *s, gs_timer_ref_t *ref);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Metrics (counters.c, metrics.c) */
@@ -500,6 +526,7 @@ struct gs_gateway_s {
     atomic_uint active;      /* requests between first handler call and completed callback */
     atomic_uint connections; /* open HTTP connections (MHD's notify-connection callback) */
 
+    gs_timer_key_t timer_key; /* for the references of timers made over HTTP */
     gs_metrics_t *metrics;
     gs_sse_t *sse;
     gs_reaper_t *reaper;

@@ -205,6 +205,11 @@ int gs_gateway_create(gs_runtime_t *rt, const gs_gateway_options_t *opts, gs_gat
     atomic_init(&gw->active, 0);
     atomic_init(&gw->connections, 0);
 
+    if (gs__timer_key_init(&gw->timer_key) < 0) {
+        snprintf(err, errlen, "cannot draw a key from getrandom: %s", strerror(errno));
+        rc = GS_ENOMEM;
+        goto out;
+    }
     gw->listen_fd = bind_listen(gw->host, opts->port, &gw->port, err, errlen);
     if (gw->listen_fd < 0) {
         rc = GS_EINVAL;

@@ -31,6 +31,7 @@ static const route_def_t routes[] = {
     {"/cast", false, GS_ROUTE_CAST, GS_METHOD_POST, gs__handle_cast, true},
     {"/send", false, GS_ROUTE_SEND, GS_METHOD_POST, gs__handle_send, true},
     {"/send_after", false, GS_ROUTE_SEND_AFTER, GS_METHOD_POST, gs__handle_send_after, true},
+    {"/timers", false, GS_ROUTE_TIMERS, GET_HEAD, gs__handle_timers_list, true},
     {"/timers/", true, GS_ROUTE_TIMER, GET_HEAD, gs__handle_timer_read, true},
     {"/timers/", true, GS_ROUTE_TIMER, GS_METHOD_DELETE, gs__handle_timer_cancel, true},
     {"/servers", false, GS_ROUTE_SERVERS, GET_HEAD, gs__handle_servers_list, true},

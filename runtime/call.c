@@ -25,12 +25,43 @@
 /* A call's timeout, as the timer thread sees it                                              */
 /* ---------------------------------------------------------------------------------------- */
 
+static gs__call_t *held_take(gs_runtime_t *rt, uint64_t id);
+static void held_release(gs_runtime_t *rt, gs__call_t *c);
+
+/* Take c out of the held-call table: its holder (a new reference) when it was there, else
+ * NULL. */
+static gs_server_t *held_out(gs_runtime_t *rt, gs__call_t *c)
+{
+    gs__call_t *held = held_take(rt, c->id);
+    gs_server_t *holder = NULL;
+
+    if (held != NULL) {
+        holder = gs__server_ref(held->holder);
+        held_release(rt, held);
+    }
+    return holder;
+}
+
 static void timeout_fire(gs_runtime_t *rt, gs__tnode_t *n)
 {
     gs__call_t *c = gs__container_of(n, gs__call_t, tnode);
 
-    gs__held_remove(rt, c); /* a late gs_reply finds nothing; idempotent if it lost */
-    if (gs__call_complete(rt, c, c->timeout_status, NULL, true))
+    /* Out of the table first, so that a late gs_reply finds nothing and a woken caller sees
+     * the held count without it. */
+    gs_server_t *holder = held_out(rt, c);
+    bool won = gs__call_complete(rt, c, c->timeout_status, NULL, true);
+    /* dispatch_call inserts, then checks done: if it inserted after our first look, either it
+     * sees done and takes the call out itself, or this second look (after done was set)
+     * finds it. Either way the call does not stay counted as held. */
+    if (holder == NULL)
+        holder = held_out(rt, c);
+    if (holder != NULL && won && holder->child->b->notify_caller_gone) {
+        json_t *m = json_pack("[s, I]", "caller_gone", (json_int_t)c->id);
+        if (m != NULL)
+            gs__server_send(holder, GS__MSG_INFO, m, true); /* dropped if it is gone */
+    }
+    gs_server_unref(holder);
+    if (won)
         gs__call_unref(c); /* the timer's reference */
     /* else: completed elsewhere; that path's CANCEL releases the timer's reference */
 }
@@ -116,7 +147,7 @@ void gs__call_arm_timeout(gs_runtime_t *rt, gs__call_t *c, int64_t timeout_ms)
 {
     gs__call_ref(c); /* the timer thread's */
     c->timeout_armed = true;
-    c->tnode.due_ns = gs__now_ns() + (uint64_t)timeout_ms * 1000000u;
+    c->tnode.w.due_tick = gs__due_tick((uint64_t)timeout_ms);
     gs__timers_post(rt, &c->tnode, GS__TCMD_ADD);
 }
 
@@ -223,6 +254,22 @@ void gs__held_fail_server(gs_runtime_t *rt, gs_server_t *s, int status, json_t *
         gs__call_complete(rt, c, status, gs__json_copy(reason), false);
         held_release(rt, c);
     }
+}
+
+bool gs_call_pending(gs_from_t from)
+{
+    if (from.rt == NULL)
+        return false;
+    uint64_t hash = gs_hash_u64(from.id);
+    gs_shmap_shard_t *sh = gs_shmap_shard(&from.rt->held, hash);
+    gs_shmap_lock(sh);
+    gs_map_node_t *n = gs_map_find(&sh->map, hash, &from.id, call_has_id);
+    /* acquire: pairs with the exchange in gs__call_complete */
+    bool pending =
+        n != NULL && atomic_load_explicit(&gs__container_of(n, gs__call_t, held_node)->done,
+                                          memory_order_acquire) == 0;
+    gs_shmap_unlock(sh);
+    return pending;
 }
 
 int gs_reply(gs_from_t from, json_t *reply)

@@ -8,6 +8,53 @@
 #include <stdio.h>
 #include <string.h>
 
+/* What jansson allocates for each kind of value (64-bit), with 16 bytes of allocator header
+ * per allocation: json_integer_t and json_real_t are 24, json_string_t 32 plus its text,
+ * json_array_t 40 plus a table of pointers, json_object_t about 88 plus its hashtable's
+ * buckets and a pair record (about 56 bytes plus the key) per entry. */
+#define GS__ALLOC       16u
+#define GS__SCALAR      (24u + GS__ALLOC)
+#define GS__STRING      (32u + GS__ALLOC + GS__ALLOC)
+#define GS__ARRAY       (40u + GS__ALLOC + GS__ALLOC)
+#define GS__OBJECT      (88u + GS__ALLOC + GS__ALLOC)
+#define GS__OBJECT_PAIR (56u + 16u + GS__ALLOC) /* pair and its bucket share */
+
+size_t gs_json_size(const json_t *v)
+{
+    size_t n = 0, i;
+    const char *key;
+    json_t *e;
+
+    if (v == NULL)
+        return 0;
+    switch (json_typeof(v)) {
+    case JSON_NULL:
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return 0; /* shared singletons */
+    case JSON_INTEGER:
+    case JSON_REAL:
+        return GS__SCALAR;
+    case JSON_STRING:
+        return GS__STRING + json_string_length(v) + 1;
+    case JSON_ARRAY:
+        n = GS__ARRAY + json_array_size(v) * sizeof(json_t *);
+        json_array_foreach((json_t *)v, i, e)
+        {
+            n += gs_json_size(e);
+        }
+        return n;
+    case JSON_OBJECT:
+        n = GS__OBJECT;
+        json_object_foreach((json_t *)v, key, e)
+        {
+            n += GS__OBJECT_PAIR + strlen(key) + gs_json_size(e);
+        }
+        return n;
+    }
+    return 0;
+}
+
 bool gs_msg_is_atom(const json_t *msg, const char *atom)
 {
     return json_is_string(msg) && strcmp(json_string_value(msg), atom) == 0;

@@ -20,6 +20,9 @@ void gs_runtime_options_init(gs_runtime_options_t *opts)
     memset(opts, 0, sizeof(*opts));
     opts->mailbox_limit = GS_DEFAULT_MAILBOX_LIMIT;
     opts->batch = GS_DEFAULT_BATCH;
+#define GS__LIMIT_DEFAULT(field, flag, key, min, max, def, metavar, help) opts->field = def;
+    GS_RUNTIME_LIMITS_MAP(GS__LIMIT_DEFAULT)
+#undef GS__LIMIT_DEFAULT
 }
 
 int gs_runtime_create(const gs_runtime_options_t *opts, gs_runtime_t **out)
@@ -39,6 +42,11 @@ int gs_runtime_create(const gs_runtime_options_t *opts, gs_runtime_t **out)
             rt->opts.mailbox_limit = GS_DEFAULT_MAILBOX_LIMIT;
         if (rt->opts.batch == 0)
             rt->opts.batch = GS_DEFAULT_BATCH;
+#define GS__LIMIT_ZERO(field, flag, key, min, max, def, metavar, help)                             \
+    if (rt->opts.field == 0)                                                                       \
+        rt->opts.field = def;
+        GS_RUNTIME_LIMITS_MAP(GS__LIMIT_ZERO)
+#undef GS__LIMIT_ZERO
     }
     if (rt->opts.schedulers == 0)
         rt->opts.schedulers = uv_available_parallelism();

@@ -124,10 +124,27 @@ typedef struct gs__tcmd_s {
 struct gs__tnode_s {
     gs__tcmd_t add;             /* pushed once, when armed */
     gs__tcmd_t cancel;          /* pushed at most once, when completed by someone else */
-    uint64_t due_ns;            /* uv_hrtime() clock */
-    gs__wnode_t w;              /* timer thread only: its place in the wheel */
+    gs__wnode_t w;              /* its place in the wheel; due_tick is set before the ADD (the
+                                   push publishes it), the rest is the timer thread's */
     const gs__tnode_ops_t *ops; /* static storage */
 };
+
+/* The wheel turns in milliseconds of the gs__now_ns clock: a node armed for delay_ms is due at
+ * this tick (rounded up: never early). */
+static inline uint64_t gs__due_tick(uint64_t delay_ms)
+{
+    return (gs__now_ns() + 999999u) / 1000000u + delay_ms;
+}
+
+/* Milliseconds left before a tick: whole ones (a timer armed for N ms reads N at once), but at
+ * least 1 until it has come, then 0. */
+static inline int64_t gs__ms_until(uint64_t due_tick)
+{
+    uint64_t now = gs__now_ns(), due = due_tick * 1000000u;
+    if (due <= now)
+        return 0;
+    return due - now < 1000000u ? 1 : (int64_t)((due - now) / 1000000u);
+}
 
 /* ---------------------------------------------------------------------------------------- */
 /* Calls                                                                                      */
@@ -183,6 +200,8 @@ typedef struct gs__child_s {
     json_t *down_reason;       /* shard lock; set when the supervisor gave up */
     _Atomic uint32_t restarts;
     _Atomic uint64_t handled_before; /* messages handled by earlier incarnations */
+    _Atomic uint64_t timers;         /* pending send_after timers to it (send_after.c) */
+    _Atomic uint64_t timer_bytes;    /* gs_json_size of their messages */
     bool stopping;                   /* set by the thread running the current incarnation */
     uint64_t *restart_times;         /* ring of opts.max_restarts timestamps (ms), on first crash */
     uint32_t restart_next;
@@ -393,7 +412,7 @@ struct gs_runtime_s {
     _Atomic int shutting_down;
 
     gs_shmap_t registry; /* name -> gs__child_t */
-    gs_shmap_t held; /* call id -> gs__call_t a server may still answer */
+    gs_shmap_t held;     /* call id -> gs__call_t a server may still answer */
     _Atomic uint64_t next_call_id;
     gs__timers_t timers;
     gs_shmap_t timer_refs; /* send_after ref -> pending timer (send_after.c) */

@@ -297,8 +297,14 @@ static json_t *dispatch_call(gs_server_t *s, gs__call_t *c)
      * replies before the handler even returns. A call that timed out while queued is still
      * handled (the server's state must see it), but nobody can reply to it any more. */
     /* acquire: pairs with the exchange in gs__call_complete */
-    if (atomic_load_explicit(&c->done, memory_order_acquire) == 0)
+    if (atomic_load_explicit(&c->done, memory_order_acquire) == 0) {
         gs__held_insert(rt, c, s);
+        /* A timeout that fired between the check above and the insert missed the call in the
+         * table: see it done now and take it out again (the timeout's second look is the
+         * other half of this handshake: call.c, timeout_fire). */
+        if (atomic_load_explicit(&c->done, memory_order_acquire) != 0)
+            gs__held_remove(rt, c);
+    }
     if (b->handle_call == NULL) {
         stop = json_pack("[s, O]", "bad_call", msg);
         goto out;

@@ -31,8 +31,6 @@ static void drain_commands(gs_runtime_t *rt)
         if (cmd->op == GS__TCMD_ADD) {
             gs__tnode_t *n = gs__container_of(cmd, gs__tnode_t, add);
             if (!n->ops->cancelled(n)) {
-                /* ceil: a tick is processed once the clock reached it, never early */
-                n->w.due_tick = (n->due_ns + NS_PER_TICK - 1) / NS_PER_TICK;
                 gs__wheel_insert(&tm->wheel, &n->w);
             }
             /* else: a CANCEL follows in the queue and releases it */
@@ -153,7 +151,7 @@ void gs__timers_post(gs_runtime_t *rt, gs__tnode_t *n, gs__tcmd_op_t op)
     gs__mpsc_push(&tm->cmds, &cmd->q);
     /* seq_cst load after the push: see the top of the file. Cancels never wake: they are
      * picked up within RESCAN_NS. */
-    if (op == GS__TCMD_ADD && n->due_ns < atomic_load(&tm->armed_due_ns) &&
+    if (op == GS__TCMD_ADD && n->w.due_tick * NS_PER_TICK < atomic_load(&tm->armed_due_ns) &&
         !atomic_load_explicit(&tm->stop, memory_order_relaxed))
         uv_async_send(&tm->wake);
 }

@@ -39,7 +39,11 @@ typedef enum opt_id_e {
 #define GS__OPT_ID(field, flag, key, min, max, def, metavar, help) OPT_GW_##field,
     GS_GATEWAY_LIMITS_MAP(GS__OPT_ID)
 #undef GS__OPT_ID
-        OPT_MAILBOX_LIMIT,
+/* The runtime's bounds on timers, from its own list (genserv/genserv.h). */
+#define GS__OPT_ID(field, flag, key, min, max, def, metavar, help) OPT_RT_##field,
+        GS_RUNTIME_LIMITS_MAP(GS__OPT_ID)
+#undef GS__OPT_ID
+            OPT_MAILBOX_LIMIT,
     OPT_SHUTDOWN_TIMEOUT_MS,
     OPT_TOKEN,
     OPT_READ_TOKEN,
@@ -77,10 +81,14 @@ static const opt_t opts[OPT_COUNT] = {
     [OPT_GW_##field] = {flag, K_UINT, key, min, max, #def, metavar, help},
     GS_GATEWAY_LIMITS_MAP(GS__OPT_ROW)
 #undef GS__OPT_ROW
-        [OPT_MAILBOX_LIMIT] = {"mailbox-limit", K_UINT, "limits.mailbox_limit", 0, 100000000, "0",
-                               "N",
-                               "default per-server mailbox bound; 0 means the runtime's default "
-                               "(100000). Past it 503 overloaded."},
+#define GS__OPT_ROW(field, flag, key, min, max, def, metavar, help)                                \
+    [OPT_RT_##field] = {flag, K_UINT, key, min, max, #def, metavar, help},
+        GS_RUNTIME_LIMITS_MAP(GS__OPT_ROW)
+#undef GS__OPT_ROW
+            [OPT_MAILBOX_LIMIT] =
+                {"mailbox-limit", K_UINT, "limits.mailbox_limit", 0, 100000000, "0", "N",
+                 "default per-server mailbox bound; 0 means the runtime's default "
+                 "(100000). Past it 503 overloaded."},
     [OPT_SHUTDOWN_TIMEOUT_MS] = {"shutdown-timeout-ms", K_UINT, "shutdown_timeout_ms", 0, 600000,
                                  "5000", "MS",
                                  "on SIGTERM/SIGINT, how long to wait for answers to go out."},
@@ -534,6 +542,13 @@ static int resolve(gs_config_t *cfg, layers_t *l, char *err, size_t errlen)
 #define GS__OPT_SET(field, flag, key, min, max, def, metavar, help)                                \
     cfg->gateway.field = num[OPT_GW_##field]; /* in min..max: checked above */
     GS_GATEWAY_LIMITS_MAP(GS__OPT_SET)
+#undef GS__OPT_SET
+    gs_runtime_options_init(&cfg->runtime);
+    cfg->runtime.schedulers = cfg->schedulers;
+    cfg->runtime.mailbox_limit = cfg->mailbox_limit;
+#define GS__OPT_SET(field, flag, key, min, max, def, metavar, help)                                \
+    cfg->runtime.field = num[OPT_RT_##field]; /* in min..max: checked above */
+    GS_RUNTIME_LIMITS_MAP(GS__OPT_SET)
 #undef GS__OPT_SET
     {
         static const opt_id_t strings[] = {OPT_TOKEN, OPT_READ_TOKEN, OPT_CORS_ORIGINS};

@@ -32,6 +32,8 @@ typedef struct gs_config_s {
     /* The gateway's numeric settings (GS_GATEWAY_LIMITS_MAP); its strings are the fields
      * below, copied in by gs_config_gateway_options. */
     gs_gateway_options_t gateway;
+    /* The runtime's options: schedulers, mailbox_limit and GS_RUNTIME_LIMITS_MAP's bounds. */
+    gs_runtime_options_t runtime;
     char *token;        /* owned; NULL: no token */
     char *read_token;   /* owned; NULL: none */
     char *cors_origins; /* owned; NULL: CORS off */

@@ -99,9 +99,7 @@ int main(int argc, char **argv)
         gs_log(GS_LOG_INFO, "config: %s", cfg.config_path);
     fit_connections(&cfg);
 
-    gs_runtime_options_init(&ro);
-    ro.schedulers = cfg.schedulers;
-    ro.mailbox_limit = cfg.mailbox_limit;
+    ro = cfg.runtime;
     rc = gs_runtime_create(&ro, &rt);
     if (rc < 0) {
         gs_log(GS_LOG_ERROR, "runtime: %s", gs_strerror(rc));

@@ -203,6 +203,15 @@ typedef struct gs_behaviour_s {
      */
     bool sensitive;
     const char *const *redact;
+
+    /*
+     * Tell the server when a call it holds (handle_call returned GS_NOREPLY) ends without its
+     * reply: its caller's timeout passed. It then receives the info ["caller_gone", ID], ID
+     * being the from's id (gs_from_t.id), so that it can drop the work it keeps for that
+     * caller (a timer, a batch entry): a reply to it would only be dropped. Anyone can send a
+     * server an info that looks like this one: check gs_call_pending(from) before acting.
+     */
+    bool notify_caller_gone;
 } gs_behaviour_t;
 
 /** What a redacted state or field shows. */
@@ -216,7 +225,7 @@ typedef struct gs_behaviour_s {
  * A plugin: a shared object that exports `const gs_plugin_t gs_plugin` (the symbol named by
  * GS_PLUGIN_SYMBOL) listing its behaviours, written against this header only.
  */
-#define GS_PLUGIN_ABI_VERSION 2u /* 2: gs_behaviour_t gained sensitive and redact */
+#define GS_PLUGIN_ABI_VERSION 3u /* 3: gs_behaviour_t gained notify_caller_gone */
 #define GS_PLUGIN_SYMBOL      "gs_plugin"
 /** Put before the definition of gs_plugin so that it is exported even from a shared object
  *  built with -fvisibility=hidden: GS_PLUGIN_EXPORT const gs_plugin_t gs_plugin = {...}; */
@@ -235,6 +244,25 @@ typedef struct gs_plugin_s {
 /* The runtime                                                                                */
 /* ---------------------------------------------------------------------------------------- */
 
+/*
+ * XX(field, flag, config_key, min, max, default, metavar, help): the runtime's bounds on
+ * pending timers, fields of gs_runtime_options_t (0 there means the default). Past any of
+ * them gs_send_after* fails with GS_EOVERLOADED (HTTP: 503 overloaded). A server's timers are
+ * counted against the named server they are sent to (its restarts included), a timer's bytes
+ * as gs_json_size() of its message. The genserv binary makes flags and config keys of them.
+ */
+#define GS_RUNTIME_LIMITS_MAP(XX)                                                                  \
+    XX(max_timers, "max-timers", "limits.max_timers", 1, 1000000000, 1000000, "N",                 \
+       "pending send_after timers in all; past it 503 overloaded.")                                \
+    XX(max_timer_bytes, "max-timer-bytes", "limits.max_timer_bytes", 1024, 1099511627776,          \
+       536870912, "BYTES", "bytes of pending timers' messages in all; past it 503 overloaded.")    \
+    XX(max_timers_per_server, "max-timers-per-server", "limits.max_timers_per_server", 1,          \
+       1000000000, 100000, "N",                                                                    \
+       "pending timers to one server (its own included); past it 503 overloaded.")                 \
+    XX(max_timer_bytes_per_server, "max-timer-bytes-per-server",                                   \
+       "limits.max_timer_bytes_per_server", 1024, 1099511627776, 67108864, "BYTES",                \
+       "bytes of pending timers' messages to one server; past it 503 overloaded.")
+
 typedef struct gs_runtime_options_s {
     unsigned schedulers;  /* scheduler threads; 0: one per core */
     size_t mailbox_limit; /* default per-server mailbox bound; 0: GS_DEFAULT_MAILBOX_LIMIT */
@@ -246,6 +274,11 @@ typedef struct gs_runtime_options_s {
      * and the handler runs as on a scheduler (gs_self() works, blocking calls are refused).
      * true: only the scheduler threads ever run handlers. */
     bool schedulers_only;
+    /* The bounds of GS_RUNTIME_LIMITS_MAP; 0: its default. */
+    uint64_t max_timers;
+    uint64_t max_timer_bytes;
+    uint64_t max_timers_per_server;
+    uint64_t max_timer_bytes_per_server;
 } gs_runtime_options_t;
 
 #define GS_DEFAULT_MAILBOX_LIMIT 100000
@@ -286,6 +319,7 @@ unsigned gs_runtime_schedulers(const gs_runtime_t *rt);
     XX(dropped_messages, COUNTER, "Messages to a server that died before handling them.")          \
     XX(dropped_timers, COUNTER, "Timers whose target was gone when they fired.")                   \
     XX(pending_timers, GAUGE, "send_after timers not yet fired or cancelled.")                     \
+    XX(pending_timer_bytes, GAUGE, "Bytes of the pending timers' messages (gs_json_size).")        \
     XX(held_calls, GAUGE, "Calls servers hold for a deferred reply.")
 
 typedef enum gs_stat_kind_e { GS_STAT_COUNTER = 1, GS_STAT_GAUGE } gs_stat_kind_t;
@@ -459,6 +493,14 @@ int gs_send_request(gs_server_t *self, const char *name, json_t *msg, int timeou
  */
 int gs_reply(gs_from_t from, json_t *reply);
 
+/**
+ * Whether the call `from` is still waiting for its reply: kept by a handle_call that returned
+ * GS_NOREPLY, and neither answered, timed out nor failed since. A behaviour that receives
+ * ["caller_gone", ID] in a message anyone could send (a cast or info from a client) checks it
+ * here before dropping that caller's work. Any thread.
+ */
+bool gs_call_pending(gs_from_t from);
+
 /* ---------------------------------------------------------------------------------------- */
 /* Timers                                                                                     */
 /* ---------------------------------------------------------------------------------------- */
@@ -466,15 +508,35 @@ int gs_reply(gs_from_t from, json_t *reply);
 /**
  * Deliver msg (taken) to the named server's handle_info after delay_ms. As with Elixir's
  * Process.send_after/3 given a name, the name is resolved when the timer fires; a timer whose
- * target is gone then is dropped (counted in dropped_timers).
+ * target is gone then is dropped (counted in dropped_timers). The timer counts against the
+ * bounds of GS_RUNTIME_LIMITS_MAP: the runtime's, and those of the server holding the name now
+ * (if any). A timer fires with its target's mailbox limit lifted (a server's tick must not be
+ * lost to a busy spell), except an external one (gs_send_after_opts).
  * @param ref receives the timer reference; may be NULL.
- * @return 0, GS_EINVAL, GS_ESHUTDOWN, GS_ENOMEM.
+ * @return 0, GS_EOVERLOADED (past a timer bound), GS_EINVAL, GS_ESHUTDOWN, GS_ENOMEM.
  */
 int gs_send_after(gs_runtime_t *rt, const char *name, json_t *msg, uint64_t delay_ms,
                   gs_timer_ref_t *ref);
 /** gs_send_after to a handle (borrowed): like send_after(self(), ...) in Elixir, the timer is
  *  dropped if that incarnation is gone when it fires (a restarted server starts afresh). */
 int gs_send_after_server(gs_server_t *to, json_t *msg, uint64_t delay_ms, gs_timer_ref_t *ref);
+
+typedef struct gs_timer_options_s {
+    /*
+     * Made by a client outside the servers (genserv's HTTP API), not by a server for itself.
+     * Its target must be registered now (else GS_ENOSERVER). It respects the target's
+     * mailbox limit: one whose delay is 0 is refused up
+     * front with GS_EOVERLOADED when the mailbox is full, and one that fires into a full
+     * mailbox is dropped and counted in dropped_timers. Only external timers are reached by
+     * gs_read_external_timer, gs_cancel_external_timer and gs_external_timers_json, so a
+     * client can never read or cancel a server's own timers.
+     */
+    bool external;
+} gs_timer_options_t;
+
+/** gs_send_after with options (borrowed; NULL: the defaults, as gs_send_after). */
+int gs_send_after_opts(gs_runtime_t *rt, const char *name, json_t *msg, uint64_t delay_ms,
+                       const gs_timer_options_t *opts, gs_timer_ref_t *ref);
 
 /**
  * Cancel a timer. On 0, *remaining_ms (if not NULL) is the time it had left.
@@ -484,6 +546,15 @@ int gs_send_after_server(gs_server_t *to, json_t *msg, uint64_t delay_ms, gs_tim
 int gs_cancel_timer(gs_runtime_t *rt, gs_timer_ref_t ref, int64_t *remaining_ms);
 /** Read a timer's remaining time without cancelling it. Returns 0 or GS_ENOTIMER. */
 int gs_read_timer(gs_runtime_t *rt, gs_timer_ref_t ref, int64_t *remaining_ms);
+/** gs_read_timer and gs_cancel_timer for external timers only: any other ref is GS_ENOTIMER. */
+int gs_read_external_timer(gs_runtime_t *rt, gs_timer_ref_t ref, int64_t *remaining_ms);
+int gs_cancel_external_timer(gs_runtime_t *rt, gs_timer_ref_t ref, int64_t *remaining_ms);
+/**
+ * The pending external timers: {"count": N (all of them), "timers": [the `limit` soonest, each
+ * {"ref": N, "server": NAME, "message": JSON (a copy), "remaining_ms": N, "created_at_ms": N
+ * (Unix time)}]}. New reference. O(pending external timers).
+ */
+json_t *gs_external_timers_json(gs_runtime_t *rt, size_t limit);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Introspection                                                                              */

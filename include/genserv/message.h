@@ -33,6 +33,14 @@ extern "C" {
 #define GS_JSON_INT_MIN LONG_MIN
 #endif
 
+/**
+ * About how many bytes of memory v takes (jansson's records, strings, arrays' and objects'
+ * tables, the allocator's headers), for bounding what a behaviour keeps in bytes and not only
+ * in entries. An estimate within a small factor of the truth; 0 for NULL and for the shared
+ * null, true and false. O(size of v).
+ */
+size_t gs_json_size(const json_t *v);
+
 /** True when msg is the atom `atom`, i.e. the JSON string atom. */
 bool gs_msg_is_atom(const json_t *msg, const char *atom);
 

@@ -3,7 +3,8 @@
  * cannot drift apart:
  *   - the STATUS fields table and the statuses table  <- GS_SERVER_STATUS_FIELDS, _STATUS_MAP
  *   - the errors table                                <- GS_HTTP_ERROR_MAP, _RUNTIME_ERROR_MAP
- *   - every gateway setting's flag, env, key, default <- GS_GATEWAY_LIMITS_MAP
+ *   - every setting's flag, env, key and default      <- GS_GATEWAY_LIMITS_MAP,
+ *                                                        GS_RUNTIME_LIMITS_MAP
  *   - the runtime statistics in the metrics table     <- GS_RUNTIME_STATS_MAP
  * Each failure names what differs and where. The doc is read from GS_DOCS_DIR.
  */
@@ -306,14 +307,16 @@ static void test_errors(void **state)
     assert_int_equal(failures, 0);
 }
 
-/* The row of any table that documents --flag, or NULL. */
+/* The table row that documents --flag (the one naming an environment variable), or NULL. */
 static const char *flag_row(const char *flag, char *buf, size_t len)
 {
     char want[96];
+    size_t wlen = (size_t)snprintf(want, sizeof(want), "`--%s", flag);
 
-    snprintf(want, sizeof(want), "`--%s", flag);
     for (const char *p = strstr(doc, want); p != NULL; p = strstr(p + 1, want)) {
         const char *bol = p;
+        if (p[wlen] != '`' && p[wlen] != ' ') /* --max-timer-bytes is not --max-timer-bytes-x */
+            continue;
         while (bol > doc && bol[-1] != '\n')
             bol--;
         if (*bol != '|')
@@ -321,7 +324,8 @@ static const char *flag_row(const char *flag, char *buf, size_t len)
         const char *eol = strchr(p, '\n');
         size_t n = eol != NULL ? (size_t)(eol - bol) : strlen(bol);
         snprintf(buf, len, "%.*s", (int)n, bol);
-        return buf;
+        if (strstr(buf, "GENSERV_") != NULL)
+            return buf;
     }
     return NULL;
 }
@@ -333,7 +337,7 @@ static void test_gateway_settings(void **state)
         unsigned long long def;
     } settings[] = {
 #define SETTING(field, flag, key, min, max, def, metavar, help) {flag, key, def},
-        GS_GATEWAY_LIMITS_MAP(SETTING)
+        GS_GATEWAY_LIMITS_MAP(SETTING) GS_RUNTIME_LIMITS_MAP(SETTING)
 #undef SETTING
     };
     char row[1024], env[96], key[96];
