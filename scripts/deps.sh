@@ -11,7 +11,7 @@ build_pkgs=(build-essential cmake pkg-config libuv1-dev libjansson-dev libmicroh
 # chromium, nodejs and npm: the dashboard's browser test (tests/browser/, playwright-core from npm
 # driving Debian's /usr/bin/chromium).
 test_pkgs=(libcmocka-dev libcurl4-openssl-dev curl clang libclang-rt-14-dev clang-format
-    clang-tidy cppcheck valgrind chromium nodejs npm)
+    clang-tidy cppcheck valgrind chromium nodejs npm jq openssl)
 
 pkgs=("${build_pkgs[@]}")
 case "${1:-build}" in
