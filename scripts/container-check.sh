@@ -6,6 +6,7 @@
 #   1. lint the Dockerfile (dockerfile-utils from npm, plus the image rules of docs/deploy.md)
 #   2. debian:bookworm-slim = debootstrap --variant=minbase from the apt mirror of this
 #      machine, slimmed like the official image; the tarball is cached between runs
+#      (scripts/container-base.sh, which also runs on its own)
 #   3. podman build --pull=never --format docker (the builder stage runs the unit tests)
 #   4. the image: size bound, labels, non-root user, port, environment, health check
 #   5. run it: /healthz, a smoke test over HTTP (start a server, cast, call, a deferred
@@ -14,7 +15,8 @@
 #   7. SIGTERM with calls held: every one answered 503 shutting_down, exit code 0, in time
 #
 # Everything it makes (containers, images, podman storage) lives in a temporary directory and
-# is removed on exit, also on failure or Ctrl-C; only the cache stays:
+# is removed on exit, also on failure or Ctrl-C, and every process it started is stopped by
+# PID (scripts/lib/cleanup.sh); only the cache stays:
 #   ${GS_CONTAINER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/genserv}/
 # Needs root (or sudo) for apt-get, debootstrap and podman. Exits non-zero on any failed
 # assertion. Settings: GS_IMAGE_MAX_MB (100), GS_DEBIAN_MIRROR (from /etc/apt),
@@ -22,117 +24,69 @@
 # GS_KEEP_LOGS=1 (keep the work directory with the build and container logs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/steps.sh
+. scripts/lib/steps.sh
+# shellcheck source=scripts/lib/cleanup.sh
+. scripts/lib/cleanup.sh
+# suite, base_ref and the base image's settings; container_base_tarball/_import.
+# shellcheck source=scripts/container-base.sh
+. scripts/container-base.sh
 
-suite=bookworm
-base_ref=docker.io/library/debian:bookworm-slim
 image_ref=localhost/genserv:container-check
 max_mb=${GS_IMAGE_MAX_MB:-100}
-max_age_days=${GS_BASE_MAX_AGE_DAYS:-30}
 cache=${GS_CONTAINER_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/genserv}
 dockerfile_utils_version=0.16.3
-# Bump when the way the base is made changes, so that cached tarballs are remade.
-base_recipe=1
 grace_s=20 # the stop timeout given to podman, like a platform's termination grace period
 
-t0=$SECONDS
-passed=0
-failed=0
-step() { printf '\n==== [%3ds] %s\n' "$((SECONDS - t0))" "$*"; }
-ok() {
-    passed=$((passed + 1))
-    printf '  ok   %s\n' "$*"
-}
-die() {
-    failed=1
-    printf '  FAIL %s\n' "$*" >&2
-    exit 1
-}
-
-sudo=()
-[ "$(id -u)" -eq 0 ] || sudo=(sudo)
-
 # ---------------------------------------------------------------------------------------------
-# Cleanup: runs on every exit. Containers and images live in a private podman storage under
-# $work, so removing them cannot touch anything else on the machine.
+# Cleanup: runs on every exit (scripts/lib/cleanup.sh), in this order: the processes this
+# script started are stopped by PID (an unfinished build with everything under it, waited
+# for before its storage is touched); the containers and images are removed; the work
+# directory is removed, or kept with the logs after a failure or with GS_KEEP_LOGS=1; then
+# the tally. Containers and images live in a private podman storage under $work, so removing
+# them cannot touch anything else on the machine.
 # ---------------------------------------------------------------------------------------------
 work=""
-build_pid=""
-bg_pids=()
 declare -A held_pid=()
 containers=()
-# Every process below PID $1 (by parent links), deepest last.
-descendants() {
-    local all
-    all=$(ps -eo pid=,ppid=)
-    local queue=("$1") p c
-    while [ ${#queue[@]} -gt 0 ]; do
-        p=${queue[0]}
-        queue=("${queue[@]:1}")
-        for c in $(awk -v p="$p" '$2 == p {print $1}' <<<"$all"); do
-            echo "$c"
-            queue+=("$c")
-        done
-    done
-}
-cleanup() {
-    local rc=$?
-    set +e
-    for p in "${bg_pids[@]}"; do
-        kill "$p" 2>/dev/null
-    done
-    # An unfinished build: stop it and every process under it (podman, the OCI runtime, the
-    # RUN step's processes, which sit in a session of their own), and wait for them before
-    # touching the storage they use.
-    if [ -n "$build_pid" ]; then
-        local tree
-        tree=$(descendants "$build_pid")
-        # shellcheck disable=SC2086 # a list of PIDs
-        "${sudo[@]}" kill -TERM "$build_pid" $tree 2>/dev/null
-        for i in $(seq 200); do
-            # shellcheck disable=SC2086
-            "${sudo[@]}" kill -0 "$build_pid" $tree 2>/dev/null || break
-            # shellcheck disable=SC2086
-            [ "$i" != 150 ] || "${sudo[@]}" kill -KILL "$build_pid" $tree 2>/dev/null
-            sleep 0.1
-        done
-    fi
-    if [ -n "$work" ] && [ -d "$work" ]; then
-        for c in "${containers[@]}"; do
-            if [ "$rc" -ne 0 ]; then
-                echo "---- logs of container $c (last 40 lines)" >&2
-                timeout 20 "${sudo[@]}" podman "${pm_flags[@]}" logs "$c" 2>&1 | tail -40 >&2
-            fi
-            timeout 30 "${sudo[@]}" podman "${pm_flags[@]}" rm -f -t 0 "$c" >/dev/null 2>&1
-        done
-        # An interrupted build leaves its working containers (buildah's, "external" to podman).
-        for c in $(timeout 30 "${sudo[@]}" podman "${pm_flags[@]}" ps -a -q --external \
-            2>/dev/null); do
-            timeout 30 "${sudo[@]}" podman "${pm_flags[@]}" rm -f -t 0 "$c" >/dev/null 2>&1
-        done
-        timeout 60 "${sudo[@]}" podman "${pm_flags[@]}" rmi -a -f >/dev/null 2>&1
-        # Anything podman left mounted under the work directory, deepest first.
-        findmnt -rn -o TARGET 2>/dev/null | grep -F "$work/" | sort -r |
-            while read -r m; do "${sudo[@]}" umount -l "$m"; done
-        if [ "${GS_KEEP_LOGS:-0}" = 1 ] || [ "$rc" -ne 0 ]; then
-            "${sudo[@]}" rm -rf "$work/storage" "$work/run" "$work/tmp"
-            echo "logs kept in $work" >&2
-        else
-            "${sudo[@]}" rm -rf "$work"
-        fi
-    fi
-    [ "$rc" -eq 0 ] || [ "$failed" -eq 1 ] || failed=1 # stopped by an error or a signal
-    if [ "$rc" -eq 0 ]; then
+pm_flags=()
+cleanup_sudo=("${sudo[@]}")
+cleanup_keep_on_success=${GS_KEEP_LOGS:-0}
+tally() {
+    [ "$cleanup_rc" -eq 0 ] || [ "$failed" -eq 1 ] || failed=1 # stopped by an error or a signal
+    if [ "$cleanup_rc" -eq 0 ]; then
         printf '\ncontainer check passed in %ds\n' "$((SECONDS - t0))"
     else
-        printf '\ncontainer check FAILED (exit %d) after %ds\n' "$rc" "$((SECONDS - t0))" >&2
+        printf '\ncontainer check FAILED (exit %d) after %ds\n' "$cleanup_rc" \
+            "$((SECONDS - t0))" >&2
     fi
     printf 'container-check: %d passed, %d failed\n' "$passed" "$failed"
-    exit "$rc"
 }
-pm_flags=()
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+cleanup_on_exit tally
+remove_containers() {
+    local c m
+    [ -n "$work" ] && [ -d "$work" ] || return 0
+    for c in "${containers[@]}"; do
+        if [ "$cleanup_rc" -ne 0 ]; then
+            echo "---- logs of container $c (last 40 lines)" >&2
+            timeout 20 "${sudo[@]}" podman "${pm_flags[@]}" logs "$c" 2>&1 | tail -40 >&2
+        fi
+        timeout 30 "${sudo[@]}" podman "${pm_flags[@]}" rm -f -t 0 "$c" >/dev/null 2>&1
+    done
+    # An interrupted build leaves its working containers (buildah's, "external" to podman).
+    for c in $(timeout 30 "${sudo[@]}" podman "${pm_flags[@]}" ps -a -q --external \
+        2>/dev/null); do
+        timeout 30 "${sudo[@]}" podman "${pm_flags[@]}" rm -f -t 0 "$c" >/dev/null 2>&1
+    done
+    timeout 60 "${sudo[@]}" podman "${pm_flags[@]}" rmi -a -f >/dev/null 2>&1
+    # Anything podman left mounted under the work directory, deepest first.
+    findmnt -rn -o TARGET 2>/dev/null | grep -F "$work/" | sort -r |
+        while read -r m; do "${sudo[@]}" umount -l "$m"; done
+    # Kept for its logs: without the storage, which is large and of no use afterwards.
+    if cleanup_keeping; then
+        "${sudo[@]}" rm -rf "$work/storage" "$work/run" "$work/tmp"
+    fi
+}
 
 # podman on the private storage; every call has a time bound (pmt SECONDS ... for a longer one).
 pmt() {
@@ -154,23 +108,15 @@ step "tools: debootstrap, podman, runc, uidmap, curl, npm"
 # ---------------------------------------------------------------------------------------------
 need=(debootstrap podman runc uidmap curl ca-certificates)
 command -v npm >/dev/null || need+=(npm)
-missing=()
-for p in "${need[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "  installing: ${missing[*]}"
-    "${sudo[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
-        "${missing[@]}" >/dev/null
-fi
+need_packages "${need[@]}"
 ok "$(podman --version), $(runc --version | head -1)"
 
 mkdir -p "$cache"
 exec 9>"$cache/.container-check.lock"
 flock -w 900 9 || die "another container check holds $cache/.container-check.lock"
 
-work=$(mktemp -d /var/tmp/genserv-container-check.XXXXXX)
+cleanup_workdir work /var/tmp/genserv-container-check.XXXXXX "logs kept in"
+cleanup_on_exit remove_containers # before the work directory goes
 chmod 755 "$work"
 pm_flags=(--root "$work/storage" --runroot "$work/run")
 mkdir -p "$work/tmp"
@@ -229,98 +175,8 @@ ok "two bookworm-slim stages, --no-install-recommends, apt lists removed, USER, 
 # ---------------------------------------------------------------------------------------------
 step "base image $base_ref (debootstrap, cached)"
 # ---------------------------------------------------------------------------------------------
-# The Debian mirrors this machine's apt uses: the archive for $suite and its security archive.
-apt_uris() { # $1: suite; prints the first URI that serves it
-    local files=() f
-    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
-        /etc/apt/sources.list.d/*.sources; do
-        [ -f "$f" ] && files+=("$f")
-    done
-    [ ${#files[@]} -gt 0 ] || return 0
-    awk -v want="$1" '
-        function has(list, w,   n, a, i) { n = split(list, a, /[ \t]+/); for (i = 1; i <= n; i++) if (a[i] == w) return 1; return 0 }
-        function flush() { if (types != "" && has(types, "deb") && has(suites, want) && uris != "") { split(uris, u, /[ \t]+/); print u[1]; found = 1; exit } types = uris = suites = "" }
-        FNR == 1 { flush() }
-        FILENAME ~ /\.sources$/ {
-            if ($0 ~ /^[ \t]*$/) { flush(); next }
-            if ($0 ~ /^Types:/) { sub(/^Types:[ \t]*/, ""); types = $0 }
-            else if ($0 ~ /^URIs:/) { sub(/^URIs:[ \t]*/, ""); uris = $0 }
-            else if ($0 ~ /^Suites:/) { sub(/^Suites:[ \t]*/, ""); suites = $0 }
-            next
-        }
-        /^[ \t]*deb[ \t]/ {
-            line = $0; gsub(/\[[^]]*\]/, "", line); n = split(line, w, /[ \t]+/)
-            i = (w[1] == "") ? 2 : 1
-            if (w[i + 2] == want) { print w[i + 1]; found = 1; exit }
-        }
-        END { if (!found) flush() }
-    ' "${files[@]}"
-}
-mirror=${GS_DEBIAN_MIRROR:-$(apt_uris "$suite")}
-mirror=${mirror:-http://deb.debian.org/debian}
-security=$(apt_uris "$suite-security")
-meta="recipe=$base_recipe suite=$suite mirror=$mirror security=$security"
-tarball="$cache/debian-$suite-slim-rootfs.tar"
-
-if [ -f "$tarball" ] && [ "$(cat "$tarball.meta" 2>/dev/null)" = "$meta" ] &&
-    [ -z "$(find "$tarball" -mtime +"$max_age_days")" ]; then
-    ok "cached: $tarball ($(du -m "$tarball" | cut -f1) MB, $(date -r "$tarball" +%F))"
-else
-    echo "  debootstrap --variant=minbase $suite from $mirror (about 30 s)"
-    rootfs="$work/rootfs"
-    timeout 600 "${sudo[@]}" debootstrap --variant=minbase "$suite" "$rootfs" "$mirror" \
-        >"$work/debootstrap.log" 2>&1 || {
-        tail -20 "$work/debootstrap.log" >&2
-        die "debootstrap failed (log: $work/debootstrap.log)"
-    }
-    # What Debian's official -slim image does to a minbase: no documentation, manuals or
-    # translations (now and for every later install), no package caches or lists, apt
-    # sources for the release, its updates and its security archive.
-    "${sudo[@]}" sh -eu -c '
-        r=$1 mirror=$2 security=$3 suite=$4
-        cat >"$r/etc/dpkg/dpkg.cfg.d/docker" <<EOF
-path-exclude /usr/share/doc/*
-path-include /usr/share/doc/*/copyright
-path-exclude /usr/share/info/*
-path-exclude /usr/share/linda/*
-path-exclude /usr/share/lintian/overrides/*
-path-exclude /usr/share/locale/*
-path-exclude /usr/share/man/*
-path-exclude /usr/share/groff/*
-EOF
-        cat >"$r/etc/apt/apt.conf.d/docker-clean" <<EOF
-DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
-APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
-Dir::Cache::pkgcache "";
-Dir::Cache::srcpkgcache "";
-EOF
-        echo "Acquire::Languages \"none\";" >"$r/etc/apt/apt.conf.d/docker-no-languages"
-        echo "Acquire::GzipIndexes \"true\";" >"$r/etc/apt/apt.conf.d/docker-gzip-indexes"
-        rm -f "$r/etc/apt/sources.list"
-        {
-            printf "Types: deb\nURIs: %s\nSuites: %s %s-updates\nComponents: main\n" "$mirror" "$suite" "$suite"
-            [ -z "$security" ] || printf "\nTypes: deb\nURIs: %s\nSuites: %s-security\nComponents: main\n" "$security" "$suite"
-        } >"$r/etc/apt/sources.list.d/debian.sources"
-        find "$r/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
-        find "$r/usr/share/doc" -mindepth 1 -type d -empty -delete
-        rm -rf "$r"/usr/share/info/* "$r"/usr/share/linda/* "$r"/usr/share/lintian/overrides/* \
-            "$r"/usr/share/locale/* "$r"/usr/share/man/* "$r"/usr/share/groff/* \
-            "$r"/var/lib/apt/lists/* "$r"/var/cache/apt/*.bin "$r"/var/cache/apt/archives/*.deb \
-            "$r"/var/log/* "$r"/tmp/* "$r"/etc/resolv.conf "$r"/etc/hostname
-        mkdir -p "$r/var/lib/apt/lists/partial"
-    ' sh "$rootfs" "$mirror" "$security" "$suite"
-    "${sudo[@]}" tar --numeric-owner -C "$rootfs" --exclude='./dev/*' --exclude='./proc/*' \
-        --exclude='./sys/*' -cf "$tarball.tmp" .
-    "${sudo[@]}" rm -rf "$rootfs"
-    "${sudo[@]}" chown "$(id -u):$(id -g)" "$tarball.tmp"
-    mv -f "$tarball.tmp" "$tarball"
-    printf '%s\n' "$meta" >"$tarball.meta"
-    ok "made $tarball ($(du -m "$tarball" | cut -f1) MB)"
-fi
-pmq 300 import \
-    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    --change 'CMD ["bash"]' --quiet "$tarball" "$base_ref" >/dev/null
-ok "imported as $base_ref"
+container_base_tarball
+container_base_import "$base_tarball" pmq 300
 
 # ---------------------------------------------------------------------------------------------
 step "podman build --pull=never --format docker (builder stage runs the unit tests)"
@@ -333,17 +189,23 @@ build_start=$SECONDS
 TMPDIR=$work/tmp timeout 1200 "${sudo[@]}" podman "${pm_flags[@]}" build --pull=never \
     --format docker -t "$image_ref" -f Dockerfile . >"$work/build.log" 2>&1 &
 build_pid=$!
+# Unfinished at exit, it is stopped with everything under it (podman, the OCI runtime, the
+# RUN step's processes, which sit in a session of their own), and waited for before the
+# storage it uses is touched.
+cleanup_track_tree "$build_pid"
 
 tail -n +1 -f --pid="$build_pid" "$work/build.log" | while IFS= read -r line; do
     case $line in
     "["*"] STEP "* | *"tests passed"* | *"tests failed"*) printf '  %.100s\n' "$line" ;;
     esac
 done &
-bg_pids+=($!)
+tail_pid=$!
+cleanup_track_pid "$tail_pid"
 build_rc=0
 wait "$build_pid" || build_rc=$?
-build_pid=""
-wait "${bg_pids[-1]}" || true
+cleanup_untrack "$build_pid"
+wait "$tail_pid" || true
+cleanup_untrack "$tail_pid"
 if [ "$build_rc" -ne 0 ]; then
     tail -60 "$work/build.log" >&2
     die "the image did not build (exit $build_rc; log: $work/build.log)"
@@ -431,7 +293,7 @@ held() { # NAME SERVER MESSAGE
         -H 'Content-Type: application/json' \
         --data-binary "{\"server\": \"$2\", \"message\": $3, \"timeout_ms\": 60000}" \
         "$base/call" >"$work/held-$1.status" 2>/dev/null &
-    bg_pids+=($!)
+    cleanup_track_pid $!
     held_pid[$1]=$!
 }
 held_done() { # NAME: wait (bounded) for it and check STATUS and REGEX
@@ -441,6 +303,7 @@ held_done() { # NAME: wait (bounded) for it and check STATUS and REGEX
         sleep 0.1
     done
     wait "${held_pid[$1]}" || true
+    cleanup_untrack "${held_pid[$1]}"
     local st body
     st=$(cat "$work/held-$1.status")
     body=$(cat "$work/held-$1.body")
