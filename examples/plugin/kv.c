@@ -26,25 +26,36 @@
  *   cast ["put", ...] and ["delete", KEY]: the same without an answer
  *   info ["expire", KEY, GEN]: the TTL timer; dropped if KEY was written again since.
  * A malformed call is answered ["error", "bad_request"] instead of crashing the store.
- * Init args: null or {"max_keys": N} (default 100000). State JSON: {"size", "max_keys",
- * "entries": {KEY: {"value", "ttl_ms"}}}.
+ * Init args: null or {"max_keys": N, "max_bytes": N} (defaults 100000 keys and 64 MiB of
+ * values as gs_json_size counts them: a put past either is ["error", "full"]). State JSON:
+ * {"size", "bytes", "max_keys", "max_bytes", "entries": {KEY: {"value", "ttl_ms"}}}.
  */
 #include <genserv/genserv.h>
 #include <genserv/message.h>
 
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
-#define KV_DEFAULT_MAX_KEYS 100000
-#define KV_MAX_TTL_MS       2147483647LL
+#define KV_DEFAULT_MAX_KEYS  100000
+#define KV_DEFAULT_MAX_BYTES (64 * 1024 * 1024)
+#define KV_MAX_TTL_MS        2147483647LL
 
 typedef struct kv_s {
     /* key -> {"value": V, "deadline": monotonic ms or null, "timer": ref, "gen": n} */
     json_t *entries;
     json_int_t max_keys;
+    json_int_t max_bytes;
+    json_int_t bytes; /* gs_json_size of the values, plus the keys */
     json_int_t next_gen;
 } kv_t;
+
+/* What an entry counts against max_bytes. */
+static json_int_t entry_bytes(const char *key, const json_t *entry)
+{
+    return (json_int_t)(strlen(key) + gs_json_size(json_object_get(entry, "value")));
+}
 
 static json_int_t now_ms(void)
 {
@@ -56,13 +67,14 @@ static json_int_t now_ms(void)
 
 static int kv_init(gs_server_t *self, json_t *args, void **state, json_t **reason)
 {
-    static const char *const allowed[] = {"max_keys", NULL};
-    json_int_t max_keys = KV_DEFAULT_MAX_KEYS;
+    static const char *const allowed[] = {"max_keys", "max_bytes", NULL};
+    json_int_t max_keys = KV_DEFAULT_MAX_KEYS, max_bytes = KV_DEFAULT_MAX_BYTES;
     kv_t *kv;
 
     (void)self;
     if (gs_args_check(args, allowed, reason) < 0 ||
-        gs_args_int(args, "max_keys", 1, GS_JSON_INT_MAX, &max_keys, reason) < 0)
+        gs_args_int(args, "max_keys", 1, GS_JSON_INT_MAX, &max_keys, reason) < 0 ||
+        gs_args_int(args, "max_bytes", 1024, GS_JSON_INT_MAX, &max_bytes, reason) < 0)
         return -1;
     kv = calloc(1, sizeof(*kv));
     if (kv == NULL || (kv->entries = json_object()) == NULL) {
@@ -71,6 +83,7 @@ static int kv_init(gs_server_t *self, json_t *args, void **state, json_t **reaso
         return -1;
     }
     kv->max_keys = max_keys;
+    kv->max_bytes = max_bytes;
     *state = kv;
     return 0;
 }
@@ -98,6 +111,10 @@ static json_t *kv_put(gs_server_t *self, kv_t *kv, json_t *msg)
     old = json_object_get(kv->entries, key);
     if (old == NULL && (json_int_t)json_object_size(kv->entries) >= kv->max_keys)
         return gs_msg_error("full");
+    json_int_t grow =
+        (json_int_t)(strlen(key) + gs_json_size(value)) - (old != NULL ? entry_bytes(key, old) : 0);
+    if (kv->bytes + grow > kv->max_bytes)
+        return gs_msg_error("full");
     if (old != NULL)
         cancel_entry_timer(self, old);
     entry = json_pack("{sOsIsn}", "value", value, "gen", gen, "deadline");
@@ -115,6 +132,7 @@ static json_t *kv_put(gs_server_t *self, kv_t *kv, json_t *msg)
         }
     }
     json_object_set_new(kv->entries, key, entry);
+    kv->bytes += grow;
     return json_string("ok");
 }
 
@@ -124,6 +142,7 @@ static json_t *kv_delete(gs_server_t *self, kv_t *kv, const char *key)
 
     if (old != NULL) {
         cancel_entry_timer(self, old);
+        kv->bytes -= entry_bytes(key, old);
         json_object_del(kv->entries, key);
     }
     return json_string("ok");
@@ -202,8 +221,10 @@ static gs_result_t kv_handle_info(gs_server_t *self, void *state, json_t *msg)
         return GS_NOREPLY;
     e = json_object_get(kv->entries, key);
     /* Only the write that scheduled this expiry may be expired by it. */
-    if (e != NULL && json_integer_value(json_object_get(e, "gen")) == json_integer_value(gen))
+    if (e != NULL && json_integer_value(json_object_get(e, "gen")) == json_integer_value(gen)) {
+        kv->bytes -= entry_bytes(key, e);
         json_object_del(kv->entries, key);
+    }
     return GS_NOREPLY;
 }
 
@@ -235,8 +256,9 @@ static json_t *kv_format_state(gs_server_t *self, void *state)
             json_pack("{sOso}", "value", json_object_get(e, "value"), "ttl_ms",
                       json_is_integer(d) ? json_integer(left > 0 ? left : 0) : json_null()));
     }
-    return json_pack("{sIsIso}", "size", (json_int_t)json_object_size(kv->entries), "max_keys",
-                     kv->max_keys, "entries", entries);
+    return json_pack("{sIsIsIsIso}", "size", (json_int_t)json_object_size(kv->entries), "bytes",
+                     kv->bytes, "max_keys", kv->max_keys, "max_bytes", kv->max_bytes, "entries",
+                     entries);
 }
 
 static const gs_message_doc_t kv_messages[] = {
@@ -255,7 +277,7 @@ static const gs_message_doc_t kv_messages[] = {
 static const gs_behaviour_t kv_behaviour = {
     .name = "kv",
     .description = "A key-value store whose keys can expire (an example plugin).",
-    .args_doc = "{\"max_keys\": 100000}",
+    .args_doc = "{\"max_keys\": 100000, \"max_bytes\": 67108864}",
     .messages = kv_messages,
     .init = kv_init,
     .handle_call = kv_handle_call,

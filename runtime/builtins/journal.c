@@ -7,38 +7,49 @@
  *
  * Here: cast ["add_entry", entry] prepends any JSON value, call "entries" replies with the
  * array. State JSON: the array itself, e.g. ["first entry"] after one entry. Unlike the
- * Elixir list, the journal is bounded (init args {"max_entries": n}, default 10000) and drops
- * its oldest entry when full, because over HTTP anyone can add entries.
+ * Elixir list, the journal is bounded, because over HTTP anyone can add entries: in entries
+ * (init args {"max_entries": n}, default 10000) and in bytes as gs_json_size() counts them
+ * ({"max_bytes": n}, default 8 MiB; a JSON value in memory is several times its text). Past
+ * either bound it drops its oldest entries; an entry larger than max_bytes on its own is not
+ * added, and counted. Call "stats" -> {"entries", "bytes", "max_entries", "max_bytes",
+ * "dropped"}.
  */
 #include <stdlib.h>
 
 #include <genserv/builtins.h>
 #include <genserv/message.h>
 
-#define JOURNAL_DEFAULT_MAX 10000
-#define JOURNAL_LIMIT_MAX   1000000
+#define JOURNAL_DEFAULT_MAX       10000
+#define JOURNAL_LIMIT_MAX         1000000
+#define JOURNAL_DEFAULT_MAX_BYTES (8 * 1024 * 1024)
+#define JOURNAL_LIMIT_MAX_BYTES   ((json_int_t)1 << 32)
 
 typedef struct journal_s {
     json_t *entries; /* owned array, newest first; entries are never mutated once added */
     size_t max_entries;
+    size_t bytes; /* gs_json_size of the entries */
+    size_t max_bytes;
+    json_int_t dropped; /* entries refused for being larger than max_bytes */
 } journal_t;
 
 static int journal_init(gs_server_t *self, json_t *args, void **state, json_t **reason)
 {
-    static const char *const allowed[] = {"max_entries", NULL};
-    json_int_t max = JOURNAL_DEFAULT_MAX;
+    static const char *const allowed[] = {"max_entries", "max_bytes", NULL};
+    json_int_t max = JOURNAL_DEFAULT_MAX, max_bytes = JOURNAL_DEFAULT_MAX_BYTES;
     (void)self;
 
     if (gs_args_check(args, allowed, reason) < 0 ||
-        gs_args_int(args, "max_entries", 1, JOURNAL_LIMIT_MAX, &max, reason) < 0)
+        gs_args_int(args, "max_entries", 1, JOURNAL_LIMIT_MAX, &max, reason) < 0 ||
+        gs_args_int(args, "max_bytes", 1024, JOURNAL_LIMIT_MAX_BYTES, &max_bytes, reason) < 0)
         return -1;
-    journal_t *j = malloc(sizeof(*j));
+    journal_t *j = calloc(1, sizeof(*j));
     if (j == NULL || (j->entries = json_array()) == NULL) {
         free(j);
         *reason = json_string(gs_err_name(GS_ENOMEM));
         return -1;
     }
     j->max_entries = (size_t)max;
+    j->max_bytes = (size_t)max_bytes;
     *state = j;
     return 0;
 }
@@ -50,14 +61,24 @@ static gs_result_t journal_handle_cast(gs_server_t *self, void *state, json_t *m
 
     if (!gs_msg_is_tuple(msg, "add_entry", 2))
         return GS_NOREPLY;
+    json_t *entry = json_array_get(msg, 1);
+    size_t size = gs_json_size(entry);
+    if (size > j->max_bytes) {
+        j->dropped++; /* a cast has nobody to refuse to: dropped, and counted */
+        return GS_NOREPLY;
+    }
     /*
      * The message is ours to read and nobody mutates it, so the entry can be shared by
      * reference instead of copied; format_state copies before anything leaves this thread.
      */
-    if (json_array_insert(j->entries, 0, json_array_get(msg, 1)) < 0)
+    if (json_array_insert(j->entries, 0, entry) < 0)
         return GS_NOREPLY;
-    if (json_array_size(j->entries) > j->max_entries)
-        json_array_remove(j->entries, json_array_size(j->entries) - 1);
+    j->bytes += size;
+    while (json_array_size(j->entries) > j->max_entries || j->bytes > j->max_bytes) {
+        size_t last = json_array_size(j->entries) - 1;
+        j->bytes -= gs_json_size(json_array_get(j->entries, last));
+        json_array_remove(j->entries, last);
+    }
     return GS_NOREPLY;
 }
 
@@ -73,6 +94,11 @@ static gs_result_t journal_handle_call(gs_server_t *self, void *state, json_t *m
      */
     if (gs_msg_is_atom(msg, "entries"))
         return GS_REPLY(json_deep_copy(j->entries));
+    if (gs_msg_is_atom(msg, "stats"))
+        return GS_REPLY(json_pack("{sIsIsIsIsI}", "entries",
+                                  (json_int_t)json_array_size(j->entries), "bytes",
+                                  (json_int_t)j->bytes, "max_entries", (json_int_t)j->max_entries,
+                                  "max_bytes", (json_int_t)j->max_bytes, "dropped", j->dropped));
     return gs_reply_unknown_message();
 }
 
@@ -96,13 +122,15 @@ static const gs_message_doc_t journal_messages[] = {
     {"cast", "[\"add_entry\", \"first entry\"]",
      "Prepend an entry (any JSON value); the oldest is dropped past max_entries."},
     {"call", "\"entries\"", "Reply with every entry, newest first."},
+    {"call", "\"stats\"",
+     "Entries and bytes kept, their bounds, and entries dropped as too large."},
     {NULL, NULL, NULL},
 };
 
 const gs_behaviour_t gs_builtin_journal = {
     .name = "journal",
     .description = "The seed's Journal exercise: entries kept newest first.",
-    .args_doc = "{\"max_entries\": 10000}",
+    .args_doc = "{\"max_entries\": 10000, \"max_bytes\": 8388608}",
     .messages = journal_messages,
     .init = journal_init,
     .handle_call = journal_handle_call,

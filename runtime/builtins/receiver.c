@@ -10,17 +10,21 @@
  * Here every message sent with gs_send (POST /send, send_after) reaches handle_info, which
  * counts it and keeps the last ten, oldest first, instead of printing it. Calls: "received"
  * -> the count, "last" -> the kept messages. State JSON: {"received": n, "last": [...]}.
+ * What it keeps is bounded in bytes too (gs_json_size, RECEIVER_MAX_BYTES in all): the oldest
+ * kept messages make room, and one larger than that on its own is counted but not kept.
  */
 #include <stdlib.h>
 
 #include <genserv/builtins.h>
 #include <genserv/message.h>
 
-#define RECEIVER_KEEP 10
+#define RECEIVER_KEEP      10
+#define RECEIVER_MAX_BYTES (256 * 1024)
 
 typedef struct receiver_s {
     json_int_t received;
     json_t *last; /* owned array, oldest first, at most RECEIVER_KEEP messages */
+    size_t bytes; /* gs_json_size of last's messages, at most RECEIVER_MAX_BYTES */
 } receiver_t;
 
 static int receiver_init(gs_server_t *self, json_t *args, void **state, json_t **reason)
@@ -37,6 +41,7 @@ static int receiver_init(gs_server_t *self, json_t *args, void **state, json_t *
         return -1;
     }
     r->received = 0;
+    r->bytes = 0;
     *state = r;
     return 0;
 }
@@ -49,9 +54,17 @@ static gs_result_t receiver_handle_info(gs_server_t *self, void *state, json_t *
     /* Saturate rather than overflow: nobody sends 2^63 messages, but a fuzzer may try. */
     if (r->received < GS_JSON_INT_MAX)
         r->received++;
+    size_t size = gs_json_size(msg);
+    if (size > RECEIVER_MAX_BYTES)
+        return GS_NOREPLY; /* counted, not kept */
     /* The message is never mutated by anyone, so keeping a reference is enough. */
-    if (json_array_append(r->last, msg) == 0 && json_array_size(r->last) > RECEIVER_KEEP)
+    if (json_array_append(r->last, msg) != 0)
+        return GS_NOREPLY;
+    r->bytes += size;
+    while (json_array_size(r->last) > RECEIVER_KEEP || r->bytes > RECEIVER_MAX_BYTES) {
+        r->bytes -= gs_json_size(json_array_get(r->last, 0));
         json_array_remove(r->last, 0);
+    }
     return GS_NOREPLY;
 }
 
