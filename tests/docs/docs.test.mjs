@@ -424,11 +424,15 @@ function startFresh() {
 
 const HOSTS_RE = new RegExp(`\\b(localhost|127\\.0\\.0\\.1|0\\.0\\.0\\.0):${DEFAULT_PORT}\\b`, 'g');
 
+// A line that starts genserv in the background, after any VAR=value assignments.
+const startsGenserv = (t) => !/^\s*(curl|#)/.test(t) && /(^|[\s/])genserv\s[^&|;]*&\s*(#.*)?$/.test(t);
+const backgrounds = (t) => /(^|[^&])&\s*(#.*)?$/.test(t);
+
 function scriptLine(text, port) {
     let t = text.replace(HOSTS_RE, `127.0.0.1:${port}`);
     // "build/genserv ... &": the stand-in returns once genserv listens, so run it in the
     // foreground, or the next command could come before it listens.
-    if (/^\s*(\w+=\S*\s+)*(\S*\/)?genserv\b.*&\s*(#.*)?$/.test(t)) t = t.replace(/\s*&\s*(#.*)?$/, '');
+    if (startsGenserv(t)) t = t.replace(/\s*&\s*(#.*)?$/, '');
     return t;
 }
 
@@ -459,6 +463,9 @@ async function runDocument(file) {
     for (const b of run) {
         stats.blocks++;
         for (const s of segmentsOf(b)) {
+            for (const [t, docLine] of s.lines)
+                if (backgrounds(t) && !startsGenserv(t))
+                    fail(`${file}:${docLine}`, 'a command in the background would race the next example (only "build/genserv ... &" may be)');
             const n = segs.length;
             segs.push({ ...s, block: b });
             const errFile = path.join(state, `stderr.${n}`);
@@ -542,6 +549,6 @@ if (failures) {
     console.log(`scratch directory kept: ${scratch}`);
     exitCode = 1;
 } else {
-    fs.rmSync(scratch, { recursive: true, force: true });
+    if (!process.env.DOC_TEST_KEEP) fs.rmSync(scratch, { recursive: true, force: true });
 }
 process.exit(exitCode);
