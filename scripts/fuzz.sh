@@ -8,9 +8,12 @@
 # other, each on a copy of its seed corpus (fuzz/corpus/<target>/ plus fuzz/regressions/) in a
 # temporary directory, so the repository is never modified. Exits non-zero when a target
 # finds a crash, a leak, a timeout or runs out of memory, printing the reproducer and the
-# command that replays it; the work directory is then kept.
+# command that replays it; the work directory is then kept (also when interrupted), and
+# removed otherwise (scripts/lib/cleanup.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/cleanup.sh
+. scripts/lib/cleanup.sh
 
 seconds=${FUZZ_SECONDS:-60}
 jobs=${JOBS:-$(nproc)}
@@ -24,7 +27,8 @@ CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGS_FUZZ=ON
     -DGS_BUILD_TESTS=OFF -DGS_BUILD_BENCH=OFF >/dev/null
 cmake --build build-fuzz -j"$jobs" --target "${targets[@]/#/fuzz_}"
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/genserv-fuzz.XXXXXX")
+work=""
+cleanup_workdir work "${TMPDIR:-/tmp}/genserv-fuzz.XXXXXX"
 failed=0
 for t in "${targets[@]}"; do
     bin=build-fuzz/fuzz/fuzz_$t
@@ -65,5 +69,4 @@ if [ "$failed" -ne 0 ]; then
     echo "fuzzing found problems; work directory kept: $work" >&2
     exit 1
 fi
-rm -rf "$work"
 echo "fuzzing: no crash in ${targets[*]} (${seconds} s each)"
