@@ -135,6 +135,7 @@ struct gs_request_s {
     bool counted;      /* held as a /call, against max_held_calls; HTTP thread only */
     _Atomic int phase; /* request.c's gs_phase_t, once deferred: who resumes the connection */
     bool answered;     /* a response was queued */
+    bool close;        /* answer with Connection: close (a refused head, an early error) */
     bool challenge;    /* a 401: add WWW-Authenticate */
     uint64_t t_start_ns;
 
@@ -333,6 +334,25 @@ const char *gs__cors_origin(const gs_request_t *req);
 /** (cors.c) Headers for every answer to req (CORS, the 401 challenge, the dashboard's
  * security headers). resp: borrowed. */
 void gs__add_common_headers(const gs_request_t *req, struct MHD_Response *resp);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Request framing (framing.c): pure, no MHD                                                  */
+/* ---------------------------------------------------------------------------------------- */
+
+/* What the header lines of one request say about its framing, as they are visited. */
+typedef struct gs_framing_s {
+    const char *content_length;    /* borrowed: the first one */
+    const char *transfer_encoding; /* borrowed */
+    unsigned hosts;
+    const char *error; /* static storage: why the head is refused, or NULL */
+} gs_framing_t;
+
+void gs__framing_init(gs_framing_t *f);
+/** Visit one header line (name and value borrowed, as the request has them). */
+void gs__framing_header(gs_framing_t *f, const char *name, const char *value);
+/** After every header: why the request must be refused (400), or NULL. version and raw_path
+ *  borrowed ("HTTP/1.1", the path as sent). */
+const char *gs__framing_check(gs_framing_t *f, const char *version, const char *raw_path);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Decoding request bodies (decode.c): pure, no MHD, no runtime                               */

@@ -105,22 +105,49 @@ static bool request_route(gs_request_t *req, const char *method, const char *url
     return true;
 }
 
-static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind, const char *key,
-                                       const char *value)
+/* What the first handler call learns from the request's head. */
+typedef struct head_s {
+    gs_framing_t framing;
+    size_t bytes; /* the request line and the headers, as sent (give or take whitespace) */
+} head_t;
+
+static enum MHD_Result visit_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
 {
+    head_t *h = cls;
+
     (void)kind;
-    /* "Key: value\r\n" as sent (whitespace around the value aside) */
-    *(size_t *)cls += strlen(key) + 2 + (value != NULL ? strlen(value) : 0) + 2;
+    /* "Key: value\r\n" */
+    h->bytes += strlen(key) + 2 + (value != NULL ? strlen(value) : 0) + 2;
+    gs__framing_header(&h->framing, key, value);
     return MHD_YES;
 }
 
-/* The request line and headers, in bytes, as libmicrohttpd parsed them. */
-static size_t header_bytes(const gs_request_t *req, const char *method, const char *version)
+/* The head's checks, before anything else: 431 past max_header_bytes, 400 for a head that
+ * framing.c refuses. Either answer closes the connection. Returns true when answered. */
+static bool refuse_head(gs_request_t *req, const char *method, const char *version,
+                        enum MHD_Result *ret)
 {
-    size_t n = strlen(method) + 1 + strlen(req->raw_path) + 1 + strlen(version) + 2;
+    head_t h = {.bytes = strlen(method) + 1 + strlen(req->raw_path) + 1 + strlen(version) + 4};
+    const char *why;
 
-    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, add_header_size, &n);
-    return n + 2; /* the empty line */
+    gs__framing_init(&h.framing);
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, visit_header, &h);
+    if (h.bytes > req->gw->opts.max_header_bytes) {
+        req->close = true;
+        gs__conn_phase(req->conn, GS_CONN_ACTIVE);
+        *ret = gs__respond_error(req, GS_HTTP_EHEADERS_TOO_LARGE,
+                                 "the request line and headers exceed %zu bytes",
+                                 req->gw->opts.max_header_bytes);
+        return true;
+    }
+    why = gs__framing_check(&h.framing, version, req->raw_path);
+    if (why == NULL)
+        return false;
+    req->close = true;
+    gs__conn_phase(req->conn, GS_CONN_ACTIVE);
+    *ret = gs__respond_error(req, GS_HTTP_EBAD_REQUEST, "%s", why);
+    return true;
 }
 
 /* A declared Content-Length over the limit is refused before the body is read. */
@@ -194,12 +221,9 @@ enum MHD_Result gs__request_access_cb(void *cls, struct MHD_Connection *conn, co
     if (!req->routed) {
         if (!request_route(req, method, url))
             return MHD_NO; /* out of memory: close the connection */
-        if (header_bytes(req, method, version) > req->gw->opts.max_header_bytes) {
-            gs__conn_phase(req->conn, GS_CONN_ACTIVE);
-            return gs__respond_error(req, GS_HTTP_EHEADERS_TOO_LARGE,
-                                     "the request line and headers exceed %zu bytes",
-                                     req->gw->opts.max_header_bytes);
-        }
+        enum MHD_Result ret;
+        if (refuse_head(req, method, version, &ret))
+            return ret;
         if (route_takes_body(req) && declared_too_large(req)) {
             /* Answered before the body: MHD discards the rest and closes the connection. */
             req->too_large = true;

@@ -27,7 +27,7 @@ enum MHD_Result gs__respond(gs_request_t *req, unsigned status, struct MHD_Respo
         return MHD_NO;
     }
     gs__add_common_headers(req, resp);
-    if (atomic_load(&gw->closing))
+    if (req->close || atomic_load(&gw->closing))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     r = MHD_queue_response(req->conn, status, resp);
     MHD_destroy_response(resp);
