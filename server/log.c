@@ -1,6 +1,9 @@
 /*
  * log.c: one line per event on stderr, written with a single write(2) so that lines from
- * different threads never interleave.
+ * different threads never interleave. Lines quote what clients send (server names, paths,
+ * reasons), so every control character (a newline, an escape sequence that would drive the
+ * operator's terminal) and DEL is written escaped, as \n, \r, \t or \xNN, and a backslash as
+ * \\: what the log shows is always one line of printable text.
  */
 #include "log.h"
 
@@ -47,24 +50,52 @@ const char *gs_log_level_name(gs_log_level_t level)
     return (unsigned)level < sizeof(names) / sizeof(names[0]) ? names[level] : "?";
 }
 
+size_t gs_log_escape(const char *msg, char *out, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+
+    for (const unsigned char *p = (const unsigned char *)msg; *p != '\0'; p++) {
+        char esc[5];
+        size_t k = 0;
+        if (*p == '\\') {
+            esc[k++] = '\\';
+            esc[k++] = '\\';
+        } else if (*p == '\n' || *p == '\r' || *p == '\t') {
+            esc[k++] = '\\';
+            esc[k++] = *p == '\n' ? 'n' : *p == '\r' ? 'r' : 't';
+        } else if (*p < 0x20 || *p == 0x7f) {
+            esc[k++] = '\\';
+            esc[k++] = 'x';
+            esc[k++] = hex[*p >> 4];
+            esc[k++] = hex[*p & 15];
+        } else {
+            esc[k++] = (char)*p;
+        }
+        if (o + k >= len)
+            break; /* cut at a whole character, never inside an escape */
+        memcpy(out + o, esc, k);
+        o += k;
+    }
+    if (len > 0)
+        out[o] = '\0';
+    return o;
+}
+
 static void write_line(gs_log_level_t level, const char *msg)
 {
     char line[2048];
     struct timespec ts;
     struct tm tm;
     size_t n;
-    int k;
 
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
     n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-    k = snprintf(line + n, sizeof(line) - n, ".%03ldZ %-5s %s", ts.tv_nsec / 1000000L,
-                 gs_log_level_name(level), msg);
-    n = k < 0 ? n : (n + (size_t)k >= sizeof(line) - 1 ? sizeof(line) - 2 : n + (size_t)k);
-    /* One event, one line: fold any newline in the message. */
-    for (size_t i = 0; i < n; i++)
-        if (line[i] == '\n' || line[i] == '\r')
-            line[i] = ' ';
+    n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ %-5s ", ts.tv_nsec / 1000000L,
+                          gs_log_level_name(level));
+    /* One event, one line of printable text (see the top of the file). */
+    n += gs_log_escape(msg, line + n, sizeof(line) - n - 1);
     line[n++] = '\n';
     if (write(STDERR_FILENO, line, n) < 0) {
         /* Nowhere left to report it. */

@@ -22,4 +22,11 @@ void gs_log(gs_log_level_t level, const char *fmt, ...) __attribute__((format(pr
 /** A gs_log_cb for the gateway: writes line (borrowed) at level; arg unused. */
 void gs_log_line_cb(gs_log_level_t level, const char *line, void *arg);
 
+/**
+ * Copy msg (borrowed) into out (len bytes, NUL-terminated) with every control character and
+ * DEL escaped (\n, \r, \t, \xNN) and a backslash doubled; cut at a whole character if out is
+ * too short. Returns the length written.
+ */
+size_t gs_log_escape(const char *msg, char *out, size_t len);
+
 #endif
