@@ -440,7 +440,10 @@ for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130)
 // ---------------------------------------------------------------------------------------------
 
 const json = (v) => ({ body: JSON.stringify(v) });
-const BIG_HEADER = { 'X-Padding': 'a'.repeat(16 * 1024) };
+// Headers over max_header_bytes (4096) but within the connection's memory (6 KiB), which
+// genserv answers itself, and headers of 16 KiB, more than the whole connection memory.
+const BIG_HEADER = { 'X-Padding': 'a'.repeat(4500) };
+const HUGE_HEADER = { 'X-Padding': 'a'.repeat(16 * 1024) };
 // A body one byte over max_body_bytes (1 MiB), announced by Content-Length (refused before it
 // is sent), or streamed in chunks (refused once it passes the limit).
 const TOO_LARGE_DECLARED = { declaredOnly: 1048577 };
@@ -453,7 +456,7 @@ async function expectTooLarge(port, url) {
 
 // Every operation of the spec, with a request that reaches it (parameters filled in).
 function operations() {
-    const fill = { '{id}': '1', '{name}': 'counter', '{file}': 'app.js' };
+    const fill = { '{ref}': '0'.repeat(48), '{name}': 'counter', '{file}': 'app.js' };
     const ops = [];
     for (const [key, item] of Object.entries(spec.paths))
         for (const m of METHODS)
@@ -480,7 +483,8 @@ async function expectStatus(port, method, url, want, opts = {}, note = '') {
 }
 
 async function mainInstance() {
-    const g = await startGenserv(['--max-held-calls', '3', '--max-event-streams', '1', '--shutdown-timeout-ms', '20000']);
+    const g = await startGenserv(['--max-held-calls', '3', '--max-event-streams', '1', '--max-timers-per-server', '4',
+        '--shutdown-timeout-ms', '20000']);
     const p = g.port;
     console.log(`genserv on port ${p}`);
 
@@ -615,6 +619,22 @@ async function mainInstance() {
     await expectStatus(p, 'GET', '/send_after', 405);
     for (const bad of [{ server: 'counter', message: 'x', delay_ms: -1 }, { server: 'counter', message: 'x', delay_ms: 2147483648 }])
         await checkRequestRefused(p, '/send_after', bad);
+    // --max-timers-per-server 4: a fifth pending timer to one server is refused.
+    await expectStatus(p, 'POST', '/servers', 201, json({ name: 'inbox', behaviour: 'receiver' }));
+    for (let k = 0; k < 4; k++) await expectStatus(p, 'POST', '/send_after', 202, json({ server: 'inbox', message: k, delay_ms: 60000 }));
+    await expectStatus(p, 'POST', '/send_after', 503, json({ server: 'inbox', message: 4, delay_ms: 60000 }), 'max_timers_per_server reached');
+
+    const list = await expectStatus(p, 'GET', '/timers', 200);
+    if (list && !list.timers.some((x) => x.timer === timer?.timer)) fail(`GET /timers: the timer just set (${timer?.timer}) is not listed`);
+    await expectStatus(p, 'GET', '/timers?limit=2', 200);
+    await expectStatus(p, 'HEAD', '/timers', 200);
+    const limit = validatorAt('/components/parameters/TimersLimit/schema');
+    for (const bad of ['0', '10001', 'x']) {
+        if (limit(/^\d+$/.test(bad) ? Number(bad) : bad)) fail(`GET /timers?limit=${bad}: the spec's parameter schema accepts it`);
+        await expectStatus(p, 'GET', `/timers?limit=${bad}`, 400);
+    }
+    await expectStatus(p, 'HEAD', '/timers?limit=0', 400);
+    await expectStatus(p, 'DELETE', '/timers', 405);
     const t = `/timers/${timer?.timer}`;
     await expectStatus(p, 'GET', t, 200);
     await expectStatus(p, 'HEAD', t, 200);
@@ -622,16 +642,17 @@ async function mainInstance() {
     await expectStatus(p, 'GET', t, 404, {}, 'cancelled');
     await expectStatus(p, 'HEAD', t, 404, {}, 'cancelled');
     await expectStatus(p, 'DELETE', t, 404, {}, 'cancelled');
-    await expectStatus(p, 'GET', '/timers/abc', 400);
-    await expectStatus(p, 'HEAD', '/timers/0', 400);
-    await expectStatus(p, 'DELETE', '/timers/-1', 400);
-    await expectStatus(p, 'POST', '/timers/1', 405, json({}));
+    await expectStatus(p, 'GET', '/timers/1', 404, {}, 'not a reference genserv made');
+    await expectStatus(p, 'DELETE', `/timers/${'0'.repeat(48)}`, 404, {}, 'a forged reference');
+    await expectStatus(p, 'POST', t, 405, json({}));
 
-    // Oversize headers, on every operation (and on a path that names nothing).
+    // Oversize headers, on every operation (and on a path that names nothing); 16 KiB ones too.
     for (const o of [...operations(), { method: 'GET', url: '/no-such-path' }]) {
         const opts = { headers: BIG_HEADER, ...(o.method === 'POST' ? json({ server: 'counter', message: 'get_count' }) : {}) };
-        await expectStatus(p, o.method, o.url, 431, opts, '16 KiB header');
+        await expectStatus(p, o.method, o.url, 431, opts, '4.5 KiB header');
     }
+    await expectStatus(p, 'GET', '/healthz', 431, { headers: HUGE_HEADER }, '16 KiB header');
+    await expectStatus(p, 'POST', '/call', 431, { headers: HUGE_HEADER, ...json({ server: 'counter', message: 'get_count' }) }, '16 KiB header');
 
     await shutdown(g);
 }
