@@ -47,7 +47,7 @@ const OTHER_LANGS = new Set(['json', 'yaml', 'c', 'elixir', 'text']);
 const DEFAULT_PORT = '8080';
 
 let failures = 0;
-const stats = { blocks: 0, commands: 0, compared: 0, skipped: [], other: 0 };
+const stats = { blocks: 0, commands: 0, compared: 0, skipped: [], other: [] };
 
 function parseArgs(argv) {
     const out = { _: [] };
@@ -450,7 +450,7 @@ async function runDocument(file) {
         }
         if (!SHELL_LANGS.has(b.lang)) {
             if (!OTHER_LANGS.has(b.lang)) fail(`${file}:${b.line}`, `unknown fence language "${b.lang}" (known: ${[...SHELL_LANGS, ...OTHER_LANGS].join(', ')})`);
-            stats.other++;
+            stats.other.push(`${file}:${b.line} (${b.lang})`);
             continue;
         }
         run.push(b);
@@ -540,10 +540,11 @@ try {
     await stopGenserv();
 }
 for (const s of stats.skipped) console.log(`not run: ${s}`);
+for (const s of stats.other) console.log(`not a command: ${s}`);
 console.log(
     `docs: ${stats.commands} example command(s) run in ${stats.blocks} block(s) of ${files.length} file(s), ` +
         `${stats.compared} output(s) compared with the document; ${stats.skipped.length} block(s) marked not run; ` +
-        `${stats.other} block(s) not shell; ${failures} failure(s)`,
+        `${stats.other.length} block(s) not commands; ${failures} failure(s)`,
 );
 if (failures) {
     console.log(`scratch directory kept: ${scratch}`);
