@@ -18,28 +18,22 @@
 
 #include "harness.h"
 
-static json_int_t timer_id(const h_resp_t *r)
+/* POST /send_after with body (JSON text); asserts 202 {"timer": REF} (REF an opaque string,
+ * docs/API.md) and, when path is not NULL, writes "/timers/REF" into it. */
+static void send_after(const h_server_t *srv, const char *body, char *path, size_t len)
 {
-    json_t *id;
-
-    if (r->status != 202 || !json_is_object(r->json))
-        fail_msg("POST /send_after: expected 202 {\"timer\": ID}, got %ld %s", r->status, r->body);
-    id = json_object_get(r->json, "timer");
-    assert_true(json_is_integer(id));
-    assert_true(json_integer_value(id) > 0);
-    return json_integer_value(id);
-}
-
-/* POST /send_after with body (JSON text); asserts 202 and returns the timer's id. */
-static json_int_t send_after(const h_server_t *srv, const char *body)
-{
-    json_int_t id;
+    const char *ref;
     h_resp_t r;
 
     h_request(srv, "POST", "/send_after", body, &r);
-    id = timer_id(&r);
+    if (r.status != 202 || !json_is_object(r.json))
+        fail_msg("POST /send_after: expected 202 {\"timer\": REF}, got %ld %s", r.status, r.body);
+    ref = h_str(r.json, "timer");
+    assert_non_null(ref);
+    assert_true(ref[0] != '\0');
+    if (path != NULL)
+        snprintf(path, len, "/timers/%s", ref);
     h_resp_close(&r);
-    return id;
 }
 
 static int64_t received(const h_server_t *srv)
@@ -94,19 +88,18 @@ static void test_send_after_delivers_to_handle_info_after_the_delay(void **state
 {
     h_fixture_t *fx = *state;
     const int delay = 1000;
-    char path[64];
+    char path[160];
     int64_t t0, remaining, seen_at;
-    json_int_t id;
     h_resp_t r;
 
     assert_int_equal(h_start_server(&fx->srv, "receiver", "receiver", NULL, NULL), 201);
     t0 = h_now_ms();
-    id = send_after(
+    send_after(
         &fx->srv,
-        "{\"server\": \"receiver\", \"message\": [\"greeting\", \"later\"], \"delay_ms\": 1000}");
+        "{\"server\": \"receiver\", \"message\": [\"greeting\", \"later\"], \"delay_ms\": 1000}",
+        path, sizeof(path));
 
     /* read_timer while it is pending. */
-    snprintf(path, sizeof(path), "/timers/%lld", (long long)id);
     h_request(&fx->srv, "GET", path, NULL, &r);
     assert_int_equal(r.status, 200);
     assert_true(json_is_integer(json_object_get(r.json, "remaining_ms")));
@@ -141,17 +134,15 @@ static void test_cancel_timer_before_it_fires(void **state)
 {
     h_fixture_t *fx = *state;
     const int delay = 1500;
-    char path[64];
+    char path[160];
     int64_t t0, remaining;
-    json_int_t id;
     h_resp_t r;
 
     assert_int_equal(h_start_server(&fx->srv, "receiver", "receiver", NULL, NULL), 201);
     t0 = h_now_ms();
-    id = send_after(&fx->srv,
-                    "{\"server\": \"receiver\", \"message\": \"never\", \"delay_ms\": 1500}");
+    send_after(&fx->srv, "{\"server\": \"receiver\", \"message\": \"never\", \"delay_ms\": 1500}",
+               path, sizeof(path));
 
-    snprintf(path, sizeof(path), "/timers/%lld", (long long)id);
     h_request(&fx->srv, "DELETE", path, NULL, &r);
     assert_int_equal(r.status, 200);
     assert_true(json_is_integer(json_object_get(r.json, "remaining_ms")));
@@ -171,7 +162,8 @@ static void test_cancel_timer_before_it_fires(void **state)
     /* Past the delay, the message never arrived: a marker timer set after it with the same
      * delay, so due later, has arrived (timers fire in due order into one mailbox), and it is
      * the only message the receiver got. */
-    send_after(&fx->srv, "{\"server\": \"receiver\", \"message\": \"marker\", \"delay_ms\": 1500}");
+    send_after(&fx->srv, "{\"server\": \"receiver\", \"message\": \"marker\", \"delay_ms\": 1500}",
+               NULL, 0);
     H_WAIT_UNTIL(received(&fx->srv) >= 1, H_WAIT_MS);
     assert_true(h_now_ms() >= t0 + delay);
     assert_int_equal(received(&fx->srv), 1);
@@ -202,21 +194,20 @@ static void test_a_timer_whose_server_is_gone_is_dropped(void **state)
 {
     h_fixture_t *fx = *state;
     double before;
-    json_int_t id;
-    char path[64];
+    char path[160];
     h_resp_t r;
 
     assert_int_equal(h_start_server(&fx->srv, "gone", "receiver", NULL, NULL), 201);
     before = h_metrics_value(&fx->srv, "genserv_dropped_timers_total");
     assert_true(before >= 0);
-    id = send_after(&fx->srv, "{\"server\": \"gone\", \"message\": \"late\", \"delay_ms\": 300}");
+    send_after(&fx->srv, "{\"server\": \"gone\", \"message\": \"late\", \"delay_ms\": 300}", path,
+               sizeof(path));
     h_request(&fx->srv, "DELETE", "/servers/gone", NULL, &r);
     assert_int_equal(r.status, 200);
     h_resp_close(&r);
 
     H_WAIT_UNTIL(h_metrics_value(&fx->srv, "genserv_dropped_timers_total") >= before + 1,
                  H_WAIT_MS);
-    snprintf(path, sizeof(path), "/timers/%lld", (long long)id);
     h_request(&fx->srv, "GET", path, NULL, &r);
     h_assert_error(&r, 404, "no_such_timer");
     h_resp_close(&r);
@@ -233,7 +224,8 @@ static void test_send_after_with_zero_delay_is_delivered(void **state)
     h_fixture_t *fx = *state;
 
     assert_int_equal(h_start_server(&fx->srv, "receiver", "receiver", NULL, NULL), 201);
-    send_after(&fx->srv, "{\"server\": \"receiver\", \"message\": \"now\", \"delay_ms\": 0}");
+    send_after(&fx->srv, "{\"server\": \"receiver\", \"message\": \"now\", \"delay_ms\": 0}", NULL,
+               0);
     H_WAIT_UNTIL(received(&fx->srv) == 1, H_WAIT_MS);
     H_PASS(fx);
 }
