@@ -334,7 +334,7 @@ static void test_slow_sleep_does_not_delay_others(void **state)
     tu_call_expect(rt, "slow", "[\"sleep\", 50]", "\"response!\"");
     assert_int_equal(tu_reply_runs(&long_sleep), 0);
     json_t *s = tu_state(rt, "slow");
-    assert_json_eq(s, "{\"pending\": 1, \"served\": 1}");
+    assert_json_eq(s, "{\"pending\": 1, \"served\": 1, \"abandoned\": 0}");
     json_decref(s);
 
     assert_true(tu_reply_wait(&long_sleep, TU_WAIT_MS));
@@ -364,7 +364,7 @@ static void test_slow_many_callers_sleep_concurrently(void **state)
     }
     assert_true(tu_now_ms() - t0 < 3000);
     json_t *s = tu_state(rt, "slow");
-    assert_json_eq(s, "{\"pending\": 0, \"served\": 20}");
+    assert_json_eq(s, "{\"pending\": 0, \"served\": 20, \"abandoned\": 0}");
     json_decref(s);
 }
 
