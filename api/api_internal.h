@@ -501,6 +501,8 @@ void gs__sse_shutdown(gs_sse_t *hub);
 void gs__sse_destroy(gs_sse_t *hub);
 /** Streams currently open. */
 unsigned gs__sse_subscribers(gs_sse_t *hub);
+/** Streams ended because their client fell behind (each told so by a last "closed" event). */
+uint64_t gs__sse_too_slow(gs_sse_t *hub);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Static files (static.c, web_assets.c generated at build time from web/)                    */

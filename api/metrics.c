@@ -176,6 +176,10 @@ enum MHD_Result gs__handle_metrics(gs_request_t *req)
         atomic_load_explicit(&gw->connections, memory_order_relaxed));
     put_family(&t, "genserv_http_event_streams", "gauge", "Open GET /events streams.");
     put(&t, "genserv_http_event_streams %u\n", gs__sse_subscribers(gw->sse));
+    put_family(&t, "genserv_http_event_streams_too_slow_total", "counter",
+               "Event streams ended because their client read more slowly than events came.");
+    put(&t, "genserv_http_event_streams_too_slow_total %llu\n",
+        (unsigned long long)gs__sse_too_slow(gw->sse));
 
     put_family(&t, "genserv_call_duration_seconds", "histogram",
                "Time from a complete POST /call request to its answer.");

@@ -41,12 +41,24 @@
 
 typedef struct stream_s stream_t;
 
+/* Bytes waiting to be sent: [off, len) of buf. */
+typedef struct bytes_s {
+    char *buf;
+    size_t len, off, cap;
+} bytes_t;
+
 struct stream_s {
     gs_sse_t *hub;
     struct MHD_Connection *conn;
     pthread_mutex_t mu; /* guards everything below */
-    char *buf;
-    size_t len, off, cap;
+    bytes_t out;        /* what stream_read sends next */
+    /* The snapshot still to be written into out, a few servers at a time as the client reads
+     * (so that it reaches the client however many servers there are), or NULL. Only the
+     * thread in stream_read touches the cursor itself. Events that come meanwhile wait in
+     * `later`, so that they follow the snapshot whole. */
+    gs_status_cursor_t *snap;
+    size_t snap_items; /* servers written so far (for the commas) */
+    bytes_t later;
     bool waiting; /* stream_read suspended the connection; the next writer resumes it */
     bool closed;
     stream_t *prev, *next; /* hub list, guarded by hub->mu */
@@ -71,6 +83,7 @@ struct gs_sse_s {
     bool thread_started;
     bool stop;
     bool shut;
+    atomic_uint_fast64_t too_slow; /* streams ended for falling behind (relaxed: a tally) */
 };
 
 /* ---------------------------------------------------------------------------------------- */
@@ -119,40 +132,78 @@ static bool send_state_changed(gs_map_node_t *node, void *arg);
 /* Broadcasting                                                                               */
 /* ---------------------------------------------------------------------------------------- */
 
-/* Append text to one stream; s->mu held. Ends the stream when its buffer would overflow. */
-static void stream_append(stream_t *s, const char *text, size_t len)
+static size_t pending(const bytes_t *b)
 {
+    return b->len - b->off;
+}
+
+/* Append len bytes to b. Returns false when out of memory. */
+static bool bytes_append(bytes_t *b, const char *text, size_t len)
+{
+    if (b->off > 0 && b->off == b->len)
+        b->off = b->len = 0;
+    if (b->len + len > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        if (b->off > 0) { /* compact first */
+            memmove(b->buf, b->buf + b->off, b->len - b->off);
+            b->len -= b->off;
+            b->off = 0;
+        }
+        while (cap < b->len + len)
+            cap *= 2;
+        if (cap != b->cap) {
+            char *nb = realloc(b->buf, cap);
+            if (nb == NULL)
+                return false;
+            b->buf = nb;
+            b->cap = cap;
+        }
+    }
+    memcpy(b->buf + b->len, text, len);
+    b->len += len;
+    return true;
+}
+
+/* End s, and say why with a last event (s->mu held). A snapshot being written is closed off
+ * first, so that what the client reads stays well-formed. */
+static void stream_end(stream_t *s, const char *reason, const char *message)
+{
+    char final[256];
+    int n;
+
     if (s->closed)
         return;
-    if (s->off > 0 && s->off == s->len)
-        s->off = s->len = 0;
-    if (s->len - s->off + len > GS_SSE_MAX_BUFFER) {
-        s->closed = true; /* too slow a reader: end it; EventSource reconnects */
+    if (s->snap != NULL) {
+        gs_status_cursor_destroy(s->snap);
+        s->snap = NULL;
+        bytes_append(&s->out, "]}\n\n", 4);
+    }
+    s->later.len = s->later.off = 0;
+    n = snprintf(final, sizeof(final),
+                 "data: {\"type\":\"closed\",\"reason\":\"%s\",\"message\":\"%s\"}\n\n", reason,
+                 message);
+    if (n > 0 && (size_t)n < sizeof(final))
+        bytes_append(&s->out, final, (size_t)n); /* past the bound: one small last event */
+    s->closed = true;
+}
+
+/* Queue an event for one stream (s->mu held): after the snapshot if it is still being written.
+ * A reader that falls GS_SSE_MAX_BUFFER behind is ended, and told so. */
+static void stream_append(stream_t *s, const char *text, size_t len)
+{
+    bytes_t *b = s->snap != NULL ? &s->later : &s->out;
+
+    if (s->closed)
+        return;
+    if (pending(&s->out) + pending(&s->later) + len > GS_SSE_MAX_BUFFER) {
+        atomic_fetch_add_explicit(&s->hub->too_slow, 1, memory_order_relaxed);
+        stream_end(s, "too_slow",
+                   "the client read events more slowly than they came; reconnect for a fresh "
+                   "snapshot");
         return;
     }
-    if (s->len + len > s->cap) {
-        size_t cap = s->cap ? s->cap : 4096;
-        char *nb;
-
-        if (s->off > 0) { /* compact first */
-            memmove(s->buf, s->buf + s->off, s->len - s->off);
-            s->len -= s->off;
-            s->off = 0;
-        }
-        while (cap < s->len + len)
-            cap *= 2;
-        if (cap != s->cap) {
-            nb = realloc(s->buf, cap);
-            if (nb == NULL) {
-                s->closed = true;
-                return;
-            }
-            s->buf = nb;
-            s->cap = cap;
-        }
-    }
-    memcpy(s->buf + s->len, text, len);
-    s->len += len;
+    if (!bytes_append(b, text, len))
+        stream_end(s, "out_of_memory", "the event could not be buffered");
 }
 
 /* Append text to every stream and wake those waiting. Any thread; takes hub->mu. */
@@ -339,7 +390,7 @@ void gs__sse_shutdown(gs_sse_t *hub)
     pthread_mutex_lock(&hub->mu);
     for (s = hub->head; s != NULL; s = s->next) {
         pthread_mutex_lock(&s->mu);
-        s->closed = true;
+        stream_end(s, "shutting_down", "genserv is stopping");
         if (s->waiting && nwake < GS_GATEWAY_MAX_SUBSCRIBERS_CAP) {
             s->waiting = false;
             wake[nwake++] = s->conn;
@@ -362,6 +413,11 @@ void gs__sse_destroy(gs_sse_t *hub)
     free(hub);
 }
 
+uint64_t gs__sse_too_slow(gs_sse_t *hub)
+{
+    return atomic_load_explicit(&hub->too_slow, memory_order_relaxed);
+}
+
 unsigned gs__sse_subscribers(gs_sse_t *hub)
 {
     return atomic_load_explicit(&hub->nstreams, memory_order_relaxed);
@@ -371,6 +427,51 @@ unsigned gs__sse_subscribers(gs_sse_t *hub)
 /* One stream                                                                                 */
 /* ---------------------------------------------------------------------------------------- */
 
+#define GS_SSE_SNAPSHOT_STEP 64 /* servers written into the snapshot per read */
+#define SNAPSHOT_OPEN        "data: {\"type\":\"snapshot\",\"servers\":["
+
+/* The next servers of s's snapshot as text (s->mu not held: only this thread touches the
+ * cursor), appended to out under the lock; at its end, the events that waited follow. */
+static void snapshot_step(stream_t *s)
+{
+    gs_status_cursor_t *cur = s->snap;
+    json_t *list = json_array();
+    size_t n = list != NULL ? gs_status_cursor_next(cur, list, GS_SSE_SNAPSHOT_STEP) : 0;
+    bytes_t text = {NULL, 0, 0, 0};
+    size_t i, first;
+    json_t *st;
+
+    pthread_mutex_lock(&s->mu);
+    first = s->snap_items;
+    pthread_mutex_unlock(&s->mu);
+    json_array_foreach(list, i, st)
+    {
+        char *one = json_dumps(st, JSON_COMPACT);
+        if (one == NULL)
+            continue;
+        if (first + i > 0)
+            bytes_append(&text, ",", 1);
+        bytes_append(&text, one, strlen(one));
+        free(one);
+    }
+    json_decref(list);
+
+    pthread_mutex_lock(&s->mu);
+    if (s->snap == cur) { /* not ended meanwhile */
+        bytes_append(&s->out, text.buf + text.off, pending(&text));
+        s->snap_items += n;
+        if (n == 0) {
+            gs_status_cursor_destroy(cur);
+            s->snap = NULL;
+            bytes_append(&s->out, "]}\n\n", 4);
+            bytes_append(&s->out, s->later.buf + s->later.off, pending(&s->later));
+            s->later.len = s->later.off = 0;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    free(text.buf);
+}
+
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     stream_t *s = cls;
@@ -378,13 +479,18 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 
     (void)pos;
     pthread_mutex_lock(&s->mu);
-    if (s->len > s->off) {
-        size_t avail = s->len - s->off;
+    while (pending(&s->out) == 0 && s->snap != NULL && !s->closed) {
+        pthread_mutex_unlock(&s->mu);
+        snapshot_step(s);
+        pthread_mutex_lock(&s->mu);
+    }
+    if (pending(&s->out) > 0) {
+        size_t avail = pending(&s->out);
 
         if (avail > max)
             avail = max;
-        memcpy(buf, s->buf + s->off, avail);
-        s->off += avail;
+        memcpy(buf, s->out.buf + s->out.off, avail);
+        s->out.off += avail;
         n = (ssize_t)avail;
     } else if (s->closed) {
         n = MHD_CONTENT_READER_END_OF_STREAM;
@@ -415,7 +521,9 @@ static void stream_free(void *cls)
     atomic_store_explicit(&hub->nstreams, hub->count, memory_order_relaxed);
     pthread_mutex_unlock(&hub->mu);
     pthread_mutex_destroy(&s->mu);
-    free(s->buf);
+    gs_status_cursor_destroy(s->snap);
+    free(s->out.buf);
+    free(s->later.buf);
     free(s);
 }
 
@@ -424,10 +532,7 @@ enum MHD_Result gs__handle_events(gs_request_t *req)
     gs_gateway_t *gw = req->gw;
     gs_sse_t *hub = gw->sse;
     struct MHD_Response *resp;
-    json_t *servers;
     stream_t *s;
-    char *text;
-    size_t len;
 
     if (req->match.method == GS_METHOD_HEAD) {
         /* What a GET would answer, without starting a stream: libmicrohttpd would send a
@@ -447,16 +552,15 @@ enum MHD_Result gs__handle_events(gs_request_t *req)
     pthread_mutex_init(&s->mu, NULL);
 
     /* The first event is a snapshot, so a page needs no separate GET /servers (and cannot
-     * miss an event between the two). */
-    servers = gs_servers_json(gw->rt);
-    stream_append(s, "retry: 2000\n\n", 13);
-    text = format_event(
-        json_pack("{s:s,s:O?}", "type", "snapshot", "servers", json_object_get(servers, "servers")),
-        &len);
-    json_decref(servers);
-    if (text != NULL) {
-        stream_append(s, text, len);
-        free(text);
+     * miss an event between the two); it is written as the client reads (stream_read). */
+    s->snap = gs_status_cursor_create(gw->rt);
+    if (s->snap == NULL || !bytes_append(&s->out, "retry: 2000\n\n", 13) ||
+        !bytes_append(&s->out, SNAPSHOT_OPEN, sizeof(SNAPSHOT_OPEN) - 1)) {
+        gs_status_cursor_destroy(s->snap);
+        pthread_mutex_destroy(&s->mu);
+        free(s->out.buf);
+        free(s);
+        return gs__respond_runtime_error(req, GS_ENOMEM, NULL);
     }
 
     pthread_mutex_lock(&hub->mu);
@@ -465,7 +569,8 @@ enum MHD_Result gs__handle_events(gs_request_t *req)
 
         pthread_mutex_unlock(&hub->mu);
         pthread_mutex_destroy(&s->mu);
-        free(s->buf);
+        gs_status_cursor_destroy(s->snap);
+        free(s->out.buf);
         free(s);
         if (shut)
             return gs__respond_shutting_down(req);

@@ -133,3 +133,50 @@ json_t *gs__inspect_state(gs_server_t *s)
     }
     return st;
 }
+
+struct gs_status_cursor_s {
+    gs__child_t **children; /* referenced; [next, count) still to visit */
+    size_t next, count;
+};
+
+gs_status_cursor_t *gs_status_cursor_create(gs_runtime_t *rt)
+{
+    gs_status_cursor_t *c = calloc(1, sizeof(*c));
+
+    if (c == NULL)
+        return NULL;
+    c->children = gs__registry_snapshot(rt, &c->count);
+    if (c->children == NULL) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+size_t gs_status_cursor_next(gs_status_cursor_t *c, json_t *list, size_t max)
+{
+    size_t n = 0;
+
+    while (n < max && c->next < c->count) {
+        gs__child_t *child = c->children[c->next];
+        c->children[c->next++] = NULL;
+        /* Stopped since the cursor was made: neither running nor kept as down. */
+        gs__child_lock(child);
+        bool gone = child->current == NULL && child->down_reason == NULL;
+        gs__child_unlock(child);
+        if (!gone && json_array_append_new(list, child_status(child)) == 0)
+            n++;
+        gs__child_unref(child);
+    }
+    return n;
+}
+
+void gs_status_cursor_destroy(gs_status_cursor_t *c)
+{
+    if (c == NULL)
+        return;
+    for (size_t i = c->next; i < c->count; i++)
+        gs__child_unref(c->children[i]);
+    free(c->children);
+    free(c);
+}

@@ -608,6 +608,20 @@ json_t *gs_server_status(gs_runtime_t *rt, const char *name);
 json_t *gs_servers_json(gs_runtime_t *rt);
 
 /**
+ * Every server's status a few at a time, for a listing too large to build at once (the event
+ * stream's snapshot): the cursor holds a reference to each server registered when it was
+ * created (8 bytes a server), and each step reads the next statuses as they are then,
+ * leaving out servers stopped meanwhile. Not sorted. One thread at a time per cursor.
+ */
+typedef struct gs_status_cursor_s gs_status_cursor_t;
+/** A cursor over the servers registered now: owned by the caller, or NULL (out of memory). */
+gs_status_cursor_t *gs_status_cursor_create(gs_runtime_t *rt);
+/** Append up to max statuses to list (borrowed array). Returns how many; 0 once done. */
+size_t gs_status_cursor_next(gs_status_cursor_t *c, json_t *list, size_t max);
+/** Release the cursor and its references. Accepts NULL. */
+void gs_status_cursor_destroy(gs_status_cursor_t *c);
+
+/**
  * The server's state through its format_state callback, like :sys.get_state/1. It is asked
  * through the mailbox (so it sees every message sent before it) but is not refused by a full
  * mailbox. cb gets status 0 and the state (new reference; JSON null without format_state).
