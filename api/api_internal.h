@@ -317,6 +317,23 @@ void gs__conn_closed(gs_reaper_t *r, gs_conn_t *c);
 void gs__conn_phase(struct MHD_Connection *conn, gs_conn_phase_t phase);
 
 /* ---------------------------------------------------------------------------------------- */
+/* Lingering close (linger.c)                                                                 */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct gs_linger_s gs_linger_t;
+
+/** Start the thread that drains sockets after early answers; NULL when out of resources (then
+ *  early answers close at once). */
+gs_linger_t *gs__linger_start(unsigned max_ms, size_t max_bytes);
+/** conn is being answered early and closed: keep a duplicate of its socket and drain it. HTTP
+ *  thread, while libmicrohttpd still owns the connection. Accepts a NULL l. */
+void gs__linger_add(gs_linger_t *l, struct MHD_Connection *conn);
+/** Connections that lingered since the start (for /metrics). */
+uint64_t gs__linger_count(gs_linger_t *l);
+/** Stop, closing whatever still lingers. After MHD_stop_daemon. Accepts NULL. */
+void gs__linger_stop(gs_linger_t *l);
+
+/* ---------------------------------------------------------------------------------------- */
 /* Access: tokens, CORS, common headers (access.c)                                           */
 /* ---------------------------------------------------------------------------------------- */
 
@@ -552,6 +569,7 @@ struct gs_gateway_s {
     gs_metrics_t *metrics;
     gs_sse_t *sse;
     gs_reaper_t *reaper;
+    gs_linger_t *linger;
 };
 
 /**

@@ -40,9 +40,11 @@ static enum MHD_Result dispatch(gs_request_t *req)
         return gs__respond_preflight(req);
     if (m->handler == NULL)
         return gs__respond_method_not_allowed(req);
-    if (req->too_large)
+    if (req->too_large) {
+        req->close = true; /* the rest of the body is not read: close, lingering */
         return gs__respond_error(req, GS_HTTP_ETOO_LARGE, "the request body exceeds %zu bytes",
                                  gw->opts.max_body_bytes);
+    }
     if (m->runtime && !gs__runtime_enter(gw))
         return gs__respond_shutting_down(req);
     if (gs__access_check(req, &ret) == 0)

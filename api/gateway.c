@@ -234,6 +234,7 @@ int gs_gateway_create(gs_runtime_t *rt, const gs_gateway_options_t *opts, gs_gat
 
     flags =
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    gw->linger = gs__linger_start(opts->linger_ms, opts->linger_bytes);
     gw->reaper = gs__reaper_start(gw, opts->connection_timeout_s, opts->request_timeout_s);
     if (gw->reaper == NULL) {
         rc = GS_ENOMEM;
@@ -267,6 +268,7 @@ out:
         gs__sse_destroy(gw->sse);
     }
     gs__reaper_stop(gw->reaper); /* no daemon: no connection uses it */
+    gs__linger_stop(gw->linger);
     if (gw->listen_fd >= 0)
         close(gw->listen_fd);
     free_options(gw);
@@ -343,6 +345,7 @@ int gs_gateway_destroy(gs_gateway_t *gw, int wait_ms)
         gs__log(gw, GS_LOG_WARN, "http: closing %u unfinished request(s)", active);
     MHD_stop_daemon(gw->daemon);
     gs__reaper_stop(gw->reaper); /* after the daemon: every CLOSED notification has run */
+    gs__linger_stop(gw->linger);
     gs__sse_destroy(gw->sse);
     free_options(gw);
     free(gw);

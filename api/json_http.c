@@ -29,6 +29,8 @@ enum MHD_Result gs__respond(gs_request_t *req, unsigned status, struct MHD_Respo
     gs__add_common_headers(req, resp);
     if (req->close || atomic_load(&gw->closing))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    if (req->close) /* answered before the request was read whole: see linger.c */
+        gs__linger_add(gw->linger, req->conn);
     r = MHD_queue_response(req->conn, status, resp);
     MHD_destroy_response(resp);
     req->answered = true;

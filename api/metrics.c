@@ -176,6 +176,11 @@ enum MHD_Result gs__handle_metrics(gs_request_t *req)
         atomic_load_explicit(&gw->connections, memory_order_relaxed));
     put_family(&t, "genserv_http_event_streams", "gauge", "Open GET /events streams.");
     put(&t, "genserv_http_event_streams %u\n", gs__sse_subscribers(gw->sse));
+    put_family(&t, "genserv_http_lingering_closes_total", "counter",
+               "Connections answered before their request was read whole, then drained before "
+               "being closed.");
+    put(&t, "genserv_http_lingering_closes_total %llu\n",
+        (unsigned long long)gs__linger_count(gw->linger));
     put_family(&t, "genserv_http_event_streams_too_slow_total", "counter",
                "Event streams ended because their client read more slowly than events came.");
     put(&t, "genserv_http_event_streams_too_slow_total %llu\n",

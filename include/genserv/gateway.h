@@ -84,6 +84,12 @@ typedef void (*gs_log_cb)(gs_log_level_t level, const char *line, void *arg);
        "open connection (held calls too) touches this much.")                                      \
     XX(max_json_depth, "max-json-depth", "limits.max_json_depth", 1, 1024, 64, "N",                \
        "how deeply arrays and objects may nest in a request body; deeper gets 400.")               \
+    XX(linger_ms, "linger-ms", "limits.linger_ms", 0, 60000, 2000, "MS",                           \
+       "after an answer sent before the request was read whole (413, 431, a refused head), keep "  \
+       "reading and discarding what the client still sends for this long before closing, so "      \
+       "that it reads the answer instead of a reset (0: close at once).")                          \
+    XX(linger_bytes, "linger-bytes", "limits.linger_bytes", 0, 1073741824, 4194304, "BYTES",       \
+       "... or until this much was discarded.")                                                    \
     XX(max_header_bytes, "max-header-bytes", "limits.max_header_bytes", 256, 1047552, 4096,        \
        "BYTES",                                                                                    \
        "largest request line plus headers; larger ones get 431 headers_too_large. Must leave "     \
@@ -108,12 +114,14 @@ typedef struct gs_gateway_options_s {
     size_t connection_memory;      /* bytes per connection for headers (431 past them) */
     unsigned max_json_depth;       /* nesting depth of request bodies (400 past it) */
     size_t max_header_bytes;       /* request line + headers (431 past it) */
-    const char *token;             /* borrowed, copied; NULL: no token needed (see access.c) */
-    const char *read_token;        /* borrowed, copied; NULL: none; GET and HEAD only */
-    const char *cors_origins;      /* borrowed, copied; "a,b" or "*"; NULL: CORS off */
-    unsigned coalesce_ms;          /* at most one state_changed per server per this period */
-    gs_log_level_t log_level;      /* lines above this level are not even formatted; INFO */
-    gs_log_cb log_cb;              /* NULL: no logging */
+    unsigned linger_ms;            /* lingering close after an early answer (linger.c) */
+    size_t linger_bytes;
+    const char *token;        /* borrowed, copied; NULL: no token needed (see access.c) */
+    const char *read_token;   /* borrowed, copied; NULL: none; GET and HEAD only */
+    const char *cors_origins; /* borrowed, copied; "a,b" or "*"; NULL: CORS off */
+    unsigned coalesce_ms;     /* at most one state_changed per server per this period */
+    gs_log_level_t log_level; /* lines above this level are not even formatted; INFO */
+    gs_log_cb log_cb;         /* NULL: no logging */
     void *log_arg;
 } gs_gateway_options_t;
 
