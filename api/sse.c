@@ -20,7 +20,7 @@
  *   broadcast      append to the buffer; resume the connection if stream_read suspended it
  *   stream_free    (libmicrohttpd destroys the response) unlink from the hub, free
  *
- * Bounds: max_subscribers streams; each buffers at most GS_SSE_MAX_BUFFER bytes, past which it
+ * Bounds: max_subscribers streams; each buffers at most max_event_buffer bytes, past which it
  * is ended (the browser reconnects and gets a fresh snapshot); at most GS_SSE_MAX_DIRTY dirty
  * servers per period (past it, the state_changed of the extra servers waits for the next
  * event of theirs).
@@ -33,9 +33,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
-#define GS_SSE_MAX_BUFFER   (1024u * 1024u)
+/* The kernel's send buffer of an event stream's socket: small, so that a client that stops
+ * reading is seen falling behind in max_event_buffer of events, not after megabytes queued in
+ * the kernel as well. */
+#define GS_SSE_SNDBUF       (64 * 1024)
 #define GS_SSE_MAX_DIRTY    65536u
 #define GS_SSE_KEEPALIVE_NS (15ull * 1000000000ull)
 
@@ -188,14 +192,14 @@ static void stream_end(stream_t *s, const char *reason, const char *message)
 }
 
 /* Queue an event for one stream (s->mu held): after the snapshot if it is still being written.
- * A reader that falls GS_SSE_MAX_BUFFER behind is ended, and told so. */
+ * A reader that falls max_event_buffer behind is ended, and told so. */
 static void stream_append(stream_t *s, const char *text, size_t len)
 {
     bytes_t *b = s->snap != NULL ? &s->later : &s->out;
 
     if (s->closed)
         return;
-    if (pending(&s->out) + pending(&s->later) + len > GS_SSE_MAX_BUFFER) {
+    if (pending(&s->out) + pending(&s->later) + len > s->hub->gw->opts.max_event_buffer) {
         atomic_fetch_add_explicit(&s->hub->too_slow, 1, memory_order_relaxed);
         stream_end(s, "too_slow",
                    "the client read events more slowly than they came; reconnect for a fresh "
@@ -586,6 +590,13 @@ enum MHD_Result gs__handle_events(gs_request_t *req)
     atomic_store_explicit(&hub->nstreams, hub->count, memory_order_relaxed);
     pthread_mutex_unlock(&hub->mu);
 
+    {
+        const union MHD_ConnectionInfo *info =
+            MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        int sndbuf = GS_SSE_SNDBUF;
+        if (info != NULL)
+            setsockopt(info->connect_fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+    }
     resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, s, stream_free);
     if (resp == NULL) {
         stream_free(s);

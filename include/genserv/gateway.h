@@ -76,6 +76,10 @@ typedef void (*gs_log_cb)(gs_log_level_t level, const char *line, void *arg);
        "a request's headers and body must arrive within this once its request line has (0: no "    \
        "limit); slower clients are disconnected. Also bounds how long a connection may trickle "   \
        "a request line (idle-timeout-s).")                                                         \
+    XX(max_event_buffer, "max-event-buffer", "limits.max_event_buffer", 4096, 67108864, 1048576,   \
+       "BYTES",                                                                                    \
+       "events an event stream's client may fall behind by; past it the stream gets a last "       \
+       "closed event (too_slow) and ends.")                                                        \
     XX(coalesce_ms, "events-coalesce-ms", "events_coalesce_ms", 1, 60000, 250, "MS",               \
        "at most one state_changed event per server per period.")                                   \
     XX(connection_memory, "connection-memory", "limits.connection_memory", 2048, 1048576, 6144,    \
@@ -109,6 +113,7 @@ typedef struct gs_gateway_options_s {
     int default_timeout_ms;        /* /call timeout when the body has none; GS_DEFAULT_TIMEOUT_MS */
     int max_timeout_ms;            /* largest timeout_ms accepted (range 0..max) */
     unsigned max_subscribers;      /* concurrent GET /events streams */
+    size_t max_event_buffer;       /* bytes a stream's client may fall behind (sse.c) */
     unsigned connection_timeout_s; /* idle connection timeout; suspended ones never time out */
     unsigned request_timeout_s;    /* a request's headers and body, once started; 0: none */
     size_t connection_memory;      /* bytes per connection for headers (431 past them) */
