@@ -16,13 +16,22 @@
 # GS_BASE_MAX_AGE_DAYS (30). Needs root (or sudo) for debootstrap.
 #
 # When sourced, the caller provides what the functions use: step/ok/die and sudo
-# (scripts/lib/steps.sh), $cache and a work directory $work.
+# (scripts/lib/steps.sh), and a work directory $work.
 
+cache=${GS_CONTAINER_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/genserv}
 suite=bookworm
 base_ref=docker.io/library/debian:bookworm-slim
 max_age_days=${GS_BASE_MAX_AGE_DAYS:-30}
 # Bump when the way the base is made changes, so that cached tarballs are remade.
 base_recipe=1
+
+# Hold the container scripts' lock on the cache (fd 9, until exit): one of them at a time
+# writes it.
+container_cache_lock() {
+    mkdir -p "$cache"
+    exec 9>"$cache/.container-check.lock"
+    flock -w 900 9 || die "another container check holds $cache/.container-check.lock"
+}
 
 # The Debian mirrors this machine's apt uses: the first URI that serves suite $1.
 apt_uris() {
@@ -53,7 +62,7 @@ apt_uris() {
 }
 
 # Make or reuse $cache/debian-$suite-slim-rootfs.tar; sets base_tarball to its path.
-# shellcheck disable=SC2154 # cache and work come from the caller (see above)
+# shellcheck disable=SC2154 # work comes from the caller (see above)
 container_base_tarball() {
     local mirror security meta rootfs
     mirror=${GS_DEBIAN_MIRROR:-$(apt_uris "$suite")}
@@ -149,16 +158,12 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     # shellcheck source=scripts/lib/cleanup.sh
     . scripts/lib/cleanup.sh
     cleanup_sudo=("${sudo[@]}")
-    cache=${GS_CONTAINER_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/genserv}
 
     pkgs=(debootstrap)
     [ "$import" = 0 ] || pkgs+=(podman runc uidmap)
     step "tools: ${pkgs[*]}"
     need_packages "${pkgs[@]}"
-    mkdir -p "$cache"
-    # The container check's lock: one of them at a time writes the cache.
-    exec 9>"$cache/.container-check.lock"
-    flock -w 900 9 || die "another container check holds $cache/.container-check.lock"
+    container_cache_lock
     cleanup_workdir work /var/tmp/genserv-container-base.XXXXXX "logs kept in"
     chmod 755 "$work"
 

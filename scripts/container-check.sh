@@ -28,13 +28,13 @@ cd "$(dirname "$0")/.."
 . scripts/lib/steps.sh
 # shellcheck source=scripts/lib/cleanup.sh
 . scripts/lib/cleanup.sh
-# suite, base_ref and the base image's settings; container_base_tarball/_import.
+# cache, suite, base_ref and the base image's settings; container_cache_lock and
+# container_base_tarball/_import.
 # shellcheck source=scripts/container-base.sh
 . scripts/container-base.sh
 
 image_ref=localhost/genserv:container-check
 max_mb=${GS_IMAGE_MAX_MB:-100}
-cache=${GS_CONTAINER_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/genserv}
 dockerfile_utils_version=0.16.3
 grace_s=20 # the stop timeout given to podman, like a platform's termination grace period
 
@@ -111,10 +111,7 @@ command -v npm >/dev/null || need+=(npm)
 need_packages "${need[@]}"
 ok "$(podman --version), $(runc --version | head -1)"
 
-mkdir -p "$cache"
-exec 9>"$cache/.container-check.lock"
-flock -w 900 9 || die "another container check holds $cache/.container-check.lock"
-
+container_cache_lock
 cleanup_workdir work /var/tmp/genserv-container-check.XXXXXX "logs kept in"
 cleanup_on_exit remove_containers # before the work directory goes
 chmod 755 "$work"
