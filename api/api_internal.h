@@ -130,7 +130,8 @@ struct gs_request_s {
     char *body; /* owned; NUL-terminated */
     size_t body_len;
     size_t body_cap;
-    bool too_large;
+    bool too_large;    /* past max_body_bytes: answered 413 */
+    bool over_budget;  /* past max_bodies_bytes: answered 503 */
     bool held;         /* suspended waiting for the runtime; HTTP thread only */
     bool counted;      /* held as a /call, against max_held_calls; HTTP thread only */
     _Atomic int phase; /* request.c's gs_phase_t, once deferred: who resumes the connection */
@@ -315,6 +316,22 @@ gs_conn_t *gs__conn_started(gs_reaper_t *r, struct MHD_Connection *conn);
 void gs__conn_closed(gs_reaper_t *r, gs_conn_t *c);
 /** The connection's request reached a milestone: restart its deadline for phase. */
 void gs__conn_phase(struct MHD_Connection *conn, gs_conn_phase_t phase);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Request bodies as they arrive (body.c)                                                     */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef enum gs_body_e {
+    GS_BODY_OK = 0,
+    GS_BODY_TOO_LARGE,   /* past max_body_bytes: 413 */
+    GS_BODY_OVER_BUDGET, /* past max_bodies_bytes for all requests at once: 503 */
+} gs_body_t;
+
+/** Append len bytes (borrowed) to req's body. On an error the body is freed (and what
+ *  follows is to be discarded). HTTP thread. */
+gs_body_t gs__body_append(gs_request_t *req, const char *data, size_t len);
+/** Free req's body and give its bytes back to the budget. Idempotent. */
+void gs__body_free(gs_request_t *req);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Lingering close (linger.c)                                                                 */
@@ -560,10 +577,11 @@ struct gs_gateway_s {
     bool shut_down; /* controlling thread only */
 
     /* Relaxed: a gauge and a bound, not used to publish data. */
-    atomic_uint held;        /* requests suspended waiting for the runtime (all kinds) */
-    atomic_uint held_calls;  /* of which /calls: the ones max_held_calls bounds */
-    atomic_uint active;      /* requests between first handler call and completed callback */
-    atomic_uint connections; /* open HTTP connections (MHD's notify-connection callback) */
+    atomic_uint held;           /* requests suspended waiting for the runtime (all kinds) */
+    atomic_uint held_calls;     /* of which /calls: the ones max_held_calls bounds */
+    atomic_uint active;         /* requests between first handler call and completed callback */
+    atomic_uint connections;    /* open HTTP connections (MHD's notify-connection callback) */
+    atomic_size_t bodies_bytes; /* held by request bodies still being received (body.c) */
 
     gs_timer_key_t timer_key; /* for the references of timers made over HTTP */
     gs_metrics_t *metrics;

@@ -45,6 +45,13 @@ static enum MHD_Result dispatch(gs_request_t *req)
         return gs__respond_error(req, GS_HTTP_ETOO_LARGE, "the request body exceeds %zu bytes",
                                  gw->opts.max_body_bytes);
     }
+    if (req->over_budget) {
+        req->close = true;
+        return gs__respond_error(req, GS_EOVERLOADED,
+                                 "request bodies being received exceed %zu bytes in all; retry "
+                                 "later",
+                                 gw->opts.max_bodies_bytes);
+    }
     if (m->runtime && !gs__runtime_enter(gw))
         return gs__respond_shutting_down(req);
     if (gs__access_check(req, &ret) == 0)
@@ -169,44 +176,20 @@ static bool declared_too_large(gs_request_t *req)
     return n > req->gw->opts.max_body_bytes;
 }
 
-static void drop_body(gs_request_t *req)
-{
-    req->too_large = true;
-    free(req->body);
-    req->body = NULL;
-    req->body_len = req->body_cap = 0;
-}
-
 static enum MHD_Result append_body(gs_request_t *req, const char *data, size_t len)
 {
-    size_t limit = req->gw->opts.max_body_bytes;
-
-    if (req->too_large || !route_takes_body(req))
+    if (req->too_large || req->over_budget || !route_takes_body(req))
         return MHD_YES; /* discard */
-    if (len > limit - req->body_len) {
-        drop_body(req);
-        return MHD_YES;
+    switch (gs__body_append(req, data, len)) {
+    case GS_BODY_TOO_LARGE:
+        req->too_large = true;
+        break;
+    case GS_BODY_OVER_BUDGET:
+        req->over_budget = true;
+        break;
+    case GS_BODY_OK:
+        break;
     }
-    if (req->body_len + len + 1 > req->body_cap) {
-        /* The first chunk is usually the whole body: size it exactly. */
-        size_t cap = req->body_cap ? req->body_cap : len + 1;
-        char *nb;
-
-        while (cap < req->body_len + len + 1)
-            cap *= 2;
-        if (cap > limit + 1)
-            cap = limit + 1;
-        nb = realloc(req->body, cap);
-        if (nb == NULL) {
-            drop_body(req); /* sized by input: fail softly, as if the body were too large */
-            return MHD_YES;
-        }
-        req->body = nb;
-        req->body_cap = cap;
-    }
-    memcpy(req->body + req->body_len, data, len);
-    req->body_len += len;
-    req->body[req->body_len] = '\0';
     return MHD_YES;
 }
 
@@ -261,7 +244,7 @@ void gs__request_completed_cb(void *cls, struct MHD_Connection *conn, void **con
     gs__request_abandon(req); /* only held when the daemon stops with suspended connections */
     json_decref(req->result);
     json_decref(req->extra);
-    free(req->body);
+    gs__body_free(req);
     free(req->param);
     free(req->subject);
     free(req->raw_path);

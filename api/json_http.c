@@ -273,9 +273,7 @@ int gs__request_decode(gs_request_t *req, gs_decoded_t *d, enum MHD_Result *ret)
     int rc = gs__decode_body(req->match.route, req->body, req->body_len, &req->gw->limits, d, &err);
 
     /* The text is not needed once decoded: a held call must not keep its whole body. */
-    free(req->body);
-    req->body = NULL;
-    req->body_len = req->body_cap = 0;
+    gs__body_free(req);
     if (rc < 0) {
         gs__decoded_close(d);
         *ret = gs__respond_error(req, GS_HTTP_EBAD_REQUEST, "%s", err.message);

@@ -30,6 +30,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef GS_WITH_JEMALLOC
+/*
+ * jemalloc's settings, read when it starts: freed pages go back to the kernel (MADV_DONTNEED)
+ * a second after they stop being used, instead of being kept "muzzy" (MADV_FREE, still
+ * counted in RSS until the kernel wants them) for ten. What a burst of large requests
+ * allocated then leaves RSS within seconds, which is what an operator and a memory limit see.
+ * MALLOC_CONF in the environment still overrides it.
+ */
+const char *malloc_conf = "dirty_decay_ms:1000,muzzy_decay_ms:0";
+#endif
+
 /* File descriptors kept for everything but HTTP connections (epoll, eventfds, plugins). */
 #define GS_RESERVED_FDS      128u
 #define GS_WATCHDOG_GRACE_MS 5000

@@ -28,7 +28,8 @@ include "stats";
     $rt | map(select(.system == $sys and .group == $group and .key == "peak_rss_kb"))
     | stat(.value / 1024);
   def web($sys; $sc; $c; f): $all | pick($sys; $sc; $c) | stat(f);
-  ($all | map(select(.scenario == "held"))) as $held
+  ($all | map(select(.scenario == "held" and (.pad // 0) == 0))) as $held
+| ($all | map(select(.scenario == "held" and (.pad // 0) > 0))) as $padded
 | def held($n; f): $held | map(select(.n == $n)) | stat(f);
   ($all | map(select(.conns != null and .round > 0) | .conns) | unique) as $conns
 | ($held | map(.n) | unique) as $held_ns
@@ -81,7 +82,12 @@ include "stats";
        rowc("\($n) held /call pushes: first to last answer"; "ms";
             held($n; .spread_ms); null; null; "-"; []),
        rowc("\($n) held /call pushes: answered 200"; "calls";
-            held($n; .status_200); null; null; "all \($n)"; [["equals", $n]]))
+            held($n; .status_200); null; null; "all \($n)"; [["equals", $n]])),
+    (10000 as $n | ($padded | map(select(.n == $n))) as $p | select($p | length > 0)
+     | rowc("\($n) held /call pushes with \($p[0].pad / 1024 | floor) KiB of padding each: RSS while held"; "MB";
+            $p | stat(.rss_held_kb / 1024); null; null; "as without padding"; []),
+       rowc("\($n) held /call pushes with padding: answered 200"; "calls";
+            $p | stat(.status_200); null; null; "all \($n)"; [["equals", $n]]))
   ] | map(select(.genserv != null or .peer != null))),
   sweeps: {
     connections: [$conns[] as $c

@@ -7,7 +7,9 @@
  * API (one run):
  *   1. open --n connections to HOST:PORT (at most --max-connecting handshakes in flight, so
  *      the server's listen backlog is not overrun) and send one request on each:
- *      POST /call {"server": NAME, "message": ["push", i], "timeout_ms": T};
+ *      POST /call {"server": NAME, "message": ["push", i], "timeout_ms": T}, with
+ *      "pad": "xxx..." of --pad bytes when asked (a field genserv ignores: what a held call
+ *      costs must not depend on its body);
  *   2. poll GET /servers/NAME until the server reports held_calls == n (every call is held
  *      by the batcher), then read the server's VmRSS (--pid);
  *   3. send POST /send {"server": NAME, "message": "flush"}: the batcher answers every held
@@ -22,7 +24,7 @@
  *
  * Usage: held_calls --port P [--host 127.0.0.1] [--server NAME] [--n 10000]
  *                   [--timeout-ms 60000] [--pid PID] [--sources K] [--max-connecting 256]
- *                   [--hold-wait-ms 60000] [--answer-wait-ms 30000]
+ *                   [--hold-wait-ms 60000] [--answer-wait-ms 30000] [--pad BYTES]
  * --sources K spreads the connections over the source addresses 127.0.0.1..127.0.0.K, for
  * more connections than one address has ephemeral ports (about 28,000 by default).
  * Exit status: 0 when every call was held and answered with 200, 1 otherwise, 2 on usage.
@@ -73,6 +75,8 @@ typedef struct opts_s {
     long max_connecting;
     long hold_wait_ms;
     long answer_wait_ms;
+    long pad;       /* bytes of "pad" in each call's body */
+    char *pad_text; /* pad 'x's, NUL-terminated */
 } opts_t;
 
 static int64_t now_ns(void)
@@ -99,19 +103,25 @@ static int set_nonblocking(int fd)
     return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
-/* The request of connection i; the same bytes are rebuilt on every partial write. */
-static int format_call(const opts_t *o, long i, char *out, size_t cap)
+/*
+ * The request of connection i, in three parts: the head and the body up to the pad (rebuilt
+ * on every partial write: small), the pad (o->pad_text, shared), and the body's end. Returns
+ * the head's length, or -1.
+ */
+static int format_call(const opts_t *o, long i, char *out, size_t cap, const char **tail)
 {
     char body[512];
     int blen = snprintf(body, sizeof(body),
-                        "{\"server\":\"%s\",\"message\":[\"push\",%ld],\"timeout_ms\":%ld}",
-                        o->server, i, o->timeout_ms);
+                        "{\"server\":\"%s\",\"message\":[\"push\",%ld],\"timeout_ms\":%ld%s",
+                        o->server, i, o->timeout_ms, o->pad > 0 ? ",\"pad\":\"" : "}");
     if (blen < 0 || (size_t)blen >= sizeof(body))
         return -1;
+    *tail = o->pad > 0 ? "\"}" : "";
+    long total = blen + o->pad + (long)strlen(*tail);
     int len = snprintf(out, cap,
                        "POST /call HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
-                       "Content-Length: %d\r\n\r\n%s",
-                       o->host, o->port, blen, body);
+                       "Content-Length: %ld\r\n\r\n%s",
+                       o->host, o->port, total, body);
     return len < 0 || (size_t)len >= cap ? -1 : len;
 }
 
@@ -277,14 +287,23 @@ static int start_connect(const opts_t *o, conn_t *c, long i, int ep)
 /* Write what is left of connection i's request; once it is all out, wait for the answer. */
 static void send_more(const opts_t *o, conn_t *c, long i, int ep, long *n_sent)
 {
-    char req[1024];
-    int len = format_call(o, i, req, sizeof(req));
-    if (len < 0) {
+    char head[1024];
+    const char *tail;
+    int hlen = format_call(o, i, head, sizeof(head), &tail);
+    if (hlen < 0) {
         c->state = C_FAILED;
         return;
     }
-    while (c->sent < (uint32_t)len) {
-        ssize_t w = write(c->fd, req + c->sent, (size_t)len - c->sent);
+    const struct {
+        const char *p;
+        size_t n;
+    } parts[3] = {{head, (size_t)hlen}, {o->pad_text, (size_t)o->pad}, {tail, strlen(tail)}};
+    size_t total = parts[0].n + parts[1].n + parts[2].n;
+    while (c->sent < total) {
+        size_t at = c->sent, k = 0;
+        while (at >= parts[k].n) /* the part the next byte is in */
+            at -= parts[k++].n;
+        ssize_t w = write(c->fd, parts[k].p + at, parts[k].n - at);
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -340,7 +359,7 @@ static void usage(const char *argv0)
     fprintf(stderr,
             "usage: %s --port P [--host 127.0.0.1] [--server NAME] [--n 10000]\n"
             "          [--timeout-ms 60000] [--pid PID] [--sources K] [--max-connecting 256]\n"
-            "          [--hold-wait-ms 60000] [--answer-wait-ms 30000]\n",
+            "          [--hold-wait-ms 60000] [--answer-wait-ms 30000] [--pad BYTES]\n",
             argv0);
     exit(2);
 }
@@ -380,9 +399,18 @@ static void parse_args(int argc, char **argv, opts_t *o)
             o->hold_wait_ms = atol(v);
         else if (strcmp(a, "--answer-wait-ms") == 0)
             o->answer_wait_ms = atol(v);
+        else if (strcmp(a, "--pad") == 0)
+            o->pad = atol(v);
         else
             usage(argv[0]);
     }
+    if (o->pad < 0 || o->pad > 64L * 1024 * 1024)
+        usage(argv[0]);
+    o->pad_text = malloc((size_t)o->pad + 1);
+    if (o->pad_text == NULL)
+        die("malloc");
+    memset(o->pad_text, 'x', (size_t)o->pad);
+    o->pad_text[o->pad] = '\0';
     /* The name goes into JSON and a path unescaped: keep it to plain characters. */
     static const char name_chars[] = "abcdefghijklmnopqrstuvwxyz0123456789_-";
     if (o->port <= 0 || o->port > 65535 || o->n <= 0 || o->sources < 1 || o->sources > 254 ||
@@ -554,14 +582,14 @@ int main(int argc, char **argv)
     double p99 = n_times ? (double)times[(n_times - 1) * 99 / 100] / 1e6 : -1;
     double flush_rtt = flush->state == C_DONE ? ms_since(t_flush, flush->t_answer_ns) : -1;
 
-    printf("{\"n\":%ld,\"sent\":%ld,\"connect_failed\":%ld,\"early_answers\":%ld,"
+    printf("{\"n\":%ld,\"pad\":%ld,\"sent\":%ld,\"connect_failed\":%ld,\"early_answers\":%ld,"
            "\"held\":%ld,\"answered\":%ld,\"status_200\":%ld,\"errors\":%ld,"
            "\"send_all_ms\":%.1f,\"hold_wait_ms\":%.1f,\"flush_status\":%d,\"flush_rtt_ms\":%.3f,"
            "\"first_ms\":%.3f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"last_ms\":%.3f,"
            "\"spread_ms\":%.3f,\"rss_held_kb\":%ld,\"hwm_kb\":%ld}\n",
-           o.n, n_sent, n_failed, n_early, held, n_times, n_ok, n_err, ms_since(t_start, t_sent),
-           ms_since(t_sent, t_held), flush->status, flush_rtt, first, p50, p99, last,
-           n_times ? last - first : -1, rss_held_kb, hwm_kb);
+           o.n, o.pad, n_sent, n_failed, n_early, held, n_times, n_ok, n_err,
+           ms_since(t_start, t_sent), ms_since(t_sent, t_held), flush->status, flush_rtt, first,
+           p50, p99, last, n_times ? last - first : -1, rss_held_kb, hwm_kb);
 
     for (long i = 0; i < o.n; i++)
         if (conns[i].fd > 0)

@@ -306,27 +306,29 @@ run_wrk() {
         "$(jq -r 'if .non2xx + .socket_errors > 0 then "  (\(.non2xx) non-2xx, \(.socket_errors) socket errors)" else "" end' <<<"$summary")")"
 }
 
-# run_held ROUND N: N held calls on a fresh genserv (so that VmHWM is this run's peak alone),
+# run_held ROUND N [PAD]: N held calls on a fresh genserv (so that VmHWM is this run's peak alone),
+# each body padded with PAD unused bytes when given (what a held call costs must not depend on
+# its body: genserv frees it once decoded),
 # to a batcher whose own timer never fires during the run (interval one day); held_calls
 # flushes it. Past 25,000 connections held_calls spreads them over more source addresses
 # (one has about 28,000 ephemeral ports). genserv's connection and held-call limits are
 # raised to fit N, with room for held_calls' own GET /servers/held probes, which are held
 # requests too (at the limit they get 503 and held_calls waits for nothing).
 run_held() {
-    local round=$1 n=$2
-    local outf="$WORK/held-$n-$round.json" sources=$(((n + 24999) / 25000))
+    local round=$1 n=$2 pad=${3:-0}
+    local outf="$WORK/held-$n-$pad-$round.json" sources=$(((n + 24999) / 25000))
     start_genserv held --max-connections $((n > 16128 ? n + 256 : 16384)) \
         --max-held-calls $((n > 16128 ? n + 256 : 16384))
     curl -sf -d '{"name": "held", "behaviour": "batcher", "args": {"interval_ms": 86400000}}' \
         "http://127.0.0.1:$GS_PORT/servers" >/dev/null || die "cannot start the held batcher"
-    "$HELD_CALLS" --port "$GS_PORT" --server held --n "$n" --sources "$sources" \
-        --pid "${PIDS[held]}" >"$outf" 2>"$WORK/held-$n-$round.err" ||
-        log "held_calls: not every call got 200 ($(cat "$WORK/held-$n-$round.err"))"
-    [[ -s $outf ]] || die "held_calls printed nothing: $(cat "$WORK/held-$n-$round.err")"
+    "$HELD_CALLS" --port "$GS_PORT" --server held --n "$n" --sources "$sources" --pad "$pad" \
+        --pid "${PIDS[held]}" >"$outf" 2>"$WORK/held-$n-$pad-$round.err" ||
+        log "held_calls: not every call got 200 ($(cat "$WORK/held-$n-$pad-$round.err"))"
+    [[ -s $outf ]] || die "held_calls printed nothing: $(cat "$WORK/held-$n-$pad-$round.err")"
     stop held
     jq -c --argjson r "$round" '{system: "genserv", scenario: "held", round: $r} + .' \
         "$outf" >>"$SAMPLES"
-    log "$(jq -r '"held     \(.n) calls round \(.round): \(.status_200) answered 200, RSS held \(.rss_held_kb / 1024 | floor) MB, peak \(.hwm_kb / 1024 | floor) MB, last - first \(.spread_ms) ms, last - flush \(.last_ms) ms"' \
+    log "$(jq -r '"held     \(.n) calls\(if .pad > 0 then " padded \(.pad) B" else "" end) round \(.round): \(.status_200) answered 200, RSS held \(.rss_held_kb / 1024 | floor) MB, peak \(.hwm_kb / 1024 | floor) MB, last - first \(.spread_ms) ms, last - flush \(.last_ms) ms"' \
         <<<"$(tail -1 "$SAMPLES")")"
 }
 

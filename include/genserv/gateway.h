@@ -60,6 +60,10 @@ typedef void (*gs_log_cb)(gs_log_level_t level, const char *line, void *arg);
        "HTTP threads, each with its own epoll; 0 means one per online core.")                      \
     XX(max_body_bytes, "max-body-bytes", "limits.max_body_bytes", 1, 1073741824, 1048576, "N",     \
        "largest request body; larger ones get 413 too_large.")                                     \
+    XX(max_bodies_bytes, "max-bodies-bytes", "limits.max_bodies_bytes", 1024, 1099511627776,       \
+       268435456, "BYTES",                                                                         \
+       "request bodies being received at once, in all; a body that would pass it gets 503 "        \
+       "overloaded.")                                                                              \
     XX(max_connections, "max-connections", "limits.max_connections", 1, 1000000, 16384, "N",       \
        "concurrent HTTP connections; the open-file limit is raised to fit.")                       \
     XX(max_held_calls, "max-held-calls", "limits.max_held_calls", 1, 1000000, 16384, "N",          \
@@ -108,6 +112,7 @@ typedef struct gs_gateway_options_s {
     uint16_t port;                 /* 0 picks a free port; default 8080 */
     unsigned threads;              /* HTTP threads (epoll each); 0: one per online core */
     size_t max_body_bytes;         /* larger request bodies get 413 too_large */
+    size_t max_bodies_bytes;       /* all bodies being received at once (503 past it) */
     unsigned max_connections;      /* concurrent HTTP connections (MHD connection limit) */
     unsigned max_held_calls;       /* requests suspended at once waiting for the runtime */
     int default_timeout_ms;        /* /call timeout when the body has none; GS_DEFAULT_TIMEOUT_MS */
