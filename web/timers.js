@@ -1,16 +1,24 @@
 // timers.js: the send_after timers made from this page, counting down, cancellable.
 //
-// genserv has no list of timers (GET /timers/ID reads one), so the page lists the timers it
-// made itself. The countdown runs locally from the delay; GET /timers/ID corrects it every few
-// seconds and, once the time is up, tells whether the timer fired (404 no_such_timer).
-// DELETE /timers/ID cancels it. Finished timers stay in the list for a few seconds, marked
-// fired or cancelled, then leave.
+// The page lists the timers it made itself. A timer's reference is opaque (48 hex digits that
+// cannot be guessed); the list shows a short tag of it and keeps the whole for the API. The
+// countdown runs locally from the delay; GET /timers/REF corrects it every few seconds and,
+// once the time is up, tells whether the timer fired (404 no_such_timer). DELETE /timers/REF
+// cancels it. Finished timers stay in the list for a few seconds, marked fired or cancelled,
+// then leave.
 
 import { h, setText, jsonInline } from './dom.js';
 import { api, errorText } from './api.js';
 import { formatMs } from './format.js';
 
 const SYNC_MS = 5000; // how often a pending timer is read from genserv
+
+// A reference is the timer's number (16 hex digits) and a MAC (32): the number, without its
+// leading zeros, tells the page's timers apart.
+function shortRef(ref) {
+  const s = String(ref);
+  return s.length === 48 ? s.slice(0, 16).replace(/^0+(?=.)/, '') : s;
+}
 const LINGER_MS = 8000; // how long a finished timer stays in the list
 
 export class TimerList {
@@ -28,7 +36,7 @@ export class TimerList {
     const cancel = h('button', { type: 'button', class: 'small' }, 'cancel');
     const li = h('li', { class: 'timer', dataset: { timerId: String(id), state: 'pending', server } },
       h('div', { class: 'timer-head' },
-        h('span', { class: 'timer-id' }, `#${id}`),
+        h('span', { class: 'timer-id', title: String(id) }, `#${shortRef(id)}`),
         h('span', { class: 'timer-server' }, server),
         h('code', { class: 'timer-message' }, jsonInline(message))),
       h('div', { class: 'timer-body' }, bar, left, cancel));
