@@ -144,6 +144,8 @@ static size_t pending(const bytes_t *b)
 /* Append len bytes to b. Returns false when out of memory. */
 static bool bytes_append(bytes_t *b, const char *text, size_t len)
 {
+    if (len == 0)
+        return true;
     if (b->off > 0 && b->off == b->len)
         b->off = b->len = 0;
     if (b->len + len > b->cap) {
@@ -462,13 +464,15 @@ static void snapshot_step(stream_t *s)
 
     pthread_mutex_lock(&s->mu);
     if (s->snap == cur) { /* not ended meanwhile */
-        bytes_append(&s->out, text.buf + text.off, pending(&text));
+        if (pending(&text) > 0)
+            bytes_append(&s->out, text.buf + text.off, pending(&text));
         s->snap_items += n;
         if (n == 0) {
             gs_status_cursor_destroy(cur);
             s->snap = NULL;
             bytes_append(&s->out, "]}\n\n", 4);
-            bytes_append(&s->out, s->later.buf + s->later.off, pending(&s->later));
+            if (pending(&s->later) > 0)
+                bytes_append(&s->out, s->later.buf + s->later.off, pending(&s->later));
             s->later.len = s->later.off = 0;
         }
     }
