@@ -55,7 +55,7 @@ static void timeout_fire(gs_runtime_t *rt, gs__tnode_t *n)
      * finds it. Either way the call does not stay counted as held. */
     if (holder == NULL)
         holder = held_out(rt, c);
-    if (holder != NULL && won && holder->child->b->notify_caller_gone) {
+    if (holder != NULL && won && holder->b->notify_caller_gone) {
         json_t *m = json_pack("[s, I]", "caller_gone", (json_int_t)c->id);
         if (m != NULL)
             gs__server_send(holder, GS__MSG_INFO, m, true); /* dropped if it is gone */

@@ -48,7 +48,10 @@ void gs__emit(gs_runtime_t *rt, gs_event_type_t type, const gs__child_t *child, 
     /* relaxed: a subscriber that races with an event may miss that one event */
     if (atomic_load_explicit(&rt->nsubs, memory_order_relaxed) == 0)
         return;
-    gs_event_t ev = {type, child->name, child->b->name, reason};
+    /* acquire: pairs with the upgrade's release store of the child's code */
+    const gs_behaviour_t *b =
+        atomic_load_explicit(&((gs__child_t *)child)->b, memory_order_acquire);
+    gs_event_t ev = {type, child->name, b->name, reason};
     uv_rwlock_rdlock(&rt->subs_lock);
     for (struct gs_subscription_s *s = rt->subs; s != NULL; s = s->next)
         s->cb(&ev, s->arg);

@@ -64,7 +64,9 @@ static json_t *child_status(gs__child_t *c)
     gs__child_unlock(c);
 
     v.name = json_string(c->name);
-    v.behaviour = json_string(c->b->name);
+    /* acquire: pairs with the upgrade's release store of the child's code */
+    const gs_behaviour_t *b = atomic_load_explicit(&c->b, memory_order_acquire);
+    v.behaviour = json_string(b->name);
     v.status = json_string(gs_server_status_name(status));
     v.restart = json_string(gs_restart_name(c->opts.restart));
     v.mailbox_len = json_integer((json_int_t)mailbox);
@@ -73,7 +75,7 @@ static json_t *child_status(gs__child_t *c)
     v.restarts = json_integer((json_int_t)restarts);
     v.held_calls = json_integer((json_int_t)held);
     v.uptime_ms = json_integer((json_int_t)uptime);
-    v.sensitive = json_boolean(c->b->sensitive || c->opts.sensitive);
+    v.sensitive = json_boolean(b->sensitive || c->opts.sensitive);
 
     json_t *out = json_object();
 #define GS__STATUS_SET(field, type, meaning) json_object_set_new(out, #field, v.field);
@@ -118,7 +120,7 @@ json_t *gs_servers_json(gs_runtime_t *rt)
 /* The state as inspection may show it (gs_behaviour_t.sensitive and .redact). */
 json_t *gs__inspect_state(gs_server_t *s)
 {
-    const gs_behaviour_t *b = s->child->b;
+    const gs_behaviour_t *b = s->b;
     json_t *st;
 
     if (b->sensitive || s->child->opts.sensitive)

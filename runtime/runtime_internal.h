@@ -23,7 +23,8 @@
  * nothing above them. The only two-way relationships are real ones: a server dies to its
  * supervisor, which starts servers (server.c <-> supervisor.c); a call is queued in a server,
  * and a server completes calls (server.c <-> call.c); a scheduler runs servers, and a server
- * with work is put on a scheduler (server.c <-> sched.c).
+ * with work is put on a scheduler (server.c <-> sched.c); a server arms its own timeouts, and
+ * a timer delivers to a server (server.c <-> send_after.c).
  */
 #ifndef GS_RUNTIME_INTERNAL_H
 #define GS_RUNTIME_INTERNAL_H
@@ -62,6 +63,8 @@ typedef enum gs__msg_kind_e {
     GS__MSG_CALL,      /* embedded in a gs__call_t */
     GS__MSG_STOP,      /* embedded in a gs__call_t; payload is the reason */
     GS__MSG_GET_STATE, /* embedded in a gs__call_t */
+    GS__MSG_UPGRADE,   /* embedded in a gs__call_t; its arg is a gs__upgrade_req_t */
+    GS__MSG_TIMEOUT,   /* a result's timeout; payload: the generation it was armed in */
 } gs__msg_kind_t;
 
 typedef struct gs__msg_s {
@@ -192,7 +195,9 @@ typedef struct gs__child_s {
     gs_map_node_t node; /* in the registry (shard lock) */
     _Atomic uint32_t refs;
     gs_runtime_t *rt;
-    const gs_behaviour_t *b;
+    /* The code its incarnations start with: changed by an upgrade, on the running thread;
+     * read anywhere (release store, acquire loads). */
+    _Atomic(const gs_behaviour_t *) b;
     json_t *args;              /* owned */
     gs_start_options_t opts;   /* mailbox_limit resolved */
     gs_server_t *current;      /* shard lock; referenced; NULL when down or stopped */
@@ -239,7 +244,38 @@ struct gs_server_s {
     _Atomic uint32_t held; /* calls in the held table with this holder */
     bool exited;           /* status is GS__DEAD: the running thread's own copy */
     uint64_t started_ms;
+    const gs_behaviour_t *b; /* the code this incarnation runs (an upgrade changes it) */
+    /* What the last result asked for before the next message (running thread only). */
+    json_t *cont;          /* owned: handle_continue's argument, or NULL */
+    bool in_init;          /* init is running: gs_init_then applies */
+    gs_result_t init_then; /* what init asked for with gs_init_then */
+    bool timeout_armed;    /* a result's timeout is pending ... */
+    uint64_t timeout_gen;  /* ... in this generation (a message since bumps it) */
+    gs_timer_ref_t timeout_ref;
 };
+
+/* One server's part of a hot upgrade (upgrade.c, server.c's dispatch_upgrade). */
+typedef struct gs__upgrade_req_s {
+    struct gs__upgrade_s *up; /* referenced: the whole upgrade */
+    gs__child_t *child;       /* referenced */
+    int tries;                /* pushes to incarnations that died first */
+} gs__upgrade_req_t;
+
+typedef struct gs__upgrade_s {
+    _Atomic uint32_t refs;
+    _Atomic size_t pending; /* servers still to answer, plus one while posting */
+    gs_runtime_t *rt;
+    const gs_behaviour_t *from, *to;
+    json_t *extra; /* owned; deep-copied for each server */
+    gs_upgrade_cb cb;
+    void *arg;
+    pthread_mutex_t mu; /* guards outcomes */
+    json_t *outcomes;
+} gs__upgrade_t;
+
+/* The outcome of one server's upgrade, on its thread: result (new reference) {"ok": true} or
+ * {"error": reason}. */
+json_t *gs__server_upgrade(gs_server_t *s, const gs__upgrade_req_t *req);
 
 gs_server_t *gs__server_create(gs__child_t *child);
 /* Run init on the calling thread, then let the server be scheduled. 0 or GS_EINIT. */
@@ -257,6 +293,8 @@ void gs__server_push_reserved(gs_server_t *s, gs__msg_t *m);
 /* Mark s dead, run terminate, fail its held and queued calls with fail_status and reason
  * (borrowed), release the state. Runs on the thread running s. */
 void gs__server_die(gs_server_t *s, json_t *reason, int fail_status);
+/* Arm s's result timeout: a GS__MSG_TIMEOUT of s->timeout_gen after ms (send_after.c). */
+int gs__send_timeout(gs_server_t *s, uint64_t ms, gs_timer_ref_t *ref);
 /* Send msg (taken) as a cast or info; force ignores the mailbox limit (timers, replies). */
 int gs__server_send(gs_server_t *s, uint8_t kind, json_t *msg, bool force);
 /* Fail or drop every message in a dead server's mailbox. */
@@ -396,6 +434,12 @@ void gs__emit(gs_runtime_t *rt, gs_event_type_t type, const gs__child_t *child, 
 /* The runtime                                                                                */
 /* ---------------------------------------------------------------------------------------- */
 
+/* A registered behaviour and where it comes from (behaviour.c). */
+typedef struct gs__behaviour_entry_s {
+    const gs_behaviour_t *b; /* borrowed */
+    const char *kind;        /* static storage: "c", "builtin", "plugin", "lua" */
+} gs__behaviour_entry_t;
+
 struct gs_subscription_s {
     gs_event_cb cb;
     void *arg;
@@ -419,7 +463,7 @@ struct gs_runtime_s {
     _Atomic uint64_t next_timer_ref;
 
     uv_mutex_t behaviours_lock;
-    const gs_behaviour_t **behaviours;
+    gs__behaviour_entry_t *behaviours;
     size_t nbehaviours, behaviours_cap;
 
     uv_rwlock_t subs_lock;

@@ -27,6 +27,7 @@ struct gs__timer_s {
     _Atomic uint8_t state; /* changed under the map shard's lock */
     bool by_name;          /* which member of target is set */
     bool external;         /* gs_timer_options_t.external */
+    uint8_t kind;          /* delivered as: GS__MSG_INFO, or GS__MSG_TIMEOUT (a result's) */
     uint32_t msg_bytes;    /* gs_json_size(msg), counted against the bounds */
     json_t *msg;           /* owned until delivered */
     union {
@@ -158,10 +159,10 @@ static void timer_fire(gs_runtime_t *rt, gs__tnode_t *n)
     /* Past the mailbox limit, but for external timers: a server's own tick must not be lost
      * to a busy spell, while a client's timer is a client's message like any cast. */
     if (!t->by_name) {
-        rc = gs__server_send(t->target.to, GS__MSG_INFO, msg, !t->external);
+        rc = gs__server_send(t->target.to, t->kind, msg, !t->external);
     } else {
         gs_server_t *s = gs__registry_whereis(rt, t->target.child->name);
-        rc = s != NULL ? gs__server_send(s, GS__MSG_INFO, msg, !t->external) : GS_ENOSERVER;
+        rc = s != NULL ? gs__server_send(s, t->kind, msg, !t->external) : GS_ENOSERVER;
         if (s == NULL)
             json_decref(msg);
         gs_server_unref(s);
@@ -213,7 +214,8 @@ void gs__send_after_close(gs_runtime_t *rt)
 /* ---------------------------------------------------------------------------------------- */
 
 static int send_after(gs_runtime_t *rt, gs_server_t *to, gs__child_t *child, json_t *msg,
-                      uint64_t delay_ms, const gs_timer_options_t *opts, gs_timer_ref_t *ref)
+                      uint64_t delay_ms, const gs_timer_options_t *opts, uint8_t kind,
+                      gs_timer_ref_t *ref)
 {
     int rc = 0;
     gs__timer_t *t = NULL;
@@ -259,6 +261,7 @@ static int send_after(gs_runtime_t *rt, gs_server_t *to, gs__child_t *child, jso
     msg = NULL;
     t->msg_bytes = (uint32_t)bytes;
     t->external = opts->external;
+    t->kind = kind;
     t->by_name = child != NULL;
     if (t->by_name) {
         gs__child_ref(child);
@@ -324,7 +327,7 @@ int gs_send_after_opts(gs_runtime_t *rt, const char *name, json_t *msg, uint64_t
             return GS_ENOMEM;
         }
     }
-    rc = send_after(rt, NULL, child, msg, delay_ms, opts, ref);
+    rc = send_after(rt, NULL, child, msg, delay_ms, opts, GS__MSG_INFO, ref);
     gs__child_unref(child);
     return rc;
 }
@@ -345,7 +348,17 @@ int gs_send_after_server(gs_server_t *to, json_t *msg, uint64_t delay_ms, gs_tim
         json_decref(msg);
         return GS_EINVAL;
     }
-    return send_after(to->rt, to, NULL, msg, delay_ms, &defaults, ref);
+    return send_after(to->rt, to, NULL, msg, delay_ms, &defaults, GS__MSG_INFO, ref);
+}
+
+int gs__send_timeout(gs_server_t *s, uint64_t ms, gs_timer_ref_t *ref)
+{
+    static const gs_timer_options_t own = {.external = false};
+    json_t *gen = json_integer((json_int_t)s->timeout_gen);
+
+    if (gen == NULL)
+        return GS_ENOMEM;
+    return send_after(s->rt, s, NULL, gen, ms, &own, GS__MSG_TIMEOUT, ref);
 }
 
 /* Read or cancel ref; external_only refuses the servers' own timers (as if absent). */

@@ -40,6 +40,7 @@ gs_server_t *gs__server_create(gs__child_t *child)
     gs__child_ref(child);
     s->child = child;
     s->rt = child->rt;
+    s->b = atomic_load_explicit(&child->b, memory_order_acquire); /* see gs__server_upgrade */
     s->mailbox_limit = (int64_t)child->opts.mailbox_limit;
     return s;
 }
@@ -193,9 +194,15 @@ void gs__server_drain(gs_server_t *s, int status, json_t *reason)
 /* Start and init                                                                             */
 /* ---------------------------------------------------------------------------------------- */
 
-/* Let producers schedule s again, and schedule it now if messages arrived meanwhile. */
+/* Let producers schedule s again, and schedule it now if messages arrived meanwhile or a
+ * handle_continue is due (init asked for one). */
 static void release_scheduling(gs_server_t *s)
 {
+    if (s->cont != NULL && !s->exited) {
+        gs_server_ref(s); /* still scheduled: the turn runs handle_continue first */
+        gs__sched_enqueue(s->rt, s);
+        return;
+    }
     atomic_store(&s->scheduled, 0); /* seq_cst: see gs__server_reserve */
     if (atomic_load(&s->mailbox_len) > 0 && atomic_exchange(&s->scheduled, 1) == 0) {
         gs_server_ref(s);
@@ -211,13 +218,19 @@ static void server_die(gs_server_t *s, json_t *reason, int fail_status, bool run
     /* release: a producer that sees DEAD also sees that no callback will run any more */
     atomic_store_explicit(&s->status, GS__DEAD, memory_order_release);
     s->exited = true;
-    if (run_terminate && s->child->b->terminate != NULL) {
+    if (run_terminate && s->b->terminate != NULL) {
         gs_server_t *saved = gs__tls.current;
         gs__tls.current = s;
-        s->child->b->terminate(s, reason, s->state);
+        s->b->terminate(s, reason, s->state);
         gs__tls.current = saved;
     }
     s->state = NULL;
+    json_decref(s->cont);
+    s->cont = NULL;
+    if (s->timeout_armed) {
+        gs_cancel_timer(rt, s->timeout_ref, NULL);
+        s->timeout_armed = false;
+    }
     gs__held_fail_server(rt, s, fail_status, reason);
     gs__server_drain(s, fail_status, reason);
     atomic_fetch_add_explicit(&s->child->handled_before,
@@ -232,6 +245,8 @@ void gs__server_die(gs_server_t *s, json_t *reason, int fail_status)
     server_die(s, reason, fail_status, true);
 }
 
+static json_t *apply_next(gs_server_t *s, gs_result_t *r);
+
 int gs__server_init(gs_server_t *s, json_t **reason)
 {
     gs__live_add(s->rt, 1);
@@ -240,21 +255,54 @@ int gs__server_init(gs_server_t *s, json_t **reason)
     json_t *why = NULL;
     gs_server_t *saved = gs__tls.current;
     gs__tls.current = s;
-    int rc = c->b->init(s, c->args, &state, &why);
+    s->in_init = true;
+    int rc = s->b->init(s, c->args, &state, &why);
+    s->in_init = false;
     gs__tls.current = saved;
     if (rc != 0) {
-        json_t *died = why != NULL ? json_incref(why) : json_string("init_failed");
-        server_die(s, died, GS_ECRASHED, false);
+        gs_result_t then = s->init_then;
+        json_decref(then.arg);
+        bool ignore = rc == GS_INIT_IGNORE;
+        json_t *died = ignore        ? json_string("normal")
+                       : why != NULL ? json_incref(why)
+                                     : json_string("init_failed");
+        server_die(s, died, ignore ? GS_ESTOPPED : GS_ECRASHED, false);
         json_decref(died);
+        if (ignore) {
+            json_decref(why);
+            why = NULL;
+        }
         *reason = why;         /* as init gave it: possibly NULL */
         release_scheduling(s); /* a message that raced in is drained by the scheduler */
-        return GS_EINIT;
+        return ignore ? GS_EIGNORED : GS_EINIT;
     }
     s->state = state;
     s->started_ms = gs__now_ms();
     atomic_store_explicit(&s->status, GS__RUNNING, memory_order_release); /* see reserve */
+    /* {:ok, state, X}: what init asked for once it returned. A continue without
+     * handle_continue is a bad return, as from a handler: the next turn crashes it. */
+    gs_result_t then = s->init_then;
+    s->init_then = (gs_result_t){0};
+    json_t *cannot = apply_next(s, &then);
+    if (cannot != NULL) /* its timeout could not be armed: the first turn crashes it */
+        s->cont = json_pack("[s, o]", "$crash", cannot);
     release_scheduling(s);
     return 0;
+}
+
+void gs_init_then(gs_server_t *self, gs_result_t next)
+{
+    if (self == NULL || !self->in_init || gs__tls.current != self) {
+        json_decref(next.arg);
+        return;
+    }
+    json_decref(self->init_then.arg);
+    self->init_then = next;
+}
+
+const gs_behaviour_t *gs_server_behaviour(const gs_server_t *s)
+{
+    return s->b;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -266,20 +314,68 @@ static json_t *bad_return(const char *what)
     return json_pack("[s, s]", "bad_return_value", what);
 }
 
-/* Apply a handle_cast/handle_info result. Returns the stop reason (new) or NULL. */
-static json_t *async_result(gs_result_t r, const char *who)
+/*
+ * What a reply or noreply result asks for before the next message (r->arg is taken). Returns
+ * a stop reason (new) when it cannot be done, else NULL. Running thread only.
+ */
+static json_t *apply_next(gs_server_t *s, gs_result_t *r)
+{
+    switch (r->next) {
+    case GS_NEXT_NONE:
+        break;
+    case GS_NEXT_CONTINUE:
+        /* Run before the next message; without handle_continue the turn crashes it. */
+        json_decref(s->cont);
+        s->cont = r->arg != NULL ? r->arg : json_null();
+        r->arg = NULL;
+        break;
+    case GS_NEXT_TIMEOUT:
+        if (r->timeout_ms < 0)
+            return bad_return("timeout");
+        s->timeout_gen++;
+        if (gs__send_timeout(s, (uint64_t)r->timeout_ms, &s->timeout_ref) != 0)
+            return json_pack("[s, s]", "system_limit", "timers");
+        s->timeout_armed = true;
+        break;
+    case GS_NEXT_HIBERNATE:
+        if (s->b->hibernate != NULL)
+            s->b->hibernate(s, &s->state);
+        break;
+    default:
+        return bad_return("next");
+    }
+    json_decref(r->arg);
+    r->arg = NULL;
+    return NULL;
+}
+
+/* A message arrived: a result's pending timeout no longer applies. */
+static void timeout_disarm(gs_server_t *s)
+{
+    if (!s->timeout_armed)
+        return;
+    s->timeout_armed = false;
+    s->timeout_gen++; /* a TIMEOUT already queued is stale now */
+    gs_cancel_timer(s->rt, s->timeout_ref, NULL);
+}
+
+/* Apply a handle_cast/handle_info/handle_continue result. Returns the stop reason (new) or
+ * NULL. */
+static json_t *async_result(gs_server_t *s, gs_result_t r, const char *who)
 {
     switch (r.action) {
     case GS_ACTION_NOREPLY:
         json_decref(r.reply);
         json_decref(r.reason);
-        return NULL;
+        return apply_next(s, &r);
     case GS_ACTION_STOP:
         json_decref(r.reply);
+        json_decref(r.arg);
         return r.reason != NULL ? r.reason : bad_return(who);
     default:
         json_decref(r.reply);
         json_decref(r.reason);
+        json_decref(r.arg);
         return bad_return(who);
     }
 }
@@ -288,7 +384,7 @@ static json_t *async_result(gs_result_t r, const char *who)
 static json_t *dispatch_call(gs_server_t *s, gs__call_t *c)
 {
     gs_runtime_t *rt = s->rt;
-    const gs_behaviour_t *b = s->child->b;
+    const gs_behaviour_t *b = s->b;
     json_t *msg = c->msg.payload;
     c->msg.payload = NULL;
     json_t *stop = NULL;
@@ -316,17 +412,21 @@ static json_t *dispatch_call(gs_server_t *s, gs__call_t *c)
     case GS_ACTION_REPLY:
         json_decref(r.reason);
         if (r.reply == NULL) {
+            json_decref(r.arg);
             stop = bad_return("handle_call");
             break;
         }
         gs__held_remove(rt, c); /* first: a woken caller sees held_calls without it */
         gs__call_complete(rt, c, 0, r.reply, false);
+        stop = apply_next(s, &r);
         break;
     case GS_ACTION_NOREPLY:
         json_decref(r.reply);
         json_decref(r.reason);
+        stop = apply_next(s, &r);
         break;
     case GS_ACTION_STOP:
+        json_decref(r.arg);
         if (r.reply != NULL) {
             gs__held_remove(rt, c);
             gs__call_complete(rt, c, 0, r.reply, false);
@@ -336,6 +436,7 @@ static json_t *dispatch_call(gs_server_t *s, gs__call_t *c)
     default:
         json_decref(r.reply);
         json_decref(r.reason);
+        json_decref(r.arg);
         stop = bad_return("handle_call");
     }
 out:
@@ -357,25 +458,79 @@ static void dispatch_get_state(gs_server_t *s, gs__call_t *c)
     gs__call_complete(s->rt, c, 0, gs__inspect_state(s), false);
 }
 
+json_t *gs__server_upgrade(gs_server_t *s, const gs__upgrade_req_t *req)
+{
+    const gs__upgrade_t *up = req->up;
+    json_t *reason = NULL;
+
+    if (s->b != up->from)
+        return json_pack("{s:s}", "error", "not_running_that_version");
+    if (up->to->code_change != NULL) {
+        void *state = s->state;
+        json_t *extra = json_deep_copy(up->extra);
+        gs_server_t *saved = gs__tls.current;
+        gs__tls.current = s;
+        int rc = up->to->code_change(s, up->from->vsn, &state, extra, &reason);
+        gs__tls.current = saved;
+        json_decref(extra);
+        if (rc != 0) {
+            json_t *out = json_pack("{s:o}", "error",
+                                    reason != NULL ? reason : json_string("code_change_failed"));
+            return out;
+        }
+        s->state = state;
+    }
+    s->b = up->to;
+    /* release: readers of the child's code (status, events, restarts) see the new one whole */
+    atomic_store_explicit(&s->child->b, up->to, memory_order_release);
+    return json_pack("{s:b}", "ok", 1);
+}
+
+/* A hot upgrade reached s (GS__MSG_UPGRADE): see gs__server_upgrade. */
+static void dispatch_upgrade(gs_server_t *s, gs__call_t *c)
+{
+    gs__call_complete(s->rt, c, 0, gs__server_upgrade(s, c->arg), false);
+}
+
 static void dispatch(gs_server_t *s, gs__msg_t *m)
 {
-    const gs_behaviour_t *b = s->child->b;
+    const gs_behaviour_t *b = s->b;
     json_t *stop = NULL;
+
+    /* Any message but an inspection ends a result's timeout (a TIMEOUT checks its own). */
+    if (m->kind != GS__MSG_GET_STATE && m->kind != GS__MSG_TIMEOUT)
+        timeout_disarm(s);
     switch (m->kind) {
     case GS__MSG_CAST:
         if (b->handle_cast == NULL)
             stop = json_pack("[s, O]", "bad_cast", m->payload);
         else
-            stop = async_result(b->handle_cast(s, s->state, m->payload), "handle_cast");
+            stop = async_result(s, b->handle_cast(s, s->state, m->payload), "handle_cast");
         json_decref(m->payload);
         gs__msg_free(m);
         break;
     case GS__MSG_INFO:
         if (b->handle_info != NULL)
-            stop = async_result(b->handle_info(s, s->state, m->payload), "handle_info");
+            stop = async_result(s, b->handle_info(s, s->state, m->payload), "handle_info");
         json_decref(m->payload);
         gs__msg_free(m);
         break;
+    case GS__MSG_TIMEOUT: {
+        /* The timeout of the generation still armed: nothing came first. */
+        bool current =
+            s->timeout_armed && (uint64_t)json_integer_value(m->payload) == s->timeout_gen;
+        json_decref(m->payload);
+        gs__msg_free(m);
+        if (!current)
+            return;
+        s->timeout_armed = false;
+        if (b->handle_info != NULL) {
+            json_t *timeout = json_string("timeout");
+            stop = async_result(s, b->handle_info(s, s->state, timeout), "handle_info");
+            json_decref(timeout);
+        }
+        break;
+    }
     case GS__MSG_CALL: {
         gs__call_t *c = gs__container_of(m, gs__call_t, msg);
         stop = dispatch_call(s, c);
@@ -394,11 +549,47 @@ static void dispatch(gs_server_t *s, gs__msg_t *m)
         gs__call_unref(c);
         break;
     }
+    case GS__MSG_UPGRADE: {
+        gs__call_t *c = gs__container_of(m, gs__call_t, msg);
+        dispatch_upgrade(s, c);
+        gs__call_unref(c);
+        break;
+    }
     }
     if (stop != NULL) {
         bool abnormal = !gs__reason_is_normal(stop);
         gs__supervisor_exit(s, stop, abnormal);
     }
+}
+
+/* The handle_continue a result asked for, before any message. */
+static void run_continue(gs_server_t *s)
+{
+    json_t *arg = s->cont, *stop;
+
+    s->cont = NULL;
+    if (json_is_array(arg) && json_array_size(arg) == 2 && json_is_string(json_array_get(arg, 0)) &&
+        strcmp(json_string_value(json_array_get(arg, 0)), "$crash") == 0) {
+        stop = json_incref(json_array_get(arg, 1)); /* init's next action could not be done */
+    } else if (s->b->handle_continue == NULL) {
+        stop = json_pack("[s, s]", "undef", "handle_continue");
+    } else {
+        stop = async_result(s, s->b->handle_continue(s, s->state, arg), "handle_continue");
+    }
+    json_decref(arg);
+    if (stop != NULL)
+        gs__supervisor_exit(s, stop, !gs__reason_is_normal(stop));
+}
+
+/* Whether m is a message the server handles (counted, and a state_changed): not an
+ * inspection, nor a result's timeout that a message since made stale. */
+static bool counts_as_handled(const gs_server_t *s, const gs__msg_t *m)
+{
+    if (m->kind == GS__MSG_GET_STATE)
+        return false;
+    if (m->kind == GS__MSG_TIMEOUT)
+        return s->timeout_armed && (uint64_t)json_integer_value(m->payload) == s->timeout_gen;
+    return true;
 }
 
 void gs__server_run(gs_server_t *s, unsigned batch)
@@ -411,6 +602,15 @@ void gs__server_run(gs_server_t *s, unsigned batch)
     }
     gs__tls.current = s;
     while (n < batch) {
+        if (s->cont != NULL) {
+            /* A result asked for handle_continue: it runs before any other message. */
+            n++;
+            handled++;
+            run_continue(s);
+            if (s->exited)
+                break;
+            continue;
+        }
         gs__qnode_t *node = gs__mpsc_pop(&s->mailbox, &s->mailbox_tail);
         if (node == NULL)
             break;
@@ -424,7 +624,7 @@ void gs__server_run(gs_server_t *s, unsigned batch)
          * the state on state_changed would otherwise feed itself). Counted before dispatch:
          * a crash folds this incarnation's count into the child. relaxed load + store: this
          * thread is the only writer; readers want a snapshot. */
-        if (((gs__msg_t *)node)->kind != GS__MSG_GET_STATE) {
+        if (counts_as_handled(s, (gs__msg_t *)node)) {
             handled++;
             atomic_store_explicit(&s->handled,
                                   atomic_load_explicit(&s->handled, memory_order_relaxed) + 1,
@@ -443,8 +643,9 @@ void gs__server_run(gs_server_t *s, unsigned batch)
     }
 unschedule:
     /* relaxed: a hint; the seq_cst recheck below catches what it misses */
-    if (n == batch && !s->exited &&
-        atomic_load_explicit(&s->mailbox_len, memory_order_relaxed) > 0) {
+    if (!s->exited &&
+        (s->cont != NULL ||
+         (n == batch && atomic_load_explicit(&s->mailbox_len, memory_order_relaxed) > 0))) {
         gs__sched_enqueue(rt, s); /* yield: more is waiting; keeps the queue's ref */
         return;
     }

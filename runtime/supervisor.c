@@ -61,7 +61,7 @@ gs__child_t *gs__child_create(gs_runtime_t *rt, const char *name, size_t name_le
         return NULL;
     atomic_init(&c->refs, 1);
     c->rt = rt;
-    c->b = b;
+    atomic_init(&c->b, b);
     c->args = args != NULL ? gs__json_copy(args) : json_null(); /* ours alone */
     c->opts = *opts;
     if (c->opts.mailbox_limit == 0)
@@ -256,8 +256,19 @@ void gs__supervisor_exit(gs_server_t *s, json_t *reason, bool abnormal)
             continue; /* counts against the intensity, so this ends */
         set_current(c, ns);
         json_t *why = NULL;
-        if (gs__server_init(ns, &why) == 0) {
+        int rc = gs__server_init(ns, &why);
+        if (rc == 0) {
             gs__emit(rt, GS_EVENT_RESTARTED, c, NULL);
+            break;
+        }
+        if (rc == GS_EIGNORED) {
+            /* init said :ignore: as an OTP supervisor does, keep no process for it (here: the
+             * name is freed, as for a child that is not restarted). */
+            set_current(c, NULL);
+            gs__child_forget(rt, c);
+            json_t *ignored = json_string("ignore");
+            gs__emit(rt, GS_EVENT_STOPPED, c, ignored);
+            json_decref(ignored);
             break;
         }
         /* init failed: that is another crash of this child */

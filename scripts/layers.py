@@ -33,6 +33,7 @@ ALLOWED = {
     frozenset({"server.c", "supervisor.c"}),  # a server dies to its supervisor, which starts servers
     frozenset({"server.c", "call.c"}),  # a call is queued in a server; a server completes calls
     frozenset({"server.c", "sched.c"}),  # a scheduler runs servers; a runnable server is queued
+    frozenset({"server.c", "send_after.c"}),  # a server arms its own timeouts; timers deliver to it
 }
 
 

@@ -56,7 +56,7 @@ int gs_plugins_load(gs_runtime_t *rt, char *const *paths, size_t n, gs_plugins_t
         }
         for (k = 0; k < plugin->count; k++) {
             const gs_behaviour_t *b = plugin->behaviours[k];
-            int rc = b != NULL ? gs_behaviour_register(rt, b) : GS_EINVAL;
+            int rc = b != NULL ? gs_behaviour_register_as(rt, b, "plugin") : GS_EINVAL;
 
             if (rc < 0) {
                 snprintf(err, errlen, "plugin %s: behaviour #%zu (%s): %s", paths[i], k,

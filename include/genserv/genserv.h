@@ -76,7 +76,9 @@ extern "C" {
     XX(ENOCALL, -13, "no_such_call", "the call was already answered, timed out or failed")         \
     XX(EINIT, -14, "init_failed", "the server's init callback failed")                             \
     XX(ESHUTDOWN, -15, "shutting_down", "the runtime is shutting down")                            \
-    XX(EEXIST, -16, "already_registered", "a behaviour with this name is already registered")
+    XX(EEXIST, -16, "already_registered", "a behaviour with this name is already registered")      \
+    XX(EIGNORED, -17, "ignored", "the server's init returned ignore: nothing was started")         \
+    XX(EINUSE, -18, "behaviour_in_use", "a server runs this behaviour")
 
 typedef enum gs_errno_e {
 #define GS__ERRNO_ENUM(sym, val, code, msg) GS_##sym = (val),
@@ -130,27 +132,70 @@ typedef enum gs_action_e {
 } gs_action_t;
 
 /**
- * What a handle_* callback returns. Build it with the macros below; `reply` and `reason` are
- * taken by the runtime. A reply from handle_cast/handle_info, a missing reply from REPLY or a
- * missing reason from STOP is a bad return value and crashes the server, as in OTP.
+ * What happens after a reply or a noreply, before the next message (the optional last element
+ * of Elixir's {:reply, r, s, X} and {:noreply, s, X}).
+ */
+typedef enum gs_next_e {
+    GS_NEXT_NONE = 0,  /* wait for the next message */
+    GS_NEXT_TIMEOUT,   /* X = ms: handle_info gets "timeout" if no message comes first */
+    GS_NEXT_HIBERNATE, /* X = :hibernate: the behaviour's hibernate callback runs now */
+    GS_NEXT_CONTINUE,  /* X = {:continue, arg}: handle_continue(arg) runs before any message */
+} gs_next_t;
+
+/**
+ * What a handle_* callback returns. Build it with the macros below (and gs_then_*); `reply`,
+ * `reason` and `arg` are taken by the runtime. A reply from handle_cast/handle_info, a
+ * missing reply from REPLY or a missing reason from STOP is a bad return value and crashes
+ * the server, as in OTP; so does a continue from a behaviour without handle_continue.
  */
 typedef struct gs_result_s {
     gs_action_t action;
-    json_t *reply;  /* taken; REPLY and STOP_REPLY only */
-    json_t *reason; /* taken; STOP only */
+    json_t *reply;      /* taken; REPLY and STOP_REPLY only */
+    json_t *reason;     /* taken; STOP only */
+    gs_next_t next;     /* REPLY and NOREPLY only; GS_NEXT_NONE by default */
+    int64_t timeout_ms; /* GS_NEXT_TIMEOUT: >= 0 */
+    json_t *arg;        /* taken; GS_NEXT_CONTINUE: handle_continue's argument */
 } gs_result_t;
 
 /** Reply to the caller now (reply taken). handle_call only. */
-#define GS_REPLY(reply) ((gs_result_t){GS_ACTION_REPLY, (reply), NULL})
+#define GS_REPLY(r) ((gs_result_t){.action = GS_ACTION_REPLY, .reply = (r)})
 /** No reply now; from handle_call the caller keeps waiting for gs_reply(). */
-#define GS_NOREPLY ((gs_result_t){GS_ACTION_NOREPLY, NULL, NULL})
+#define GS_NOREPLY ((gs_result_t){.action = GS_ACTION_NOREPLY})
 /**
  * Stop the server with reason (taken). Reasons "normal" and "shutdown" (and
  * ["shutdown", ...]) are normal exits; anything else is a crash.
  */
-#define GS_STOP(reason) ((gs_result_t){GS_ACTION_STOP, NULL, (reason)})
+#define GS_STOP(why) ((gs_result_t){.action = GS_ACTION_STOP, .reason = (why)})
 /** Reply to the caller, then stop (both taken). handle_call only. */
-#define GS_STOP_REPLY(reason, reply) ((gs_result_t){GS_ACTION_STOP, (reply), (reason)})
+#define GS_STOP_REPLY(why, r)                                                                      \
+    ((gs_result_t){.action = GS_ACTION_STOP, .reply = (r), .reason = (why)})
+
+/** r, then handle_info("timeout") unless a message comes within ms: {:noreply, s, ms}. */
+static inline gs_result_t gs_then_timeout(gs_result_t r, int64_t ms)
+{
+    r.next = GS_NEXT_TIMEOUT;
+    r.timeout_ms = ms;
+    return r;
+}
+/** r, then hibernate: {:noreply, s, :hibernate}. */
+static inline gs_result_t gs_then_hibernate(gs_result_t r)
+{
+    r.next = GS_NEXT_HIBERNATE;
+    return r;
+}
+/** r, then handle_continue(arg) (arg taken) before any message: {:noreply, s, {:continue, arg}}. */
+static inline gs_result_t gs_then_continue(gs_result_t r, json_t *arg)
+{
+    r.next = GS_NEXT_CONTINUE;
+    r.arg = arg;
+    return r;
+}
+
+/**
+ * init's return value for OTP's :ignore: nothing is started, and no error (see gs_start). A
+ * value no init returns by accident (every other nonzero value is a refusal).
+ */
+#define GS_INIT_IGNORE 0x49474e
 
 /** Documentation of one message a behaviour accepts, for GET /behaviours and the dashboard. */
 typedef struct gs_message_doc_s {
@@ -172,11 +217,15 @@ typedef struct gs_behaviour_s {
     const char *args_doc;             /* example init args as JSON text, or NULL */
     const gs_message_doc_t *messages; /* terminated by an entry with kind == NULL; may be NULL */
 
+    const char *vsn; /* the code's version (OTP's -vsn), shown by GET /behaviours; may be NULL */
+
     /**
-     * Set *state and return 0, or return nonzero and set *reason (new reference, may be
-     * left NULL) to refuse to start. args: borrowed (JSON null when none were given); keep a
-     * reference with json_incref() if the state needs it. May call gs_send_after() and the
-     * other messaging functions on self. Required.
+     * Set *state and return 0, or return GS_INIT_IGNORE (nothing is started: Elixir's
+     * :ignore), or return anything else and set *reason (new reference, may be left NULL) to
+     * refuse to start. args: borrowed (JSON null when none were given); keep a reference with
+     * json_incref() if the state needs it. May call gs_send_after() and the other messaging
+     * functions on self, and gs_init_then() for {:ok, state, timeout | :hibernate |
+     * {:continue, arg}}. Required.
      */
     int (*init)(gs_server_t *self, json_t *args, void **state, json_t **reason);
     /** msg: borrowed. Answer with GS_REPLY, or keep `from` and return GS_NOREPLY. */
@@ -192,6 +241,25 @@ typedef struct gs_behaviour_s {
     void (*terminate)(gs_server_t *self, json_t *reason, void *state);
     /** The state as JSON, like :sys.get_state/1: a new reference, or NULL if unknown. */
     json_t *(*format_state)(gs_server_t *self, void *state);
+    /**
+     * arg: borrowed. Runs when a result said {:continue, arg} (gs_then_continue), before any
+     * other message. Returns GS_NOREPLY (possibly with a next action) or GS_STOP. Optional.
+     */
+    gs_result_t (*handle_continue)(gs_server_t *self, void *state, json_t *arg);
+    /**
+     * A result said :hibernate: give back what the state can do without until the next
+     * message (caches, buffers); *state may be replaced. Optional (NULL: nothing to do).
+     */
+    void (*hibernate)(gs_server_t *self, void **state);
+    /**
+     * A hot upgrade to this behaviour (gs_behaviour_upgrade) reached a server that ran
+     * old_vsn (borrowed; may be NULL): turn *state into this code's state and return 0, or
+     * return nonzero with *reason set (new reference, may be left NULL) to keep the old code
+     * and the old state. extra: borrowed. Optional: without it the state is kept as it is,
+     * as OTP's default code_change does.
+     */
+    int (*code_change)(gs_server_t *self, const char *old_vsn, void **state, json_t *extra,
+                       json_t **reason);
 
     /*
      * What inspection may show (OTP's format_status, declared instead of coded). Applies to
@@ -225,8 +293,10 @@ typedef struct gs_behaviour_s {
  * A plugin: a shared object that exports `const gs_plugin_t gs_plugin` (the symbol named by
  * GS_PLUGIN_SYMBOL) listing its behaviours, written against this header only.
  */
-#define GS_PLUGIN_ABI_VERSION 3u /* 3: gs_behaviour_t gained notify_caller_gone */
-#define GS_PLUGIN_SYMBOL      "gs_plugin"
+#define GS_PLUGIN_ABI_VERSION                                                                      \
+    3u /* 3: gs_result_t's next action, gs_behaviour_t's vsn,                                      \
+          handle_continue, hibernate, code_change, notify_caller_gone */
+#define GS_PLUGIN_SYMBOL "gs_plugin"
 /** Put before the definition of gs_plugin so that it is exported even from a shared object
  *  built with -fvisibility=hidden: GS_PLUGIN_EXPORT const gs_plugin_t gs_plugin = {...}; */
 #if defined(__GNUC__)
@@ -338,18 +408,57 @@ void gs_runtime_stats(gs_runtime_t *rt, gs_runtime_stats_t *out);
 /* ---------------------------------------------------------------------------------------- */
 
 /**
- * Make a behaviour startable by name. b is borrowed and must stay valid until the runtime is
- * destroyed (static storage, or a plugin that stays loaded).
+ * Make a behaviour startable by name. b is borrowed and must stay valid while it is
+ * registered and while a server runs it (static storage, a plugin that stays loaded, or code
+ * freed only once gs_behaviour_users says nobody runs it). kind says where it comes from, for
+ * listings: "c" (gs_behaviour_register), "builtin", "plugin", "lua"... (static storage).
  * @return 0, GS_EEXIST (name taken), GS_EINVAL (no name or no init).
  */
 int gs_behaviour_register(gs_runtime_t *rt, const gs_behaviour_t *b);
+int gs_behaviour_register_as(gs_runtime_t *rt, const gs_behaviour_t *b, const char *kind);
 /** The behaviour registered under name, or NULL. Borrowed. */
 const gs_behaviour_t *gs_behaviour_find(gs_runtime_t *rt, const char *name);
+/** Where the behaviour registered under name comes from ("c", "builtin", ...), or NULL. */
+const char *gs_behaviour_kind(gs_runtime_t *rt, const char *name);
 /**
- * Every registered behaviour as JSON: [{"name", "description", "args", "messages":
- * [{"kind", "example", "description"}]}], sorted by name. New reference.
+ * Every registered behaviour as JSON: [{"name", "kind", "vsn", "description", "args",
+ * "messages": [{"kind", "example", "description"}]}], sorted by name. New reference.
  */
 json_t *gs_behaviours_json(gs_runtime_t *rt);
+/**
+ * Register b (borrowed) in place of the behaviour registered under its name, which *old
+ * (may be NULL) receives, borrowed: servers started from now on run b; servers already running
+ * the old one keep it until gs_behaviour_upgrade moves them. The kind is kept.
+ * @return 0, GS_ENOBEHAVIOUR (nothing under that name), GS_EINVAL.
+ */
+int gs_behaviour_replace(gs_runtime_t *rt, const gs_behaviour_t *b, const gs_behaviour_t **old);
+/**
+ * Forget the behaviour registered under name, unless a server runs it.
+ * @return 0, GS_ENOBEHAVIOUR, GS_EINUSE (a server, running or restarting, runs it).
+ */
+int gs_behaviour_unregister(gs_runtime_t *rt, const char *name);
+/** How many named servers run b now (restarting and down ones included). O(servers). */
+size_t gs_behaviour_users(gs_runtime_t *rt, const gs_behaviour_t *b);
+/** The names of the servers that run b now, sorted: a new reference (a JSON array). */
+json_t *gs_behaviour_servers(gs_runtime_t *rt, const gs_behaviour_t *b);
+
+/**
+ * Completion of gs_behaviour_upgrade: outcomes (taken) is [{"server": NAME, "ok": true} |
+ * {"server": NAME, "error": REASON}], one per server that ran the old code, in no order.
+ * Called once, on a runtime thread; must not block.
+ */
+typedef void (*gs_upgrade_cb)(json_t *outcomes, void *arg);
+/**
+ * A hot upgrade (OTP's code_change): every server that runs `from` switches to `to`, each
+ * between two of its messages, and to->code_change turns its state; a server whose
+ * code_change fails keeps `from` and its state (its outcome says why). Upgraded servers also
+ * restart with `to`. Call gs_behaviour_replace first so that new starts run `to` too.
+ * from and to are borrowed (see gs_behaviour_register for their lifetime); extra borrowed.
+ * @return 0 (cb will be called, at once when no server runs `from`), GS_EINVAL, GS_ENOMEM,
+ *         GS_ESHUTDOWN.
+ */
+int gs_behaviour_upgrade(gs_runtime_t *rt, const gs_behaviour_t *from, const gs_behaviour_t *to,
+                         json_t *extra, gs_upgrade_cb cb, void *arg);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Starting, stopping and finding servers                                                     */
@@ -386,7 +495,8 @@ const char *gs_restart_name(gs_restart_t r);
  * @param args  borrowed; NULL means JSON null. Kept (a new reference) for restarts.
  * @param opts  borrowed; NULL for the defaults.
  * @param reason if not NULL and init fails, receives init's reason (new reference, or NULL).
- * @return 0, GS_EALREADY, GS_EINIT, GS_EINVAL, GS_ESHUTDOWN, GS_ENOMEM.
+ * @return 0, GS_EALREADY, GS_EINIT, GS_EIGNORED (init returned GS_INIT_IGNORE: nothing was
+ *         started, the name is free), GS_EINVAL, GS_ESHUTDOWN, GS_ENOMEM.
  */
 int gs_start(gs_runtime_t *rt, const char *name, const gs_behaviour_t *b, json_t *args,
              const gs_start_options_t *opts, json_t **reason);
@@ -425,6 +535,15 @@ const char *gs_server_name(const gs_server_t *s);
 gs_runtime_t *gs_server_runtime(const gs_server_t *s);
 /** The server whose callback is running on this thread (borrowed), or NULL. */
 gs_server_t *gs_self(void);
+/**
+ * From init only: what to do once init returned successfully, as Elixir's {:ok, state, X}:
+ * next is GS_NOREPLY with a next action (gs_then_timeout, gs_then_hibernate,
+ * gs_then_continue; its arg taken). A later call replaces an earlier one. Ignored elsewhere
+ * (its arg is then dropped).
+ */
+void gs_init_then(gs_server_t *self, gs_result_t next);
+/** The behaviour a server's incarnation runs now (borrowed): it changes with an upgrade. */
+const gs_behaviour_t *gs_server_behaviour(const gs_server_t *s);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Messages                                                                                   */

@@ -14,7 +14,7 @@ const gs_behaviour_t *const gs_builtin_behaviours[] = {
 int gs_builtins_register(gs_runtime_t *rt)
 {
     for (size_t i = 0; gs_builtin_behaviours[i] != NULL; i++) {
-        int rc = gs_behaviour_register(rt, gs_builtin_behaviours[i]);
+        int rc = gs_behaviour_register_as(rt, gs_builtin_behaviours[i], "builtin");
         if (rc < 0)
             return rc;
     }
