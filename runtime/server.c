@@ -300,6 +300,11 @@ void gs_init_then(gs_server_t *self, gs_result_t next)
     self->init_then = next;
 }
 
+const gs_start_options_t *gs_server_options(const gs_server_t *s)
+{
+    return &s->child->opts;
+}
+
 const gs_behaviour_t *gs_server_behaviour(const gs_server_t *s)
 {
     return s->b;

@@ -477,6 +477,9 @@ typedef struct gs_start_options_s {
     unsigned max_seconds;  /* ... within this many seconds (default 5); past it: "down" */
     size_t mailbox_limit;  /* 0: the runtime's default */
     bool sensitive;        /* show the state as GS_REDACTED whatever the behaviour says */
+    /* For behaviours that can enforce them (Lua's): 0 means the behaviour's default. */
+    uint64_t memory_limit;      /* bytes the server may use */
+    uint64_t instruction_limit; /* VM instructions one callback may run */
 } gs_start_options_t;
 
 /** Fill opts with the defaults above. */
@@ -542,6 +545,8 @@ gs_server_t *gs_self(void);
  * (its arg is then dropped).
  */
 void gs_init_then(gs_server_t *self, gs_result_t next);
+/** The options a server was started with (borrowed, valid while the handle is held). */
+const gs_start_options_t *gs_server_options(const gs_server_t *s);
 /** The behaviour a server's incarnation runs now (borrowed): it changes with an upgrade. */
 const gs_behaviour_t *gs_server_behaviour(const gs_server_t *s);
 
