@@ -91,10 +91,8 @@ static int post(gs__upgrade_req_t *req)
         gs__call_t *call = gs__call_create(c->rt, GS__MSG_UPGRADE, NULL, upgrade_done, req);
         int rc = gs__server_push(s, &call->msg, true);
         gs_server_unref(s);
-        if (rc == 0) {
-            gs__call_unref(call);
-            return 0;
-        }
+        if (rc == 0)
+            return 0;                 /* the mailbox owns the call's one reference now */
         atomic_store(&call->done, 1); /* never called back */
         gs__call_unref(call);
         sched_yield(); /* it is dying: let its supervisor finish */
