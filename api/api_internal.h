@@ -43,6 +43,7 @@
     XX(SERVERS, "/servers")                                                                        \
     XX(SERVER, "/servers/:name")                                                                   \
     XX(BEHAVIOURS, "/behaviours")                                                                  \
+    XX(BEHAVIOUR, "/behaviours/:name")                                                             \
     XX(EVENTS, "/events")                                                                          \
     XX(METRICS, "/metrics")                                                                        \
     XX(HEALTHZ, "/healthz")                                                                        \
@@ -72,6 +73,7 @@ enum {
     GS_METHOD_DELETE = 1u << 3,
     GS_METHOD_OTHER = 1u << 4,
     GS_METHOD_OPTIONS = 1u << 5, /* CORS preflight; never in a route's allowed set */
+    GS_METHOD_PUT = 1u << 6,
 };
 
 typedef struct gs_request_s gs_request_t;
@@ -226,7 +228,9 @@ static inline uint64_t gs__api_now_ns(void)
     XX(METHOD_NOT_ALLOWED, 405, "method_not_allowed")                                              \
     XX(TOO_LARGE, 413, "too_large")                                                                \
     XX(HEADERS_TOO_LARGE, 431, "headers_too_large")                                                \
-    XX(INTERNAL_ERROR, 500, "internal_error")
+    XX(READ_ONLY, 409, "read_only_behaviour")                                                      \
+    XX(INTERNAL_ERROR, 500, "internal_error")                                                      \
+    XX(NOT_IMPLEMENTED, 501, "not_implemented")
 
 /* The gateway's error numbers: far from the runtime's (negative) GS_E* codes, so that one int
  * names either kind. */
@@ -259,7 +263,9 @@ typedef enum gs_http_error_e {
     XX(ENOCALL, 500, false, false)                                                                 \
     XX(EINIT, 400, true, true)                                                                     \
     XX(ESHUTDOWN, 503, false, true)                                                                \
-    XX(EEXIST, 409, false, false)
+    XX(EEXIST, 409, false, true)                                                                   \
+    XX(EIGNORED, 200, false, false) /* POST /servers answers {"ignored": true} itself */           \
+    XX(EINUSE, 409, false, true)
 
 /** The HTTP status and the "error" code of err: a GS_E* or a gs_http_error_t. */
 unsigned gs__error_status(int err);
@@ -419,6 +425,11 @@ typedef struct gs_decoded_s {
     const char *behaviour;    /* POST /servers */
     json_t *args;             /* POST /servers; NULL when absent; gs_start borrows it */
     gs_start_options_t start; /* POST /servers: restart, intensity, mailbox_limit */
+    const char *vsn;          /* POST /behaviours, PUT /behaviours/NAME; NULL when absent */
+    const char *source;       /* the same; source_len bytes (may hold NUL) */
+    size_t source_len;
+    json_t *limits; /* the same; borrowed from body; NULL when absent */
+    json_t *extra;  /* PUT /behaviours/NAME: code_change's extra; NULL when absent */
 } gs_decoded_t;
 
 /* Why a body was refused: always 400 bad_request; message is for a human. */
@@ -454,7 +465,8 @@ static inline json_t *gs__decoded_take(json_t **field)
 int gs__json_depth_ok(const char *s, size_t len, unsigned max_depth);
 
 /* ---------------------------------------------------------------------------------------- */
-/* Route handlers (call.c, servers.c, sse.c, metrics.c, static.c), named by router.c's table  */
+/* Route handlers (call.c, servers.c, behaviours.c, sse.c, metrics.c, static.c), named by      */
+/* router.c's table                                                                           */
 /* ---------------------------------------------------------------------------------------- */
 
 enum MHD_Result gs__handle_call(gs_request_t *req);
@@ -469,6 +481,10 @@ enum MHD_Result gs__handle_server_start(gs_request_t *req);
 enum MHD_Result gs__handle_server_status(gs_request_t *req);
 enum MHD_Result gs__handle_server_stop(gs_request_t *req);
 enum MHD_Result gs__handle_behaviours(gs_request_t *req);
+enum MHD_Result gs__handle_behaviour_load(gs_request_t *req);
+enum MHD_Result gs__handle_behaviour_show(gs_request_t *req);
+enum MHD_Result gs__handle_behaviour_upgrade(gs_request_t *req);
+enum MHD_Result gs__handle_behaviour_delete(gs_request_t *req);
 enum MHD_Result gs__handle_events(gs_request_t *req);
 enum MHD_Result gs__handle_metrics(gs_request_t *req);
 enum MHD_Result gs__handle_healthz(gs_request_t *req);

@@ -167,7 +167,46 @@ static int decode_start(gs_decoded_t *d, gs_decode_error_t *err)
     if (flag != NULL && !json_is_boolean(flag))
         return fail(err, "field \"sensitive\" must be true or false");
     d->start.sensitive = json_is_true(flag);
+    /* Limits for behaviours that enforce them (Lua's), whose host checks them against its
+     * maximums at init: here only the type and a sane range. */
+    v = 0;
+    if (field_int(d->body, "memory_limit", false, 0, INT64_C(1) << 40, &v, err) < 0)
+        return -1;
+    d->start.memory_limit = (uint64_t)v;
+    v = 0;
+    if (field_int(d->body, "instruction_limit", false, 0, INT64_C(1000000000000), &v, err) < 0)
+        return -1;
+    d->start.instruction_limit = (uint64_t)v;
     d->args = field_take(d->body, "args"); /* absent: JSON null */
+    return 0;
+}
+
+/* A behaviour's code: POST /behaviours (named in the body) or PUT /behaviours/NAME. */
+static int decode_code(gs_decoded_t *d, bool named, gs_decode_error_t *err)
+{
+    json_t *source = json_object_get(d->body, "source");
+    int rc;
+
+    if (named) {
+        d->name = field_name(d->body, "name", true, err, &rc);
+        if (rc < 0)
+            return rc;
+    }
+    d->vsn = field_name(d->body, "vsn", false, err, &rc);
+    if (rc < 0)
+        return rc;
+    if (source == NULL)
+        return fail(err, "missing field \"source\"");
+    if (!json_is_string(source) || json_string_length(source) == 0)
+        return fail(err, "field \"source\" must be a non-empty string: the behaviour's code");
+    d->source = json_string_value(source);
+    d->source_len = json_string_length(source);
+    d->limits = json_object_get(d->body, "limits");
+    if (d->limits != NULL && !json_is_object(d->limits))
+        return fail(err, "field \"limits\" must be an object: {\"memory_bytes\": N, "
+                         "\"instructions\": N}");
+    if (!named)
+        d->extra = field_take(d->body, "extra"); /* absent: JSON null */
     return 0;
 }
 
@@ -193,6 +232,10 @@ static int decode_fields(gs_route_t route, const gs_decode_limits_t *lim, gs_dec
         return field_int(d->body, "delay_ms", true, 0, GS_MAX_DELAY_MS, &d->delay_ms, err);
     case GS_ROUTE_SERVERS:
         return decode_start(d, err);
+    case GS_ROUTE_BEHAVIOURS:
+        return decode_code(d, true, err);
+    case GS_ROUTE_BEHAVIOUR:
+        return decode_code(d, false, err);
     default:
         return fail(err, "this path takes no request body");
     }
@@ -228,6 +271,7 @@ void gs__decoded_close(gs_decoded_t *d)
 {
     json_decref(d->message);
     json_decref(d->args);
+    json_decref(d->extra);
     json_decref(d->body);
     memset(d, 0, sizeof(*d));
 }

@@ -24,7 +24,9 @@
 
 static bool route_takes_body(const gs_request_t *req)
 {
-    return req->match.method == GS_METHOD_POST && (req->match.allowed & GS_METHOD_POST) != 0;
+    unsigned body_methods = GS_METHOD_POST | GS_METHOD_PUT;
+
+    return (req->match.method & body_methods) != 0 && (req->match.allowed & req->match.method) != 0;
 }
 
 static enum MHD_Result dispatch(gs_request_t *req)

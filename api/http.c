@@ -59,6 +59,8 @@ const char *gs__method_name(unsigned method)
         return "POST";
     case GS_METHOD_DELETE:
         return "DELETE";
+    case GS_METHOD_PUT:
+        return "PUT";
     default:
         return "other";
     }
@@ -72,6 +74,7 @@ const char *gs__allow_header(unsigned allowed, char *buf, size_t len)
     } names[] = {{GS_METHOD_GET, "GET"},
                  {GS_METHOD_HEAD, "HEAD"},
                  {GS_METHOD_POST, "POST"},
+                 {GS_METHOD_PUT, "PUT"},
                  {GS_METHOD_DELETE, "DELETE"}};
     size_t i, used = 0;
 

@@ -39,6 +39,10 @@ static const route_def_t routes[] = {
     {"/servers/", true, GS_ROUTE_SERVER, GET_HEAD, gs__handle_server_status, true},
     {"/servers/", true, GS_ROUTE_SERVER, GS_METHOD_DELETE, gs__handle_server_stop, true},
     {"/behaviours", false, GS_ROUTE_BEHAVIOURS, GET_HEAD, gs__handle_behaviours, true},
+    {"/behaviours", false, GS_ROUTE_BEHAVIOURS, GS_METHOD_POST, gs__handle_behaviour_load, true},
+    {"/behaviours/", true, GS_ROUTE_BEHAVIOUR, GET_HEAD, gs__handle_behaviour_show, true},
+    {"/behaviours/", true, GS_ROUTE_BEHAVIOUR, GS_METHOD_PUT, gs__handle_behaviour_upgrade, true},
+    {"/behaviours/", true, GS_ROUTE_BEHAVIOUR, GS_METHOD_DELETE, gs__handle_behaviour_delete, true},
     {"/events", false, GS_ROUTE_EVENTS, GET_HEAD, gs__handle_events, true},
     {"/metrics", false, GS_ROUTE_METRICS, GET_HEAD, gs__handle_metrics, true},
     {"/healthz", false, GS_ROUTE_HEALTHZ, GET_HEAD, gs__handle_healthz, false},
@@ -54,6 +58,8 @@ static unsigned method_bit(const char *method)
         return GS_METHOD_HEAD;
     if (strcmp(method, MHD_HTTP_METHOD_DELETE) == 0)
         return GS_METHOD_DELETE;
+    if (strcmp(method, MHD_HTTP_METHOD_PUT) == 0)
+        return GS_METHOD_PUT;
     if (strcmp(method, MHD_HTTP_METHOD_OPTIONS) == 0)
         return GS_METHOD_OPTIONS;
     return GS_METHOD_OTHER;

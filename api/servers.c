@@ -1,14 +1,14 @@
 /*
- * servers.c: starting, listing, inspecting and stopping servers, and listing behaviours.
+ * servers.c: starting, listing, inspecting and stopping servers.
  *
  * API:
  *   POST   /servers       gs_start (init runs on this HTTP thread, as start_link runs it on the
- *                         caller's) -> 201 with the server's status
+ *                         caller's) -> 201 with the server's status; 200 {"ignored": true}
+ *                         when init returned :ignore
  *   GET    /servers       gs_servers_json
  *   GET    /servers/NAME  gs_server_status, then defer to gs_get_state_async so the state is
  *                         read through the mailbox like :sys.get_state
  *   DELETE /servers/NAME  defer to gs_stop_async: 200 once terminate ran
- *   GET    /behaviours    gs_behaviours_json
  */
 #include "api_internal.h"
 
@@ -19,6 +19,7 @@ enum MHD_Result gs__handle_server_start(gs_request_t *req)
     gs_gateway_t *gw = req->gw;
     enum MHD_Result ret = MHD_YES;
     const gs_behaviour_t *b;
+    const char *kind;
     json_t *reason = NULL, *status;
     gs_decoded_t d;
     int rc;
@@ -31,7 +32,23 @@ enum MHD_Result gs__handle_server_start(gs_request_t *req)
                                 d.behaviour);
         goto out;
     }
+    kind = gs_behaviour_kind(gw->rt, d.behaviour);
+    if ((d.start.memory_limit != 0 || d.start.instruction_limit != 0) &&
+        (kind == NULL || strcmp(kind, "lua") != 0)) {
+        ret = gs__respond_error(req, GS_HTTP_EBAD_REQUEST,
+                                "memory_limit and instruction_limit apply to Lua behaviours; "
+                                "\"%s\" is a %s behaviour",
+                                d.behaviour, kind != NULL ? kind : "c");
+        goto out;
+    }
     rc = gs_start(gw->rt, d.name, b, d.args, &d.start, &reason); /* args: borrowed */
+    if (rc == GS_EIGNORED) {
+        /* OTP's :ignore: not an error, and nothing runs under the name. */
+        ret = gs__respond_json(
+            req, MHD_HTTP_OK,
+            json_pack("{s:s,s:s,s:b}", "name", d.name, "behaviour", d.behaviour, "ignored", 1));
+        goto out;
+    }
     if (rc < 0) {
         ret = gs__respond_runtime_error(req, rc, reason);
         goto out;
@@ -103,12 +120,4 @@ static int start_stop(gs_request_t *req, void *ctx)
 enum MHD_Result gs__handle_server_stop(gs_request_t *req)
 {
     return gs__request_defer(req, GS_HOLD_CONTROL, finish_stop, start_stop, NULL);
-}
-
-enum MHD_Result gs__handle_behaviours(gs_request_t *req)
-{
-    json_t *list = gs_behaviours_json(req->gw->rt);
-
-    return gs__respond_json(req, MHD_HTTP_OK,
-                            json_pack("{s:o}", "behaviours", list ? list : json_array()));
 }

@@ -104,6 +104,30 @@ typedef void (*gs_log_cb)(gs_log_level_t level, const char *line, void *arg);
        "1 KiB of connection-memory free (headers larger than connection-memory itself get "        \
        "libmicrohttpd's own 431).")
 
+/**
+ * Behaviours that clients send as source code (POST, PUT and DELETE /behaviours, and the
+ * source in GET /behaviours/NAME). The gateway knows no language: the binary wires these to
+ * the Lua host (genserv/lua.h), whose functions they mirror with ctx first, so an embedder can
+ * run the gateway without one. Every pointer is borrowed unless said otherwise; *err receives
+ * a new reference (a JSON string for the client). A NULL load leaves the routes that change
+ * behaviours answering 501 not_implemented.
+ */
+typedef struct gs_gateway_code_s {
+    void *ctx;
+    /** Compile and register; 0, GS_EINVAL with *err, GS_EEXIST, GS_EOVERLOADED, GS_ENOMEM. */
+    int (*load)(void *ctx, const char *name, const char *vsn, const char *source, size_t len,
+                json_t *limits, json_t **err);
+    /** Hot upgrade; 0 (cb will run once with the outcomes), GS_ENOBEHAVIOUR, GS_EINVAL with
+     *  *err, GS_ENOMEM. */
+    int (*upgrade)(void *ctx, const char *name, const char *vsn, const char *source, size_t len,
+                   json_t *limits, json_t *extra, gs_upgrade_cb cb, void *arg, json_t **err);
+    /** Unregister; 0, GS_ENOBEHAVIOUR, GS_EINUSE. */
+    int (*remove)(void *ctx, const char *name);
+    /** {"name", "kind", "vsn", "source", "limits", "servers", "loaded_at"}: a new reference,
+     *  or NULL when name is not one of these behaviours. */
+    json_t *(*describe)(void *ctx, const char *name);
+} gs_gateway_code_t;
+
 /** Hard ceiling for max_subscribers (event fan-out uses a fixed array of this size). */
 #define GS_GATEWAY_MAX_SUBSCRIBERS_CAP 1024u
 
@@ -133,6 +157,7 @@ typedef struct gs_gateway_options_s {
     gs_log_level_t log_level; /* lines above this level are not even formatted; INFO */
     gs_log_cb log_cb;         /* NULL: no logging */
     void *log_arg;
+    gs_gateway_code_t code; /* behaviours as source; all NULL by default (see above) */
 } gs_gateway_options_t;
 
 typedef struct gs_gateway_s gs_gateway_t;

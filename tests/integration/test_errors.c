@@ -358,6 +358,7 @@ static void test_a_wrong_method_is_405_with_allow(void **state)
     const char *post[] = {"POST", NULL}, *get[] = {"GET", NULL};
     const char *get_post[] = {"GET", "POST", NULL}, *get_delete[] = {"GET", "DELETE", NULL};
     const char *no_post[] = {"POST", NULL}, *no_get[] = {"GET", NULL};
+    const char *get_put_delete[] = {"GET", "PUT", "DELETE", NULL};
     h_resp_t r;
 
     expect_405(&fx->srv, "GET", "/call", post, no_get);
@@ -366,7 +367,8 @@ static void test_a_wrong_method_is_405_with_allow(void **state)
     expect_405(&fx->srv, "GET", "/send_after", post, NULL);
     expect_405(&fx->srv, "POST", "/healthz", get, no_post);
     expect_405(&fx->srv, "DELETE", "/metrics", get, no_post);
-    expect_405(&fx->srv, "POST", "/behaviours", get, no_post);
+    expect_405(&fx->srv, "DELETE", "/behaviours", get_post, NULL);
+    expect_405(&fx->srv, "POST", "/behaviours/counter", get_put_delete, no_post);
     expect_405(&fx->srv, "POST", "/events", get, no_post);
     expect_405(&fx->srv, "PUT", "/servers", get_post, NULL);
     expect_405(&fx->srv, "DELETE", "/servers", get_post, NULL);
