@@ -134,7 +134,8 @@ static void check_name(const char *name)
 static void check_route(const gs_route_match_t *m, const char *raw_path)
 {
     char allow[64];
-    unsigned bits = GS_METHOD_GET | GS_METHOD_HEAD | GS_METHOD_POST | GS_METHOD_DELETE;
+    unsigned bits =
+        GS_METHOD_GET | GS_METHOD_HEAD | GS_METHOD_POST | GS_METHOD_PUT | GS_METHOD_DELETE;
 
     CHECK(m->route >= GS_ROUTE_NOT_FOUND && m->route < GS_ROUTE_COUNT);
     /* Exactly one method bit. */
@@ -146,7 +147,8 @@ static void check_route(const gs_route_match_t *m, const char *raw_path)
     /* A handler exactly for the allowed methods. */
     CHECK((m->handler != NULL) == ((m->allowed & m->method) != 0));
 
-    if (m->route == GS_ROUTE_SERVER || m->route == GS_ROUTE_TIMER) {
+    if (m->route == GS_ROUTE_SERVER || m->route == GS_ROUTE_TIMER ||
+        m->route == GS_ROUTE_BEHAVIOUR) {
         /* One non-empty segment at the end of the raw path, still encoded. */
         CHECK(m->param != NULL);
         CHECK(m->param > raw_path && m->param + strlen(m->param) == raw_path + strlen(raw_path));
@@ -211,6 +213,20 @@ static void check_decoded(gs_route_t route, const gs_decoded_t *d)
         CHECK(json_object_get(d->body, "args") == NULL);
         CHECK(d->args == NULL || json_depth(d->args) + 1 <= max);
         break;
+    case GS_ROUTE_BEHAVIOURS:
+    case GS_ROUTE_BEHAVIOUR:
+        if (route == GS_ROUTE_BEHAVIOURS)
+            check_name(d->name);
+        else
+            CHECK(d->name == NULL && json_object_get(d->body, "extra") == NULL);
+        if (d->vsn != NULL)
+            check_name(d->vsn);
+        /* The source is the body's string, whole (it may hold NUL bytes). */
+        CHECK(d->source != NULL && d->source_len > 0);
+        CHECK(d->source == json_string_value(json_object_get(d->body, "source")));
+        CHECK(d->source_len == json_string_length(json_object_get(d->body, "source")));
+        CHECK(d->limits == NULL || json_is_object(d->limits));
+        break;
     default:
         CHECK(!"a route without a body decoded one");
     }
@@ -235,7 +251,7 @@ static void decode(gs_route_t route, const uint8_t *body, size_t len)
     } else {
         CHECK(err.message[0] != '\0');
         /* The contract: a refused body leaves nothing in d to release. */
-        CHECK(d.body == NULL && d.message == NULL && d.args == NULL);
+        CHECK(d.body == NULL && d.message == NULL && d.args == NULL && d.extra == NULL);
     }
     gs__decoded_close(&d); /* harmless on a closed or refused d, as json_http.c relies on */
 }
@@ -275,7 +291,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* dispatch: 404, then 405, then 413, then the handler decodes its body. */
     size_t body_len = (size_t)(end - body);
-    bool takes_body = m.method == GS_METHOD_POST && (m.allowed & GS_METHOD_POST) != 0;
+    bool takes_body =
+        (m.method & (GS_METHOD_POST | GS_METHOD_PUT)) != 0 && (m.allowed & m.method) != 0;
     if (takes_body && body_len <= defaults.max_body_bytes)
         decode(m.route, body, body_len);
 
