@@ -54,6 +54,9 @@ static enum MHD_Result dispatch(gs_request_t *req)
                                  "later",
                                  gw->opts.max_bodies_bytes);
     }
+    if (req->param != NULL && strlen(req->param) > GS_NAME_MAX)
+        return gs__respond_error(req, GS_HTTP_EBAD_REQUEST, "a name in a path is 1 to %d bytes",
+                                 GS_NAME_MAX);
     if (m->runtime && !gs__runtime_enter(gw))
         return gs__respond_shutting_down(req);
     if (gs__access_check(req, &ret) == 0)

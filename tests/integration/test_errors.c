@@ -330,6 +330,28 @@ static void test_an_unknown_path_is_404_not_found(void **state)
     H_PASS(fx);
 }
 
+static void test_a_name_too_long_in_a_path_is_400(void **state)
+{
+    h_fixture_t *fx = *state;
+    char path[400];
+    int n = snprintf(path, sizeof(path), "/servers/");
+
+    memset(path + n, 'a', 256); /* one byte past the longest name */
+    path[n + 256] = '\0';
+    expect(&fx->srv, "GET", path, NULL, 400, "bad_request");
+    expect(&fx->srv, "DELETE", path, NULL, 400, "bad_request");
+    memcpy(path, "/behaviours/", 12);
+    memset(path + 12, 'b', 256);
+    path[12 + 256] = '\0';
+    expect(&fx->srv, "GET", path, NULL, 400, "bad_request");
+    /* 255 bytes is a name: there is just no such server. */
+    path[9 + 255] = '\0';
+    memcpy(path, "/servers/", 9);
+    memset(path + 9, 'a', 255);
+    expect(&fx->srv, "GET", path, NULL, 404, "no_such_server");
+    H_PASS(fx);
+}
+
 static void expect_405(const h_server_t *srv, const char *method, const char *path,
                        const char *const *allowed, const char *const *refused)
 {
@@ -405,6 +427,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_an_unknown_timer_is_404_no_such_timer, h_setup,
                                         h_teardown),
         cmocka_unit_test_setup_teardown(test_an_unknown_path_is_404_not_found, h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_a_name_too_long_in_a_path_is_400, h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_a_wrong_method_is_405_with_allow, h_setup, h_teardown),
     };
 

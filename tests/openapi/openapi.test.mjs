@@ -562,7 +562,9 @@ async function mainInstance() {
     await expectStatus(p, 'HEAD', '/servers/counter', 200);
     await expectStatus(p, 'GET', '/servers/no_such_server', 404);
     await expectStatus(p, 'HEAD', '/servers/no_such_server', 404);
-    await expectStatus(p, 'GET', `/servers/${'x'.repeat(300)}`, 404, {}, 'a name over 255 bytes');
+    await expectStatus(p, 'GET', `/servers/${'x'.repeat(300)}`, 400, {}, 'a name over 255 bytes');
+    await expectStatus(p, 'HEAD', `/servers/${'x'.repeat(300)}`, 400, {}, 'a name over 255 bytes');
+    await expectStatus(p, 'DELETE', `/servers/${'x'.repeat(300)}`, 400, {}, 'a name over 255 bytes');
     await expectStatus(p, 'POST', '/servers/counter', 405, json({}));
     await expectStatus(p, 'DELETE', '/servers/counter2', 200);
     await expectStatus(p, 'DELETE', '/servers/counter2', 404);
