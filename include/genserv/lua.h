@@ -41,8 +41,8 @@ extern "C" {
  * config keys of them, as for the gateway's (GS_GATEWAY_LIMITS_MAP).
  */
 #define GS_LUA_LIMITS_MAP(XX)                                                                      \
-    XX(memory_limit, "lua-memory-limit", "limits.lua_memory_limit", 65536, 4294967296,             \
-       16777216, "BYTES",                                                                          \
+    XX(memory_limit, "lua-memory-limit", "limits.lua_memory_limit", 65536, 4294967296, 16777216,   \
+       "BYTES",                                                                                    \
        "memory a Lua server may use, unless its behaviour or its start asks for another (up to "   \
        "lua-max-memory-limit); past it the server crashes with [\"memory_limit\", bytes].")        \
     XX(max_memory_limit, "lua-max-memory-limit", "limits.lua_max_memory_limit", 65536,             \
@@ -67,6 +67,14 @@ typedef struct gs_lua_options_s {
     uint64_t max_instruction_limit; /* at most */
     uint64_t max_source_bytes;
     uint64_t max_behaviours;
+    /*
+     * Where gs.log() and print() go (NULL, the default: nowhere). Called on the thread running
+     * the server's callback with level ("debug", "info", "warning" or "error"), the server's
+     * name and the line (the arguments as text, separated by spaces), all borrowed for the
+     * call; nothing is escaped (the caller's logger does that). Must not block.
+     */
+    void (*log)(const char *level, const char *server, const char *line, void *arg);
+    void *log_arg;
 } gs_lua_options_t;
 
 typedef struct gs_lua_s gs_lua_t;
@@ -109,9 +117,8 @@ int gs_lua_load(gs_lua_t *lua, const char *name, const char *vsn, const char *so
  * @return 0 (cb will be called), GS_ENOBEHAVIOUR (no Lua behaviour of that name), GS_EINVAL,
  *         GS_ENOMEM.
  */
-int gs_lua_upgrade(gs_lua_t *lua, const char *name, const char *vsn, const char *source,
-                   size_t len, json_t *limits, json_t *extra, gs_upgrade_cb cb, void *arg,
-                   json_t **err);
+int gs_lua_upgrade(gs_lua_t *lua, const char *name, const char *vsn, const char *source, size_t len,
+                   json_t *limits, json_t *extra, gs_upgrade_cb cb, void *arg, json_t **err);
 
 /**
  * Unregister a Lua behaviour and free its code once no server runs it.
