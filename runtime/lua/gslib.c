@@ -237,7 +237,9 @@ static gs_timer_ref_t check_timer_ref(lua_State *L, int idx)
 static int l_send_after(lua_State *L)
 {
     gs_server_t *s = self_of(L, "send_after");
-    const char *dest = luaL_optstring(L, 1, NULL);
+    const char *dest = NULL; /* nil or gs.null: self */
+    if (!lua_isnoneornil(L, 1) && lua_touserdata(L, 1) != (void *)&gs__lua_null)
+        dest = luaL_checkstring(L, 1);
     lua_Integer ms = luaL_checkinteger(L, 3);
     luaL_argcheck(L, ms >= 0, 3, "a delay in ms must not be negative");
     json_t *msg = arg_json(L, 2, "message");
