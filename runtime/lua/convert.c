@@ -186,6 +186,7 @@ typedef struct enc_s {
     char *err;
     size_t errlen;
     bool failed;
+    uint64_t cost, max_cost; /* values and string bytes made, and their bound */
     int depth;
     seg_t path[GS__LUA_MAX_DEPTH + 1];
     const void *tables[GS__LUA_MAX_DEPTH + 1];
@@ -394,6 +395,11 @@ static json_t *enc_table(enc_t *e, int idx)
 static json_t *enc(enc_t *e, int idx)
 {
     lua_State *L = e->L;
+    /* A table reached many times is converted as many times (JSON has no references): a
+     * few tables nested in pairs make an exponential document. Bounded like the state. */
+    if (++e->cost > e->max_cost)
+        return fail(e, "more than %llu values (a table reached many times?)",
+                    (unsigned long long)e->max_cost);
     switch (lua_type(L, idx)) {
     case LUA_TNIL:
         return json_null();
@@ -415,6 +421,9 @@ static json_t *enc(enc_t *e, int idx)
     case LUA_TSTRING: {
         size_t len;
         const char *s = lua_tolstring(L, idx, &len);
+        e->cost += len / 64;
+        if (e->cost > e->max_cost)
+            return fail(e, "more than %llu bytes of strings", (unsigned long long)e->max_cost * 64);
         json_t *j = json_stringn(s, len);
         return j != NULL ? j : fail(e, "invalid UTF-8 string");
     }
@@ -440,9 +449,15 @@ json_t *gs__lua_to_json(lua_State *L, int idx, const char *root, unsigned flags,
     e->root = root;
     e->err = err;
     e->errlen = errlen;
+    /* At most about the state's memory limit in values of 64 bytes (a box may be absent
+     * only in a state that is not a server's: then a generous fixed bound). */
+    gs__lua_box_t *box = gs__lua_box(L);
+    e->max_cost = box != NULL && box->limit / 64 > 65536 ? box->limit / 64 : 1u << 18;
     int top = lua_gettop(L);
     json_t *out = enc(e, lua_absindex(L, idx));
     lua_settop(L, top);
+    if (box != NULL)
+        box->steps += e->cost; /* the work, seen by the next run of the count hook */
     free(e->seen.slots);
     free(e);
     return out;

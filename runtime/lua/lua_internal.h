@@ -68,6 +68,7 @@ typedef struct gs__lua_box_s {
     int fatal;           /* gs__lua_fatal_t */
     bool refused;        /* the allocator refused a request past the cap */
     const gs__lua_env_t *env;
+    lua_State *L; /* the state's main thread, for the allocator to arm the hook */
 } gs__lua_box_t;
 
 static inline gs__lua_box_t *gs__lua_box(lua_State *L)

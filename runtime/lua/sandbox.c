@@ -146,6 +146,14 @@ static void donor_run(void)
 /* ---------------------------------------------------------------------------------------- */
 
 /* lua_Alloc: counts what Lua holds, and refuses growth past the cap. */
+static void count_hook(lua_State *L, lua_Debug *ar);
+
+/* Bytes an allocation costs as one instruction of the budget: C functions that make big
+ * strings (upper, rep, concat, format, gsub) run no instructions for their copying. */
+#define BYTES_PER_STEP 8
+/* Growth from which the allocator looks at the clock. */
+#define BIG_ALLOC 4096
+
 static void *box_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     gs__lua_box_t *b = ud;
@@ -164,6 +172,13 @@ static void *box_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     void *q = realloc(ptr, nsize);
     if (q != NULL)
         b->used = b->used - osize + nsize;
+    if (nsize > osize && nsize - osize >= BIG_ALLOC && b->L != NULL) {
+        /* An allocator must not raise: past the budget or the backstop, the hook runs at the
+         * very next instruction instead, and raises there. */
+        b->steps += (nsize - osize) / BYTES_PER_STEP;
+        if (b->steps > b->budget || gs__lua_now_ns() > b->deadline_ns)
+            lua_sethook(b->L, count_hook, LUA_MASKCOUNT, 1);
+    }
     return q;
 }
 
@@ -434,6 +449,14 @@ static lua_Integer tlen(lua_State *L)
     return lua_type(L, 1) == LUA_TTABLE ? luaL_len(L, 1) : 0;
 }
 
+/* Argument idx as the integer the original will read (floats with an integral value too). */
+static bool int_arg(lua_State *L, int idx, lua_Integer *out)
+{
+    int isnum = 0;
+    *out = lua_tointegerx(L, idx, &isnum);
+    return isnum != 0 && lua_type(L, idx) == LUA_TNUMBER;
+}
+
 static void charge_span(lua_State *L, lua_Integer from, lua_Integer to)
 {
     if (to >= from) /* unsigned: no overflow for any pair of lua_Integers */
@@ -442,29 +465,35 @@ static void charge_span(lua_State *L, lua_Integer from, lua_Integer to)
 
 static int sb_tinsert(lua_State *L)
 {
-    if (lua_gettop(L) >= 3 && lua_isinteger(L, 2))
-        charge_span(L, lua_tointeger(L, 2), tlen(L));
+    lua_Integer pos;
+    if (lua_gettop(L) >= 3 && int_arg(L, 2, &pos))
+        charge_span(L, pos, tlen(L));
     return orig_tinsert(L);
 }
 
 static int sb_tremove(lua_State *L)
 {
-    if (lua_gettop(L) >= 2 && lua_isinteger(L, 2))
-        charge_span(L, lua_tointeger(L, 2), tlen(L));
+    lua_Integer pos;
+    if (lua_gettop(L) >= 2 && int_arg(L, 2, &pos))
+        charge_span(L, pos, tlen(L));
     return orig_tremove(L);
 }
 
 static int sb_tmove(lua_State *L)
 {
-    if (lua_isinteger(L, 2) && lua_isinteger(L, 3))
-        charge_span(L, lua_tointeger(L, 2), lua_tointeger(L, 3));
+    lua_Integer from, to;
+    if (int_arg(L, 2, &from) && int_arg(L, 3, &to))
+        charge_span(L, from, to);
     return orig_tmove(L);
 }
 
 static int sb_tconcat(lua_State *L)
 {
-    lua_Integer i = lua_isinteger(L, 3) ? lua_tointeger(L, 3) : 1;
-    lua_Integer j = lua_isinteger(L, 4) ? lua_tointeger(L, 4) : tlen(L);
+    lua_Integer i, j;
+    if (!int_arg(L, 3, &i))
+        i = 1;
+    if (!int_arg(L, 4, &j))
+        j = tlen(L);
     charge_span(L, i, j);
     return orig_tconcat(L);
 }
@@ -473,19 +502,34 @@ static int sb_tsort(lua_State *L)
 {
     lua_Integer n = tlen(L);
     if (n > 1) {
-        uint64_t log2n = 0;
+        uint64_t log2n = 0, per = 1;
         for (uint64_t m = (uint64_t)n; m > 1; m >>= 1)
             log2n++;
-        gs__lua_charge(L, (uint64_t)n > UINT64_MAX / (log2n + 1) ? UINT64_MAX / 2
-                                                                 : (uint64_t)n * (log2n + 1));
+        gs__lua_charge(L, (uint64_t)n); /* the scan below */
+        if (lua_isnoneornil(L, 2)) {
+            /* The default comparison of strings is a strcoll: as long as the longest. */
+            for (lua_Integer i = 1; i <= n; i++) {
+                size_t len = 0;
+                if (lua_rawgeti(L, 1, i) == LUA_TSTRING)
+                    lua_tolstring(L, -1, &len);
+                lua_pop(L, 1);
+                if (1 + len / BYTES_PER_STEP > per)
+                    per = 1 + len / BYTES_PER_STEP;
+            }
+        }
+        uint64_t cmps = (uint64_t)n * (log2n + 1);
+        gs__lua_charge(L, per > UINT64_MAX / cmps ? UINT64_MAX / 2 : cmps * per);
     }
     return orig_tsort(L);
 }
 
 static int sb_tunpack(lua_State *L)
 {
-    lua_Integer i = lua_isinteger(L, 2) ? lua_tointeger(L, 2) : 1;
-    lua_Integer j = lua_isinteger(L, 3) ? lua_tointeger(L, 3) : tlen(L);
+    lua_Integer i, j;
+    if (!int_arg(L, 2, &i))
+        i = 1;
+    if (!int_arg(L, 3, &j))
+        j = tlen(L);
     charge_span(L, i, j);
     return orig_tunpack(L);
 }
@@ -626,7 +670,7 @@ static int global_index(lua_State *L)
             return 1;
         }
     }
-    luaL_where(L, 2);
+    luaL_where(L, 1);
     lua_pushfstring(L, "undeclared global '%s'", name != NULL ? name : luaL_typename(L, 2));
     lua_concat(L, 2);
     return lua_error(L);
@@ -650,6 +694,8 @@ static int setup(lua_State *L)
     lua_createtable(L, 0, 10);
     set_fns(L, string_meta);
     set_fn(L, "__index", string_index);
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable"); /* getmetatable("") is false: not the script's */
     lua_setmetatable(L, -2);
     lua_pop(L, 1);
     gs__lua_push_array_mt(L);
@@ -679,6 +725,7 @@ lua_State *gs__lua_sandbox_create(gs__lua_box_t *box, size_t limit, uint64_t bud
         return NULL;
     }
     lua_atpanic(L, panic);
+    box->L = L;
     lua_pushcfunction(L, setup);
     if (gs__lua_pcall(L, 0, 0, 0, reason) != LUA_OK) {
         lua_close(L);
