@@ -13,6 +13,7 @@
 #include "config.h"
 
 #include <genserv/genserv.h>
+#include <genserv/lua.h>
 #include "log.h"
 
 #include <ctype.h>
@@ -43,7 +44,12 @@ typedef enum opt_id_e {
 #define GS__OPT_ID(field, flag, key, min, max, def, metavar, help) OPT_RT_##field,
         GS_RUNTIME_LIMITS_MAP(GS__OPT_ID)
 #undef GS__OPT_ID
-            OPT_MAILBOX_LIMIT,
+/* The Lua host's limits, from its own list (genserv/lua.h). */
+#define GS__OPT_ID(field, flag, key, min, max, def, metavar, help) OPT_LUA_##field,
+            GS_LUA_LIMITS_MAP(GS__OPT_ID)
+#undef GS__OPT_ID
+                OPT_BEHAVIOURS_DIR,
+    OPT_MAILBOX_LIMIT,
     OPT_SHUTDOWN_TIMEOUT_MS,
     OPT_TOKEN,
     OPT_READ_TOKEN,
@@ -85,10 +91,19 @@ static const opt_t opts[OPT_COUNT] = {
     [OPT_RT_##field] = {flag, K_UINT, key, min, max, #def, metavar, help},
         GS_RUNTIME_LIMITS_MAP(GS__OPT_ROW)
 #undef GS__OPT_ROW
-            [OPT_MAILBOX_LIMIT] =
-                {"mailbox-limit", K_UINT, "limits.mailbox_limit", 0, 100000000, "0", "N",
-                 "default per-server mailbox bound; 0 means the runtime's default "
-                 "(100000). Past it 503 overloaded."},
+#define GS__OPT_ROW(field, flag, key, min, max, def, metavar, help)                                \
+    [OPT_LUA_##field] = {flag, K_UINT, key, min, max, #def, metavar, help},
+            GS_LUA_LIMITS_MAP(GS__OPT_ROW)
+#undef GS__OPT_ROW
+                [OPT_BEHAVIOURS_DIR] = {"behaviours-dir", K_STRING, "behaviours_dir", 0, 0, NULL,
+                                        "DIR",
+                                        "load every *.lua file of DIR at boot as a Lua "
+                                        "behaviour named after the file (counter.lua: "
+                                        "\"counter\"), before the boot servers start; a file "
+                                        "that does not load stops the boot."},
+    [OPT_MAILBOX_LIMIT] = {"mailbox-limit", K_UINT, "limits.mailbox_limit", 0, 100000000, "0", "N",
+                           "default per-server mailbox bound; 0 means the runtime's default "
+                           "(100000). Past it 503 overloaded."},
     [OPT_SHUTDOWN_TIMEOUT_MS] = {"shutdown-timeout-ms", K_UINT, "shutdown_timeout_ms", 0, 600000,
                                  "5000", "MS",
                                  "on SIGTERM/SIGINT, how long to wait for answers to go out."},
@@ -550,9 +565,22 @@ static int resolve(gs_config_t *cfg, layers_t *l, char *err, size_t errlen)
     cfg->runtime.field = num[OPT_RT_##field]; /* in min..max: checked above */
     GS_RUNTIME_LIMITS_MAP(GS__OPT_SET)
 #undef GS__OPT_SET
+#define GS__OPT_SET(field, flag, key, min, max, def, metavar, help)                                \
+    cfg->lua.field = num[OPT_LUA_##field]; /* in min..max: checked above */
+    GS_LUA_LIMITS_MAP(GS__OPT_SET)
+#undef GS__OPT_SET
+    if (cfg->lua.memory_limit > cfg->lua.max_memory_limit)
+        return fail(err, errlen, "the Lua memory limit (%llu) exceeds its maximum (%llu)",
+                    (unsigned long long)cfg->lua.memory_limit,
+                    (unsigned long long)cfg->lua.max_memory_limit);
+    if (cfg->lua.instruction_limit > cfg->lua.max_instruction_limit)
+        return fail(err, errlen, "the Lua instruction limit (%llu) exceeds its maximum (%llu)",
+                    (unsigned long long)cfg->lua.instruction_limit,
+                    (unsigned long long)cfg->lua.max_instruction_limit);
     {
-        static const opt_id_t strings[] = {OPT_TOKEN, OPT_READ_TOKEN, OPT_CORS_ORIGINS};
-        char **dest[] = {&cfg->token, &cfg->read_token, &cfg->cors_origins};
+        static const opt_id_t strings[] = {OPT_TOKEN, OPT_READ_TOKEN, OPT_CORS_ORIGINS,
+                                           OPT_BEHAVIOURS_DIR};
+        char **dest[] = {&cfg->token, &cfg->read_token, &cfg->cors_origins, &cfg->behaviours_dir};
 
         for (i = 0; i < sizeof(strings) / sizeof(strings[0]); i++) {
             const char *v = pick(l, strings[i], src, sizeof(src));
@@ -640,6 +668,7 @@ void gs_config_close(gs_config_t *cfg)
     free(cfg->token);
     free(cfg->read_token);
     free(cfg->cors_origins);
+    free(cfg->behaviours_dir);
     json_decref(cfg->servers);
     memset(cfg, 0, sizeof(*cfg));
 }

@@ -14,6 +14,7 @@
 #define GS_SERVER_CONFIG_H
 
 #include <genserv/gateway.h>
+#include <genserv/lua.h>
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -37,7 +38,10 @@ typedef struct gs_config_s {
     char *token;        /* owned; NULL: no token */
     char *read_token;   /* owned; NULL: none */
     char *cors_origins; /* owned; NULL: CORS off */
-    bool health_check;  /* --health-check: probe GET /healthz instead of serving */
+    /* The Lua host's limits (GS_LUA_LIMITS_MAP; its log callback is main.c's to set). */
+    gs_lua_options_t lua;
+    char *behaviours_dir; /* owned; NULL: no folder of Lua behaviours */
+    bool health_check;    /* --health-check: probe GET /healthz instead of serving */
     /* [{"name", "behaviour", "args", "restart", ...}]: a new reference, never NULL. */
     json_t *servers;
 } gs_config_t;

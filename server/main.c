@@ -2,10 +2,12 @@
  * main.c: the genserv binary. It only wires the parts together, in this order:
  *
  *   signals blocked -> config (flags > env > file > defaults) -> open-file limit
- *   -> runtime + built-in behaviours + plugins -> boot servers -> HTTP gateway
+ *   -> runtime + built-in behaviours + plugins + Lua host (and --behaviours-dir)
+ *   -> boot servers -> HTTP gateway (its code loader: the Lua host)
  *   -> "listening on http://HOST:PORT" (first stdout line) -> wait for SIGTERM/SIGINT
  *   -> gateway stops accepting -> runtime destroyed (held calls answered 503, terminates run)
- *   -> gateway waits for the answers to go out and stops -> plugins unloaded -> exit 0
+ *   -> gateway waits for the answers to go out and stops -> Lua host and plugins freed
+ *   -> exit 0
  *
  * With --health-check it serves nothing: it probes GET /healthz on the configured listen
  * address and exits 0 (healthy) or 1, the codes a container HEALTHCHECK expects.
@@ -20,6 +22,7 @@
 #include <genserv/genserv.h>
 #include "healthcheck.h"
 #include "log.h"
+#include "lua_host.h"
 #include "plugins.h"
 #include "process.h"
 
@@ -81,6 +84,8 @@ int main(int argc, char **argv)
     gs_gateway_options_t go;
     gs_runtime_t *rt = NULL;
     gs_plugins_t *plugins = NULL;
+    gs_lua_t *lua = NULL;
+    gs_gateway_code_t code;
     gs_gateway_t *gw = NULL;
     gs_subscription_t *logsub = NULL;
     pthread_t dog;
@@ -126,6 +131,10 @@ int main(int argc, char **argv)
         gs_log(GS_LOG_ERROR, "%s", err);
         goto out;
     }
+    if (gs_lua_host_start(rt, &cfg, &lua, &code, err, sizeof(err)) < 0) {
+        gs_log(GS_LOG_ERROR, "%s", err);
+        goto out;
+    }
     if (gs_boot_log_events(rt, &logsub) < 0)
         gs_log(GS_LOG_WARN, "runtime events will not be logged");
     if (gs_boot_start_servers(rt, cfg.servers, err, sizeof(err)) < 0) {
@@ -135,6 +144,7 @@ int main(int argc, char **argv)
 
     gs_config_gateway_options(&cfg, &go);
     go.log_cb = gs_log_line_cb;
+    go.code = code;
     rc = gs_gateway_create(rt, &go, &gw, err, sizeof(err));
     if (rc < 0) {
         gs_log(GS_LOG_ERROR, "http: %s", err);
@@ -162,6 +172,7 @@ out:
         gs_runtime_destroy(rt); /* answers every held call, runs every terminate */
     if (gw != NULL && gs_gateway_destroy(gw, cfg.shutdown_timeout_ms) < 0 && status == 0)
         gs_log(GS_LOG_WARN, "http: some answers may not have been sent");
+    gs_lua_destroy(lua); /* after the runtime: no server runs its code any more */
     gs_plugins_destroy(plugins);
     gs_config_close(&cfg);
     gs_log(status == 0 ? GS_LOG_INFO : GS_LOG_ERROR, "exit %d", status);

@@ -4,11 +4,13 @@
  *   - the STATUS fields table and the statuses table  <- GS_SERVER_STATUS_FIELDS, _STATUS_MAP
  *   - the errors table                                <- GS_HTTP_ERROR_MAP, _RUNTIME_ERROR_MAP
  *   - every setting's flag, env, key and default      <- GS_GATEWAY_LIMITS_MAP,
- *                                                        GS_RUNTIME_LIMITS_MAP
+ *                                                        GS_RUNTIME_LIMITS_MAP,
+ *                                                        GS_LUA_LIMITS_MAP
  *   - the runtime statistics in the metrics table     <- GS_RUNTIME_STATS_MAP
  * Each failure names what differs and where. The doc is read from GS_DOCS_DIR.
  */
 #include "api_internal.h"
+#include <genserv/lua.h>
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -337,7 +339,7 @@ static void test_gateway_settings(void **state)
         unsigned long long def;
     } settings[] = {
 #define SETTING(field, flag, key, min, max, def, metavar, help) {flag, key, def},
-        GS_GATEWAY_LIMITS_MAP(SETTING) GS_RUNTIME_LIMITS_MAP(SETTING)
+        GS_GATEWAY_LIMITS_MAP(SETTING) GS_RUNTIME_LIMITS_MAP(SETTING) GS_LUA_LIMITS_MAP(SETTING)
 #undef SETTING
     };
     char row[1024], env[96], key[96];
