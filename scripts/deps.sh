@@ -6,7 +6,7 @@
 # Runs apt-get as root, or through sudo for a normal user.
 set -euo pipefail
 
-build_pkgs=(build-essential cmake pkg-config libuv1-dev libjansson-dev libmicrohttpd-dev
+build_pkgs=(build-essential cmake pkg-config libuv1-dev libjansson-dev libmicrohttpd-dev liblua5.4-dev
     libjemalloc-dev)
 # chromium, nodejs and npm: the dashboard's browser test (tests/browser/, playwright-core from npm
 # driving Debian's /usr/bin/chromium).
