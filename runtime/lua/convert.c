@@ -187,6 +187,7 @@ typedef struct enc_s {
     size_t errlen;
     bool failed;
     uint64_t cost, max_cost; /* values and string bytes made, and their bound */
+    int64_t deadline_ns;     /* the callback's backstop, or 0 */
     int depth;
     seg_t path[GS__LUA_MAX_DEPTH + 1];
     const void *tables[GS__LUA_MAX_DEPTH + 1];
@@ -400,6 +401,9 @@ static json_t *enc(enc_t *e, int idx)
     if (++e->cost > e->max_cost)
         return fail(e, "more than %llu values (a table reached many times?)",
                     (unsigned long long)e->max_cost);
+    /* And in time: the callback's wall-clock backstop (sandbox.c) holds here too. */
+    if ((e->cost & 4095) == 0 && e->deadline_ns != 0 && gs__lua_now_ns() > e->deadline_ns)
+        return fail(e, "a conversion past the callback's time");
     switch (lua_type(L, idx)) {
     case LUA_TNIL:
         return json_null();
@@ -453,6 +457,7 @@ json_t *gs__lua_to_json(lua_State *L, int idx, const char *root, unsigned flags,
      * only in a state that is not a server's: then a generous fixed bound). */
     gs__lua_box_t *box = gs__lua_box(L);
     e->max_cost = box != NULL && box->limit / 64 > 65536 ? box->limit / 64 : 1u << 18;
+    e->deadline_ns = box != NULL ? box->deadline_ns : 0;
     int top = lua_gettop(L);
     json_t *out = enc(e, lua_absindex(L, idx));
     lua_settop(L, top);
