@@ -63,7 +63,7 @@ int gs_lua_host_start(gs_runtime_t *rt, const gs_config_t *cfg, gs_lua_t **out,
         char why[400];
 
         if (gs_lua_load_dir(*out, cfg->behaviours_dir, why, sizeof(why)) < 0) {
-            snprintf(err, errlen, "behaviours-dir %s: %s", cfg->behaviours_dir, why);
+            snprintf(err, errlen, "behaviours-dir: %s", why);
             return -1;
         }
         gs_log(GS_LOG_INFO, "lua: loaded the behaviours of %s", cfg->behaviours_dir);

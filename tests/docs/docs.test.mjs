@@ -104,10 +104,14 @@ function segmentsOf(block) {
     return block.lang === 'console' ? consoleSegments(block) : shellSegments(block);
 }
 
-// Whether these lines are one or more complete commands (bash parses them without running).
+// Whether these lines are one or more complete commands (bash parses them without running); a
+// here-document (cat > f <<'EOF' ... EOF) is one command up to its delimiter.
 function complete(lines) {
     if (/\\$/.test(lines[lines.length - 1][0])) return false; // a continued line (bash -n allows it at the end)
-    return spawnSync('bash', ['-n', '-c', lines.map(([t]) => t).join('\n')], { stdio: 'ignore' }).status === 0;
+    const r = spawnSync('bash', ['-n', '-c', lines.map(([t]) => t).join('\n')], { encoding: 'utf8' });
+    // bash -n accepts a here-document that the text ends before its delimiter (it only warns):
+    // that command goes on to the delimiter's line.
+    return r.status === 0 && !/here-document at line \d+ delimited by end-of-file/.test(r.stderr);
 }
 
 const isProse = (t) => /^\s*(#.*)?$/.test(t);
