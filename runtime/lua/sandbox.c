@@ -698,8 +698,18 @@ static int setup(lua_State *L)
     lua_setfield(L, -2, "__metatable"); /* getmetatable("") is false: not the script's */
     lua_setmetatable(L, -2);
     lua_pop(L, 1);
-    gs__lua_push_array_mt(L);
-    lua_pop(L, 1);
+    /* gs.array_mt is the script's to compare with, not to change: a __gc added to it would
+     * make every decoded array a finalizer, run inside the host's own C code. */
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "gs.array");
+    lua_setfield(L, -2, "__name");
+    lua_createtable(L, 0, 2);
+    lua_pushcfunction(L, refuse_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &gs__lua_array_mt_key);
     return 0;
 }
 

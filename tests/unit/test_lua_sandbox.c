@@ -83,13 +83,17 @@ static void test_forbidden_globals(void **state)
               "  r.oldg = not pcall(function() print = nil end)\n"
               "  r.method = ('abc'):upper() == 'ABC'\n"
               "  r.arith = '10' + 1 == 11\n"
+              "  r.amt = not pcall(function() gs.array_mt.__gc = print end)\n"
+              "  r.amtraw = not pcall(rawset, gs.array_mt, '__gc', print)\n"
               "  return {'reply', r, s}");
     lt_start(f, "q", "fns", NULL);
-    tu_call_expect(f->rt, "q", "0",
-                   "{\"dump\": true, \"stop\": true, \"step\": true, \"count\": true, \"collect\": "
-                   "true, \"gc\": true, \"strmeta\": true, \"gmeta\": true, \"setg\": true, "
-                   "\"rawset\": true, \"strset\": true, \"libset\": true, \"gsset\": true, "
-                   "\"newg\": true, \"oldg\": true, \"method\": true, \"arith\": true}");
+    tu_call_expect(
+        f->rt, "q", "0",
+        "{\"dump\": true, \"stop\": true, \"step\": true, \"count\": true, \"collect\": "
+        "true, \"gc\": true, \"strmeta\": true, \"gmeta\": true, \"setg\": true, "
+        "\"rawset\": true, \"strset\": true, \"libset\": true, \"gsset\": true, "
+        "\"newg\": true, \"oldg\": true, \"method\": true, \"arith\": true, \"amt\": true, "
+        "\"amtraw\": true}");
 }
 
 static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud)
