@@ -123,7 +123,18 @@ static bool request_route(gs_request_t *req, const char *method, const char *url
 typedef struct head_s {
     gs_framing_t framing;
     size_t bytes; /* the request line and the headers, as sent (give or take whitespace) */
+    size_t count; /* header lines */
 } head_t;
+
+/*
+ * What libmicrohttpd 0.9.75 spends of a connection's memory pool per header line beyond its
+ * text (its record and alignment: about 60 bytes, measured), and what an answer's own head
+ * needs of the pool. A head of many short lines fits max_header_bytes yet leaves no room for
+ * the answer: libmicrohttpd then closes without answering ("failed to create response
+ * header"). Counting each line's cost refuses such a head while a JSON 431 still fits.
+ */
+#define GS_HEADER_LINE_COST 64
+#define GS_ANSWER_RESERVE   1536
 
 static enum MHD_Result visit_header(void *cls, enum MHD_ValueKind kind, const char *key,
                                     const char *value)
@@ -133,6 +144,7 @@ static enum MHD_Result visit_header(void *cls, enum MHD_ValueKind kind, const ch
     (void)kind;
     /* "Key: value\r\n" */
     h->bytes += strlen(key) + 2 + (value != NULL ? strlen(value) : 0) + 2;
+    h->count++;
     gs__framing_header(&h->framing, key, value);
     return MHD_YES;
 }
@@ -153,6 +165,16 @@ static bool refuse_head(gs_request_t *req, const char *method, const char *versi
         *ret = gs__respond_error(req, GS_HTTP_EHEADERS_TOO_LARGE,
                                  "the request line and headers exceed %zu bytes",
                                  req->gw->opts.max_header_bytes);
+        return true;
+    }
+    if (h.bytes + h.count * GS_HEADER_LINE_COST + GS_ANSWER_RESERVE >
+        req->gw->opts.connection_memory) {
+        req->close = true;
+        gs__conn_phase(req->conn, GS_CONN_ACTIVE);
+        *ret = gs__respond_error(req, GS_HTTP_EHEADERS_TOO_LARGE,
+                                 "%zu header lines leave no room for the answer in "
+                                 "connection_memory (%zu bytes); send fewer",
+                                 h.count, req->gw->opts.connection_memory);
         return true;
     }
     why = gs__framing_check(&h.framing, version, req->raw_path);
