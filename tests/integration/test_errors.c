@@ -352,6 +352,32 @@ static void test_a_name_too_long_in_a_path_is_400(void **state)
     H_PASS(fx);
 }
 
+static void test_many_short_header_lines_get_a_json_431(void **state)
+{
+    h_fixture_t *fx = *state;
+    static char lines[70][16];
+    const char *headers[71];
+    h_resp_t r;
+
+    /* 70 lines of 10 bytes fit --max-header-bytes (700 of 4096) but, at about 60 bytes of
+     * libmicrohttpd's per line, leave the answer no room: refused while a JSON 431 fits. */
+    for (int i = 0; i < 70; i++) {
+        snprintf(lines[i], sizeof(lines[i]), "X-%03d: 0", i);
+        headers[i] = lines[i];
+    }
+    headers[70] = NULL;
+    h_req_t req = {.method = "GET", .path = "/healthz", .headers = headers};
+    h_request_ex(&fx->srv, &req, &r);
+    h_assert_error(&r, 431, "headers_too_large");
+    h_resp_close(&r);
+    /* 30 such lines are served. */
+    headers[30] = NULL;
+    h_request_ex(&fx->srv, &req, &r);
+    assert_int_equal(r.status, 200);
+    h_resp_close(&r);
+    H_PASS(fx);
+}
+
 static void expect_405(const h_server_t *srv, const char *method, const char *path,
                        const char *const *allowed, const char *const *refused)
 {
@@ -428,6 +454,8 @@ int main(void)
                                         h_teardown),
         cmocka_unit_test_setup_teardown(test_an_unknown_path_is_404_not_found, h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_a_name_too_long_in_a_path_is_400, h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_many_short_header_lines_get_a_json_431, h_setup,
+                                        h_teardown),
         cmocka_unit_test_setup_teardown(test_a_wrong_method_is_405_with_allow, h_setup, h_teardown),
     };
 
