@@ -258,12 +258,24 @@ static const char *const callbacks[] = {"init",        "handle_call",     "handl
                                         "code_change", "format_status"};
 enum { CB_INIT, CB_CALL, CB_CAST, CB_INFO, CB_CONTINUE, CB_TERMINATE, CB_CODE_CHANGE, CB_FORMAT };
 
+/* Whether s is valid UTF-8 (jansson's own check, without NULs). */
+static bool utf8_valid(const char *s)
+{
+    json_t *j = json_string(s);
+    json_decref(j);
+    return j != NULL;
+}
+
 /* A string field of the table at t (nil: NULL), as a new C string; raises if not a string. */
 static char *opt_string(lua_State *L, int t, const char *field, bool numbers)
 {
     lua_getfield(L, t, field); /* the table is the script's: a plain lookup */
     char *out = NULL;
     if (lua_type(L, -1) == LUA_TSTRING || (numbers && lua_type(L, -1) == LUA_TNUMBER)) {
+        /* Listings are JSON (gs_behaviours_json): a string JSON cannot hold would drop the
+         * behaviour from them. */
+        if (!utf8_valid(lua_tostring(L, -1)))
+            luaL_error(L, "the behaviour's %s is not valid UTF-8", field);
         out = strdup(lua_tostring(L, -1));
         if (out == NULL)
             luaL_error(L, "out of memory");
@@ -321,8 +333,9 @@ static void inspect_messages(lua_State *L, int t, inspect_t *in)
         lua_rawseti(L, texts, i * 3 - 1);
         lua_pop(L, 1);
         lua_getfield(L, d, "description");
-        if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
-            luaL_error(L, "messages[%d].description must be a string", (int)i);
+        if (!lua_isnil(L, -1) &&
+            (lua_type(L, -1) != LUA_TSTRING || !utf8_valid(lua_tostring(L, -1))))
+            luaL_error(L, "messages[%d].description must be a UTF-8 string", (int)i);
         if (lua_isnil(L, -1)) {
             lua_pop(L, 1);
             lua_pushliteral(L, "");
@@ -447,8 +460,8 @@ static int compile(gs_lua_t *lua, const char *name, const char *vsn, const char 
 {
     json_t *reason = NULL;
     *out = NULL;
-    if (name == NULL || name[0] == '\0' || strlen(name) > NAME_MAX_BYTES) {
-        *err = json_string("a behaviour's name is 1 to 255 bytes");
+    if (name == NULL || name[0] == '\0' || strlen(name) > NAME_MAX_BYTES || !utf8_valid(name)) {
+        *err = json_string("a behaviour's name is 1 to 255 bytes of UTF-8");
         return GS_EINVAL;
     }
     if (source == NULL) {
@@ -679,10 +692,19 @@ json_t *gs_lua_describe(gs_lua_t *lua, const char *name)
     gmtime_r(&secs, &tm);
     size_t w = strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(when + w, sizeof(when) - w, ".%03dZ", (int)(v->loaded_at_ms % 1000));
+    /* Lua takes any bytes in a comment or a string; JSON only UTF-8: the rest shows as '?'. */
+    json_t *source = json_stringn(v->source, v->len);
+    if (source == NULL) {
+        char *copy = malloc(v->len + 1);
+        for (size_t i = 0; copy != NULL && i < v->len; i++)
+            copy[i] = (unsigned char)v->source[i] < 0x80 ? v->source[i] : '?';
+        source = copy != NULL ? json_stringn(copy, v->len) : json_string("");
+        free(copy);
+    }
     json_t *out =
-        json_pack("{s:s, s:s, s:s?, s:s?, s:s%, s:{s:I, s:I}, s:o, s:s}", "name", v->name, "kind",
-                  "lua", "vsn", v->vsn, "description", v->description, "source", v->source, v->len,
-                  "limits", "memory_bytes", (json_int_t)v->memory_limit, "instructions",
+        json_pack("{s:s, s:s, s:s?, s:s?, s:o, s:{s:I, s:I}, s:o, s:s}", "name", v->name, "kind",
+                  "lua", "vsn", v->vsn, "description", v->description, "source", source, "limits",
+                  "memory_bytes", (json_int_t)v->memory_limit, "instructions",
                   (json_int_t)v->instruction_limit, "servers", servers, "loaded_at", when);
     pthread_mutex_unlock(&lua->mu);
     return out;

@@ -188,6 +188,17 @@ static void test_load_refusals(void **state)
     assert_non_null(strstr(json_string_value(err), "cpu_limit"));
     json_decref(err);
     assert_int_equal(lt_load_rc(f, "", v1_src, NULL), GS_EINVAL);
+    /* Listings are JSON: what they show must be UTF-8. */
+    assert_int_equal(lt_load_rc(f, "x6", "return {vsn = '\\xff', init = function() end}", &err),
+                     GS_EINVAL);
+    assert_non_null(strstr(json_string_value(err), "vsn is not valid UTF-8"));
+    json_decref(err);
+    assert_int_equal(lt_load_rc(f, "bad\xff", v1_src, NULL), GS_EINVAL);
+    lt_load(f, "bytes", "-- \xff\nreturn {init = function() end}");
+    json_t *d = gs_lua_describe(f->lua, "bytes");
+    assert_string_equal(json_string_value(json_object_get(d, "source")),
+                        "-- ?\nreturn {init = function() end}");
+    json_decref(d);
     /* Docs: messages, description, args. */
     lt_load(f, "docs",
             "return {description = 'd', args = {n = 1}, handle_call = function() end,\n"
