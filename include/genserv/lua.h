@@ -1,7 +1,8 @@
 /*
  * genserv/lua.h: behaviours written in Lua, loaded at run time and upgraded while they run
- * (library genserv_lua, runtime/lua/). See docs/lua.md for the language side: what a behaviour
- * returns, the `gs` library, how JSON maps to Lua, and the sandbox.
+ * (library genserv_lua, runtime/lua/). See docs/lua.md (runtime/lua/README.md is its source)
+ * for the language side: what a behaviour returns, the `gs` library, how JSON maps to Lua, and
+ * the sandbox.
  *
  * The host compiles a behaviour's source, registers it with the runtime under its name (kind
  * "lua"), and gives each server of it a Lua state of its own: its globals, its memory (capped,
