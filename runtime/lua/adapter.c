@@ -240,14 +240,12 @@ static void parse_result(lua_State *L, hctx_t *c, int r)
     }
     if (n == 0) {
         /* not a table, or an empty one */
-    } else if (c->kind == K_INIT && tag_is(L, r, "ok") && n <= 3) {
-        state_at = 2, next_at = 3;
+    } else if (n <= 3 && (c->kind == K_INIT ? tag_is(L, r, "ok") : tag_is(L, r, "noreply"))) {
+        state_at = 2, next_at = 3; /* {"ok", state, NEXT} from init, {"noreply", ...} after */
     } else if (c->kind == K_INIT && tag_is(L, r, "stop") && n == 2) {
         reason_at = 2;
     } else if (c->kind == K_CALL && tag_is(L, r, "reply") && n <= 4) {
         reply_at = 2, state_at = 3, next_at = 4;
-    } else if (c->kind != K_INIT && tag_is(L, r, "noreply") && n <= 3) {
-        state_at = 2, next_at = 3;
     } else if (c->kind == K_CALL && tag_is(L, r, "stop") && n == 4) {
         reason_at = 2, reply_at = 3, state_at = 4;
     } else if (c->kind != K_INIT && tag_is(L, r, "stop") && n <= 3) {

@@ -49,7 +49,7 @@ uint64_t gs__lua_mac(const gs__lua_env_t *env, uint64_t a, uint64_t b)
     uint64_t k0 = env->key[0], k1 = env->key[1];
     uint64_t v0 = k0 ^ 0x736f6d6570736575ULL, v1 = k1 ^ 0x646f72616e646f6dULL;
     uint64_t v2 = k0 ^ 0x6c7967656e657261ULL, v3 = k1 ^ 0x7465646279746573ULL;
-    uint64_t words[2] = {a, b};
+    const uint64_t words[2] = {a, b};
     for (int i = 0; i < 2; i++) {
         v3 ^= words[i];
         SIPROUND;

@@ -323,7 +323,8 @@ static void inspect_messages(lua_State *L, int t, inspect_t *in)
         int d = lua_gettop(L);
         lua_getfield(L, d, "kind");
         const char *kind = lua_tostring(L, -1);
-        if (kind == NULL || (strcmp(kind, "call") && strcmp(kind, "cast") && strcmp(kind, "info")))
+        if (kind == NULL ||
+            (strcmp(kind, "call") != 0 && strcmp(kind, "cast") != 0 && strcmp(kind, "info") != 0))
             luaL_error(L, "messages[%d].kind must be \"call\", \"cast\" or \"info\"", (int)i);
         lua_rawseti(L, texts, i * 3 - 2);
         lua_getfield(L, d, "example");
@@ -383,7 +384,7 @@ static int tramp_inspect(lua_State *L)
             luaL_error(L, "%s: %s must be a function, not %s", in->v->name, callbacks[i],
                        luaL_typename(L, -1));
         in->has[i] = lua_isfunction(L, -1);
-        any = any || (in->has[i] && i <= CB_INFO);
+        any = any || (i <= CB_INFO && in->has[i]);
         lua_pop(L, 1);
     }
     if (!any)
@@ -696,8 +697,11 @@ json_t *gs_lua_describe(gs_lua_t *lua, const char *name)
     json_t *source = json_stringn(v->source, v->len);
     if (source == NULL) {
         char *copy = malloc(v->len + 1);
-        for (size_t i = 0; copy != NULL && i < v->len; i++)
-            copy[i] = (unsigned char)v->source[i] < 0x80 ? v->source[i] : '?';
+        for (size_t i = 0; copy != NULL && i < v->len; i++) {
+            copy[i] = v->source[i];
+            if ((unsigned char)copy[i] >= 0x80)
+                copy[i] = '?';
+        }
         source = copy != NULL ? json_stringn(copy, v->len) : json_string("");
         free(copy);
     }
@@ -825,15 +829,19 @@ int gs_lua_upgrade(gs_lua_t *lua, const char *name, const char *vsn, const char 
     json_t *wrapped = json_pack("{s:I, s:O?}", "$gs_lua_to", (json_int_t)to->id, "extra", extra);
     pthread_mutex_unlock(&lua->mu);
 
-    /* Outside the lock: a callback may run at once, on this thread. */
-    for (size_t i = 1; i < a->npinned; i++) {
-        gs__lua_version_t *from = a->pinned[i];
-        if (wrapped == NULL ||
-            gs_behaviour_upgrade(lua->rt, &from->b, &to->b, wrapped, agg_cb, a) != 0)
+    /* Outside the lock: a callback may run at once, on this thread. The posting's share of
+     * a->pending, released after the loop, keeps a alive throughout it. */
+    size_t nfrom = a->npinned;
+    for (size_t i = 1; i < nfrom; i++) {
+        gs__lua_version_t *from = a->pinned[i]; // NOLINT(clang-analyzer-unix.Malloc): see above
+        int urc = wrapped != NULL
+                      ? gs_behaviour_upgrade(lua->rt, &from->b, &to->b, wrapped, agg_cb, a)
+                      : GS_ENOMEM;
+        if (urc != 0)
             agg_release(a); /* refused up front: its callback never runs */
     }
     json_decref(wrapped);
-    agg_release(a); /* the posting's share */
+    agg_release(a); /* the posting's share */ // NOLINT(clang-analyzer-unix.Malloc): see above
     return 0;
 }
 

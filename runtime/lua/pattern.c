@@ -307,7 +307,9 @@ static const char *match(pm_t *m, const char *s, const char *p)
         }
         /* A single-character class, perhaps with a quantifier. */
         const char *ep = class_end(m, p);
-        char q = ep < m->pat_end ? *ep : '\0';
+        char q = 0;
+        if (ep < m->pat_end)
+            q = *ep;
         if (!single(m, s, p, ep)) {
             if (q == '*' || q == '?' || q == '-') {
                 p = ep + 1; /* zero of it is fine */

@@ -252,7 +252,7 @@ static json_t *utf8_text(const char *s, size_t len, size_t max)
             o += n;
             p += n;
         } else {
-            memcpy(out + o, "\xef\xbf\xbd", 3);
+            memcpy(out + o, "\xef\xbf\xbd", 3); /* NOLINT(bugprone-not-null-terminated-result) */
             o += 3;
             p++;
         }
