@@ -73,9 +73,23 @@ export async function request(method, path, body) {
 /** A server name in a path: percent-encoded, '/' included (docs/API.md, Conventions). */
 export const serverPath = (name) => `/servers/${encodeURIComponent(name)}`;
 export const timerPath = (id) => `/timers/${encodeURIComponent(String(id))}`;
+export const behaviourPath = (name) => `/behaviours/${encodeURIComponent(name)}`;
+
+/** A body of a behaviour's code: fields left undefined are left out (genserv refuses "vsn": ""). */
+function codeBody(fields) {
+  return Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined));
+}
 
 export const api = {
   behaviours: () => request('GET', '/behaviours'),
+  behaviour: (name) => request('GET', behaviourPath(name)),
+  /** POST /behaviours: register a Lua behaviour (vsn may be undefined: the source's own). */
+  loadBehaviour: ({ name, vsn, source }) =>
+    request('POST', '/behaviours', codeBody({ name, vsn, source })),
+  /** PUT /behaviours/NAME: a hot upgrade; answers once every server running it answered. */
+  upgradeBehaviour: (name, { vsn, source, extra }) =>
+    request('PUT', behaviourPath(name), codeBody({ vsn, source, extra })),
+  deleteBehaviour: (name) => request('DELETE', behaviourPath(name)),
   servers: () => request('GET', '/servers'),
   server: (name) => request('GET', serverPath(name)),
   start: (spec) => request('POST', '/servers', spec),

@@ -1,4 +1,5 @@
-// lifecycle.js: start a server from the behaviour list, stop one after a confirmation.
+// lifecycle.js: start a server from the behaviour list, stop one after a confirmation (the
+// page's one confirmation dialog, which the Behaviours panel's delete uses too).
 //
 // The confirmation is an in-page <dialog> (modal, Escape cancels), not window.confirm(): it
 // can be styled for dark mode, and a page that never opens a native dialog lets the browser
@@ -38,10 +39,25 @@ export class StartForm {
   /** list: GET /behaviours' behaviours. */
   setBehaviours(list) {
     const current = this.select.value;
+    const was = JSON.stringify(this.behaviours.get(current) ?? null);
     this.behaviours = new Map(list.map((b) => [b.name, b]));
     this.select.replaceChildren(...list.map((b) => h('option', { value: b.name }, b.name)));
     if (this.behaviours.has(current)) this.select.value = current;
+    // The list is reloaded after every upload: what the reader typed stays unless the chosen
+    // behaviour itself changed (or went).
+    if (this.select.value !== current || JSON.stringify(this.behaviours.get(current)) !== was) {
+      this.behaviourChanged();
+    }
+  }
+
+  /** Pick behaviour name in the form (from the Behaviours panel) and move to its name field. */
+  choose(name) {
+    if (!this.behaviours.has(name)) return;
+    this.select.value = name;
+    this.nameEdited = false; // suggest a free name for this behaviour
+    this.clearResult();
     this.behaviourChanged();
+    this.name.focus();
   }
 
   behaviourChanged() {
@@ -99,17 +115,26 @@ export class StartForm {
   }
 }
 
-/** Ask, in the page's own dialog, whether to stop name; resolves true to go ahead. */
-export function confirmStop(dialog, name) {
-  setText(dialog.querySelector('#confirm-text'),
-    `Stop “${name}”? It handles what is already in its mailbox, its terminate runs, callers it `
-    + 'still holds get server_stopped, and it is not restarted.');
-  setText(dialog.querySelector('#confirm-ok'), 'Stop');
+/**
+ * Ask, in the page's own dialog, whether to go ahead: title, text and the ok button's label
+ * (the dialog serves every confirmation of the page). Resolves true to go ahead.
+ */
+export function confirmAction(dialog, { title, text, ok }) {
+  setText(dialog.querySelector('#confirm-h'), title);
+  setText(dialog.querySelector('#confirm-text'), text);
+  setText(dialog.querySelector('#confirm-ok'), ok);
   return new Promise((resolve) => {
     dialog.returnValue = '';
     dialog.addEventListener('close', () => resolve(dialog.returnValue === 'ok'), { once: true });
     dialog.showModal();
   });
+}
+
+/** Ask whether to stop name; resolves true to go ahead. */
+export function confirmStop(dialog, name) {
+  return confirmAction(dialog, { title: 'Stop server', ok: 'Stop',
+    text: `Stop “${name}”? It handles what is already in its mailbox, its terminate runs, `
+      + 'callers it still holds get server_stopped, and it is not restarted.' });
 }
 
 /** Stop name after confirming; returns {stopped, text}. */
