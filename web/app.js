@@ -6,6 +6,9 @@
 // are (genserv already coalesces state_changed per server; this coalesces across servers and
 // bounds the page's own work). The selected server's state is read with GET /servers/NAME,
 // only when an event says it handled a message this page did not cause (see wantState).
+// GET /behaviours feeds the start form, the message form's hints and the Behaviours panel; it
+// is read again after each upload, upgrade or delete, on every reconnection, and when a server
+// of a behaviour the page does not know appears (genserv has no event for behaviours).
 
 import { api, auth } from './api.js';
 import { h, setText, jsonInline } from './dom.js';
@@ -17,6 +20,7 @@ import { CallLog } from './calls.js';
 import { TimerList } from './timers.js';
 import { MessageForm } from './forms.js';
 import { StartForm, stopServer } from './lifecycle.js';
+import { BehaviourPanel } from './behaviours.js';
 import { EventLog } from './event-log.js';
 import { formatCount, formatUptime, clock } from './format.js';
 import { STATUS_FIELDS, STATUSES } from './schema.js'; // served by genserv, made from genserv.h
@@ -53,6 +57,17 @@ const startForm = new StartForm({
   },
 });
 
+const behaviourPanel = new BehaviourPanel({
+  root: $('behaviours'),
+  dialog: $('confirm-dialog'),
+  onChanged: () => loadBehaviours(),
+  onStart: (name) => startForm.choose(name),
+  onSelectServer: (name) => {
+    select(name);
+    $('detail').focus();
+  },
+});
+
 // ---- server views ----------------------------------------------------------------------
 
 function applyStatus(st, now = Date.now()) {
@@ -79,6 +94,7 @@ function displayStatus(v) {
 
 function ensureView(name, behaviour) {
   if (typeof name !== 'string') return null;
+  noticeBehaviour(behaviour);
   return views.get(name) || applyStatus({ name, behaviour, status: 'starting' });
 }
 
@@ -90,6 +106,7 @@ function onEvent(ev) {
       for (const st of Array.isArray(ev.servers) ? ev.servers : []) {
         const v = applyStatus(st, now);
         if (v) {
+          noticeBehaviour(v.behaviour);
           v.crashing = false;
           v.display = displayStatus(v);
           seen.add(v.name);
@@ -170,6 +187,19 @@ function render() {
   lastRender = performance.now();
   table.render(views);
   renderDetail();
+  behaviourPanel.render(serversByBehaviour());
+}
+
+/** behaviour -> [server names], from the live model. */
+function serversByBehaviour() {
+  const m = new Map();
+  for (const v of views.values()) {
+    if (typeof v.behaviour !== 'string') continue;
+    const list = m.get(v.behaviour);
+    if (list) list.push(v.name);
+    else m.set(v.behaviour, [v.name]);
+  }
+  return m;
 }
 
 function renderDetail() {
@@ -337,7 +367,8 @@ function onConnState(state, info) {
   document.body.classList.toggle('stale', state !== 'live');
   if (state !== was && state === 'reconnecting' && was === 'live') eventLog.note('event stream lost; reconnecting');
   if (state !== was && state === 'live' && was === 'reconnecting') eventLog.note('event stream back');
-  if (state === 'live' && behaviours.size === 0) loadBehaviours();
+  // A new connection may be to a new process, with other behaviours (or the first list failed).
+  if (state === 'live' && (was !== 'live' || behaviours.size === 0)) loadBehaviours();
   // EventSource does not say why it gave up; a 401 from a plain request does (and asks for a
   // token through auth.onUnauthorized).
   if (state === 'reconnecting' && info.retryMs && $('token-form').hidden) api.servers();
@@ -371,13 +402,28 @@ $('token-forget').addEventListener('click', () => {
 });
 $('token-forget').hidden = !auth.token;
 
+let behavioursSeq = 0; // answers can cross: only the last request's is used
+
 async function loadBehaviours() {
+  const seq = ++behavioursSeq;
   const r = await api.behaviours();
-  if (!r.ok || !r.body || !Array.isArray(r.body.behaviours)) return;
+  if (seq !== behavioursSeq || !r.ok || !r.body || !Array.isArray(r.body.behaviours)) return;
   behaviours.clear();
   for (const b of r.body.behaviours) if (b && typeof b.name === 'string') behaviours.set(b.name, b);
   startForm.setBehaviours([...behaviours.values()]);
+  behaviourPanel.setList([...behaviours.values()]);
   renderDetail();
+}
+
+// A server of a behaviour the page has not heard of: another client loaded it. Read the list
+// again, at most once a second.
+let behavioursReload = null;
+function noticeBehaviour(name) {
+  if (typeof name !== 'string' || behaviours.size === 0 || behaviours.has(name) || behavioursReload) return;
+  behavioursReload = setTimeout(() => {
+    behavioursReload = null;
+    loadBehaviours();
+  }, 1000);
 }
 
 // ---- wiring -------------------------------------------------------------------------------

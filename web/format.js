@@ -28,3 +28,22 @@ export function formatCount(n) {
 export function clock(date = new Date()) {
   return date.toLocaleTimeString([], { hour12: false });
 }
+
+/** 16777216 -> "16 MiB", 1536 -> "1.5 KiB", 100 -> "100 bytes". */
+export function formatBytes(n) {
+  if (!Number.isFinite(n) || n < 0) return '–';
+  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i += 1;
+  }
+  return `${i === 0 || Number.isInteger(v) ? v : v.toFixed(1)} ${units[i]}`;
+}
+
+/** An ISO 8601 time as the reader's local date and time, or the text as it came. */
+export function formatDate(iso) {
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? String(iso) : d.toLocaleString([], { hour12: false });
+}
