@@ -29,7 +29,7 @@ const GENSERV = GENSERV_ARG && path.resolve(GENSERV_ARG);
 const CHROMIUM = process.env.GS_CHROMIUM || '/usr/bin/chromium';
 const SHOT_TMP = path.join(HERE, 'screenshots', 'last.tmp.png');
 const SHOT_DOC = process.env.GS_SCREENSHOT ? path.resolve(ROOT, process.env.GS_SCREENSHOT) : null;
-const TOTAL_TIMEOUT_MS = 120000; // the whole run; it normally takes about 20 s
+const TOTAL_TIMEOUT_MS = 120000; // the whole run; it normally takes about 35 s
 const DEFAULT_SERVERS = ['batcher', 'counter', 'journal', 'slow', 'ticker'];
 const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
   + "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
@@ -220,6 +220,38 @@ async function startFromForm(page, behaviour, name, args) {
   if (args !== undefined) await page.locator('#start-args').fill(args);
   await page.locator('#start-submit').click();
 }
+
+/** The Behaviours panel's rows, in screen order: [{name, kind, vsn, servers}]. */
+const behaviourRows = (page) => page.$$eval('#behaviours-body tr', (trs) => trs.map(
+  (tr) => Object.fromEntries([...tr.cells].map((td) => [td.dataset.col, td.innerText.trim()]))));
+
+async function behaviourRow(page, name) {
+  return (await behaviourRows(page)).find((r) => r.name === name) || null;
+}
+
+/** The selected behaviour's source as the code view shows it, one string per line. */
+const codeLines = (page) => page.$$eval('#bh-code .code-line', (els) => els.map((e) => e.textContent));
+
+// A Lua behaviour and its second version, whose code_change reshapes the state (issue 13).
+const LUA_V1 = `-- lc: casts count, a call reads the count
+return {
+  vsn = "1",
+  init = function(args) return {"ok", 0} end,
+  handle_cast = function(msg, n) return {"noreply", n + 1} end,
+  handle_call = function(msg, from, n) return {"reply", n, n} end,
+}
+`;
+// (No vsn of its own: the form's vsn field names each version.)
+const LUA_V2 = `-- lc, reshaped: the state is a table, with extra's note in it
+return {
+  init = function(args) return {"ok", {count = 0}} end,
+  handle_cast = function(msg, s) s.count = s.count + 1 return {"noreply", s} end,
+  handle_call = function(msg, from, s) return {"reply", s, s} end,
+  code_change = function(old_vsn, n, extra) return {"ok", {count = n, note = extra.note}} end,
+}
+`;
+// Line 4 lacks the '}' that closes {"ok", 0: Lua says so, naming line 4.
+const LUA_BROKEN = LUA_V1.replace('return {"ok", 0} end', 'return {"ok", 0 end');
 
 /** WCAG contrast ratio of two computed CSS colours "rgb(r, g, b)". */
 function contrast(a, b) {
@@ -495,6 +527,145 @@ async function main() {
       assert.equal((await http(base(), 'GET', '/servers/inbox')).status, 404);
     });
 
+    await step('a Lua behaviour read from a .lua file is listed with its vsn and starts from the form', async () => {
+      // Keyboard: the button opens the form and puts the caret in its first field.
+      await page.locator('#bh-new').focus();
+      await page.keyboard.press('Enter');
+      await until('the upload form', () => page.locator('#bh-form').isVisible());
+      assert.equal(await page.evaluate(() => document.activeElement.id), 'bh-name');
+      await page.locator('#bh-file').setInputFiles({ name: 'lc.lua', mimeType: 'text/x-lua',
+        buffer: Buffer.from(LUA_V1) });
+      await until('the file in the editor', async () => (await page.locator('#bh-source').inputValue()) === LUA_V1);
+      assert.equal(await page.locator('#bh-name').inputValue(), 'lc', 'the name comes from the file name');
+      await page.locator('#bh-vsn').fill('1');
+      await page.locator('#bh-submit').click();
+      await until('lc listed as Lua, vsn 1, no server', async () => {
+        const r = await behaviourRow(page, 'lc');
+        return r && r.kind === 'Lua' && r.vsn === '1' && r.servers === '0';
+      });
+      assert.equal((await behaviourRows(page))[0].name, 'lc', 'Lua behaviours come first');
+      assert.equal(await page.locator('#bh-form').isVisible(), false);
+      assert.match(await page.locator('#bh-outcome').innerText(), /Loaded “lc”, vsn 1\./);
+      // Selected: its source, line by line, its limits and when it was loaded.
+      await until('its source shown', async () =>
+        JSON.stringify(await codeLines(page)) === JSON.stringify(LUA_V1.split('\n').slice(0, -1)));
+      const fact = (k) => page.locator(`#bh-facts [data-fact="${k}"]`).innerText();
+      assert.equal(await fact('vsn'), '1');
+      assert.equal(await fact('memory per server'), '16 MiB');
+      assert.equal(await fact('instructions per callback'), '10,000,000');
+      assert.match(await fact('loaded'), /\d{1,2}:\d\d:\d\d/);
+      assert.equal(await page.locator('#bh-code').evaluate((el) => getComputedStyle(el).whiteSpace), 'pre');
+
+      // The start form's list was read again: lc is in it.
+      await until('lc in the start form', () => page.locator('#start-behaviour option[value="lc"]').count());
+      await startFromForm(page, 'lc', 'lc1', '');
+      await until('lc1 running in the table', async () => {
+        const r = await rowOf(page, 'lc1');
+        return r && r.status === 'running' && r.behaviour === 'lc';
+      });
+      await until('one server of lc', async () => (await behaviourRow(page, 'lc')).servers === '1'
+        && /1 server runs it: lc1/.test(await page.locator('#bh-servers').innerText()));
+      await until('lc1 selected', async () => (await page.locator('#detail-name').innerText()) === 'lc1');
+      await sendFromForm(page, 'cast', '"tick"', { times: 2 });
+      await until('its count 2 in the state', async () => (await stateText(page)).trim() === '2');
+    });
+
+    await step('a version that does not load shows Lua\'s message and line, and changes nothing', async () => {
+      await page.locator('#bh-upgrade').click();
+      await until('the upgrade form', () => page.locator('#bh-form').isVisible());
+      assert.equal(await page.locator('#bh-form-h').innerText(), 'Upload a new version of “lc”');
+      assert.equal(await page.locator('#bh-source').inputValue(), LUA_V1, 'the current source, to edit');
+      assert.equal(await page.locator('#bh-vsn').inputValue(), '2', 'the next vsn suggested');
+      await page.locator('#bh-source').fill(LUA_BROKEN);
+      await page.locator('#bh-submit').click();
+      const result = page.locator('#bh-form-result');
+      await until('Lua\'s error with its line', async () =>
+        /400 bad_request: lc:4: '}' expected/.test(await result.innerText()));
+      assert.equal(await result.locator('.bh-error-code').textContent(), LUA_BROKEN.split('\n')[3]);
+      assert.match(await result.innerText(), /line 4:/);
+      assert.match(await result.innerText(), /Nothing changed/);
+      // "go to line 4", by keyboard, puts the caret on that line of the editor.
+      await result.getByRole('button', { name: 'go to line 4' }).focus();
+      await page.keyboard.press('Enter');
+      const caret = await page.evaluate(() => {
+        const t = document.activeElement;
+        return t.id === 'bh-source' && t.value.slice(0, t.selectionStart).split('\n').length;
+      });
+      assert.equal(caret, 4, 'the caret is on line 4 of the editor');
+      assert.equal((await behaviourRow(page, 'lc')).vsn, '1');
+      assert.equal((await http(base(), 'GET', '/behaviours/lc')).body.source, LUA_V1);
+      await page.locator('#bh-cancel').click();
+      assert.equal(await page.locator('#bh-form').isVisible(), false);
+      assert.equal(await page.evaluate(() => document.activeElement.id), 'bh-upgrade');
+    });
+
+    await step('deleting a behaviour that a server runs is refused, naming the server', async () => {
+      await page.locator('#bh-delete').click();
+      await until('the confirmation', () => page.locator('#confirm-dialog').evaluate((d) => d.open));
+      assert.equal(await page.locator('#confirm-h').innerText(), 'Delete behaviour');
+      assert.match(await page.locator('#confirm-text').innerText(), /Delete the Lua behaviour “lc”\?/);
+      await page.locator('#confirm-ok').click();
+      const outcome = page.locator('#bh-outcome');
+      await until('409 behaviour_in_use shown', async () =>
+        /Not deleted: 409 behaviour_in_use\. 1 server runs “lc”; stop it first/.test(await outcome.innerText()));
+      assert.deepEqual(await outcome.locator('li').allInnerTexts(), ['lc1']);
+      assert.ok(await behaviourRow(page, 'lc'), 'lc is still listed');
+    });
+
+    await step('a new version upgrades the running server: each outcome shown, error then ok', async () => {
+      const outcome = page.locator('#bh-outcome');
+      const items = () => outcome.locator('li').evaluateAll((lis) => lis.map((li) =>
+        [li.dataset.server, li.dataset.outcome, li.innerText.replace(/\s+/g, ' ').trim()]));
+      // Without extra, v2's code_change indexes a null and raises: the server keeps v1 and its
+      // state, and its outcome says why.
+      await page.locator('#bh-upgrade').click();
+      await page.locator('#bh-source').fill(LUA_V2);
+      await page.locator('#bh-source').press('Control+Enter'); // sends, as the label says
+      await until('the failed outcome', async () => (await outcome.getAttribute('data-action')) === 'upgraded'
+        && (await outcome.getAttribute('data-state')) === 'error', 10000);
+      assert.match(await outcome.innerText(),
+        /“lc” is now vsn 2 \(was vsn 1\): 0 servers upgraded, 1 server kept the old code\./);
+      const [bad] = await items();
+      assert.deepEqual(bad.slice(0, 2), ['lc1', 'error']);
+      assert.match(bad[2], /^lc1 error .*attempt to index.* it keeps its old code and state$/);
+      await sendFromForm(page, 'call', '"get"');
+      await until('v1 still answers', async () => {
+        const [e] = await callLog(page);
+        return e.server === 'lc1' && e.state === 'ok' && /reply 2 in/.test(e.text);
+      });
+
+      // With extra, by keyboard this time: vsn 3 is suggested, the source is v2's.
+      await page.locator('#bh-upgrade').focus();
+      await page.keyboard.press('Enter');
+      assert.equal(await page.evaluate(() => document.activeElement.id), 'bh-vsn');
+      assert.equal(await page.locator('#bh-vsn').inputValue(), '3');
+      assert.equal(await page.locator('#bh-source').inputValue(), LUA_V2);
+      await page.locator('#bh-extra').fill('{"note": "from the page"}');
+      await page.locator('#bh-submit').click();
+      await until('the ok outcome', async () => (await outcome.getAttribute('data-state')) === 'ok'
+        && /now vsn 3/.test(await outcome.innerText()), 10000);
+      assert.match(await outcome.innerText(),
+        /“lc” is now vsn 3 \(was vsn 2\): 1 server upgraded, 0 servers kept the old code\./);
+      const [good] = await items();
+      assert.deepEqual(good.slice(0, 2), ['lc1', 'ok']);
+      assert.match(good[2], /^lc1 ok /);
+      await until('vsn 3 listed', async () => (await behaviourRow(page, 'lc')).vsn === '3');
+      await until('the new source shown', async () => (await codeLines(page)).some((l) => l.includes('code_change')));
+      // The server kept running, its state reshaped by code_change, and the new code answers.
+      await until('the reshaped state', async () => {
+        const st = await stateText(page);
+        return /"count":\s*2\b/.test(st) && /"note":\s*"from the page"/.test(st);
+      });
+      await sendFromForm(page, 'call', '"get"');
+      await until('v2 answers', async () => {
+        const [e] = await callLog(page);
+        // (A Lua table's keys come in no set order.)
+        return e.server === 'lc1' && e.state === 'ok' && /reply \{/.test(e.text)
+          && e.text.includes('"count":2') && e.text.includes('"note":"from the page"');
+      });
+      assert.equal((await rowOf(page, 'lc1')).restarts, '0');
+    });
+
     await step('screenshot', async () => {
       // The README's picture: the ticker counting down, calls in the log, a pending timer.
       await page.locator('#start-behaviour').selectOption('ticker');
@@ -515,6 +686,26 @@ async function main() {
       }
     });
 
+    await step('a Lua behaviour no server runs is deleted and leaves the start form', async () => {
+      await selectServer(page, 'lc1');
+      await page.locator('#stop-button').click();
+      assert.equal(await page.locator('#confirm-h').innerText(), 'Stop server');
+      await page.locator('#confirm-ok').click();
+      await until('lc1 gone', async () => (await rowOf(page, 'lc1')) === null);
+      await until('no server of lc', async () => (await behaviourRow(page, 'lc')).servers === '0');
+      await page.locator('#behaviours-body').getByRole('button', { name: 'lc', exact: true }).click();
+      await until('lc selected', async () => (await page.locator('#bh-detail-name').innerText()) === 'lc'
+        && (await page.locator('#bh-delete').isVisible()));
+      await page.locator('#bh-delete').click();
+      await page.locator('#confirm-ok').click();
+      await until('lc deleted', async () => /Deleted “lc”\./.test(await page.locator('#bh-outcome').innerText())
+        && (await behaviourRow(page, 'lc')) === null);
+      await until('lc gone from the start form', async () =>
+        (await page.locator('#start-behaviour option[value="lc"]').count()) === 0);
+      assert.equal(await page.locator('#bh-detail').isVisible(), false);
+      assert.equal((await http(base(), 'GET', '/behaviours/lc')).status, 404);
+    });
+
     await step('a state, a name and an error holding HTML show as text and run nothing', async () => {
       const name = '<img src=x onerror="window.__xss=\'name\'">';
       const entry = '<img src=x onerror="window.__xss=\'state\'"><script>window.__xss=\'script\'</script>';
@@ -523,6 +714,11 @@ async function main() {
       assert.equal((await http(base(), 'POST', '/cast', { server: name, message: ['add_entry', entry] })).status, 202);
       assert.equal((await http(base(), 'POST', '/cast',
         { server: name, message: ['add_entry', { [key]: entry }] })).status, 202);
+      // A Lua behaviour whose name and source hold HTML, and a version whose error message does.
+      const bName = '<img src=x onerror="window.__xss=\'behaviour\'">';
+      const bSource = '-- <script>window.__xss=\'source\'</script>\nreturn {handle_cast = function(m, s) return {"noreply", s} end}\n';
+      const bError = 'error("<img src=x onerror=window.__xss=\'error\'>")';
+      assert.equal((await http(base(), 'POST', '/behaviours', { name: bName, source: bSource })).status, 201);
 
       // In this tab the CSP would block an injected handler; in a second tab the CSP is
       // removed (genserv sends one), so that an injected onerror would really run there.
@@ -555,6 +751,19 @@ async function main() {
         await startFromForm(p, 'counter', 'xss_args', `{${JSON.stringify(key)}: 1}`);
         await until('the init error, as text', async () =>
           (await p.locator('#start-result').innerText()).includes(key));
+        // The behaviour: its name, its source and Lua's error message, all as text.
+        await p.locator('#bh-reload').click(); // the first tab has not heard of it
+        await until('the behaviour listed', () => behaviourRow(p, bName));
+        await p.locator('#behaviours-body').getByRole('button', { name: bName, exact: true }).click();
+        await until('its source, as text', async () =>
+          (await p.locator('#bh-detail-name').innerText()) === bName
+          && (await codeLines(p))[0] === bSource.split('\n')[0]);
+        await p.locator('#bh-upgrade').click();
+        await p.locator('#bh-source').fill(bError);
+        await p.locator('#bh-submit').click();
+        await until('the error message, as text', async () =>
+          (await p.locator('#bh-form-result').innerText()).includes("<img src=x onerror=window.__xss='error'>"));
+        await p.locator('#bh-cancel').click();
       }
       // The first tab saw the server start.
       assert.ok((await page.locator('#event-log').innerText()).includes(name), 'name in the events');
@@ -620,6 +829,11 @@ async function main() {
         assert.ok(box && box.x >= 0 && box.x + box.width <= 380, `ticker's ${col} is out of view when narrow`);
       }
       assert.match(await page.locator('#servers-body tr[data-name="ticker"] td[data-col="status"]').innerText(), /running/);
+      // The Behaviours panel too: a long name is cut, its servers column stays in view.
+      for (const col of ['name', 'kind', 'vsn', 'servers']) {
+        const box = await page.locator(`#behaviours-body tr:first-child td[data-col="${col}"]`).boundingBox();
+        assert.ok(box && box.x >= 0 && box.x + box.width <= 380, `a behaviour's ${col} is out of view when narrow`);
+      }
       await page.locator('#servers-body').getByRole('button', { name: 'ticker', exact: true }).click();
       await until('selectable when narrow', async () => (await page.locator('#detail-name').innerText()) === 'ticker');
       const colours = async () => page.evaluate(() => {
@@ -628,6 +842,9 @@ async function main() {
           bg: cs('.panel', 'backgroundColor'), fg: cs('body', 'color'),
           muted: cs('.muted', 'color'),
           badgeBg: cs('#detail-status', 'backgroundColor'), badgeFg: cs('#detail-status', 'color'),
+          luaBg: cs('#behaviours-body .kind-lua', 'backgroundColor'), luaFg: cs('#behaviours-body .kind-lua', 'color'),
+          codeBg: cs('#bh-code', 'backgroundColor'), codeFg: cs('#bh-code', 'color'),
+          lineNo: getComputedStyle(document.querySelector('#bh-code .code-line'), '::before').color,
         };
       });
       const light = await colours();
@@ -641,6 +858,9 @@ async function main() {
         assert.ok(contrast(c.fg, c.bg) >= 7, `${scheme}: body text contrast ${contrast(c.fg, c.bg)}`);
         assert.ok(contrast(c.muted, c.bg) >= 4.5, `${scheme}: muted text contrast ${contrast(c.muted, c.bg)}`);
         assert.ok(contrast(c.badgeFg, c.badgeBg) >= 4.5, `${scheme}: status badge contrast`);
+        assert.ok(contrast(c.luaFg, c.luaBg) >= 4.5, `${scheme}: Lua badge contrast ${contrast(c.luaFg, c.luaBg)}`);
+        assert.ok(contrast(c.codeFg, c.codeBg) >= 7, `${scheme}: source contrast ${contrast(c.codeFg, c.codeBg)}`);
+        assert.ok(contrast(c.lineNo, c.codeBg) >= 4.5, `${scheme}: line numbers contrast ${contrast(c.lineNo, c.codeBg)}`);
       }
     });
 
@@ -672,6 +892,11 @@ async function main() {
       // The new process runs only the defaults: the snapshot replaced what the page had.
       await until('the default servers only', async () =>
         JSON.stringify((await tableRows(page)).map((r) => r.name)) === JSON.stringify(DEFAULT_SERVERS));
+      // ... and has only its built-in behaviours: the list was read again on reconnection.
+      await until('no Lua behaviour listed', async () => {
+        const rows = await behaviourRows(page);
+        return rows.length > 0 && rows.every((r) => r.kind === 'built-in');
+      });
       assert.ok(!(await page.evaluate(() => document.body.classList.contains('stale'))));
     });
 
