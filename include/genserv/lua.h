@@ -96,10 +96,11 @@ void gs_lua_destroy(gs_lua_t *lua);
 
 /**
  * Compile source (len bytes, borrowed; text only: a binary chunk is refused), check that it
- * returns a table with at least one handler, and register it under name (1..255 bytes) with
- * version vsn (borrowed, may be NULL). limits (borrowed, may be NULL): {"memory_bytes": N,
- * "instructions": N}, this behaviour's defaults instead of the host's (each at most the
- * host's maximum).
+ * returns a table with at least one handler, and register it under name (borrowed, copied;
+ * 1..255 bytes of UTF-8) with version vsn (borrowed, copied, may be NULL: then the table's
+ * `vsn`). limits (borrowed, may be NULL): {"memory_bytes": N, "instructions": N}, this
+ * behaviour's defaults instead of the host's (each from the map's minimum to the host's
+ * maximum). err (may be NULL) receives a new JSON string on GS_EINVAL, else NULL.
  * @return 0; GS_EINVAL with *err (the source does not compile, load or return a table of
  *         callbacks; too large; a limit out of range); GS_EEXIST (the name is taken: by a
  *         built-in or plugin, or by a Lua behaviour, which gs_lua_upgrade replaces);
@@ -114,7 +115,10 @@ int gs_lua_load(gs_lua_t *lua, const char *name, const char *vsn, const char *so
  * server of the behaviour to it between two of its messages, calling the new code's
  * code_change(old_vsn, state, extra) (extra borrowed). cb gets each server's outcome (see
  * gs_upgrade_cb); a server whose code_change fails or raises keeps its old code and state.
- * limits as for gs_lua_load (NULL: keep the behaviour's).
+ * limits as for gs_lua_load (NULL: keep the behaviour's). name, vsn, source borrowed. cb may be
+ * NULL (the outcomes are dropped); it runs once, on a runtime thread or at once on this one,
+ * with outcomes taken, after the previous version's servers and those of any older version
+ * still run have answered. err as for gs_lua_load.
  * @return 0 (cb will be called), GS_ENOBEHAVIOUR (no Lua behaviour of that name), GS_EINVAL,
  *         GS_ENOMEM.
  */
@@ -122,24 +126,28 @@ int gs_lua_upgrade(gs_lua_t *lua, const char *name, const char *vsn, const char 
                    json_t *limits, json_t *extra, gs_upgrade_cb cb, void *arg, json_t **err);
 
 /**
- * Unregister a Lua behaviour and free its code once no server runs it.
- * @return 0, GS_ENOBEHAVIOUR (no Lua behaviour of that name), GS_EINUSE (a server runs it).
+ * Unregister a Lua behaviour (name borrowed) and free its code once no server runs it.
+ * @return 0, GS_ENOBEHAVIOUR (no Lua behaviour of that name), GS_EINUSE (a server runs it, or
+ *         an older version of it).
  */
 int gs_lua_delete(gs_lua_t *lua, const char *name);
 
 /**
  * A Lua behaviour as JSON: {"name", "kind": "lua", "vsn", "source", "limits": {"memory_bytes",
- * "instructions"}, "servers": [NAME...], "loaded_at": ISO 8601}. New reference, or NULL when no
- * Lua behaviour has that name.
+ * "instructions"}, "servers": [NAME...] (of every version still run, sorted), "loaded_at": ISO
+ * 8601, UTC, of the current version}. name borrowed. New reference, or NULL when no Lua
+ * behaviour has that name. A source's bytes that are not UTF-8 are shown as '?'.
  */
 json_t *gs_lua_describe(gs_lua_t *lua, const char *name);
 
-/** Whether name is a Lua behaviour. */
+/** Whether name (borrowed) is a Lua behaviour. */
 bool gs_lua_has(gs_lua_t *lua, const char *name);
 
 /**
  * Load every *.lua file of dir (the file name without .lua is the behaviour's name; its vsn
  * is the one the chunk's table gives as `vsn`, if any), in name order.
+ * dir borrowed; err is the caller's buffer (may be NULL). Stops at the first file that does
+ * not load; those before it stay loaded.
  * @return 0, or -1 with err (errlen bytes) naming the file and Lua's message.
  */
 int gs_lua_load_dir(gs_lua_t *lua, const char *dir, char *err, size_t errlen);
