@@ -17,35 +17,36 @@
 typedef struct route_def_s {
     const char *path; /* exact path, or prefix ending in '/' when prefix is set */
     bool prefix;
+    bool runtime; /* the handler calls the runtime */
     gs_route_t route;
     unsigned methods;      /* the methods this row answers */
     gs_handler_fn handler; /* who answers them */
-    bool runtime;          /* the handler calls the runtime */
 } route_def_t;
 
 #define GET_HEAD (GS_METHOD_GET | GS_METHOD_HEAD)
 
-/* One row per path and method set; a path's allowed methods are the union of its rows. */
+/* One row per path and method set; a path's allowed methods are the union of its rows.
+ * {path, prefix, runtime, route, methods, handler} */
 static const route_def_t routes[] = {
-    {"/call", false, GS_ROUTE_CALL, GS_METHOD_POST, gs__handle_call, true},
-    {"/cast", false, GS_ROUTE_CAST, GS_METHOD_POST, gs__handle_cast, true},
-    {"/send", false, GS_ROUTE_SEND, GS_METHOD_POST, gs__handle_send, true},
-    {"/send_after", false, GS_ROUTE_SEND_AFTER, GS_METHOD_POST, gs__handle_send_after, true},
-    {"/timers", false, GS_ROUTE_TIMERS, GET_HEAD, gs__handle_timers_list, true},
-    {"/timers/", true, GS_ROUTE_TIMER, GET_HEAD, gs__handle_timer_read, true},
-    {"/timers/", true, GS_ROUTE_TIMER, GS_METHOD_DELETE, gs__handle_timer_cancel, true},
-    {"/servers", false, GS_ROUTE_SERVERS, GET_HEAD, gs__handle_servers_list, true},
-    {"/servers", false, GS_ROUTE_SERVERS, GS_METHOD_POST, gs__handle_server_start, true},
-    {"/servers/", true, GS_ROUTE_SERVER, GET_HEAD, gs__handle_server_status, true},
-    {"/servers/", true, GS_ROUTE_SERVER, GS_METHOD_DELETE, gs__handle_server_stop, true},
-    {"/behaviours", false, GS_ROUTE_BEHAVIOURS, GET_HEAD, gs__handle_behaviours, true},
-    {"/behaviours", false, GS_ROUTE_BEHAVIOURS, GS_METHOD_POST, gs__handle_behaviour_load, true},
-    {"/behaviours/", true, GS_ROUTE_BEHAVIOUR, GET_HEAD, gs__handle_behaviour_show, true},
-    {"/behaviours/", true, GS_ROUTE_BEHAVIOUR, GS_METHOD_PUT, gs__handle_behaviour_upgrade, true},
-    {"/behaviours/", true, GS_ROUTE_BEHAVIOUR, GS_METHOD_DELETE, gs__handle_behaviour_delete, true},
-    {"/events", false, GS_ROUTE_EVENTS, GET_HEAD, gs__handle_events, true},
-    {"/metrics", false, GS_ROUTE_METRICS, GET_HEAD, gs__handle_metrics, true},
-    {"/healthz", false, GS_ROUTE_HEALTHZ, GET_HEAD, gs__handle_healthz, false},
+    {"/call", false, true, GS_ROUTE_CALL, GS_METHOD_POST, gs__handle_call},
+    {"/cast", false, true, GS_ROUTE_CAST, GS_METHOD_POST, gs__handle_cast},
+    {"/send", false, true, GS_ROUTE_SEND, GS_METHOD_POST, gs__handle_send},
+    {"/send_after", false, true, GS_ROUTE_SEND_AFTER, GS_METHOD_POST, gs__handle_send_after},
+    {"/timers", false, true, GS_ROUTE_TIMERS, GET_HEAD, gs__handle_timers_list},
+    {"/timers/", true, true, GS_ROUTE_TIMER, GET_HEAD, gs__handle_timer_read},
+    {"/timers/", true, true, GS_ROUTE_TIMER, GS_METHOD_DELETE, gs__handle_timer_cancel},
+    {"/servers", false, true, GS_ROUTE_SERVERS, GET_HEAD, gs__handle_servers_list},
+    {"/servers", false, true, GS_ROUTE_SERVERS, GS_METHOD_POST, gs__handle_server_start},
+    {"/servers/", true, true, GS_ROUTE_SERVER, GET_HEAD, gs__handle_server_status},
+    {"/servers/", true, true, GS_ROUTE_SERVER, GS_METHOD_DELETE, gs__handle_server_stop},
+    {"/behaviours", false, true, GS_ROUTE_BEHAVIOURS, GET_HEAD, gs__handle_behaviours},
+    {"/behaviours", false, true, GS_ROUTE_BEHAVIOURS, GS_METHOD_POST, gs__handle_behaviour_load},
+    {"/behaviours/", true, true, GS_ROUTE_BEHAVIOUR, GET_HEAD, gs__handle_behaviour_show},
+    {"/behaviours/", true, true, GS_ROUTE_BEHAVIOUR, GS_METHOD_PUT, gs__handle_behaviour_upgrade},
+    {"/behaviours/", true, true, GS_ROUTE_BEHAVIOUR, GS_METHOD_DELETE, gs__handle_behaviour_delete},
+    {"/events", false, true, GS_ROUTE_EVENTS, GET_HEAD, gs__handle_events},
+    {"/metrics", false, true, GS_ROUTE_METRICS, GET_HEAD, gs__handle_metrics},
+    {"/healthz", false, false, GS_ROUTE_HEALTHZ, GET_HEAD, gs__handle_healthz},
 };
 
 static unsigned method_bit(const char *method)

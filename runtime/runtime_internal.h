@@ -223,7 +223,7 @@ typedef enum gs__status_e {
 /* Two cache lines: what every send touches, and what only the running thread touches. A
  * field read per message by one side must not share a line with a field the other side writes
  * per message, or the line moves between the cores on every message. */
-struct gs_server_s {
+struct gs_server_s { /* NOLINT(clang-analyzer-optin.performance.Padding): see above */
     /* Written (or read per message) by producers. */
     gs__mpsc_t mailbox;
     _Atomic int64_t mailbox_len;
@@ -240,18 +240,19 @@ struct gs_server_s {
     gs__child_t *child;                                  /* referenced */
     gs_runtime_t *rt;
     void *state;
-    _Atomic uint64_t handled;
-    _Atomic uint32_t held; /* calls in the held table with this holder */
-    bool exited;           /* status is GS__DEAD: the running thread's own copy */
-    uint64_t started_ms;
     const gs_behaviour_t *b; /* the code this incarnation runs (an upgrade changes it) */
+    _Atomic uint64_t handled;
+    uint64_t started_ms;
     /* What the last result asked for before the next message (running thread only). */
     json_t *cont;          /* owned: handle_continue's argument, or NULL */
-    bool in_init;          /* init is running: gs_init_then applies */
     gs_result_t init_then; /* what init asked for with gs_init_then */
-    bool timeout_armed;    /* a result's timeout is pending ... */
-    uint64_t timeout_gen;  /* ... in this generation (a message since bumps it) */
+    uint64_t timeout_gen;  /* a result's timeout is pending in this generation (a message
+                              since bumps it) ... */
     gs_timer_ref_t timeout_ref;
+    _Atomic uint32_t held; /* calls in the held table with this holder */
+    bool timeout_armed;    /* ... if this is set */
+    bool exited;           /* status is GS__DEAD: the running thread's own copy */
+    bool in_init;          /* init is running: gs_init_then applies */
 };
 
 /* One server's part of a hot upgrade (upgrade.c, server.c's dispatch_upgrade). */
@@ -322,7 +323,8 @@ static inline void gs__child_ref(gs__child_t *c)
     atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed); /* a holder exists already */
 }
 void gs__child_unref(gs__child_t *c);
-/* Take c out of the registry if it is still there, and drop the registry's reference. */
+/* Take c out of the registry if it is still there, and drop the registry's reference; the
+ * caller must hold a reference of its own (c stays valid). */
 void gs__child_forget(gs_runtime_t *rt, gs__child_t *c);
 
 /* Supervision: s died with reason (taken) after a crash (abnormal) or a normal exit. Decides

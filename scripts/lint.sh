@@ -28,7 +28,7 @@ echo "cppcheck ($(cppcheck --version))"
 # shellcheck disable=SC2086
 if ! cppcheck --enable=warning,style,performance,portability --std=c11 --inline-suppr \
     --error-exitcode=1 --quiet --suppress=missingIncludeSystem --suppress=variableScope \
-    -D_GNU_SOURCE -I runtime -I api -I server $files; then
+    -D_GNU_SOURCE -I include -I runtime -I api -I server $files; then
     echo "cppcheck: findings above" >&2
     status=1
 fi

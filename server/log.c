@@ -63,7 +63,7 @@ size_t gs_log_escape(const char *msg, char *out, size_t len)
             esc[k++] = '\\';
         } else if (*p == '\n' || *p == '\r' || *p == '\t') {
             esc[k++] = '\\';
-            esc[k++] = *p == '\n' ? 'n' : *p == '\r' ? 'r' : 't';
+            esc[k++] = (char)(*p == '\n' ? 'n' : *p == '\r' ? 'r' : 't');
         } else if (*p < 0x20 || *p == 0x7f) {
             esc[k++] = '\\';
             esc[k++] = 'x';

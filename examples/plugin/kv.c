@@ -54,7 +54,7 @@ typedef struct kv_s {
 /* What an entry counts against max_bytes. */
 static json_int_t entry_bytes(const char *key, const json_t *entry)
 {
-    return (json_int_t)(strlen(key) + gs_json_size(json_object_get(entry, "value")));
+    return (json_int_t)strlen(key) + (json_int_t)gs_json_size(json_object_get(entry, "value"));
 }
 
 static json_int_t now_ms(void)
