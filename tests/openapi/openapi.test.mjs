@@ -449,9 +449,9 @@ const HUGE_HEADER = { 'X-Padding': 'a'.repeat(16 * 1024) };
 const TOO_LARGE_DECLARED = { declaredOnly: 1048577 };
 const TOO_LARGE_STREAMED = { chunks: Array(17).fill('x'.repeat(65536)).concat(['x']) };
 
-async function expectTooLarge(port, url) {
-    await expectStatus(port, 'POST', url, 413, TOO_LARGE_DECLARED, 'Content-Length over the limit');
-    await expectStatus(port, 'POST', url, 413, TOO_LARGE_STREAMED, 'a chunked body over the limit');
+async function expectTooLarge(port, url, method = 'POST') {
+    await expectStatus(port, method, url, 413, TOO_LARGE_DECLARED, 'Content-Length over the limit');
+    await expectStatus(port, method, url, 413, TOO_LARGE_STREAMED, 'a chunked body over the limit');
 }
 
 // Every operation of the spec, with a request that reaches it (parameters filled in).
@@ -568,6 +568,44 @@ async function mainInstance() {
     await expectStatus(p, 'POST', '/servers/counter', 405, json({}));
     await expectStatus(p, 'DELETE', '/servers/counter2', 200);
     await expectStatus(p, 'DELETE', '/servers/counter2', 404);
+
+    // Behaviours sent as Lua source: load, inspect, upgrade, delete.
+    const v1 = "return {vsn = '1', init = function(a) return {'ok', 0} end,\n" +
+        "  handle_call = function(m, f, n) return {'reply', n, n} end}\n";
+    const v2 = "return {vsn = '2', init = function(a) return {'ok', 0} end,\n" +
+        "  handle_call = function(m, f, n) return {'reply', n, n} end,\n" +
+        "  code_change = function(old, n, extra) if n > 0 then return {'error', 'no'} end return {'ok', n} end}\n";
+    const load = { name: 'tally', vsn: '1.0', source: v1, limits: { memory_bytes: 1048576 } };
+    await expectStatus(p, 'POST', '/behaviours', 201, json(load));
+    checkRequestAccepted('/behaviours', load);
+    await expectStatus(p, 'POST', '/behaviours?name=tally_raw&vsn=7', 201, { body: v1, headers: { 'Content-Type': 'text/x-lua' } }, 'the source as the body');
+    await expectStatus(p, 'POST', '/behaviours', 409, json({ name: 'counter', source: v1 }), "a built-in's name");
+    await expectStatus(p, 'POST', '/behaviours', 409, json({ name: 'tally', source: v1 }), "a Lua behaviour's name");
+    await expectStatus(p, 'POST', '/behaviours', 400, json({ name: 'broken', source: 'return {' }), 'a syntax error');
+    await expectTooLarge(p, '/behaviours');
+    for (const bad of [{ name: 'x' }, { source: v1 }, { name: 'x', source: '' }, { name: 'x', source: v1, limits: 5 },
+        { name: 'x', source: v1, vsn: '' }])
+        await checkRequestRefused(p, '/behaviours', bad);
+    await expectStatus(p, 'GET', '/behaviours/tally', 200);
+    await expectStatus(p, 'GET', '/behaviours/counter', 200, {}, 'a built-in');
+    await expectStatus(p, 'HEAD', '/behaviours/tally', 200);
+    await expectStatus(p, 'GET', '/behaviours/nope', 404);
+    await expectStatus(p, 'HEAD', '/behaviours/nope', 404);
+    for (const m of ['GET', 'HEAD', 'DELETE'])
+        await expectStatus(p, m, `/behaviours/${'x'.repeat(300)}`, 400, {}, 'a name over 255 bytes');
+    await expectStatus(p, 'POST', '/behaviours/tally', 405, json({}));
+    await expectStatus(p, 'POST', '/servers', 201, json({ name: 't0', behaviour: 'tally' }));
+    await expectStatus(p, 'PUT', '/behaviours/tally', 200, json({ vsn: '2', source: v2, extra: { by: 'test' } }));
+    await expectStatus(p, 'PUT', '/behaviours/tally?vsn=3', 200, { body: v2, headers: { 'Content-Type': 'text/x-lua' } }, 'the source as the body');
+    await expectStatus(p, 'PUT', '/behaviours/tally', 400, json({ source: 'return {' }), 'a syntax error');
+    await expectStatus(p, 'PUT', '/behaviours/nope', 404, json({ source: v2 }));
+    await expectStatus(p, 'PUT', '/behaviours/counter', 409, json({ source: v2 }), 'a built-in');
+    await expectTooLarge(p, '/behaviours/tally', 'PUT');
+    await expectStatus(p, 'DELETE', '/behaviours/tally', 409, {}, 'a server runs it');
+    await expectStatus(p, 'DELETE', '/behaviours/counter', 409, {}, 'a built-in');
+    await expectStatus(p, 'DELETE', '/servers/t0', 200);
+    await expectStatus(p, 'DELETE', '/behaviours/tally', 200);
+    await expectStatus(p, 'DELETE', '/behaviours/tally', 404);
 
     // Messaging.
     const call = { server: 'counter', message: 'get_count', timeout_ms: 5000 };
