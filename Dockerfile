@@ -4,8 +4,8 @@
 #   docker run --rm -p 8080:8080 genserv
 #
 # Two stages on debian:bookworm-slim: the builder compiles genserv in Release and runs the
-# unit tests (a failing test fails the build); the runtime stage holds the three runtime
-# libraries and the binary, runs it as an unprivileged user, and probes it with
+# unit tests (a failing test fails the build); the runtime stage holds the runtime libraries
+# and the binary, runs it as an unprivileged user, and probes it with
 # `genserv --health-check`, so it needs no curl. scripts/container-check.sh builds and tests
 # this file in CI.
 
@@ -17,7 +17,7 @@ FROM debian:bookworm-slim AS build
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         gcc libc6-dev make cmake pkg-config \
-        libuv1-dev libjansson-dev libmicrohttpd-dev libjemalloc-dev \
+        libuv1-dev libjansson-dev libmicrohttpd-dev libjemalloc-dev liblua5.4-dev \
         libcmocka-dev libcurl4-openssl-dev \
     && rm -rf /var/lib/apt/lists/*
 
@@ -44,15 +44,16 @@ LABEL org.opencontainers.image.title="genserv" \
 # Only the shared libraries the binary links (they bring libgnutls and friends, already in
 # the base image); a fixed numeric user so that Kubernetes' runAsNonRoot can verify it; and
 # the config file at its documented path: empty, so that mounting one over it is how a
-# deployment configures genserv.
+# deployment configures genserv; and an empty folder of Lua behaviours, loaded at boot, over
+# which a deployment mounts its own.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libmicrohttpd12 libjansson4 libuv1 \
-        libjemalloc2 \
+        libjemalloc2 liblua5.4-0 \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 genserv \
     && useradd --system --uid 10001 --gid genserv --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin genserv \
-    && mkdir -p /etc/genserv \
+    && mkdir -p /etc/genserv/behaviours \
     && printf '{}\n' > /etc/genserv/genserv.json
 
 # The dashboard (web/) is embedded in the binary at build time: there is nothing else to copy.
@@ -62,7 +63,8 @@ COPY --from=build /build/genserv /usr/local/bin/genserv
 # Change settings with GENSERV_* variables or the config file rather than flags: the health
 # check reads the same variables and file, so it follows them.
 ENV GENSERV_LISTEN=0.0.0.0:8080 \
-    GENSERV_CONFIG=/etc/genserv/genserv.json
+    GENSERV_CONFIG=/etc/genserv/genserv.json \
+    GENSERV_BEHAVIOURS_DIR=/etc/genserv/behaviours
 
 USER 10001:10001
 EXPOSE 8080

@@ -385,19 +385,33 @@ cat >"$work/genserv.json" <<'EOF'
 {
   "log_level": "debug",
   "limits": {"max_body_bytes": 65536},
-  "servers": [{"name": "from_config", "behaviour": "counter", "args": {"initial": 41}}]
+  "servers": [{"name": "from_config", "behaviour": "counter", "args": {"initial": 41}},
+              {"name": "from_lua", "behaviour": "mounted"}]
 }
 EOF
 chmod 644 "$work/genserv.json"
+# A folder of Lua behaviours mounted over /etc/genserv/behaviours, run by a boot server.
+mkdir -p "$work/behaviours"
+cat >"$work/behaviours/mounted.lua" <<'EOF'
+return {
+  vsn = "1",
+  init = function(args) return {"ok", 42} end,
+  handle_call = function(msg, from, n) return {"reply", n, n} end,
+}
+EOF
+chmod 755 "$work/behaviours" && chmod 644 "$work/behaviours/mounted.lua"
 c2=genserv-check-config-$$
 # As the Kubernetes example of docs/deploy.md runs it: read-only, without capabilities.
 start_container "$c2" -v "$work/genserv.json:/etc/genserv/genserv.json:ro" \
+    -v "$work/behaviours:/etc/genserv/behaviours:ro" \
     -e GENSERV_MAX_BODY_BYTES=2048 --read-only --cap-drop ALL --security-opt no-new-privileges
 expect 200 '"reply": *41' POST /call '{"server": "from_config", "message": "get_count"}'
 expect 404 'no_such_server' POST /call '{"server": "counter", "message": "get_count"}'
 big=$(printf '{"server": "from_config", "message": "%03000d"}' 0)
 expect 413 'too_large' POST /call "$big"
 ok "the file's servers replace the defaults; GENSERV_MAX_BODY_BYTES beats the file's limit"
+expect 200 '"reply": *42' POST /call '{"server": "from_lua", "message": "get"}'
+ok "a Lua behaviour of the mounted folder runs a boot server"
 pm logs "$c2" >"$work/$c2.log" 2>&1
 grep -q 'config: /etc/genserv/genserv.json' "$work/$c2.log" || die "config file not logged"
 health_is_healthy "$c2"
