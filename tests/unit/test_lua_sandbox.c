@@ -229,6 +229,38 @@ static void test_cpu_limit(void **state)
     json_decref(err);
 }
 
+/* A start or a behaviour may not ask for more than the host's maximum: a start gets the
+ * maximum, a behaviour is refused. */
+static void test_limits_capped_by_the_host(void **state)
+{
+    lt_t *g = NULL;
+    gs_lua_options_t o;
+    (void)state;
+    gs_lua_options_init(&o);
+    o.memory_limit = 1 << 20;
+    o.max_memory_limit = 2 << 20;
+    o.instruction_limit = 100000;
+    o.max_instruction_limit = 200000;
+    lt_setup_opts((void **)&g, &o);
+    lt_load(g, "hog", hog_src);
+    gs_start_options_t big = tu_start_options(GS_TEMPORARY, 0);
+    big.memory_limit = (uint64_t)1 << 40;
+    big.instruction_limit = (uint64_t)1 << 40;
+    assert_int_equal(lt_start_rc(g, "m", "hog", NULL, &big, NULL), 0);
+    lt_call_fails(g, "m", "\"rep\"", GS_ECRASHED, "[\"memory_limit\", 2097152]");
+    assert_int_equal(lt_start_rc(g, "c", "hog", NULL, &big, NULL), 0);
+    lt_call_fails(g, "c", "\"spin\"", GS_ECRASHED, "[\"cpu_limit\", 200000]");
+    /* The host's defaults when neither the behaviour nor the start says. */
+    assert_int_equal(lt_start_rc(g, "d", "hog", NULL, NULL, NULL), 0);
+    lt_call_fails(g, "d", "\"spin\"", GS_ECRASHED, "[\"cpu_limit\", 100000]");
+    json_t *err = NULL, *limits = tu_json("{\"memory_bytes\": 4194304}");
+    assert_int_equal(gs_lua_load(g->lua, "greedy", NULL, hog_src, strlen(hog_src), limits, &err),
+                     GS_EINVAL);
+    json_decref(limits);
+    json_decref(err);
+    lt_teardown((void **)&g);
+}
+
 /* ThreadSanitizer makes memcmp (a long string comparison) an order of magnitude slower, and
  * the count hook sees only every thousandth instruction: its stalls are measured, with room. */
 #if defined(__SANITIZE_THREAD__)
@@ -292,6 +324,10 @@ static void test_hostile_inputs_bounded(void **state)
         {"deep recursion",
          "(function() local function r(n) return 1 + r(n + 1) end return r(1) end)()",
          "memory_limit"},
+        {"gsub inside gsub, deep patterns",
+         "(function() local p = ('a?'):rep(180) .. '(a)' local function f(s) return (s:gsub(p, "
+         "function(x) return f(('a'):rep(181)) end)) end return f(('a'):rep(181)) end)()",
+         "lua_error"},
         {"error in error handler",
          "(function() local function h(e) error(e) end while true do xpcall(error, h, 'x') end "
          "end)()",
@@ -427,10 +463,15 @@ static void test_patterns_match_lua(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        lt_test(test_forbidden_globals),      lt_test(test_binary_chunk_refused),
-        lt_test(test_new_globals_refused),    lt_test(test_globals_do_not_leak),
-        lt_test(test_memory_limit),           lt_test(test_cpu_limit),
-        lt_test(test_hostile_inputs_bounded), lt_test(test_patterns_match_lua),
+        lt_test(test_forbidden_globals),
+        lt_test(test_binary_chunk_refused),
+        lt_test(test_new_globals_refused),
+        lt_test(test_globals_do_not_leak),
+        lt_test(test_memory_limit),
+        lt_test(test_cpu_limit),
+        lt_test(test_hostile_inputs_bounded),
+        lt_test(test_patterns_match_lua),
+        cmocka_unit_test(test_limits_capped_by_the_host),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
