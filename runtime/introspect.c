@@ -67,6 +67,7 @@ static json_t *child_status(gs__child_t *c)
     /* acquire: pairs with the upgrade's release store of the child's code */
     const gs_behaviour_t *b = atomic_load_explicit(&c->b, memory_order_acquire);
     v.behaviour = json_string(b->name);
+    v.vsn = b->vsn != NULL ? json_string(b->vsn) : json_null();
     v.status = json_string(gs_server_status_name(status));
     v.restart = json_string(gs_restart_name(c->opts.restart));
     v.mailbox_len = json_integer((json_int_t)mailbox);

@@ -710,6 +710,9 @@ const char *gs_server_status_name(gs_server_status_t status);
 #define GS_SERVER_STATUS_FIELDS(XX)                                                                \
     XX(name, "string", "the server's name")                                                        \
     XX(behaviour, "string", "its behaviour's name")                                                \
+    XX(vsn, "string or null",                                                                      \
+       "the version of the code it runs (after an upgrade it refused, the "                        \
+       "old one's)")                                                                               \
     XX(status, "string", "running, starting, restarting or down")                                  \
     XX(restart, "string", "its restart type: permanent, transient or temporary")                   \
     XX(mailbox_len, "integer", "messages waiting in its mailbox")                                  \
