@@ -55,11 +55,8 @@ static void timeout_fire(gs_runtime_t *rt, gs__tnode_t *n)
      * finds it. Either way the call does not stay counted as held. */
     if (holder == NULL)
         holder = held_out(rt, c);
-    if (holder != NULL && won && holder->b->notify_caller_gone) {
-        json_t *m = json_pack("[s, I]", "caller_gone", (json_int_t)c->id);
-        if (m != NULL)
-            gs__server_send(holder, GS__MSG_INFO, m, true); /* dropped if it is gone */
-    }
+    if (holder != NULL && won)
+        gs__notify_caller_gone(holder, c->id);
     gs_server_unref(holder);
     if (won)
         gs__call_unref(c); /* the timer's reference */
@@ -187,13 +184,20 @@ void gs__held_insert(gs_runtime_t *rt, gs__call_t *c, gs_server_t *holder)
 }
 
 /* After unlinking: give back what the table held. */
-static void held_release(gs_runtime_t *rt, gs__call_t *c)
+/* A call taken out of the table is no longer counted as held; returns its holder (the
+ * table's reference, for the caller to drop). */
+static gs_server_t *held_uncount(gs_runtime_t *rt, gs__call_t *c)
 {
     gs_server_t *holder = c->holder;
     c->holder = NULL;
     atomic_fetch_sub_explicit(&holder->held, 1, memory_order_relaxed);         /* counter */
     atomic_fetch_sub_explicit(&rt->stats.held_calls, 1, memory_order_relaxed); /* gauge */
-    gs_server_unref(holder);
+    return holder;
+}
+
+static void held_release(gs_runtime_t *rt, gs__call_t *c)
+{
+    gs_server_unref(held_uncount(rt, c));
     gs__call_unref(c);
 }
 
@@ -209,11 +213,21 @@ static gs__call_t *held_take(gs_runtime_t *rt, uint64_t id)
     return n != NULL ? gs__container_of(n, gs__call_t, held_node) : NULL;
 }
 
-void gs__held_remove(gs_runtime_t *rt, gs__call_t *c)
+bool gs__held_remove(gs_runtime_t *rt, gs__call_t *c)
 {
     gs__call_t *found = held_take(rt, c->id);
     if (found != NULL)
         held_release(rt, found);
+    return found != NULL;
+}
+
+void gs__notify_caller_gone(gs_server_t *holder, uint64_t id)
+{
+    if (!holder->b->notify_caller_gone)
+        return;
+    json_t *m = json_pack("[s, I]", "caller_gone", (json_int_t)id);
+    if (m != NULL)
+        gs__server_send(holder, GS__MSG_INFO, m, true); /* dropped if it is gone */
 }
 
 typedef struct held_by_s {
@@ -285,8 +299,11 @@ int gs_reply(gs_from_t from, json_t *reply)
         json_decref(reply);
         return GS_ENOCALL;
     }
+    /* Uncounted first: the caller this reply wakes never sees its call still held. */
+    gs_server_t *holder = held_uncount(from.rt, c);
     bool ok = gs__call_complete(from.rt, c, 0, reply, false);
-    held_release(from.rt, c);
+    gs_server_unref(holder);
+    gs__call_unref(c); /* the table's reference */
     return ok ? 0 : GS_ENOCALL;
 }
 

@@ -181,7 +181,10 @@ void gs__call_arm_timeout(gs_runtime_t *rt, gs__call_t *c, int64_t timeout_ms);
 /* The held-call table: calls a server may still answer with gs_reply(). */
 void gs__held_insert(gs_runtime_t *rt, gs__call_t *c, gs_server_t *holder);
 /* Unlink c if present; drops the table's reference. */
-void gs__held_remove(gs_runtime_t *rt, gs__call_t *c);
+bool gs__held_remove(gs_runtime_t *rt, gs__call_t *c);
+/* Tell holder (if its behaviour asked: notify_caller_gone) that call id ended without its
+ * reply: ["caller_gone", id] as an info, past the mailbox limit. */
+void gs__notify_caller_gone(gs_server_t *holder, uint64_t id);
 /* Fail every call held by s with status and reason (borrowed). */
 void gs__held_fail_server(gs_runtime_t *rt, gs_server_t *s, int status, json_t *reason);
 int gs__held_init(gs_runtime_t *rt);

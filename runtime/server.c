@@ -163,11 +163,13 @@ int gs__server_push(gs_server_t *s, gs__msg_t *m, bool force)
 
 void gs__msg_discard(gs_runtime_t *rt, gs__msg_t *m, int status, json_t *reason)
 {
-    if (m->kind == GS__MSG_CAST || m->kind == GS__MSG_INFO) {
+    if (m->kind == GS__MSG_CAST || m->kind == GS__MSG_INFO || m->kind == GS__MSG_TIMEOUT) {
+        /* A result's timeout is the server's own, not a message anyone sent: not counted. */
+        if (m->kind != GS__MSG_TIMEOUT)
+            atomic_fetch_add_explicit(&rt->stats.dropped_messages, 1,
+                                      memory_order_relaxed); /* counter */
         json_decref(m->payload);
         gs__msg_free(m);
-        atomic_fetch_add_explicit(&rt->stats.dropped_messages, 1,
-                                  memory_order_relaxed); /* counter */
         return;
     }
     gs__call_t *c = gs__container_of(m, gs__call_t, msg);
@@ -397,14 +399,20 @@ static json_t *dispatch_call(gs_server_t *s, gs__call_t *c)
     /* In the table before the handler runs: it may hand `from` to another thread that
      * replies before the handler even returns. A call that timed out while queued is still
      * handled (the server's state must see it), but nobody can reply to it any more. */
+    /* The call ended before the handler could keep it (it timed out while queued, or in the
+     * window below): if the handler keeps `from` anyway, it is told at once, since the
+     * timeout could not tell it (it notifies only the holder it took out of the table). */
+    bool ended_unheld = true;
     /* acquire: pairs with the exchange in gs__call_complete */
     if (atomic_load_explicit(&c->done, memory_order_acquire) == 0) {
         gs__held_insert(rt, c, s);
+        ended_unheld = false;
         /* A timeout that fired between the check above and the insert missed the call in the
          * table: see it done now and take it out again (the timeout's second look is the
-         * other half of this handshake: call.c, timeout_fire). */
+         * other half of this handshake: call.c, timeout_fire). Whichever takes it out tells
+         * the server. */
         if (atomic_load_explicit(&c->done, memory_order_acquire) != 0)
-            gs__held_remove(rt, c);
+            ended_unheld = gs__held_remove(rt, c);
     }
     if (b->handle_call == NULL) {
         stop = json_pack("[s, O]", "bad_call", msg);
@@ -428,6 +436,8 @@ static json_t *dispatch_call(gs_server_t *s, gs__call_t *c)
     case GS_ACTION_NOREPLY:
         json_decref(r.reply);
         json_decref(r.reason);
+        if (ended_unheld)
+            gs__notify_caller_gone(s, c->id);
         stop = apply_next(s, &r);
         break;
     case GS_ACTION_STOP:

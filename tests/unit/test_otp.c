@@ -11,8 +11,10 @@
  *   ["timeout", ms]    reply "ok", then a timeout of ms    ["bad_timeout"]: timeout -1
  *   "hibernate"        reply "ok", then hibernate           "vsn": the code's answer ("v1"...)
  *   "log"              the log
- * Casts and infos: logged. handle_continue logs ["continue", arg]; arg "chain" continues again
- * with "chained". Args: {"then": "continue"|"timeout"|"hibernate", "arg": x, "ms": n} for init's
+ * Casts and infos: logged, except ["arm", ms] (a timeout of ms) and ["sleep", ms] (holds the
+ * scheduler thread, so that what is sent meanwhile queues). handle_continue logs ["continue", arg];
+ * arg "chain" continues again with "chained". Args: {"then": "continue"|"timeout"|"hibernate",
+ * "arg": x, "ms": n} for init's
  * {:ok, state, X}; {"ignore": true} (always) or {"ignore_restarts": true} (from the second init
  * on) for :ignore; {"refuse_upgrade": true}: code_change fails.
  */
@@ -101,6 +103,13 @@ static gs_result_t otp_call_v2(gs_server_t *self, void *state, json_t *msg, gs_f
 static gs_result_t otp_log_msg(gs_server_t *self, void *state, json_t *msg)
 {
     (void)self;
+    const char *cmd = json_string_value(json_array_get(msg, 0));
+    if (cmd != NULL && strcmp(cmd, "arm") == 0) /* a timeout of n ms, not logged */
+        return gs_then_timeout(GS_NOREPLY, json_integer_value(json_array_get(msg, 1)));
+    if (cmd != NULL && strcmp(cmd, "sleep") == 0) { /* hold the thread: messages queue up */
+        tu_sleep_ms((int)json_integer_value(json_array_get(msg, 1)));
+        return GS_NOREPLY;
+    }
     logv(state, json_deep_copy(msg));
     return GS_NOREPLY;
 }
@@ -344,6 +353,41 @@ static void test_message_first_cancels_timeout(void **state)
     assert_int_equal(gs_send_after(rt, "t", json_string("marker"), 400, &ref), 0);
     TU_WAIT_UNTIL(log_has(rt, "t", "\"marker\""), TU_WAIT_MS);
     assert_log(rt, "t", "[\"ping\", \"marker\"]");
+}
+
+static void test_death_with_a_timeout_queued(void **state)
+{
+    (void)state;
+    /* One scheduler, and no caller running a turn itself: while "b" holds the only thread,
+     * "t"'s timeout fires into its mailbox behind the call that crashes it, so the dying
+     * server drains a queued timeout: a message of its own that is not a call (it was once
+     * failed as one, a heap overflow that fuzz_lua_behaviour found). */
+    gs_runtime_options_t o;
+    gs_runtime_options_init(&o);
+    o.schedulers = 1;
+    o.schedulers_only = true;
+    gs_runtime_t *rt = NULL;
+    assert_int_equal(gs_runtime_create(&o, &rt), 0);
+    tu_events_subscribe(rt);
+    start(rt, "t", &otp_v1, "{}");
+    start(rt, "b", &otp_v1, "{}");
+    tu_reply_t r;
+    tu_reply_init(&r);
+
+    tu_cast(rt, "t", "[\"arm\", 30]");
+    tu_cast(rt, "b", "[\"sleep\", 300]"); /* after t's arm: the run queue is FIFO */
+    /* The call must come after the arm was handled (handled at once, it would disarm the
+     * timeout before it fires), and before it fires: while b holds the thread. */
+    TU_WAIT_UNTIL(tu_status_int(rt, "t", "messages_handled") == 1, TU_WAIT_MS);
+    assert_int_equal(
+        gs_call_async(rt, "t", tu_json("[\"bad_timeout\"]"), TU_WAIT_MS, tu_reply_cb, &r), 0);
+    assert_true(tu_reply_wait(&r, TU_WAIT_MS));
+    TU_WAIT_UNTIL(tu_events_count("t", "restarted") == 1, TU_WAIT_MS);
+    tu_call_expect(rt, "t", "\"log\"", "[]");
+    assert_int_equal(tu_stats(rt).dropped_messages, 0);
+    tu_events_unsubscribe(rt);
+    gs_runtime_destroy(rt);
+    tu_reply_close(&r);
 }
 
 static void test_state_reads_do_not_cancel_timeout(void **state)
@@ -626,6 +670,7 @@ int main(void)
         T(test_init_timeout),
         T(test_message_first_cancels_timeout),
         T(test_state_reads_do_not_cancel_timeout),
+        cmocka_unit_test(test_death_with_a_timeout_queued),
         T(test_negative_timeout_is_a_bad_return),
         T(test_hibernate_runs_callback_and_keeps_state),
         T(test_init_hibernate),
