@@ -17,6 +17,12 @@
  *             carries its due time, the receiving server records delivery - due.
  *   batcher   10,000 producer servers push ["push", n] with gs_send_request to one batcher
  *             that holds every `from` and replies "ok" to all of them every interval.
+ *   lua       the same with servers written in Lua (genserv_lua, issue 13): the lesson's
+ *             Counter as the sink of casts from one sender server (C, or Lua with gs.cast),
+ *             and again with the largest instruction budget against the default one (the
+ *             budget's cost); a Lua caller with one gs.send_request in flight to a Lua echo;
+ *             Blocky's consumer with 10,000 Lua producers; 100,000 idle Lua servers started,
+ *             hibernated from init and awake (rate, bytes each). Targets: issue 13's.
  *
  * Every scenario runs --runs times (median, min, max are printed) in a runtime of its own with
  * the default options (one scheduler per core), is bounded in time (a watchdog alarm ends the
@@ -30,10 +36,12 @@
  * rules). They are also what an Erlang atom is: a constant whose sending allocates nothing.
  * Values that vary (["push", n], the timers' due times) are built per message.
  *
- * Usage: runtime_bench [--quick] [--runs N] [--json FILE] [--only cast,call,...]
+ * Usage: runtime_bench [--quick] [--runs N] [--json FILE] [--only cast,call,lua,...]
  */
 #include <genserv/genserv.h>
+#include <genserv/lua.h>
 
+#include <dlfcn.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -91,6 +99,23 @@ static uint64_t heap_bytes(void)
 {
     struct mallinfo2 mi = mallinfo2();
     return (uint64_t)mi.uordblks + (uint64_t)mi.hblkhd;
+}
+
+/*
+ * Give back to the system what earlier runs freed, so that an RSS delta grows with the run
+ * that follows only: glibc's malloc_trim, and with jemalloc (which malloc_trim cannot see,
+ * and which keeps freed pages resident for about 10 s) a purge of every arena. mallctl is
+ * looked up rather than linked, so that the program builds without jemalloc too.
+ */
+static void heap_release(void)
+{
+    int (*mallctl_fn)(const char *, void *, size_t *, void *, size_t) = NULL;
+    void *sym = dlsym(RTLD_DEFAULT, "mallctl");
+    malloc_trim(0);
+    if (sym != NULL) {
+        memcpy(&mallctl_fn, &sym, sizeof(mallctl_fn)); /* ISO C has no object-to-function cast */
+        mallctl_fn("arena.4096.purge", NULL, NULL, NULL, 0); /* 4096: MALLCTL_ARENAS_ALL */
+    }
 }
 
 static void die(const char *what, int rc)
@@ -167,6 +192,7 @@ typedef struct config_s {
     const char *only;
     double warmup_s, window_s;
     unsigned idle_servers;
+    unsigned lua_idle_servers;
     unsigned timers, timer_min_ms, timer_max_ms;
     double batcher_window_s;
     unsigned batch_ms; /* the batcher's flush interval */
@@ -192,6 +218,17 @@ typedef enum metric_id_e {
     M_TIMER_P99,
     M_TIMER_MAX,
     M_BATCHER,
+    M_LUA_CAST,
+    M_LUA_CAST_LUA,
+    M_LUA_CAST_MAX,
+    M_LUA_BUDGET_NS,
+    M_LUA_CALL,
+    M_LUA_BATCHER,
+    M_LUA_START_RATE,
+    M_LUA_IDLE_RSS,
+    M_LUA_HIB_START_RATE,
+    M_LUA_HIB_RSS,
+    M_LUA_STOP_TIME,
     /* Details: what the figures above cost in back-pressure and errors. */
     M_CAST_1_OVL,
     M_CAST_100_OVL,
@@ -201,6 +238,9 @@ typedef enum metric_id_e {
     M_CALL_100_ERR,
     M_TIMER_LOST,
     M_BATCH_SIZE,
+    M_LUA_CAST_OVL,
+    M_LUA_STATE_BYTES,
+    M_LUA_ERRORS,
     M_COUNT
 } metric_id_t;
 
@@ -258,6 +298,35 @@ static metric_t metrics[M_COUNT] = {
     [M_TIMER_MAX] = METRIC("timer_lateness_max", "timer lateness max", "ms", 1, "-", T_NONE, 0),
     [M_BATCHER] = METRIC("batcher_10k_producers", "batcher, %N producers: completed calls",
                          "k calls/s", 1e3, "350 k/s", T_AT_LEAST, 700e3),
+    /* Lua behaviours (issue 13): targets against the issue's OTP figures, as above. */
+    [M_LUA_CAST] = METRIC("lua_cast_1_sender", "Lua counter: cast to it, 1 sender server",
+                          "M msg/s", 1e6, "5.5 M/s", T_AT_LEAST, 0.7 * 5.5e6),
+    [M_LUA_CAST_LUA] = METRIC("lua_cast_lua_sender", "Lua counter: cast to it, 1 Lua sender server",
+                              "M msg/s", 1e6, "5.5 M/s", T_NONE, 0),
+    [M_LUA_CAST_MAX] =
+        METRIC("lua_cast_budget_max", "Lua counter: cast, instruction budget at its maximum",
+               "M msg/s", 1e6, "-", T_NONE, 0),
+    [M_LUA_BUDGET_NS] =
+        METRIC("lua_budget_cost_ns", "Lua counter: ns per cast, default budget minus the largest",
+               "ns/msg", 1, "-", T_NONE, 0),
+    [M_LUA_CALL] = METRIC("lua_call_1_caller", "Lua call round trips, Lua caller to Lua echo",
+                          "k calls/s", 1e3, "640 k/s", T_AT_LEAST, 640e3),
+    [M_LUA_BATCHER] =
+        METRIC("lua_batcher_10k_producers", "Lua batcher, %N Lua producers: completed calls",
+               "k calls/s", 1e3, "350 k/s", T_AT_LEAST, 350e3),
+    [M_LUA_START_RATE] = METRIC("lua_start_rate", "start %N Lua servers: rate", "k starts/s", 1e3,
+                                "450 k/s", T_NONE, 0),
+    [M_LUA_IDLE_RSS] = METRIC("lua_idle_bytes_rss", "bytes per idle Lua server, awake (RSS delta)",
+                              "bytes", 1, "2800 B", T_AT_MOST, 16384),
+    [M_LUA_HIB_START_RATE] =
+        METRIC("lua_hibernated_start_rate", "start %N hibernating Lua servers: rate", "k starts/s",
+               1e3, "-", T_NONE, 0),
+    /* The target is 2,800 B plus the state's size, set once that is measured. */
+    [M_LUA_HIB_RSS] =
+        METRIC("lua_hibernated_bytes_rss", "bytes per idle Lua server, hibernated (RSS delta)",
+               "bytes", 1, "2800 B", T_AT_MOST, 2800),
+    [M_LUA_STOP_TIME] = METRIC("lua_stop_time", "stop the awake Lua servers (gs_runtime_destroy)",
+                               "s", 1, "-", T_NONE, 0),
     [M_CAST_1_OVL] = DETAIL("cast_1_sender_overloaded", "cast, 1 sender server: overloaded", "/s"),
     [M_CAST_100_OVL] =
         DETAIL("cast_100_senders_overloaded", "cast, 100 sender servers: overloaded", "/s"),
@@ -272,6 +341,12 @@ static metric_t metrics[M_COUNT] = {
     [M_TIMER_LOST] =
         DETAIL("timer_not_delivered", "timers not delivered by the deadline", "per run"),
     [M_BATCH_SIZE] = DETAIL("batcher_mean_batch", "batcher: mean batch size", "calls"),
+    [M_LUA_CAST_OVL] =
+        DETAIL("lua_cast_1_sender_overloaded", "Lua counter, 1 sender server: overloaded", "/s"),
+    [M_LUA_STATE_BYTES] =
+        DETAIL("lua_idle_state_bytes", "idle Lua server: its state as JSON", "bytes"),
+    [M_LUA_ERRORS] =
+        DETAIL("lua_errors", "Lua scenarios: restarts, failed calls, wrong counts", "per run"),
 };
 
 static unsigned label_count[M_COUNT]; /* what "%N" stands for */
@@ -306,6 +381,8 @@ static struct {
     _Atomic uint64_t flushes, flushed;
     unsigned batch_ms;
     unsigned burst;
+    const char *cast_text; /* set: senders cast this string, a new one per message */
+    gs_lua_t *lua;         /* the Lua host of a lua scenario */
 } g;
 
 static bool stopping(void)
@@ -402,7 +479,9 @@ static gs_result_t sender_handle_info(gs_server_t *self, void *state, json_t *ms
     if (stopping())
         return GS_NOREPLY;
     for (unsigned i = 0; i < g.burst; i++) {
-        int rc = gs_cast_server(state, json_incref(g.msg));
+        /* A string is built per message, as a real sender builds it (see the lua scenarios). */
+        json_t *m = g.cast_text != NULL ? json_string_nocheck(g.cast_text) : json_incref(g.msg);
+        int rc = gs_cast_server(state, m);
         if (rc == GS_EOVERLOADED) {
             count(&g.overloads);
             backoff(self);
@@ -468,6 +547,7 @@ static void reset_context(void)
     atomic_store(&g.sink_count.n, 0);
     atomic_store(&g.flushes, 0);
     atomic_store(&g.flushed, 0);
+    g.cast_text = NULL;
     /* The timers scenario keeps a million timers pending to one sink: past the default
      * bounds, which are for servers that clients drive. */
     gs_runtime_options_t o;
@@ -627,7 +707,7 @@ static void run_idle(const config_t *cfg)
     char name[32];
     unsigned n = cfg->idle_servers, started = 0;
     reset_context();
-    malloc_trim(0); /* give back what earlier runs freed, so that RSS grows with this one */
+    heap_release(); /* give back what earlier runs freed, so that RSS grows with this one */
     uint64_t rss0 = rss_bytes(), heap0 = heap_bytes();
     uint64_t t0 = now_ns();
     for (unsigned i = 0; i < n; i++) {
@@ -869,6 +949,422 @@ static void run_batcher(const config_t *cfg)
 }
 
 /* ---------------------------------------------------------------------------------------- */
+/* lua: the same scenarios with behaviours written in Lua (genserv_lua, issue 13)             */
+/* ---------------------------------------------------------------------------------------- */
+
+/*
+ * The behaviours are the examples' (examples/behaviours/), kept here so that an edit to an
+ * example does not move a benchmark: the lesson's Counter (lua_counter.lua; init args `true`
+ * make it hibernate at once, for the idle scenario), Blocky's Consumer and Producer
+ * (lua_blocky_consumer.lua, lua_blocky_producer.lua, without the consumer's history of batches
+ * and its print), an echo server, a caller that keeps one gs.send_request in flight, and a
+ * sender casting a burst per self-message like the C sender. Each server counts what it did
+ * in its state and the main thread reads that count with gs_get_state (format_status, where
+ * the state holds more): it is the Lua code's own count, read through the mailbox, taken when
+ * the answer arrives.
+ */
+static const char lua_counter_src[] =
+    "local Counter = {vsn = '1'}\n"
+    "function Counter.init(args)\n"
+    "  if args == true then return {'ok', 0, 'hibernate'} end\n"
+    "  return {'ok', 0}\n"
+    "end\n"
+    "function Counter.handle_cast(msg, count)\n"
+    "  if msg == 'increment' then return {'noreply', count + 1} end\n"
+    "end\n"
+    "function Counter.handle_call(msg, _from, count)\n"
+    "  if msg == 'get_count' then return {'reply', count, count} end\n"
+    "end\n"
+    "return Counter\n";
+
+static const char lua_sender_src[] = "local Sender = {}\n"
+                                     "function Sender.init(args)\n"
+                                     "  gs.send(gs.self(), 'go')\n"
+                                     "  return {'ok', args}\n"
+                                     "end\n"
+                                     "function Sender.handle_info(msg, s)\n"
+                                     "  for _ = 1, s.burst do\n"
+                                     "    if not gs.cast(s.sink, 'increment') then\n"
+                                     "      gs.send_after(nil, 'go', 1)\n"
+                                     "      return {'noreply', s}\n"
+                                     "    end\n"
+                                     "  end\n"
+                                     "  gs.send(gs.self(), 'go')\n"
+                                     "  return {'noreply', s}\n"
+                                     "end\n"
+                                     "return Sender\n";
+
+static const char lua_echo_src[] = "local Echo = {}\n"
+                                   "function Echo.init() return {'ok', 0} end\n"
+                                   "function Echo.handle_call(msg, _from, n)\n"
+                                   "  return {'reply', 'ok', n}\n"
+                                   "end\n"
+                                   "return Echo\n";
+
+static const char lua_caller_src[] = "local Caller = {}\n"
+                                     "function Caller.init(target)\n"
+                                     "  gs.send(gs.self(), 'go')\n"
+                                     "  return {'ok', {target = target, n = 0, errors = 0}}\n"
+                                     "end\n"
+                                     "function Caller.handle_info(msg, s)\n"
+                                     "  if msg ~= 'go' then\n"
+                                     "    if msg[1] ~= 'gs_reply' then\n"
+                                     "      s.errors = s.errors + 1\n"
+                                     "      gs.send_after(nil, 'go', 1)\n"
+                                     "      return {'noreply', s}\n"
+                                     "    end\n"
+                                     "    s.n = s.n + 1\n"
+                                     "  end\n"
+                                     "  if not gs.send_request(s.target, 'ping', 'echo') then\n"
+                                     "    s.errors = s.errors + 1\n"
+                                     "    gs.send_after(nil, 'go', 1)\n"
+                                     "  end\n"
+                                     "  return {'noreply', s}\n"
+                                     "end\n"
+                                     "function Caller.format_status(s) return {s.n, s.errors} end\n"
+                                     "return Caller\n";
+
+static const char lua_consumer_src[] =
+    "local Consumer = {}\n"
+    "function Consumer.init(interval_ms)\n"
+    "  gs.send_after(nil, 'aggregate', interval_ms)\n"
+    "  return {'ok', {interval_ms = interval_ms, batch = {}, replied = 0, flushes = 0}}\n"
+    "end\n"
+    "function Consumer.handle_call(msg, from, state)\n"
+    "  if type(msg) == 'table' and msg[1] == 'push' and math.type(msg[2]) == 'integer' then\n"
+    "    table.insert(state.batch, {from, msg[2]})\n"
+    "    return {'noreply', state}\n"
+    "  end\n"
+    "end\n"
+    "function Consumer.handle_info(msg, state)\n"
+    "  if msg == 'aggregate' then\n"
+    "    local sum = 0\n"
+    "    for _, pushed in ipairs(state.batch) do sum = sum + pushed[2] end\n"
+    "    for _, pushed in ipairs(state.batch) do gs.reply(pushed[1], 'ok') end\n"
+    "    if #state.batch > 0 then state.flushes = state.flushes + 1 end\n"
+    "    state.replied = state.replied + #state.batch\n"
+    "    state.sum = sum\n"
+    "    gs.send_after(nil, 'aggregate', state.interval_ms)\n"
+    "    state.batch = {}\n"
+    "  end\n"
+    "  return {'noreply', state}\n"
+    "end\n"
+    "function Consumer.format_status(state) return {state.replied, state.flushes} end\n"
+    "return Consumer\n";
+
+static const char lua_producer_src[] =
+    "local Producer = {}\n"
+    "local RETRY_MS = 100\n"
+    "function Producer.init(consumer)\n"
+    "  gs.send(gs.self(), 'produce')\n"
+    "  return {'ok', {consumer = consumer, number = 1}}\n"
+    "end\n"
+    "function Producer.handle_info(msg, state)\n"
+    "  if msg == 'produce' then\n"
+    "    if not gs.send_request(state.consumer, {'push', state.number}, state.number) then\n"
+    "      gs.send_after(nil, 'produce', RETRY_MS)\n"
+    "    end\n"
+    "    return {'noreply', state}\n"
+    "  end\n"
+    "  if type(msg) == 'table' and msg[2] == state.number then\n"
+    "    if msg[1] == 'gs_reply' then\n"
+    "      state.number = state.number + 1\n"
+    "      gs.send(gs.self(), 'produce')\n"
+    "    elseif msg[1] == 'gs_error' then\n"
+    "      gs.send_after(nil, 'produce', RETRY_MS)\n"
+    "    end\n"
+    "  end\n"
+    "  return {'noreply', state}\n"
+    "end\n"
+    "return Producer\n";
+
+/* The largest instruction budget the host accepts (GS_LUA_LIMITS_MAP's bound). */
+#define LUA_MAX_INSTRUCTIONS 1000000000000ull
+
+/* A runtime and a Lua host with every behaviour above loaded; the host's options are its
+ * defaults, save that a server may ask for the largest budget there is. */
+static void lua_begin(void)
+{
+    static const struct {
+        const char *name, *src;
+        size_t len;
+    } srcs[] = {
+        {"bench_lua_counter", lua_counter_src, sizeof(lua_counter_src) - 1},
+        {"bench_lua_sender", lua_sender_src, sizeof(lua_sender_src) - 1},
+        {"bench_lua_echo", lua_echo_src, sizeof(lua_echo_src) - 1},
+        {"bench_lua_caller", lua_caller_src, sizeof(lua_caller_src) - 1},
+        {"bench_lua_consumer", lua_consumer_src, sizeof(lua_consumer_src) - 1},
+        {"bench_lua_producer", lua_producer_src, sizeof(lua_producer_src) - 1},
+    };
+    gs_lua_options_t o;
+    reset_context();
+    gs_lua_options_init(&o);
+    o.max_instruction_limit = LUA_MAX_INSTRUCTIONS;
+    int rc = gs_lua_create(g.rt, &o, &g.lua);
+    if (rc != 0)
+        die("gs_lua_create", rc);
+    for (size_t i = 0; i < sizeof(srcs) / sizeof(srcs[0]); i++) {
+        json_t *err = NULL;
+        rc = gs_lua_load(g.lua, srcs[i].name, "1", srcs[i].src, srcs[i].len, NULL, &err);
+        if (rc != 0) {
+            fprintf(stderr, "runtime_bench: gs_lua_load %s: %s\n", srcs[i].name,
+                    err != NULL ? json_string_value(err) : gs_strerror(rc));
+            exit(1);
+        }
+    }
+}
+
+/* What went wrong in this run's lua scenarios: restarts, failed calls, unreadable counts. */
+static uint64_t lua_errors;
+
+static void lua_end(void)
+{
+    gs_runtime_destroy(g.rt);
+    gs_lua_destroy(g.lua);
+    g.lua = NULL;
+}
+
+/* Start a server of Lua behaviour b (args taken; opts may be NULL). */
+static void lua_start(const char *name, const char *b, json_t *args, const gs_start_options_t *o)
+{
+    const gs_behaviour_t *beh = gs_behaviour_find(g.rt, b);
+    json_t *reason = NULL;
+    if (beh == NULL)
+        die(b, GS_ENOBEHAVIOUR);
+    int rc = gs_start(g.rt, name, beh, args, o, &reason);
+    if (rc != 0) {
+        char *why = reason != NULL ? json_dumps(reason, JSON_ENCODE_ANY) : NULL;
+        fprintf(stderr, "runtime_bench: start %s (%s): %s %s\n", name, b, gs_strerror(rc),
+                why != NULL ? why : "");
+        exit(1);
+    }
+    json_decref(args);
+}
+
+/* What a Lua server shows of its state through gs_get_state: new reference, or NULL. */
+static json_t *lua_state(const char *name)
+{
+    json_t *st = NULL;
+    if (gs_get_state(g.rt, name, 10000, &st) != 0) {
+        json_decref(st);
+        return NULL;
+    }
+    return st;
+}
+
+/* The count a Lua server keeps: its state, or the first element of what it shows. */
+static uint64_t lua_count(const char *name)
+{
+    json_t *st = lua_state(name);
+    json_t *n = json_is_array(st) ? json_array_get(st, 0) : st;
+    uint64_t v = json_is_integer(n) ? (uint64_t)json_integer_value(n) : 0;
+    if (!json_is_integer(n))
+        count(&g.errors);
+    json_decref(st);
+    return v;
+}
+
+/* Restarts of a server (a crash of a Lua server is an error of the scenario). */
+static uint64_t restarts_of(const char *name)
+{
+    json_t *st = gs_server_status(g.rt, name);
+    uint64_t n = (uint64_t)json_integer_value(json_object_get(st, "restarts"));
+    json_decref(st);
+    return n;
+}
+
+/* Events per second counted by a Lua server over the window that follows the warm-up. */
+static double measure_lua(const config_t *cfg, const char *name, double window_s)
+{
+    sleep_s(cfg->warmup_s);
+    uint64_t c0 = lua_count(name), t0 = now_ns();
+    sleep_s(window_s);
+    uint64_t c1 = lua_count(name), t1 = now_ns();
+    return c1 > c0 ? (double)(c1 - c0) * 1e9 / (double)(t1 - t0) : 0;
+}
+
+typedef enum lua_cast_e { LUA_CAST_C_SENDER, LUA_CAST_MAX_BUDGET, LUA_CAST_LUA_SENDER } lua_cast_t;
+
+/*
+ * The Lua Counter as the sink of the cast scenario: one sender server casts "increment" (a
+ * new string per message) in bursts, backing off 1 ms when the counter's mailbox is full. The
+ * sender is the C one of the cast scenario, or (LUA_CAST_LUA_SENDER) a Lua server doing the
+ * same with gs.cast. LUA_CAST_MAX_BUDGET starts the counter with the largest instruction
+ * budget: the count hook stays (the host has no switch for it), only the budget differs.
+ * Returns the rate; the caller records it (run_lua: the budget's runs are paired).
+ */
+static double run_lua_cast(const config_t *cfg, lua_cast_t mode)
+{
+    static const metric_id_t ids[] = {M_LUA_CAST, M_LUA_CAST_MAX, M_LUA_CAST_LUA};
+    gs_start_options_t o;
+    lua_begin();
+    gs_start_options_init(&o);
+    if (mode == LUA_CAST_MAX_BUDGET)
+        o.instruction_limit = LUA_MAX_INSTRUCTIONS;
+    lua_start("sink", "bench_lua_counter", NULL, &o);
+    if (mode == LUA_CAST_LUA_SENDER) {
+        lua_start("sender0", "bench_lua_sender",
+                  json_pack("{s:s, s:i}", "sink", "sink", "burst", (int)g.burst), NULL);
+    } else {
+        g.cast_text = "increment";
+        start_or_die("sender0", &sender_behaviour, NULL);
+    }
+    uint64_t o0 = atomic_load(&g.overloads), t0 = now_ns();
+    double rate = measure_lua(cfg, "sink", cfg->window_s);
+    double ovl_rate = (double)(atomic_load(&g.overloads) - o0) * 1e9 / (double)(now_ns() - t0);
+    uint64_t errors = atomic_load(&g.errors) + restarts_of("sink") + restarts_of("sender0");
+    atomic_store(&g.stop, 1);
+    lua_end();
+    lua_errors += errors;
+    if (mode == LUA_CAST_LUA_SENDER)
+        record(M_LUA_CAST_LUA, rate);
+    else if (mode == LUA_CAST_C_SENDER)
+        record(M_LUA_CAST_OVL, ovl_rate);
+    if (errors != 0)
+        fprintf(stderr, "  lua cast: %llu errors\n", (unsigned long long)errors);
+    fprintf(stderr, "  %-50s %8.3f M msg/s (overloaded %.0f/s)\n", metrics[ids[mode]].label,
+            rate / 1e6, ovl_rate);
+    return rate;
+}
+
+/* A Lua caller keeping one gs.send_request in flight to a Lua echo server. */
+static void run_lua_call(const config_t *cfg)
+{
+    lua_begin();
+    lua_start("echo", "bench_lua_echo", NULL, NULL);
+    lua_start("caller0", "bench_lua_caller", json_string("echo"), NULL);
+    double rate = measure_lua(cfg, "caller0", cfg->window_s);
+    json_t *st = lua_state("caller0");
+    uint64_t errors = (uint64_t)json_integer_value(json_array_get(st, 1)) + restarts_of("echo") +
+                      restarts_of("caller0") + atomic_load(&g.errors);
+    json_decref(st);
+    lua_end();
+    record(M_LUA_CALL, rate);
+    lua_errors += errors;
+    fprintf(stderr, "  %-50s %8.1f k calls/s (errors %llu)\n", metrics[M_LUA_CALL].label,
+            rate / 1e3, (unsigned long long)errors);
+}
+
+/* Blocky: 10,000 Lua producers, each with one push in flight, to a Lua consumer that holds
+ * every `from` and answers them all every batch interval. Completed calls are the replies the
+ * consumer made. */
+static void run_lua_batcher(const config_t *cfg)
+{
+    char name[32];
+    lua_begin();
+    lua_start("consumer", "bench_lua_consumer", json_integer(g.batch_ms), NULL);
+    uint64_t t0 = now_ns();
+    for (unsigned i = 0; i < PRODUCERS; i++) {
+        snprintf(name, sizeof(name), "producer%u", i);
+        lua_start(name, "bench_lua_producer", json_string("consumer"), NULL);
+    }
+    double start_s = (double)(now_ns() - t0) / 1e9;
+    double rate = measure_lua(cfg, "consumer", cfg->batcher_window_s);
+    json_t *st = lua_state("consumer");
+    double mean = json_integer_value(json_array_get(st, 1)) > 0
+                      ? (double)json_integer_value(json_array_get(st, 0)) /
+                            (double)json_integer_value(json_array_get(st, 1))
+                      : 0;
+    json_decref(st);
+    uint64_t errors = restarts_of("consumer") + atomic_load(&g.errors);
+    lua_end();
+    record(M_LUA_BATCHER, rate);
+    fprintf(stderr,
+            "  %-50s %8.1f k calls/s (mean batch %.0f, producers started in %.2f s, errors "
+            "%llu)\n",
+            "Lua batcher, 10,000 Lua producers", rate / 1e3, mean, start_s,
+            (unsigned long long)errors);
+    lua_errors += errors;
+}
+
+/*
+ * N idle Lua Counters started from the main thread: the rate, and bytes per server as the RSS
+ * delta (each has its own Lua state: its globals, the chunk's functions, its state). With
+ * hibernate, each init returns {"ok", 0, "hibernate"}: the state is kept as JSON text and the
+ * Lua state closed. The hibernating run goes first, on the youngest heap.
+ */
+static void run_lua_idle(const config_t *cfg, bool hibernate)
+{
+    char name[32];
+    unsigned n = cfg->lua_idle_servers, started = 0;
+    lua_begin();
+    heap_release();
+    uint64_t rss0 = rss_bytes(), t0 = now_ns();
+    for (unsigned i = 0; i < n; i++) {
+        snprintf(name, sizeof(name), "lua%07u", i);
+        lua_start(name, "bench_lua_counter", hibernate ? json_true() : NULL, NULL);
+        started++;
+        if ((i & 1023) == 0 && now_ns() - t0 > (uint64_t)START_LIMIT_S * 1000000000u) {
+            fprintf(stderr, "  lua idle: time limit reached after %u servers\n", started);
+            break;
+        }
+    }
+    uint64_t t1 = now_ns(), rss1 = rss_bytes();
+    /* The state as inspection shows it (a hibernated server is read without waking it). */
+    json_t *st = lua_state("lua0000000");
+    char *text = st != NULL ? json_dumps(st, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+    double state_bytes = text != NULL ? (double)strlen(text) : -1;
+    free(text);
+    json_decref(st);
+    uint64_t t2 = now_ns();
+    lua_end();
+    uint64_t t3 = now_ns();
+    double start_s = (double)(t1 - t0) / 1e9, per = (double)(rss1 - rss0) / started;
+    record(hibernate ? M_LUA_HIB_START_RATE : M_LUA_START_RATE, started / start_s);
+    record(hibernate ? M_LUA_HIB_RSS : M_LUA_IDLE_RSS, per);
+    if (hibernate) {
+        record(M_LUA_STATE_BYTES, state_bytes);
+        metrics[M_LUA_HIB_RSS].target = 2800 + state_bytes;
+    } else {
+        record(M_LUA_STOP_TIME, (double)(t3 - t2) / 1e9);
+    }
+    fprintf(stderr,
+            "  lua idle %u%s: %.1f k starts/s, %.0f B/server RSS, state %.0f B, start %.2f s, "
+            "destroy %.2f s\n",
+            started, hibernate ? " hibernated" : "", started / start_s / 1e3, per, state_bytes,
+            start_s, (double)(t3 - t2) / 1e9);
+}
+
+static bool selected(const config_t *cfg, const char *name);
+
+/* Whether a part of the lua group is selected: "lua" selects them all. */
+static bool lua_selected(const config_t *cfg, const char *part)
+{
+    return selected(cfg, "lua") || selected(cfg, part);
+}
+
+static void run_lua(const config_t *cfg)
+{
+    lua_errors = 0;
+    if (lua_selected(cfg, "lua-idle")) {
+        run_lua_idle(cfg, true);
+        run_lua_idle(cfg, false);
+    }
+    if (lua_selected(cfg, "lua-budget")) {
+        /* Default, largest, largest, default: a drift of the machine's load over the four
+         * windows cancels out of the difference. Each figure is the mean of its two. */
+        double d1 = run_lua_cast(cfg, LUA_CAST_C_SENDER);
+        double m1 = run_lua_cast(cfg, LUA_CAST_MAX_BUDGET);
+        double m2 = run_lua_cast(cfg, LUA_CAST_MAX_BUDGET);
+        double d2 = run_lua_cast(cfg, LUA_CAST_C_SENDER);
+        double def = (d1 + d2) / 2, max = (m1 + m2) / 2;
+        record(M_LUA_CAST, def);
+        record(M_LUA_CAST_MAX, max);
+        if (def > 0 && max > 0)
+            record(M_LUA_BUDGET_NS, 1e9 / def - 1e9 / max);
+    } else if (lua_selected(cfg, "lua-cast")) {
+        record(M_LUA_CAST, run_lua_cast(cfg, LUA_CAST_C_SENDER));
+    }
+    if (lua_selected(cfg, "lua-cast-lua"))
+        run_lua_cast(cfg, LUA_CAST_LUA_SENDER);
+    if (lua_selected(cfg, "lua-call"))
+        run_lua_call(cfg);
+    if (lua_selected(cfg, "lua-batcher"))
+        run_lua_batcher(cfg);
+    record(M_LUA_ERRORS, (double)lua_errors);
+}
+
+/* ---------------------------------------------------------------------------------------- */
 /* Report                                                                                     */
 /* ---------------------------------------------------------------------------------------- */
 
@@ -1071,13 +1567,15 @@ static bool selected(const config_t *cfg, const char *name)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: runtime_bench [--quick] [--runs N] [--json FILE] [--only LIST]\n"
-            "  --quick      smaller counts and windows (under 30 s in all)\n"
-            "  --runs N     repeat each scenario N times (default 3, at most %d)\n"
-            "  --json FILE  also write the results as JSON, with the peak RSS\n"
-            "  --only LIST  comma-separated: idle,cast,cast-threads,call,timers,batcher\n",
-            MAX_RUNS);
+    fprintf(
+        f,
+        "usage: runtime_bench [--quick] [--runs N] [--json FILE] [--only LIST]\n"
+        "  --quick      smaller counts and windows (under 30 s in all)\n"
+        "  --runs N     repeat each scenario N times (default 3, at most %d)\n"
+        "  --json FILE  also write the results as JSON, with the peak RSS\n"
+        "  --only LIST  comma-separated: idle,cast,cast-threads,call,timers,batcher,lua\n"
+        "               (lua: lua-idle,lua-cast,lua-budget,lua-cast-lua,lua-call,lua-batcher)\n",
+        MAX_RUNS);
 }
 
 static void parse_args(int argc, char **argv, config_t *cfg)
@@ -1114,6 +1612,7 @@ static void parse_args(int argc, char **argv, config_t *cfg)
         cfg->window_s = 0.4;
         cfg->batcher_window_s = 0.8;
         cfg->idle_servers = 100000;
+        cfg->lua_idle_servers = 100000;
         cfg->timers = 100000;
         cfg->timer_min_ms = 500;
         cfg->timer_max_ms = 1500;
@@ -1122,6 +1621,7 @@ static void parse_args(int argc, char **argv, config_t *cfg)
         cfg->window_s = 2.0;
         cfg->batcher_window_s = 3.0;
         cfg->idle_servers = 1000000;
+        cfg->lua_idle_servers = 100000;
         cfg->timers = 1000000;
         cfg->timer_min_ms = 1000;
         cfg->timer_max_ms = 3000;
@@ -1147,7 +1647,8 @@ int main(int argc, char **argv)
     g.burst = cfg.burst;
     label_count[M_START_RATE] = label_count[M_START_TIME] = cfg.idle_servers;
     label_count[M_TIMER_RATE] = cfg.timers;
-    label_count[M_BATCHER] = PRODUCERS;
+    label_count[M_BATCHER] = label_count[M_LUA_BATCHER] = PRODUCERS;
+    label_count[M_LUA_START_RATE] = label_count[M_LUA_HIB_START_RATE] = cfg.lua_idle_servers;
 
     gs_runtime_t *probe;
     int rc = gs_runtime_create(NULL, &probe);
@@ -1181,6 +1682,10 @@ int main(int argc, char **argv)
             run_timers(&cfg);
         if (selected(&cfg, "batcher"))
             run_batcher(&cfg);
+        if (lua_selected(&cfg, "lua-idle") || lua_selected(&cfg, "lua-cast") ||
+            lua_selected(&cfg, "lua-budget") || lua_selected(&cfg, "lua-cast-lua") ||
+            lua_selected(&cfg, "lua-call") || lua_selected(&cfg, "lua-batcher"))
+            run_lua(&cfg);
         alarm(0);
     }
 
