@@ -7,13 +7,16 @@
 %% timeout) per `go`; N idle gen_servers are started, measured and killed; 1,000,000
 %% erlang:send_after timers each carry their due time to a sink that records the lateness;
 %% 10,000 producers call a batcher that holds every From and replies `ok` to all of them every
-%% interval. Throughput is counted over a fixed window after a warm-up, the median of Runs.
+%% interval; 100,000 idle gen_servers hibernate from init ({ok, State, hibernate}), the peer
+%% of runtime_bench's hibernated Lua servers (its lua group; the other Lua scenarios compare
+%% with the groups above). Throughput is counted over a fixed window after a warm-up, the
+%% median of Runs.
 %%
 %% Usage: gs_bench:main([Mode, Runs]) or gs_bench:main([Mode, Runs, Only, JsonFile])
 %%   Mode      "quick" or "full" (the counts and windows of runtime_bench's --quick and default)
 %%   Runs      how many times each scenario runs
-%%   Only      "all" or a comma-separated list of idle,cast,call,timers,batcher (the names of
-%%             runtime_bench's --only)
+%%   Only      "all" or a comma-separated list of idle,cast,call,timers,batcher,hibernate (the
+%%             names of runtime_bench's --only; hibernate is the OTP side of its lua group)
 %%   JsonFile  "" or a file to write the results to, in runtime_bench's --json layout: the
 %%             same keys, raw units (msg/s, calls/s, bytes, ms) with the display scale beside
 %%             them, every sample, and the peak RSS of this OS process (VmHWM), so that
@@ -36,12 +39,12 @@
 
 config("quick") ->
     #{warmup => 100, window => 400, batcher_window => 800, idle => 100000, timers => 100000,
-      tmin => 500, tmax => 1500};
+      tmin => 500, tmax => 1500, hibernated => 100000};
 config("full") ->
     #{warmup => 500, window => 2000, batcher_window => 3000, idle => 1000000,
-      timers => 1000000, tmin => 1000, tmax => 3000}.
+      timers => 1000000, tmin => 1000, tmax => 3000, hibernated => 100000}.
 
--define(SCENARIOS, ["idle", "cast", "call", "timers", "batcher"]).
+-define(SCENARIOS, ["idle", "cast", "call", "timers", "batcher", "hibernate"]).
 
 main([Mode, RunsS]) ->
     main([Mode, RunsS, "all", ""]);
@@ -81,7 +84,10 @@ rows() ->
      {timer_lateness_p50, "timer lateness p50", "ms", 1.0},
      {timer_lateness_p99, "timer lateness p99", "ms", 1.0},
      {timer_lateness_max, "timer lateness max", "ms", 1.0},
-     {batcher_10k_producers, "batcher, 10,000 producers: completed calls", "k calls/s", 1.0e3}].
+     {batcher_10k_producers, "batcher, 10,000 producers: completed calls", "k calls/s", 1.0e3},
+     {hibernated_start_rate, "start hibernating idle servers: rate", "k starts/s", 1.0e3},
+     {hibernated_idle_bytes, "bytes per hibernated idle server (erlang:memory total)", "bytes",
+      1.0}].
 
 scale(K) -> element(4, lists:keyfind(K, 1, rows())).
 
@@ -137,7 +143,8 @@ run_all(#{only := Only} = Cfg, Acc0) ->
              {"call", fun(A) -> A1 = add(call_1_caller, call(Cfg, 1), A),
                                 add(call_100_callers, call(Cfg, 100), A1) end},
              {"timers", fun(A) -> timers(Cfg, A) end},
-             {"batcher", fun(A) -> add(batcher_10k_producers, batcher(Cfg), A) end}],
+             {"batcher", fun(A) -> add(batcher_10k_producers, batcher(Cfg), A) end},
+             {"hibernate", fun(A) -> hibernated(Cfg, A) end}],
     lists:foldl(fun({Name, Step}, A) ->
                         case lists:member(Name, Only) of
                             true -> Step(A);
@@ -177,6 +184,7 @@ init({sender, Sink}) -> self() ! go, {ok, {sender, Sink}};
 init(echo) -> {ok, echo};
 init({caller, Counter}) -> self() ! go, {ok, {caller, Counter}};
 init(idle) -> {ok, idle};
+init(hibernated) -> {ok, idle, hibernate};
 init(tsink) -> {ok, {tsink, []}};
 init(batcher) -> erlang:send_after(?BATCH_MS, self(), flush), {ok, {batcher, []}};
 init({producer, Counter}) -> self() ! go, {ok, {producer, Counter, 1}}.
@@ -267,6 +275,40 @@ idle(#{idle := N}, Acc) ->
 
 start_idle(0) -> ok;
 start_idle(K) -> {ok, _} = gen_server:start_link(?MODULE, idle, []), start_idle(K - 1).
+
+%% N idle gen_servers whose init returns {ok, idle, hibernate}: each hibernates at once
+%% (erlang:hibernate: its stack dropped, its heap shrunk to what is live). Memory is read once
+%% the last one started has hibernated (the earlier ones did before it).
+hibernated(#{hibernated := N}, Acc) ->
+    Self = self(),
+    erlang:garbage_collect(),
+    Mem0 = erlang:memory(total),
+    Count0 = erlang:system_info(process_count),
+    Owner = spawn(fun() ->
+        T0 = now_ns(),
+        Last = start_hibernated(N, undefined),
+        T1 = now_ns(),
+        wait_hibernated(Last),
+        Self ! {started, T1 - T0},
+        receive never -> ok end
+    end),
+    Dt = receive {started, D} -> D end,
+    Mem1 = erlang:memory(total),
+    exit(Owner, kill),
+    wait_count(Count0),
+    Acc1 = add(hibernated_start_rate, N * 1.0e9 / Dt, Acc),
+    add(hibernated_idle_bytes, (Mem1 - Mem0) / N, Acc1).
+
+start_hibernated(0, Last) -> Last;
+start_hibernated(K, _) ->
+    {ok, Pid} = gen_server:start_link(?MODULE, hibernated, []),
+    start_hibernated(K - 1, Pid).
+
+wait_hibernated(Pid) ->
+    case erlang:process_info(Pid, current_function) of
+        {current_function, {erlang, hibernate, 3}} -> ok;
+        _ -> timer:sleep(1), wait_hibernated(Pid)
+    end.
 
 wait_count(Count) ->
     case erlang:system_info(process_count) > Count of

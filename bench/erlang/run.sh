@@ -2,7 +2,7 @@
 # Measure the OTP side of docs/performance.md on this machine: compile gs_bench.erl and run
 # it on two schedulers, like the C benchmark's default runtime on this 2-core machine.
 # Usage: bench/erlang/run.sh [quick|full] [RUNS] [ONLY] [JSON]   (defaults: full 3 all, no JSON)
-#   ONLY  all, or a comma-separated list of idle,cast,call,timers,batcher
+#   ONLY  all, or a comma-separated list of idle,cast,call,timers,batcher,hibernate
 #   JSON  a file to write the results to, in runtime_bench's --json layout (bench/compare)
 # GS_BENCH_EBIN=DIR compiles into DIR, and only when gs_bench.beam there is older than the
 # source, so that a harness running one scenario at a time compiles once.
