@@ -5,7 +5,10 @@
 #            Erlang gen_servers (bench/erlang/gs_bench.erl, `erl +S 2`): cast from 1 and 100
 #            senders, call round trips with 1 and 100 callers, idle servers (starts/s, bytes
 #            each), 1,000,000 send_after timers (scheduling rate, lateness), a batcher with
-#            10,000 producers; each program's peak RSS per scenario;
+#            10,000 producers; each program's peak RSS per scenario; and servers written in
+#            Lua (issue 13: a Lua counter's casts, Lua-to-Lua call round trips, the Blocky
+#            batcher with 10,000 Lua producers, 100,000 idle Lua servers awake and hibernated,
+#            the instruction budget's cost) against OTP's native gen_servers;
 #   http     genserv POST /call get_count against webdis GET /INCR/counter (+ redis-server)
 #            and against nginx answering a constant 200 to a POST (the ceiling), with wrk
 #            (2 threads, keep-alive) at 16, 64, 256, 1,024 and 4,096 connections, each
@@ -21,8 +24,9 @@
 #
 # Usage: bench/compare/run.sh [--quick] [--rounds N] [--only runtime|http] [--out PREFIX]
 #                             [--duration S] [--sweep-duration S] [--no-install]
-#   --quick           under a minute once built: 1 round, runtime_bench --quick and gs_bench
-#                     quick (100,000 idle servers and timers, 0.4 s windows), wrk 2 s at 64
+#   --quick           about a minute once built: 1 round, runtime_bench --quick and gs_bench
+#                     quick (100,000 idle servers and timers, 0.4 s windows; the lua group's
+#                     100,000 Lua servers, awake and hibernated, take 15 s), wrk 2 s at 64
 #                     connections and 1 s at 16, 1,024 and 4,096, held calls 1,000 and 10,000;
 #                     results to bench/results/compare.quick.tmp.* (ignored by git)
 #   --rounds N        rounds (default 3; medians need at least 3)
@@ -142,7 +146,9 @@ log "$mode mode, $rounds round(s), $(nproc) cores, load $load_before"
 
 # --- Runtime: runtime_bench against gs_bench, one scenario group at a time -----------------
 
-RT_GROUPS=(idle cast call timers batcher)
+# lua is runtime_bench's Lua behaviours (issue 13); its OTP peers are the groups before it,
+# save for hibernated servers, which gs_bench measures in its group "hibernate".
+RT_GROUPS=(idle cast call timers batcher lua)
 rb_mode=()
 ((quick)) && rb_mode=(--quick)
 
@@ -154,8 +160,10 @@ run_runtime() {
         timeout 900 "$RUNTIME_BENCH" "${rb_mode[@]}" --runs 1 --only "$group" --json "$json" \
             >"$logf" 2>&1 || die "runtime_bench --only $group failed: $(tail -3 "$logf")"
     else
-        GS_BENCH_EBIN=$WORK/ebin timeout 900 "$ROOT/bench/erlang/run.sh" "$mode" 1 "$group" \
-            "$json" >"$logf" 2>&1 || die "gs_bench $group failed: $(tail -3 "$logf")"
+        local otp_group=$group
+        [[ $group == lua ]] && otp_group=hibernate
+        GS_BENCH_EBIN=$WORK/ebin timeout 900 "$ROOT/bench/erlang/run.sh" "$mode" 1 "$otp_group" \
+            "$json" >"$logf" 2>&1 || die "gs_bench $otp_group failed: $(tail -3 "$logf")"
     fi
     jq -c --arg s "$system" --arg g "$group" --argjson r "$round" '
         (.results | to_entries[]
@@ -243,8 +251,8 @@ config=$(jq -n -c --arg mode "$mode" --argjson rounds "$rounds" --arg only "$onl
     --argjson skipped "$(printf '%s\n' "${held_skipped[@]}" | jq -s -c 'map(select(. != null))')" \
     '{mode: $mode, rounds: $rounds, only: $only, genserv_commit: $commit, genserv_malloc: $malloc,
       runtime: {genserv: "runtime_bench \(if $mode == "quick" then "--quick " else "" end)--runs 1 --only GROUP (default runtime options: one scheduler per core)",
-                otp: "bench/erlang/run.sh \($mode) 1 GROUP (erl +S 2\(if $mode == "full" then ", +P 2000000 for idle" else "" end))",
-                groups: ["idle", "cast", "call", "timers", "batcher"]},
+                otp: "bench/erlang/run.sh \($mode) 1 GROUP (erl +S 2\(if $mode == "full" then ", +P 2000000 for idle" else "" end); for lua, GROUP hibernate)",
+                groups: ["idle", "cast", "call", "timers", "batcher", "lua"]},
       http: {wrk: "wrk -t2 --timeout 10s, keep-alive", duration_s_at_64: $dur,
              duration_s_sweep: $sdur, connections: $conns, held_calls: $held,
              held_calls_skipped: $skipped,

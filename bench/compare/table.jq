@@ -1,6 +1,6 @@
 # bench/compare/table.jq: the samples that bench/compare/run.sh collected (one JSON object
 # per line, read with `jq -s -L bench/http`) made into the comparison table and the two
-# sweeps, with the targets of issue 7. Rows are bench/http/stats.jq's.
+# sweeps, with the targets of issues 7 and 13. Rows are bench/http/stats.jq's.
 #
 # Samples:
 #   {"part": "runtime", "system": "genserv"|"otp", "group": "cast", "round": 1, "key":
@@ -48,6 +48,32 @@ include "stats";
     rtrow("timer_lateness_p99"; "timer_lateness_p99"; "<= 5 ms"; [["at_most", 5]]),
     rtrow("batcher_10k_producers"; "batcher_10k_producers"; ">= 2x OTP";
           [["ratio_at_least", 2]]),
+    # Lua behaviours (issue 13): runtime_bench's lua group, whose servers run Lua code, against
+    # OTP's native gen_servers of the groups above (same run); hibernated servers against the
+    # OTP group "hibernate", which exists for them.
+    rtrow("lua_cast_1_sender"; "cast_1_sender"; ">= 0.7x OTP"; [["ratio_at_least", 0.7]]),
+    rtrow("lua_cast_lua_sender"; "cast_1_sender"; "-"; []),
+    rtrow("lua_call_1_caller"; "call_1_caller"; ">= 1x OTP"; [["ratio_at_least", 1]]),
+    rtrow("lua_batcher_10k_producers"; "batcher_10k_producers"; ">= 1x OTP";
+          [["ratio_at_least", 1]]),
+    rtrow("lua_start_rate"; "start_rate"; "-"; []),
+    rtrow("lua_idle_bytes_rss"; "idle_bytes"; "<= 16 KB"; [["at_most", 16384]]),
+    rtrow("lua_hibernated_start_rate"; "hibernated_start_rate"; "-"; []),
+    # Hibernated: at most what an idle OTP gen_server costs awake plus the state's own size
+    # (its JSON, as the Lua server keeps it); the peer shown is OTP's hibernated gen_server.
+    ((rts("otp"; "idle_bytes").median // null) as $otp_idle
+     | (rts("genserv"; "lua_idle_state_bytes").median // 0) as $state
+     | if $otp_idle == null then rtrow("lua_hibernated_bytes_rss"; "hibernated_idle_bytes"; "-"; [])
+       else rtrow("lua_hibernated_bytes_rss"; "hibernated_idle_bytes";
+                  "<= OTP idle + state = \($otp_idle + $state | round) B";
+                  [["at_most", $otp_idle + $state]]) end),
+    # The instruction budget's cost: the host has no switch for its count hook, so the same
+    # cast scenario runs with the largest budget against the default one (both hooked).
+    rowc(title("lua_cast_budget_max"); unit("lua_cast_budget_max");
+         rts("genserv"; "lua_cast_budget_max"); "genserv Lua, default budget";
+         rts("genserv"; "lua_cast_1_sender"); "-"; []),
+    rowc(title("lua_budget_cost_ns"); unit("lua_budget_cost_ns"); rts("genserv"; "lua_budget_cost_ns");
+         null; null; "-"; []),
     (("idle", "cast", "call", "timers", "batcher") as $g
      | select(peak("genserv"; $g) != null or peak("otp"; $g) != null)
      | rowc("peak RSS of the process, runtime scenario \($g)"; "MB"; peak("genserv"; $g);
