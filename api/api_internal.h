@@ -357,6 +357,22 @@ uint64_t gs__linger_count(gs_linger_t *l);
 void gs__linger_stop(gs_linger_t *l);
 
 /* ---------------------------------------------------------------------------------------- */
+/* Waking HTTP threads after a burst (kick.c)                                                 */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct gs_kick_s gs_kick_t;
+
+/** Start the thread that wakes every HTTP thread once activity stops (see kick.c), aimed at
+ *  the listening socket listen_fd (borrowed; its address is read now). NULL when it cannot. */
+gs_kick_t *gs__kick_start(int listen_fd);
+/** A request or a connection began: one relaxed increment. Any thread; accepts NULL. */
+void gs__kick_activity(gs_kick_t *k);
+/** Connections opened to wake the HTTP threads since the start (for /metrics). */
+uint64_t gs__kick_count(const gs_kick_t *k);
+/** Stop the thread. Before the listening socket closes. Accepts NULL. */
+void gs__kick_stop(gs_kick_t *k);
+
+/* ---------------------------------------------------------------------------------------- */
 /* Access: tokens, CORS, common headers (access.c)                                           */
 /* ---------------------------------------------------------------------------------------- */
 
@@ -604,6 +620,7 @@ struct gs_gateway_s {
     gs_sse_t *sse;
     gs_reaper_t *reaper;
     gs_linger_t *linger;
+    struct gs_kick_s *kick; /* NULL if it could not start, and after shutdown */
 };
 
 /**

@@ -97,7 +97,12 @@ enum MHD_Result gs__handle_send_after(gs_request_t *req)
      * references below can reach. */
     rc = gs_send_after_opts(gw->rt, d.server, gs__decoded_take(&d.message), (uint64_t)d.delay_ms,
                             &external, &ref);
-    if (rc < 0) {
+    if (rc == GS_EOVERLOADED && d.delay_ms > 0) {
+        ret = gs__respond_error(req, rc,
+                                "pending timers are past a bound (--max-timers, --max-timer-bytes, "
+                                "--max-timers-per-server or --max-timer-bytes-per-server); retry "
+                                "later");
+    } else if (rc < 0) {
         ret = gs__respond_runtime_error(req, rc, NULL);
     } else {
         gs__timer_ref_format(&gw->timer_key, ref, token);

@@ -92,6 +92,7 @@ void *gs__request_uri_cb(void *cls, const char *uri, struct MHD_Connection *conn
     req->gw = gw;
     req->conn = conn;
     req->t_start_ns = gs__api_now_ns();
+    gs__kick_activity(gw->kick);
     gs__conn_phase(conn, GS_CONN_RECEIVING);
     /* Relaxed: a gauge read by shutdown, which tolerates a stale value for one poll. */
     atomic_fetch_add_explicit(&gw->active, 1, memory_order_relaxed);

@@ -31,6 +31,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     /* Relaxed: a gauge for /metrics. */
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         atomic_fetch_add_explicit(&gw->connections, 1, memory_order_relaxed);
+        gs__kick_activity(gw->kick);
         *socket_context = gs__conn_started(gw->reaper, conn);
     } else {
         atomic_fetch_sub_explicit(&gw->connections, 1, memory_order_relaxed);
@@ -257,6 +258,9 @@ int gs_gateway_create(gs_runtime_t *rt, const gs_gateway_options_t *opts, gs_gat
         rc = GS_EINVAL;
         goto out;
     }
+    gw->kick = gs__kick_start(gw->listen_fd);
+    if (gw->kick == NULL)
+        gs__log(gw, GS_LOG_WARN, "http: no kick thread: a burst may leave requests unread");
     gs__log(gw, GS_LOG_INFO, "http: listening on %s:%u with %u thread(s), %u connections max",
             gw->host, (unsigned)gw->port, threads, opts->max_connections);
     *out = gw;
@@ -300,6 +304,9 @@ void gs_gateway_shutdown(gs_gateway_t *gw)
     if (gw == NULL || gw->shut_down)
         return;
     gw->shut_down = true;
+
+    gs__kick_stop(gw->kick); /* it connects to the listening socket, which goes now */
+    gw->kick = NULL;
 
     /* Stop accepting. MHD hands the listening socket back; closing it refuses new clients. */
     fd = MHD_quiesce_daemon(gw->daemon);

@@ -181,6 +181,10 @@ enum MHD_Result gs__handle_metrics(gs_request_t *req)
                "being closed.");
     put(&t, "genserv_http_lingering_closes_total %llu\n",
         (unsigned long long)gs__linger_count(gw->linger));
+    put_family(&t, "genserv_http_wakeups_total", "counter",
+               "Connections genserv opened to itself to wake HTTP threads that libmicrohttpd's "
+               "epoll loop left asleep with requests to read (after a burst).");
+    put(&t, "genserv_http_wakeups_total %llu\n", (unsigned long long)gs__kick_count(gw->kick));
     put_family(&t, "genserv_http_event_streams_too_slow_total", "counter",
                "Event streams ended because their client read more slowly than events came.");
     put(&t, "genserv_http_event_streams_too_slow_total %llu\n",
