@@ -362,6 +362,19 @@ int gs__lua_init(gs_server_t *self, json_t *args, void **state, json_t **reason)
 {
     gs__lua_version_t *v = gs__lua_version_of(gs_server_behaviour(self));
     const gs_start_options_t *opts = gs_server_options(self);
+    /* A start that asks for more than the host allows is refused, not quietly capped: the
+     * caller would otherwise believe it has what it asked for. */
+    if (opts->memory_limit > v->max_memory_limit) {
+        *reason = json_pack("[s, {s:I, s:I}]", "bad_limit", "memory_limit",
+                            (json_int_t)opts->memory_limit, "max", (json_int_t)v->max_memory_limit);
+        return -1;
+    }
+    if (opts->instruction_limit > v->max_instruction_limit) {
+        *reason = json_pack("[s, {s:I, s:I}]", "bad_limit", "instruction_limit",
+                            (json_int_t)opts->instruction_limit, "max",
+                            (json_int_t)v->max_instruction_limit);
+        return -1;
+    }
     gs__lua_server_t *srv = calloc(1, sizeof(*srv));
     if (srv == NULL) {
         *reason = json_string(gs_err_name(GS_ENOMEM));

@@ -189,10 +189,13 @@ static void test_memory_limit(void **state)
     lt_call_fails(f, "m", "\"rep\"", GS_ECRASHED, "[\"memory_limit\", 1048576]");
     tu_wait_running(f->rt, "m", 3);
     tu_call_expect(f->rt, "m", "0", "\"ok\"");
-    /* A start cannot ask for more than the host's maximum: it gets the maximum. */
+    /* A start cannot ask for more than the host's maximum: its init is refused, and says so. */
     gs_start_options_t big = tu_start_options(GS_TEMPORARY, 0);
     big.memory_limit = (uint64_t)1 << 40;
-    assert_int_equal(lt_start_rc(f, "big", "hog", NULL, &big, NULL), 0);
+    json_t *why = NULL;
+    assert_int_equal(lt_start_rc(f, "big", "hog", NULL, &big, &why), GS_EINIT);
+    assert_string_equal(json_string_value(json_array_get(why, 0)), "bad_limit");
+    json_decref(why);
 }
 
 static void test_cpu_limit(void **state)
@@ -231,7 +234,7 @@ static void test_cpu_limit(void **state)
 
 /* A start or a behaviour may not ask for more than the host's maximum: a start gets the
  * maximum, a behaviour is refused. */
-static void test_limits_capped_by_the_host(void **state)
+static void test_limits_at_most_the_hosts(void **state)
 {
     lt_t *g = NULL;
     gs_lua_options_t o;
@@ -243,9 +246,14 @@ static void test_limits_capped_by_the_host(void **state)
     o.max_instruction_limit = 200000;
     lt_setup_opts((void **)&g, &o);
     lt_load(g, "hog", hog_src);
+    /* A start may ask for up to the host's maximum, not more (refused, not capped). */
     gs_start_options_t big = tu_start_options(GS_TEMPORARY, 0);
     big.memory_limit = (uint64_t)1 << 40;
+    assert_int_equal(lt_start_rc(g, "m", "hog", NULL, &big, NULL), GS_EINIT);
+    big.memory_limit = 2 << 20;
     big.instruction_limit = (uint64_t)1 << 40;
+    assert_int_equal(lt_start_rc(g, "c", "hog", NULL, &big, NULL), GS_EINIT);
+    big.instruction_limit = 200000;
     assert_int_equal(lt_start_rc(g, "m", "hog", NULL, &big, NULL), 0);
     lt_call_fails(g, "m", "\"rep\"", GS_ECRASHED, "[\"memory_limit\", 2097152]");
     assert_int_equal(lt_start_rc(g, "c", "hog", NULL, &big, NULL), 0);
@@ -471,7 +479,7 @@ int main(void)
         lt_test(test_cpu_limit),
         lt_test(test_hostile_inputs_bounded),
         lt_test(test_patterns_match_lua),
-        cmocka_unit_test(test_limits_capped_by_the_host),
+        cmocka_unit_test(test_limits_at_most_the_hosts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
