@@ -369,8 +369,10 @@ gs_kick_t *gs__kick_start(int listen_fd);
 void gs__kick_activity(gs_kick_t *k);
 /** Connections opened to wake the HTTP threads since the start (for /metrics). */
 uint64_t gs__kick_count(const gs_kick_t *k);
-/** Stop the thread. Before the listening socket closes. Accepts NULL. */
+/** Stop the thread (idempotent). Before the listening socket closes. Accepts NULL. */
 void gs__kick_stop(gs_kick_t *k);
+/** Free k, stopping it first if need be. After the daemon stopped. Accepts NULL. */
+void gs__kick_destroy(gs_kick_t *k);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Access: tokens, CORS, common headers (access.c)                                           */

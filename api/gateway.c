@@ -241,6 +241,10 @@ int gs_gateway_create(gs_runtime_t *rt, const gs_gateway_options_t *opts, gs_gat
         rc = GS_ENOMEM;
         goto out;
     }
+    /* Before the daemon: its threads read gw->kick from their first connection on. */
+    gw->kick = gs__kick_start(gw->listen_fd);
+    if (gw->kick == NULL)
+        gs__log(gw, GS_LOG_WARN, "http: no kick thread: a burst may leave requests unread");
     /* The logger goes first so that MHD reports even option errors through it. */
     gw->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, gs__request_access_cb, gw, MHD_OPTION_EXTERNAL_LOGGER,
@@ -258,9 +262,6 @@ int gs_gateway_create(gs_runtime_t *rt, const gs_gateway_options_t *opts, gs_gat
         rc = GS_EINVAL;
         goto out;
     }
-    gw->kick = gs__kick_start(gw->listen_fd);
-    if (gw->kick == NULL)
-        gs__log(gw, GS_LOG_WARN, "http: no kick thread: a burst may leave requests unread");
     gs__log(gw, GS_LOG_INFO, "http: listening on %s:%u with %u thread(s), %u connections max",
             gw->host, (unsigned)gw->port, threads, opts->max_connections);
     *out = gw;
@@ -273,6 +274,8 @@ out:
     }
     gs__reaper_stop(gw->reaper); /* no daemon: no connection uses it */
     gs__linger_stop(gw->linger);
+    gs__kick_stop(gw->kick);
+    gs__kick_destroy(gw->kick);
     if (gw->listen_fd >= 0)
         close(gw->listen_fd);
     free_options(gw);
@@ -306,7 +309,6 @@ void gs_gateway_shutdown(gs_gateway_t *gw)
     gw->shut_down = true;
 
     gs__kick_stop(gw->kick); /* it connects to the listening socket, which goes now */
-    gw->kick = NULL;
 
     /* Stop accepting. MHD hands the listening socket back; closing it refuses new clients. */
     fd = MHD_quiesce_daemon(gw->daemon);
@@ -353,6 +355,7 @@ int gs_gateway_destroy(gs_gateway_t *gw, int wait_ms)
     MHD_stop_daemon(gw->daemon);
     gs__reaper_stop(gw->reaper); /* after the daemon: every CLOSED notification has run */
     gs__linger_stop(gw->linger);
+    gs__kick_destroy(gw->kick); /* after the daemon: its threads count activity in it */
     gs__sse_destroy(gw->sse);
     free_options(gw);
     free(gw);

@@ -17,8 +17,10 @@
  * connection and closes it when it reads the end. A stall is bounded by about two periods; an
  * idle genserv costs one wakeup of this thread per period and no connection.
  *
- * API (gateway.c): gs__kick_start once the daemon listens, gs__kick_activity from the request
- * and connection callbacks (one relaxed increment), gs__kick_stop before the daemon stops.
+ * API (gateway.c): gs__kick_start before the daemon starts (its threads count activity from
+ * their first connection), gs__kick_activity from the request and connection callbacks (one
+ * relaxed increment), gs__kick_stop when the listening socket goes (the thread ends; counting
+ * goes on harmlessly), gs__kick_destroy after the daemon stopped.
  */
 #include "api_internal.h"
 
@@ -156,10 +158,19 @@ void gs__kick_stop(gs_kick_t *k)
     if (k == NULL)
         return;
     pthread_mutex_lock(&k->mu);
+    bool running = !k->stop;
     k->stop = true;
     pthread_cond_signal(&k->cv);
     pthread_mutex_unlock(&k->mu);
-    pthread_join(k->thread, NULL);
+    if (running)
+        pthread_join(k->thread, NULL);
+}
+
+void gs__kick_destroy(gs_kick_t *k)
+{
+    if (k == NULL)
+        return;
+    gs__kick_stop(k);
     pthread_cond_destroy(&k->cv);
     pthread_mutex_destroy(&k->mu);
     free(k);
