@@ -11,8 +11,11 @@ build=${1:-build}
 scripts/deps.sh build valgrind
 [ -x "$build/genserv" ] || { echo "no $build/genserv: build first (cmake --build $build)" >&2; exit 2; }
 # --soname-synonyms: genserv links jemalloc; memcheck must replace its malloc as it does libc's.
+# --fair-sched=yes: valgrind runs one thread at a time, and its default lock lets a busy thread
+# take it back again and again; a scheduler thread running actors then starved the one whose
+# timers were due (a Blocky consumer's 1 s tick came after 50 s). A ticket lock hands it round.
 export GS_TEST_WRAPPER="valgrind --quiet --error-exitcode=99 --leak-check=full \
---soname-synonyms=somalloc=*jemalloc* \
+--soname-synonyms=somalloc=*jemalloc* --fair-sched=yes \
 --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
 --track-origins=no --num-callers=30"
 cd "$build"

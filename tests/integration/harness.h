@@ -70,6 +70,17 @@ typedef struct h_opts_s {
 void h_init(unsigned watchdog_s);
 
 /**
+ * true when scripts/valgrind.sh runs every genserv under memcheck (GS_TEST_WRAPPER names
+ * valgrind): genserv is 10-50x slower there, and its PID is valgrind's, whose RSS shows
+ * memcheck's shadow memory and freed-block queue rather than what genserv holds. Tests scale
+ * their loads down and skip RSS bounds there (saying so); h_init multiplies the watchdog by 5.
+ */
+bool h_under_valgrind(void);
+
+/** VmRSS of a live process in bytes, or -1 (no such process, or /proc unreadable). */
+long h_rss_bytes(pid_t pid);
+
+/**
  * Spawn genserv with opts (borrowed; NULL: defaults) and wait up to H_START_MS for the first
  * stdout line `listening on http://HOST:PORT`. Returns 0, or -1 after printing why (the
  * child, if any, is killed and its stderr printed).

@@ -57,24 +57,6 @@
 /* Helpers                                                                                    */
 /* ---------------------------------------------------------------------------------------- */
 
-/* VmRSS of a live process in bytes, or -1. */
-static long rss_bytes(pid_t pid)
-{
-    char path[64], line[256];
-    long kb = -1;
-    FILE *f;
-
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    f = fopen(path, "r");
-    if (f == NULL)
-        return -1;
-    while (fgets(line, sizeof(line), f) != NULL)
-        if (strncmp(line, "VmRSS:", 6) == 0)
-            kb = strtol(line + 6, NULL, 10);
-    fclose(f);
-    return kb < 0 ? -1 : kb * 1024;
-}
-
 static double metric(const h_fixture_t *fx, const char *name)
 {
     return h_metrics_value(&fx->srv, name);
@@ -505,15 +487,20 @@ static void crowd_run(const h_server_t *srv, peer_t *peers, size_t n, size_t win
 
 static void test_a_held_call_does_not_keep_its_request_body(void **state)
 {
-    enum { N = 200, PAD = 1000000, UPLOADS = 3 };
+    enum { UPLOADS = 3 };
     h_fixture_t *fx = *state;
+    /* Under valgrind, 20 calls padded with 100 KB: memcheck checks that nothing reads a body
+     * freed at decode; RSS there is valgrind's (see h_under_valgrind), so it is not bounded. */
+    const bool measured = !h_under_valgrind();
+    const int n = measured ? 200 : 20;
+    const size_t pad = measured ? 1000000 : 100000;
     /* Held for as long as a call may be (released below by stopping slow): under TSan the
      * uploads alone take half a minute. */
     static const char json[] = "{\"server\": \"slow\", \"message\": [\"sleep\", 300000], "
                                "\"timeout_ms\": 300000, \"pad\": \"";
-    size_t jlen = strlen(json), blen = jlen + PAD + 2, hlen;
+    size_t jlen = strlen(json), blen = jlen + pad + 2, hlen;
     char *req = malloc(blen + 128), buf[1024];
-    int *fds = calloc(N, sizeof(*fds));
+    int *fds = calloc(n, sizeof(*fds));
     long before, held;
     h_resp_t stop;
     bool closed;
@@ -523,35 +510,37 @@ static void test_a_held_call_does_not_keep_its_request_body(void **state)
     hlen = (size_t)snprintf(req, 128,
                             "POST /call HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n", blen);
     memcpy(req + hlen, json, jlen);
-    memset(req + hlen + jlen, 'x', PAD);
-    memcpy(req + hlen + jlen + PAD, "\"}", 2);
+    memset(req + hlen + jlen, 'x', pad);
+    memcpy(req + hlen + jlen + pad, "\"}", 2);
     serving(&fx->srv); /* the HTTP threads and the runtime warmed up before the baseline */
-    before = rss_bytes(fx->srv.pid);
+    before = h_rss_bytes(fx->srv.pid);
     assert_true(before > 0);
 
     /* A few at a time (the next is sent once all but three before it are held): what is
      * measured is what held calls keep, not the buffers of 200 uploads under way at once
      * (freed, but kept by the sanitizers' allocators). */
-    for (int i = 0; i < N; i++) {
+    for (int i = 0; i < n; i++) {
         fds[i] = h_raw_connect(&fx->srv);
         assert_true(fds[i] >= 0);
         assert_int_equal(h_raw_send(fds[i], req, hlen + blen), 0);
         H_WAIT_UNTIL(metric(fx, "genserv_held_calls") >= i + 1 - UPLOADS, H_WAIT_MS);
     }
-    H_WAIT_UNTIL(metric(fx, "genserv_held_calls") == N, H_WAIT_MS);
-    assert_true(metric(fx, "genserv_http_open_calls") == N);
-    held = rss_bytes(fx->srv.pid);
+    H_WAIT_UNTIL(metric(fx, "genserv_held_calls") == n, H_WAIT_MS);
+    assert_true(metric(fx, "genserv_http_open_calls") == n);
+    held = h_rss_bytes(fx->srv.pid);
     /* 200 bodies of 1 MB: the old gateway kept each until its answer (+194 MB here); a held
      * call now costs its connection and a small record. */
-    if (held - before >= 40 * MiB)
+    if (!measured)
+        printf("# under valgrind: 20 held calls of 100 KB, RSS not bounded (it is valgrind's)\n");
+    else if (held - before >= 40 * MiB)
         fail_msg("RSS grew by %ld MB with %d calls held (from %ld MB to %ld MB)",
-                 (held - before) / MiB, N, before / MiB, held / MiB);
+                 (held - before) / MiB, n, before / MiB, held / MiB);
 
     /* Release them: a stopped server fails its callers at once. */
     h_request(&fx->srv, "DELETE", "/servers/slow", NULL, &stop);
     assert_int_equal(stop.status, 200);
     h_resp_close(&stop);
-    for (int i = 0; i < N; i++) {
+    for (int i = 0; i < n; i++) {
         h_raw_read(fds[i], buf, sizeof(buf), "server_stopped", 1, H_WAIT_MS, &closed);
         if (strncmp(buf, "HTTP/1.1 500 ", 13) != 0 || strstr(buf, "server_stopped") == NULL)
             fail_msg("held call %d: expected 500 server_stopped, got: %.300s", i, buf);
@@ -609,8 +598,10 @@ static int setup_timer_bytes(void **state)
 
 static void test_a_timer_message_past_the_byte_bound_is_refused(void **state)
 {
-    enum { ELEMENTS = 500000, TIMES = 10 };
+    enum { ELEMENTS = 500000 };
     h_fixture_t *fx = *state;
+    /* Under valgrind, 2 (each decode of half a million elements takes memcheck seconds). */
+    const int times = h_under_valgrind() ? 2 : 10;
     static const char head[] = "{\"server\": \"r\", \"delay_ms\": 600000, \"message\": [";
     size_t hlen = strlen(head), len = hlen + 2 * ELEMENTS + 2;
     char *body = malloc(len + 1);
@@ -624,20 +615,22 @@ static void test_a_timer_message_past_the_byte_bound_is_refused(void **state)
     assert_true(len < 1048576);      /* within the body limit: the timer bound refuses it */
     assert_int_equal(h_start_server(&fx->srv, "r", "receiver", NULL, NULL), 201);
     serving(&fx->srv);
-    before = rss_bytes(fx->srv.pid);
+    before = h_rss_bytes(fx->srv.pid);
 
     /* Each message is tens of MB in memory (gs_json_size counts it so): the old runtime kept
      * every one for its ten minutes, hundreds of MB for these ten. */
-    for (int i = 0; i < TIMES; i++) {
+    for (int i = 0; i < times; i++) {
         h_resp_t r;
 
         h_request(&fx->srv, "POST", "/send_after", body, &r);
         h_assert_error(&r, 503, "overloaded");
         h_resp_close(&r);
     }
-    after = rss_bytes(fx->srv.pid);
-    if (after - before >= 100 * MiB)
-        fail_msg("RSS grew by %ld MB after %d refused timers", (after - before) / MiB, TIMES);
+    after = h_rss_bytes(fx->srv.pid);
+    if (h_under_valgrind())
+        printf("# under valgrind: RSS not bounded (it is valgrind's)\n");
+    else if (after - before >= 100 * MiB)
+        fail_msg("RSS grew by %ld MB after %d refused timers", (after - before) / MiB, times);
     assert_true(metric(fx, "genserv_pending_timer_bytes") < 1048576);
     /* A small timer to the same server still fits. */
     assert_int_equal(post_status(&fx->srv, "/send_after",
@@ -662,19 +655,19 @@ static bool timers_back(const h_fixture_t *fx, double before)
 
 static void test_timers_of_callers_that_timed_out_are_released(void **state)
 {
-    enum { N = 2000 };
     h_fixture_t *fx = *state;
+    const size_t n = h_under_valgrind() ? 200 : 2000;
     h_req_t req = {.method = "POST",
                    .path = "/call",
                    .body = "{\"server\": \"slow\", \"message\": [\"sleep\", 3600000], "
                            "\"timeout_ms\": 0}"};
     double timers_before = gauge_baseline(fx, "genserv_pending_timers");
-    h_multi_t *m = h_multi_start(&fx->srv, &req, N);
+    h_multi_t *m = h_multi_start(&fx->srv, &req, n);
     h_resp_t *rs;
 
     assert_non_null(m);
     rs = h_multi_wait(m);
-    for (size_t i = 0; i < N; i++)
+    for (size_t i = 0; i < n; i++)
         h_assert_error(&rs[i], 504, "timeout");
     h_multi_destroy(m);
     /* slow hears that each caller is gone and cancels its sleeper's timer: the old slow kept
@@ -727,32 +720,34 @@ static char *journal_cast(const char *item, size_t n)
  */
 static void test_the_journal_is_bounded_in_bytes(void **state)
 {
-    enum { ENTRIES = 20 };
     h_fixture_t *fx = *state;
+    const int entries = h_under_valgrind() ? 4 : 20; /* each decode takes memcheck seconds */
     char *fits = journal_cast("\"abcdef\"", 100000), *too_big = journal_cast("\"a\"", 250000);
     long before, after;
     json_t *stats;
     h_resp_t r;
 
     serving(&fx->srv);
-    before = rss_bytes(fx->srv.pid);
-    for (int i = 0; i < ENTRIES; i++)
+    before = h_rss_bytes(fx->srv.pid);
+    for (int i = 0; i < entries; i++)
         assert_int_equal(post_status(&fx->srv, "/cast", i % 2 == 0 ? too_big : fits), 202);
     /* A call after the casts is handled after them: stats sees all twenty. */
     h_call(&fx->srv, "journal", "\"stats\"", 30000, &r);
     assert_int_equal(r.status, 200);
-    after = rss_bytes(fx->srv.pid);
-    if (after - before >= 100 * MiB)
+    after = h_rss_bytes(fx->srv.pid);
+    if (h_under_valgrind())
+        printf("# under valgrind: %d entries, RSS not bounded (it is valgrind's)\n", entries);
+    else if (after - before >= 100 * MiB)
         fail_msg("RSS grew by %ld MB after %d entries of 1 MB; stats: %s", (after - before) / MiB,
-                 ENTRIES, r.body);
+                 entries, r.body);
     /* The last one that fits, alone; every one too large dropped and counted. */
     stats = json_object_get(r.json, "reply");
     if (json_integer_value(json_object_get(stats, "entries")) != 1 ||
-        json_integer_value(json_object_get(stats, "dropped")) != ENTRIES / 2 ||
+        json_integer_value(json_object_get(stats, "dropped")) != entries / 2 ||
         json_integer_value(json_object_get(stats, "max_bytes")) != 8 * MiB ||
         json_integer_value(json_object_get(stats, "bytes")) <= 0 ||
         json_integer_value(json_object_get(stats, "bytes")) > 8 * MiB)
-        fail_msg("expected 1 entry within 8 MiB and %d dropped: %s", ENTRIES / 2, r.body);
+        fail_msg("expected 1 entry within 8 MiB and %d dropped: %s", entries / 2, r.body);
     h_resp_close(&r);
     free(fits);
     free(too_big);

@@ -53,32 +53,6 @@
 /* Helpers                                                                                    */
 /* ---------------------------------------------------------------------------------------- */
 
-/* true when scripts/valgrind.sh runs every genserv under memcheck (10-50x slower). */
-static bool under_valgrind(void)
-{
-    const char *w = getenv("GS_TEST_WRAPPER");
-
-    return w != NULL && strstr(w, "valgrind") != NULL;
-}
-
-/* VmRSS of a live process in bytes, or -1. */
-static long rss_bytes(pid_t pid)
-{
-    char path[64], line[256];
-    long kb = -1;
-    FILE *f;
-
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    f = fopen(path, "r");
-    if (f == NULL)
-        return -1;
-    while (fgets(line, sizeof(line), f) != NULL)
-        if (strncmp(line, "VmRSS:", 6) == 0)
-            kb = strtol(line + 6, NULL, 10);
-    fclose(f);
-    return kb < 0 ? -1 : kb * 1024;
-}
-
 static double metric(const h_fixture_t *fx, const char *name)
 {
     return h_metrics_value(&fx->srv, name);
@@ -592,8 +566,8 @@ static void test_bodies_being_received_are_bounded_and_held_calls_keep_none(void
     H_WAIT_UNTIL(h_call_int(&fx->srv, "counter", "\"get_count\"") == accepted, H_WAIT_MS);
 
     /* Held calls, one after another: each must be held before the next is sent. */
-    if (!SANITIZED && !under_valgrind()) {
-        before = rss_bytes(fx->srv.pid);
+    if (!SANITIZED && !h_under_valgrind()) {
+        before = h_rss_bytes(fx->srv.pid);
         assert_true(before > 0);
     }
     for (int i = 0; i < HELD; i++) {
@@ -615,7 +589,7 @@ static void test_bodies_being_received_are_bounded_and_held_calls_keep_none(void
          * The allocator returns freed pages within a second or so (dirty_decay_ms): wait for
          * it rather than sample once. */
         deadline = h_now_ms() + H_WAIT_MS;
-        while ((during = rss_bytes(fx->srv.pid)) - before >= 8 * MiB) {
+        while ((during = h_rss_bytes(fx->srv.pid)) - before >= 8 * MiB) {
             if (h_now_ms() > deadline)
                 fail_msg("RSS stayed %ld KB above its level before %d padded calls were held",
                          (during - before) / 1024, HELD);
@@ -835,9 +809,9 @@ static void test_a_burst_of_new_connections_loses_no_request(void **state)
                    .path = "/cast",
                    .body = "{\"server\": \"counter\", \"message\": \"increment\"}",
                    .timeout_ms = 60000};
-    int rounds = under_valgrind() ? 2 : 10, failed = 0;
+    int rounds = h_under_valgrind() ? 2 : 10, failed = 0;
 
-    if (under_valgrind())
+    if (h_under_valgrind())
         fprintf(stderr,
                 "# under valgrind: %d requests instead of 2,000 (memcheck makes each "
                 "one 10-50x slower)\n",
