@@ -88,6 +88,7 @@ typedef struct gs_route_match_s {
     gs_handler_fn handler; /* for this method; NULL when the path or the method has none */
     bool runtime;          /* the handler calls the runtime (503 shutting_down once closing) */
     const char *param;     /* borrowed from the raw path: NAME or ID after the prefix, else NULL */
+    size_t param_len;      /* param's length (a suffix may follow it in the raw path) */
     int asset;             /* GS_ROUTE_STATIC: index in the asset table */
 } gs_route_match_t;
 

@@ -105,7 +105,7 @@ static bool request_route(gs_request_t *req, const char *method, const char *url
     req->routed = true;
     gs__route_match(method, req->raw_path, url, &req->match);
     if (req->match.param != NULL) {
-        req->param = strdup(req->match.param);
+        req->param = strndup(req->match.param, req->match.param_len);
         if (req->param == NULL)
             return false;
         if (gs__percent_decode(req->param) < 0) {

@@ -2,8 +2,9 @@
  * router.c: which route a method and path select, and which methods a path allows.
  *
  * The table is small and fixed, so matching is a handful of string comparisons: each row is a
- * path (exact, or a prefix with one path segment as a parameter: /servers/NAME, /timers/REF),
- * the methods it answers and the handler that answers them; then the embedded static files. Routes
+ * path (exact, or a prefix with one path segment as a parameter: /servers/NAME, /timers/REF,
+ * optionally followed by a fixed suffix: /servers/NAME/held), the methods it answers and the
+ * handler that answers them; then the embedded static files. Routes
  * match the raw path, before percent-decoding, so that an encoded '/' in a server name ("a%2Fb")
  * stays inside its segment; the parameter is decoded afterwards. Static files match the decoded
  * path. A path that names nothing is GS_ROUTE_NOT_FOUND (404); a known path with a method it does
@@ -21,32 +22,36 @@ typedef struct route_def_s {
     gs_route_t route;
     unsigned methods;      /* the methods this row answers */
     gs_handler_fn handler; /* who answers them */
+    const char *suffix;    /* prefix rows: what follows the parameter ("/held"), or NULL */
 } route_def_t;
 
 #define GET_HEAD (GS_METHOD_GET | GS_METHOD_HEAD)
 
 /* One row per path and method set; a path's allowed methods are the union of its rows.
- * {path, prefix, runtime, route, methods, handler} */
+ * {path, prefix, runtime, route, methods, handler, suffix} */
 static const route_def_t routes[] = {
-    {"/call", false, true, GS_ROUTE_CALL, GS_METHOD_POST, gs__handle_call},
-    {"/cast", false, true, GS_ROUTE_CAST, GS_METHOD_POST, gs__handle_cast},
-    {"/send", false, true, GS_ROUTE_SEND, GS_METHOD_POST, gs__handle_send},
-    {"/send_after", false, true, GS_ROUTE_SEND_AFTER, GS_METHOD_POST, gs__handle_send_after},
-    {"/timers", false, true, GS_ROUTE_TIMERS, GET_HEAD, gs__handle_timers_list},
-    {"/timers/", true, true, GS_ROUTE_TIMER, GET_HEAD, gs__handle_timer_read},
-    {"/timers/", true, true, GS_ROUTE_TIMER, GS_METHOD_DELETE, gs__handle_timer_cancel},
-    {"/servers", false, true, GS_ROUTE_SERVERS, GET_HEAD, gs__handle_servers_list},
-    {"/servers", false, true, GS_ROUTE_SERVERS, GS_METHOD_POST, gs__handle_server_start},
-    {"/servers/", true, true, GS_ROUTE_SERVER, GET_HEAD, gs__handle_server_status},
-    {"/servers/", true, true, GS_ROUTE_SERVER, GS_METHOD_DELETE, gs__handle_server_stop},
-    {"/behaviours", false, true, GS_ROUTE_BEHAVIOURS, GET_HEAD, gs__handle_behaviours},
-    {"/behaviours", false, true, GS_ROUTE_BEHAVIOURS, GS_METHOD_POST, gs__handle_behaviour_load},
-    {"/behaviours/", true, true, GS_ROUTE_BEHAVIOUR, GET_HEAD, gs__handle_behaviour_show},
-    {"/behaviours/", true, true, GS_ROUTE_BEHAVIOUR, GS_METHOD_PUT, gs__handle_behaviour_upgrade},
-    {"/behaviours/", true, true, GS_ROUTE_BEHAVIOUR, GS_METHOD_DELETE, gs__handle_behaviour_delete},
-    {"/events", false, true, GS_ROUTE_EVENTS, GET_HEAD, gs__handle_events},
-    {"/metrics", false, true, GS_ROUTE_METRICS, GET_HEAD, gs__handle_metrics},
-    {"/healthz", false, false, GS_ROUTE_HEALTHZ, GET_HEAD, gs__handle_healthz},
+    {"/call", false, true, GS_ROUTE_CALL, GS_METHOD_POST, gs__handle_call, NULL},
+    {"/cast", false, true, GS_ROUTE_CAST, GS_METHOD_POST, gs__handle_cast, NULL},
+    {"/send", false, true, GS_ROUTE_SEND, GS_METHOD_POST, gs__handle_send, NULL},
+    {"/send_after", false, true, GS_ROUTE_SEND_AFTER, GS_METHOD_POST, gs__handle_send_after, NULL},
+    {"/timers", false, true, GS_ROUTE_TIMERS, GET_HEAD, gs__handle_timers_list, NULL},
+    {"/timers/", true, true, GS_ROUTE_TIMER, GET_HEAD, gs__handle_timer_read, NULL},
+    {"/timers/", true, true, GS_ROUTE_TIMER, GS_METHOD_DELETE, gs__handle_timer_cancel, NULL},
+    {"/servers", false, true, GS_ROUTE_SERVERS, GET_HEAD, gs__handle_servers_list, NULL},
+    {"/servers", false, true, GS_ROUTE_SERVERS, GS_METHOD_POST, gs__handle_server_start, NULL},
+    {"/servers/", true, true, GS_ROUTE_SERVER, GET_HEAD, gs__handle_server_status, NULL},
+    {"/servers/", true, true, GS_ROUTE_SERVER, GS_METHOD_DELETE, gs__handle_server_stop, NULL},
+    {"/behaviours", false, true, GS_ROUTE_BEHAVIOURS, GET_HEAD, gs__handle_behaviours, NULL},
+    {"/behaviours", false, true, GS_ROUTE_BEHAVIOURS, GS_METHOD_POST, gs__handle_behaviour_load,
+     NULL},
+    {"/behaviours/", true, true, GS_ROUTE_BEHAVIOUR, GET_HEAD, gs__handle_behaviour_show, NULL},
+    {"/behaviours/", true, true, GS_ROUTE_BEHAVIOUR, GS_METHOD_PUT, gs__handle_behaviour_upgrade,
+     NULL},
+    {"/behaviours/", true, true, GS_ROUTE_BEHAVIOUR, GS_METHOD_DELETE, gs__handle_behaviour_delete,
+     NULL},
+    {"/events", false, true, GS_ROUTE_EVENTS, GET_HEAD, gs__handle_events, NULL},
+    {"/metrics", false, true, GS_ROUTE_METRICS, GET_HEAD, gs__handle_metrics, NULL},
+    {"/healthz", false, false, GS_ROUTE_HEALTHZ, GET_HEAD, gs__handle_healthz, NULL},
 };
 
 static unsigned method_bit(const char *method)
@@ -67,14 +72,21 @@ static unsigned method_bit(const char *method)
 }
 
 /* The param of raw_path under prefix row r: one non-empty segment, still encoded
- * ("/servers/a%2Fb" names the server "a/b"; "/servers/" and "/servers/a/b" name nothing). */
-static const char *prefix_param(const route_def_t *r, const char *raw_path)
+ * ("/servers/a%2Fb" names the server "a/b"; "/servers/" and "/servers/a/b" name nothing),
+ * followed by exactly r->suffix when the row has one. *len: the segment's length. */
+static const char *prefix_param(const route_def_t *r, const char *raw_path, size_t *len)
 {
     size_t n = strlen(r->path);
-    const char *param = raw_path + n;
+    const char *param = raw_path + n, *end;
 
-    if (strncmp(raw_path, r->path, n) != 0 || param[0] == '\0' || strchr(param, '/') != NULL)
+    if (strncmp(raw_path, r->path, n) != 0 || param[0] == '\0' || param[0] == '/')
         return NULL;
+    end = strchr(param, '/');
+    if (end == NULL)
+        end = param + strlen(param);
+    if (r->suffix != NULL ? strcmp(end, r->suffix) != 0 : *end != '\0')
+        return NULL;
+    *len = (size_t)(end - param);
     return param;
 }
 
@@ -92,13 +104,15 @@ void gs__route_match(const char *method, const char *raw_path, const char *url, 
     for (i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         const route_def_t *r = &routes[i];
         const char *param = NULL;
+        size_t len = 0;
 
-        if (r->prefix ? (param = prefix_param(r, raw_path)) == NULL
+        if (r->prefix ? (param = prefix_param(r, raw_path, &len)) == NULL
                       : strcmp(raw_path, r->path) != 0)
             continue;
         /* Rows of one path are adjacent and agree on route and param. */
         m->route = r->route;
         m->param = param;
+        m->param_len = len;
         m->allowed |= r->methods;
         if (r->methods & m->method) {
             m->handler = r->handler;
