@@ -466,6 +466,85 @@ int gs_get_state(gs_runtime_t *rt, const char *name, int timeout_ms, json_t **st
 }
 
 /* ---------------------------------------------------------------------------------------- */
+/* :sys operations: system messages, past the mailbox limit like a state request              */
+/* ---------------------------------------------------------------------------------------- */
+
+static int sys_async(gs_runtime_t *rt, const char *name, uint8_t kind, json_t *payload,
+                     int timeout_ms, gs_reply_cb cb, void *arg)
+{
+    if (rt == NULL || name == NULL || cb == NULL || timeout_ms < GS_INFINITY) {
+        json_decref(payload);
+        return GS_EINVAL;
+    }
+    gs_server_t *s = gs__registry_whereis(rt, name);
+    if (s == NULL) {
+        json_decref(payload);
+        return GS_ENOSERVER;
+    }
+    int rc = call_server(s, kind, payload, timeout_ms, true, cb, arg);
+    gs_server_unref(s);
+    return rc;
+}
+
+int gs_suspend_async(gs_runtime_t *rt, const char *name, int timeout_ms, gs_reply_cb cb, void *arg)
+{
+    return sys_async(rt, name, GS__MSG_SUSPEND, NULL, timeout_ms, cb, arg);
+}
+
+int gs_resume_async(gs_runtime_t *rt, const char *name, int timeout_ms, gs_reply_cb cb, void *arg)
+{
+    return sys_async(rt, name, GS__MSG_RESUME, NULL, timeout_ms, cb, arg);
+}
+
+int gs_replace_state_async(gs_runtime_t *rt, const char *name, json_t *new_state, int timeout_ms,
+                           gs_reply_cb cb, void *arg)
+{
+    if (new_state == NULL)
+        return GS_EINVAL;
+    return sys_async(rt, name, GS__MSG_REPLACE_STATE, new_state, timeout_ms, cb, arg);
+}
+
+static int suspend_start(gs_runtime_t *rt, const char *name, json_t *msg, int timeout_ms,
+                         gs_reply_cb cb, void *arg)
+{
+    (void)msg;
+    return gs_suspend_async(rt, name, timeout_ms, cb, arg);
+}
+
+static int resume_start(gs_runtime_t *rt, const char *name, json_t *msg, int timeout_ms,
+                        gs_reply_cb cb, void *arg)
+{
+    (void)msg;
+    return gs_resume_async(rt, name, timeout_ms, cb, arg);
+}
+
+int gs_suspend(gs_runtime_t *rt, const char *name, int timeout_ms)
+{
+    if (gs__tls.runtime_thread)
+        return GS_EWOULDBLOCK;
+    return blocking(suspend_start, rt, name, NULL, timeout_ms, NULL);
+}
+
+int gs_resume(gs_runtime_t *rt, const char *name, int timeout_ms)
+{
+    if (gs__tls.runtime_thread)
+        return GS_EWOULDBLOCK;
+    return blocking(resume_start, rt, name, NULL, timeout_ms, NULL);
+}
+
+int gs_replace_state(gs_runtime_t *rt, const char *name, json_t *new_state, int timeout_ms,
+                     json_t **result)
+{
+    if (result != NULL)
+        *result = NULL;
+    if (gs__tls.runtime_thread) {
+        json_decref(new_state);
+        return GS_EWOULDBLOCK;
+    }
+    return blocking(gs_replace_state_async, rt, name, new_state, timeout_ms, result);
+}
+
+/* ---------------------------------------------------------------------------------------- */
 /* Requests from servers: the answer comes back as a message                                  */
 /* ---------------------------------------------------------------------------------------- */
 

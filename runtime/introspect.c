@@ -48,6 +48,9 @@ static json_t *child_status(gs__child_t *c)
         status = st == GS__RUNNING ? GS_STATUS_RUNNING
                  : restarts > 0    ? GS_STATUS_RESTARTING
                                    : GS_STATUS_STARTING;
+        /* relaxed: a snapshot, as the counters */
+        if (st == GS__RUNNING && atomic_load_explicit(&s->suspended, memory_order_relaxed))
+            status = GS_STATUS_SUSPENDED;
         mailbox = atomic_load_explicit(&s->mailbox_len, memory_order_relaxed);
         if (mailbox < 0)
             mailbox = 0;

@@ -66,6 +66,11 @@ int gs_runtime_create(const gs_runtime_options_t *opts, gs_runtime_t **out)
         gs__held_close(rt);
         gs__registry_close(rt, gs__child_unref);
     }
+    if (rc == 0 && (rc = gs__monitors_init(rt)) != 0) {
+        gs__send_after_close(rt);
+        gs__held_close(rt);
+        gs__registry_close(rt, gs__child_unref);
+    }
     if (rc != 0) {
         uv_cond_destroy(&rt->live_cond);
         uv_mutex_destroy(&rt->live_lock);
@@ -85,6 +90,7 @@ int gs_runtime_create(const gs_runtime_options_t *opts, gs_runtime_t **out)
     }
     if (rc != 0) {
         gs__events_close(rt);
+        gs__monitors_close(rt);
         gs__send_after_close(rt);
         gs__held_close(rt);
         gs__registry_close(rt, gs__child_unref);
@@ -188,6 +194,7 @@ void gs_runtime_destroy(gs_runtime_t *rt)
     gs__sched_free(rt);
     gs__timers_free(rt);
     gs__events_close(rt);
+    gs__monitors_close(rt);
     gs__send_after_close(rt);
     gs__held_close(rt);
     gs__registry_close(rt, gs__child_unref);

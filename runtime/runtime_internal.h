@@ -65,7 +65,20 @@ typedef enum gs__msg_kind_e {
     GS__MSG_GET_STATE, /* embedded in a gs__call_t */
     GS__MSG_UPGRADE,   /* embedded in a gs__call_t; its arg is a gs__upgrade_req_t */
     GS__MSG_TIMEOUT,   /* a result's timeout; payload: the generation it was armed in */
+    /* System messages (:sys), handled even while the server is suspended. */
+    GS__MSG_SUSPEND,       /* embedded in a gs__call_t */
+    GS__MSG_RESUME,        /* embedded in a gs__call_t */
+    GS__MSG_REPLACE_STATE, /* embedded in a gs__call_t; payload is the new state */
+    GS__MSG_KILL,          /* wakes a killed server (gs__server_kill); no payload */
 } gs__msg_kind_t;
+
+/* Whether a message of this kind is a system message: handled while suspended, in mailbox
+ * order otherwise. Calls, casts, infos and a result's timeout wait out a suspension. */
+static inline bool gs__msg_is_system(uint8_t kind)
+{
+    return kind != GS__MSG_CAST && kind != GS__MSG_INFO && kind != GS__MSG_CALL &&
+           kind != GS__MSG_TIMEOUT;
+}
 
 typedef struct gs__msg_s {
     gs__qnode_t node; /* first: the mailbox links through it */
@@ -236,6 +249,11 @@ struct gs_server_s { /* NOLINT(clang-analyzer-optin.performance.Padding): see ab
      * schedule it when they flip this from 0 to 1. */
     _Atomic uint8_t scheduled;
     _Atomic uint8_t status; /* gs__status_t */
+    /* Rare writes from other threads. */
+    _Atomic uint8_t killed;         /* a stop's timeout passed: die when the handler returns */
+    _Atomic uint8_t mon_closed;     /* dead: monitors made from now on fire at once (monitor.c) */
+    _Atomic uint32_t monitors_on;   /* monitors watching this incarnation (monitor.c) */
+    _Atomic uint32_t monitors_held; /* monitors this incarnation holds on others (monitor.c) */
 
     /* Written by the thread running the server. */
     _Alignas(GS__CACHELINE) struct gs_server_s *rq_next; /* run queue link (run queue lock) */
@@ -256,6 +274,13 @@ struct gs_server_s { /* NOLINT(clang-analyzer-optin.performance.Padding): see ab
     bool timeout_armed;    /* ... if this is set */
     bool exited;           /* status is GS__DEAD: the running thread's own copy */
     bool in_init;          /* init is running: gs_init_then applies */
+    bool dying_killed;     /* it dies of a kill: terminate does not run */
+    /* :sys.suspend: written by the running thread only; others read a snapshot (relaxed). */
+    _Atomic uint8_t suspended;
+    /* Messages popped while suspended that wait for the resume, in order (running thread;
+     * still counted in mailbox_len, so the mailbox limit holds). */
+    gs__qnode_t *saved_head, *saved_tail;
+    int64_t saved_n;
 };
 
 /* One server's part of a hot upgrade (upgrade.c, server.c's dispatch_upgrade). */
@@ -301,6 +326,9 @@ void gs__server_die(gs_server_t *s, json_t *reason, int fail_status);
 int gs__send_timeout(gs_server_t *s, uint64_t ms, gs_timer_ref_t *ref);
 /* Send msg (taken) as a cast or info; force ignores the mailbox limit (timers, replies). */
 int gs__server_send(gs_server_t *s, uint8_t kind, json_t *msg, bool force);
+/* A stop's timeout passed (supervisor.c): mark s killed and wake it; it dies with reason
+ * "killed" without terminate when the handler it runs returns. Any thread. */
+void gs__server_kill(gs_server_t *s);
 /* Fail or drop every message in a dead server's mailbox. */
 void gs__server_drain(gs_server_t *s, int status, json_t *reason);
 /* Free a message that was never handled; a call in it fails with status/reason (borrowed). */
@@ -335,6 +363,12 @@ void gs__child_forget(gs_runtime_t *rt, gs__child_t *c);
 void gs__supervisor_exit(gs_server_t *s, json_t *reason, bool abnormal);
 /* true for "normal", "shutdown" and ["shutdown", ...] */
 bool gs__reason_is_normal(const json_t *reason);
+
+/* Monitors (monitor.c). s died with reason (borrowed): DOWN to those watching it, and the
+ * monitors it held are dropped. On the thread running s, after its status is GS__DEAD. */
+void gs__monitors_down(gs_server_t *s, json_t *reason);
+int gs__monitors_init(gs_runtime_t *rt);
+void gs__monitors_close(gs_runtime_t *rt);
 
 /* Introspection (introspect.c): s's state as inspection may show it (sensitive, redact). New
  * reference. On the thread running s. */
@@ -466,6 +500,8 @@ struct gs_runtime_s {
     gs__timers_t timers;
     gs_shmap_t timer_refs; /* send_after ref -> pending timer (send_after.c) */
     _Atomic uint64_t next_timer_ref;
+    gs_shmap_t monitors; /* monitor ref -> gs__monitor_t (monitor.c) */
+    _Atomic uint64_t next_monitor_ref;
 
     uv_mutex_t behaviours_lock;
     gs__behaviour_entry_t *behaviours;

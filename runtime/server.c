@@ -12,6 +12,12 @@
  *                       one message on a calling thread outside the runtime).
  *   gs__server_die      terminate, fail held and queued calls, release the state.
  *   gs_stop_async       a STOP message that is handled in mailbox order.
+ *   system messages     (:sys) suspend, resume, replace_state, state requests, stop and
+ *                       upgrade: in mailbox order, and the only ones handled while suspended;
+ *                       a suspended server keeps the others it pops in `saved`, in order, and
+ *                       handles them first once resumed.
+ *   gs__server_kill     a stop's timeout passed: the server dies with "killed" as soon as the
+ *                       handler it runs returns, without terminate.
  * A server's callbacks only ever run on the thread that flipped `scheduled` from 0 to 1 (or
  * on the thread running init), which is what makes "one message at a time" true without a
  * lock per server.
@@ -163,6 +169,10 @@ int gs__server_push(gs_server_t *s, gs__msg_t *m, bool force)
 
 void gs__msg_discard(gs_runtime_t *rt, gs__msg_t *m, int status, json_t *reason)
 {
+    if (m->kind == GS__MSG_KILL) { /* a wake-up, not a message anyone sent */
+        gs__msg_free(m);
+        return;
+    }
     if (m->kind == GS__MSG_CAST || m->kind == GS__MSG_INFO || m->kind == GS__MSG_TIMEOUT) {
         /* A result's timeout is the server's own, not a message anyone sent: not counted. */
         if (m->kind != GS__MSG_TIMEOUT)
@@ -185,6 +195,14 @@ void gs__msg_discard(gs_runtime_t *rt, gs__msg_t *m, int status, json_t *reason)
 void gs__server_drain(gs_server_t *s, int status, json_t *reason)
 {
     gs__qnode_t *n;
+    /* First what a suspension kept: it came first. */
+    while ((n = s->saved_head) != NULL) {
+        s->saved_head = atomic_load_explicit(&n->next, memory_order_relaxed); /* ours alone */
+        s->saved_n--;
+        atomic_fetch_sub_explicit(&s->mailbox_len, 1, memory_order_relaxed); /* as below */
+        gs__msg_discard(s->rt, (gs__msg_t *)n, status, reason);
+    }
+    s->saved_tail = NULL;
     while ((n = gs__mpsc_pop(&s->mailbox, &s->mailbox_tail)) != NULL) {
         atomic_fetch_sub_explicit(&s->mailbox_len, 1, memory_order_relaxed); /* own recheck
                                                                                 is seq_cst */
@@ -220,7 +238,7 @@ static void server_die(gs_server_t *s, json_t *reason, int fail_status, bool run
     /* release: a producer that sees DEAD also sees that no callback will run any more */
     atomic_store_explicit(&s->status, GS__DEAD, memory_order_release);
     s->exited = true;
-    if (run_terminate && s->b->terminate != NULL) {
+    if (run_terminate && !s->dying_killed && s->b->terminate != NULL) {
         gs_server_t *saved = gs__tls.current;
         gs__tls.current = s;
         s->b->terminate(s, reason, s->state);
@@ -235,6 +253,7 @@ static void server_die(gs_server_t *s, json_t *reason, int fail_status, bool run
     }
     gs__held_fail_server(rt, s, fail_status, reason);
     gs__server_drain(s, fail_status, reason);
+    gs__monitors_down(s, reason); /* after the callers: OTP sends DOWN once the process is gone */
     atomic_fetch_add_explicit(&s->child->handled_before,
                               atomic_load_explicit(&s->handled, memory_order_relaxed),
                               memory_order_relaxed); /* counters */
@@ -501,6 +520,40 @@ json_t *gs__server_upgrade(gs_server_t *s, const gs__upgrade_req_t *req)
     return json_pack("{s:b}", "ok", 1);
 }
 
+/* :sys.suspend and :sys.resume. A state_changed event tells watchers the status changed. */
+static void dispatch_suspend(gs_server_t *s, gs__call_t *c, bool suspend)
+{
+    /* relaxed: this thread is the only writer; introspection reads a snapshot */
+    atomic_store_explicit(&s->suspended, suspend ? 1 : 0, memory_order_relaxed);
+    gs__call_complete(s->rt, c, 0, NULL, false);
+    gs__emit(s->rt, GS_EVENT_STATE_CHANGED, s->child, NULL);
+}
+
+/* :sys.replace_state: the behaviour checks the new state; the caller gets the old one as
+ * inspection shows it (redacted where the behaviour says so). */
+static void dispatch_replace_state(gs_server_t *s, gs__call_t *c)
+{
+    json_t *next = c->msg.payload, *reason = NULL;
+    c->msg.payload = NULL;
+
+    if (s->b->replace_state == NULL) {
+        gs__call_complete(s->rt, c, GS_ENOTSUP, NULL, false);
+        goto out;
+    }
+    json_t *old = gs__inspect_state(s);
+    void *state = s->state;
+    int rc = s->b->replace_state(s, &state, next, &reason);
+    if (rc != 0) {
+        json_decref(old);
+        gs__call_complete(s->rt, c, GS_EREFUSED, reason, false);
+        goto out;
+    }
+    s->state = state;
+    gs__call_complete(s->rt, c, 0, old, false);
+out:
+    json_decref(next);
+}
+
 /* A hot upgrade reached s (GS__MSG_UPGRADE): see gs__server_upgrade. */
 static void dispatch_upgrade(gs_server_t *s, gs__call_t *c)
 {
@@ -512,8 +565,10 @@ static void dispatch(gs_server_t *s, gs__msg_t *m)
     const gs_behaviour_t *b = s->b;
     json_t *stop = NULL;
 
-    /* Any message but an inspection ends a result's timeout (a TIMEOUT checks its own). */
-    if (m->kind != GS__MSG_GET_STATE && m->kind != GS__MSG_TIMEOUT)
+    /* Any message but an inspection, a suspension or a resume ends a result's timeout (a
+     * TIMEOUT checks its own). */
+    if (m->kind != GS__MSG_GET_STATE && m->kind != GS__MSG_TIMEOUT && m->kind != GS__MSG_SUSPEND &&
+        m->kind != GS__MSG_RESUME && m->kind != GS__MSG_KILL)
         timeout_disarm(s);
     switch (m->kind) {
     case GS__MSG_CAST:
@@ -570,6 +625,22 @@ static void dispatch(gs_server_t *s, gs__msg_t *m)
         gs__call_unref(c);
         break;
     }
+    case GS__MSG_SUSPEND:
+    case GS__MSG_RESUME: {
+        gs__call_t *c = gs__container_of(m, gs__call_t, msg);
+        dispatch_suspend(s, c, m->kind == GS__MSG_SUSPEND);
+        gs__call_unref(c);
+        break;
+    }
+    case GS__MSG_REPLACE_STATE: {
+        gs__call_t *c = gs__container_of(m, gs__call_t, msg);
+        dispatch_replace_state(s, c);
+        gs__call_unref(c);
+        break;
+    }
+    case GS__MSG_KILL: /* the run loop looks at `killed` before each message */
+        gs__msg_free(m);
+        return;
     }
     if (stop != NULL) {
         bool abnormal = !gs__reason_is_normal(stop);
@@ -600,11 +671,65 @@ static void run_continue(gs_server_t *s)
  * inspection, nor a result's timeout that a message since made stale. */
 static bool counts_as_handled(const gs_server_t *s, const gs__msg_t *m)
 {
-    if (m->kind == GS__MSG_GET_STATE)
+    if (m->kind == GS__MSG_GET_STATE || m->kind == GS__MSG_SUSPEND || m->kind == GS__MSG_RESUME ||
+        m->kind == GS__MSG_KILL)
         return false;
     if (m->kind == GS__MSG_TIMEOUT)
         return s->timeout_armed && (uint64_t)json_integer_value(m->payload) == s->timeout_gen;
     return true;
+}
+
+/* The next message: what a suspension kept comes first once resumed. */
+static gs__qnode_t *next_message(gs_server_t *s)
+{
+    gs__qnode_t *n = s->saved_head;
+    if (n == NULL || atomic_load_explicit(&s->suspended, memory_order_relaxed)) /* ours */
+        return gs__mpsc_pop(&s->mailbox, &s->mailbox_tail);
+    s->saved_head = atomic_load_explicit(&n->next, memory_order_relaxed); /* ours alone */
+    if (s->saved_head == NULL)
+        s->saved_tail = NULL;
+    s->saved_n--;
+    return n;
+}
+
+/* Suspended: keep a message that is not a system message for after the resume. It stays
+ * counted in mailbox_len. */
+static void save_message(gs_server_t *s, gs__qnode_t *n)
+{
+    atomic_store_explicit(&n->next, NULL, memory_order_relaxed); /* ours alone now */
+    if (s->saved_tail != NULL)
+        atomic_store_explicit(&s->saved_tail->next, n, memory_order_relaxed);
+    else
+        s->saved_head = n;
+    s->saved_tail = n;
+    s->saved_n++;
+}
+
+/* Messages counted in mailbox_len that this server would handle now: a suspended one's kept
+ * messages wait for the resume. */
+static int64_t kept(const gs_server_t *s)
+{
+    return atomic_load_explicit(&s->suspended, memory_order_relaxed) ? s->saved_n : 0; /* ours */
+}
+
+void gs__server_kill(gs_server_t *s)
+{
+    /* relaxed: the flag carries nothing else; the push below publishes it to the run loop
+     * (mailbox push release, pop acquire), which looks at it before each message. */
+    atomic_store_explicit(&s->killed, 1, memory_order_relaxed);
+    gs__msg_t *m = gs__msg_alloc();
+    m->kind = GS__MSG_KILL;
+    m->payload = NULL;
+    if (gs__server_push(s, m, true) != 0)
+        gs__msg_free(m); /* dead already */
+}
+
+/* Killed (a stop's timeout passed): die now, without terminate, and stay stopped. */
+static void die_killed(gs_server_t *s)
+{
+    s->child->stopping = true;
+    s->dying_killed = true;
+    gs__supervisor_exit(s, json_string("killed"), true);
 }
 
 void gs__server_run(gs_server_t *s, unsigned batch)
@@ -617,6 +742,11 @@ void gs__server_run(gs_server_t *s, unsigned batch)
     }
     gs__tls.current = s;
     while (n < batch) {
+        /* relaxed: see gs__server_kill */
+        if (atomic_load_explicit(&s->killed, memory_order_relaxed)) {
+            die_killed(s);
+            break;
+        }
         if (s->cont != NULL) {
             /* A result asked for handle_continue: it runs before any other message. */
             n++;
@@ -626,9 +756,15 @@ void gs__server_run(gs_server_t *s, unsigned batch)
                 break;
             continue;
         }
-        gs__qnode_t *node = gs__mpsc_pop(&s->mailbox, &s->mailbox_tail);
+        gs__qnode_t *node = next_message(s);
         if (node == NULL)
             break;
+        if (atomic_load_explicit(&s->suspended, memory_order_relaxed) && /* ours */
+            !gs__msg_is_system(((gs__msg_t *)node)->kind)) {
+            n++; /* sorting the mailbox is work too: the turn stays bounded */
+            save_message(s, node);
+            continue;
+        }
         /* Per message, so that the count is "waiting", never "waiting or being handled":
          * a busy handler must not shrink the room its mailbox_limit promises. relaxed: the
          * seq_cst recheck below is on this same thread. */
@@ -660,12 +796,14 @@ unschedule:
     /* relaxed: a hint; the seq_cst recheck below catches what it misses */
     if (!s->exited &&
         (s->cont != NULL ||
-         (n == batch && atomic_load_explicit(&s->mailbox_len, memory_order_relaxed) > 0))) {
+         (n == batch && atomic_load_explicit(&s->mailbox_len, memory_order_relaxed) > kept(s)))) {
         gs__sched_enqueue(rt, s); /* yield: more is waiting; keeps the queue's ref */
         return;
     }
     atomic_store(&s->scheduled, 0); /* seq_cst: see gs__server_reserve */
-    if (atomic_load(&s->mailbox_len) > 0 && atomic_exchange(&s->scheduled, 1) == 0) {
+    /* A suspended server is not scheduled for the messages it keeps: only for new ones (a
+     * system message among them is what it waits for). */
+    if (atomic_load(&s->mailbox_len) > kept(s) && atomic_exchange(&s->scheduled, 1) == 0) {
         gs__sched_enqueue(rt, s);
         return;
     }

@@ -299,26 +299,50 @@ out:
 /* Stopping on request                                                                        */
 /* ---------------------------------------------------------------------------------------- */
 
+/*
+ * A stop is a STOP message handled in mailbox order. With a timeout (gs_stop_options_t), it is
+ * a call whose timeout completes it with GS_ETIMEOUT and kills the incarnation it was sent to
+ * (OTP's brutal kill after a supervisor's shutdown timeout): the completion primitive decides
+ * between "terminate ran" and "timed out" exactly once, so a stop is never both.
+ */
 typedef struct stop_req_s {
     gs_done_cb cb;
     void *arg;
+    gs_server_t *target; /* referenced when the stop has a timeout: whom it kills */
 } stop_req_t;
 
 static void stop_req_done(int status, json_t *result, void *arg)
 {
     stop_req_t *req = arg;
     json_decref(result);
+    if (req->target != NULL) {
+        if (status == GS_ETIMEOUT)
+            gs__server_kill(req->target);
+        gs_server_unref(req->target);
+    }
     req->cb(status, req->arg);
     free(req);
 }
 
+void gs_stop_options_init(gs_stop_options_t *opts)
+{
+    opts->timeout_ms = GS_INFINITY;
+}
+
 int gs_stop_async(gs_runtime_t *rt, const char *name, json_t *reason, gs_done_cb cb, void *arg)
 {
+    return gs_stop_async_opts(rt, name, reason, NULL, cb, arg);
+}
+
+int gs_stop_async_opts(gs_runtime_t *rt, const char *name, json_t *reason,
+                       const gs_stop_options_t *opts, gs_done_cb cb, void *arg)
+{
     int rc = 0;
+    int timeout_ms = opts != NULL ? opts->timeout_ms : GS_INFINITY;
     gs__child_t *child = NULL;
     gs_server_t *s = NULL;
     stop_req_t *req = NULL;
-    if (rt == NULL || name == NULL || cb == NULL) {
+    if (rt == NULL || name == NULL || cb == NULL || timeout_ms < GS_INFINITY) {
         rc = GS_EINVAL;
         goto out;
     }
@@ -340,6 +364,7 @@ int gs_stop_async(gs_runtime_t *rt, const char *name, json_t *reason, gs_done_cb
     }
     req->cb = cb;
     req->arg = arg;
+    req->target = NULL;
     for (int tries = 0;; tries++) {
         gs__child_lock(child);
         s = child->current != NULL ? gs_server_ref(child->current) : NULL;
@@ -358,7 +383,14 @@ int gs_stop_async(gs_runtime_t *rt, const char *name, json_t *reason, gs_done_cb
             goto out;
         }
         gs__call_t *c = gs__call_create(rt, GS__MSG_STOP, reason, stop_req_done, req);
-        if (gs__server_push(s, &c->msg, true) == 0) {
+        /* Reserved before the timeout is armed, armed before the push: the stop cannot
+         * complete before its timeout exists (call.c's call_server does the same). */
+        if (gs__server_reserve(s, true) == 0) {
+            if (timeout_ms >= 0) {
+                req->target = gs_server_ref(s);
+                gs__call_arm_timeout(rt, c, timeout_ms);
+            }
+            gs__server_push_reserved(s, &c->msg);
             reason = NULL;
             req = NULL;
             goto out;
@@ -417,7 +449,9 @@ static void stop_wait_done(int status, void *arg)
     stop_wait_unref(w);
 }
 
-int gs_stop(gs_runtime_t *rt, const char *name, json_t *reason, int timeout_ms)
+/* Wait for a stop with options for up to timeout_ms (GS_INFINITY: until it completes). */
+static int stop_blocking(gs_runtime_t *rt, const char *name, json_t *reason,
+                         const gs_stop_options_t *opts, int timeout_ms)
 {
     if (gs__tls.runtime_thread) {
         json_decref(reason);
@@ -431,7 +465,7 @@ int gs_stop(gs_runtime_t *rt, const char *name, json_t *reason, int timeout_ms)
     atomic_init(&w->refs, 2); /* the waiter and the callback: either may be last */
     uv_mutex_init(&w->lock);
     uv_cond_init(&w->cond);
-    int rc = gs_stop_async(rt, name, reason, stop_wait_done, w);
+    int rc = gs_stop_async_opts(rt, name, reason, opts, stop_wait_done, w);
     if (rc != 0) {
         atomic_store(&w->refs, 1);
         stop_wait_unref(w);
@@ -454,4 +488,15 @@ int gs_stop(gs_runtime_t *rt, const char *name, json_t *reason, int timeout_ms)
     uv_mutex_unlock(&w->lock);
     stop_wait_unref(w);
     return rc;
+}
+
+int gs_stop(gs_runtime_t *rt, const char *name, json_t *reason, int timeout_ms)
+{
+    return stop_blocking(rt, name, reason, NULL, timeout_ms);
+}
+
+int gs_stop_opts(gs_runtime_t *rt, const char *name, json_t *reason, const gs_stop_options_t *opts)
+{
+    /* The runtime enforces opts->timeout_ms: the completion comes, in time or as a timeout. */
+    return stop_blocking(rt, name, reason, opts, GS_INFINITY);
 }

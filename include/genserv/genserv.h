@@ -14,6 +14,9 @@
  *   Process.cancel_timer/1      gs_cancel_timer()        Process.read_timer/1 gs_read_timer()
  *   GenServer.reply/2           gs_reply()               :sys.get_state/1  gs_get_state()
  *   :gen_server.send_request/2  gs_send_request()
+ *   Process.monitor/1           gs_monitor()             Process.demonitor/1 gs_demonitor()
+ *   :sys.suspend/1              gs_suspend_async()       :sys.resume/1     gs_resume_async()
+ *   :sys.replace_state/2        gs_replace_state_async()
  *   {:reply, r, s}              GS_REPLY(r)              {:noreply, s}     GS_NOREPLY
  *   {:stop, reason, s}          GS_STOP(reason)          {:stop, reason, r, s}
  * GS_STOP_REPLY(reason, r)
@@ -78,7 +81,10 @@ extern "C" {
     XX(ESHUTDOWN, -15, "shutting_down", "the runtime is shutting down")                            \
     XX(EEXIST, -16, "already_registered", "a behaviour with this name is already registered")      \
     XX(EIGNORED, -17, "ignored", "the server's init returned ignore: nothing was started")         \
-    XX(EINUSE, -18, "behaviour_in_use", "a server runs this behaviour")
+    XX(EINUSE, -18, "behaviour_in_use", "a server runs this behaviour")                            \
+    XX(ENOMONITOR, -19, "no_such_monitor", "no monitor has this reference, or it fired already")   \
+    XX(ENOTSUP, -20, "not_supported", "the server's behaviour does not support this operation")    \
+    XX(EREFUSED, -21, "state_refused", "the server's behaviour refused the new state")
 
 typedef enum gs_errno_e {
 #define GS__ERRNO_ENUM(sym, val, code, msg) GS_##sym = (val),
@@ -280,6 +286,16 @@ typedef struct gs_behaviour_s {
      * server an info that looks like this one: check gs_call_pending(from) before acting.
      */
     bool notify_caller_gone;
+
+    /**
+     * :sys.replace_state: a client (PUT /servers/NAME/state, gs_replace_state_async) asks
+     * that the state become new_state (borrowed; JSON as the client sent it). Check it, then
+     * either replace *state (releasing the old one) and return 0, or return nonzero with
+     * *reason set (new reference, may be left NULL) to refuse it and keep the old state. Runs
+     * on the server's thread between two messages. Optional: without it every request is
+     * refused with GS_ENOTSUP.
+     */
+    int (*replace_state)(gs_server_t *self, void **state, json_t *new_state, json_t **reason);
 } gs_behaviour_t;
 
 /** What a redacted state or field shows. */
@@ -294,8 +310,8 @@ typedef struct gs_behaviour_s {
  * GS_PLUGIN_SYMBOL) listing its behaviours, written against this header only.
  */
 #define GS_PLUGIN_ABI_VERSION                                                                      \
-    3u /* 3: gs_result_t's next action, gs_behaviour_t's vsn,                                      \
-          handle_continue, hibernate, code_change, notify_caller_gone */
+    4u /* 3: gs_result_t's next action, gs_behaviour_t's vsn,                                      \
+          handle_continue, hibernate, code_change, notify_caller_gone; 4: replace_state */
 #define GS_PLUGIN_SYMBOL "gs_plugin"
 /** Put before the definition of gs_plugin so that it is exported even from a shared object
  *  built with -fvisibility=hidden: GS_PLUGIN_EXPORT const gs_plugin_t gs_plugin = {...}; */
@@ -526,6 +542,63 @@ int gs_stop_async(gs_runtime_t *rt, const char *name, json_t *reason, gs_done_cb
  */
 int gs_stop(gs_runtime_t *rt, const char *name, json_t *reason, int timeout_ms);
 
+/** How a stop waits for terminate (gs_stop_async_opts). */
+typedef struct gs_stop_options_s {
+    /*
+     * GS_INFINITY (the default, as gs_stop_async): wait for terminate however long it takes.
+     * >= 0: a shutdown timeout, as an OTP supervisor's: past it the stop completes with
+     * GS_ETIMEOUT and the incarnation is killed: when the handler it runs returns (at once if
+     * it is idle), it dies with reason "killed" without running terminate, and is not
+     * restarted. Callers waiting on it fail with GS_ESTOPPED and "killed", monitors get it.
+     */
+    int timeout_ms;
+} gs_stop_options_t;
+
+/** Fill opts with the defaults (timeout_ms = GS_INFINITY). */
+void gs_stop_options_init(gs_stop_options_t *opts);
+
+/**
+ * gs_stop_async with options (borrowed; NULL: the defaults). reason: taken (NULL: "normal").
+ * cb gets 0 once terminate ran, or GS_ETIMEOUT when the timeout passed first (the server is
+ * then killed), or another error; it runs on a runtime thread. Returns as gs_stop_async.
+ */
+int gs_stop_async_opts(gs_runtime_t *rt, const char *name, json_t *reason,
+                       const gs_stop_options_t *opts, gs_done_cb cb, void *arg);
+/**
+ * Blocking gs_stop_async_opts, for threads outside the runtime (GS_EWOULDBLOCK on a runtime
+ * thread). The runtime enforces opts->timeout_ms: the result is 0, GS_ETIMEOUT (and the
+ * server was killed), or an error of gs_stop_async.
+ */
+int gs_stop_opts(gs_runtime_t *rt, const char *name, json_t *reason, const gs_stop_options_t *opts);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Monitors (Process.monitor/1 given a name)                                                  */
+/* ---------------------------------------------------------------------------------------- */
+
+/** A monitor reference returned by gs_monitor(); never 0, unique in its runtime. */
+typedef uint64_t gs_monitor_ref_t;
+
+/**
+ * Watch the server registered under name, as Process.monitor(name) does: the name is
+ * resolved now, to its current incarnation. When that incarnation ends, watcher receives the
+ * info ["DOWN", ref, name, reason] once (reason: the crash reason, the stop's reason,
+ * "normal", "killed"...), and the monitor is gone. A restart makes a new incarnation that
+ * this monitor does not watch. When no server runs under name now (none, or "down"), the DOWN
+ * comes at once with reason "no_such_server" (Elixir's :noproc). DOWN messages pass the
+ * watcher's mailbox limit. The monitors a watcher holds are dropped when it dies.
+ * @param watcher borrowed: who gets the DOWN (usually the callback's self).
+ * @param name    borrowed.
+ * @param ref     receives the reference (also when the DOWN is immediate); may be NULL.
+ * @return 0, GS_EINVAL, GS_ESHUTDOWN. Any thread.
+ */
+int gs_monitor(gs_server_t *watcher, const char *name, gs_monitor_ref_t *ref);
+/**
+ * Remove a monitor that watcher (borrowed) holds, as Process.demonitor/1. A DOWN already
+ * queued in watcher's mailbox still arrives (there is no :flush).
+ * @return 0, or GS_ENOMONITOR (unknown ref, not watcher's, or it fired already).
+ */
+int gs_demonitor(gs_server_t *watcher, gs_monitor_ref_t ref);
+
 /** The current incarnation registered under name: a new handle reference, or NULL. */
 gs_server_t *gs_whereis(gs_runtime_t *rt, const char *name);
 /** Take another reference on a handle. Returns s. */
@@ -572,6 +645,7 @@ int gs_send_server(gs_server_t *to, json_t *msg);
  *   status 0:               result is the reply.
  *   status GS_ECRASHED:     result is the crash reason.
  *   status GS_ESTOPPED:     result is the stop reason.
+ *   status GS_EREFUSED:     result is the refusal's reason or NULL (gs_replace_state_async).
  *   any other error status: result is NULL (GS_ETIMEOUT, GS_ENOSERVER, GS_ESHUTDOWN...).
  * result is a new reference owned by the callback. The callback must not block.
  */
@@ -691,7 +765,8 @@ json_t *gs_external_timers_json(gs_runtime_t *rt, size_t limit);
     XX(RUNNING, "running", "it handles messages")                                                  \
     XX(STARTING, "starting", "its first init is running")                                          \
     XX(RESTARTING, "restarting", "its supervisor is running init again after a crash")             \
-    XX(DOWN, "down", "not restarted: past its restart intensity (a down_reason says why)")
+    XX(DOWN, "down", "not restarted: past its restart intensity (a down_reason says why)")         \
+    XX(SUSPENDED, "suspended", "suspended (:sys.suspend): it handles system messages only")
 
 typedef enum gs_server_status_e {
 #define GS__STATUS_ENUM(sym, name, meaning) GS_STATUS_##sym,
@@ -713,7 +788,7 @@ const char *gs_server_status_name(gs_server_status_t status);
     XX(vsn, "string or null",                                                                      \
        "the version of the code it runs (after an upgrade it refused, the "                        \
        "old one's)")                                                                               \
-    XX(status, "string", "running, starting, restarting or down")                                  \
+    XX(status, "string", "running, starting, restarting, down or suspended")                       \
     XX(restart, "string", "its restart type: permanent, transient or temporary")                   \
     XX(mailbox_len, "integer", "messages waiting in its mailbox")                                  \
     XX(mailbox_limit, "integer", "its mailbox bound (past it, overloaded)")                        \
@@ -758,6 +833,41 @@ int gs_get_state_async(gs_runtime_t *rt, const char *name, int timeout_ms, gs_re
                        void *arg);
 /** Blocking gs_get_state_async, for threads outside the runtime. *state: new reference. */
 int gs_get_state(gs_runtime_t *rt, const char *name, int timeout_ms, json_t **state);
+
+/* ---------------------------------------------------------------------------------------- */
+/* :sys operations                                                                            */
+/* ---------------------------------------------------------------------------------------- */
+
+/*
+ * System messages, as OTP's :sys: each goes through the mailbox in order with the other
+ * messages and runs on the server's thread between two messages, like gs_get_state_async.
+ * While a server is suspended it handles system messages only (state requests, resume,
+ * replace_state, stop, upgrade); calls, casts, infos and timers wait in its mailbox (they
+ * count against its limit, and a call may time out there), and run after the resume, in
+ * order. Its status says "suspended". A stop of a suspended server fails the messages it kept
+ * with GS_ESTOPPED.
+ * Each cb gets status 0 and result NULL, or an error (GS_ENOSERVER when the server died
+ * first, GS_ETIMEOUT); returns 0 or an up-front error (GS_ENOSERVER, GS_ESHUTDOWN, GS_EINVAL).
+ */
+int gs_suspend_async(gs_runtime_t *rt, const char *name, int timeout_ms, gs_reply_cb cb, void *arg);
+/** Resume a suspended server (0 also when it was not suspended). As gs_suspend_async. */
+int gs_resume_async(gs_runtime_t *rt, const char *name, int timeout_ms, gs_reply_cb cb, void *arg);
+/**
+ * :sys.replace_state: the behaviour's replace_state callback checks new_state (taken) and
+ * installs it. cb gets
+ *   status 0:           result is the old state, as gs_get_state shows it (redacted if so);
+ *   status GS_EREFUSED: result is the behaviour's reason (or NULL);
+ *   status GS_ENOTSUP:  the behaviour has no replace_state; result NULL;
+ *   or an error as above. As gs_suspend_async otherwise.
+ */
+int gs_replace_state_async(gs_runtime_t *rt, const char *name, json_t *new_state, int timeout_ms,
+                           gs_reply_cb cb, void *arg);
+/** Blocking versions, for threads outside the runtime (GS_EWOULDBLOCK on a runtime thread).
+ *  *result: new reference or NULL (may itself be NULL to ignore it). */
+int gs_suspend(gs_runtime_t *rt, const char *name, int timeout_ms);
+int gs_resume(gs_runtime_t *rt, const char *name, int timeout_ms);
+int gs_replace_state(gs_runtime_t *rt, const char *name, json_t *new_state, int timeout_ms,
+                     json_t **result);
 
 /** Runtime events, for dashboards (GET /events) without polling every server. */
 typedef enum gs_event_type_e {
