@@ -7,6 +7,7 @@
  *
  * Here: cast "increment" / ["increment", n] / "decrement" / ["decrement", n], call
  * "get_count" -> the integer. Init args: null or {"initial": n}. State JSON: {"count": n}.
+ * :sys.replace_state takes the same shape, {"count": n}, and refuses anything else.
  * A step that would overflow the count is ignored rather than wrapped.
  */
 #include <stdlib.h>
@@ -103,6 +104,21 @@ static json_t *counter_format_state(gs_server_t *self, void *state)
     return json_pack("{sI}", "count", (json_int_t)c->count);
 }
 
+/* :sys.replace_state: the shape format_state shows, and nothing else. */
+static int counter_replace_state(gs_server_t *self, void **state, json_t *next, json_t **reason)
+{
+    counter_t *c = *state;
+    json_t *count = json_object_get(next, "count");
+    (void)self;
+
+    if (!json_is_integer(count) || json_object_size(next) != 1) {
+        *reason = json_pack("[s, s]", "bad_state", "expected {\"count\": integer}");
+        return -1;
+    }
+    c->count = json_integer_value(count);
+    return 0;
+}
+
 static const gs_message_doc_t counter_messages[] = {
     {"cast", "\"increment\"", "Add one to the count."},
     {"cast", "[\"increment\", 5]", "Add n (an integer) to the count."},
@@ -123,4 +139,5 @@ const gs_behaviour_t gs_builtin_counter = {
     .handle_info = gs_ignore_message,
     .terminate = counter_terminate,
     .format_state = counter_format_state,
+    .replace_state = counter_replace_state,
 };

@@ -11,6 +11,8 @@
  *                           closed, when JSON holds it exactly; else a full collection
  *   gs__lua_terminate       terminate(reason, state), then everything freed
  *   gs__lua_server_code_change   load.c's code_change: the new chunk in the server's state
+ *   gs__lua_replace_state   :sys.replace_state: replace_state(new, state) if the table has
+ *                           it ({"ok", state} or {"error", reason}); else the JSON as it is
  * A server's Lua state keeps two values on its stack between callbacks: [1] the table of
  * callbacks and [2] the state. Each callback runs as one protected call (a trampoline), so a
  * raise, a memory refusal or the instruction budget ends it with a reason and the server
@@ -633,5 +635,73 @@ int gs__lua_server_code_change(gs__lua_server_t *srv, gs__lua_version_t *to, con
     srv->v = to;
     set_limits(srv);
     lua_gc(L, LUA_GCCOLLECT);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* replace_state                                                                              */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct rctx_s {
+    json_t *next;   /* borrowed: the state a client asks for */
+    json_t *reason; /* new: why it was refused */
+} rctx_t;
+
+/* Arguments 1 the callbacks, 2 the state, 3 the context. Returns the new state, or nothing
+ * with c->reason set. */
+static int tramp_replace_state(lua_State *L)
+{
+    rctx_t *c = lua_touserdata(L, 3);
+    lua_pushliteral(L, "replace_state");
+    if (lua_rawget(L, 1) != LUA_TFUNCTION) {
+        /* No check of its own: the JSON, as Lua values, is the new state. */
+        gs__lua_push_json(L, c->next, NULL, 0);
+        return 1;
+    }
+    gs__lua_push_json(L, c->next, NULL, 0);
+    lua_pushvalue(L, 2);
+    lua_call(L, 2, 1);
+    int r = lua_gettop(L);
+    int n = lua_type(L, r) == LUA_TTABLE ? arity(L, r) : 0;
+    if (n >= 1 && n <= 2 && tag_is(L, r, "ok")) {
+        lua_rawgeti(L, r, 2);
+        return 1;
+    }
+    if (n == 2 && tag_is(L, r, "error")) {
+        lua_rawgeti(L, r, 2);
+        char err[200];
+        json_t *why = gs__lua_to_json(L, -1, "reason", 0, NULL, err, sizeof(err));
+        c->reason = why != NULL ? why : json_pack("[s, s]", "bad_value", err);
+        return 0;
+    }
+    c->reason = json_pack("[s, s]", "bad_return_value", "replace_state");
+    return 0;
+}
+
+int gs__lua_replace_state(gs_server_t *self, void **state, json_t *next, json_t **reason)
+{
+    gs__lua_server_t *srv = *state;
+    (void)self;
+    if (gs__lua_server_wake(srv, reason) != 0)
+        return -1;
+    lua_State *L = srv->L;
+    rctx_t c = {next, NULL};
+    lua_pushcfunction(L, tramp_replace_state);
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, 2);
+    lua_pushlightuserdata(L, &c);
+    /* A raise in the check refuses the state (its reason says why); the server lives on. */
+    if (gs__lua_pcall(L, 3, LUA_MULTRET, srv->instruction_limit, reason) != LUA_OK) {
+        lua_settop(L, 2);
+        json_decref(c.reason);
+        return -1;
+    }
+    if (c.reason != NULL) {
+        lua_settop(L, 2);
+        *reason = c.reason;
+        return -1;
+    }
+    lua_replace(L, 2); /* [table, old state, new state] -> [table, new state] */
+    lua_settop(L, 2);
     return 0;
 }

@@ -417,6 +417,30 @@ static int l_is_array(lua_State *L)
     return 1;
 }
 
+/* gs.monitor(name): a monitor reference (an integer), or nil and the code. When the server
+ * now registered under name ends, handle_info gets {"DOWN", ref, name, reason} once; at once
+ * with reason "no_such_server" when none runs under that name (Process.monitor(name)). */
+static int l_monitor(lua_State *L)
+{
+    gs_server_t *s = self_of(L, "monitor");
+    const char *name = luaL_checkstring(L, 1);
+    gs_monitor_ref_t ref = 0;
+    int rc = gs_monitor(s, name, &ref);
+    if (rc != 0)
+        return outcome(L, rc);
+    lua_pushinteger(L, (lua_Integer)ref);
+    return 1;
+}
+
+/* gs.demonitor(ref): true, or nil and "no_such_monitor" (fired already, or not ours). A DOWN
+ * already queued still arrives. */
+static int l_demonitor(lua_State *L)
+{
+    gs_server_t *s = self_of(L, "demonitor");
+    lua_Integer ref = luaL_checkinteger(L, 1);
+    return outcome(L, ref > 0 ? gs_demonitor(s, (gs_monitor_ref_t)ref) : GS_ENOMONITOR);
+}
+
 static const luaL_Reg gs_fns[] = {
     {"self", l_self},
     {"reply", l_reply},
@@ -427,6 +451,8 @@ static const luaL_Reg gs_fns[] = {
     {"cancel_timer", l_cancel_timer},
     {"read_timer", l_read_timer},
     {"send_request", l_send_request},
+    {"monitor", l_monitor},
+    {"demonitor", l_demonitor},
     {"now_ms", l_now_ms},
     {"monotonic_ms", l_monotonic_ms},
     {"log", l_log},

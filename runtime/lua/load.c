@@ -546,7 +546,8 @@ static int compile(gs_lua_t *lua, const char *name, const char *vsn, const char 
     b->terminate = gs__lua_terminate;
     b->format_state = gs__lua_format_state;
     b->hibernate = gs__lua_hibernate;
-    b->code_change = NULL; /* set by the caller (it lives in this file) */
+    b->code_change = NULL;                    /* set by the caller (it lives in this file) */
+    b->replace_state = gs__lua_replace_state; /* accepts the JSON unless the table checks */
     b->notify_caller_gone = in.notify_caller_gone;
     *out = v;
     return 0;

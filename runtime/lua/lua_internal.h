@@ -242,6 +242,9 @@ gs_result_t gs__lua_handle_continue(gs_server_t *self, void *state, json_t *arg)
 void gs__lua_terminate(gs_server_t *self, json_t *reason, void *state);
 json_t *gs__lua_format_state(gs_server_t *self, void *state);
 void gs__lua_hibernate(gs_server_t *self, void **state);
+/** :sys.replace_state for every Lua behaviour: the table's replace_state(new, state) decides,
+ *  or, without one, the new JSON becomes the state. next borrowed; *reason new on refusal. */
+int gs__lua_replace_state(gs_server_t *self, void **state, json_t *next, json_t **reason);
 
 /* What load.c's code_change needs of a server. */
 typedef struct gs__lua_server_s gs__lua_server_t;
