@@ -42,6 +42,9 @@
     XX(TIMER, "/timers/:ref")                                                                      \
     XX(SERVERS, "/servers")                                                                        \
     XX(SERVER, "/servers/:name")                                                                   \
+    XX(SERVER_SUSPEND, "/servers/:name/suspend")                                                   \
+    XX(SERVER_RESUME, "/servers/:name/resume")                                                     \
+    XX(SERVER_STATE, "/servers/:name/state")                                                       \
     XX(BEHAVIOURS, "/behaviours")                                                                  \
     XX(BEHAVIOUR, "/behaviours/:name")                                                             \
     XX(EVENTS, "/events")                                                                          \
@@ -452,6 +455,8 @@ typedef struct gs_decoded_s {
     size_t source_len;
     json_t *limits; /* the same; borrowed from body; NULL when absent */
     json_t *extra;  /* PUT /behaviours/NAME: code_change's extra; NULL when absent */
+    json_t *reason; /* DELETE /servers/NAME: the stop's reason; NULL when absent */
+    json_t *state;  /* PUT /servers/NAME/state: the new state */
 } gs_decoded_t;
 
 /* Why a body was refused: always 400 bad_request; message is for a human. */
@@ -492,6 +497,9 @@ int gs__json_depth_ok(const char *s, size_t len, unsigned max_depth);
 /* ---------------------------------------------------------------------------------------- */
 
 enum MHD_Result gs__handle_call(gs_request_t *req);
+enum MHD_Result gs__handle_server_suspend(gs_request_t *req);
+enum MHD_Result gs__handle_server_resume(gs_request_t *req);
+enum MHD_Result gs__handle_server_replace_state(gs_request_t *req);
 enum MHD_Result gs__handle_cast(gs_request_t *req);
 enum MHD_Result gs__handle_send(gs_request_t *req);
 enum MHD_Result gs__handle_send_after(gs_request_t *req);

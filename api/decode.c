@@ -236,6 +236,15 @@ static int decode_fields(gs_route_t route, const gs_decode_limits_t *lim, gs_dec
         return decode_code(d, true, err);
     case GS_ROUTE_BEHAVIOUR:
         return decode_code(d, false, err);
+    case GS_ROUTE_SERVER: /* DELETE /servers/NAME: {"reason": any, "timeout_ms": N} */
+        d->timeout_ms = GS_DEFAULT_TIMEOUT_MS;
+        d->reason = field_take(d->body, "reason"); /* absent: NULL, "normal" */
+        return field_int(d->body, "timeout_ms", false, 0, lim->max_timeout_ms, &d->timeout_ms, err);
+    case GS_ROUTE_SERVER_STATE: /* PUT /servers/NAME/state: {"state": any} */
+        d->state = field_take(d->body, "state");
+        if (d->state == NULL)
+            return fail(err, "missing field \"state\": the new state");
+        return 0;
     default:
         return fail(err, "this path takes no request body");
     }
@@ -272,6 +281,8 @@ void gs__decoded_close(gs_decoded_t *d)
     json_decref(d->message);
     json_decref(d->args);
     json_decref(d->extra);
+    json_decref(d->reason);
+    json_decref(d->state);
     json_decref(d->body);
     memset(d, 0, sizeof(*d));
 }

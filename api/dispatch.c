@@ -26,6 +26,9 @@ static bool route_takes_body(const gs_request_t *req)
 {
     unsigned body_methods = GS_METHOD_POST | GS_METHOD_PUT;
 
+    /* DELETE /servers/NAME may say why and how long to wait: {"reason", "timeout_ms"}. */
+    if (req->match.method == GS_METHOD_DELETE && req->match.route == GS_ROUTE_SERVER)
+        return true;
     return (req->match.method & body_methods) != 0 && (req->match.allowed & req->match.method) != 0;
 }
 

@@ -8,7 +8,12 @@
  *   GET    /servers       gs_servers_json
  *   GET    /servers/NAME  gs_server_status, then defer to gs_get_state_async so the state is
  *                         read through the mailbox like :sys.get_state
- *   DELETE /servers/NAME  defer to gs_stop_async: 200 once terminate ran
+ *   DELETE /servers/NAME  defer to gs_stop_async_opts with a reason and a timeout (body
+ *                         {"reason", "timeout_ms"} or query ?reason=TEXT&timeout_ms=N): 200
+ *                         once terminate ran, 504 past the timeout (the server is killed)
+ *   POST /servers/NAME/suspend, /resume   gs_suspend_async / gs_resume_async: the status
+ *   PUT  /servers/NAME/state  gs_replace_state_async: 200 {"old_state": ...}, 409
+ *                         not_supported, 422 state_refused with the behaviour's reason
  */
 #include "api_internal.h"
 
@@ -105,19 +110,170 @@ enum MHD_Result gs__handle_server_status(gs_request_t *req)
 
 static enum MHD_Result finish_stop(gs_request_t *req)
 {
+    if (req->status == GS_ETIMEOUT)
+        return gs__respond_error(req, GS_ETIMEOUT,
+                                 "the server did not stop within timeout_ms; it is killed when "
+                                 "its current handler returns, without terminate");
     if (req->status < 0)
         return gs__respond_runtime_error(req, req->status, req->result);
     gs__log(req->gw, GS_LOG_INFO, "http: stopped server \"%s\"", req->param);
     return gs__respond_json(req, MHD_HTTP_OK, json_pack("{s:b}", "ok", 1));
 }
 
+typedef struct stop_args_s {
+    json_t *reason; /* owned until the stop takes it */
+    gs_stop_options_t opts;
+} stop_args_t;
+
 static int start_stop(gs_request_t *req, void *ctx)
 {
-    (void)ctx;
-    return gs_stop_async(req->gw->rt, req->param, NULL, gs__request_on_done, req);
+    stop_args_t *a = ctx;
+    json_t *reason = a->reason;
+
+    a->reason = NULL;
+    return gs_stop_async_opts(req->gw->rt, req->param, reason, &a->opts, gs__request_on_done, req);
+}
+
+/* timeout_ms as a query argument: decimal digits, 0..max. */
+static int parse_timeout(const char *v, int64_t max, int64_t *out)
+{
+    int64_t n = 0;
+
+    if (*v == '\0' || strlen(v) > 12)
+        return -1;
+    for (; *v != '\0'; v++) {
+        if (*v < '0' || *v > '9')
+            return -1;
+        n = n * 10 + (*v - '0');
+    }
+    if (n > max)
+        return -1;
+    *out = n;
+    return 0;
 }
 
 enum MHD_Result gs__handle_server_stop(gs_request_t *req)
 {
-    return gs__request_defer(req, GS_HOLD_CONTROL, finish_stop, start_stop, NULL);
+    const char *q_reason = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "reason");
+    const char *q_timeout =
+        MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "timeout_ms");
+    int64_t max = req->gw->opts.max_timeout_ms;
+    enum MHD_Result ret = MHD_YES;
+    gs_decoded_t d;
+    stop_args_t a;
+
+    memset(&d, 0, sizeof(d));
+    d.timeout_ms = GS_DEFAULT_TIMEOUT_MS;
+    if (req->body_len > 0) {
+        if (gs__request_decode(req, &d, &ret) < 0)
+            return ret;
+    } else {
+        gs__body_free(req);
+    }
+    if (q_reason != NULL) {
+        if (d.reason != NULL) {
+            ret = gs__respond_error(req, GS_HTTP_EBAD_REQUEST,
+                                    "reason is given both in the body and in the query");
+            goto out;
+        }
+        d.reason = json_string(q_reason); /* NULL: not UTF-8 */
+        if (d.reason == NULL) {
+            ret = gs__respond_error(req, GS_HTTP_EBAD_REQUEST,
+                                    "the query argument \"reason\" must be UTF-8 text");
+            goto out;
+        }
+    }
+    if (q_timeout != NULL) {
+        if (json_object_get(d.body, "timeout_ms") != NULL) {
+            ret = gs__respond_error(req, GS_HTTP_EBAD_REQUEST,
+                                    "timeout_ms is given both in the body and in the query");
+            goto out;
+        }
+        if (parse_timeout(q_timeout, max, &d.timeout_ms) < 0) {
+            ret = gs__respond_error(req, GS_HTTP_EBAD_REQUEST,
+                                    "the query argument \"timeout_ms\" must be an integer in "
+                                    "0..%lld",
+                                    (long long)max);
+            goto out;
+        }
+    }
+    gs_stop_options_init(&a.opts);
+    a.opts.timeout_ms = (int)d.timeout_ms;
+    a.reason = gs__decoded_take(&d.reason);
+    ret = gs__request_defer(req, GS_HOLD_CONTROL, finish_stop, start_stop, &a);
+    json_decref(a.reason); /* not taken when the defer refused before starting */
+out:
+    gs__decoded_close(&d);
+    return ret;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* :sys                                                                                       */
+/* ---------------------------------------------------------------------------------------- */
+
+static enum MHD_Result finish_sys_status(gs_request_t *req)
+{
+    if (req->status < 0)
+        return gs__respond_runtime_error(req, req->status, req->result);
+    json_t *status = gs_server_status(req->gw->rt, req->param);
+    if (status == NULL) /* stopped since */
+        status = json_pack("{s:s}", "name", req->param);
+    return gs__respond_json(req, MHD_HTTP_OK, status);
+}
+
+static int start_suspend(gs_request_t *req, void *ctx)
+{
+    (void)ctx;
+    return gs_suspend_async(req->gw->rt, req->param, req->gw->opts.default_timeout_ms,
+                            gs__request_on_reply, req);
+}
+
+static int start_resume(gs_request_t *req, void *ctx)
+{
+    (void)ctx;
+    return gs_resume_async(req->gw->rt, req->param, req->gw->opts.default_timeout_ms,
+                           gs__request_on_reply, req);
+}
+
+enum MHD_Result gs__handle_server_suspend(gs_request_t *req)
+{
+    gs__body_free(req); /* nothing to say in it */
+    return gs__request_defer(req, GS_HOLD_CONTROL, finish_sys_status, start_suspend, NULL);
+}
+
+enum MHD_Result gs__handle_server_resume(gs_request_t *req)
+{
+    gs__body_free(req);
+    return gs__request_defer(req, GS_HOLD_CONTROL, finish_sys_status, start_resume, NULL);
+}
+
+static enum MHD_Result finish_replace_state(gs_request_t *req)
+{
+    if (req->status < 0)
+        return gs__respond_runtime_error(req, req->status, req->result);
+    json_t *old = req->result != NULL ? req->result : json_null();
+    req->result = NULL;
+    gs__log(req->gw, GS_LOG_INFO, "http: replaced the state of server \"%s\"", req->param);
+    return gs__respond_wrapped(req, MHD_HTTP_OK, "old_state", old);
+}
+
+static int start_replace_state(gs_request_t *req, void *ctx)
+{
+    json_t **state = ctx;
+
+    return gs_replace_state_async(req->gw->rt, req->param, gs__decoded_take(state),
+                                  req->gw->opts.default_timeout_ms, gs__request_on_reply, req);
+}
+
+enum MHD_Result gs__handle_server_replace_state(gs_request_t *req)
+{
+    enum MHD_Result ret = MHD_YES;
+    gs_decoded_t d;
+
+    if (gs__request_decode(req, &d, &ret) < 0)
+        return ret;
+    ret = gs__request_defer(req, GS_HOLD_CONTROL, finish_replace_state, start_replace_state,
+                            &d.state);
+    gs__decoded_close(&d);
+    return ret;
 }

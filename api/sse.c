@@ -13,6 +13,10 @@
  * stopped, crashed, restarted, down, state_changed. There is no "event:" field, so a browser's
  * EventSource.onmessage sees them all.
  *
+ * GET /events?server=NAME watches one name: its snapshot holds that server's status only (or
+ * nothing, when no server runs under the name yet: watching a name before it starts is
+ * allowed), and only events about that name follow. Keep-alives go to every stream.
+ *
  * API (one stream):
  *   handler        admit (at most max_subscribers, else 503), buffer "retry" and the snapshot,
  *                  answer 200 with a response whose content comes from stream_read
@@ -63,6 +67,7 @@ struct stream_s {
     gs_status_cursor_t *snap;
     size_t snap_items; /* servers written so far (for the commas) */
     bytes_t later;
+    char *server; /* owned: the one server this stream watches (?server=NAME), or NULL: all */
     bool waiting; /* stream_read suspended the connection; the next writer resumes it */
     bool closed;
     stream_t *prev, *next; /* hub list, guarded by hub->mu */
@@ -170,6 +175,17 @@ static bool bytes_append(bytes_t *b, const char *text, size_t len)
     return true;
 }
 
+/* A watcher of one server needs no cursor over all of them: its snapshot is one status read
+ * when the client first reads. This marks a snapshot still to be written all the same. */
+static char single_snapshot_marker;
+#define SINGLE_SNAPSHOT ((gs_status_cursor_t *)(void *)&single_snapshot_marker)
+
+static void snap_destroy(gs_status_cursor_t *c)
+{
+    if (c != SINGLE_SNAPSHOT)
+        gs_status_cursor_destroy(c);
+}
+
 /* End s, and say why with a last event (s->mu held). A snapshot being written is closed off
  * first, so that what the client reads stays well-formed. */
 static void stream_end(stream_t *s, const char *reason, const char *message)
@@ -180,7 +196,7 @@ static void stream_end(stream_t *s, const char *reason, const char *message)
     if (s->closed)
         return;
     if (s->snap != NULL) {
-        gs_status_cursor_destroy(s->snap);
+        snap_destroy(s->snap);
         s->snap = NULL;
         bytes_append(&s->out, "]}\n\n", 4);
     }
@@ -212,8 +228,9 @@ static void stream_append(stream_t *s, const char *text, size_t len)
         stream_end(s, "out_of_memory", "the event could not be buffered");
 }
 
-/* Append text to every stream and wake those waiting. Any thread; takes hub->mu. */
-static void broadcast(gs_sse_t *hub, const char *text, size_t len)
+/* Append text to every stream that watches server (NULL: to every stream) and wake those
+ * waiting. Any thread; takes hub->mu. */
+static void broadcast(gs_sse_t *hub, const char *server, const char *text, size_t len)
 {
     struct MHD_Connection *wake[GS_GATEWAY_MAX_SUBSCRIBERS_CAP];
     size_t nwake = 0, i;
@@ -221,6 +238,9 @@ static void broadcast(gs_sse_t *hub, const char *text, size_t len)
 
     pthread_mutex_lock(&hub->mu);
     for (s = hub->head; s != NULL; s = s->next) {
+        /* s->server is set before s is linked and never changes: read under hub->mu */
+        if (server != NULL && s->server != NULL && strcmp(s->server, server) != 0)
+            continue;
         pthread_mutex_lock(&s->mu);
         stream_append(s, text, len);
         if (s->waiting && nwake < GS_GATEWAY_MAX_SUBSCRIBERS_CAP) {
@@ -282,7 +302,7 @@ static void on_event(const gs_event_t *ev, void *arg)
         json_object_set_new(obj, "reason", json_deep_copy(ev->reason));
     text = format_event(obj, &len);
     if (text != NULL) {
-        broadcast(hub, text, len);
+        broadcast(hub, ev->server, text, len);
         free(text);
     }
 }
@@ -300,7 +320,7 @@ static bool send_state_changed(gs_map_node_t *node, void *arg)
                                       "status", status),
                             &len);
         if (text != NULL) {
-            broadcast(hub, text, len);
+            broadcast(hub, d->name, text, len);
             free(text);
         }
     }
@@ -336,7 +356,7 @@ static void *hub_thread(void *arg)
         if (gs__api_now_ns() - last_keepalive >= GS_SSE_KEEPALIVE_NS) {
             static const char ka[] = ": keep-alive\n\n";
 
-            broadcast(hub, ka, sizeof(ka) - 1);
+            broadcast(hub, NULL, ka, sizeof(ka) - 1);
             last_keepalive = gs__api_now_ns();
         }
         pthread_mutex_lock(&hub->mu);
@@ -442,14 +462,22 @@ static void snapshot_step(stream_t *s)
 {
     gs_status_cursor_t *cur = s->snap;
     json_t *list = json_array();
-    size_t n = list != NULL ? gs_status_cursor_next(cur, list, GS_SSE_SNAPSHOT_STEP) : 0;
     bytes_t text = {NULL, 0, 0, 0};
-    size_t i, first;
+    size_t i, first, n = 0;
     json_t *st;
 
     pthread_mutex_lock(&s->mu);
     first = s->snap_items;
     pthread_mutex_unlock(&s->mu);
+    if (list == NULL) {
+        n = 0;
+    } else if (cur != SINGLE_SNAPSHOT) {
+        n = gs_status_cursor_next(cur, list, GS_SSE_SNAPSHOT_STEP);
+    } else if (first == 0 && (st = gs_server_status(s->hub->rt, s->server)) != NULL) {
+        /* One server: its status in the first step, nothing in the next (which ends it). */
+        json_array_append_new(list, st);
+        n = 1;
+    }
     json_array_foreach(list, i, st)
     {
         char *one = json_dumps(st, JSON_COMPACT);
@@ -468,7 +496,7 @@ static void snapshot_step(stream_t *s)
             bytes_append(&s->out, text.buf + text.off, pending(&text));
         s->snap_items += n;
         if (n == 0) {
-            gs_status_cursor_destroy(cur);
+            snap_destroy(cur);
             s->snap = NULL;
             bytes_append(&s->out, "]}\n\n", 4);
             if (pending(&s->later) > 0)
@@ -529,7 +557,8 @@ static void stream_free(void *cls)
     atomic_store_explicit(&hub->nstreams, hub->count, memory_order_relaxed);
     pthread_mutex_unlock(&hub->mu);
     pthread_mutex_destroy(&s->mu);
-    gs_status_cursor_destroy(s->snap);
+    snap_destroy(s->snap);
+    free(s->server);
     free(s->out.buf);
     free(s->later.buf);
     free(s);
@@ -541,7 +570,12 @@ enum MHD_Result gs__handle_events(gs_request_t *req)
     gs_sse_t *hub = gw->sse;
     struct MHD_Response *resp;
     stream_t *s;
+    const char *only = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "server");
 
+    if (only != NULL && (only[0] == '\0' || strlen(only) > GS_NAME_MAX))
+        return gs__respond_error(req, GS_HTTP_EBAD_REQUEST,
+                                 "the query argument \"server\" must be a name of 1 to %d bytes",
+                                 GS_NAME_MAX);
     if (req->match.method == GS_METHOD_HEAD) {
         /* What a GET would answer, without starting a stream: libmicrohttpd would send a
          * chunked stream's closing chunk even to a HEAD. */
@@ -558,14 +592,20 @@ enum MHD_Result gs__handle_events(gs_request_t *req)
     s->hub = hub;
     s->conn = req->conn;
     pthread_mutex_init(&s->mu, NULL);
+    if (only != NULL && (s->server = strdup(only)) == NULL) {
+        pthread_mutex_destroy(&s->mu);
+        free(s);
+        return gs__respond_runtime_error(req, GS_ENOMEM, NULL);
+    }
 
     /* The first event is a snapshot, so a page needs no separate GET /servers (and cannot
      * miss an event between the two); it is written as the client reads (stream_read). */
-    s->snap = gs_status_cursor_create(gw->rt);
+    s->snap = only != NULL ? SINGLE_SNAPSHOT : gs_status_cursor_create(gw->rt);
     if (s->snap == NULL || !bytes_append(&s->out, "retry: 2000\n\n", 13) ||
         !bytes_append(&s->out, SNAPSHOT_OPEN, sizeof(SNAPSHOT_OPEN) - 1)) {
-        gs_status_cursor_destroy(s->snap);
+        snap_destroy(s->snap);
         pthread_mutex_destroy(&s->mu);
+        free(s->server);
         free(s->out.buf);
         free(s);
         return gs__respond_runtime_error(req, GS_ENOMEM, NULL);
@@ -577,7 +617,8 @@ enum MHD_Result gs__handle_events(gs_request_t *req)
 
         pthread_mutex_unlock(&hub->mu);
         pthread_mutex_destroy(&s->mu);
-        gs_status_cursor_destroy(s->snap);
+        snap_destroy(s->snap);
+        free(s->server);
         free(s->out.buf);
         free(s);
         if (shut)

@@ -274,7 +274,6 @@ struct gs_server_s { /* NOLINT(clang-analyzer-optin.performance.Padding): see ab
     bool timeout_armed;    /* ... if this is set */
     bool exited;           /* status is GS__DEAD: the running thread's own copy */
     bool in_init;          /* init is running: gs_init_then applies */
-    bool dying_killed;     /* it dies of a kill: terminate does not run */
     /* :sys.suspend: written by the running thread only; others read a snapshot (relaxed). */
     _Atomic uint8_t suspended;
     /* Messages popped while suspended that wait for the resume, in order (running thread;

@@ -17,7 +17,8 @@
  *                       a suspended server keeps the others it pops in `saved`, in order, and
  *                       handles them first once resumed.
  *   gs__server_kill     a stop's timeout passed: the server dies with "killed" as soon as the
- *                       handler it runs returns, without terminate.
+ *                       handler it runs returns (its terminate runs with "killed", only to
+ *                       release the state: see gs_stop_options_t).
  * A server's callbacks only ever run on the thread that flipped `scheduled` from 0 to 1 (or
  * on the thread running init), which is what makes "one message at a time" true without a
  * lock per server.
@@ -238,7 +239,7 @@ static void server_die(gs_server_t *s, json_t *reason, int fail_status, bool run
     /* release: a producer that sees DEAD also sees that no callback will run any more */
     atomic_store_explicit(&s->status, GS__DEAD, memory_order_release);
     s->exited = true;
-    if (run_terminate && !s->dying_killed && s->b->terminate != NULL) {
+    if (run_terminate && s->b->terminate != NULL) {
         gs_server_t *saved = gs__tls.current;
         gs__tls.current = s;
         s->b->terminate(s, reason, s->state);
@@ -724,11 +725,10 @@ void gs__server_kill(gs_server_t *s)
         gs__msg_free(m); /* dead already */
 }
 
-/* Killed (a stop's timeout passed): die now, without terminate, and stay stopped. */
+/* Killed (a stop's timeout passed): die now, with "killed", and stay stopped. */
 static void die_killed(gs_server_t *s)
 {
     s->child->stopping = true;
-    s->dying_killed = true;
     gs__supervisor_exit(s, json_string("killed"), true);
 }
 

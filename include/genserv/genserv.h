@@ -548,8 +548,11 @@ typedef struct gs_stop_options_s {
      * GS_INFINITY (the default, as gs_stop_async): wait for terminate however long it takes.
      * >= 0: a shutdown timeout, as an OTP supervisor's: past it the stop completes with
      * GS_ETIMEOUT and the incarnation is killed: when the handler it runs returns (at once if
-     * it is idle), it dies with reason "killed" without running terminate, and is not
-     * restarted. Callers waiting on it fail with GS_ESTOPPED and "killed", monitors get it.
+     * it is idle), it dies with reason "killed" and is not restarted; the messages it had not
+     * handled yet are not handled. Callers waiting on it fail with GS_ESTOPPED and "killed",
+     * monitors get it. Unlike OTP's brutal kill, terminate still runs, with reason "killed":
+     * in C it is what releases the state; a behaviour that follows OTP only frees memory
+     * then, and does no other cleanup.
      */
     int timeout_ms;
 } gs_stop_options_t;

@@ -1282,12 +1282,17 @@ static void deadline_ts(struct timespec *ts, int ms)
 
 h_events_t *h_events_open(const h_server_t *srv)
 {
+    return h_events_open_path(srv, "/events");
+}
+
+h_events_t *h_events_open_path(const h_server_t *srv, const char *path)
+{
     h_events_t *ev = calloc(1, sizeof(*ev));
     struct timespec ts;
 
     if (ev == NULL)
         return NULL;
-    snprintf(ev->url, sizeof(ev->url), "%s/events", srv->url);
+    snprintf(ev->url, sizeof(ev->url), "%s%s", srv->url, path);
     pthread_mutex_init(&ev->mu, NULL);
     pthread_cond_init(&ev->cv, NULL);
     atomic_init(&ev->stop, false);

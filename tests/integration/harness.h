@@ -213,6 +213,8 @@ void h_multi_destroy(h_multi_t *m);
 typedef struct h_events_s h_events_t;
 /** Open GET /events; waits (up to H_WAIT_MS) for the response headers. NULL on failure. */
 h_events_t *h_events_open(const h_server_t *srv);
+/** The same for path (with its query), e.g. "/events?server=c". */
+h_events_t *h_events_open_path(const h_server_t *srv, const char *path);
 /** HTTP status and Content-Type of the stream once headers arrived. */
 long h_events_status(h_events_t *ev, char *content_type, size_t len);
 /**
