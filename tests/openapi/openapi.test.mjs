@@ -245,6 +245,11 @@ function checkRequestAccepted(key, body) {
     if (!v(body)) fail(`POST ${key}: genserv accepted ${JSON.stringify(body)}, the spec's request schema refuses it: ${ajv.errorsText(v.errors)}`);
 }
 
+function checkRequestAcceptedAt(key, method, body) {
+    const v = validatorAt(requestPointer(key, method));
+    if (!v(body)) fail(`${method.toUpperCase()} ${key}: genserv accepted ${JSON.stringify(body)}, the spec's request schema refuses it: ${ajv.errorsText(v.errors)}`);
+}
+
 async function checkRequestRefused(port, key, body) {
     const v = validatorAt(requestPointer(key, 'post'));
     if (v(body)) fail(`POST ${key}: the spec's request schema accepts ${JSON.stringify(body)}`);
@@ -266,6 +271,11 @@ function request(port, method, urlPath, opts = {}) {
 }
 
 function nodeRequest(port, method, urlPath, { body, chunks: parts, headers = {}, timeoutMs = 15000 } = {}) {
+    // Node frames a body itself only for methods it expects one with: a DELETE's body is sent
+    // unframed unless the request says how long it is, or that it is chunked.
+    const framing = Object.keys(headers).some((h) => /^(content-length|transfer-encoding)$/i.test(h));
+    if (!framing && parts !== undefined) headers = { ...headers, 'Transfer-Encoding': 'chunked' };
+    else if (!framing && body !== undefined) headers = { ...headers, 'Content-Length': String(Buffer.byteLength(body)) };
     return new Promise((resolve, reject) => {
         const req = http.request(
             { host: '127.0.0.1', port, method, path: urlPath, agent: false, headers },
@@ -537,6 +547,21 @@ async function mainInstance() {
     await waitFor('the event stream to close', async () => (await metric(p, 'genserv_http_event_streams')) === 0);
     await expectStatus(p, 'HEAD', '/events', 200);
     await expectStatus(p, 'POST', '/events', 405, json({}));
+    await expectStatus(p, 'GET', '/events?server=', 400, {}, 'an empty server name');
+    const one = await openEvents(p, '/events?server=counter');
+    check('GET', '/events', one, 'one server');
+    if (one.status === 200) {
+        const first = JSON.parse(one.first);
+        if (first.type !== 'snapshot' || first.servers.length !== 1 || first.servers[0].name !== 'counter')
+            fail(`GET /events?server=counter: the snapshot should hold counter alone: ${one.first.slice(0, 200)}`);
+    }
+    one.close();
+    // A parked stream notices its client left only when it writes again (the socket's reset
+    // comes back after a first write): feed it events of counter until it does.
+    await waitFor('the event stream to close', async () => {
+        await request(p, 'POST', '/cast', json({ server: 'counter', message: 'increment' }));
+        return (await metric(p, 'genserv_http_event_streams')) === 0;
+    });
 
     // Servers.
     await expectStatus(p, 'GET', '/servers', 200);
@@ -566,7 +591,42 @@ async function mainInstance() {
     await expectStatus(p, 'HEAD', `/servers/${'x'.repeat(300)}`, 400, {}, 'a name over 255 bytes');
     await expectStatus(p, 'DELETE', `/servers/${'x'.repeat(300)}`, 400, {}, 'a name over 255 bytes');
     await expectStatus(p, 'POST', '/servers/counter', 405, json({}));
-    await expectStatus(p, 'DELETE', '/servers/counter2', 200);
+
+    // :sys: suspend, resume and replace_state (on counter2, a counter).
+    const suspended = await expectStatus(p, 'POST', '/servers/counter2/suspend', 200);
+    if (suspended && suspended.status !== 'suspended') fail(`POST /servers/counter2/suspend: status ${suspended.status}`);
+    await expectStatus(p, 'PUT', '/servers/counter2/state', 200, json({ state: { count: 3 } }), 'while suspended');
+    checkRequestAcceptedAt('/servers/{name}/state', 'put', { state: { count: 3 } });
+    await expectStatus(p, 'POST', '/servers/counter2/resume', 200);
+    for (const op of ['suspend', 'resume']) {
+        await expectStatus(p, 'POST', `/servers/no_such_server/${op}`, 404);
+        await expectStatus(p, 'POST', `/servers/${'x'.repeat(300)}/${op}`, 400, {}, 'a name over 255 bytes');
+        await expectStatus(p, 'GET', `/servers/counter2/${op}`, 405);
+    }
+    await expectStatus(p, 'PUT', '/servers/counter2/state', 422, json({ state: 'many' }), 'refused by the behaviour');
+    await expectStatus(p, 'PUT', '/servers/ticker/state', 409, json({ state: {} }), 'no replace_state');
+    await expectStatus(p, 'PUT', '/servers/counter2/state', 400, json({ count: 1 }), 'no state');
+    await expectStatus(p, 'PUT', '/servers/no_such_server/state', 404, json({ state: 1 }));
+    await expectStatus(p, 'POST', '/servers/counter2/state', 405, json({}));
+    await expectTooLarge(p, '/servers/counter2/state', 'PUT');
+
+    // Stops with a reason; past the timeout, 504 and a kill (a Lua handler that spins).
+    await expectStatus(p, 'DELETE', '/servers/counter2', 400, json({ timeout_ms: -1 }), 'a negative timeout');
+    await expectStatus(p, 'DELETE', '/servers/counter2?timeout_ms=soon', 400, {}, 'a timeout that is not a number');
+    await expectStatus(p, 'DELETE', '/servers/counter2?reason=a', 400, json({ reason: 'b' }), 'a reason given twice');
+    await expectTooLarge(p, '/servers/counter2', 'DELETE');
+    const spin = "return {init = function() return {'ok', 0} end,\n" +
+        "  handle_cast = function(ms, s) local t = gs.monotonic_ms() + ms\n" +
+        "    while gs.monotonic_ms() < t do end return {'noreply', s} end}\n";
+    await expectStatus(p, 'POST', '/behaviours', 201, json({ name: 'spin', source: spin }));
+    await expectStatus(p, 'POST', '/servers', 201, json({ name: 'spinner', behaviour: 'spin', instruction_limit: 1000000000 }));
+    await expectStatus(p, 'POST', '/cast', 202, json({ server: 'spinner', message: 1500 }));
+    await expectStatus(p, 'DELETE', '/servers/spinner?timeout_ms=100', 504, {}, 'past the timeout');
+    await waitFor('the killed server to go', async () => (await status(p, 'spinner')) === undefined);
+    await expectStatus(p, 'DELETE', '/behaviours/spin', 200);
+    const stop = { reason: ['shutdown', 'maintenance'], timeout_ms: 2000 };
+    checkRequestAcceptedAt('/servers/{name}', 'delete', stop);
+    await expectStatus(p, 'DELETE', '/servers/counter2', 200, json(stop));
     await expectStatus(p, 'DELETE', '/servers/counter2', 404);
 
     // Behaviours sent as Lua source: load, inspect, upgrade, delete.
