@@ -800,10 +800,13 @@ unschedule:
         gs__sched_enqueue(rt, s); /* yield: more is waiting; keeps the queue's ref */
         return;
     }
-    atomic_store(&s->scheduled, 0); /* seq_cst: see gs__server_reserve */
     /* A suspended server is not scheduled for the messages it keeps: only for new ones (a
-     * system message among them is what it waits for). */
-    if (atomic_load(&s->mailbox_len) > kept(s) && atomic_exchange(&s->scheduled, 1) == 0) {
+     * system message among them is what it waits for). Read while this thread still owns the
+     * server: once `scheduled` is 0 another thread may take it and change what it keeps (and
+     * then does this same recheck when it lets go). */
+    int64_t keep = kept(s);
+    atomic_store(&s->scheduled, 0); /* seq_cst: see gs__server_reserve */
+    if (atomic_load(&s->mailbox_len) > keep && atomic_exchange(&s->scheduled, 1) == 0) {
         gs__sched_enqueue(rt, s);
         return;
     }
