@@ -16,7 +16,8 @@
  *   2. gs__route_match(method, raw path, url) with url the path as libmicrohttpd decodes it
  *      (MHD_http_unescape, which only matters for static files);
  *   3. gs__percent_decode of the parameter of /servers/NAME and /timers/ID (failure: 404);
- *   4. for a path that takes POST and a POST with a body within the default max_body_bytes
+ *   4. for a path that takes POST or PUT (or DELETE /servers/NAME, which may say why and how
+ *      long to wait) with a body within the default max_body_bytes
  *      (larger ones get 413 before decoding; Content-Length only makes that answer come
  *      earlier, so no header changes what is decoded), gs__decode_body with the gateway's
  *      default limits, gs__decoded_take of the message as the handlers do, and
@@ -153,6 +154,12 @@ static void check_route(const gs_route_match_t *m, const char *raw_path)
         CHECK(m->param != NULL);
         CHECK(m->param > raw_path && m->param + strlen(m->param) == raw_path + strlen(raw_path));
         CHECK(m->param[0] != '\0' && strchr(m->param, '/') == NULL);
+    } else if (m->route == GS_ROUTE_SERVER_SUSPEND || m->route == GS_ROUTE_SERVER_RESUME ||
+               m->route == GS_ROUTE_SERVER_STATE) {
+        /* One non-empty segment, still encoded, then the row's fixed suffix ("/suspend"). */
+        CHECK(m->param != NULL && m->param > raw_path && m->param_len > 0);
+        CHECK(memchr(m->param, '/', m->param_len) == NULL && m->param[m->param_len] == '/');
+        CHECK(strchr(m->param + m->param_len + 1, '/') == NULL);
     } else {
         CHECK(m->param == NULL);
     }
@@ -227,6 +234,15 @@ static void check_decoded(gs_route_t route, const gs_decoded_t *d)
         CHECK(d->source_len == json_string_length(json_object_get(d->body, "source")));
         CHECK(d->limits == NULL || json_is_object(d->limits));
         break;
+    case GS_ROUTE_SERVER: /* DELETE /servers/NAME: the stop's reason and timeout */
+        CHECK(d->timeout_ms >= 0 && d->timeout_ms <= limits.max_timeout_ms);
+        CHECK(json_object_get(d->body, "reason") == NULL);
+        CHECK(d->reason == NULL || json_depth(d->reason) + 1 <= max);
+        break;
+    case GS_ROUTE_SERVER_STATE:
+        CHECK(d->state != NULL && json_object_get(d->body, "state") == NULL);
+        CHECK(json_depth(d->state) + 1 <= max);
+        break;
     default:
         CHECK(!"a route without a body decoded one");
     }
@@ -251,7 +267,8 @@ static void decode(gs_route_t route, const uint8_t *body, size_t len)
     } else {
         CHECK(err.message[0] != '\0');
         /* The contract: a refused body leaves nothing in d to release. */
-        CHECK(d.body == NULL && d.message == NULL && d.args == NULL && d.extra == NULL);
+        CHECK(d.body == NULL && d.message == NULL && d.args == NULL && d.extra == NULL &&
+              d.reason == NULL && d.state == NULL);
     }
     gs__decoded_close(&d); /* harmless on a closed or refused d, as json_http.c relies on */
 }
@@ -292,7 +309,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* dispatch: 404, then 405, then 413, then the handler decodes its body. */
     size_t body_len = (size_t)(end - body);
     bool takes_body =
-        (m.method & (GS_METHOD_POST | GS_METHOD_PUT)) != 0 && (m.allowed & m.method) != 0;
+        ((m.method & (GS_METHOD_POST | GS_METHOD_PUT)) != 0 && (m.allowed & m.method) != 0) ||
+        (m.method == GS_METHOD_DELETE && m.route == GS_ROUTE_SERVER);
     if (takes_body && body_len <= defaults.max_body_bytes)
         decode(m.route, body, body_len);
 
