@@ -310,6 +310,79 @@ static void test_sys_routes_need_the_full_token(void **state)
     H_PASS(fx);
 }
 
+/* A Lua behaviour that monitors a server and keeps the DOWN messages it receives. */
+static const char *watcher_src =
+    "local M = {}\n"
+    "function M.init() return {'ok', {downs = gs.array()}} end\n"
+    "function M.handle_call(msg, from, s)\n"
+    "  if msg[1] == 'monitor' then return {'reply', gs.monitor(msg[2]), s} end\n"
+    "  return {'reply', s.downs, s}\n"
+    "end\n"
+    "function M.handle_info(msg, s)\n"
+    "  if type(msg) == 'table' and msg[1] == 'DOWN' then table.insert(s.downs, msg) end\n"
+    "  return {'noreply', s}\n"
+    "end\n"
+    "return M\n";
+
+/* The watcher's DOWN messages so far (new reference), or NULL. */
+static json_t *downs(const h_server_t *srv)
+{
+    h_resp_t r;
+    h_call(srv, "w", "\"downs\"", 5000, &r);
+    json_t *list = r.status == 200 ? json_incref(json_object_get(r.json, "reply")) : NULL;
+    h_resp_close(&r);
+    return list;
+}
+
+static size_t downs_len(const h_server_t *srv)
+{
+    json_t *list = downs(srv);
+    size_t n = json_array_size(list);
+    json_decref(list);
+    return n;
+}
+
+static void test_monitors_see_the_stop_reason(void **state)
+{
+    h_fixture_t *fx = *state;
+    h_server_t *srv = &fx->srv;
+    h_resp_t r;
+    json_t *body = json_pack("{s:s,s:s}", "name", "watcher", "source", watcher_src);
+    char *text = json_dumps(body, JSON_COMPACT);
+
+    request(srv, "POST", "/behaviours", text, NULL, &r);
+    assert_int_equal(r.status, 201);
+    h_resp_close(&r);
+    free(text);
+    json_decref(body);
+    assert_int_equal(h_start_server(srv, "w", "watcher", NULL, NULL), 201);
+    assert_int_equal(h_start_server(srv, "c", "counter", NULL, NULL), 201);
+    int64_t ref = h_call_int(srv, "w", "[\"monitor\", \"c\"]");
+    assert_true(ref > 0);
+    int64_t missing = h_call_int(srv, "w", "[\"monitor\", \"nobody\"]");
+    H_WAIT_UNTIL(downs_len(srv) == 1, H_WAIT_MS);
+
+    request(srv, "DELETE", "/servers/c", "{\"reason\": {\"why\": \"upgrade\"}}", NULL, &r);
+    assert_int_equal(r.status, 200);
+    h_resp_close(&r);
+    H_WAIT_UNTIL(downs_len(srv) == 2, H_WAIT_MS);
+    json_t *list = downs(srv);
+    char want[256];
+    snprintf(want, sizeof(want),
+             "[[\"DOWN\", %lld, \"nobody\", \"no_such_server\"], [\"DOWN\", %lld, \"c\", "
+             "{\"why\": \"upgrade\"}]]",
+             (long long)missing, (long long)ref);
+    bool ok = json_is(list, want);
+    if (!ok) {
+        char *got = json_dumps(list, JSON_COMPACT);
+        fprintf(stderr, "got %s, want %s\n", got, want);
+        free(got);
+    }
+    json_decref(list);
+    assert_true(ok);
+    H_PASS(fx);
+}
+
 static int setup_tokens(void **state)
 {
     static const char *const args[] = {"--read-token", READ_TOKEN, NULL};
@@ -329,6 +402,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sys_routes_need_the_full_token, setup_tokens,
                                         h_teardown),
         cmocka_unit_test_setup_teardown(test_events_of_one_server, h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_monitors_see_the_stop_reason, h_setup, h_teardown),
     };
 
     h_init(150);
