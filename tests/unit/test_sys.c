@@ -438,6 +438,26 @@ static void test_stop_of_a_suspended_server(void **state)
     pthread_mutex_unlock(&terminated_mu);
 }
 
+static void test_shutdown_with_a_suspended_server(void **state)
+{
+    gs_runtime_t *rt = *state;
+    tu_start(rt, "t", &sysprobe, NULL, NULL);
+    assert_int_equal(gs_suspend(rt, "t", TU_WAIT_MS), 0);
+    assert_int_equal(tu_cast(rt, "t", "\"inc\""), 0);
+    tu_reply_t kept;
+    tu_reply_init(&kept);
+    assert_int_equal(gs_call_async(rt, "t", tu_json("\"n\""), GS_INFINITY, tu_reply_cb, &kept), 0);
+    TU_WAIT_UNTIL(tu_status_int(rt, "t", "mailbox_len") == 2, TU_WAIT_MS);
+    /* The shutdown's stop is a system message: terminate runs, and what it kept fails. */
+    tu_destroy(state);
+    assert_int_equal(tu_reply_runs(&kept), 1);
+    assert_true(kept.status == GS_ESTOPPED || kept.status == GS_ESHUTDOWN);
+    tu_reply_close(&kept);
+    pthread_mutex_lock(&terminated_mu);
+    assert_json_eq(terminated, "[\"shutdown\"]");
+    pthread_mutex_unlock(&terminated_mu);
+}
+
 static void test_replace_state(void **state)
 {
     gs_runtime_t *rt = *state;
@@ -481,6 +501,7 @@ int main(void)
         T(test_stop_within_timeout_runs_terminate),
         T(test_suspend_queues_until_resume),
         T(test_stop_of_a_suspended_server),
+        T(test_shutdown_with_a_suspended_server),
         T(test_replace_state),
 #undef T
     };
