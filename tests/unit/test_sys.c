@@ -344,7 +344,7 @@ static void test_stop_timeout_kills(void **state)
     tu_start(rt, "w", &sysprobe, NULL, NULL);
     tu_start(rt, "t", &sysprobe, NULL, NULL); /* permanent, yet not restarted */
     long long ref = monitor(rt, "w", "t");
-    assert_int_equal(tu_cast(rt, "t", "[\"sleep\", 400]"), 0);
+    assert_int_equal(tu_cast(rt, "t", "[\"sleep\", 1000]"), 0);
     tu_reply_t queued;
     tu_reply_init(&queued);
     assert_int_equal(gs_call_async(rt, "t", tu_json("\"n\""), TU_WAIT_MS, tu_reply_cb, &queued), 0);
@@ -352,7 +352,7 @@ static void test_stop_timeout_kills(void **state)
     gs_stop_options_t o = {.timeout_ms = 50};
     int64_t t0 = tu_now_ms();
     assert_int_equal(gs_stop_opts(rt, "t", tu_json("\"polite\""), &o), GS_ETIMEOUT);
-    assert_true(tu_now_ms() - t0 < 400);     /* answered at its timeout, not after the handler */
+    assert_true(tu_now_ms() - t0 < 1000);    /* answered at its timeout, not after the handler */
     assert_int_equal(terminated_count(), 0); /* the handler still runs */
 
     /* Killed once the slow handler returned: callers and monitors see "killed", and
