@@ -785,6 +785,9 @@ void gs__server_run(gs_server_t *s, unsigned batch)
         if (s->exited)
             break;
     }
+    /* A kill whose wake-up was the turn's last message: nothing would schedule it again. */
+    if (!s->exited && atomic_load_explicit(&s->killed, memory_order_relaxed)) /* see kill */
+        die_killed(s);
     gs__tls.current = NULL;
     if (handled > 0) {
         /* relaxed: statistics */
