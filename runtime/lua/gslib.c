@@ -441,6 +441,33 @@ static int l_demonitor(lua_State *L)
     return outcome(L, ref > 0 ? gs_demonitor(s, (gs_monitor_ref_t)ref) : GS_ENOMONITOR);
 }
 
+/* The outcome of gs.stop is not reported: a monitor says when the server is gone. */
+static void stop_done(int status, void *arg)
+{
+    (void)status;
+    (void)arg;
+}
+
+/* gs.stop(name[, reason[, timeout_ms]]): true once the stop is on its way (the server then
+ * handles what is in its mailbox, terminate runs with reason; past timeout_ms, default 5000,
+ * it is killed), or nil and the code ("no_such_server", "calling_self": a callback stops its
+ * own server by returning {"stop", reason, state}, as GenServer.stop(self()) exits). */
+static int l_stop(lua_State *L)
+{
+    gs_server_t *s = self_of(L, "stop");
+    const char *name = luaL_checkstring(L, 1);
+    lua_Integer timeout = luaL_optinteger(L, 3, GS_DEFAULT_TIMEOUT_MS);
+    luaL_argcheck(L, timeout >= 0 && timeout <= INT32_MAX, 3, "a timeout in ms");
+    if (strcmp(name, gs_server_name(s)) == 0)
+        return outcome(L, GS_ECALLINGSELF);
+    json_t *reason = lua_isnoneornil(L, 2) ? NULL : arg_json(L, 2, "reason");
+    gs_stop_options_t opts;
+    gs_stop_options_init(&opts);
+    opts.timeout_ms = (int)timeout;
+    return outcome(L,
+                   gs_stop_async_opts(gs_server_runtime(s), name, reason, &opts, stop_done, NULL));
+}
+
 static const luaL_Reg gs_fns[] = {
     {"self", l_self},
     {"reply", l_reply},
@@ -453,6 +480,7 @@ static const luaL_Reg gs_fns[] = {
     {"send_request", l_send_request},
     {"monitor", l_monitor},
     {"demonitor", l_demonitor},
+    {"stop", l_stop},
     {"now_ms", l_now_ms},
     {"monotonic_ms", l_monotonic_ms},
     {"log", l_log},

@@ -13,6 +13,8 @@ static const char *watcher_src =
     "    return {'reply', ref or err, s} end\n"
     "  if msg[1] == 'demonitor' then local ok, err = gs.demonitor(msg[2])\n"
     "    return {'reply', {ok or gs.null, err or gs.null}, s} end\n"
+    "  if msg[1] == 'stop' then local ok, err = gs.stop(msg[2], msg[3])\n"
+    "    return {'reply', {ok or gs.null, err or gs.null}, s} end\n"
     "  if msg[1] == 'got' then return {'reply', s.got, s} end\n"
     "  return {'reply', 'unknown', s}\n"
     "end\n"
@@ -75,6 +77,22 @@ static void test_monitor_missing_and_demonitor(void **state)
     json_decref(r);
 }
 
+static void test_stop_with_a_reason(void **state)
+{
+    lt_t *f = *state;
+    char want[256];
+    lt_load(f, "lw", watcher_src);
+    lt_start(f, "w", "lw", NULL);
+    tu_start_named(f->rt, "t", "counter", NULL);
+    long long ref = tu_call_int(f->rt, "w", "[\"monitor\", \"t\"]");
+    tu_call_expect(f->rt, "w", "[\"stop\", \"t\", [\"shutdown\", \"by lua\"]]", "[true, null]");
+    TU_WAIT_UNTIL(got_len(f, "w") == 1, TU_WAIT_MS);
+    snprintf(want, sizeof(want), "[[\"integer\", %lld, \"t\", [\"shutdown\", \"by lua\"]]]", ref);
+    tu_call_expect(f->rt, "w", "[\"got\"]", want);
+    tu_call_expect(f->rt, "w", "[\"stop\", \"t\"]", "[null, \"no_such_server\"]");
+    tu_call_expect(f->rt, "w", "[\"stop\", \"w\"]", "[null, \"calling_self\"]");
+}
+
 static const char *checked_src =
     "local M = {}\n"
     "function M.init() return {'ok', {count = 0}} end\n"
@@ -127,6 +145,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         lt_test(test_monitor_receives_down),
         lt_test(test_monitor_missing_and_demonitor),
+        lt_test(test_stop_with_a_reason),
         lt_test(test_replace_state),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
