@@ -563,7 +563,8 @@ void gs_stop_options_init(gs_stop_options_t *opts);
 /**
  * gs_stop_async with options (borrowed; NULL: the defaults). reason: taken (NULL: "normal").
  * cb gets 0 once terminate ran, or GS_ETIMEOUT when the timeout passed first (the server is
- * then killed), or another error; it runs on a runtime thread. Returns as gs_stop_async.
+ * then killed), or another error; it runs on a runtime thread. Returns as gs_stop_async, and
+ * GS_EINVAL for a timeout_ms below GS_INFINITY.
  */
 int gs_stop_async_opts(gs_runtime_t *rt, const char *name, json_t *reason,
                        const gs_stop_options_t *opts, gs_done_cb cb, void *arg);
@@ -592,7 +593,7 @@ typedef uint64_t gs_monitor_ref_t;
  * @param watcher borrowed: who gets the DOWN (usually the callback's self).
  * @param name    borrowed.
  * @param ref     receives the reference (also when the DOWN is immediate); may be NULL.
- * @return 0, GS_EINVAL, GS_ESHUTDOWN. Any thread.
+ * @return 0, GS_EINVAL, GS_ESHUTDOWN, GS_ENOMEM. Any thread.
  */
 int gs_monitor(gs_server_t *watcher, const char *name, gs_monitor_ref_t *ref);
 /**
@@ -849,8 +850,10 @@ int gs_get_state(gs_runtime_t *rt, const char *name, int timeout_ms, json_t **st
  * count against its limit, and a call may time out there), and run after the resume, in
  * order. Its status says "suspended". A stop of a suspended server fails the messages it kept
  * with GS_ESTOPPED.
- * Each cb gets status 0 and result NULL, or an error (GS_ENOSERVER when the server died
- * first, GS_ETIMEOUT); returns 0 or an up-front error (GS_ENOSERVER, GS_ESHUTDOWN, GS_EINVAL).
+ * timeout_ms >= 0, or GS_INFINITY. Each cb gets status 0 and result NULL, or an error
+ * (GS_ENOSERVER when the server died first, GS_ETIMEOUT), once, on whichever thread completes
+ * it; the functions return 0 or an up-front error (GS_ENOSERVER, GS_ESHUTDOWN, GS_EINVAL), and
+ * then cb is never called.
  */
 int gs_suspend_async(gs_runtime_t *rt, const char *name, int timeout_ms, gs_reply_cb cb, void *arg);
 /** Resume a suspended server (0 also when it was not suspended). As gs_suspend_async. */
