@@ -41,6 +41,7 @@ static const route_def_t routes[] = {
     {"/servers", false, true, GS_ROUTE_SERVERS, GS_METHOD_POST, gs__handle_server_start, NULL},
     {"/servers/", true, true, GS_ROUTE_SERVER, GET_HEAD, gs__handle_server_status, NULL},
     {"/servers/", true, true, GS_ROUTE_SERVER, GS_METHOD_DELETE, gs__handle_server_stop, NULL},
+    {"/servers/", true, true, GS_ROUTE_SERVER_HELD, GET_HEAD, gs__handle_server_held, "/held"},
     {"/behaviours", false, true, GS_ROUTE_BEHAVIOURS, GET_HEAD, gs__handle_behaviours, NULL},
     {"/behaviours", false, true, GS_ROUTE_BEHAVIOURS, GS_METHOD_POST, gs__handle_behaviour_load,
      NULL},

@@ -9,9 +9,13 @@
  *   GET    /servers/NAME  gs_server_status, then defer to gs_get_state_async so the state is
  *                         read through the mailbox like :sys.get_state
  *   DELETE /servers/NAME  defer to gs_stop_async: 200 once terminate ran
+ *   GET    /servers/NAME/held  gs_server_held_json: the open-reply ledger (who waits on the
+ *                         calls the server holds), oldest first, ?limit=N of them
  */
 #include "api_internal.h"
 
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum MHD_Result gs__handle_server_start(gs_request_t *req)
@@ -120,4 +124,24 @@ static int start_stop(gs_request_t *req, void *ctx)
 enum MHD_Result gs__handle_server_stop(gs_request_t *req)
 {
     return gs__request_defer(req, GS_HOLD_CONTROL, finish_stop, start_stop, NULL);
+}
+
+enum MHD_Result gs__handle_server_held(gs_request_t *req)
+{
+    const char *arg = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "limit");
+    unsigned long long limit = GS_HELD_LIST_DEFAULT;
+    char *end = NULL;
+    json_t *held;
+
+    if (arg != NULL) {
+        errno = 0;
+        limit = strtoull(arg, &end, 10);
+        if (errno != 0 || end == arg || *end != '\0' || limit < 1 || limit > GS_HELD_LIST_MAX)
+            return gs__respond_error(req, GS_HTTP_EBAD_REQUEST, "limit must be in 1..%u",
+                                     GS_HELD_LIST_MAX);
+    }
+    held = gs_server_held_json(req->gw->rt, req->param, (size_t)limit);
+    if (held == NULL)
+        return gs__respond_no_such_server(req, req->param);
+    return gs__respond_json(req, MHD_HTTP_OK, held);
 }
