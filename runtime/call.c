@@ -491,16 +491,8 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-json_t *gs_server_held_json(gs_runtime_t *rt, const char *name, size_t limit)
+json_t *gs__held_json(gs_runtime_t *rt, gs__child_t *child, bool sensitive, size_t limit)
 {
-    if (rt == NULL || name == NULL)
-        return NULL;
-    gs__child_t *child = gs__registry_child(rt, name);
-    if (child == NULL)
-        return NULL;
-    /* acquire: pairs with the upgrade's release store of the child's code */
-    const gs_behaviour_t *b = atomic_load_explicit(&child->b, memory_order_acquire);
-    bool sensitive = b->sensitive || child->opts.sensitive;
     ledger_t l = {.child = child, .oldest_since = UINT64_MAX};
     ledger_scan(rt, &l);
     if (l.n > 1)
@@ -532,7 +524,6 @@ json_t *gs_server_held_json(gs_runtime_t *rt, const char *name, size_t limit)
     json_t *out = json_pack("{s:s, s:I, s:o}", "server", child->name, "count", (json_int_t)l.n,
                             "calls", calls);
     free(l.rows);
-    gs__child_unref(child);
     return out;
 }
 

@@ -357,6 +357,9 @@ bool gs__reason_is_normal(const json_t *reason);
 /* Introspection (introspect.c): s's state as inspection may show it (sensitive, redact). New
  * reference. On the thread running s. */
 json_t *gs__inspect_state(gs_server_t *s);
+/* The ledger of gs_server_held_json for child (borrowed), its tags redacted when sensitive
+ * (call.c, which owns the held-call table). */
+json_t *gs__held_json(gs_runtime_t *rt, gs__child_t *child, bool sensitive, size_t limit);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Registry: name -> child, a sharded map (registry.c)                                        */

@@ -617,10 +617,12 @@ typedef struct gs_call_options_s {
 void gs_call_options_init(gs_call_options_t *opts);
 
 /**
- * gs_call_async with options (borrowed; NULL: the defaults) and, when call is not NULL, a
- * reference to the call in *call (new: release it with gs_call_unref), by which the caller can
- * say it went away (gs_call_abandon). *call is set before cb can run, and even when cb has run
- * by the time this returns; on an up-front error it is set to NULL (and cb never runs).
+ * gs_call_async with options (borrowed; NULL: the defaults; its strings are read before this
+ * returns, the label copied) and, when call is not NULL, a reference to the call in *call
+ * (new: release it with gs_call_unref), by which the caller can say it went away
+ * (gs_call_abandon). msg is taken, even on failure; arg is passed to cb untouched. *call is set
+ * before cb can run, and even when cb has run by the time this returns; on an up-front error it is
+ * set to NULL (and cb never runs).
  * @return as gs_call_async.
  */
 int gs_call_async_opts(gs_runtime_t *rt, const char *name, json_t *msg,
