@@ -510,16 +510,20 @@ json_t *gs__held_json(gs_runtime_t *rt, gs__child_t *child, bool sensitive, size
             deadline = json_integer(now_wall + left);
             remaining = json_integer(left);
         }
+        /* json_string refuses what is not UTF-8 (a caller's label or kind is copied as given,
+         * and may be cut inside a character): null rather than a lost row */
+        json_t *kind = json_string(r->kind);
+        json_t *caller = r->has_caller ? json_string(r->caller) : NULL;
         json_t *tag = !r->tagged  ? json_null()
                       : sensitive ? json_string(GS_REDACTED)
                                   : json_string(r->tag);
-        json_array_append_new(calls,
-                              json_pack("{s:I, s:s, s:o, s:I, s:I, s:o, s:o, s:o}", "id",
-                                        (json_int_t)r->id, "kind", r->kind, "caller",
-                                        r->has_caller ? json_string(r->caller) : json_null(),
-                                        "since_ms", (json_int_t)(now_wall - waited), "waited_ms",
-                                        (json_int_t)waited, "deadline_ms", deadline, "remaining_ms",
-                                        remaining, "tag", tag != NULL ? tag : json_null()));
+        json_array_append_new(
+            calls, json_pack("{s:I, s:o, s:o, s:I, s:I, s:o, s:o, s:o}", "id", (json_int_t)r->id,
+                             "kind", kind != NULL ? kind : json_null(), "caller",
+                             caller != NULL ? caller : json_null(), "since_ms",
+                             (json_int_t)(now_wall - waited), "waited_ms", (json_int_t)waited,
+                             "deadline_ms", deadline, "remaining_ms", remaining, "tag",
+                             tag != NULL ? tag : json_null()));
     }
     json_t *out = json_pack("{s:s, s:I, s:o}", "server", child->name, "count", (json_int_t)l.n,
                             "calls", calls);
@@ -567,8 +571,11 @@ static int call_server(gs_server_t *s, uint8_t kind, json_t *msg, int timeout_ms
         c->since_ns = gs__now_ns();
         if (opts != NULL && opts->caller_kind != NULL) {
             c->caller_kind = opts->caller_kind;
-            if (opts->caller != NULL)
-                snprintf(c->caller, sizeof(c->caller), "%s", opts->caller);
+            if (opts->caller != NULL) { /* not snprintf: this is every HTTP call's path */
+                size_t n = strnlen(opts->caller, sizeof(c->caller) - 1);
+                memcpy(c->caller, opts->caller, n);
+                c->caller[n] = '\0';
+            }
         } else if (gs__tls.current != NULL) {
             c->caller_server = gs__server_ref(gs__tls.current);
         }
