@@ -26,7 +26,9 @@
  * Suspended connections never time out and do not notice disconnects. Every runtime request a
  * handler defers on carries a timeout the runtime enforces (calls, state reads) or is certain to
  * complete (stops), so every held connection is resumed; a client that went away is noticed on
- * the write after resume, and the request is freed in the completed callback.
+ * the write after resume, and the request is freed in the completed callback. A held /call's
+ * client that goes away is noticed sooner, by watch.c, which abandons its call so that the
+ * resume comes at once.
  */
 #include "api_internal.h"
 
