@@ -314,13 +314,6 @@ bool gs_call_pending(gs_from_t from)
     return pending;
 }
 
-/* Remember that call id's caller went away, in the slot of its low bits. */
-static void gone_remember(gs_runtime_t *rt, uint64_t id)
-{
-    /* relaxed: see the field */
-    atomic_store_explicit(&rt->gone[id & (GS__GONE_SLOTS - 1)], id, memory_order_relaxed);
-}
-
 /* A reply to call id was dropped: GS_ECALLERGONE (counted) when its caller went away, once,
  * else GS_ENOCALL. */
 static int dropped_reply(gs_runtime_t *rt, uint64_t id)
@@ -379,11 +372,20 @@ int gs_call_abandon(gs_runtime_t *rt, gs_call_t *c)
      * finds nothing, then the exchange, then a second look for a dispatch that inserted the
      * call in between. */
     gs_server_t *holder = held_out(rt, c);
+    /* Remembered first: a reply that finds the table empty from now on counts as one to a
+     * gone caller; forgotten again if the call had completed already. */
+    _Atomic uint64_t *slot = &rt->gone[c->id & (GS__GONE_SLOTS - 1)];
+    /* relaxed: see the field */
+    uint64_t before = atomic_exchange_explicit(slot, c->id, memory_order_relaxed);
     bool won = gs__call_complete(rt, c, GS_ECALLERGONE, NULL, false);
     if (holder == NULL)
         holder = held_out(rt, c);
-    if (won) {
-        gone_remember(rt, c->id);
+    if (!won) {
+        uint64_t expected = c->id;
+        /* relaxed: see the field; what the slot held before, unless it changed meanwhile */
+        atomic_compare_exchange_strong_explicit(slot, &expected, before, memory_order_relaxed,
+                                                memory_order_relaxed);
+    } else {
         atomic_fetch_add_explicit(&rt->stats.callers_gone, 1, memory_order_relaxed); /* counter */
         if (holder != NULL)
             gs__notify_caller_gone(holder, c->id);
