@@ -17,6 +17,7 @@
 #define GS_API_INTERNAL_H
 
 #include <genserv/gateway.h>
+#include <genserv/map.h>
 
 #include <microhttpd.h>
 #include <pthread.h>
@@ -45,6 +46,7 @@
     XX(SERVER_SUSPEND, "/servers/:name/suspend")                                                   \
     XX(SERVER_RESUME, "/servers/:name/resume")                                                     \
     XX(SERVER_STATE, "/servers/:name/state")                                                       \
+    XX(SERVER_HELD, "/servers/:name/held")                                                         \
     XX(BEHAVIOURS, "/behaviours")                                                                  \
     XX(BEHAVIOUR, "/behaviours/:name")                                                             \
     XX(EVENTS, "/events")                                                                          \
@@ -152,6 +154,17 @@ struct gs_request_s {
     int status;
     json_t *result; /* owned (new reference from the runtime), or NULL */
     json_t *extra;  /* owned; handler-specific (e.g. the status for GET /servers/NAME) */
+
+    /* A /call's runtime call (gs_call_async_opts), so that its client's hang-up can abandon
+     * it (watch.c): owned, or NULL (answered without a watcher, or moved to the watcher). */
+    gs_call_t *call;
+    /* While suspended, the socket is watched for a hang-up (watch.c; its lock guards these
+     * but watch_added, which the HTTP thread writes before the suspend is published). */
+    gs_map_node_t watch_node;
+    uint64_t call_id;
+    int watch_fd;
+    bool watched;
+    bool watch_added;
 };
 
 /** The libmicrohttpd callbacks of a request's life (dispatch.c; gateway.c hands them to the
@@ -272,7 +285,9 @@ typedef enum gs_http_error_e {
     XX(EINUSE, 409, false, true)                                                                   \
     XX(ENOMONITOR, 404, false, false) /* monitors are a server's own business */                   \
     XX(ENOTSUP, 409, false, true)                                                                  \
-    XX(EREFUSED, 422, true, true)
+    XX(EREFUSED, 422, true, true)                                                                  \
+    /* the client went away (watch.c): counted as 499, as nginx logs it; never read */             \
+    XX(ECALLERGONE, 499, false, false)
 
 /** The HTTP status and the "error" code of err: a GS_E* or a gs_http_error_t. */
 unsigned gs__error_status(int err);
@@ -329,6 +344,9 @@ gs_conn_t *gs__conn_started(gs_reaper_t *r, struct MHD_Connection *conn);
 void gs__conn_closed(gs_reaper_t *r, gs_conn_t *c);
 /** The connection's request reached a milestone: restart its deadline for phase. */
 void gs__conn_phase(struct MHD_Connection *conn, gs_conn_phase_t phase);
+/** The connection's client as "ADDR:PORT" ("[ADDR]:PORT" for IPv6), formatted once when it
+ *  connected: borrowed, valid while the connection is; NULL when unknown. */
+const char *gs__conn_peer(struct MHD_Connection *conn);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Request bodies as they arrive (body.c)                                                     */
@@ -380,6 +398,25 @@ uint64_t gs__kick_count(const gs_kick_t *k);
 void gs__kick_stop(gs_kick_t *k);
 /** Free k, stopping it first if need be. After the daemon stopped. Accepts NULL. */
 void gs__kick_destroy(gs_kick_t *k);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Clients of held calls that go away (watch.c)                                               */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct gs_watch_s gs_watch_t;
+
+/** Start the thread that watches the sockets of held /calls for a hang-up and abandons their
+ *  calls in rt (borrowed; must outlive gs__watch_stop). NULL when it cannot. */
+gs_watch_t *gs__watch_start(gs_runtime_t *rt);
+/** Watch req's socket while it is suspended (req->call set; else nothing). HTTP thread, after
+ *  MHD_suspend_connection and before the suspend is published. Accepts a NULL w. */
+void gs__watch_add(gs_watch_t *w, gs_request_t *req);
+/** Stop watching req's socket; before MHD_resume_connection. Any thread. Accepts a NULL w. */
+void gs__watch_remove(gs_watch_t *w, gs_request_t *req);
+/** Stop the thread (idempotent): no call is abandoned afterwards. Before the runtime goes. */
+void gs__watch_stop(gs_watch_t *w);
+/** Free w, stopping it first if need be. After the daemon stopped. Accepts NULL. */
+void gs__watch_destroy(gs_watch_t *w);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Access: tokens, CORS, common headers (access.c)                                           */
@@ -510,6 +547,7 @@ enum MHD_Result gs__handle_servers_list(gs_request_t *req);
 enum MHD_Result gs__handle_server_start(gs_request_t *req);
 enum MHD_Result gs__handle_server_status(gs_request_t *req);
 enum MHD_Result gs__handle_server_stop(gs_request_t *req);
+enum MHD_Result gs__handle_server_held(gs_request_t *req);
 enum MHD_Result gs__handle_behaviours(gs_request_t *req);
 enum MHD_Result gs__handle_behaviour_load(gs_request_t *req);
 enum MHD_Result gs__handle_behaviour_show(gs_request_t *req);
@@ -523,6 +561,11 @@ enum MHD_Result gs__handle_static(gs_request_t *req);
 /* ---------------------------------------------------------------------------------------- */
 /* Timer references over HTTP (timer_ref.c)                                                   */
 /* ---------------------------------------------------------------------------------------- */
+
+/** GET /servers/NAME/held lists this many calls unless ?limit=N (1..GS_HELD_LIST_MAX) says
+ *  otherwise. */
+#define GS_HELD_LIST_DEFAULT 100u
+#define GS_HELD_LIST_MAX     10000u
 
 /** GET /timers lists this many timers unless ?limit=N (1..GS_TIMERS_LIST_MAX) says otherwise. */
 #define GS_TIMERS_LIST_DEFAULT 100u
@@ -635,6 +678,7 @@ struct gs_gateway_s {
     gs_reaper_t *reaper;
     gs_linger_t *linger;
     struct gs_kick_s *kick; /* NULL if it could not start, and after shutdown */
+    gs_watch_t *watch;      /* NULL if it could not start */
 };
 
 /**

@@ -7,7 +7,9 @@
  * API (POST /call):
  *   gs__request_decode (decode.c)                  400 on anything wrong
  *   gs__request_defer(req, GS_HOLD_CALL, ...)      503 overloaded past max_held_calls, else
- *     start_call: gs_call_async(..., gs__request_on_reply, req)
+ *     start_call: gs_call_async_opts(..., gs__request_on_reply, req): the caller is "http"
+ *     with the client's address, and the call's reference lets watch.c abandon the call if
+ *     the client hangs up while it is held
  *   ... the runtime replies (often at once, on this thread), times out or fails the call;
  *   finish_call answers 200 {"reply"} or the mapped error, now or after a resume.
  */
@@ -33,9 +35,14 @@ static enum MHD_Result finish_call(gs_request_t *req)
 static int start_call(gs_request_t *req, void *ctx)
 {
     gs_decoded_t *d = ctx;
+    gs_call_options_t opts = {.timeout_ms = (int)d->timeout_ms,
+                              .caller_kind = "http",
+                              .caller = gs__conn_peer(req->conn)};
 
-    return gs_call_async(req->gw->rt, d->server, gs__decoded_take(&d->message), (int)d->timeout_ms,
-                         gs__request_on_reply, req);
+    /* The call's reference only when a watcher can use it (two uncontended atomics). */
+    return gs_call_async_opts(req->gw->rt, d->server, gs__decoded_take(&d->message), &opts,
+                              gs__request_on_reply, req,
+                              req->gw->watch != NULL ? &req->call : NULL);
 }
 
 enum MHD_Result gs__handle_call(gs_request_t *req)

@@ -273,6 +273,8 @@ void gs__request_completed_cb(void *cls, struct MHD_Connection *conn, void **con
         gs__log(gw, GS_LOG_DEBUG, "http: connection ended before the answer was sent (%d)",
                 (int)toe);
     gs__request_abandon(req); /* only held when the daemon stops with suspended connections */
+    gs__watch_remove(gw->watch, req); /* the same: a watched request is resumed first */
+    gs_call_unref(req->call);
     json_decref(req->result);
     json_decref(req->extra);
     gs__body_free(req);

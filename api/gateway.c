@@ -3,7 +3,8 @@
  * threads, the gate to the runtime, and shutdown. The life of each request is request.c's, and
  * router.c's table says which handler answers it.
  *
- * Shutdown: gs_gateway_shutdown closes the listening socket and the gate to the runtime;
+ * Shutdown: gs_gateway_shutdown closes the listening socket and the gate to the runtime, and
+ * stops the thread that abandons the calls of clients that hang up (watch.c);
  * gs_runtime_destroy then completes every held call; gs_gateway_destroy waits for the answers
  * to be written and only then stops the daemon, since stopping it with suspended connections
  * is not allowed.
@@ -241,6 +242,12 @@ int gs_gateway_create(gs_runtime_t *rt, const gs_gateway_options_t *opts, gs_gat
         rc = GS_ENOMEM;
         goto out;
     }
+    /* Before the daemon: its threads add held calls to it from the first one on. */
+    gw->watch = gs__watch_start(rt);
+    if (gw->watch == NULL)
+        gs__log(gw, GS_LOG_WARN,
+                "http: no watch thread: a held call's client that hangs up is "
+                "noticed only when its call ends");
     /* Before the daemon: its threads read gw->kick from their first connection on. */
     gw->kick = gs__kick_start(gw->listen_fd);
     if (gw->kick == NULL)
@@ -276,6 +283,7 @@ out:
     gs__linger_stop(gw->linger);
     gs__kick_stop(gw->kick);
     gs__kick_destroy(gw->kick);
+    gs__watch_destroy(gw->watch);
     if (gw->listen_fd >= 0)
         close(gw->listen_fd);
     free_options(gw);
@@ -323,6 +331,9 @@ void gs_gateway_shutdown(gs_gateway_t *gw)
         sleep_ms(1);
 
     gs__sse_shutdown(gw->sse);
+    /* Before the runtime goes (gs_runtime_destroy follows): no call is abandoned after this.
+     * Held calls still leave its set when the runtime completes them. */
+    gs__watch_stop(gw->watch);
     gs__log(gw, GS_LOG_INFO, "http: stopped accepting; %u call(s) held",
             atomic_load_explicit(&gw->held, memory_order_relaxed));
 }
@@ -355,7 +366,8 @@ int gs_gateway_destroy(gs_gateway_t *gw, int wait_ms)
     MHD_stop_daemon(gw->daemon);
     gs__reaper_stop(gw->reaper); /* after the daemon: every CLOSED notification has run */
     gs__linger_stop(gw->linger);
-    gs__kick_destroy(gw->kick); /* after the daemon: its threads count activity in it */
+    gs__kick_destroy(gw->kick);   /* after the daemon: its threads count activity in it */
+    gs__watch_destroy(gw->watch); /* after the daemon: every held connection was resumed */
     gs__sse_destroy(gw->sse);
     free_options(gw);
     free(gw);

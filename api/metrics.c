@@ -210,6 +210,15 @@ enum MHD_Result gs__handle_metrics(gs_request_t *req)
     put_runtime_stat(&t, #field, GS_STAT_##kind, help, st.field);
     GS_RUNTIME_STATS_MAP(GS__STATS_PUT)
 #undef GS__STATS_PUT
+    {
+        /* A scan of the held calls: scrapes are rare, and the hot path keeps no such gauge. */
+        int64_t oldest = gs_held_oldest_ms(gw->rt);
+        put_family(&t, "genserv_held_call_oldest_age_seconds", "gauge",
+                   "How long the oldest call a server holds for a deferred reply has waited (0 "
+                   "when none is held).");
+        put(&t, "genserv_held_call_oldest_age_seconds %.3f\n",
+            oldest > 0 ? (double)oldest / 1e3 : 0.0);
+    }
     put_servers(&t, servers);
     json_decref(servers);
 

@@ -23,7 +23,10 @@
  */
 #include "api_internal.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -38,6 +41,9 @@ struct gs_conn_s {
     _Atomic int phase;
     _Atomic uint64_t since_ns;
     bool reaped; /* reaper lock */
+    /* The client's address, for the open-reply ledger: written before the connection's first
+     * request, read by its HTTP thread. */
+    char peer[GS_CALLER_MAX];
 };
 
 struct gs_reaper_s {
@@ -129,6 +135,27 @@ void gs__reaper_stop(gs_reaper_t *r)
     free(r);
 }
 
+/* "ADDR:PORT" ("[ADDR]:PORT" for IPv6) of conn's client into buf, or "". */
+static void format_peer(struct MHD_Connection *conn, char *buf, size_t len)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    char addr[INET6_ADDRSTRLEN];
+
+    buf[0] = '\0';
+    if (info == NULL || info->client_addr == NULL)
+        return;
+    if (info->client_addr->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)info->client_addr;
+        if (inet_ntop(AF_INET, &in->sin_addr, addr, sizeof(addr)) != NULL)
+            snprintf(buf, len, "%s:%u", addr, (unsigned)ntohs(in->sin_port));
+    } else if (info->client_addr->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)info->client_addr;
+        if (inet_ntop(AF_INET6, &in6->sin6_addr, addr, sizeof(addr)) != NULL)
+            snprintf(buf, len, "[%s]:%u", addr, (unsigned)ntohs(in6->sin6_port));
+    }
+}
+
 gs_conn_t *gs__conn_started(gs_reaper_t *r, struct MHD_Connection *conn)
 {
     const union MHD_ConnectionInfo *info =
@@ -141,6 +168,7 @@ gs_conn_t *gs__conn_started(gs_reaper_t *r, struct MHD_Connection *conn)
     if (c == NULL)
         return NULL; /* not watched: only the idle timeout applies to it */
     c->fd = info->connect_fd;
+    format_peer(conn, c->peer, sizeof(c->peer));
     atomic_init(&c->phase, GS_CONN_IDLE);
     atomic_init(&c->since_ns, gs__api_now_ns());
     pthread_mutex_lock(&r->mu);
@@ -180,4 +208,13 @@ void gs__conn_phase(struct MHD_Connection *conn, gs_conn_phase_t phase)
     /* relaxed: see struct gs_conn_s */
     atomic_store_explicit(&c->since_ns, gs__api_now_ns(), memory_order_relaxed);
     atomic_store_explicit(&c->phase, (int)phase, memory_order_relaxed);
+}
+
+const char *gs__conn_peer(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    const gs_conn_t *c = info != NULL ? info->socket_context : NULL;
+
+    return c != NULL && c->peer[0] != '\0' ? c->peer : NULL;
 }

@@ -12,6 +12,11 @@
  *                             answers
  *   gs__request_abandon       the request ended while held (its daemon stopped)
  *
+ * A suspended /call's socket is watched for its client's hang-up (watch.c) from just before
+ * the suspend is published (the CAS to SUSPENDED) until just before the resume, by whichever
+ * thread resumes: so the completion that sees SUSPENDED always finds the socket watched, and
+ * the descriptor is never watched once libmicrohttpd may close it.
+ *
  * Ordering of a deferral: req->phase (STARTED -> SUSPENDED or DONE) decides between the HTTP
  * thread and the completion. The completion resumes only a connection the handler has
  * suspended; a completion that lands between the handler's check and its suspend finds
@@ -21,7 +26,9 @@
  * Suspended connections never time out and do not notice disconnects. Every runtime request a
  * handler defers on carries a timeout the runtime enforces (calls, state reads) or is certain to
  * complete (stops), so every held connection is resumed; a client that went away is noticed on
- * the write after resume, and the request is freed in the completed callback.
+ * the write after resume, and the request is freed in the completed callback. A held /call's
+ * client that goes away is noticed sooner, by watch.c, which abandons its call so that the
+ * resume comes at once.
  */
 #include "api_internal.h"
 
@@ -86,8 +93,11 @@ static void complete(gs_request_t *req, int status, json_t *result)
     req->status = status;
     req->result = result;
     /* acq_rel: releases status and result; acquires the suspend when it came first */
-    if (atomic_exchange_explicit(&req->phase, PHASE_DONE, memory_order_acq_rel) == PHASE_SUSPENDED)
+    if (atomic_exchange_explicit(&req->phase, PHASE_DONE, memory_order_acq_rel) ==
+        PHASE_SUSPENDED) {
+        gs__watch_remove(req->gw->watch, req);
         MHD_resume_connection(req->conn);
+    }
 }
 
 void gs__request_on_reply(int status, json_t *result, void *arg)
@@ -119,11 +129,14 @@ enum MHD_Result gs__request_defer(gs_request_t *req, gs_hold_t kind, gs_finish_f
         return finish_held(req); /* answered already (often on this very thread) */
     req->held = true;
     MHD_suspend_connection(req->conn);
+    gs__watch_add(req->gw->watch, req);
     /* acq_rel: publishes the suspend to a completion that comes later; on failure, acquires
      * the outcome of one that came meanwhile, between the check above and here: a suspend
      * followed at once by a resume is allowed (libmicrohttpd >= 0.9.54). */
     if (!atomic_compare_exchange_strong_explicit(&req->phase, &expected, PHASE_SUSPENDED,
-                                                 memory_order_acq_rel, memory_order_acquire))
+                                                 memory_order_acq_rel, memory_order_acquire)) {
+        gs__watch_remove(req->gw->watch, req);
         MHD_resume_connection(req->conn);
+    }
     return MHD_YES;
 }

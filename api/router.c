@@ -47,6 +47,7 @@ static const route_def_t routes[] = {
      "/resume"},
     {"/servers/", true, true, GS_ROUTE_SERVER_STATE, GS_METHOD_PUT, gs__handle_server_replace_state,
      "/state"},
+    {"/servers/", true, true, GS_ROUTE_SERVER_HELD, GET_HEAD, gs__handle_server_held, "/held"},
     {"/behaviours", false, true, GS_ROUTE_BEHAVIOURS, GET_HEAD, gs__handle_behaviours, NULL},
     {"/behaviours", false, true, GS_ROUTE_BEHAVIOURS, GS_METHOD_POST, gs__handle_behaviour_load,
      NULL},

@@ -14,9 +14,13 @@
  *   POST /servers/NAME/suspend, /resume   gs_suspend_async / gs_resume_async: the status
  *   PUT  /servers/NAME/state  gs_replace_state_async: 200 {"old_state": ...}, 409
  *                         not_supported, 422 state_refused with the behaviour's reason
+ *   GET    /servers/NAME/held  gs_server_held_json: the open-reply ledger (who waits on the
+ *                         calls the server holds), oldest first, ?limit=N of them
  */
 #include "api_internal.h"
 
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum MHD_Result gs__handle_server_start(gs_request_t *req)
@@ -276,4 +280,24 @@ enum MHD_Result gs__handle_server_replace_state(gs_request_t *req)
                             &d.state);
     gs__decoded_close(&d);
     return ret;
+}
+
+enum MHD_Result gs__handle_server_held(gs_request_t *req)
+{
+    const char *arg = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "limit");
+    unsigned long long limit = GS_HELD_LIST_DEFAULT;
+    char *end = NULL;
+    json_t *held;
+
+    if (arg != NULL) {
+        errno = 0;
+        limit = strtoull(arg, &end, 10);
+        if (errno != 0 || end == arg || *end != '\0' || limit < 1 || limit > GS_HELD_LIST_MAX)
+            return gs__respond_error(req, GS_HTTP_EBAD_REQUEST, "limit must be in 1..%u",
+                                     GS_HELD_LIST_MAX);
+    }
+    held = gs_server_held_json(req->gw->rt, req->param, (size_t)limit);
+    if (held == NULL)
+        return gs__respond_no_such_server(req, req->param);
+    return gs__respond_json(req, MHD_HTTP_OK, held);
 }

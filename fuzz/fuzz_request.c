@@ -155,7 +155,7 @@ static void check_route(const gs_route_match_t *m, const char *raw_path)
         CHECK(m->param > raw_path && m->param + strlen(m->param) == raw_path + strlen(raw_path));
         CHECK(m->param[0] != '\0' && strchr(m->param, '/') == NULL);
     } else if (m->route == GS_ROUTE_SERVER_SUSPEND || m->route == GS_ROUTE_SERVER_RESUME ||
-               m->route == GS_ROUTE_SERVER_STATE) {
+               m->route == GS_ROUTE_SERVER_STATE || m->route == GS_ROUTE_SERVER_HELD) {
         /* One non-empty segment, still encoded, then the row's fixed suffix ("/suspend"). */
         CHECK(m->param != NULL && m->param > raw_path && m->param_len > 0);
         CHECK(memchr(m->param, '/', m->param_len) == NULL && m->param[m->param_len] == '/');

@@ -12,14 +12,24 @@
  *                         (and counted as a late reply when it was one).
  *   gs_reply              finds the call by its id in the held-call table, so a stale or
  *                         repeated `from` is refused safely instead of touching freed memory.
+ *   gs_call_abandon       the caller went away (gs_call_async_opts gave it a reference): the
+ *                         same exchange completes the call with GS_ECALLERGONE, the call
+ *                         leaves the table as on a timeout, and its id is remembered so that a
+ *                         reply that comes later is counted as one to a gone caller.
+ * The open-reply ledger (gs_server_held_json) reads who waits from the call records in the
+ * table, under each shard's lock: the caller's kind and label, since when, the deadline, the
+ * message's tag. The caller writes them before the call is queued; dispatch_call copies the
+ * tag (gs__call_tag) before it inserts the call.
  * The held-call table is a sharded map by call id; crashes and stops scan it for the calls
  * their server still held (rare events; the common path is one insert and one remove per
  * call). A call's timeout is a timer node whose ops (below) the timer thread runs.
  */
 #include "runtime_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ---------------------------------------------------------------------------------------- */
 /* A call's timeout, as the timer thread sees it                                              */
@@ -120,7 +130,24 @@ void gs__call_unref(gs__call_t *c)
     if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
         return;
     json_decref(c->msg.payload);
+    gs_server_unref(c->caller_server);
     gs__pool_free(GS__POOL_CALL, c);
+}
+
+void gs__call_tag(gs__call_t *c, const json_t *msg)
+{
+    const char *t =
+        json_is_array(msg) ? json_string_value(json_array_get(msg, 0)) : json_string_value(msg);
+    if (t == NULL)
+        return;
+    size_t n = strnlen(t, GS__TAG_MAX - 1);
+    /* Cut at a character boundary, so that the ledger's JSON stays valid UTF-8. */
+    if (n == GS__TAG_MAX - 1)
+        while (n > 0 && ((unsigned char)t[n] & 0xC0) == 0x80)
+            n--;
+    memcpy(c->tag, t, n);
+    c->tag[n] = '\0';
+    c->tagged = true;
 }
 
 bool gs__call_complete(gs_runtime_t *rt, gs__call_t *c, int status, json_t *result, bool from_timer)
@@ -145,6 +172,7 @@ void gs__call_arm_timeout(gs_runtime_t *rt, gs__call_t *c, int64_t timeout_ms)
     gs__call_ref(c); /* the timer thread's */
     c->timeout_armed = true;
     c->tnode.w.due_tick = gs__due_tick((uint64_t)timeout_ms);
+    c->deadline_tick = c->tnode.w.due_tick; /* the ledger's copy: the wheel owns the node's */
     gs__timers_post(rt, &c->tnode, GS__TCMD_ADD);
 }
 
@@ -286,6 +314,20 @@ bool gs_call_pending(gs_from_t from)
     return pending;
 }
 
+/* A reply to call id was dropped: GS_ECALLERGONE (counted) when its caller went away, once,
+ * else GS_ENOCALL. */
+static int dropped_reply(gs_runtime_t *rt, uint64_t id)
+{
+    uint64_t expected = id;
+    /* relaxed: see the field; the exchange makes a second reply count as plainly late */
+    if (!atomic_compare_exchange_strong_explicit(&rt->gone[id & (GS__GONE_SLOTS - 1)], &expected, 0,
+                                                 memory_order_relaxed, memory_order_relaxed))
+        return GS_ENOCALL;
+    atomic_fetch_add_explicit(&rt->stats.replies_to_gone_callers, 1,
+                              memory_order_relaxed); /* counter */
+    return GS_ECALLERGONE;
+}
+
 int gs_reply(gs_from_t from, json_t *reply)
 {
     if (from.rt == NULL || reply == NULL) {
@@ -297,23 +339,220 @@ int gs_reply(gs_from_t from, json_t *reply)
         atomic_fetch_add_explicit(&from.rt->stats.late_replies, 1,
                                   memory_order_relaxed); /* counter */
         json_decref(reply);
-        return GS_ENOCALL;
+        return dropped_reply(from.rt, from.id);
     }
     /* Uncounted first: the caller this reply wakes never sees its call still held. */
     gs_server_t *holder = held_uncount(from.rt, c);
     bool ok = gs__call_complete(from.rt, c, 0, reply, false);
     gs_server_unref(holder);
     gs__call_unref(c); /* the table's reference */
-    return ok ? 0 : GS_ENOCALL;
+    return ok ? 0 : dropped_reply(from.rt, from.id);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Callers that went away                                                                     */
+/* ---------------------------------------------------------------------------------------- */
+
+uint64_t gs_call_id(const gs_call_t *call)
+{
+    return call != NULL ? call->id : 0;
+}
+
+void gs_call_unref(gs_call_t *call)
+{
+    if (call != NULL)
+        gs__call_unref(call);
+}
+
+int gs_call_abandon(gs_runtime_t *rt, gs_call_t *c)
+{
+    if (rt == NULL || c == NULL)
+        return GS_EINVAL;
+    /* As a timeout does (timeout_fire): out of the table first, so that a reply from now on
+     * finds nothing, then the exchange, then a second look for a dispatch that inserted the
+     * call in between. */
+    gs_server_t *holder = held_out(rt, c);
+    /* Remembered first: a reply that finds the table empty from now on counts as one to a
+     * gone caller; forgotten again if the call had completed already. */
+    _Atomic uint64_t *slot = &rt->gone[c->id & (GS__GONE_SLOTS - 1)];
+    /* relaxed: see the field */
+    uint64_t before = atomic_exchange_explicit(slot, c->id, memory_order_relaxed);
+    bool won = gs__call_complete(rt, c, GS_ECALLERGONE, NULL, false);
+    if (holder == NULL)
+        holder = held_out(rt, c);
+    if (!won) {
+        uint64_t expected = c->id;
+        /* relaxed: see the field; what the slot held before, unless it changed meanwhile */
+        atomic_compare_exchange_strong_explicit(slot, &expected, before, memory_order_relaxed,
+                                                memory_order_relaxed);
+    } else {
+        atomic_fetch_add_explicit(&rt->stats.callers_gone, 1, memory_order_relaxed); /* counter */
+        if (holder != NULL)
+            gs__notify_caller_gone(holder, c->id);
+    }
+    gs_server_unref(holder);
+    return won ? 0 : GS_ENOCALL;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* The open-reply ledger                                                                      */
+/* ---------------------------------------------------------------------------------------- */
+
+/* One held call as the ledger shows it, copied out under its shard's lock. */
+typedef struct ledger_row_s {
+    uint64_t id, since_ns, deadline_tick;
+    const char *kind; /* static storage */
+    bool has_caller, tagged;
+    char caller[GS__NAME_MAX + 1];
+    char tag[GS__TAG_MAX];
+} ledger_row_t;
+
+typedef struct ledger_s {
+    gs__child_t *child; /* whose calls; NULL: every server's (only the oldest is kept) */
+    ledger_row_t *rows;
+    size_t n, cap;
+    bool failed;           /* out of memory: the listing is cut short */
+    uint64_t oldest_since; /* UINT64_MAX: none */
+} ledger_t;
+
+static void ledger_add(ledger_t *l, const gs__call_t *c)
+{
+    /* acquire: pairs with the exchange in gs__call_complete; a call completing this very
+     * moment is on its way out of the table */
+    if (atomic_load_explicit(&c->done, memory_order_acquire) != 0)
+        return;
+    if (l->child == NULL) {
+        if (c->since_ns < l->oldest_since)
+            l->oldest_since = c->since_ns;
+        return;
+    }
+    if (c->holder->child != l->child)
+        return;
+    if (l->n == l->cap) {
+        /* The number of held calls comes from outside: fail softly. */
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        ledger_row_t *rows = realloc(l->rows, cap * sizeof(*rows));
+        if (rows == NULL) {
+            l->failed = true;
+            return;
+        }
+        l->rows = rows;
+        l->cap = cap;
+    }
+    ledger_row_t *r = &l->rows[l->n++];
+    r->id = c->id;
+    r->since_ns = c->since_ns;
+    r->deadline_tick = c->deadline_tick;
+    r->tagged = c->tagged;
+    if (r->tagged)
+        memcpy(r->tag, c->tag, sizeof(r->tag));
+    r->has_caller = true;
+    if (c->caller_kind != NULL) {
+        r->kind = c->caller_kind;
+        r->has_caller = c->caller[0] != '\0';
+        memcpy(r->caller, c->caller, sizeof(c->caller));
+    } else if (c->caller_server != NULL) {
+        r->kind = "server";
+        snprintf(r->caller, sizeof(r->caller), "%s", gs_server_name(c->caller_server));
+    } else {
+        r->kind = "thread";
+        r->has_caller = false;
+    }
+}
+
+static bool ledger_visit(gs_map_node_t *node, void *arg)
+{
+    ledger_t *l = arg;
+    const gs__call_t *c = gs__container_of(node, gs__call_t, held_node);
+    ledger_add(l, c);
+    return false; /* a look: nothing is unlinked */
+}
+
+static void ledger_scan(gs_runtime_t *rt, ledger_t *l)
+{
+    for (int i = 0; i < GS_SHMAP_SHARDS && !l->failed; i++) {
+        gs_shmap_shard_t *sh = &rt->held.shards[i];
+        gs_shmap_lock(sh);
+        gs_map_filter(&sh->map, ledger_visit, l);
+        gs_shmap_unlock(sh);
+    }
+}
+
+static int by_age(const void *a, const void *b)
+{
+    const ledger_row_t *x = a, *y = b;
+    if (x->since_ns != y->since_ns)
+        return x->since_ns < y->since_ns ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+json_t *gs__held_json(gs_runtime_t *rt, gs__child_t *child, bool sensitive, size_t limit)
+{
+    ledger_t l = {.child = child, .oldest_since = UINT64_MAX};
+    ledger_scan(rt, &l);
+    if (l.n > 1)
+        qsort(l.rows, l.n, sizeof(*l.rows), by_age);
+
+    uint64_t now_ns = gs__now_ns();
+    int64_t now_wall = wall_ms();
+    json_t *calls = json_array();
+    for (size_t i = 0; i < l.n && i < limit; i++) {
+        const ledger_row_t *r = &l.rows[i];
+        int64_t waited = now_ns > r->since_ns ? (int64_t)((now_ns - r->since_ns) / 1000000u) : 0;
+        json_t *deadline = json_null(), *remaining = json_null();
+        if (r->deadline_tick != 0) {
+            int64_t left = gs__ms_until(r->deadline_tick);
+            deadline = json_integer(now_wall + left);
+            remaining = json_integer(left);
+        }
+        /* json_string refuses what is not UTF-8 (a caller's label or kind is copied as given,
+         * and may be cut inside a character): null rather than a lost row */
+        json_t *kind = json_string(r->kind);
+        json_t *caller = r->has_caller ? json_string(r->caller) : NULL;
+        json_t *tag = !r->tagged  ? json_null()
+                      : sensitive ? json_string(GS_REDACTED)
+                                  : json_string(r->tag);
+        json_array_append_new(
+            calls, json_pack("{s:I, s:o, s:o, s:I, s:I, s:o, s:o, s:o}", "id", (json_int_t)r->id,
+                             "kind", kind != NULL ? kind : json_null(), "caller",
+                             caller != NULL ? caller : json_null(), "since_ms",
+                             (json_int_t)(now_wall - waited), "waited_ms", (json_int_t)waited,
+                             "deadline_ms", deadline, "remaining_ms", remaining, "tag",
+                             tag != NULL ? tag : json_null()));
+    }
+    json_t *out = json_pack("{s:s, s:I, s:o}", "server", child->name, "count", (json_int_t)l.n,
+                            "calls", calls);
+    free(l.rows);
+    return out;
+}
+
+int64_t gs_held_oldest_ms(gs_runtime_t *rt)
+{
+    ledger_t l = {.child = NULL, .oldest_since = UINT64_MAX};
+    if (rt == NULL)
+        return -1;
+    ledger_scan(rt, &l);
+    if (l.oldest_since == UINT64_MAX)
+        return -1;
+    uint64_t now = gs__now_ns();
+    return now > l.oldest_since ? (int64_t)((now - l.oldest_since) / 1000000u) : 0;
 }
 
 /* ---------------------------------------------------------------------------------------- */
 /* Calls                                                                                      */
 /* ---------------------------------------------------------------------------------------- */
 
-/* Queue a call-like request (a call or a state request) to s. msg taken. */
+/* Queue a call-like request (a call or a state request) to s. msg taken. For a call, opts
+ * (may be NULL) say who waits, and *out (when not NULL) receives a reference to it. */
 static int call_server(gs_server_t *s, uint8_t kind, json_t *msg, int timeout_ms, bool force,
-                       gs_reply_cb cb, void *arg)
+                       gs_reply_cb cb, void *arg, const gs_call_options_t *opts, gs__call_t **out)
 {
     gs_runtime_t *rt = s->rt;
     if (atomic_load_explicit(&rt->shutting_down, memory_order_relaxed)) { /* advisory */
@@ -330,8 +569,25 @@ static int call_server(gs_server_t *s, uint8_t kind, json_t *msg, int timeout_ms
         return rc;
     }
     gs__call_t *c = gs__call_create(rt, kind, msg, cb, arg);
+    if (kind == GS__MSG_CALL) {
+        c->since_ns = gs__now_ns();
+        if (opts != NULL && opts->caller_kind != NULL) {
+            c->caller_kind = opts->caller_kind;
+            if (opts->caller != NULL) { /* not snprintf: this is every HTTP call's path */
+                size_t n = strnlen(opts->caller, sizeof(c->caller) - 1);
+                memcpy(c->caller, opts->caller, n);
+                c->caller[n] = '\0';
+            }
+        } else if (gs__tls.current != NULL) {
+            c->caller_server = gs__server_ref(gs__tls.current);
+        }
+    }
     if (timeout_ms >= 0)
         gs__call_arm_timeout(rt, c, timeout_ms);
+    if (out != NULL) {
+        gs__call_ref(c); /* the caller's: taken before the push, after which c may complete */
+        *out = c;
+    }
     gs__server_push_reserved(s, &c->msg);
     return 0;
 }
@@ -342,13 +598,26 @@ int gs_call_server_async(gs_server_t *to, json_t *msg, int timeout_ms, gs_reply_
         json_decref(msg);
         return GS_EINVAL;
     }
-    return call_server(to, GS__MSG_CALL, msg, timeout_ms, false, cb, arg);
+    return call_server(to, GS__MSG_CALL, msg, timeout_ms, false, cb, arg, NULL, NULL);
 }
 
-int gs_call_async(gs_runtime_t *rt, const char *name, json_t *msg, int timeout_ms, gs_reply_cb cb,
-                  void *arg)
+void gs_call_options_init(gs_call_options_t *opts)
 {
-    if (rt == NULL || name == NULL || msg == NULL || cb == NULL || timeout_ms < GS_INFINITY) {
+    memset(opts, 0, sizeof(*opts));
+    opts->timeout_ms = GS_DEFAULT_TIMEOUT_MS;
+}
+
+int gs_call_async_opts(gs_runtime_t *rt, const char *name, json_t *msg,
+                       const gs_call_options_t *opts, gs_reply_cb cb, void *arg, gs_call_t **call)
+{
+    gs_call_options_t defaults;
+    if (call != NULL)
+        *call = NULL;
+    if (opts == NULL) {
+        gs_call_options_init(&defaults);
+        opts = &defaults;
+    }
+    if (rt == NULL || name == NULL || msg == NULL || cb == NULL || opts->timeout_ms < GS_INFINITY) {
         json_decref(msg);
         return GS_EINVAL;
     }
@@ -357,9 +626,16 @@ int gs_call_async(gs_runtime_t *rt, const char *name, json_t *msg, int timeout_m
         json_decref(msg);
         return GS_ENOSERVER;
     }
-    int rc = call_server(s, GS__MSG_CALL, msg, timeout_ms, false, cb, arg);
+    int rc = call_server(s, GS__MSG_CALL, msg, opts->timeout_ms, false, cb, arg, opts, call);
     gs_server_unref(s);
     return rc;
+}
+
+int gs_call_async(gs_runtime_t *rt, const char *name, json_t *msg, int timeout_ms, gs_reply_cb cb,
+                  void *arg)
+{
+    gs_call_options_t opts = {.timeout_ms = timeout_ms};
+    return gs_call_async_opts(rt, name, msg, &opts, cb, arg, NULL);
 }
 
 /* A blocking wait on a stack record: safe because a call always completes (its timeout is
@@ -444,7 +720,7 @@ int gs_get_state_async(gs_runtime_t *rt, const char *name, int timeout_ms, gs_re
     gs_server_t *s = gs__registry_whereis(rt, name);
     if (s == NULL)
         return GS_ENOSERVER;
-    int rc = call_server(s, GS__MSG_GET_STATE, NULL, timeout_ms, true, cb, arg);
+    int rc = call_server(s, GS__MSG_GET_STATE, NULL, timeout_ms, true, cb, arg, NULL, NULL);
     gs_server_unref(s);
     return rc;
 }
@@ -481,7 +757,7 @@ static int sys_async(gs_runtime_t *rt, const char *name, uint8_t kind, json_t *p
         json_decref(payload);
         return GS_ENOSERVER;
     }
-    int rc = call_server(s, kind, payload, timeout_ms, true, cb, arg);
+    int rc = call_server(s, kind, payload, timeout_ms, true, cb, arg, NULL, NULL);
     gs_server_unref(s);
     return rc;
 }

@@ -1,7 +1,8 @@
 /*
  * introspect.c: each server's status as JSON, read from counters and the child's record
  * without going through the server's mailbox (so an overloaded server can still be looked
- * at), and what inspection may show of a state (sensitive, redact). The state itself
+ * at), its open-reply ledger (call.c reads the held-call table), and what inspection may show
+ * of a state or a tag (sensitive, redact). The state itself
  * (gs_get_state) does go through the mailbox: see call.c and server.c's dispatch.
  */
 #include "runtime_internal.h"
@@ -96,6 +97,20 @@ json_t *gs_server_status(gs_runtime_t *rt, const char *name)
     if (c == NULL)
         return NULL;
     json_t *out = child_status(c);
+    gs__child_unref(c);
+    return out;
+}
+
+json_t *gs_server_held_json(gs_runtime_t *rt, const char *name, size_t limit)
+{
+    if (rt == NULL || name == NULL)
+        return NULL;
+    gs__child_t *c = gs__registry_child(rt, name);
+    if (c == NULL)
+        return NULL;
+    /* acquire: pairs with the upgrade's release store of the child's code */
+    const gs_behaviour_t *b = atomic_load_explicit(&c->b, memory_order_acquire);
+    json_t *out = gs__held_json(rt, c, b->sensitive || c->opts.sensitive, limit);
     gs__child_unref(c);
     return out;
 }

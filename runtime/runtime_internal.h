@@ -166,7 +166,11 @@ static inline int64_t gs__ms_until(uint64_t due_tick)
 /* Calls                                                                                      */
 /* ---------------------------------------------------------------------------------------- */
 
-typedef struct gs__call_s {
+/* The longest tag the ledger keeps of a held call's message, its NUL included. */
+#define GS__TAG_MAX 64
+
+/* The public gs_call_t is this record (genserv.h declares struct gs_call_s). */
+typedef struct gs_call_s {
     gs__msg_t msg;         /* while queued in a mailbox */
     _Atomic uint32_t refs; /* see the top of the file */
     _Atomic uint32_t done; /* 0 until completed; the exchange to 1 decides who completes */
@@ -178,6 +182,17 @@ typedef struct gs__call_s {
     bool timeout_armed;
     gs_map_node_t held_node; /* in the held-call table (its shard's lock) */
     gs_server_t *holder;     /* the incarnation that may reply; referenced while held */
+
+    /* Who waits, for the open-reply ledger (gs_server_held_json). Written by the caller
+     * before the call is queued (the push publishes them), the tag by dispatch_call before
+     * the insert (the shard lock publishes it); read under the held table's shard lock. */
+    uint64_t since_ns;          /* gs__now_ns() when the call was made */
+    uint64_t deadline_tick;     /* the timeout's due tick (gs__due_tick); 0: none */
+    gs_server_t *caller_server; /* referenced: the calling server ("server"), or NULL */
+    const char *caller_kind;    /* static storage: the kind the caller gave, or NULL */
+    bool tagged;                /* tag holds the message's tag */
+    char caller[GS_CALLER_MAX]; /* the label the caller gave, or "" */
+    char tag[GS__TAG_MAX];
 } gs__call_t;
 
 gs__call_t *gs__call_create(gs_runtime_t *rt, uint8_t kind, json_t *payload, gs_reply_cb cb,
@@ -188,6 +203,9 @@ void gs__call_unref(gs__call_t *c);
  * was. from_timer: called by the timer thread when the timeout fired. */
 bool gs__call_complete(gs_runtime_t *rt, gs__call_t *c, int status, json_t *result,
                        bool from_timer);
+/* Copy msg's tag (borrowed: its first element when that is a string, or msg when it is one)
+ * into c, for the ledger. Before c is inserted in the held table. */
+void gs__call_tag(gs__call_t *c, const json_t *msg);
 /* Arm c's timeout (timeout_ms >= 0). Takes a reference for the timer thread. */
 void gs__call_arm_timeout(gs_runtime_t *rt, gs__call_t *c, int64_t timeout_ms);
 
@@ -372,6 +390,9 @@ void gs__monitors_close(gs_runtime_t *rt);
 /* Introspection (introspect.c): s's state as inspection may show it (sensitive, redact). New
  * reference. On the thread running s. */
 json_t *gs__inspect_state(gs_server_t *s);
+/* The ledger of gs_server_held_json for child (borrowed), its tags redacted when sensitive
+ * (call.c, which owns the held-call table). */
+json_t *gs__held_json(gs_runtime_t *rt, gs__child_t *child, bool sensitive, size_t limit);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Registry: name -> child, a sharded map (registry.c)                                        */
@@ -484,6 +505,8 @@ struct gs_subscription_s {
     struct gs_subscription_s *next;
 };
 
+#define GS__GONE_SLOTS 8192 /* a power of two */
+
 struct gs_runtime_s {
     gs_runtime_options_t opts;
     gs__sched_t *scheds;
@@ -514,6 +537,11 @@ struct gs_runtime_s {
     uv_mutex_t live_lock;
     uv_cond_t live_cond;
     _Atomic int64_t live;
+
+    /* The ids of the latest calls whose caller went away (gs_call_abandon), each in the slot
+     * of its low bits, so that a reply that comes later is counted as one to a gone caller.
+     * Relaxed: a best-effort attribution of a counter, nothing is published through it. */
+    _Atomic uint64_t gone[GS__GONE_SLOTS];
 
     /* GS_RUNTIME_STATS_MAP's statistics, relaxed atomics (independent tallies). */
     struct {

@@ -425,6 +425,7 @@ static json_t *dispatch_call(gs_server_t *s, gs__call_t *c)
     bool ended_unheld = true;
     /* acquire: pairs with the exchange in gs__call_complete */
     if (atomic_load_explicit(&c->done, memory_order_acquire) == 0) {
+        gs__call_tag(c, msg);
         gs__held_insert(rt, c, s);
         ended_unheld = false;
         /* A timeout that fired between the check above and the insert missed the call in the

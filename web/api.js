@@ -92,6 +92,8 @@ export const api = {
   deleteBehaviour: (name) => request('DELETE', behaviourPath(name)),
   servers: () => request('GET', '/servers'),
   server: (name) => request('GET', serverPath(name)),
+  /** GET /servers/NAME/held: who waits on the calls it holds, oldest first. */
+  held: (name, limit) => request('GET', `${serverPath(name)}/held?limit=${limit}`),
   start: (spec) => request('POST', '/servers', spec),
   stop: (name) => request('DELETE', serverPath(name)),
   call: (server, message, timeoutMs) =>

@@ -18,6 +18,7 @@ import { JsonView } from './json-view.js';
 import { History, renderChart } from './chart.js';
 import { CallLog } from './calls.js';
 import { TimerList } from './timers.js';
+import { HeldList } from './held.js';
 import { MessageForm } from './forms.js';
 import { StartForm, stopServer } from './lifecycle.js';
 import { BehaviourPanel } from './behaviours.js';
@@ -45,6 +46,7 @@ const table = new ServerTable({
 const jsonView = new JsonView($('state-view'));
 const calls = new CallLog($('call-log'));
 const timers = new TimerList($('timer-list'), $('timers-empty'));
+const held = new HeldList($('held-list'), $('held-empty'), $('held-meta'));
 const eventLog = new EventLog($('event-log'), $('events-empty'));
 const msgForm = new MessageForm({ form: $('msg-form'), hints: $('msg-hints'),
   result: $('msg-result'), calls, timers });
@@ -210,6 +212,7 @@ function renderDetail() {
   $('stop-button').disabled = !v;
   const badge = $('detail-status');
   badge.hidden = !v;
+  held.want(v || null);
   if (!v) {
     setText($('detail-name'), selected === null ? 'No server selected' : selected);
     if (selected !== null) setText($('detail-empty'), 'No server runs under this name.');

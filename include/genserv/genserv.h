@@ -84,7 +84,8 @@ extern "C" {
     XX(EINUSE, -18, "behaviour_in_use", "a server runs this behaviour")                            \
     XX(ENOMONITOR, -19, "no_such_monitor", "no monitor has this reference, or it fired already")   \
     XX(ENOTSUP, -20, "not_supported", "the server's behaviour does not support this operation")    \
-    XX(EREFUSED, -21, "state_refused", "the server's behaviour refused the new state")
+    XX(EREFUSED, -21, "state_refused", "the server's behaviour refused the new state")             \
+    XX(ECALLERGONE, -22, "caller_gone", "the caller went away before the reply")
 
 typedef enum gs_errno_e {
 #define GS__ERRNO_ENUM(sym, val, code, msg) GS_##sym = (val),
@@ -280,10 +281,11 @@ typedef struct gs_behaviour_s {
 
     /*
      * Tell the server when a call it holds (handle_call returned GS_NOREPLY) ends without its
-     * reply: its caller's timeout passed. It then receives the info ["caller_gone", ID], ID
-     * being the from's id (gs_from_t.id), so that it can drop the work it keeps for that
-     * caller (a timer, a batch entry): a reply to it would only be dropped. Anyone can send a
-     * server an info that looks like this one: check gs_call_pending(from) before acting.
+     * reply: its caller's timeout passed, or its caller went away (gs_call_abandon: an HTTP
+     * client that disconnected). It then receives the info ["caller_gone", ID], ID being the
+     * from's id (gs_from_t.id), so that it can drop the work it keeps for that caller (a
+     * timer, a batch entry): a reply to it would only be dropped. Anyone can send a server an
+     * info that looks like this one: check gs_call_pending(from) before acting.
      */
     bool notify_caller_gone;
 
@@ -406,7 +408,10 @@ unsigned gs_runtime_schedulers(const gs_runtime_t *rt);
     XX(dropped_timers, COUNTER, "Timers whose target was gone when they fired.")                   \
     XX(pending_timers, GAUGE, "send_after timers not yet fired or cancelled.")                     \
     XX(pending_timer_bytes, GAUGE, "Bytes of the pending timers' messages (gs_json_size).")        \
-    XX(held_calls, GAUGE, "Calls servers hold for a deferred reply.")
+    XX(held_calls, GAUGE, "Calls servers hold for a deferred reply.")                              \
+    XX(callers_gone, COUNTER, "Calls whose caller went away before the reply (gs_call_abandon).")  \
+    XX(replies_to_gone_callers, COUNTER,                                                           \
+       "Replies dropped because their caller had gone away (also counted in late_replies).")
 
 typedef enum gs_stat_kind_e { GS_STAT_COUNTER = 1, GS_STAT_GAUGE } gs_stat_kind_t;
 
@@ -667,6 +672,59 @@ int gs_call_async(gs_runtime_t *rt, const char *name, json_t *msg, int timeout_m
 /** gs_call_async to a handle (borrowed). */
 int gs_call_server_async(gs_server_t *to, json_t *msg, int timeout_ms, gs_reply_cb cb, void *arg);
 
+/** A reference to one call, for the caller that made it (gs_call_async_opts). */
+typedef struct gs_call_s gs_call_t;
+
+/** The longest caller label a call keeps (gs_call_options_t.caller), its NUL included. */
+#define GS_CALLER_MAX 64
+
+/** How gs_call_async_opts calls: its timeout, and who waits (shown in gs_server_held_json). */
+typedef struct gs_call_options_s {
+    int timeout_ms; /* >= 0, or GS_INFINITY; gs_call_options_init: GS_DEFAULT_TIMEOUT_MS */
+    /*
+     * Who waits, for the open-reply ledger: caller_kind names the kind (static storage, e.g.
+     * "http"); caller is borrowed and copied (truncated to GS_CALLER_MAX - 1 bytes), e.g. the
+     * client's "127.0.0.1:40312". With caller_kind NULL the runtime says itself: "server"
+     * (with the calling server's name) from a server's callback, else "thread".
+     */
+    const char *caller_kind;
+    const char *caller;
+} gs_call_options_t;
+
+/** Fill opts with the defaults (GS_DEFAULT_TIMEOUT_MS, the caller left to the runtime). */
+void gs_call_options_init(gs_call_options_t *opts);
+
+/**
+ * gs_call_async with options (borrowed; NULL: the defaults; its strings are read before this
+ * returns, the label copied) and, when call is not NULL, a reference to the call in *call
+ * (new: release it with gs_call_unref), by which the caller can say it went away
+ * (gs_call_abandon). msg is taken, even on failure; arg is passed to cb untouched. *call is set
+ * before cb can run, and even when cb has run by the time this returns; on an up-front error it is
+ * set to NULL (and cb never runs).
+ * @return as gs_call_async.
+ */
+int gs_call_async_opts(gs_runtime_t *rt, const char *name, json_t *msg,
+                       const gs_call_options_t *opts, gs_reply_cb cb, void *arg, gs_call_t **call);
+
+/** The call's id: the gs_from_t.id its server's handle_call receives. call: borrowed. */
+uint64_t gs_call_id(const gs_call_t *call);
+
+/**
+ * The caller of call (borrowed) went away, e.g. the HTTP client disconnected: complete the call
+ * now with GS_ECALLERGONE (its callback runs on this thread), take it out of its server's held
+ * calls, and tell that server if its behaviour asked (notify_caller_gone: ["caller_gone",
+ * ID]). Counted in callers_gone; a gs_reply that comes later is dropped, returns
+ * GS_ECALLERGONE and is counted in replies_to_gone_callers (for the latest few thousand gone
+ * calls; always in late_replies). A call still queued in a mailbox ends the same way: its
+ * server handles the message later, and is told at once if it keeps that `from`. Any thread.
+ * @return 0, or GS_ENOCALL when the call had completed already (nothing happens), GS_EINVAL.
+ */
+int gs_call_abandon(gs_runtime_t *rt, gs_call_t *call);
+
+/** Drop a reference from gs_call_async_opts. Any thread, also after gs_runtime_destroy (a
+ *  call outlives its runtime only as this record). Accepts NULL. */
+void gs_call_unref(gs_call_t *call);
+
 /**
  * Blocking call for threads outside the runtime (an embedding program, a test).
  * On 0, *result is the reply; on GS_ECRASHED or GS_ESTOPPED, the reason; otherwise NULL.
@@ -691,7 +749,8 @@ int gs_send_request(gs_server_t *self, const char *name, json_t *msg, int timeou
  * Complete a call that handle_call kept (GenServer.reply/2) with reply (taken). Any thread.
  * @return 0, or GS_ENOCALL when the call was already completed (replied, timed out, or failed
  *         because its server stopped or crashed): the reply is then dropped and counted in
- *         late_replies. Replying twice is therefore safe.
+ *         late_replies. Replying twice is therefore safe. GS_ECALLERGONE instead when its
+ *         caller went away (gs_call_abandon; counted in replies_to_gone_callers as well).
  */
 int gs_reply(gs_from_t from, json_t *reply);
 
@@ -826,6 +885,25 @@ gs_status_cursor_t *gs_status_cursor_create(gs_runtime_t *rt);
 size_t gs_status_cursor_next(gs_status_cursor_t *c, json_t *list, size_t max);
 /** Release the cursor and its references. Accepts NULL. */
 void gs_status_cursor_destroy(gs_status_cursor_t *c);
+
+/**
+ * The open-reply ledger of one server: who waits on the calls it holds for a deferred reply,
+ * oldest first. {"server": NAME, "count": N (all of them), "calls": [the `limit` oldest, each
+ * {"id": the from's id, "kind": "http" | "server" | "thread" | the caller_kind given,
+ * "caller": the label (an HTTP client's "ADDR:PORT", the calling server's name) or null,
+ * "since_ms": when the call was made (Unix ms), "waited_ms": N, "deadline_ms": Unix ms or
+ * null (GS_INFINITY), "remaining_ms": N or null, "tag": the message's tag (its first element
+ * when that is a string, or the message when it is a string; at most 63 bytes) or null}]}. A
+ * sensitive server's tags show as GS_REDACTED. Read without disturbing the server (not
+ * through its mailbox): O(held calls of the whole runtime).
+ * @param name borrowed.
+ * @return a new reference, or NULL when no server has that name.
+ */
+json_t *gs_server_held_json(gs_runtime_t *rt, const char *name, size_t limit);
+
+/** How long the oldest call any server holds has waited, in ms; -1 when none is held.
+ *  O(held calls). */
+int64_t gs_held_oldest_ms(gs_runtime_t *rt);
 
 /**
  * The server's state through its format_state callback, like :sys.get_state/1. It is asked

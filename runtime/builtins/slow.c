@@ -216,7 +216,8 @@ static const gs_message_doc_t slow_messages[] = {
     {"call", "[\"sleep\", 200]", "Reply \"response!\" after ms (0 to 3600000) milliseconds."},
     {"info", "[\"wake\", 1]", "Internal: the timer that answers sleeper number n."},
     {"info", "[\"caller_gone\", 7]",
-     "From the runtime: call 7 timed out; its sleeper's timer is cancelled."},
+     "From the runtime: call 7 timed out or its client hung up; its sleeper's timer is "
+     "cancelled."},
     {NULL, NULL, NULL},
 };
 

@@ -134,7 +134,7 @@ typedef struct hctx_s {
     kind_t kind;
     const char *cb;  /* the Lua callback's name */
     json_t *msg;     /* borrowed: the message, init's args, continue's arg */
-    gs_from_t from;  /* K_CALL */
+    gs_from_t from;  /* K_CALL; K_INFO: the call of a ["caller_gone", id] (id 0: none) */
     bool missing;    /* the table has no such function */
     bool ignore;     /* init returned "ignore" */
     gs_result_t out; /* the result (its JSON values new) */
@@ -316,7 +316,18 @@ static int tramp_handle(lua_State *L)
         return 1;
     }
     int n = 1;
-    gs__lua_push_json(L, c->msg, NULL, 0);
+    if (c->kind == K_INFO && c->from.id != 0) {
+        /* {"caller_gone", from}: the from handle_call was given, equal element by element */
+        lua_createtable(L, 2, 0);
+        lua_pushliteral(L, "caller_gone");
+        lua_rawseti(L, -2, 1);
+        gs__lua_push_from(L, c->from);
+        lua_rawseti(L, -2, 2);
+        gs__lua_push_array_mt(L);
+        lua_setmetatable(L, -2);
+    } else {
+        gs__lua_push_json(L, c->msg, NULL, 0);
+    }
     if (c->kind == K_CALL) {
         gs__lua_push_from(L, c->from);
         n++;
@@ -426,10 +437,28 @@ gs_result_t gs__lua_handle_cast(gs_server_t *self, void *state, json_t *msg)
     return r;
 }
 
+/*
+ * The runtime's ["caller_gone", id] reaches a Lua callback as {"caller_gone", from}, the same
+ * value handle_call was given, so that the script can match it with the from it keeps. Only
+ * for a call that is no longer pending: the runtime tells after the call ended, and a forged
+ * message naming a call that still waits (perhaps another server's) must not yield a from
+ * that could answer it; it arrives as it was sent. A forged one naming an ended call yields a
+ * from that can neither answer nor be pending: harmless.
+ */
+static uint64_t caller_gone_id(gs_server_t *self, const json_t *msg)
+{
+    json_int_t id;
+    if (!gs_server_behaviour(self)->notify_caller_gone || !gs_msg_is_tuple(msg, "caller_gone", 2) ||
+        !gs_json_int_in(json_array_get(msg, 1), 1, GS_JSON_INT_MAX, &id))
+        return 0;
+    gs_from_t from = {gs_server_runtime(self), (uint64_t)id};
+    return gs_call_pending(from) ? 0 : (uint64_t)id;
+}
+
 gs_result_t gs__lua_handle_info(gs_server_t *self, void *state, json_t *msg)
 {
     hctx_t c = {.kind = K_INFO, .cb = "handle_info", .msg = msg};
-    (void)self;
+    c.from = (gs_from_t){gs_server_runtime(self), caller_gone_id(self, msg)};
     gs_result_t r = run(state, &c);
     if (c.missing)
         return GS_NOREPLY; /* OTP's default: an unexpected info is dropped */

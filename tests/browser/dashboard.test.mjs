@@ -209,6 +209,11 @@ async function sendFromForm(page, kind, message, { times = 1, delayMs, timeoutMs
   await page.locator('#msg-submit').click();
 }
 
+/** The selected server's held calls, oldest first: [{kind, callId, oldest, text}]. */
+const heldRows = (page) => page.$$eval('#held-list > li', (lis) => lis.map((li) => ({
+  kind: li.dataset.kind, callId: li.dataset.callId, oldest: li.classList.contains('oldest'),
+  text: li.innerText.replace(/\s+/g, ' ').trim() })));
+
 /** The call log's entries, newest first: [{kind, server, state, text}]. */
 const callLog = (page) => page.$$eval('#call-log > li', (lis) => lis.map((li) => ({
   kind: li.dataset.kind, server: li.dataset.server, state: li.dataset.state,
@@ -452,12 +457,25 @@ async function main() {
       });
       await until('held calls 3 in the table', async () => (await rowOf(page, 'batch_demo')).held_calls === '3');
       await until('"pending": 3 in the state', async () => /"pending":\s*3\b/.test(await stateText(page)));
+      // The open-reply ledger: three http callers of the page's own address, the oldest first
+      // and highlighted, each with its tag and deadline.
+      await until('three held calls in the ledger', async () => (await heldRows(page)).length === 3);
+      const ledger = await heldRows(page);
+      assert.deepEqual(ledger.map((r) => r.oldest), [true, false, false]);
+      for (const r of ledger) {
+        assert.equal(r.kind, 'http');
+        assert.match(r.text, /http 127\.0\.0\.1:\d+ push/);
+        assert.match(r.text, /since .* deadline .* left/);
+      }
+      assert.ok(Number(ledger[0].callId) < Number(ledger[2].callId), 'the oldest call first');
       await sendFromForm(page, 'send', '"flush"');
       await until('the three calls answered "ok"', async () => {
         const log = (await callLog(page)).filter((e) => e.server === 'batch_demo' && e.kind === 'call');
         return log.length === 3 && log.every((e) => e.state === 'ok' && /reply "ok" in/.test(e.text));
       });
       await until('held calls 0 in the table', async () => (await rowOf(page, 'batch_demo')).held_calls === '0');
+      await until('an empty ledger', async () => (await heldRows(page)).length === 0
+        && await page.locator('#held-empty').isVisible());
       await until('the batch in the state', async () => {
         const s = await stateText(page);
         return /"last_batch_size":\s*3\b/.test(s) && /"last_batch_sum":\s*15\b/.test(s);

@@ -591,6 +591,24 @@ async function mainInstance() {
     await expectStatus(p, 'HEAD', `/servers/${'x'.repeat(300)}`, 400, {}, 'a name over 255 bytes');
     await expectStatus(p, 'DELETE', `/servers/${'x'.repeat(300)}`, 400, {}, 'a name over 255 bytes');
     await expectStatus(p, 'POST', '/servers/counter', 405, json({}));
+    // The open-reply ledger, with a call held by a slow server of its own (stopped after).
+    await expectStatus(p, 'POST', '/servers', 201, json({ name: 'ledger', behaviour: 'slow' }));
+    const ledgerCall = request(p, 'POST', '/call', json({ server: 'ledger', message: ['sleep', 60000], timeout_ms: 60000 }));
+    await waitFor('a call held by ledger', async () => (await status(p, 'ledger'))?.held_calls === 1);
+    const ledger = await expectStatus(p, 'GET', '/servers/ledger/held', 200);
+    if (ledger && (ledger.count !== 1 || ledger.calls[0]?.kind !== 'http'))
+        fail(`GET /servers/ledger/held: expected one call of an http caller, got ${JSON.stringify(ledger)}`);
+    await expectStatus(p, 'GET', '/servers/ledger/held?limit=1', 200);
+    await expectStatus(p, 'HEAD', '/servers/ledger/held', 200);
+    for (const bad of ['0', '10001', 'x']) {
+        await expectStatus(p, 'GET', `/servers/ledger/held?limit=${bad}`, 400);
+        await expectStatus(p, 'HEAD', `/servers/ledger/held?limit=${bad}`, 400);
+    }
+    await expectStatus(p, 'GET', '/servers/no_such_server/held', 404);
+    await expectStatus(p, 'HEAD', '/servers/no_such_server/held', 404);
+    await expectStatus(p, 'DELETE', '/servers/ledger/held', 405);
+    await expectStatus(p, 'DELETE', '/servers/ledger', 200);
+    check('POST', '/call', await ledgerCall, 'held by a server that stopped');
 
     // :sys: suspend, resume and replace_state (on counter2, a counter).
     const suspended = await expectStatus(p, 'POST', '/servers/counter2/suspend', 200);

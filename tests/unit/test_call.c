@@ -526,6 +526,231 @@ static void test_call_server_async(void **state)
     tu_reply_close(&reply);
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* Callers that go away, and the open-reply ledger                                            */
+/* ---------------------------------------------------------------------------------------- */
+
+/* The probe, asking to be told when a caller it holds is gone (notify_caller_gone). */
+static const gs_behaviour_t *gone_probe(void)
+{
+    static gs_behaviour_t b;
+    if (b.name == NULL) {
+        b = *probe_behaviour();
+        b.name = "probe_gone";
+        b.notify_caller_gone = true;
+    }
+    return &b;
+}
+
+/* The ledger's calls of name (new reference), failing the test when there is no such server. */
+static json_t *held_of(gs_runtime_t *rt, const char *name, size_t limit)
+{
+    json_t *held = gs_server_held_json(rt, name, limit);
+    assert_non_null(held);
+    assert_string_equal(json_string_value(json_object_get(held, "server")), name);
+    return held;
+}
+
+static size_t held_count(gs_runtime_t *rt, const char *name)
+{
+    json_t *held = held_of(rt, name, 1);
+    size_t n = (size_t)json_integer_value(json_object_get(held, "count"));
+    json_decref(held);
+    return n;
+}
+
+/* A caller that goes away while its call is held: the call completes with caller_gone at once,
+ * leaves the server's held calls and the ledger, the server is told with the id it holds, and
+ * a reply that comes later is dropped, refused with caller_gone and counted. */
+static void test_abandon_held_call(void **state)
+{
+    gs_runtime_t *rt = *state;
+    tu_start(rt, "g", gone_probe(), NULL, NULL);
+    gs_runtime_stats_t before = tu_stats(rt);
+    tu_reply_t reply;
+    tu_reply_init(&reply);
+    gs_call_options_t opts;
+    gs_call_options_init(&opts);
+    assert_int_equal(opts.timeout_ms, GS_DEFAULT_TIMEOUT_MS);
+    opts.timeout_ms = 60000;
+    opts.caller_kind = "http";
+    opts.caller = "10.1.2.3:4567";
+    gs_call_t *call = NULL;
+    assert_int_equal(gs_call_async_opts(rt, "g", tu_json("[\"hold\", {\"big\": 1}]"), &opts,
+                                        tu_reply_cb, &reply, &call),
+                     0);
+    assert_non_null(call);
+    TU_WAIT_UNTIL(tu_status_int(rt, "g", "held_calls") == 1, TU_WAIT_MS);
+
+    /* The ledger says who waits, since when, until when, for what. */
+    json_t *held = held_of(rt, "g", 10);
+    assert_int_equal(json_integer_value(json_object_get(held, "count")), 1);
+    json_t *c = json_array_get(json_object_get(held, "calls"), 0);
+    assert_int_equal(json_integer_value(json_object_get(c, "id")), (json_int_t)gs_call_id(call));
+    assert_string_equal(json_string_value(json_object_get(c, "kind")), "http");
+    assert_string_equal(json_string_value(json_object_get(c, "caller")), "10.1.2.3:4567");
+    assert_string_equal(json_string_value(json_object_get(c, "tag")), "hold");
+    json_int_t since = json_integer_value(json_object_get(c, "since_ms"));
+    json_int_t deadline = json_integer_value(json_object_get(c, "deadline_ms"));
+    assert_true(since > 1600000000000 && deadline - since > 50000 && deadline - since <= 60100);
+    assert_in_range(json_integer_value(json_object_get(c, "remaining_ms")), 50000, 60000);
+    json_decref(held);
+    assert_true(gs_held_oldest_ms(rt) >= 0);
+    /* The id is the from the server holds. */
+    char want[64];
+    snprintf(want, sizeof(want), "[%llu]", (unsigned long long)gs_call_id(call));
+    tu_call_expect(rt, "g", "\"held_froms\"", want);
+
+    assert_int_equal(gs_call_abandon(rt, call), 0);
+    tu_reply_expect(&reply, GS_ECALLERGONE);
+    assert_int_equal(tu_status_int(rt, "g", "held_calls"), 0);
+    assert_int_equal(held_count(rt, "g"), 0);
+    assert_int_equal(gs_held_oldest_ms(rt), -1);
+    assert_int_equal(tu_stats(rt).callers_gone, before.callers_gone + 1);
+    /* Once only: the call is over. */
+    assert_int_equal(gs_call_abandon(rt, call), GS_ENOCALL);
+    assert_int_equal(tu_stats(rt).callers_gone, before.callers_gone + 1);
+
+    /* The server was told, with the id of the from it holds. */
+    snprintf(want, sizeof(want), "[[\"caller_gone\", %llu]]", (unsigned long long)gs_call_id(call));
+    TU_WAIT_UNTIL(probe_ninfos(rt, "g") == 1, TU_WAIT_MS);
+    json_t *infos = infos_of(rt, "g");
+    assert_json_eq(infos, want);
+    json_decref(infos);
+
+    /* A reply that comes later is dropped, refused as caller_gone and counted as such (and as
+     * late); a second one is merely late. */
+    tu_call_expect(rt, "g", "[\"release_twice\", \"too late\"]", "[[-22, -13]]");
+    gs_runtime_stats_t after = tu_stats(rt);
+    assert_int_equal(after.replies_to_gone_callers, before.replies_to_gone_callers + 1);
+    assert_int_equal(after.late_replies, before.late_replies + 2);
+    gs_call_unref(call);
+    tu_destroy(state);
+    assert_int_equal(reply.runs, 1);
+    tu_reply_close(&reply);
+}
+
+/* A call whose caller goes away while it still waits in the mailbox ends at once; the server
+ * handles it later, and is told at once when it keeps that from. Nothing stays held. */
+static void test_abandon_queued_call(void **state)
+{
+    gs_runtime_t *rt = *state;
+    tu_start(rt, "g", gone_probe(), NULL, NULL);
+    assert_int_equal(tu_cast(rt, "g", "\"block\""), 0);
+    TU_WAIT_UNTIL(probe_is_blocked(), TU_WAIT_MS);
+    tu_reply_t reply;
+    tu_reply_init(&reply);
+    gs_call_t *call = NULL;
+    assert_int_equal(
+        gs_call_async_opts(rt, "g", json_string("hold"), NULL, tu_reply_cb, &reply, &call), 0);
+    assert_int_equal(gs_call_abandon(rt, call), 0);
+    tu_reply_expect(&reply, GS_ECALLERGONE);
+    probe_open_gate();
+    TU_WAIT_UNTIL(probe_ninfos(rt, "g") == 1, TU_WAIT_MS);
+    char want[64];
+    snprintf(want, sizeof(want), "[[\"caller_gone\", %llu]]", (unsigned long long)gs_call_id(call));
+    json_t *infos = infos_of(rt, "g");
+    assert_json_eq(infos, want);
+    json_decref(infos);
+    assert_int_equal(tu_status_int(rt, "g", "held_calls"), 0);
+    assert_int_equal(held_count(rt, "g"), 0);
+    gs_call_unref(call);
+    tu_destroy(state);
+    assert_int_equal(reply.runs, 1);
+    tu_reply_close(&reply);
+}
+
+/* A server that did not ask is not told; its caller still ends at once. Up-front errors give
+ * no reference. */
+static void test_abandon_without_notify(void **state)
+{
+    gs_runtime_t *rt = *state;
+    tu_start(rt, "h", probe_behaviour(), NULL, NULL);
+    tu_reply_t reply;
+    tu_reply_init(&reply);
+    gs_call_t *call = (gs_call_t *)&reply; /* overwritten */
+    assert_int_equal(
+        gs_call_async_opts(rt, "nobody", json_string("hold"), NULL, tu_reply_cb, &reply, &call),
+        GS_ENOSERVER);
+    assert_null(call);
+    assert_int_equal(
+        gs_call_async_opts(rt, "h", json_string("hold"), NULL, tu_reply_cb, &reply, &call), 0);
+    TU_WAIT_UNTIL(tu_status_int(rt, "h", "held_calls") == 1, TU_WAIT_MS);
+    assert_int_equal(gs_call_abandon(rt, call), 0);
+    tu_reply_expect(&reply, GS_ECALLERGONE);
+    /* A later message shows the server got no info in between. */
+    tu_call_expect(rt, "h", "\"ping\"", "\"pong\"");
+    assert_int_equal(probe_ninfos(rt, "h"), 0);
+    assert_int_equal(gs_call_abandon(NULL, call), GS_EINVAL);
+    gs_call_unref(call);
+    gs_call_unref(NULL);
+    tu_destroy(state);
+    tu_reply_close(&reply);
+}
+
+/* The ledger names each kind of caller, oldest first, cuts at the limit but counts all, and
+ * redacts a sensitive server's tags. */
+static void test_ledger_kinds_and_redaction(void **state)
+{
+    gs_runtime_t *rt = *state;
+    tu_start(rt, "g", gone_probe(), NULL, NULL);
+    tu_start(rt, "asker", probe_behaviour(), NULL, NULL);
+    assert_null(gs_server_held_json(rt, "nobody", 10));
+
+    /* A thread, then a server (gs_send_request from asker's handler). */
+    tu_reply_t reply;
+    tu_reply_init(&reply);
+    assert_int_equal(gs_call_async(rt, "g", json_string("hold"), GS_INFINITY, tu_reply_cb, &reply),
+                     0);
+    TU_WAIT_UNTIL(held_count(rt, "g") == 1, TU_WAIT_MS);
+    tu_call_expect(rt, "asker", "[\"send_request\", \"g\", [\"hold\", 2], 60000, \"t\"]", "\"ok\"");
+    TU_WAIT_UNTIL(held_count(rt, "g") == 2, TU_WAIT_MS);
+
+    json_t *held = held_of(rt, "g", 10);
+    json_t *calls = json_object_get(held, "calls");
+    assert_int_equal(json_array_size(calls), 2);
+    json_t *first = json_array_get(calls, 0), *second = json_array_get(calls, 1);
+    assert_string_equal(json_string_value(json_object_get(first, "kind")), "thread");
+    assert_true(json_is_null(json_object_get(first, "caller")));
+    assert_true(json_is_null(json_object_get(first, "deadline_ms")));
+    assert_true(json_is_null(json_object_get(first, "remaining_ms")));
+    assert_string_equal(json_string_value(json_object_get(second, "kind")), "server");
+    assert_string_equal(json_string_value(json_object_get(second, "caller")), "asker");
+    assert_string_equal(json_string_value(json_object_get(second, "tag")), "hold");
+    assert_true(json_integer_value(json_object_get(first, "since_ms")) <=
+                json_integer_value(json_object_get(second, "since_ms")));
+    json_decref(held);
+
+    /* The limit cuts the list to the oldest; count stays the whole. */
+    held = held_of(rt, "g", 1);
+    assert_int_equal(json_integer_value(json_object_get(held, "count")), 2);
+    assert_int_equal(json_array_size(json_object_get(held, "calls")), 1);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(held, "calls"), 0), "kind")),
+                        "thread");
+    json_decref(held);
+
+    /* A sensitive server's tags are redacted. */
+    gs_start_options_t secret = tu_start_options(GS_PERMANENT, 0);
+    secret.sensitive = true;
+    tu_start(rt, "s", gone_probe(), NULL, &secret);
+    tu_reply_t r2;
+    tu_reply_init(&r2);
+    assert_int_equal(
+        gs_call_async(rt, "s", tu_json("[\"hold\", \"password\"]"), 60000, tu_reply_cb, &r2), 0);
+    TU_WAIT_UNTIL(held_count(rt, "s") == 1, TU_WAIT_MS);
+    held = held_of(rt, "s", 10);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(held, "calls"), 0), "tag")),
+                        GS_REDACTED);
+    json_decref(held);
+
+    tu_destroy(state);
+    assert_int_equal(reply.runs, 1);
+    tu_reply_close(&reply);
+    tu_reply_close(&r2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -548,6 +773,10 @@ int main(void)
         probe_test(test_would_block),
         probe_test(test_call_async_exactly_once),
         probe_test(test_call_server_async),
+        probe_test(test_abandon_held_call),
+        probe_test(test_abandon_queued_call),
+        probe_test(test_abandon_without_notify),
+        probe_test(test_ledger_kinds_and_redaction),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

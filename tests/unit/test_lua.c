@@ -444,6 +444,8 @@ static const char *gs_src =
     "  if k == 'hold' then s.from = from return {'noreply', s} end\n"
     "  if k == 'pending' then return {'reply', gs.call_pending(s.from), s} end\n"
     "  if k == 'bad_send' then gs.send(msg[2], {f = print}) end\n"
+    "  if k == 'kept' then return {'reply', s.from, s} end\n"
+    "  if k == 'late' then return {'reply', both(gs.reply(s.from, 'late')), s} end\n"
     "  if k == 'time' then return {'reply', math.type(gs.now_ms()) == 'integer' and gs.now_ms() > "
     "1.6e12, s} end\n"
     "  return {'reply', 'unknown', s}\n"
@@ -539,6 +541,25 @@ static void test_gs_send_request(void **state)
     tu_call_expect(f->rt, "a", "[\"got\"]", "[[\"info\", [\"gs_reply\", [\"t\", 1], 0]]]");
 }
 
+/* The info a Lua server got once one came: {"info", {"caller_gone", from}} (new reference). */
+static json_t *wait_gone_info(lt_t *f, const char *name)
+{
+    json_t *r = NULL;
+    for (;;) {
+        assert_int_equal(tu_call(f->rt, name, "[\"got\"]", TU_WAIT_MS, &r), 0);
+        if (json_array_size(r) == 1)
+            break;
+        json_decref(r);
+        tu_sleep_ms(1);
+    }
+    json_t *info = json_incref(json_array_get(json_array_get(r, 0), 1));
+    json_decref(r);
+    assert_string_equal(json_string_value(json_array_get(info, 0)), "caller_gone");
+    return info;
+}
+
+/* A held call whose caller times out arrives as {"caller_gone", from}: the very from the
+ * script kept, which is no longer pending. */
 static void test_gs_caller_gone_info(void **state)
 {
     lt_t *f = *state;
@@ -546,20 +567,53 @@ static void test_gs_caller_gone_info(void **state)
     lt_start(f, "a", "gsb", NULL);
     json_t *r = NULL;
     assert_int_equal(gs_call(f->rt, "a", tu_json("[\"hold\"]"), 20, &r), GS_ETIMEOUT);
-    for (;;) {
-        assert_int_equal(tu_call(f->rt, "a", "[\"got\"]", TU_WAIT_MS, &r), 0);
-        bool got = json_array_size(r) == 1;
-        if (got) {
-            json_t *info = json_array_get(json_array_get(r, 0), 1);
-            assert_string_equal(json_string_value(json_array_get(info, 0)), "caller_gone");
-            assert_true(json_is_integer(json_array_get(info, 1)));
-        }
-        json_decref(r);
-        if (got)
-            break;
-        tu_sleep_ms(1);
-    }
+    json_t *info = wait_gone_info(f, "a");
+    json_t *kept = NULL;
+    assert_int_equal(tu_call(f->rt, "a", "[\"kept\"]", TU_WAIT_MS, &kept), 0);
+    assert_string_equal(json_string_value(json_array_get(kept, 0)), "$from");
+    assert_true(json_equal(json_array_get(info, 1), kept));
+    json_decref(kept);
+    json_decref(info);
     tu_call_expect(f->rt, "a", "[\"pending\"]", "false");
+}
+
+/* A caller that goes away (gs_call_abandon, as the gateway does when an HTTP client hangs up)
+ * reaches the script the same way, and its reply is refused with caller_gone. A forged
+ * ["caller_gone", id] naming a call that still waits arrives as it was sent: no from. */
+static void test_gs_caller_gone_abandoned(void **state)
+{
+    lt_t *f = *state;
+    lt_load(f, "gsb", gs_src);
+    lt_start(f, "a", "gsb", NULL);
+    lt_start(f, "b", "gsb", NULL);
+    tu_reply_t reply;
+    tu_reply_init(&reply);
+    gs_call_t *call = NULL;
+    assert_int_equal(
+        gs_call_async_opts(f->rt, "a", tu_json("[\"hold\"]"), NULL, tu_reply_cb, &reply, &call), 0);
+    TU_WAIT_UNTIL(tu_status_int(f->rt, "a", "held_calls") == 1, TU_WAIT_MS);
+
+    /* Forged, while the call still waits: b gets the bare id. */
+    char forged[64];
+    snprintf(forged, sizeof(forged), "[\"caller_gone\", %llu]",
+             (unsigned long long)gs_call_id(call));
+    assert_int_equal(tu_send(f->rt, "b", forged), 0);
+    json_t *info = wait_gone_info(f, "b");
+    assert_true(json_is_integer(json_array_get(info, 1)));
+    json_decref(info);
+
+    assert_int_equal(gs_call_abandon(f->rt, call), 0);
+    tu_reply_expect(&reply, GS_ECALLERGONE);
+    info = wait_gone_info(f, "a");
+    json_t *kept = NULL;
+    assert_int_equal(tu_call(f->rt, "a", "[\"kept\"]", TU_WAIT_MS, &kept), 0);
+    assert_true(json_equal(json_array_get(info, 1), kept));
+    assert_int_equal(json_integer_value(json_array_get(kept, 1)), (json_int_t)gs_call_id(call));
+    json_decref(kept);
+    json_decref(info);
+    tu_call_expect(f->rt, "a", "[\"late\"]", "[null, \"caller_gone\"]");
+    gs_call_unref(call);
+    tu_reply_close(&reply);
 }
 
 static void test_print_and_log(void **state)
@@ -592,6 +646,7 @@ int main(void)
         lt_test(test_gs_reply_from_another_server),
         lt_test(test_gs_send_request),
         lt_test(test_gs_caller_gone_info),
+        lt_test(test_gs_caller_gone_abandoned),
         lt_test(test_print_and_log),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
