@@ -266,7 +266,11 @@ typedef enum gs_http_error_e {
     XX(ESHUTDOWN, 503, false, true)                                                                \
     XX(EEXIST, 409, false, true)                                                                   \
     XX(EIGNORED, 200, false, false) /* POST /servers answers {"ignored": true} itself */           \
-    XX(EINUSE, 409, false, true)
+    XX(EINUSE, 409, false, true)                                                                   \
+    XX(ENOSUPERVISOR, 404, false, true)                                                            \
+    XX(ENOCHILD, 404, false, true)                                                                 \
+    XX(ESTARTCHILD, 400, true, true)                                                               \
+    XX(ERUNNING, 409, false, true)
 
 /** The HTTP status and the "error" code of err: a GS_E* or a gs_http_error_t. */
 unsigned gs__error_status(int err);
