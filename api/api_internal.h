@@ -44,6 +44,12 @@
     XX(SERVER, "/servers/:name")                                                                   \
     XX(BEHAVIOURS, "/behaviours")                                                                  \
     XX(BEHAVIOUR, "/behaviours/:name")                                                             \
+    XX(SUPERVISORS, "/supervisors")                                                                \
+    XX(SUPERVISOR, "/supervisors/:name")                                                           \
+    XX(SUPERVISOR_CHILDREN, "/supervisors/:name/children")                                         \
+    XX(SUPERVISOR_TERMINATE_CHILD, "/supervisors/:name/terminate_child")                           \
+    XX(SUPERVISOR_RESTART_CHILD, "/supervisors/:name/restart_child")                               \
+    XX(SUPERVISOR_DELETE_CHILD, "/supervisors/:name/delete_child")                                 \
     XX(EVENTS, "/events")                                                                          \
     XX(METRICS, "/metrics")                                                                        \
     XX(HEALTHZ, "/healthz")                                                                        \
@@ -503,6 +509,14 @@ enum MHD_Result gs__handle_servers_list(gs_request_t *req);
 enum MHD_Result gs__handle_server_start(gs_request_t *req);
 enum MHD_Result gs__handle_server_status(gs_request_t *req);
 enum MHD_Result gs__handle_server_stop(gs_request_t *req);
+enum MHD_Result gs__handle_supervisors_list(gs_request_t *req);
+enum MHD_Result gs__handle_supervisor_start(gs_request_t *req);
+enum MHD_Result gs__handle_supervisor_show(gs_request_t *req);
+enum MHD_Result gs__handle_supervisor_stop(gs_request_t *req);
+enum MHD_Result gs__handle_supervisor_start_child(gs_request_t *req);
+enum MHD_Result gs__handle_supervisor_terminate_child(gs_request_t *req);
+enum MHD_Result gs__handle_supervisor_restart_child(gs_request_t *req);
+enum MHD_Result gs__handle_supervisor_delete_child(gs_request_t *req);
 enum MHD_Result gs__handle_behaviours(gs_request_t *req);
 enum MHD_Result gs__handle_behaviour_load(gs_request_t *req);
 enum MHD_Result gs__handle_behaviour_show(gs_request_t *req);
