@@ -22,6 +22,7 @@ import { MessageForm } from './forms.js';
 import { StartForm, stopServer } from './lifecycle.js';
 import { BehaviourPanel } from './behaviours.js';
 import { EventLog } from './event-log.js';
+import { SupervisorTree } from './supervisors.js';
 import { formatCount, formatUptime, clock } from './format.js';
 import { STATUS_FIELDS, STATUSES } from './schema.js'; // served by genserv, made from genserv.h
 
@@ -46,6 +47,13 @@ const jsonView = new JsonView($('state-view'));
 const calls = new CallLog($('call-log'));
 const timers = new TimerList($('timer-list'), $('timers-empty'));
 const eventLog = new EventLog($('event-log'), $('events-empty'));
+const trees = new SupervisorTree({
+  root: $('trees'), empty: $('trees-empty'),
+  onSelectServer: (name) => {
+    select(name);
+    $('detail').focus();
+  },
+});
 const msgForm = new MessageForm({ form: $('msg-form'), hints: $('msg-hints'),
   result: $('msg-result'), calls, timers });
 const startForm = new StartForm({
@@ -141,6 +149,7 @@ function onEvent(ev) {
     case 'restarted': {
       const v = ensureView(ev.server, ev.behaviour);
       if (v) {
+        if (v.status === 'starting') v.status = 'running'; // a tree child, restarted under a new registration
         v.crashing = false;
         v.display = displayStatus(v);
       }
@@ -168,6 +177,7 @@ function onEvent(ev) {
     default:
       return; // a newer genserv's event: nothing to show
   }
+  if (ev.type !== 'state_changed') trees.refresh(); // a lifecycle event may change a tree
   scheduleRender();
 }
 

@@ -527,6 +527,37 @@ async function main() {
       assert.equal((await http(base(), 'GET', '/servers/inbox')).status, 404);
     });
 
+    await step('a supervision tree shows nested and collapsible, with status and restarts per node', async () => {
+      const tree = { name: 'shop', strategy: 'one_for_all', children: [
+        { name: 'stock', behaviour: 'counter' },
+        { name: 'desk', children: [{ name: 'clerk', behaviour: 'misbehaving' }] }] };
+      assert.equal((await http(base(), 'POST', '/supervisors', tree)).status, 201);
+      const shop = page.locator('#trees details[data-name="shop"]');
+      const clerk = shop.locator('details[data-name="desk"] [data-name="clerk"]');
+      await until('the tree on screen, live', async () => (await clerk.count()) === 1);
+      assert.match(await shop.locator('> summary').innerText(), /shop\s*one_for_all\s*running\s*restarts 0/);
+      assert.match(await clerk.innerText(), /clerk\s*misbehaving\s*running\s*restarts 0/);
+      // A crash of clerk: one_for_all above does not see it (desk restarts clerk); the page
+      // shows the restart without a reload.
+      await http(base(), 'POST', '/call', { server: 'clerk', message: 'message' });
+      await until('clerk restarted once, on screen', async () => /restarts 1/.test(await clerk.innerText()));
+      // Collapsing a supervisor hides its children, and stays collapsed across redraws.
+      await shop.locator('> summary').click();
+      await until('shop collapsed', async () => !(await shop.evaluate((d) => d.open)));
+      assert.equal(await clerk.isVisible(), false);
+      await http(base(), 'POST', '/call', { server: 'clerk', message: 'message' });
+      await until('restarts 2 read while collapsed', async () => /restarts 2/.test(await clerk.textContent()));
+      assert.equal(await shop.evaluate((d) => d.open), false);
+      await shop.locator('> summary').click();
+      await until('shop open again', async () => await clerk.isVisible());
+      // Selecting a server in the tree selects it in the page.
+      await clerk.getByRole('button', { name: 'clerk', exact: true }).click();
+      await until('clerk selected', async () => (await page.locator('#detail-name').innerText()) === 'clerk');
+      assert.equal((await http(base(), 'DELETE', '/supervisors/shop')).status, 200);
+      await until('the tree gone from the page', async () => (await shop.count()) === 0);
+      assert.equal(await page.locator('#trees-empty').isVisible(), true);
+    });
+
     await step('a Lua behaviour read from a .lua file is listed with its vsn and starts from the form', async () => {
       // Keyboard: the button opens the form and puts the caret in its first field.
       await page.locator('#bh-new').focus();
