@@ -17,7 +17,9 @@
  *   gs__timer_t   one send_after timer: owned by the timer thread; the timer map only finds it.
  *
  * Who calls whom (scripts/layers.py checks it): runtime.c creates and destroys everything and
- * nothing calls it; supervisor.c starts children and decides after exits; server.c runs an
+ * nothing calls it; supervisor.c starts children and decides after exits (a tree child's exit
+ * it sends to its supervisor as a message); tree.c, the supervisors of trees, starts children
+ * through supervisor.c and is called by nothing; server.c runs an
  * incarnation; call.c completes calls; sched.c runs servers; timer.c fires nodes through their
  * ops without knowing what they are; registry.c, events.c, introspect.c, pool.c and map.c call
  * nothing above them. The only two-way relationships are real ones: a server dies to its
