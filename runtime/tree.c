@@ -31,6 +31,7 @@
  */
 #include "runtime_internal.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,10 +46,14 @@ static const char *const strategy_names[] = {"one_for_one", "one_for_all", "rest
 #define DEFAULT_SHUTDOWN_MS 5000 /* Elixir's default for workers; supervisors: infinity */
 
 /* The spec's error, as a new {"message": ...} */
-static json_t *spec_error(const char *fmt, const char *a, const char *b)
+static json_t *spec_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static json_t *spec_error(const char *fmt, ...)
 {
     char buf[512];
-    snprintf(buf, sizeof(buf), fmt, a != NULL ? a : "", b != NULL ? b : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
     return json_pack("{s:s}", "message", buf);
 }
 
@@ -69,12 +74,12 @@ static json_t *check_spec(gs_runtime_t *rt, const json_t *spec, bool sup, json_t
     json_t *v;
 
     if (!json_is_object(spec))
-        return spec_error("a child spec must be a JSON object", NULL, NULL);
+        return spec_error("a child spec must be a JSON object");
     const char *name = json_string_value(json_object_get(spec, "name"));
     if (name == NULL || name[0] == '\0' || strlen(name) > GS__NAME_MAX)
-        return spec_error("every spec needs a \"name\": a string of 1 to 255 bytes", NULL, NULL);
+        return spec_error("every spec needs a \"name\": a string of 1 to 255 bytes");
     if (json_object_get(names, name) != NULL)
-        return spec_error("the name \"%s\" appears twice in the tree", name, NULL);
+        return spec_error("the name \"%s\" appears twice in the tree", name);
     json_object_set_new(names, name, json_true());
     json_object_foreach((json_t *)spec, key, v)
     {
@@ -90,20 +95,20 @@ static json_t *check_spec(gs_runtime_t *rt, const json_t *spec, bool sup, json_t
     gs_restart_t r;
     v = json_object_get(spec, "restart");
     if (v != NULL && gs_restart_parse(json_string_value(v), &r) != 0)
-        return spec_error("\"%s\": restart must be permanent, transient or temporary", name, NULL);
+        return spec_error("\"%s\": restart must be permanent, transient or temporary", name);
     v = json_object_get(spec, "shutdown");
     if (v != NULL &&
         !(json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= INT32_MAX) &&
         !(json_is_string(v) && strcmp(json_string_value(v), "infinity") == 0))
         return spec_error("\"%s\": shutdown must be milliseconds (0 to 2147483647) or "
                           "\"infinity\"",
-                          name, NULL);
+                          name);
     if (!sup) {
         const char *b = json_string_value(json_object_get(spec, "behaviour"));
         if (b == NULL)
             return spec_error("server \"%s\" needs a \"behaviour\" (a nested supervisor has "
                               "\"children\")",
-                              name, NULL);
+                              name);
         if (gs_behaviour_find(rt, b) == NULL)
             return spec_error("server \"%s\": no behaviour is registered under \"%s\"", name, b);
         return NULL;
@@ -116,21 +121,21 @@ static json_t *check_spec(gs_runtime_t *rt, const json_t *spec, bool sup, json_t
         if (!ok)
             return spec_error("supervisor \"%s\": strategy must be one_for_one, one_for_all or "
                               "rest_for_one",
-                              name, NULL);
+                              name);
     }
     v = json_object_get(spec, "max_restarts");
     if (v != NULL &&
         !(json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= 1000000))
         return spec_error("supervisor \"%s\": max_restarts must be an integer from 0 to 1000000",
-                          name, NULL);
+                          name);
     v = json_object_get(spec, "max_seconds");
     if (v != NULL &&
         !(json_is_integer(v) && json_integer_value(v) >= 1 && json_integer_value(v) <= 86400 * 365))
         return spec_error("supervisor \"%s\": max_seconds must be an integer from 1 to 31536000",
-                          name, NULL);
+                          name);
     json_t *children = json_object_get(spec, "children");
     if (children != NULL && !json_is_array(children))
-        return spec_error("supervisor \"%s\": children must be an array", name, NULL);
+        return spec_error("supervisor \"%s\": children must be an array", name);
     size_t i;
     json_array_foreach(children, i, v)
     {
@@ -980,7 +985,10 @@ static int sup_init(gs_server_t *self, json_t *spec, void **state, json_t **reas
         t->restart_times[i] = UINT64_MAX; /* never */
     size_t i;
     json_t *child;
-    json_array_foreach(json_object_get(spec, "children"), i, child) kids_append(t, child);
+    json_array_foreach(json_object_get(spec, "children"), i, child)
+    {
+        kids_append(t, child);
+    }
     tree_lock(rt);
     t->next = rt->trees;
     rt->trees = t;
