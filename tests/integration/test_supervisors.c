@@ -8,8 +8,9 @@
  * cannot start 400 start_failed naming it, with the children started before it stopped again;
  * one_for_all restarts the siblings of a crashed child; a nested supervisor past its intensity
  * is restarted by its parent; children are added, terminated, restarted and deleted on a
- * running supervisor; and the deferred-reply article's Blocky application starts with one
- * POST of examples/supervisors/blocky.json and makes batches of exactly ten.
+ * running supervisor; the default servers boot as the tree "root"; and the deferred-reply
+ * article's Blocky application starts with one POST of examples/supervisors/blocky.json and
+ * makes batches of exactly ten.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -317,6 +318,37 @@ static void test_child_management(void **state)
     H_PASS(fx);
 }
 
+/* The default servers boot as the children of "root", one_for_one, in their start order; a
+ * crash of one restarts it alone. */
+static void test_default_servers_form_the_root_tree(void **state)
+{
+    h_fixture_t *fx = *state;
+    static const char *const order[] = {"counter", "journal", "batcher", "ticker", "slow"};
+    json_t *t = tree(&fx->srv, "root"), *c;
+    size_t i;
+
+    assert_non_null(t);
+    assert_string_equal(h_str(t, "strategy"), "one_for_one");
+    assert_int_equal(json_integer_value(json_object_get(t, "max_restarts")), 3);
+    assert_int_equal(json_integer_value(json_object_get(t, "max_seconds")), 5);
+    assert_int_equal(json_array_size(json_object_get(t, "children")), 5);
+    json_array_foreach(json_object_get(t, "children"), i, c)
+    {
+        assert_string_equal(h_str(c, "name"), order[i]);
+        assert_string_equal(h_str(c, "status"), "running");
+        assert_string_equal(h_str(c, "restart"), "permanent");
+    }
+    json_decref(t);
+    /* A stop that is not its supervisor's is an exit like any other: permanent, restarted. */
+    assert_int_equal(h_deliver(&fx->srv, "/cast", "counter", "[\"increment\", 3]"), 202);
+    H_WAIT_UNTIL(h_call_int(&fx->srv, "counter", "\"get_count\"") == 3, WAIT_MS);
+    assert_int_equal(request_status(&fx->srv, "DELETE", "/servers/counter"), 200);
+    H_WAIT_UNTIL(child_is(&fx->srv, "root", "counter", "running", 1), WAIT_MS);
+    assert_int_equal(h_call_int(&fx->srv, "counter", "\"get_count\""), 0);
+    assert_true(child_is(&fx->srv, "root", "journal", "running", 0));
+    H_PASS(fx);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* Blocky                                                                                     */
 /* ---------------------------------------------------------------------------------------- */
@@ -389,6 +421,8 @@ int main(void)
                                         h_teardown),
         cmocka_unit_test_setup_teardown(test_escalation_to_the_parent, h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_child_management, h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_default_servers_form_the_root_tree, h_setup,
+                                        h_teardown),
         cmocka_unit_test_setup_teardown(test_blocky_in_one_post, setup_examples, h_teardown),
     };
 
