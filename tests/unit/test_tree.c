@@ -11,8 +11,11 @@
  */
 #include "testutil.h"
 
+#include <stdatomic.h>
+
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
-static json_t *calls; /* ["init:a", "terminate:a", ...] */
+static atomic_bool refuse_inits; /* every logger init fails while set (seq_cst: a test flag) */
+static json_t *calls;            /* ["init:a", "terminate:a", ...] */
 
 static void log_call(const char *what, gs_server_t *self)
 {
@@ -57,7 +60,7 @@ typedef struct logger_s {
 static int logger_init(gs_server_t *self, json_t *args, void **state, json_t **reason)
 {
     log_call("init", self);
-    if (json_is_true(json_object_get(args, "fail"))) {
+    if (json_is_true(json_object_get(args, "fail")) || atomic_load(&refuse_inits)) {
         *reason = json_string("boom");
         return -1;
     }
@@ -109,6 +112,7 @@ static int setup(void **state)
         calls = json_array();
     pthread_mutex_unlock(&log_mu);
     log_reset();
+    atomic_store(&refuse_inits, false);
     *state = rt;
     return 0;
 }
@@ -434,6 +438,24 @@ static void test_intensity_is_the_supervisors(void **state)
     assert_true(gone(rt, "a") && gone(rt, "b") && gone(rt, "c"));
 }
 
+/* A restart whose init fails is another crash of that child: it is tried again, each try
+ * counting against the intensity, until the supervisor gives up. */
+static void test_failed_restarts_count(void **state)
+{
+    gs_runtime_t *rt = *state;
+    start_tree(rt, "{\"name\": \"sup\", \"max_restarts\": 2, \"children\": ["
+                   "{\"name\": \"a\", \"behaviour\": \"logger\"},"
+                   "{\"name\": \"f\", \"behaviour\": \"logger\"}]}");
+    atomic_store(&refuse_inits, true);
+    assert_int_equal(tu_cast(rt, "f", "\"crash\""), 0);
+    /* crash, 2 restarts that fail, then the third is past the intensity: a is stopped. */
+    assert_log(6, "[\"init:a\", \"init:f\", \"terminate:f\", \"init:f\", \"init:f\", "
+                  "\"terminate:a\"]");
+    TU_WAIT_UNTIL(gone(rt, "sup"), TU_WAIT_MS);
+    assert_true(gone(rt, "a") && gone(rt, "f"));
+    assert_int_equal(log_len(), 6);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* Children of a running supervisor                                                           */
 /* ---------------------------------------------------------------------------------------- */
@@ -507,6 +529,7 @@ int main(void)
         tree_test(test_escalation),
         tree_test(test_top_gives_up),
         tree_test(test_intensity_is_the_supervisors),
+        tree_test(test_failed_restarts_count),
         tree_test(test_child_management),
         tree_test(test_shutdown_time),
     };
