@@ -49,6 +49,12 @@
     XX(SERVER_HELD, "/servers/:name/held")                                                         \
     XX(BEHAVIOURS, "/behaviours")                                                                  \
     XX(BEHAVIOUR, "/behaviours/:name")                                                             \
+    XX(SUPERVISORS, "/supervisors")                                                                \
+    XX(SUPERVISOR, "/supervisors/:name")                                                           \
+    XX(SUPERVISOR_CHILDREN, "/supervisors/:name/children")                                         \
+    XX(SUPERVISOR_TERMINATE_CHILD, "/supervisors/:name/terminate_child")                           \
+    XX(SUPERVISOR_RESTART_CHILD, "/supervisors/:name/restart_child")                               \
+    XX(SUPERVISOR_DELETE_CHILD, "/supervisors/:name/delete_child")                                 \
     XX(EVENTS, "/events")                                                                          \
     XX(METRICS, "/metrics")                                                                        \
     XX(HEALTHZ, "/healthz")                                                                        \
@@ -287,7 +293,11 @@ typedef enum gs_http_error_e {
     XX(ENOTSUP, 409, false, true)                                                                  \
     XX(EREFUSED, 422, true, true)                                                                  \
     /* the client went away (watch.c): counted as 499, as nginx logs it; never read */             \
-    XX(ECALLERGONE, 499, false, false)
+    XX(ECALLERGONE, 499, false, false)                                                             \
+    XX(ENOSUPERVISOR, 404, false, true)                                                            \
+    XX(ENOCHILD, 404, false, true)                                                                 \
+    XX(ESTARTCHILD, 400, true, true)                                                               \
+    XX(ERUNNING, 409, false, true)
 
 /** The HTTP status and the "error" code of err: a GS_E* or a gs_http_error_t. */
 unsigned gs__error_status(int err);
@@ -548,6 +558,14 @@ enum MHD_Result gs__handle_server_start(gs_request_t *req);
 enum MHD_Result gs__handle_server_status(gs_request_t *req);
 enum MHD_Result gs__handle_server_stop(gs_request_t *req);
 enum MHD_Result gs__handle_server_held(gs_request_t *req);
+enum MHD_Result gs__handle_supervisors_list(gs_request_t *req);
+enum MHD_Result gs__handle_supervisor_start(gs_request_t *req);
+enum MHD_Result gs__handle_supervisor_show(gs_request_t *req);
+enum MHD_Result gs__handle_supervisor_stop(gs_request_t *req);
+enum MHD_Result gs__handle_supervisor_start_child(gs_request_t *req);
+enum MHD_Result gs__handle_supervisor_terminate_child(gs_request_t *req);
+enum MHD_Result gs__handle_supervisor_restart_child(gs_request_t *req);
+enum MHD_Result gs__handle_supervisor_delete_child(gs_request_t *req);
 enum MHD_Result gs__handle_behaviours(gs_request_t *req);
 enum MHD_Result gs__handle_behaviour_load(gs_request_t *req);
 enum MHD_Result gs__handle_behaviour_show(gs_request_t *req);

@@ -234,6 +234,12 @@ static int decode_fields(gs_route_t route, const gs_decode_limits_t *lim, gs_dec
         return decode_start(d, err);
     case GS_ROUTE_BEHAVIOURS:
         return decode_code(d, true, err);
+    case GS_ROUTE_SUPERVISORS:
+    case GS_ROUTE_SUPERVISOR_CHILDREN:
+    case GS_ROUTE_SUPERVISOR_TERMINATE_CHILD:
+    case GS_ROUTE_SUPERVISOR_RESTART_CHILD:
+    case GS_ROUTE_SUPERVISOR_DELETE_CHILD:
+        return 0; /* a spec or {"child": NAME}: the runtime checks it (gs_supervisor_*) */
     case GS_ROUTE_BEHAVIOUR:
         return decode_code(d, false, err);
     case GS_ROUTE_SERVER: /* DELETE /servers/NAME: {"reason": any, "timeout_ms": N} */

@@ -57,6 +57,7 @@ int gs_runtime_create(const gs_runtime_options_t *opts, gs_runtime_t **out)
     atomic_init(&rt->next_call_id, 1);
     uv_mutex_init(&rt->behaviours_lock);
     uv_mutex_init(&rt->live_lock);
+    uv_mutex_init(&rt->trees_lock);
     uv_cond_init(&rt->live_cond);
     atomic_init(&rt->next_timer_ref, 1);
     int rc = gs__registry_init(rt);
@@ -73,6 +74,7 @@ int gs_runtime_create(const gs_runtime_options_t *opts, gs_runtime_t **out)
     }
     if (rc != 0) {
         uv_cond_destroy(&rt->live_cond);
+        uv_mutex_destroy(&rt->trees_lock);
         uv_mutex_destroy(&rt->live_lock);
         uv_mutex_destroy(&rt->behaviours_lock);
         free(rt);
@@ -95,6 +97,7 @@ int gs_runtime_create(const gs_runtime_options_t *opts, gs_runtime_t **out)
         gs__held_close(rt);
         gs__registry_close(rt, gs__child_unref);
         uv_cond_destroy(&rt->live_cond);
+        uv_mutex_destroy(&rt->trees_lock);
         uv_mutex_destroy(&rt->live_lock);
         uv_mutex_destroy(&rt->behaviours_lock);
         free(rt);
@@ -200,6 +203,7 @@ void gs_runtime_destroy(gs_runtime_t *rt)
     gs__registry_close(rt, gs__child_unref);
     free(rt->behaviours);
     uv_cond_destroy(&rt->live_cond);
+    uv_mutex_destroy(&rt->trees_lock);
     uv_mutex_destroy(&rt->live_lock);
     uv_mutex_destroy(&rt->behaviours_lock);
     free(rt);

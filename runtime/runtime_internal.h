@@ -17,7 +17,9 @@
  *   gs__timer_t   one send_after timer: owned by the timer thread; the timer map only finds it.
  *
  * Who calls whom (scripts/layers.py checks it): runtime.c creates and destroys everything and
- * nothing calls it; supervisor.c starts children and decides after exits; server.c runs an
+ * nothing calls it; supervisor.c starts children and decides after exits (a tree child's exit
+ * it sends to its supervisor as a message); tree.c, the supervisors of trees, starts children
+ * through supervisor.c and is called by nothing; server.c runs an
  * incarnation; call.c completes calls; sched.c runs servers; timer.c fires nodes through their
  * ops without knowing what they are; registry.c, events.c, introspect.c, pool.c and map.c call
  * nothing above them. The only two-way relationships are real ones: a server dies to its
@@ -242,7 +244,13 @@ typedef struct gs__child_s {
     _Atomic uint64_t timers;         /* pending send_after timers to it (send_after.c) */
     _Atomic uint64_t timer_bytes;    /* gs_json_size of their messages */
     bool stopping;                   /* set by the thread running the current incarnation */
-    uint64_t *restart_times;         /* ring of opts.max_restarts timestamps (ms), on first crash */
+    /* In a supervision tree (tree.c), set before the child is registered: the supervisor's
+     * incarnation (referenced) that its exits are reported to, or NULL; the registration's id
+     * for that supervisor; and whether the child is a supervisor itself. */
+    gs_server_t *parent;
+    uint64_t tree_gen;
+    bool tree;
+    uint64_t *restart_times; /* ring of opts.max_restarts timestamps (ms), on first crash */
     uint32_t restart_next;
     size_t name_len;
     char name[];
@@ -374,6 +382,22 @@ void gs__child_unref(gs__child_t *c);
 /* Take c out of the registry if it is still there, and drop the registry's reference; the
  * caller must hold a reference of its own (c stays valid). */
 void gs__child_forget(gs_runtime_t *rt, gs__child_t *c);
+
+/* How a child of a supervision tree is started (tree.c): see gs__child_t's parent. */
+typedef struct gs__tree_link_s {
+    gs_server_t *parent; /* borrowed (the child takes a reference); NULL at the top */
+    uint64_t gen;
+    uint32_t restarts; /* its restarts so far, for its status */
+    bool tree;         /* the child is a supervisor */
+    bool restart;      /* a restart: the event is "restarted", not "started" */
+} gs__tree_link_t;
+/* gs_start for a supervisor's child (link may be NULL: a plain server). *out (may be NULL)
+ * receives the registered child, referenced, on success. */
+int gs__start_child(gs_runtime_t *rt, const char *name, const gs_behaviour_t *b, json_t *args,
+                    const gs_start_options_t *opts, const gs__tree_link_t *link, json_t **reason,
+                    gs__child_t **out);
+/* The supervisors' internal behaviour (tree.c); registered nowhere: not startable by name. */
+extern const gs_behaviour_t gs__tree_behaviour;
 
 /* Supervision: s died with reason (taken) after a crash (abnormal) or a normal exit. Decides
  * whether to restart, and does it on the calling thread. */
@@ -542,6 +566,9 @@ struct gs_runtime_s {
      * of its low bits, so that a reply that comes later is counted as one to a gone caller.
      * Relaxed: a best-effort attribution of a counter, nothing is published through it. */
     _Atomic uint64_t gone[GS__GONE_SLOTS];
+    /* The supervisors (tree.c's gs__tree_t list): their decisions and introspection only. */
+    uv_mutex_t trees_lock;
+    struct gs__tree_s *trees;
 
     /* GS_RUNTIME_STATS_MAP's statistics, relaxed atomics (independent tallies). */
     struct {

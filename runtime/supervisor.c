@@ -83,6 +83,7 @@ void gs__child_unref(gs__child_t *c)
     json_decref(c->args);
     json_decref(c->last_crash_reason);
     json_decref(c->down_reason);
+    gs_server_unref(c->parent);
     free(c->restart_times);
     free(c);
 }
@@ -107,6 +108,13 @@ void gs__child_forget(gs_runtime_t *rt, gs__child_t *c)
 int gs_start(gs_runtime_t *rt, const char *name, const gs_behaviour_t *b, json_t *args,
              const gs_start_options_t *opts, json_t **reason)
 {
+    return gs__start_child(rt, name, b, args, opts, NULL, reason, NULL);
+}
+
+int gs__start_child(gs_runtime_t *rt, const char *name, const gs_behaviour_t *b, json_t *args,
+                    const gs_start_options_t *opts, const gs__tree_link_t *link, json_t **reason,
+                    gs__child_t **out)
+{
     gs_start_options_t o;
     json_t *why = NULL;
     int rc = 0;
@@ -129,6 +137,13 @@ int gs_start(gs_runtime_t *rt, const char *name, const gs_behaviour_t *b, json_t
     gs__child_t *child = gs__child_create(rt, name, len, b, args, &o);
     if (child == NULL)
         return GS_ENOMEM;
+    if (link != NULL) {
+        /* Before the insert: an exit right after init already goes to the supervisor. */
+        child->parent = link->parent != NULL ? gs_server_ref(link->parent) : NULL;
+        child->tree_gen = link->gen;
+        child->tree = link->tree;
+        atomic_init(&child->restarts, link->restarts);
+    }
     gs_server_t *s = gs__server_create(child);
     if (s == NULL) {
         rc = GS_ENOMEM;
@@ -157,7 +172,12 @@ int gs_start(gs_runtime_t *rt, const char *name, const gs_behaviour_t *b, json_t
             json_decref(why);
         goto out;
     }
-    gs__emit(rt, GS_EVENT_STARTED, child, NULL);
+    gs__emit(rt, link != NULL && link->restart ? GS_EVENT_RESTARTED : GS_EVENT_STARTED, child,
+             NULL);
+    if (out != NULL) {
+        gs__child_ref(child);
+        *out = child;
+    }
 out:
     gs__child_unref(child);
     return rc;
@@ -217,11 +237,44 @@ static void set_current(gs__child_t *c, gs_server_t *next)
     gs_server_unref(old);
 }
 
+/* A child of a supervision tree exited: it does not restart itself. Its name is freed and
+ * its supervisor is told, in its mailbox, to decide by its strategy (tree.c). reason taken. */
+static void tree_child_exit(gs_server_t *s, json_t *reason, bool abnormal)
+{
+    gs__child_t *c = s->child;
+    gs_runtime_t *rt = s->rt;
+    bool crashed = abnormal && !c->stopping;
+    gs__child_ref(c); /* s may go with set_current */
+    gs__server_die(s, reason, crashed ? GS_ECRASHED : GS_ESTOPPED);
+    if (crashed) {
+        gs__child_lock(c);
+        json_decref(c->last_crash_reason);
+        c->last_crash_reason = gs__json_copy(reason);
+        gs__child_unlock(c);
+        gs__emit(rt, GS_EVENT_CRASHED, c, reason);
+    }
+    set_current(c, NULL);
+    gs__child_forget(rt, c);
+    if (!crashed)
+        gs__emit(rt, GS_EVENT_STOPPED, c, reason);
+    /* Past the mailbox limit: an exit must reach the supervisor. If the supervisor is gone,
+     * it is dropped: a dying supervisor stops its children itself. */
+    json_t *note = json_pack("[s, I, o, b]", "$gs_exit", (json_int_t)c->tree_gen,
+                             gs__json_copy(reason), abnormal);
+    gs__server_send(c->parent, GS__MSG_INFO, note, true);
+    json_decref(reason);
+    gs__child_unref(c);
+}
+
 void gs__supervisor_exit(gs_server_t *s, json_t *reason, bool abnormal)
 {
     gs__child_t *c = s->child;
     gs_runtime_t *rt = s->rt;
     bool stopping = c->stopping || atomic_load(&rt->shutting_down);
+    if (c->parent != NULL && !atomic_load(&rt->shutting_down)) {
+        tree_child_exit(s, reason, abnormal);
+        return;
+    }
     gs__child_ref(c); /* s may go with set_current */
     gs__server_die(s, reason, abnormal && !c->stopping ? GS_ECRASHED : GS_ESTOPPED);
 
@@ -380,6 +433,18 @@ int gs_stop_async_opts(gs_runtime_t *rt, const char *name, json_t *reason,
             gs__call_arm_timeout(rt, c, 0);
             gs__call_unref(c);
             req = NULL;
+            goto out;
+        }
+        if (child->tree) {
+            /* A supervisor stops its children first, in its own turns (tree.c): ask it. */
+            json_t *ask = json_pack("[s, o]", "$gs_stop_tree", gs__json_copy(reason));
+            if (gs_call_server_async(s, ask, GS_INFINITY, stop_req_done, req) == 0) {
+                req = NULL;
+                goto out;
+            }
+            gs_server_unref(s);
+            s = NULL;
+            rc = GS_ENOSERVER;
             goto out;
         }
         gs__call_t *c = gs__call_create(rt, GS__MSG_STOP, reason, stop_req_done, req);

@@ -94,6 +94,32 @@ int gs_boot_start_servers(gs_runtime_t *rt, json_t *specs, char *err, size_t err
     return 0;
 }
 
+int gs_boot_start_tree(gs_runtime_t *rt, json_t *specs, char *err, size_t errlen)
+{
+    json_t *spec = json_pack("{s:s, s:s, s:O}", "name", GS_BOOT_ROOT, "strategy", "one_for_one",
+                             "children", specs);
+    json_t *why = NULL;
+    int rc;
+
+    if (spec == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    rc = gs_supervisor_start(rt, spec, GS_INFINITY, &why);
+    json_decref(spec);
+    if (rc < 0) {
+        char *text = why ? json_dumps(why, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+
+        snprintf(err, errlen, "supervisor \"%s\": %s%s%s", GS_BOOT_ROOT, gs_strerror(rc),
+                 text ? ": " : "", text ? text : "");
+        free(text);
+        json_decref(why);
+        return -1;
+    }
+    json_decref(why);
+    return 0;
+}
+
 static void log_event(const gs_event_t *ev, void *arg)
 {
     gs_log_level_t level = GS_LOG_INFO;

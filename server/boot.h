@@ -16,6 +16,17 @@
  */
 int gs_boot_start_servers(gs_runtime_t *rt, json_t *specs, char *err, size_t errlen);
 
+/** The supervisor the default servers boot under (see gs_boot_start_tree). */
+#define GS_BOOT_ROOT "root"
+
+/**
+ * Start the supervision tree "root" (one_for_one, 3 restarts in 5 s) whose children are specs
+ * (borrowed JSON array of {"name", "behaviour", "args", "restart"}), in order: how the
+ * default servers boot. Not from a runtime thread.
+ * @return 0, or -1 with err describing what failed.
+ */
+int gs_boot_start_tree(gs_runtime_t *rt, json_t *specs, char *err, size_t errlen);
+
 /**
  * Log the runtime's events (not state_changed) one line each: started, stopped and restarted
  * at info, crashed and down at warn with the reason.

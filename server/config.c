@@ -606,6 +606,7 @@ static int resolve(gs_config_t *cfg, layers_t *l, char *err, size_t errlen)
         cfg->servers = json_loads(default_servers, 0, NULL);
         if (cfg->servers == NULL)
             return fail(err, errlen, "out of memory");
+        cfg->servers_default = true;
     }
     return 0;
 }

@@ -44,6 +44,9 @@ typedef struct gs_config_s {
     bool health_check;    /* --health-check: probe GET /healthz instead of serving */
     /* [{"name", "behaviour", "args", "restart", ...}]: a new reference, never NULL. */
     json_t *servers;
+    /* servers is the embedded default set (no config file listed any): it boots as the
+     * children of the supervisor "root" (gs_boot_start_tree). */
+    bool servers_default;
 } gs_config_t;
 
 /** What gs_config_load found. */

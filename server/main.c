@@ -137,7 +137,10 @@ int main(int argc, char **argv)
     }
     if (gs_boot_log_events(rt, &logsub) < 0)
         gs_log(GS_LOG_WARN, "runtime events will not be logged");
-    if (gs_boot_start_servers(rt, cfg.servers, err, sizeof(err)) < 0) {
+    /* The default servers form a tree under "root"; servers a config file lists start alone,
+     * as POST /servers starts them (docs/API.md, Configuration). */
+    if ((cfg.servers_default ? gs_boot_start_tree(rt, cfg.servers, err, sizeof(err))
+                             : gs_boot_start_servers(rt, cfg.servers, err, sizeof(err))) < 0) {
         gs_log(GS_LOG_ERROR, "boot: %s", err);
         goto out;
     }

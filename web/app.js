@@ -23,6 +23,7 @@ import { MessageForm } from './forms.js';
 import { StartForm, stopServer } from './lifecycle.js';
 import { BehaviourPanel } from './behaviours.js';
 import { EventLog } from './event-log.js';
+import { SupervisorTree } from './supervisors.js';
 import { formatCount, formatUptime, clock } from './format.js';
 import { STATUS_FIELDS, STATUSES } from './schema.js'; // served by genserv, made from genserv.h
 
@@ -48,6 +49,13 @@ const calls = new CallLog($('call-log'));
 const timers = new TimerList($('timer-list'), $('timers-empty'));
 const held = new HeldList($('held-list'), $('held-empty'), $('held-meta'));
 const eventLog = new EventLog($('event-log'), $('events-empty'));
+const trees = new SupervisorTree({
+  root: $('trees'), empty: $('trees-empty'),
+  onSelectServer: (name) => {
+    select(name);
+    $('detail').focus();
+  },
+});
 const msgForm = new MessageForm({ form: $('msg-form'), hints: $('msg-hints'),
   result: $('msg-result'), calls, timers });
 const startForm = new StartForm({
@@ -143,6 +151,7 @@ function onEvent(ev) {
     case 'restarted': {
       const v = ensureView(ev.server, ev.behaviour);
       if (v) {
+        if (v.status === 'starting') v.status = 'running'; // a tree child, restarted under a new registration
         v.crashing = false;
         v.display = displayStatus(v);
       }
@@ -170,6 +179,7 @@ function onEvent(ev) {
     default:
       return; // a newer genserv's event: nothing to show
   }
+  if (ev.type !== 'state_changed') trees.refresh(); // a lifecycle event may change a tree
   scheduleRender();
 }
 

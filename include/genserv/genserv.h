@@ -85,7 +85,11 @@ extern "C" {
     XX(ENOMONITOR, -19, "no_such_monitor", "no monitor has this reference, or it fired already")   \
     XX(ENOTSUP, -20, "not_supported", "the server's behaviour does not support this operation")    \
     XX(EREFUSED, -21, "state_refused", "the server's behaviour refused the new state")             \
-    XX(ECALLERGONE, -22, "caller_gone", "the caller went away before the reply")
+    XX(ECALLERGONE, -22, "caller_gone", "the caller went away before the reply")                   \
+    XX(ENOSUPERVISOR, -23, "no_such_supervisor", "no supervisor is running under this name")       \
+    XX(ENOCHILD, -24, "no_such_child", "the supervisor has no child of this name")                 \
+    XX(ESTARTCHILD, -25, "start_failed", "a child of the supervisor failed to start")              \
+    XX(ERUNNING, -26, "child_running", "the child is running: terminate it first")
 
 typedef enum gs_errno_e {
 #define GS__ERRNO_ENUM(sym, val, code, msg) GS_##sym = (val),
@@ -816,6 +820,80 @@ int gs_cancel_external_timer(gs_runtime_t *rt, gs_timer_ref_t ref, int64_t *rema
  * (Unix time)}]}. New reference. O(pending external timers).
  */
 json_t *gs_external_timers_json(gs_runtime_t *rt, size_t limit);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Supervision trees                                                                          */
+/* ---------------------------------------------------------------------------------------- */
+
+/*
+ * A supervisor (OTP's Supervisor) is a named server of its own that starts children in order
+ * and restarts them by its strategy. Its spec is JSON:
+ *   {"name": NAME, "strategy": "one_for_one" | "one_for_all" | "rest_for_one",
+ *    "max_restarts": 3, "max_seconds": 5, "children": [CHILD...]}
+ * where a CHILD is a server spec {"name", "behaviour", "args", "restart": "permanent" |
+ * "transient" | "temporary", "shutdown": ms | "infinity" (default 5000)} or a nested supervisor
+ * spec (it has "children"; its shutdown defaults to "infinity"). Every name in a tree is
+ * unique, and a registered name (a child is a server like any other: call it by name).
+ * Past max_restarts restarts in max_seconds, a supervisor stops its children in reverse start
+ * order and stops with {"reason": "reached_max_restart_intensity", ...}: its parent sees a
+ * child crash; at the top of a tree, it is removed (event "down"), never restarted.
+ * gs_stop/gs_stop_async on a supervisor stops its children in reverse order, each given its
+ * shutdown time, before the supervisor itself stops. A child stopped with gs_stop by anyone
+ * but its supervisor is an exit like any other: its restart type decides (use
+ * gs_supervisor_terminate_child to stop it for good).
+ *
+ * The functions below answer through a gs_reply_cb (status 0 and a result, or an error and
+ * its details: unlike gs_call_async's, an error's result may be set), or, blocking, for
+ * threads outside the runtime (GS_EWOULDBLOCK on a runtime thread), with *result (new
+ * reference, may be NULL; pass NULL to drop it). Errors: GS_EINVAL (a bad spec: details
+ * {"message": ...}), GS_EALREADY (the name is taken), GS_ENOSUPERVISOR, GS_ENOCHILD,
+ * GS_ESTARTCHILD (details {"child", "error", "reason"}: the children already started were
+ * stopped again, in reverse order), GS_ERUNNING (delete or restart of a running child),
+ * GS_ESHUTDOWN, GS_ENOMEM.
+ */
+
+/**
+ * Start a supervision tree: its children start in order, and cb gets status 0 and the tree
+ * (as gs_supervisor_json) once all run. spec: borrowed. *reason (may be NULL): on an up-front
+ * error, its details (new reference or NULL); cb is then never called.
+ */
+int gs_supervisor_start_async(gs_runtime_t *rt, json_t *spec, gs_reply_cb cb, void *arg,
+                              json_t **reason);
+/** Blocking gs_supervisor_start_async; *result: the tree, or the error's details. */
+int gs_supervisor_start(gs_runtime_t *rt, json_t *spec, int timeout_ms, json_t **result);
+/** Supervisor.start_child: add a child (spec borrowed) at the end and start it; the result is
+ *  the child as in the tree. sup: borrowed. */
+int gs_supervisor_start_child_async(gs_runtime_t *rt, const char *sup, json_t *spec, gs_reply_cb cb,
+                                    void *arg);
+int gs_supervisor_start_child(gs_runtime_t *rt, const char *sup, json_t *spec, int timeout_ms,
+                              json_t **result);
+/** Supervisor.terminate_child: stop it (given its shutdown time); it stays, "stopped", and is
+ *  not restarted until gs_supervisor_restart_child. Names borrowed. */
+int gs_supervisor_terminate_child_async(gs_runtime_t *rt, const char *sup, const char *child,
+                                        gs_reply_cb cb, void *arg);
+int gs_supervisor_terminate_child(gs_runtime_t *rt, const char *sup, const char *child,
+                                  int timeout_ms);
+/** Supervisor.delete_child: forget a stopped child's spec (GS_ERUNNING if it runs). */
+int gs_supervisor_delete_child_async(gs_runtime_t *rt, const char *sup, const char *child,
+                                     gs_reply_cb cb, void *arg);
+int gs_supervisor_delete_child(gs_runtime_t *rt, const char *sup, const char *child,
+                               int timeout_ms);
+/** Supervisor.restart_child: start a stopped child again (GS_ERUNNING if it runs). */
+int gs_supervisor_restart_child_async(gs_runtime_t *rt, const char *sup, const char *child,
+                                      gs_reply_cb cb, void *arg);
+int gs_supervisor_restart_child(gs_runtime_t *rt, const char *sup, const char *child,
+                                int timeout_ms);
+/**
+ * The tree under supervisor name (borrowed), read without disturbing it: {"name", "kind":
+ * "supervisor", "status", "strategy", "restarts", "max_restarts", "max_seconds", "children":
+ * [...]}, each child {"name", "kind": "server" | "supervisor", "behaviour" (servers), "status":
+ * "running" | "starting" | "terminating" | "restarting" | "stopped", "restarts", "restart",
+ * "shutdown"} and a nested supervisor's own fields. New reference, or NULL when name is not a
+ * supervisor.
+ */
+json_t *gs_supervisor_json(gs_runtime_t *rt, const char *name);
+/** Every tree from its top, sorted by name: {"supervisors": [TREE...]}. New reference. */
+json_t *gs_supervisors_json(gs_runtime_t *rt);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Introspection                                                                              */

@@ -30,7 +30,9 @@ const CHROMIUM = process.env.GS_CHROMIUM || '/usr/bin/chromium';
 const SHOT_TMP = path.join(HERE, 'screenshots', 'last.tmp.png');
 const SHOT_DOC = process.env.GS_SCREENSHOT ? path.resolve(ROOT, process.env.GS_SCREENSHOT) : null;
 const TOTAL_TIMEOUT_MS = 120000; // the whole run; it normally takes about 35 s
-const DEFAULT_SERVERS = ['batcher', 'counter', 'journal', 'slow', 'ticker'];
+// The default servers boot as the children of the supervisor "root" (a server too).
+const DEFAULT_SERVERS = ['batcher', 'counter', 'journal', 'root', 'slow', 'ticker'];
+const behaviourOf = (name) => (name === 'root' ? 'supervisor' : name);
 const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
   + "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
@@ -332,14 +334,17 @@ async function main() {
       await until('the connection indicator to say live', async () =>
         (await page.locator('#conn').getAttribute('data-state')) === 'live'
         && (await page.locator('#conn-text').innerText()) === 'live');
-      const rows = await until('five rows', async () => {
+      const rows = await until('six rows', async () => {
         const r = await tableRows(page);
         return r.length === DEFAULT_SERVERS.length && r.every((x) => x.status === 'running') && r;
       });
       assert.deepEqual(rows.map((r) => r.name), DEFAULT_SERVERS);
-      assert.deepEqual(rows.map((r) => r.behaviour), DEFAULT_SERVERS);
+      assert.deepEqual(rows.map((r) => r.behaviour), DEFAULT_SERVERS.map(behaviourOf));
       assert.equal((await rowOf(page, 'ticker')).restarts, '0');
-      assert.match(await page.locator('#server-count').innerText(), /\(5\)/);
+      assert.match(await page.locator('#server-count').innerText(), /\(6\)/);
+      // ... and the tree they form.
+      await until('the root tree', async () =>
+        (await page.locator('#trees details[data-name="root"] [data-kind="server"]').count()) === 5);
     });
 
     await step('the ticker counts down on screen without a reload', async () => {
@@ -543,6 +548,37 @@ async function main() {
       await until('inbox gone from the table', async () => (await rowOf(page, 'inbox')) === null);
       await until('the detail to say so', async () => /was stopped|stopped/.test(await page.locator('#detail-empty').innerText()));
       assert.equal((await http(base(), 'GET', '/servers/inbox')).status, 404);
+    });
+
+    await step('a supervision tree shows nested and collapsible, with status and restarts per node', async () => {
+      const tree = { name: 'shop', strategy: 'one_for_all', children: [
+        { name: 'stock', behaviour: 'counter' },
+        { name: 'desk', children: [{ name: 'clerk', behaviour: 'misbehaving' }] }] };
+      assert.equal((await http(base(), 'POST', '/supervisors', tree)).status, 201);
+      const shop = page.locator('#trees details[data-name="shop"]');
+      const clerk = shop.locator('details[data-name="desk"] [data-name="clerk"]');
+      await until('the tree on screen, live', async () => (await clerk.count()) === 1);
+      assert.match(await shop.locator('> summary').innerText(), /shop\s*one_for_all\s*running\s*restarts 0/);
+      assert.match(await clerk.innerText(), /clerk\s*misbehaving\s*running\s*restarts 0/);
+      // A crash of clerk: one_for_all above does not see it (desk restarts clerk); the page
+      // shows the restart without a reload.
+      await http(base(), 'POST', '/call', { server: 'clerk', message: 'message' });
+      await until('clerk restarted once, on screen', async () => /restarts 1/.test(await clerk.innerText()));
+      // Collapsing a supervisor hides its children, and stays collapsed across redraws.
+      await shop.locator('> summary').click();
+      await until('shop collapsed', async () => !(await shop.evaluate((d) => d.open)));
+      assert.equal(await clerk.isVisible(), false);
+      await http(base(), 'POST', '/call', { server: 'clerk', message: 'message' });
+      await until('restarts 2 read while collapsed', async () => /restarts 2/.test(await clerk.textContent()));
+      assert.equal(await shop.evaluate((d) => d.open), false);
+      await shop.locator('> summary').click();
+      await until('shop open again', async () => await clerk.isVisible());
+      // Selecting a server in the tree selects it in the page.
+      await clerk.getByRole('button', { name: 'clerk', exact: true }).click();
+      await until('clerk selected', async () => (await page.locator('#detail-name').innerText()) === 'clerk');
+      assert.equal((await http(base(), 'DELETE', '/supervisors/shop')).status, 200);
+      await until('the tree gone from the page', async () => (await shop.count()) === 0);
+      assert.equal(await page.locator('#trees details[data-name="root"]').count(), 1, 'the boot tree stays');
     });
 
     await step('a Lua behaviour read from a .lua file is listed with its vsn and starts from the form', async () => {

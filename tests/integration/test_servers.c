@@ -96,7 +96,7 @@ static void test_get_servers_lists_every_server_with_its_status(void **state)
     h_fixture_t *fx = *state;
     static const char *const defaults[][2] = {
         {"batcher", "batcher"}, {"counter", "counter"}, {"journal", "journal"},
-        {"slow", "slow"},       {"ticker", "ticker"},
+        {"slow", "slow"},       {"ticker", "ticker"},   {"root", "supervisor"},
     };
     json_t *list, *st;
     size_t i, j;
@@ -107,7 +107,7 @@ static void test_get_servers_lists_every_server_with_its_status(void **state)
     assert_int_equal(r.status, 200);
     list = json_object_get(r.json, "servers");
     assert_true(json_is_array(list));
-    assert_int_equal(json_array_size(list), 6);
+    assert_int_equal(json_array_size(list), 7); /* the defaults, their supervisor, extra */
     for (i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
         bool found = false;
 
@@ -388,7 +388,8 @@ static void test_events_stream_started_stopped_crashed_and_state_changed(void **
     /* The stream opens with the reconnect delay and a snapshot of every server. */
     e = h_events_wait(ev, "snapshot", NULL, H_WAIT_MS);
     assert_non_null(e);
-    assert_int_equal(json_array_size(json_object_get(e, "servers")), 5);
+    assert_int_equal(json_array_size(json_object_get(e, "servers")),
+                     6); /* the defaults and their supervisor, root */
     json_decref(e);
     {
         char *text = h_events_text(ev);

@@ -647,6 +647,43 @@ async function mainInstance() {
     await expectStatus(p, 'DELETE', '/servers/counter2', 200, json(stop));
     await expectStatus(p, 'DELETE', '/servers/counter2', 404);
 
+    // Supervision trees: a tree, its children, and every refusal.
+    await expectStatus(p, 'GET', '/supervisors', 200);
+    await expectStatus(p, 'HEAD', '/supervisors', 200);
+    await expectStatus(p, 'PUT', '/supervisors', 405, json({}));
+    const tree = { name: 'shop', strategy: 'one_for_all', children: [{ name: 'stock', behaviour: 'counter', args: { initial: 5 } },
+        { name: 'sub', children: [{ name: 'orders', behaviour: 'journal', shutdown: 1000 }] }] };
+    await expectStatus(p, 'POST', '/supervisors', 201, json(tree));
+    checkRequestAccepted('/supervisors', tree);
+    await expectStatus(p, 'POST', '/supervisors', 409, json(tree));
+    await expectStatus(p, 'POST', '/supervisors', 400, json({ name: 'bad', strategy: 'one_for_some' }), 'a bad spec');
+    await expectStatus(p, 'POST', '/supervisors', 400, json({ name: 'bad', children: [{ name: 'counter', behaviour: 'counter' }] }), 'a child whose name is taken');
+    await expectTooLarge(p, '/supervisors');
+    await expectStatus(p, 'GET', '/supervisors/shop', 200);
+    await expectStatus(p, 'GET', '/supervisors/sub', 200, {}, 'a nested supervisor');
+    await expectStatus(p, 'HEAD', '/supervisors/shop', 200);
+    await expectStatus(p, 'GET', '/supervisors/nope', 404);
+    await expectStatus(p, 'HEAD', '/supervisors/nope', 404);
+    await expectStatus(p, 'PUT', '/supervisors/shop', 405, json({}));
+    await expectStatus(p, 'POST', '/supervisors/shop/children', 201, json({ name: 'audit', behaviour: 'counter' }));
+    await expectStatus(p, 'POST', '/supervisors/shop/children', 409, json({ name: 'audit', behaviour: 'counter' }));
+    await expectStatus(p, 'POST', '/supervisors/shop/children', 400, json({ name: 'x' }), 'a bad spec');
+    await expectStatus(p, 'POST', '/supervisors/nope/children', 404, json({ name: 'x', behaviour: 'counter' }));
+    await expectStatus(p, 'GET', '/supervisors/shop/children', 405);
+    for (const op of ['terminate_child', 'restart_child', 'delete_child']) {
+        await expectStatus(p, 'POST', `/supervisors/shop/${op}`, 404, json({ child: 'nope' }), 'no such child');
+        await expectStatus(p, 'POST', `/supervisors/shop/${op}`, 400, json({}), 'no child');
+        await expectStatus(p, 'GET', `/supervisors/shop/${op}`, 405);
+    }
+    await expectStatus(p, 'POST', '/supervisors/shop/delete_child', 409, json({ child: 'audit' }), 'running');
+    await expectStatus(p, 'POST', '/supervisors/shop/restart_child', 409, json({ child: 'audit' }), 'running');
+    await expectStatus(p, 'POST', '/supervisors/shop/terminate_child', 200, json({ child: 'audit' }));
+    await expectStatus(p, 'POST', '/supervisors/shop/restart_child', 200, json({ child: 'audit' }));
+    await expectStatus(p, 'POST', '/supervisors/shop/terminate_child', 200, json({ child: 'audit' }));
+    await expectStatus(p, 'POST', '/supervisors/shop/delete_child', 200, json({ child: 'audit' }));
+    await expectStatus(p, 'DELETE', '/supervisors/shop', 200);
+    await expectStatus(p, 'DELETE', '/supervisors/shop', 404);
+
     // Behaviours sent as Lua source: load, inspect, upgrade, delete.
     const v1 = "return {vsn = '1', init = function(a) return {'ok', 0} end,\n" +
         "  handle_call = function(m, f, n) return {'reply', n, n} end}\n";

@@ -1,0 +1,201 @@
+/*
+ * supervisors.c: supervision trees over HTTP (genserv.h's gs_supervisor_*).
+ *
+ * API:
+ *   POST   /supervisors                        gs_supervisor_start_async: the children start
+ *                                              in order (their inits run on scheduler threads
+ *                                              and this one); 201 with the tree once all run
+ *   GET    /supervisors                        gs_supervisors_json
+ *   GET    /supervisors/NAME                   gs_supervisor_json
+ *   DELETE /supervisors/NAME                   gs_stop_async: the supervisor stops its
+ *                                              children in reverse order first; 200 after
+ *   POST   /supervisors/NAME/children          start_child with a child spec: 201 the child
+ *   POST   /supervisors/NAME/terminate_child   {"child": NAME}: 200 once it stopped
+ *   POST   /supervisors/NAME/restart_child     {"child": NAME}: 200 once it runs again
+ *   POST   /supervisors/NAME/delete_child      {"child": NAME}: 200
+ * Every one of these is a request to the supervisor's own mailbox, answered when it decided
+ * (a held connection, never a waiting thread).
+ */
+#include "api_internal.h"
+
+#include <string.h>
+
+/* Answer a supervisor's error: a bad spec with its message, a failed child naming it. */
+static enum MHD_Result respond_sup_error(gs_request_t *req, int err, json_t *reason)
+{
+    const char *message = json_string_value(json_object_get(reason, "message"));
+    if (err == GS_EINVAL && message != NULL)
+        return gs__respond_error(req, GS_EINVAL, "%s", message);
+    if (err == GS_ESTARTCHILD) {
+        const char *child = json_string_value(json_object_get(reason, "child"));
+        const char *why = json_string_value(json_object_get(reason, "error"));
+        char text[600];
+        snprintf(text, sizeof(text),
+                 "child \"%s\" failed to start (%s); the children started "
+                 "before it were stopped again",
+                 child != NULL ? child : "?", why != NULL ? why : "?");
+        return gs__respond_json(req, gs__error_status(err),
+                                json_pack("{s:s, s:s, s:O}", "error", gs__error_code(err),
+                                          "message", text, "reason", reason));
+    }
+    if (err == GS_ENOSUPERVISOR)
+        return gs__respond_error(req, err, "no supervisor is running under \"%s\"", req->param);
+    if (err == GS_ENOCHILD)
+        return gs__respond_error(req, err, "supervisor \"%s\" has no child of that name",
+                                 req->param);
+    if (err == GS_EALREADY)
+        return gs__respond_error(req, err, "the name is already used by a server or child");
+    return gs__respond_runtime_error(req, err, reason);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Trees                                                                                      */
+/* ---------------------------------------------------------------------------------------- */
+
+static enum MHD_Result finish_start(gs_request_t *req)
+{
+    json_t *reason = req->result != NULL ? req->result : req->extra;
+    if (req->status < 0)
+        return respond_sup_error(req, req->status, reason);
+    gs__log(req->gw, GS_LOG_INFO, "http: started supervisor \"%s\"",
+            json_string_value(json_object_get(req->result, "name")));
+    json_t *tree = req->result;
+    req->result = NULL;
+    return gs__respond_json(req, MHD_HTTP_CREATED, tree);
+}
+
+static int start_tree(gs_request_t *req, void *ctx)
+{
+    json_t *why = NULL;
+    int rc = gs_supervisor_start_async(req->gw->rt, ctx, gs__request_on_reply, req, &why);
+    if (rc < 0)
+        req->extra = why; /* an up-front error's details, for finish_start */
+    else
+        json_decref(why);
+    return rc;
+}
+
+enum MHD_Result gs__handle_supervisor_start(gs_request_t *req)
+{
+    enum MHD_Result ret = MHD_YES;
+    gs_decoded_t d;
+
+    if (gs__request_decode(req, &d, &ret) < 0)
+        return ret;
+    ret = gs__request_defer(req, GS_HOLD_CONTROL, finish_start, start_tree, d.body);
+    gs__decoded_close(&d);
+    return ret;
+}
+
+enum MHD_Result gs__handle_supervisors_list(gs_request_t *req)
+{
+    return gs__respond_json(req, MHD_HTTP_OK, gs_supervisors_json(req->gw->rt));
+}
+
+enum MHD_Result gs__handle_supervisor_show(gs_request_t *req)
+{
+    json_t *tree = gs_supervisor_json(req->gw->rt, req->param);
+    if (tree == NULL)
+        return respond_sup_error(req, GS_ENOSUPERVISOR, NULL);
+    return gs__respond_json(req, MHD_HTTP_OK, tree);
+}
+
+static enum MHD_Result finish_ok(gs_request_t *req)
+{
+    if (req->status < 0)
+        return respond_sup_error(req, req->status, req->result);
+    return gs__respond_json(req, MHD_HTTP_OK, json_pack("{s:b}", "ok", 1));
+}
+
+static int start_stop(gs_request_t *req, void *ctx)
+{
+    (void)ctx;
+    return gs_stop_async(req->gw->rt, req->param, NULL, gs__request_on_done, req);
+}
+
+enum MHD_Result gs__handle_supervisor_stop(gs_request_t *req)
+{
+    json_t *tree = gs_supervisor_json(req->gw->rt, req->param);
+    if (tree == NULL)
+        return respond_sup_error(req, GS_ENOSUPERVISOR, NULL);
+    json_decref(tree);
+    gs__log(req->gw, GS_LOG_INFO, "http: stopping supervisor \"%s\"", req->param);
+    return gs__request_defer(req, GS_HOLD_CONTROL, finish_ok, start_stop, NULL);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Children of a running supervisor                                                           */
+/* ---------------------------------------------------------------------------------------- */
+
+static enum MHD_Result finish_child_start(gs_request_t *req)
+{
+    if (req->status < 0)
+        return respond_sup_error(req, req->status, req->result);
+    json_t *child = req->result;
+    req->result = NULL;
+    return gs__respond_json(req, MHD_HTTP_CREATED, child);
+}
+
+static int start_child(gs_request_t *req, void *ctx)
+{
+    return gs_supervisor_start_child_async(req->gw->rt, req->param, ctx, gs__request_on_reply, req);
+}
+
+enum MHD_Result gs__handle_supervisor_start_child(gs_request_t *req)
+{
+    enum MHD_Result ret = MHD_YES;
+    gs_decoded_t d;
+
+    if (gs__request_decode(req, &d, &ret) < 0)
+        return ret;
+    ret = gs__request_defer(req, GS_HOLD_CONTROL, finish_child_start, start_child, d.body);
+    gs__decoded_close(&d);
+    return ret;
+}
+
+typedef int (*child_op_fn)(gs_runtime_t *rt, const char *sup, const char *child, gs_reply_cb cb,
+                           void *arg);
+
+typedef struct child_op_s {
+    child_op_fn op;
+    const char *child;
+} child_op_t;
+
+static int start_child_op(gs_request_t *req, void *ctx)
+{
+    const child_op_t *c = ctx;
+    return c->op(req->gw->rt, req->param, c->child, gs__request_on_reply, req);
+}
+
+/* {"child": NAME} to op. */
+static enum MHD_Result child_op(gs_request_t *req, child_op_fn op)
+{
+    enum MHD_Result ret = MHD_YES;
+    gs_decoded_t d;
+
+    if (gs__request_decode(req, &d, &ret) < 0)
+        return ret;
+    child_op_t c = {op, json_string_value(json_object_get(d.body, "child"))};
+    if (c.child == NULL)
+        ret = gs__respond_error(req, GS_HTTP_EBAD_REQUEST,
+                                "the body needs \"child\": the name of one of its children");
+    else
+        ret = gs__request_defer(req, GS_HOLD_CONTROL, finish_ok, start_child_op, &c);
+    gs__decoded_close(&d);
+    return ret;
+}
+
+enum MHD_Result gs__handle_supervisor_terminate_child(gs_request_t *req)
+{
+    return child_op(req, gs_supervisor_terminate_child_async);
+}
+
+enum MHD_Result gs__handle_supervisor_restart_child(gs_request_t *req)
+{
+    return child_op(req, gs_supervisor_restart_child_async);
+}
+
+enum MHD_Result gs__handle_supervisor_delete_child(gs_request_t *req)
+{
+    return child_op(req, gs_supervisor_delete_child_async);
+}
