@@ -26,7 +26,8 @@
  * supervisor, which starts servers (server.c <-> supervisor.c); a call is queued in a server,
  * and a server completes calls (server.c <-> call.c); a scheduler runs servers, and a server
  * with work is put on a scheduler (server.c <-> sched.c); a server arms its own timeouts, and
- * a timer delivers to a server (server.c <-> send_after.c).
+ * a timer delivers to a server (server.c <-> send_after.c); a dying server fires the monitors
+ * on it, and a monitor's DOWN is delivered to a server (server.c <-> monitor.c).
  */
 #ifndef GS_RUNTIME_INTERNAL_H
 #define GS_RUNTIME_INTERNAL_H

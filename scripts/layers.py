@@ -35,6 +35,7 @@ ALLOWED = {
     frozenset({"server.c", "call.c"}),  # a call is queued in a server; a server completes calls
     frozenset({"server.c", "sched.c"}),  # a scheduler runs servers; a runnable server is queued
     frozenset({"server.c", "send_after.c"}),  # a server arms its own timeouts; timers deliver to it
+    frozenset({"server.c", "monitor.c"}),  # a dying server fires its monitors; DOWN goes to a server
 }
 
 
