@@ -259,8 +259,9 @@ static void tree_child_exit(gs_server_t *s, json_t *reason, bool abnormal)
         gs__emit(rt, GS_EVENT_STOPPED, c, reason);
     /* Past the mailbox limit: an exit must reach the supervisor. If the supervisor is gone,
      * it is dropped: a dying supervisor stops its children itself. */
-    json_t *note = json_pack("[s, I, o, b]", "$gs_exit", (json_int_t)c->tree_gen,
-                             gs__json_copy(reason), abnormal);
+    /* REQUESTED: someone stopped it (gs_stop, DELETE /servers/NAME), not its supervisor. */
+    json_t *note = json_pack("[s, I, o, b, b]", "$gs_exit", (json_int_t)c->tree_gen,
+                             gs__json_copy(reason), abnormal, c->stopping);
     gs__server_send(c->parent, GS__MSG_INFO, note, true);
     json_decref(reason);
     gs__child_unref(c);

@@ -11,8 +11,10 @@
  *                      children in order and answers once they all run, or once the ones it
  *                      started are stopped again (in reverse order) after one failed.
  *   exit notices       supervisor.c sends a tree child's exit to its supervisor as the info
- *                      ["$gs_exit", GEN, REASON, ABNORMAL]; GEN tells one registration of a
- *                      child from the next, so that a late notice is ignored.
+ *                      ["$gs_exit", GEN, REASON, ABNORMAL, REQUESTED]; GEN tells one
+ *                      registration of a child from the next, so that a late notice is
+ *                      ignored; REQUESTED, a stop someone else asked for (gs_stop, DELETE
+ *                      /servers/NAME): the child is then forgotten, not restarted.
  *   jobs               what takes time (stopping children, starting a nested supervisor) is a
  *                      job: a list of STOP and START steps run in order, each STOP waiting for
  *                      its child's exit notice (or its shutdown timer). Whatever arrives while
@@ -172,6 +174,7 @@ typedef struct kid_s {
     kid_status_t status; /* trees lock for writes */
     bool exit_pending;   /* it exited by itself; its supervisor has not decided yet */
     bool exit_abnormal;
+    bool exit_requested; /* a stop someone else asked for (gs_stop, DELETE /servers/NAME) */
     json_t *exit_reason; /* owned while exit_pending */
     bool kill_armed;
     gs_timer_ref_t kill_ref;
@@ -591,6 +594,7 @@ static void start_failed(gs__tree_t *t, size_t i, int rc, json_t *why)
         json_decref(details);
         k->exit_pending = true;
         k->exit_abnormal = true;
+        k->exit_requested = false;
         json_decref(k->exit_reason);
         k->exit_reason =
             json_pack("{s:s, s:s}", "reason", "restart_failed", "error", gs_err_name(rc));
@@ -726,6 +730,16 @@ static json_t *handle_exit(gs__tree_t *t, size_t i)
     bool abnormal = k->exit_abnormal;
     k->exit_pending = false;
     k->exit_reason = NULL;
+    if (k->exit_requested) {
+        /* Stopped by someone else (gs_stop, DELETE /servers/NAME): as terminate_child then
+         * delete_child, whatever its restart type, and not counted against the intensity, so
+         * that stopping a child can never take its tree down (docs/runtime.md). */
+        k->exit_requested = false;
+        json_decref(reason);
+        kid_set_status(t, k, KID_STOPPED);
+        kids_remove(t, i);
+        return handle_backlog(t);
+    }
     bool restart = k->opts.restart == GS_PERMANENT || (k->opts.restart == GS_TRANSIENT && abnormal);
     if (!restart) {
         kid_set_status(t, k, KID_STOPPED);
@@ -796,6 +810,9 @@ static json_t *handle_request(gs__tree_t *t, json_t *msg, gs_from_t from)
     }
     if (strcmp(op, "$gs_stop_tree") == 0) {
         json_t *reason = json_array_get(msg, 1);
+        /* A stop asked for (gs_stop, DELETE): its exit notice says so to its own parent, which
+         * then forgets it rather than restarting it (this thread runs the incarnation). */
+        t->self->child->stopping = true;
         return shutdown_tree(t, reason != NULL ? json_deep_copy(reason) : json_string("shutdown"),
                              &from);
     }
@@ -869,7 +886,7 @@ static json_t *handle_backlog(gs__tree_t *t)
     return NULL;
 }
 
-/* A child's exit notice: ["$gs_exit", GEN, REASON, ABNORMAL]. */
+/* A child's exit notice: ["$gs_exit", GEN, REASON, ABNORMAL, REQUESTED]. */
 static json_t *on_exit_notice(gs__tree_t *t, json_t *msg)
 {
     size_t i;
@@ -894,6 +911,7 @@ static json_t *on_exit_notice(gs__tree_t *t, json_t *msg)
     /* By itself: a crash, a normal exit, or a stop someone else asked for. */
     k->exit_pending = true;
     k->exit_abnormal = json_is_true(json_array_get(msg, 3));
+    k->exit_requested = json_is_true(json_array_get(msg, 4));
     json_decref(k->exit_reason);
     k->exit_reason = json_deep_copy(json_array_get(msg, 2));
     kid_set_status(t, k, KID_RESTARTING);

@@ -150,6 +150,13 @@ static json_t *tree_child(gs_runtime_t *rt, const char *sup, const char *child)
     return found;
 }
 
+static bool in_tree(gs_runtime_t *rt, const char *sup, const char *child)
+{
+    json_t *c = tree_child(rt, sup, child);
+    json_decref(c);
+    return c != NULL;
+}
+
 static bool child_is(gs_runtime_t *rt, const char *sup, const char *child, const char *status)
 {
     json_t *c = tree_child(rt, sup, child);
@@ -438,6 +445,32 @@ static void test_intensity_is_the_supervisors(void **state)
     assert_true(gone(rt, "a") && gone(rt, "b") && gone(rt, "c"));
 }
 
+/* A stop someone else asks for (gs_stop, DELETE /servers/NAME) takes the child out of its tree,
+ * as terminate_child + delete_child: permanent, yet not restarted, and not counted against the
+ * intensity, so that stopping children one by one cannot take the tree down. */
+static void test_a_requested_stop_takes_the_child_out(void **state)
+{
+    gs_runtime_t *rt = *state;
+    start_tree(rt, "{\"name\": \"sup\", \"strategy\": \"one_for_all\", \"max_restarts\": 1, "
+                   "\"children\": [{\"name\": \"a\", \"behaviour\": \"logger\"},"
+                   "{\"name\": \"b\", \"behaviour\": \"logger\"},"
+                   "{\"name\": \"c\", \"behaviour\": \"logger\"}]}");
+    assert_int_equal(gs_stop(rt, "b", json_string("bye"), TU_WAIT_MS), 0);
+    assert_int_equal(gs_stop(rt, "c", NULL, TU_WAIT_MS), 0);
+    /* The supervisor forgot both (its decision comes through its mailbox: wait for it), and
+     * one_for_all restarted nobody. */
+    TU_WAIT_UNTIL(!in_tree(rt, "sup", "b") && !in_tree(rt, "sup", "c"), TU_WAIT_MS);
+    assert_true(gone(rt, "b") && gone(rt, "c"));
+    assert_log(5, "[\"init:a\", \"init:b\", \"init:c\", \"terminate:b\", \"terminate:c\"]");
+    assert_true(child_is(rt, "sup", "a", "running"));
+    assert_int_equal(child_restarts(rt, "sup", "a"), 0);
+    /* A crash still counts: the intensity (1) allows one restart of a, all of it left. */
+    assert_int_equal(tu_cast(rt, "a", "\"crash\""), 0);
+    TU_WAIT_UNTIL(child_restarts(rt, "sup", "a") == 1 && child_is(rt, "sup", "a", "running"),
+                  TU_WAIT_MS);
+    assert_false(gone(rt, "sup"));
+}
+
 /* A restart whose init fails is another crash of that child: it is tried again, each try
  * counting against the intensity, until the supervisor gives up. */
 static void test_failed_restarts_count(void **state)
@@ -529,6 +562,7 @@ int main(void)
         tree_test(test_escalation),
         tree_test(test_top_gives_up),
         tree_test(test_intensity_is_the_supervisors),
+        tree_test(test_a_requested_stop_takes_the_child_out),
         tree_test(test_failed_restarts_count),
         tree_test(test_child_management),
         tree_test(test_shutdown_time),
