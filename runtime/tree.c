@@ -626,8 +626,13 @@ static json_t *finish_job(gs__tree_t *t)
         answer = ok_reply(NULL);
     }
     free(j.steps);
-    if (j.die != NULL)
-        tree_unlink(t); /* gone from the listings once the stop is answered */
+    if (j.die != NULL) {
+        /* Gone from the listings and from the registry before the answer, so that whoever
+         * gets it (a failed POST /supervisors, a DELETE) may use the name again at once; the
+         * exit that follows finds the name already free (gs__child_forget does nothing then). */
+        tree_unlink(t);
+        gs__child_forget(t->rt, t->self->child);
+    }
     if (j.has_from)
         gs_reply(j.from, answer);
     else
