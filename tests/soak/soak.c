@@ -22,7 +22,9 @@
  *   - the receiver's count vs the send_afters acknowledged;
  *   - the batcher's total vs the sum the acknowledged pushes carried;
  *   - misbehaving's restarts vs the calls that saw it crash;
- *   - the 504s the clients got vs the sleepers slow let go plus the late replies dropped;
+ *   - the 504s the clients got vs the sleepers slow let go plus the late replies dropped
+ *     (less those to clients that hung up, counted apart);
+ *   - the clients that hung up on a held push vs the callers genserv saw go;
  *   - the servers left behind by the clients' count (starts - stops) vs genserv's;
  *   - no get_count reply went backwards (replies vs replies in order);
  *   - genserv's memory (VmRSS) after the load vs after the warm-up, plus a slack;
@@ -534,15 +536,32 @@ int main(int argc, char **argv)
     }
     {
         /* Each sleeper whose caller timed out ends one way: slow is told the caller is gone
-         * and lets it go (abandoned), or its wake came first and the reply was dropped. */
+         * and lets it go (abandoned), or its wake came first and the reply was dropped. The
+         * late replies also count those the batcher gave to clients that hung up on a held
+         * push (it does not opt in to caller_gone), which genserv counts apart as well. */
         long late =
             metric(m1, "genserv_late_replies_total") - metric(m0, "genserv_late_replies_total");
+        long to_gone = metric(m1, "genserv_replies_to_gone_callers_total") -
+                       metric(m0, "genserv_replies_to_gone_callers_total");
         long abandoned = (long)h_server_int(&s.srv, "slow", "abandoned", true) - abandoned0;
         long timeouts = atomic_load(&s.t.timeouts);
-        check(timeouts > 0 && late + abandoned == timeouts,
+        check(timeouts > 0 && late - to_gone + abandoned == timeouts,
               "the clients got %ld timeouts (504), genserv let %ld sleepers go and dropped %ld "
-              "late replies",
-              timeouts, abandoned, late);
+              "late replies (%ld of them to clients that hung up)",
+              timeouts, abandoned, late, to_gone);
+    }
+    {
+        /* A client that hangs up on a held push is noticed at once (caller_gone), unless its
+         * answer came first; each such push is answered at most once more, into the void. */
+        long gone =
+            metric(m1, "genserv_callers_gone_total") - metric(m0, "genserv_callers_gone_total");
+        long to_gone = metric(m1, "genserv_replies_to_gone_callers_total") -
+                       metric(m0, "genserv_replies_to_gone_callers_total");
+        long gave_up = atomic_load(&s.t.disconnects);
+        check(gone <= gave_up && to_gone <= gone,
+              "%ld clients hung up on a held push, genserv saw %ld of them go and dropped %ld "
+              "replies to them",
+              gave_up, gone, to_gone);
     }
     {
         long by_client = atomic_load(&s.t.starts) - atomic_load(&s.t.stops);
