@@ -149,13 +149,17 @@ static void check_route(const gs_route_match_t *m, const char *raw_path)
     CHECK((m->handler != NULL) == ((m->allowed & m->method) != 0));
 
     if (m->route == GS_ROUTE_SERVER || m->route == GS_ROUTE_TIMER ||
-        m->route == GS_ROUTE_BEHAVIOUR) {
+        m->route == GS_ROUTE_BEHAVIOUR || m->route == GS_ROUTE_SUPERVISOR) {
         /* One non-empty segment at the end of the raw path, still encoded. */
         CHECK(m->param != NULL);
         CHECK(m->param > raw_path && m->param + strlen(m->param) == raw_path + strlen(raw_path));
         CHECK(m->param[0] != '\0' && strchr(m->param, '/') == NULL);
     } else if (m->route == GS_ROUTE_SERVER_SUSPEND || m->route == GS_ROUTE_SERVER_RESUME ||
-               m->route == GS_ROUTE_SERVER_STATE || m->route == GS_ROUTE_SERVER_HELD) {
+               m->route == GS_ROUTE_SERVER_STATE || m->route == GS_ROUTE_SERVER_HELD ||
+               m->route == GS_ROUTE_SUPERVISOR_CHILDREN ||
+               m->route == GS_ROUTE_SUPERVISOR_TERMINATE_CHILD ||
+               m->route == GS_ROUTE_SUPERVISOR_RESTART_CHILD ||
+               m->route == GS_ROUTE_SUPERVISOR_DELETE_CHILD) {
         /* One non-empty segment, still encoded, then the row's fixed suffix ("/suspend"). */
         CHECK(m->param != NULL && m->param > raw_path && m->param_len > 0);
         CHECK(memchr(m->param, '/', m->param_len) == NULL && m->param[m->param_len] == '/');
