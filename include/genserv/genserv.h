@@ -859,10 +859,15 @@ json_t *gs_external_timers_json(gs_runtime_t *rt, size_t limit);
  */
 int gs_supervisor_start_async(gs_runtime_t *rt, json_t *spec, gs_reply_cb cb, void *arg,
                               json_t **reason);
-/** Blocking gs_supervisor_start_async; *result: the tree, or the error's details. */
+/** Blocking gs_supervisor_start_async, for threads outside the runtime (GS_EWOULDBLOCK on a
+ *  runtime thread). spec: borrowed. *result (may be NULL): a new reference to the tree, or to
+ *  the error's details (or NULL), which the caller releases. */
 int gs_supervisor_start(gs_runtime_t *rt, json_t *spec, int timeout_ms, json_t **result);
 /** Supervisor.start_child: add a child (spec borrowed) at the end and start it; the result is
- *  the child as in the tree. sup: borrowed. */
+ *  the child as in the tree (cb's result: a new reference it owns, as every gs_reply_cb's; the
+ *  blocking form's *result: a new reference or NULL, the caller's). sup: borrowed. The
+ *  blocking forms below are for threads outside the runtime; the *_async ones run cb once on a
+ *  runtime thread, unless they return an error up front. */
 int gs_supervisor_start_child_async(gs_runtime_t *rt, const char *sup, json_t *spec, gs_reply_cb cb,
                                     void *arg);
 int gs_supervisor_start_child(gs_runtime_t *rt, const char *sup, json_t *spec, int timeout_ms,
