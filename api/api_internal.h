@@ -297,7 +297,9 @@ typedef enum gs_http_error_e {
     XX(ENOSUPERVISOR, 404, false, true)                                                            \
     XX(ENOCHILD, 404, false, true)                                                                 \
     XX(ESTARTCHILD, 400, true, true)                                                               \
-    XX(ERUNNING, 409, false, true)
+    XX(ERUNNING, 409, false, true)                                                                 \
+    XX(ESTORAGE, 503, false, true)                                                                 \
+    XX(EKEYBUSY, 409, false, true)
 
 /** The HTTP status and the "error" code of err: a GS_E* or a gs_http_error_t. */
 unsigned gs__error_status(int err);

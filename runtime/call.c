@@ -130,6 +130,7 @@ void gs__call_unref(gs__call_t *c)
     if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
         return;
     json_decref(c->msg.payload);
+    gs__msg_meta_free(c->msg.meta);
     gs_server_unref(c->caller_server);
     gs__pool_free(GS__POOL_CALL, c);
 }
@@ -343,6 +344,15 @@ int gs_reply(gs_from_t from, json_t *reply)
     }
     /* Uncounted first: the caller this reply wakes never sees its call still held. */
     gs_server_t *holder = held_uncount(from.rt, c);
+    gs_server_t *gate = gs__durable_current();
+    if (gate != NULL) {
+        /* A durable server's reply leaves once its state committed; the table's reference
+         * moves to the deferred reply. */
+        gs__durable_answered(gate, c, reply);
+        gs__durable_defer_reply(gate, c, 0, reply);
+        gs_server_unref(holder);
+        return 0;
+    }
     bool ok = gs__call_complete(from.rt, c, 0, reply, false);
     gs_server_unref(holder);
     gs__call_unref(c); /* the table's reference */
@@ -580,6 +590,11 @@ static int call_server(gs_server_t *s, uint8_t kind, json_t *msg, int timeout_ms
             }
         } else if (gs__tls.current != NULL) {
             c->caller_server = gs__server_ref(gs__tls.current);
+        }
+        if (opts != NULL && opts->idempotency_key != NULL && s->child->dur != NULL) {
+            c->msg.meta = calloc(1, sizeof(*c->msg.meta));
+            if (c->msg.meta == NULL || (c->msg.meta->key = strdup(opts->idempotency_key)) == NULL)
+                abort(); /* a key the gateway bounded: a tiny allocation */
         }
     }
     if (timeout_ms >= 0)

@@ -72,6 +72,13 @@ int gs_runtime_create(const gs_runtime_options_t *opts, gs_runtime_t **out)
         gs__held_close(rt);
         gs__registry_close(rt, gs__child_unref);
     }
+    if (rc == 0 && (rc = gs__durable_init(rt)) != 0) {
+        gs__durable_close(rt);
+        gs__monitors_close(rt);
+        gs__send_after_close(rt);
+        gs__held_close(rt);
+        gs__registry_close(rt, gs__child_unref);
+    }
     if (rc != 0) {
         uv_cond_destroy(&rt->live_cond);
         uv_mutex_destroy(&rt->trees_lock);
@@ -92,6 +99,7 @@ int gs_runtime_create(const gs_runtime_options_t *opts, gs_runtime_t **out)
     }
     if (rc != 0) {
         gs__events_close(rt);
+        gs__durable_close(rt);
         gs__monitors_close(rt);
         gs__send_after_close(rt);
         gs__held_close(rt);
@@ -192,6 +200,9 @@ void gs_runtime_destroy(gs_runtime_t *rt)
     /* seq_cst: every thread that checks the flag afterwards refuses new work. */
     atomic_store(&rt->shutting_down, 1);
     stop_all_servers(rt);
+    /* What durable servers submitted last commits before what it releases is freed. */
+    while (atomic_load(&rt->durable_inflight) > 0)
+        uv_sleep(1);
     gs__sched_stop(rt);
     gs__timers_stop(rt);
     gs__sched_free(rt);
@@ -201,6 +212,7 @@ void gs_runtime_destroy(gs_runtime_t *rt)
     gs__send_after_close(rt);
     gs__held_close(rt);
     gs__registry_close(rt, gs__child_unref);
+    gs__durable_close(rt);
     free(rt->behaviours);
     uv_cond_destroy(&rt->live_cond);
     uv_mutex_destroy(&rt->trees_lock);

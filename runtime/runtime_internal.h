@@ -83,11 +83,25 @@ static inline bool gs__msg_is_system(uint8_t kind)
            kind != GS__MSG_TIMEOUT;
 }
 
+/* What a few messages carry beside their payload (durable.c): rare, so behind one pointer. */
+typedef struct gs__msg_meta_s {
+    gs_timer_ref_t tref; /* a stored timer's row: deleted with the change its delivery causes */
+    gs_done_cb handled;  /* gs_send_options_t.handled, or NULL */
+    void *handled_arg;
+    char *key; /* owned: an Idempotency-Key, or NULL */
+    char *row; /* owned: a periodic stored timer's next row (its tref's), or NULL: delete */
+    size_t row_len;
+} gs__msg_meta_t;
+
 typedef struct gs__msg_s {
-    gs__qnode_t node; /* first: the mailbox links through it */
-    uint8_t kind;     /* gs__msg_kind_t */
-    json_t *payload;  /* owned by the message until it is handled */
+    gs__qnode_t node;     /* first: the mailbox links through it */
+    uint8_t kind;         /* gs__msg_kind_t */
+    json_t *payload;      /* owned by the message until it is handled */
+    gs__msg_meta_t *meta; /* owned; NULL for almost every message */
 } gs__msg_t;
+
+/* Free a message's meta (NULL accepted). Its handled callback, if still there, is not run. */
+void gs__msg_meta_free(gs__msg_meta_t *meta);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Pools of small records that one thread allocates and another frees (pool.c)                */
@@ -110,11 +124,14 @@ void gs__pool_free(gs__pool_id_t id, void *r);
 
 static inline gs__msg_t *gs__msg_alloc(void)
 {
-    return gs__pool_alloc(GS__POOL_MSG);
+    gs__msg_t *m = gs__pool_alloc(GS__POOL_MSG);
+    m->meta = NULL;
+    return m;
 }
 
 static inline void gs__msg_free(gs__msg_t *m)
 {
+    gs__msg_meta_free(m->meta);
     gs__pool_free(GS__POOL_MSG, m);
 }
 
@@ -251,6 +268,7 @@ typedef struct gs__child_s {
     gs_server_t *parent;
     uint64_t tree_gen;
     bool tree;
+    struct gs__durable_s *dur; /* owned: set when the child is durable (durable.c) */
     uint64_t *restart_times; /* ring of opts.max_restarts timestamps (ms), on first crash */
     uint32_t restart_next;
     size_t name_len;
@@ -515,6 +533,59 @@ void gs__events_close(gs_runtime_t *rt);
 void gs__emit(gs_runtime_t *rt, gs_event_type_t type, const gs__child_t *child, json_t *reason);
 
 /* ---------------------------------------------------------------------------------------- */
+/* Durable servers (durable.c)                                                               */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct gs__durable_s gs__durable_t;
+/* At gs_runtime_create with a store: read the stored states and keys. 0 or GS_ESTORAGE. */
+int gs__durable_init(gs_runtime_t *rt);
+void gs__durable_close(gs_runtime_t *rt);
+/* Make child durable (its stored state, if any, is what its first incarnation restores).
+ * 0, GS_ENOTSUP (no store, or a behaviour that cannot dump and restore), GS_ENOMEM. */
+int gs__durable_attach(gs__child_t *child);
+/* The child record is freed. */
+void gs__durable_detach(gs__child_t *child);
+/* The child is gone for good (stopped, not restarted; not at shutdown): delete its stored
+ * state and keys. A tree child (keep true) hands its state to the next child of its name. */
+void gs__durable_forget(gs__child_t *child, bool keep);
+/* In init: restore s's state instead of running init. 1 (restored: *state set), 0 (nothing
+ * stored: run init), or -1 with *reason (new, may be NULL) when restore refused. */
+int gs__durable_restore(gs_server_t *s, void **state, json_t **reason);
+/* After each message, continue and init of a durable server, on its thread: store the state
+ * if it changed, and let what the handler sent leave once that committed. Returns a stop
+ * reason (new) when the state cannot be dumped, else NULL. s may be dead (exited): then only
+ * what the last handler sent is passed on. */
+json_t *gs__durable_after(gs_server_t *s);
+/* Before each message: roll back to the committed state if a commit failed. A stop reason
+ * (new) when that is impossible, else NULL. */
+json_t *gs__durable_before(gs_server_t *s);
+/* The durable server whose callback runs on this thread now (its output is gated), or NULL. */
+gs_server_t *gs__durable_current(void);
+/* Output gate: what a durable server's callback does leaves after its change commits. Each
+ * takes what it is given. The running thread of s only. */
+void gs__durable_defer_reply(gs_server_t *s, gs__call_t *c, int status, json_t *reply);
+void gs__durable_defer_send(gs_server_t *s, gs_server_t *to, const char *name, uint8_t kind,
+                            json_t *msg);
+void gs__durable_defer_timer(gs_server_t *s, gs_timer_ref_t ref);
+void gs__durable_defer_done(gs_server_t *s, gs_done_cb cb, void *arg, int status);
+/* A row change in s's next commit (val taken; NULL deletes). */
+void gs__durable_op(gs_server_t *s, int table, const char *key, char *val, size_t len);
+/* A row change of its own, when no durable server's commit can carry it (cb may be NULL). */
+void gs__durable_op_alone(gs_runtime_t *rt, int table, const char *key, char *val, size_t len,
+                          gs_done_cb cb, void *arg);
+/* send_after.c: arm a timer whose ADD an output gate held back (a no-op if it was cancelled
+ * meanwhile), or cancel it (the commit failed). */
+void gs__timer_release(gs_runtime_t *rt, gs_timer_ref_t ref, bool arm);
+/* Idempotency keys of a durable server s (its thread): dispatch_call asks before handling c
+ * whether it is a retry (then answered: true); a cast or send likewise by its key; and a
+ * call's answer is recorded for its key when it is given. */
+bool gs__durable_replay_call(gs_server_t *s, gs__call_t *c);
+bool gs__durable_replay_send(gs_server_t *s, const char *key);
+void gs__durable_answered(gs_server_t *s, gs__call_t *c, const json_t *reply);
+/* A handled message's meta: its ack runs (now, or after the commit for a durable server). */
+void gs__msg_handled(gs_server_t *s, gs__msg_meta_t *meta, int status);
+
+/* ---------------------------------------------------------------------------------------- */
 /* The runtime                                                                                */
 /* ---------------------------------------------------------------------------------------- */
 
@@ -571,6 +642,11 @@ struct gs_runtime_s {
     uv_mutex_t trees_lock;
     struct gs__tree_s *trees;
 
+    /* Durable servers (durable.c): the states read from the store at start, by name, until
+     * a child of that name takes its own. */
+    gs_shmap_t restore;
+    /* Batches handed to the store and not yet done: shutdown waits for them (seq_cst). */
+    _Atomic int64_t durable_inflight;
     /* GS_RUNTIME_STATS_MAP's statistics, relaxed atomics (independent tallies). */
     struct {
 #define GS__STATS_ATOMIC(field, kind, help) _Atomic uint64_t field;

@@ -12,7 +12,9 @@
 #include "runtime_internal.h"
 
 #include <genserv/message.h>
+#include <genserv/store.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -25,16 +27,19 @@ struct gs__timer_s {
      * of the ref, so it is the key itself: no separate ref field (see the size below). */
     gs_map_node_t node;
     _Atomic uint8_t state; /* changed under the map shard's lock */
-    bool by_name;          /* which member of target is set */
-    bool external;         /* gs_timer_options_t.external */
     uint8_t kind;          /* delivered as: GS__MSG_INFO, or GS__MSG_TIMEOUT (a result's) */
+    uint8_t misfire;       /* gs_misfire_t, for its row */
+    bool by_name : 1;      /* which member of target is set */
+    bool external : 1;     /* gs_timer_options_t.external */
+    bool durable : 1;      /* it has a row in the store (durable.c): keyed by its ref */
     uint32_t msg_bytes;    /* gs_json_size(msg), counted against the bounds */
+    uint32_t interval_ms;  /* periodic: fires again after this many ms; 0: once */
+    uint32_t created_at_s; /* Unix time in seconds (listings show it in ms: the size below) */
     json_t *msg;           /* owned until delivered */
     union {
         gs_server_t *to;    /* referenced: this incarnation only */
         gs__child_t *child; /* referenced: whoever holds its name when it fires */
     } target;
-    int64_t created_at_ms; /* Unix time, for listings */
 };
 
 /* At most 120 bytes, so that glibc keeps a freed record in a fastbin. A larger one is freed
@@ -124,6 +129,48 @@ static gs__timer_t *find_locked(gs_runtime_t *rt, gs_timer_ref_t ref, gs_shmap_s
     return n != NULL ? gs__container_of(n, gs__timer_t, node) : NULL;
 }
 
+static int64_t unix_now_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/* A stored timer's row (new text): {"to": NAME, "msg": MSG, "due": UNIX_MS, "every": MS,
+ * "misfire": POLICY, "external": BOOL, "created": UNIX_MS}. msg: borrowed. */
+static char *timer_row(const gs__timer_t *t, const json_t *msg, int64_t due_unix_ms, size_t *len)
+{
+    json_t *row = json_pack("{s:s, s:O, s:I, s:I, s:s, s:b, s:I}", "to", counted_child(t)->name,
+                            "msg", msg, "due", (json_int_t)due_unix_ms, "every",
+                            (json_int_t)t->interval_ms, "misfire",
+                            gs_misfire_name((gs_misfire_t)t->misfire), "external", t->external,
+                            "created", (json_int_t)t->created_at_s * 1000);
+    char *text = row != NULL ? json_dumps(row, JSON_COMPACT) : NULL;
+    json_decref(row);
+    if (text == NULL)
+        abort(); /* the message is bounded by the timer bounds; its copy is internal */
+    *len = strlen(text);
+    return text;
+}
+
+static void ref_key(gs_timer_ref_t ref, char key[24])
+{
+    snprintf(key, 24, "%llu", (unsigned long long)ref);
+}
+
+/* A stored timer's row goes: with the running durable server's change if there is one,
+ * else on its own. */
+static void delete_row(gs_runtime_t *rt, gs_timer_ref_t ref)
+{
+    char key[24];
+    ref_key(ref, key);
+    gs_server_t *cur = gs__durable_current();
+    if (cur != NULL)
+        gs__durable_op(cur, GS_STORE_TIMERS, key, NULL, 0);
+    else
+        gs__durable_op_alone(rt, GS_STORE_TIMERS, key, NULL, 0, NULL, NULL);
+}
+
 static void timer_free(gs__timer_t *t)
 {
     json_decref(t->msg);
@@ -138,37 +185,89 @@ static void timer_free(gs__timer_t *t)
 /* The timer thread                                                                           */
 /* ---------------------------------------------------------------------------------------- */
 
+/* Deliver a fired timer's msg (taken) to its target; a stored timer's message carries its
+ * row (meta: deleted, or for a periodic one moved to next_row, with the change it causes). */
+static int deliver(gs_runtime_t *rt, gs__timer_t *t, json_t *msg, gs_timer_ref_t ref)
+{
+    gs_server_t *s = t->by_name ? gs__registry_whereis(rt, t->target.child->name)
+                                : gs__server_ref(t->target.to);
+    if (s == NULL) {
+        json_decref(msg);
+        if (t->durable && t->interval_ms == 0)
+            delete_row(rt, ref);
+        return GS_ENOSERVER;
+    }
+    gs__msg_t *m = gs__msg_alloc();
+    m->kind = t->kind;
+    m->payload = msg;
+    bool stored_here = t->durable && s->child->dur != NULL;
+    char *next = NULL;
+    size_t next_len = 0;
+    if (t->durable && t->interval_ms != 0) /* a periodic row moves to its next period */
+        next = timer_row(t, msg, unix_now_ms() + t->interval_ms, &next_len);
+    if (stored_here) {
+        if ((m->meta = calloc(1, sizeof(*m->meta))) == NULL)
+            abort(); /* a small fixed-size record */
+        m->meta->tref = ref;
+        m->meta->row = next;
+        m->meta->row_len = next_len;
+        next = NULL;
+    }
+    /* Past the mailbox limit, but for external timers: a server's own tick must not be lost
+     * to a busy spell, while a client's timer is a client's message like any cast. */
+    int rc = gs__server_push(s, m, !t->external);
+    if (rc != 0) {
+        json_decref(msg);
+        gs__msg_free(m);
+    }
+    if (t->durable && !stored_here) { /* nobody's change carries it */
+        char key[24];
+        ref_key(ref, key);
+        if (next != NULL)
+            gs__durable_op_alone(rt, GS_STORE_TIMERS, key, next, next_len, NULL, NULL);
+        else if (t->interval_ms == 0)
+            delete_row(rt, ref);
+    } else if (t->durable && rc != 0 && t->interval_ms == 0) {
+        delete_row(rt, ref); /* pushed nowhere: its meta went with the message */
+    }
+    gs_server_unref(s);
+    return rc;
+}
+
 static void timer_fire(gs_runtime_t *rt, gs__tnode_t *n)
 {
     gs__timer_t *t = gs__container_of(n, gs__timer_t, t);
     gs_shmap_shard_t *sh = gs_shmap_shard(&rt->timer_refs, t->node.hash);
+    gs_timer_ref_t ref = ref_of(t);
     bool fired = false;
+    json_t *copy = NULL;
     gs_shmap_lock(sh);
     if (atomic_load_explicit(&t->state, memory_order_relaxed) == T_PENDING) { /* lock */
-        atomic_store_explicit(&t->state, T_FIRED, memory_order_relaxed);
-        gs_map_unlink(&sh->map, &t->node);
-        fired = true;
+        if (t->interval_ms != 0) {
+            /* Periodic: a copy goes, the timer stays pending for its next period (re-added
+             * under the lock, so that a cancel's CANCEL still follows its ADD). */
+            copy = json_deep_copy(t->msg);
+            t->t.w.due_tick += t->interval_ms;
+            gs__timers_post(rt, &t->t, GS__TCMD_ADD);
+        } else {
+            atomic_store_explicit(&t->state, T_FIRED, memory_order_relaxed);
+            gs_map_unlink(&sh->map, &t->node);
+            fired = true;
+        }
     }
     gs_shmap_unlock(sh);
+    if (copy != NULL) {
+        if (deliver(rt, t, copy, ref) != 0) /* counter */
+            atomic_fetch_add_explicit(&rt->stats.dropped_timers, 1, memory_order_relaxed);
+        return;
+    }
     if (!fired)
         return; /* cancelled: its CANCEL command frees it */
     unaccount(rt, t);
     json_t *msg = t->msg;
     t->msg = NULL;
-    int rc;
-    /* Past the mailbox limit, but for external timers: a server's own tick must not be lost
-     * to a busy spell, while a client's timer is a client's message like any cast. */
-    if (!t->by_name) {
-        rc = gs__server_send(t->target.to, t->kind, msg, !t->external);
-    } else {
-        gs_server_t *s = gs__registry_whereis(rt, t->target.child->name);
-        rc = s != NULL ? gs__server_send(s, t->kind, msg, !t->external) : GS_ENOSERVER;
-        if (s == NULL)
-            json_decref(msg);
-        gs_server_unref(s);
-    }
-    if (rc != 0)
-        atomic_fetch_add_explicit(&rt->stats.dropped_timers, 1, memory_order_relaxed); /* counter */
+    if (deliver(rt, t, msg, ref) != 0) /* counter */
+        atomic_fetch_add_explicit(&rt->stats.dropped_timers, 1, memory_order_relaxed);
     timer_free(t);
 }
 
@@ -213,9 +312,33 @@ void gs__send_after_close(gs_runtime_t *rt)
 /* send_after, cancel_timer, read_timer                                                       */
 /* ---------------------------------------------------------------------------------------- */
 
+/* What the row of a new stored timer waits for before the timer is armed. */
+typedef struct arming_s {
+    gs_runtime_t *rt;
+    gs_timer_ref_t ref;
+    gs_done_cb cb;
+    void *arg;
+} arming_t;
+
+static void row_committed(int status, void *arg)
+{
+    arming_t *a = arg;
+    gs__timer_release(a->rt, a->ref, status == 0);
+    if (a->cb != NULL)
+        a->cb(status, a->arg);
+    free(a);
+}
+
+/* How a timer is made beyond its options: a restored one keeps its ref and its row. */
+typedef struct making_s {
+    gs_timer_ref_t ref; /* 0: a new ref */
+    bool restored;      /* its row is in the store already */
+    int64_t due_unix_ms;
+} making_t;
+
 static int send_after(gs_runtime_t *rt, gs_server_t *to, gs__child_t *child, json_t *msg,
                       uint64_t delay_ms, const gs_timer_options_t *opts, uint8_t kind,
-                      gs_timer_ref_t *ref)
+                      gs_timer_ref_t *ref, const making_t *making)
 {
     int rc = 0;
     gs__timer_t *t = NULL;
@@ -224,10 +347,18 @@ static int send_after(gs_runtime_t *rt, gs_server_t *to, gs__child_t *child, jso
         rc = GS_ESHUTDOWN;
         goto out;
     }
-    if (delay_ms > (uint64_t)365 * 24 * 3600 * 1000) { /* a year: beyond that, a mistake */
+    if (delay_ms > (uint64_t)365 * 24 * 3600 * 1000 || opts->interval_ms > UINT32_MAX ||
+        opts->misfire > GS_MISFIRE_SKIP) { /* a year: beyond that, a mistake */
         rc = GS_EINVAL;
         goto out;
     }
+    /* Stored (durable.c): a durable server's own timers, and a client's to a durable one. */
+    gs__child_t *counted = child != NULL ? child : to->child;
+    gs_server_t *gate = kind == GS__MSG_INFO ? gs__durable_current() : NULL;
+    bool durable = making != NULL && making->restored
+                       ? true
+                       : kind == GS__MSG_INFO &&
+                             (opts->external ? counted->dur != NULL : gate != NULL);
     if (opts->external && delay_ms == 0 && child != NULL) {
         /* Due at once into a full mailbox: refused now rather than dropped in a moment. */
         gs_server_t *s = gs__registry_whereis(rt, child->name);
@@ -262,6 +393,9 @@ static int send_after(gs_runtime_t *rt, gs_server_t *to, gs__child_t *child, jso
     t->msg_bytes = (uint32_t)bytes;
     t->external = opts->external;
     t->kind = kind;
+    t->durable = durable;
+    t->misfire = opts->misfire;
+    t->interval_ms = (uint32_t)opts->interval_ms;
     t->by_name = child != NULL;
     if (t->by_name) {
         gs__child_ref(child);
@@ -269,25 +403,68 @@ static int send_after(gs_runtime_t *rt, gs_server_t *to, gs__child_t *child, jso
     } else {
         t->target.to = gs__server_ref(to);
     }
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    t->created_at_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    int64_t now_ms = unix_now_ms();
+    t->created_at_s = (uint32_t)(now_ms / 1000);
     atomic_init(&t->state, T_PENDING);
     /* relaxed: only uniqueness matters */
-    gs_timer_ref_t r = atomic_fetch_add_explicit(&rt->next_timer_ref, 1, memory_order_relaxed);
+    gs_timer_ref_t r = making != NULL && making->ref != 0
+                           ? making->ref
+                           : atomic_fetch_add_explicit(&rt->next_timer_ref, 1,
+                                                       memory_order_relaxed);
 
+    /* A new stored timer is armed once its row committed: with the running durable server's
+     * change (output gate), or on its own for a client's timer. */
+    bool hold = durable && !(making != NULL && making->restored);
     uint64_t hash = gs_hash_u64(r);
     gs_shmap_shard_t *sh = gs_shmap_shard(&rt->timer_refs, hash);
     gs_shmap_lock(sh);
     if (gs_map_insert(&sh->map, &t->node, hash) != 0)
         abort(); /* the first 8 buckets of a shard: a tiny internal allocation */
-    gs__timers_post(rt, &t->t, GS__TCMD_ADD); /* under the lock: see the top of the file */
+    if (!hold)
+        gs__timers_post(rt, &t->t, GS__TCMD_ADD); /* under the lock: see the top of the file */
     gs_shmap_unlock(sh);
     if (ref != NULL)
         *ref = r;
+    if (hold) {
+        char key[24];
+        size_t len;
+        ref_key(r, key);
+        /* t is in the map and not armed: nothing frees it before its release below. */
+        char *row = timer_row(t, t->msg, now_ms + (int64_t)delay_ms, &len);
+        if (!opts->external && gate != NULL) {
+            gs__durable_op(gate, GS_STORE_TIMERS, key, row, len);
+            gs__durable_defer_timer(gate, r);
+            if (opts->committed != NULL)
+                gs__durable_defer_done(gate, opts->committed, opts->committed_arg, 0);
+        } else {
+            arming_t *a = malloc(sizeof(*a));
+            if (a == NULL)
+                abort(); /* a small fixed-size record */
+            *a = (arming_t){rt, r, opts->committed, opts->committed_arg};
+            gs__durable_op_alone(rt, GS_STORE_TIMERS, key, row, len, row_committed, a);
+        }
+    } else if (opts->committed != NULL) {
+        opts->committed(0, opts->committed_arg);
+    }
 out:
     json_decref(msg);
     return rc;
+}
+
+void gs__timer_release(gs_runtime_t *rt, gs_timer_ref_t ref, bool arm)
+{
+    gs_shmap_shard_t *sh;
+    gs__timer_t *t = find_locked(rt, ref, &sh);
+    if (t != NULL && arm) {
+        gs__timers_post(rt, &t->t, GS__TCMD_ADD);
+    } else if (t != NULL) {
+        /* Its row did not commit: it never existed. Not added, so CANCEL only frees it. */
+        atomic_store_explicit(&t->state, T_CANCELLED, memory_order_release);
+        gs_map_unlink(&sh->map, &t->node);
+        unaccount(rt, t);
+        gs__timers_post(rt, &t->t, GS__TCMD_CANCEL);
+    }
+    gs_shmap_unlock(sh);
 }
 
 int gs_send_after_opts(gs_runtime_t *rt, const char *name, json_t *msg, uint64_t delay_ms,
@@ -327,7 +504,7 @@ int gs_send_after_opts(gs_runtime_t *rt, const char *name, json_t *msg, uint64_t
             return GS_ENOMEM;
         }
     }
-    rc = send_after(rt, NULL, child, msg, delay_ms, opts, GS__MSG_INFO, ref);
+    rc = send_after(rt, NULL, child, msg, delay_ms, opts, GS__MSG_INFO, ref, NULL);
     gs__child_unref(child);
     return rc;
 }
@@ -348,7 +525,7 @@ int gs_send_after_server(gs_server_t *to, json_t *msg, uint64_t delay_ms, gs_tim
         json_decref(msg);
         return GS_EINVAL;
     }
-    return send_after(to->rt, to, NULL, msg, delay_ms, &defaults, GS__MSG_INFO, ref);
+    return send_after(to->rt, to, NULL, msg, delay_ms, &defaults, GS__MSG_INFO, ref, NULL);
 }
 
 int gs__send_timeout(gs_server_t *s, uint64_t ms, gs_timer_ref_t *ref)
@@ -358,7 +535,7 @@ int gs__send_timeout(gs_server_t *s, uint64_t ms, gs_timer_ref_t *ref)
 
     if (gen == NULL)
         return GS_ENOMEM;
-    return send_after(s->rt, s, NULL, gen, ms, &own, GS__MSG_TIMEOUT, ref);
+    return send_after(s->rt, s, NULL, gen, ms, &own, GS__MSG_TIMEOUT, ref, NULL);
 }
 
 /* Read or cancel ref; external_only refuses the servers' own timers (as if absent). */
@@ -382,7 +559,10 @@ static int read_or_cancel(gs_runtime_t *rt, gs_timer_ref_t ref, bool cancel, boo
             gs__timers_post(rt, &t->t, GS__TCMD_CANCEL);
         }
     }
+    bool drop_row = t != NULL && cancel && t->durable;
     gs_shmap_unlock(sh);
+    if (drop_row)
+        delete_row(rt, ref);
     return t != NULL ? 0 : GS_ENOTIMER;
 }
 
@@ -453,7 +633,7 @@ static json_t *describe(gs_runtime_t *rt, gs_timer_ref_t ref)
         e = json_pack("{s:I, s:s, s:o, s:I, s:I}", "ref", (json_int_t)ref, "server",
                       counted_child(t)->name, "message", json_deep_copy(t->msg), "remaining_ms",
                       (json_int_t)gs__ms_until(t->t.w.due_tick), "created_at_ms",
-                      (json_int_t)t->created_at_ms);
+                      (json_int_t)t->created_at_s * 1000);
     gs_shmap_unlock(sh);
     return e;
 }
@@ -481,4 +661,146 @@ json_t *gs_external_timers_json(gs_runtime_t *rt, size_t limit)
     free(l.items);
     return json_pack("{s:I, s:o}", "count", (json_int_t)l.n, "timers",
                      list != NULL ? list : json_array());
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Stored timers at start                                                                     */
+/* ---------------------------------------------------------------------------------------- */
+
+static const char *const misfire_names[] = {
+#define GS__MISFIRE_NAME(sym, name, meaning) name,
+    GS_MISFIRE_MAP(GS__MISFIRE_NAME)
+#undef GS__MISFIRE_NAME
+};
+
+int gs_misfire_parse(const char *s, gs_misfire_t *out)
+{
+    for (size_t i = 0; s != NULL && i < sizeof(misfire_names) / sizeof(*misfire_names); i++)
+        if (strcmp(s, misfire_names[i]) == 0) {
+            *out = (gs_misfire_t)i;
+            return 0;
+        }
+    return GS_EINVAL;
+}
+
+const char *gs_misfire_name(gs_misfire_t m)
+{
+    return (size_t)m < sizeof(misfire_names) / sizeof(*misfire_names) ? misfire_names[m] : "?";
+}
+
+typedef struct restoring_s {
+    gs_runtime_t *rt;
+    int64_t now;
+    json_int_t restored, overdue, skipped, unreadable;
+    gs_timer_ref_t max_ref;
+} restoring_t;
+
+/* Arm one stored timer again under its own ref and row. msg taken. */
+static int rearm(restoring_t *r, gs_timer_ref_t ref, const char *to, json_t *msg, int64_t due,
+                 const gs_timer_options_t *opts)
+{
+    gs_runtime_t *rt = r->rt;
+    gs__child_t *child = gs__registry_child(rt, to);
+    if (child == NULL) {
+        gs_start_options_t none;
+        gs_start_options_init(&none);
+        none.mailbox_limit = 1;
+        child = gs__child_create(rt, to, strlen(to), NULL, NULL, &none);
+        if (child == NULL) {
+            json_decref(msg);
+            return GS_ENOMEM;
+        }
+    }
+    making_t making = {ref, true, due};
+    int rc = send_after(rt, NULL, child, msg, due > r->now ? (uint64_t)(due - r->now) : 0, opts,
+                        GS__MSG_INFO, NULL, &making);
+    gs__child_unref(child);
+    return rc;
+}
+
+static bool restore_timer(const char *key, const char *val, size_t len, void *arg)
+{
+    restoring_t *r = arg;
+    json_error_t err;
+    json_t *row = json_loadb(val, len, 0, &err);
+    const char *to = json_string_value(json_object_get(row, "to"));
+    json_t *msg = json_object_get(row, "msg");
+    json_t *due = json_object_get(row, "due"), *every = json_object_get(row, "every");
+    gs_timer_options_t opts = {.external = json_is_true(json_object_get(row, "external"))};
+    gs_misfire_t misfire = GS_MISFIRE_COALESCE;
+    char *end = NULL;
+    unsigned long long ref = strtoull(key, &end, 10);
+    size_t tolen = to != NULL ? strlen(to) : 0;
+    if (to == NULL || tolen == 0 || tolen > GS__NAME_MAX || msg == NULL || !json_is_integer(due) ||
+        !json_is_integer(every) || json_integer_value(every) < 0 ||
+        json_integer_value(every) > UINT32_MAX || ref == 0 || end == NULL || *end != '\0' ||
+        gs_misfire_parse(json_string_value(json_object_get(row, "misfire")), &misfire) != 0) {
+        fprintf(stderr, "genserv: store: stored timer %s is unreadable; dropped\n", key);
+        r->unreadable++;
+        gs__durable_op_alone(r->rt, GS_STORE_TIMERS, key, NULL, 0, NULL, NULL);
+        json_decref(row);
+        return true;
+    }
+    if (ref > r->max_ref)
+        r->max_ref = ref;
+    opts.misfire = (uint8_t)misfire;
+    opts.interval_ms = (uint64_t)json_integer_value(every);
+    int64_t at = json_integer_value(due);
+    json_incref(msg);
+    if (at >= r->now) {
+        r->restored++;
+        rearm(r, ref, to, msg, at, &opts);
+    } else if (opts.interval_ms == 0) {
+        /* One-shot, due while genserv was down: once now, or not at all (skip). */
+        if (misfire == GS_MISFIRE_SKIP) {
+            r->skipped++;
+            json_decref(msg);
+            gs__durable_op_alone(r->rt, GS_STORE_TIMERS, key, NULL, 0, NULL, NULL);
+        } else {
+            r->overdue++;
+            rearm(r, ref, to, msg, r->now, &opts);
+        }
+    } else {
+        /* Periodic: `missed` periods came and went. The timer keeps its phase. */
+        int64_t every_ms = (int64_t)opts.interval_ms;
+        int64_t missed = (r->now - at) / every_ms + 1;
+        int64_t next = at + missed * every_ms;
+        if (misfire == GS_MISFIRE_SKIP) {
+            r->skipped++;
+            rearm(r, ref, to, msg, next, &opts);
+        } else if (misfire == GS_MISFIRE_COALESCE) {
+            r->overdue++;
+            json_t *late = missed > 1 ? json_pack("[s, I, O]", "$gs_missed", (json_int_t)missed,
+                                                  msg)
+                                      : json_incref(msg);
+            gs_send(r->rt, to, late); /* the one late delivery */
+            rearm(r, ref, to, msg, next, &opts);
+        } else {
+            r->overdue++;
+            int64_t n = missed < GS_MISFIRE_ALL_MAX ? missed : GS_MISFIRE_ALL_MAX;
+            for (int64_t i = 0; i < n; i++)
+                gs_send(r->rt, to, json_deep_copy(msg));
+            rearm(r, ref, to, msg, next, &opts);
+        }
+    }
+    json_decref(row);
+    return true;
+}
+
+int gs_runtime_restore_timers(gs_runtime_t *rt, json_t **report)
+{
+    if (report != NULL)
+        *report = NULL;
+    gs_store_t *st = rt != NULL ? gs_runtime_store(rt) : NULL;
+    if (st == NULL)
+        return GS_EINVAL;
+    restoring_t r = {.rt = rt, .now = unix_now_ms()};
+    int rc = st->load(st, GS_STORE_TIMERS, restore_timer, &r);
+    /* New refs start past every stored one: a row's key stays one timer's. relaxed: start-up */
+    if (atomic_load_explicit(&rt->next_timer_ref, memory_order_relaxed) <= r.max_ref)
+        atomic_store_explicit(&rt->next_timer_ref, r.max_ref + 1, memory_order_relaxed);
+    if (report != NULL)
+        *report = json_pack("{s:I, s:I, s:I, s:I}", "restored", r.restored, "overdue", r.overdue,
+                            "skipped", r.skipped, "unreadable", r.unreadable);
+    return rc != 0 ? GS_ESTORAGE : 0;
 }

@@ -25,6 +25,9 @@
  */
 #include "runtime_internal.h"
 
+#include <genserv/store.h>
+
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -179,6 +182,11 @@ void gs__msg_discard(gs_runtime_t *rt, gs__msg_t *m, int status, json_t *reason)
         if (m->kind != GS__MSG_TIMEOUT)
             atomic_fetch_add_explicit(&rt->stats.dropped_messages, 1,
                                       memory_order_relaxed); /* counter */
+        if (m->meta != NULL && m->meta->handled != NULL) {
+            m->meta->handled(status == GS_ESHUTDOWN ? status : GS_ENOSERVER,
+                             m->meta->handled_arg);
+            m->meta->handled = NULL;
+        }
         json_decref(m->payload);
         gs__msg_free(m);
         return;
@@ -278,7 +286,12 @@ int gs__server_init(gs_server_t *s, json_t **reason)
     gs_server_t *saved = gs__tls.current;
     gs__tls.current = s;
     s->in_init = true;
-    int rc = s->b->init(s, c->args, &state, &why);
+    /* A durable server with a stored state is restored instead (durable.c). */
+    int rc = c->dur != NULL ? gs__durable_restore(s, &state, &why) : 0;
+    if (rc == 0)
+        rc = s->b->init(s, c->args, &state, &why);
+    else
+        rc = rc > 0 ? 0 : -1;
     s->in_init = false;
     gs__tls.current = saved;
     if (rc != 0) {
@@ -294,7 +307,9 @@ int gs__server_init(gs_server_t *s, json_t **reason)
             json_decref(why);
             why = NULL;
         }
-        *reason = why;         /* as init gave it: possibly NULL */
+        *reason = why; /* as init gave it: possibly NULL */
+        if (c->dur != NULL)
+            json_decref(gs__durable_after(s)); /* what init sent before refusing goes out */
         release_scheduling(s); /* a message that raced in is drained by the scheduler */
         return ignore ? GS_EIGNORED : GS_EINIT;
     }
@@ -308,6 +323,18 @@ int gs__server_init(gs_server_t *s, json_t **reason)
     json_t *cannot = apply_next(s, &then);
     if (cannot != NULL) /* its timeout could not be armed: the first turn crashes it */
         s->cont = json_pack("[s, o]", "$crash", cannot);
+    if (c->dur != NULL) {
+        /* The initial state is stored, and what init sent leaves once it is. A state that
+         * cannot be stored crashes the server in its first turn, as a bad next action does. */
+        gs_server_t *saved_current = gs__tls.current;
+        gs__tls.current = s;
+        json_t *bad = gs__durable_after(s);
+        gs__tls.current = saved_current;
+        if (bad != NULL) {
+            json_decref(s->cont);
+            s->cont = json_pack("[s, o]", "$crash", bad);
+        }
+    }
     release_scheduling(s);
     return 0;
 }
@@ -407,6 +434,18 @@ static json_t *async_result(gs_server_t *s, gs_result_t r, const char *who)
     }
 }
 
+/* Answer c with reply (taken): now, or for a durable server once its change committed. */
+static void complete_reply(gs_server_t *s, gs__call_t *c, json_t *reply)
+{
+    if (s->child->dur == NULL) {
+        gs__call_complete(s->rt, c, 0, reply, false);
+        return;
+    }
+    gs__durable_answered(s, c, reply);
+    gs__call_ref(c); /* the effect's */
+    gs__durable_defer_reply(s, c, 0, reply);
+}
+
 /* Handle one call; returns the stop reason (new) or NULL. */
 static json_t *dispatch_call(gs_server_t *s, gs__call_t *c)
 {
@@ -435,6 +474,11 @@ static json_t *dispatch_call(gs_server_t *s, gs__call_t *c)
         if (atomic_load_explicit(&c->done, memory_order_acquire) != 0)
             ended_unheld = gs__held_remove(rt, c);
     }
+    if (c->msg.meta != NULL && c->msg.meta->key != NULL && s->child->dur != NULL &&
+        gs__durable_replay_call(s, c)) {
+        gs__held_remove(rt, c);
+        goto out; /* a retry: answered with what the first call was answered */
+    }
     if (b->handle_call == NULL) {
         stop = json_pack("[s, O]", "bad_call", msg);
         goto out;
@@ -451,7 +495,7 @@ static json_t *dispatch_call(gs_server_t *s, gs__call_t *c)
             break;
         }
         gs__held_remove(rt, c); /* first: a woken caller sees held_calls without it */
-        gs__call_complete(rt, c, 0, r.reply, false);
+        complete_reply(s, c, r.reply);
         stop = apply_next(s, &r);
         break;
     case GS_ACTION_NOREPLY:
@@ -465,7 +509,7 @@ static json_t *dispatch_call(gs_server_t *s, gs__call_t *c)
         json_decref(r.arg);
         if (r.reply != NULL) {
             gs__held_remove(rt, c);
-            gs__call_complete(rt, c, 0, r.reply, false);
+            complete_reply(s, c, r.reply);
         }
         stop = r.reason != NULL ? r.reason : bad_return("handle_call");
         break;
@@ -574,19 +618,27 @@ static void dispatch(gs_server_t *s, gs__msg_t *m)
         timeout_disarm(s);
     switch (m->kind) {
     case GS__MSG_CAST:
-        if (b->handle_cast == NULL)
+    case GS__MSG_INFO: {
+        /* A retry of a message this durable server handled already is not handled again. */
+        gs__msg_meta_t *meta = m->meta;
+        m->meta = NULL;
+        bool replay = meta != NULL && meta->key != NULL && s->child->dur != NULL &&
+                      gs__durable_replay_send(s, meta->key);
+        if (replay)
+            ;
+        else if (m->kind == GS__MSG_INFO) {
+            if (b->handle_info != NULL)
+                stop = async_result(s, b->handle_info(s, s->state, m->payload), "handle_info");
+        } else if (b->handle_cast == NULL)
             stop = json_pack("[s, O]", "bad_cast", m->payload);
         else
             stop = async_result(s, b->handle_cast(s, s->state, m->payload), "handle_cast");
         json_decref(m->payload);
         gs__msg_free(m);
+        if (meta != NULL)
+            gs__msg_handled(s, meta, stop == NULL || gs__reason_is_normal(stop) ? 0 : GS_ECRASHED);
         break;
-    case GS__MSG_INFO:
-        if (b->handle_info != NULL)
-            stop = async_result(s, b->handle_info(s, s->state, m->payload), "handle_info");
-        json_decref(m->payload);
-        gs__msg_free(m);
-        break;
+    }
     case GS__MSG_TIMEOUT: {
         /* The timeout of the generation still armed: nothing came first. */
         bool current =
@@ -647,6 +699,27 @@ static void dispatch(gs_server_t *s, gs__msg_t *m)
     if (stop != NULL) {
         bool abnormal = !gs__reason_is_normal(stop);
         gs__supervisor_exit(s, stop, abnormal);
+    }
+}
+
+/* dispatch for a durable server: roll back first if a commit failed, then store the change
+ * the message made and hold back what it said until that committed (durable.c). */
+static void dispatch_durable(gs_server_t *s, gs__msg_t *m)
+{
+    /* s stays valid through a crash (the turn holds the run queue's reference), and so does
+     * its child, whose durable record a new incarnation shares. */
+    json_t *stop = gs__durable_before(s);
+    if (stop != NULL) {
+        gs__msg_discard(s->rt, m, GS_ESTORAGE, NULL);
+        gs__supervisor_exit(s, stop, true);
+    } else {
+        dispatch(s, m);
+        /* s may have died (and a new incarnation of c may run): only what was said leaves */
+        stop = gs__durable_after(s);
+        if (stop != NULL && !s->exited)
+            gs__supervisor_exit(s, stop, true);
+        else
+            json_decref(stop);
     }
 }
 
@@ -753,6 +826,13 @@ void gs__server_run(gs_server_t *s, unsigned batch)
             n++;
             handled++;
             run_continue(s);
+            if (s->child->dur != NULL) {
+                json_t *stop = gs__durable_after(s);
+                if (stop != NULL && !s->exited)
+                    gs__supervisor_exit(s, stop, true);
+                else
+                    json_decref(stop);
+            }
             if (s->exited)
                 break;
             continue;
@@ -782,7 +862,11 @@ void gs__server_run(gs_server_t *s, unsigned batch)
                                   atomic_load_explicit(&s->handled, memory_order_relaxed) + 1,
                                   memory_order_relaxed);
         }
-        dispatch(s, (gs__msg_t *)node);
+        if (s->child->dur != NULL) {
+            dispatch_durable(s, (gs__msg_t *)node);
+        } else {
+            dispatch(s, (gs__msg_t *)node);
+        }
         if (s->exited)
             break;
     }
@@ -838,7 +922,8 @@ int gs__server_send(gs_server_t *s, uint8_t kind, json_t *msg, bool force)
     return rc;
 }
 
-static int send_by_name(gs_runtime_t *rt, const char *name, uint8_t kind, json_t *msg)
+static int send_by_name(gs_runtime_t *rt, const char *name, uint8_t kind, json_t *msg,
+                        const gs_send_options_t *opts)
 {
     if (rt == NULL || name == NULL || msg == NULL) {
         json_decref(msg);
@@ -853,37 +938,109 @@ static int send_by_name(gs_runtime_t *rt, const char *name, uint8_t kind, json_t
         json_decref(msg);
         return GS_ENOSERVER;
     }
-    int rc = gs__server_send(s, kind, msg, false);
+    gs_server_t *from = gs__durable_current();
+    int rc = 0;
+    if (from != NULL && opts == NULL) {
+        /* A durable server's cast leaves once its state committed: checked now, sent then. */
+        gs__durable_defer_send(from, NULL, name, kind, msg);
+    } else if (opts == NULL || (opts->handled == NULL && opts->idempotency_key == NULL)) {
+        rc = gs__server_send(s, kind, msg, false);
+    } else {
+        gs__msg_t *m = gs__msg_alloc();
+        m->kind = kind;
+        m->payload = msg;
+        m->meta = calloc(1, sizeof(*m->meta));
+        if (m->meta == NULL || (opts->idempotency_key != NULL &&
+                                (m->meta->key = strdup(opts->idempotency_key)) == NULL)) {
+            gs__msg_free(m);
+            json_decref(msg);
+            gs_server_unref(s);
+            return GS_ENOMEM;
+        }
+        m->meta->handled = opts->handled;
+        m->meta->handled_arg = opts->handled_arg;
+        if ((rc = gs__server_push(s, m, false)) != 0) {
+            json_decref(msg);
+            gs__msg_free(m);
+        }
+    }
     gs_server_unref(s);
     return rc;
 }
 
 int gs_cast(gs_runtime_t *rt, const char *name, json_t *msg)
 {
-    return send_by_name(rt, name, GS__MSG_CAST, msg);
+    return send_by_name(rt, name, GS__MSG_CAST, msg, NULL);
 }
 
 int gs_send(gs_runtime_t *rt, const char *name, json_t *msg)
 {
-    return send_by_name(rt, name, GS__MSG_INFO, msg);
+    return send_by_name(rt, name, GS__MSG_INFO, msg, NULL);
+}
+
+int gs_cast_opts(gs_runtime_t *rt, const char *name, json_t *msg, const gs_send_options_t *opts)
+{
+    return send_by_name(rt, name, GS__MSG_CAST, msg, opts);
+}
+
+int gs_send_opts(gs_runtime_t *rt, const char *name, json_t *msg, const gs_send_options_t *opts)
+{
+    return send_by_name(rt, name, GS__MSG_INFO, msg, opts);
+}
+
+static int send_to_handle(gs_server_t *to, uint8_t kind, json_t *msg)
+{
+    if (to == NULL || msg == NULL) {
+        json_decref(msg);
+        return GS_EINVAL;
+    }
+    gs_server_t *from = gs__durable_current();
+    if (from != NULL) {
+        if (atomic_load_explicit(&to->status, memory_order_acquire) == GS__DEAD) {
+            json_decref(msg);
+            return GS_ENOSERVER;
+        }
+        gs__durable_defer_send(from, to, NULL, kind, msg);
+        return 0;
+    }
+    return gs__server_send(to, kind, msg, false);
 }
 
 int gs_cast_server(gs_server_t *to, json_t *msg)
 {
-    if (to == NULL || msg == NULL) {
-        json_decref(msg);
-        return GS_EINVAL;
-    }
-    return gs__server_send(to, GS__MSG_CAST, msg, false);
+    return send_to_handle(to, GS__MSG_CAST, msg);
 }
 
 int gs_send_server(gs_server_t *to, json_t *msg)
 {
-    if (to == NULL || msg == NULL) {
-        json_decref(msg);
-        return GS_EINVAL;
+    return send_to_handle(to, GS__MSG_INFO, msg);
+}
+
+void gs__msg_meta_free(gs__msg_meta_t *meta)
+{
+    if (meta == NULL)
+        return;
+    free(meta->key);
+    free(meta->row);
+    free(meta);
+}
+
+void gs__msg_handled(gs_server_t *s, gs__msg_meta_t *meta, int status)
+{
+    if (meta->tref != 0 && s->child->dur != NULL) {
+        /* A stored timer's delivery: its row goes with the change the message made. */
+        char key[24];
+        snprintf(key, sizeof(key), "%llu", (unsigned long long)meta->tref);
+        gs__durable_op(s, GS_STORE_TIMERS, key, meta->row, meta->row_len);
+        meta->row = NULL;
     }
-    return gs__server_send(to, GS__MSG_INFO, msg, false);
+    if (meta->handled != NULL) {
+        if (s->child->dur != NULL)
+            gs__durable_defer_done(s, meta->handled, meta->handled_arg, status);
+        else
+            meta->handled(status, meta->handled_arg);
+    }
+    gs__msg_meta_free(meta);
 }
 
 gs_server_t *gs_whereis(gs_runtime_t *rt, const char *name)

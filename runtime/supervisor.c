@@ -84,6 +84,7 @@ void gs__child_unref(gs__child_t *c)
     json_decref(c->last_crash_reason);
     json_decref(c->down_reason);
     gs_server_unref(c->parent);
+    gs__durable_detach(c);
     free(c->restart_times);
     free(c);
 }
@@ -133,6 +134,9 @@ int gs__start_child(gs_runtime_t *rt, const char *name, const gs_behaviour_t *b,
         return GS_EINVAL;
     if (atomic_load(&rt->shutting_down))
         return GS_ESHUTDOWN;
+    o.durable = o.durable || b->durable;
+    if (o.durable && (rt->opts.store == NULL || b->dump_state == NULL || b->restore == NULL))
+        return GS_ENOTSUP; /* durable needs a store, and a behaviour that can be stored */
 
     gs__child_t *child = gs__child_create(rt, name, len, b, args, &o);
     if (child == NULL)
@@ -159,11 +163,15 @@ int gs__start_child(gs_runtime_t *rt, const char *name, const gs_behaviour_t *b,
         gs_server_unref(s);
         goto out;
     }
+    /* Once the name is ours: its stored state (if any) is this child's to restore. */
+    if (o.durable && (rc = gs__durable_attach(child)) != 0)
+        abort(); /* checked above; only a small allocation is left to fail */
     rc = gs__server_init(s, &why);
     if (rc != 0) {
         gs__child_lock(child);
         child->current = NULL;
         gs__child_unlock(child);
+        gs__durable_forget(child, true); /* a failed start keeps the stored state */
         gs__child_forget(rt, child);
         gs_server_unref(s);
         if (reason != NULL)
@@ -255,6 +263,9 @@ static void tree_child_exit(gs_server_t *s, json_t *reason, bool abnormal)
     }
     set_current(c, NULL);
     gs__child_forget(rt, c);
+    /* A durable child's state waits for the next child of its name that its supervisor
+     * starts, unless someone stopped it (then it is gone for good). */
+    gs__durable_forget(c, !c->stopping);
     if (!crashed)
         gs__emit(rt, GS_EVENT_STOPPED, c, reason);
     /* Past the mailbox limit: an exit must reach the supervisor. If the supervisor is gone,
@@ -293,6 +304,8 @@ void gs__supervisor_exit(gs_server_t *s, json_t *reason, bool abnormal)
          * with DOWN (what a dashboard shows), a normal exit or a stop with STOPPED. */
         set_current(c, NULL);
         gs__child_forget(rt, c);
+        if (!atomic_load(&rt->shutting_down))
+            gs__durable_forget(c, false); /* gone for good: its stored state goes too */
         gs__emit(rt, abnormal && !stopping ? GS_EVENT_DOWN : GS_EVENT_STOPPED, c, reason);
         goto out;
     }

@@ -89,7 +89,11 @@ extern "C" {
     XX(ENOSUPERVISOR, -23, "no_such_supervisor", "no supervisor is running under this name")       \
     XX(ENOCHILD, -24, "no_such_child", "the supervisor has no child of this name")                 \
     XX(ESTARTCHILD, -25, "start_failed", "a child of the supervisor failed to start")              \
-    XX(ERUNNING, -26, "child_running", "the child is running: terminate it first")
+    XX(ERUNNING, -26, "child_running", "the child is running: terminate it first")                 \
+    XX(ESTORAGE, -27, "storage_unavailable",                                                       \
+       "the store could not commit: durable writes are refused until it can")                      \
+    XX(EKEYBUSY, -28, "idempotency_in_progress",                                                \
+       "a request with this Idempotency-Key is still waiting for its answer")
 
 typedef enum gs_errno_e {
 #define GS__ERRNO_ENUM(sym, val, code, msg) GS_##sym = (val),
@@ -302,6 +306,36 @@ typedef struct gs_behaviour_s {
      * refused with GS_ENOTSUP.
      */
     int (*replace_state)(gs_server_t *self, void **state, json_t *new_state, json_t **reason);
+
+    /*
+     * Durability (docs/durability.md). A durable server's state is written to the store after
+     * every message that changed it, and read back at its next start instead of running init.
+     * `durable`: every server of this behaviour is durable, whatever its start options say.
+     * A behaviour can be durable only if it has both dump_state and restore.
+     */
+    bool durable;
+    /**
+     * The state as JSON to store: a new reference, or NULL with *reason set (new reference,
+     * may be left NULL) when it cannot be written (the server then crashes with
+     * ["unserializable_state", reason] and the stored state stays as it was). Runs on the
+     * server's thread after each message. Must not change the state.
+     */
+    json_t *(*dump_state)(gs_server_t *self, void *state, json_t **reason);
+    /**
+     * Build the state from stored (borrowed: what dump_state returned, read back). *state is
+     * NULL at start, where this runs instead of init (with gs_init_then and the messaging
+     * functions available as in init); or it is the current state when the runtime rolls back
+     * to the last committed state after a failed commit: release that one then. Return 0, or
+     * nonzero with *reason set (new reference, may be left NULL): at start the server then
+     * fails to start as if init had refused; on a rollback it crashes.
+     */
+    int (*restore)(gs_server_t *self, json_t *stored, void **state, json_t **reason);
+    /**
+     * Optional: runs right after restore at start (never after init), still before any
+     * message, to tell the server it was restored (e.g. to re-read what is not stored). May
+     * call gs_init_then and the messaging functions as init can.
+     */
+    void (*restored)(gs_server_t *self, void *state);
 } gs_behaviour_t;
 
 /** What a redacted state or field shows. */
@@ -316,8 +350,9 @@ typedef struct gs_behaviour_s {
  * GS_PLUGIN_SYMBOL) listing its behaviours, written against this header only.
  */
 #define GS_PLUGIN_ABI_VERSION                                                                      \
-    4u /* 3: gs_result_t's next action, gs_behaviour_t's vsn,                                      \
-          handle_continue, hibernate, code_change, notify_caller_gone; 4: replace_state */
+    5u /* 3: gs_result_t's next action, gs_behaviour_t's vsn,                                      \
+          handle_continue, hibernate, code_change, notify_caller_gone; 4: replace_state;           \
+          5: durable, dump_state, restore, restored */
 #define GS_PLUGIN_SYMBOL "gs_plugin"
 /** Put before the definition of gs_plugin so that it is exported even from a shared object
  *  built with -fvisibility=hidden: GS_PLUGIN_EXPORT const gs_plugin_t gs_plugin = {...}; */
@@ -371,6 +406,12 @@ typedef struct gs_runtime_options_s {
     uint64_t max_timer_bytes;
     uint64_t max_timers_per_server;
     uint64_t max_timer_bytes_per_server;
+    /* Where durable servers are stored (genserv/store.h), borrowed: it must outlive the
+     * runtime. NULL (the default): no server can be durable, everything lives in memory. At
+     * gs_runtime_create the runtime reads the stored states and idempotency keys. */
+    struct gs_store_s *store;
+    /* How long a durable server remembers an Idempotency-Key's answer (ms); 0: 24 hours. */
+    uint64_t idempotency_window_ms;
 } gs_runtime_options_t;
 
 #define GS_DEFAULT_MAILBOX_LIMIT 100000
@@ -397,6 +438,18 @@ void gs_runtime_destroy(gs_runtime_t *rt);
 
 /** Number of scheduler threads. */
 unsigned gs_runtime_schedulers(const gs_runtime_t *rt);
+
+/** The store the runtime was created with (borrowed), or NULL. */
+struct gs_store_s *gs_runtime_store(const gs_runtime_t *rt);
+
+/**
+ * Arm the stored timers (after the stored servers were started, so that a timer due now finds
+ * its server): each one is delayed to its due wall-clock time, or, if that passed while
+ * genserv was down, delivered by its misfire policy (gs_misfire_t). Once, at start. *report
+ * (may be NULL) receives {"restored": N, "overdue": N, "skipped": N} (new reference).
+ * @return 0, GS_ESTORAGE (the rows could not be read), GS_EINVAL (no store).
+ */
+int gs_runtime_restore_timers(gs_runtime_t *rt, json_t **report);
 
 /*
  * XX(field, kind, help): the runtime-wide statistics. kind is COUNTER (monotonic since the
@@ -505,6 +558,10 @@ typedef struct gs_start_options_s {
     /* For behaviours that can enforce them (Lua's): 0 means the behaviour's default. */
     uint64_t memory_limit;      /* bytes the server may use */
     uint64_t instruction_limit; /* VM instructions one callback may run */
+    /* Its state, its timers and its idempotency keys are stored (the runtime needs a store:
+     * gs_runtime_options_t.store, and the behaviour needs dump_state and restore; else
+     * gs_start fails with GS_ENOTSUP). A behaviour that says durable makes this true. */
+    bool durable;
 } gs_start_options_t;
 
 /** Fill opts with the defaults above. */
@@ -649,6 +706,29 @@ int gs_cast(gs_runtime_t *rt, const char *name, json_t *msg);
 int gs_send(gs_runtime_t *rt, const char *name, json_t *msg);
 /** gs_cast to a handle (borrowed): fails with GS_ENOSERVER once that incarnation is gone. */
 int gs_cast_server(gs_server_t *to, json_t *msg);
+
+/** How gs_cast_opts and gs_send_opts deliver. */
+typedef struct gs_send_options_s {
+    /*
+     * When not NULL: runs once, when the message was handled (and, for a durable server, when
+     * the state change it made committed) with 0; or with GS_ESTORAGE (the commit failed: the
+     * change was rolled back), GS_ECRASHED (the handler crashed), or GS_ENOSERVER/GS_ESHUTDOWN
+     * (the server died before handling it). Runs on the thread that handled it, or the store's
+     * thread. Not run when the send fails up front.
+     */
+    gs_done_cb handled;
+    void *handled_arg;
+    /*
+     * An Idempotency-Key for a durable server (borrowed, copied; NULL: none): a message whose
+     * key the server already handled within the runtime's idempotency window is not handled
+     * again (handled still runs, with 0). Ignored for a server that is not durable.
+     */
+    const char *idempotency_key;
+} gs_send_options_t;
+
+/** gs_cast / gs_send with options (borrowed; NULL: as gs_cast / gs_send). msg taken. */
+int gs_cast_opts(gs_runtime_t *rt, const char *name, json_t *msg, const gs_send_options_t *opts);
+int gs_send_opts(gs_runtime_t *rt, const char *name, json_t *msg, const gs_send_options_t *opts);
 /** gs_send to a handle (borrowed). */
 int gs_send_server(gs_server_t *to, json_t *msg);
 
@@ -693,6 +773,13 @@ typedef struct gs_call_options_s {
      */
     const char *caller_kind;
     const char *caller;
+    /*
+     * An Idempotency-Key for a durable server (borrowed, copied; NULL: none): a retry with a
+     * key the server answered within the idempotency window gets the recorded answer without
+     * being handled again; one whose first call is still waiting for a deferred reply fails
+     * with GS_EKEYBUSY. Ignored for a server that is not durable.
+     */
+    const char *idempotency_key;
 } gs_call_options_t;
 
 /** Fill opts with the defaults (GS_DEFAULT_TIMEOUT_MS, the caller left to the runtime). */
@@ -797,7 +884,45 @@ typedef struct gs_timer_options_s {
      * client can never read or cancel a server's own timers.
      */
     bool external;
+    /*
+     * Periodic (Erlang's :timer.send_interval): after firing, the timer fires again every
+     * interval_ms until cancelled (its ref stays valid). 0: once.
+     */
+    uint64_t interval_ms;
+    /* What a stored timer does when genserv was down when it was due (gs_misfire_t). */
+    uint8_t misfire;
+    /*
+     * When not NULL: runs once the timer is armed, with 0, or GS_ESTORAGE if its target is
+     * durable and the timer's row could not be committed (the timer is then cancelled). For
+     * a durable target this is after the row committed (on the store's thread), else at once
+     * on the calling thread. Not run when gs_send_after_opts fails up front.
+     */
+    gs_done_cb committed;
+    void *committed_arg;
 } gs_timer_options_t;
+
+/*
+ * XX(SYMBOL, name, meaning): what a stored timer does when it was due while genserv was down.
+ */
+#define GS_MISFIRE_MAP(XX)                                                                         \
+    XX(COALESCE, "coalesce",                                                                       \
+       "one delivery; a periodic timer that missed N > 1 periods delivers [\"$gs_missed\", N, MSG]")\
+    XX(ALL, "all", "every missed delivery of a periodic timer, at most GS_MISFIRE_ALL_MAX")         \
+    XX(SKIP, "skip", "no late delivery: a one-shot timer is dropped, a periodic one waits for its next period")
+
+typedef enum gs_misfire_e {
+#define GS__MISFIRE_ENUM(sym, name, meaning) GS_MISFIRE_##sym,
+    GS_MISFIRE_MAP(GS__MISFIRE_ENUM)
+#undef GS__MISFIRE_ENUM
+} gs_misfire_t;
+
+/** The most deliveries misfire "all" makes for one periodic timer after downtime. */
+#define GS_MISFIRE_ALL_MAX 1000
+
+/** "coalesce", "all", "skip" -> 0 and *out; anything else -> GS_EINVAL. */
+int gs_misfire_parse(const char *s, gs_misfire_t *out);
+/** The name of a misfire policy. Static storage. */
+const char *gs_misfire_name(gs_misfire_t m);
 
 /** gs_send_after with options (borrowed; NULL: the defaults, as gs_send_after). */
 int gs_send_after_opts(gs_runtime_t *rt, const char *name, json_t *msg, uint64_t delay_ms,
