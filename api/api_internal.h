@@ -495,6 +495,9 @@ typedef struct gs_decoded_s {
     json_t *message;          /* taken out of body; hand it on with gs__decoded_take */
     int64_t timeout_ms;       /* /call */
     int64_t delay_ms;         /* /send_after */
+    int64_t interval_ms;      /* /send_after: periodic (0: once) */
+    uint8_t misfire;          /* /send_after: gs_misfire_t */
+    bool ack_handled;         /* /cast, /send: "ack": "handled" */
     const char *name;         /* POST /servers */
     const char *behaviour;    /* POST /servers */
     json_t *args;             /* POST /servers; NULL when absent; gs_start borrows it */
@@ -600,6 +603,19 @@ typedef struct gs_timer_key_s {
 
 /** Draw a key from the kernel's CSPRNG. 0, or -1 (errno set). */
 int gs__timer_key_init(gs_timer_key_t *key);
+
+/* ---------------------------------------------------------------------------------------- */
+/* What the gateway stores (persist.c); each a no-op returning 0 without a store              */
+/* ---------------------------------------------------------------------------------------- */
+
+/** Put table/key = val (borrowed; NULL deletes) and wait until it committed. HTTP thread.
+ *  0, GS_ESTORAGE, GS_ESHUTDOWN, GS_ENOMEM. */
+int gs__persist_wait(gs_gateway_t *gw, int table, const char *key, const json_t *val);
+/** Store the spec (taken) of what was started under name: kind "server", "supervisor" or
+ *  "child" (a supervisor's child added over HTTP; spec {"supervisor", "child"}). */
+int gs__persist_spec(gs_gateway_t *gw, const char *kind, const char *name, json_t *spec);
+/** Replace key (drawn already) with the stored one, or store key when there is none. */
+int gs__persist_timer_key(gs_gateway_t *gw, gs_timer_key_t *key);
 /** The reference a client gets for the runtime timer ref: GS_TIMER_REF_LEN hex digits. */
 void gs__timer_ref_format(const gs_timer_key_t *key, gs_timer_ref_t ref,
                           char out[GS_TIMER_REF_LEN + 1]);

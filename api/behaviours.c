@@ -18,6 +18,8 @@
  */
 #include "api_internal.h"
 
+#include <genserv/store.h>
+
 #include <stdio.h>
 #include <string.h>
 
@@ -161,6 +163,25 @@ static json_t *summary(gs_request_t *req, const char *name)
 /* POST /behaviours                                                                           */
 /* ---------------------------------------------------------------------------------------- */
 
+/* With a store, the behaviour's code as loaded now ({"vsn", "source", "limits"}) is written
+ * before the answer: it is loaded again at the next start (server/boot.c). */
+static int persist_behaviour(gs_request_t *req, const char *name)
+{
+    const gs_gateway_code_t *code = &req->gw->opts.code;
+    if (gs_runtime_store(req->gw->rt) == NULL)
+        return 0;
+    json_t *desc = code->describe(code->ctx, name);
+    if (desc == NULL)
+        return GS_ENOBEHAVIOUR;
+    json_t *row = json_pack("{s:O?, s:O?, s:O?}", "vsn", json_object_get(desc, "vsn"), "source",
+                            json_object_get(desc, "source"), "limits",
+                            json_object_get(desc, "limits"));
+    json_decref(desc);
+    int rc = row != NULL ? gs__persist_wait(req->gw, GS_STORE_BEHAVIOURS, name, row) : GS_ENOMEM;
+    json_decref(row);
+    return rc;
+}
+
 enum MHD_Result gs__handle_behaviour_load(gs_request_t *req)
 {
     const gs_gateway_code_t *code = &req->gw->opts.code;
@@ -178,6 +199,11 @@ enum MHD_Result gs__handle_behaviour_load(gs_request_t *req)
     rc = code->load(code->ctx, d.name, d.vsn, d.source, d.source_len, d.limits, &err);
     switch (rc) {
     case 0:
+        if ((rc = persist_behaviour(req, d.name)) != 0) {
+            code->remove(code->ctx, d.name); /* not stored: not loaded either */
+            ret = gs__respond_runtime_error(req, rc, NULL);
+            break;
+        }
         gs__log(req->gw, GS_LOG_INFO, "http: loaded behaviour \"%s\"", d.name);
         ret = gs__respond_json(req, MHD_HTTP_CREATED, summary(req, d.name));
         break;
@@ -299,6 +325,16 @@ static enum MHD_Result finish_upgrade(gs_request_t *req)
     json_decref(err);
     if (req->status < 0)
         return gs__respond_runtime_error(req, req->status, NULL);
+    /* The new code runs now; stored, it is also what the next start loads. A store that
+     * cannot take it is said, though the upgrade itself happened. */
+    int stored = persist_behaviour(req, req->param);
+    if (stored != 0) {
+        json_decref(req->result);
+        req->result = NULL;
+        return gs__respond_error(req, stored,
+                                 "the upgrade ran, but the new source could not be stored: "
+                                 "a restart would load the previous one");
+    }
     servers = sorted_outcomes(req->result, &ok, &failed);
     req->result = NULL;
     gs__log(req->gw, GS_LOG_INFO,
@@ -354,6 +390,10 @@ enum MHD_Result gs__handle_behaviour_delete(gs_request_t *req)
     if (check_writable(req, req->param, &ret) < 0)
         return ret;
     rc = code->remove(code->ctx, req->param);
+    if (rc == 0 && (rc = gs__persist_wait(req->gw, GS_STORE_BEHAVIOURS, req->param, NULL)) != 0)
+        return gs__respond_error(req, rc,
+                                 "the behaviour was removed, but the store still has it: a "
+                                 "restart would load it again");
     if (rc == 0) {
         gs__log(req->gw, GS_LOG_INFO, "http: deleted behaviour \"%s\"", req->param);
         return gs__respond_json(req, MHD_HTTP_OK, json_pack("{s:b}", "ok", 1));

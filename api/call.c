@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static enum MHD_Result finish_call(gs_request_t *req)
@@ -32,12 +33,40 @@ static enum MHD_Result finish_call(gs_request_t *req)
     return gs__respond_runtime_error(req, req->status, result);
 }
 
+/* The Idempotency-Key header (docs/durability.md): NULL when absent; -1 (answered 400) when
+ * it is not 1 to 255 printable ASCII characters. */
+static int idempotency_key(gs_request_t *req, const char **key, enum MHD_Result *ret)
+{
+    const char *k = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Idempotency-Key");
+    *key = NULL;
+    if (k == NULL)
+        return 0;
+    size_t n = strlen(k);
+    bool ok = n >= 1 && n <= 255;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = k[i] >= 0x21 && k[i] <= 0x7e;
+    if (!ok) {
+        *ret = gs__respond_error(req, GS_HTTP_EBAD_REQUEST,
+                                 "Idempotency-Key must be 1 to 255 printable ASCII characters");
+        return -1;
+    }
+    *key = k;
+    return 0;
+}
+
+typedef struct call_ctx_s {
+    gs_decoded_t *d;
+    const char *key;
+} call_ctx_t;
+
 static int start_call(gs_request_t *req, void *ctx)
 {
-    gs_decoded_t *d = ctx;
+    const call_ctx_t *cc = ctx;
+    gs_decoded_t *d = cc->d;
     gs_call_options_t opts = {.timeout_ms = (int)d->timeout_ms,
                               .caller_kind = "http",
-                              .caller = gs__conn_peer(req->conn)};
+                              .caller = gs__conn_peer(req->conn),
+                              .idempotency_key = cc->key};
 
     /* The call's reference only when a watcher can use it (two uncontended atomics). */
     return gs_call_async_opts(req->gw->rt, d->server, gs__decoded_take(&d->message), &opts,
@@ -50,24 +79,63 @@ enum MHD_Result gs__handle_call(gs_request_t *req)
     enum MHD_Result ret = MHD_YES;
     gs_decoded_t d;
 
+    call_ctx_t cc = {&d, NULL};
+    if (idempotency_key(req, &cc.key, &ret) < 0)
+        return ret;
     if (gs__request_decode(req, &d, &ret) < 0)
         return ret;
-    ret = gs__request_defer(req, GS_HOLD_CALL, finish_call, start_call, &d);
+    ret = gs__request_defer(req, GS_HOLD_CALL, finish_call, start_call, &cc);
     gs__decoded_close(&d);
     return ret;
 }
 
-/* POST /cast and /send share their shape: {"server", "message"} -> 202 {"ok": true}. */
-static enum MHD_Result handle_deliver(gs_request_t *req,
-                                      int (*deliver)(gs_runtime_t *, const char *, json_t *))
+/* POST /cast and /send share their shape: {"server", "message", "ack"} -> 202 {"ok": true}. */
+typedef int (*deliver_fn)(gs_runtime_t *, const char *, json_t *, const gs_send_options_t *);
+
+typedef struct deliver_ctx_s {
+    deliver_fn deliver;
+    gs_decoded_t *d;
+    const char *key;
+} deliver_ctx_t;
+
+static enum MHD_Result finish_handled(gs_request_t *req)
+{
+    if (req->status < 0)
+        return gs__respond_runtime_error(req, req->status, NULL);
+    return gs__respond_json(req, MHD_HTTP_ACCEPTED, json_pack("{s:b, s:s}", "ok", 1, "ack",
+                                                              "handled"));
+}
+
+static int start_deliver(gs_request_t *req, void *ctx)
+{
+    deliver_ctx_t *c = ctx;
+    gs_send_options_t opts = {.handled = gs__request_on_done,
+                              .handled_arg = req,
+                              .idempotency_key = c->key};
+    return c->deliver(req->gw->rt, c->d->server, gs__decoded_take(&c->d->message), &opts);
+}
+
+static enum MHD_Result handle_deliver(gs_request_t *req, deliver_fn deliver)
 {
     enum MHD_Result ret = MHD_YES;
+    deliver_ctx_t c = {deliver, NULL, NULL};
     gs_decoded_t d;
     int rc;
 
+    if (idempotency_key(req, &c.key, &ret) < 0)
+        return ret;
     if (gs__request_decode(req, &d, &ret) < 0)
         return ret;
-    rc = deliver(req->gw->rt, d.server, gs__decoded_take(&d.message));
+    c.d = &d;
+    if (d.ack_handled) {
+        /* Held until the server handled it (and, when durable, committed what it changed). */
+        ret = gs__request_defer(req, GS_HOLD_CALL, finish_handled, start_deliver, &c);
+        gs__decoded_close(&d);
+        return ret;
+    }
+    gs_send_options_t opts = {.idempotency_key = c.key};
+    rc = deliver(req->gw->rt, d.server, gs__decoded_take(&d.message),
+                 c.key != NULL ? &opts : NULL);
     if (rc < 0)
         ret = gs__respond_runtime_error(req, rc, NULL);
     else
@@ -78,43 +146,62 @@ static enum MHD_Result handle_deliver(gs_request_t *req,
 
 enum MHD_Result gs__handle_cast(gs_request_t *req)
 {
-    return handle_deliver(req, gs_cast);
+    return handle_deliver(req, gs_cast_opts);
 }
 
 enum MHD_Result gs__handle_send(gs_request_t *req)
 {
-    return handle_deliver(req, gs_send);
+    return handle_deliver(req, gs_send_opts);
+}
+
+static enum MHD_Result finish_send_after(gs_request_t *req)
+{
+    gs_gateway_t *gw = req->gw;
+    char token[GS_TIMER_REF_LEN + 1];
+    gs_timer_ref_t ref = (gs_timer_ref_t)json_integer_value(json_object_get(req->extra, "ref"));
+    bool bound = json_is_true(json_object_get(req->extra, "bound"));
+
+    if (req->status == GS_EOVERLOADED && bound)
+        return gs__respond_error(req, req->status,
+                                 "pending timers are past a bound (--max-timers, --max-timer-bytes, "
+                                 "--max-timers-per-server or --max-timer-bytes-per-server); retry "
+                                 "later");
+    if (req->status < 0)
+        return gs__respond_runtime_error(req, req->status, NULL);
+    gs__timer_ref_format(&gw->timer_key, ref, token);
+    return gs__respond_json(req, MHD_HTTP_ACCEPTED, json_pack("{s:s}", "timer", token));
+}
+
+static int start_send_after(gs_request_t *req, void *ctx)
+{
+    gs_decoded_t *d = ctx;
+    /* An external timer respects the target's mailbox limit and is the only kind the
+     * references below can reach; to a durable server its row commits before the 202. */
+    gs_timer_options_t opts = {.external = true,
+                               .interval_ms = (uint64_t)d->interval_ms,
+                               .misfire = d->misfire,
+                               .committed = gs__request_on_done,
+                               .committed_arg = req};
+    gs_timer_ref_t ref = 0;
+    int rc = gs_send_after_opts(req->gw->rt, d->server, gs__decoded_take(&d->message),
+                                (uint64_t)d->delay_ms, &opts, &ref);
+    /* For finish_send_after (req->result is the completion's): the ref, and whether an
+     * overload is past a timer bound rather than a full mailbox. */
+    req->extra = json_pack("{s:I, s:b}", "ref", (json_int_t)ref, "bound",
+                           rc == GS_EOVERLOADED && d->delay_ms > 0);
+    return rc;
 }
 
 enum MHD_Result gs__handle_send_after(gs_request_t *req)
 {
-    static const gs_timer_options_t external = {.external = true};
-    gs_gateway_t *gw = req->gw;
     enum MHD_Result ret = MHD_YES;
-    gs_timer_ref_t ref = 0;
-    char token[GS_TIMER_REF_LEN + 1];
     gs_decoded_t d;
-    int rc;
 
     if (gs__request_decode(req, &d, &ret) < 0)
         return ret;
     /* The name is resolved again when the timer fires (Process.send_after/3 with a name); it
-     * must exist now, so that a typo is a 404 rather than a silently dropped timer. An
-     * external timer respects the target's mailbox limit and is the only kind the
-     * references below can reach. */
-    rc = gs_send_after_opts(gw->rt, d.server, gs__decoded_take(&d.message), (uint64_t)d.delay_ms,
-                            &external, &ref);
-    if (rc == GS_EOVERLOADED && d.delay_ms > 0) {
-        ret = gs__respond_error(req, rc,
-                                "pending timers are past a bound (--max-timers, --max-timer-bytes, "
-                                "--max-timers-per-server or --max-timer-bytes-per-server); retry "
-                                "later");
-    } else if (rc < 0) {
-        ret = gs__respond_runtime_error(req, rc, NULL);
-    } else {
-        gs__timer_ref_format(&gw->timer_key, ref, token);
-        ret = gs__respond_json(req, MHD_HTTP_ACCEPTED, json_pack("{s:s}", "timer", token));
-    }
+     * must exist now, so that a typo is a 404 rather than a silently dropped timer. */
+    ret = gs__request_defer(req, GS_HOLD_CONTROL, finish_send_after, start_send_after, &d);
     gs__decoded_close(&d);
     return ret;
 }

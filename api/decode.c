@@ -167,6 +167,10 @@ static int decode_start(gs_decoded_t *d, gs_decode_error_t *err)
     if (flag != NULL && !json_is_boolean(flag))
         return fail(err, "field \"sensitive\" must be true or false");
     d->start.sensitive = json_is_true(flag);
+    flag = json_object_get(d->body, "durable");
+    if (flag != NULL && !json_is_boolean(flag))
+        return fail(err, "field \"durable\" must be true or false");
+    d->start.durable = json_is_true(flag);
     /* Limits for behaviours that enforce them (Lua's), whose host checks them against its
      * maximums at init: here only the type and a sane range. */
     v = 0;
@@ -224,12 +228,38 @@ static int decode_fields(gs_route_t route, const gs_decode_limits_t *lim, gs_dec
             return -1;
         return field_int(d->body, "timeout_ms", false, 0, lim->max_timeout_ms, &d->timeout_ms, err);
     case GS_ROUTE_CAST:
-    case GS_ROUTE_SEND:
-        return decode_message(d, err);
-    case GS_ROUTE_SEND_AFTER:
+    case GS_ROUTE_SEND: {
         if (decode_message(d, err) < 0)
             return -1;
-        return field_int(d->body, "delay_ms", true, 0, GS_MAX_DELAY_MS, &d->delay_ms, err);
+        /* "ack": "accepted" (default: 202 once queued) or "handled" (once handled and, for a
+         * durable server, committed). */
+        int rc;
+        const char *ack = field_name(d->body, "ack", false, err, &rc);
+        if (rc < 0)
+            return rc;
+        if (ack != NULL && strcmp(ack, "accepted") != 0 && strcmp(ack, "handled") != 0)
+            return fail(err, "field \"ack\" must be \"accepted\" or \"handled\"");
+        d->ack_handled = ack != NULL && strcmp(ack, "handled") == 0;
+        return 0;
+    }
+    case GS_ROUTE_SEND_AFTER: {
+        if (decode_message(d, err) < 0)
+            return -1;
+        if (field_int(d->body, "delay_ms", true, 0, GS_MAX_DELAY_MS, &d->delay_ms, err) < 0)
+            return -1;
+        d->interval_ms = 0;
+        if (field_int(d->body, "interval_ms", false, 1, GS_MAX_DELAY_MS, &d->interval_ms, err) < 0)
+            return -1;
+        int rc;
+        const char *misfire = field_name(d->body, "misfire", false, err, &rc);
+        if (rc < 0)
+            return rc;
+        gs_misfire_t m = GS_MISFIRE_COALESCE;
+        if (misfire != NULL && gs_misfire_parse(misfire, &m) != 0)
+            return fail(err, "field \"misfire\" must be \"coalesce\", \"all\" or \"skip\"");
+        d->misfire = (uint8_t)m;
+        return 0;
+    }
     case GS_ROUTE_SERVERS:
         return decode_start(d, err);
     case GS_ROUTE_BEHAVIOURS:

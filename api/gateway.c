@@ -212,6 +212,12 @@ int gs_gateway_create(gs_runtime_t *rt, const gs_gateway_options_t *opts, gs_gat
         rc = GS_ENOMEM;
         goto out;
     }
+    /* With a store the key is kept there: a timer's reference outlives a restart, as the
+     * stored timer does. */
+    if ((rc = gs__persist_timer_key(gw, &gw->timer_key)) != 0) {
+        snprintf(err, errlen, "cannot read or store the timer key: %s", gs_strerror(rc));
+        goto out;
+    }
     gw->listen_fd = bind_listen(gw->host, opts->port, &gw->port, err, errlen);
     if (gw->listen_fd < 0) {
         rc = GS_EINVAL;

@@ -19,9 +19,25 @@
  */
 #include "api_internal.h"
 
+#include <genserv/store.h>
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The stored spec of a server started over HTTP: the fields of POST /servers, as
+ * server/boot.c reads them back. New reference. */
+static json_t *start_spec(const gs_decoded_t *d)
+{
+    const gs_start_options_t *o = &d->start;
+    return json_pack("{s:s, s:s, s:O, s:s, s:I, s:I, s:I, s:b, s:I, s:I, s:b}", "name", d->name,
+                     "behaviour", d->behaviour, "args", d->args != NULL ? d->args : json_null(),
+                     "restart", gs_restart_name(o->restart), "max_restarts",
+                     (json_int_t)o->max_restarts, "max_seconds", (json_int_t)o->max_seconds,
+                     "mailbox_limit", (json_int_t)o->mailbox_limit, "sensitive", o->sensitive,
+                     "memory_limit", (json_int_t)o->memory_limit, "instruction_limit",
+                     (json_int_t)o->instruction_limit, "durable", o->durable);
+}
 
 enum MHD_Result gs__handle_server_start(gs_request_t *req)
 {
@@ -58,8 +74,27 @@ enum MHD_Result gs__handle_server_start(gs_request_t *req)
             json_pack("{s:s,s:s,s:b}", "name", d.name, "behaviour", d.behaviour, "ignored", 1));
         goto out;
     }
+    if (rc == GS_ENOTSUP && d.start.durable) {
+        ret = gs__respond_error(req, rc,
+                                gs_runtime_store(gw->rt) == NULL
+                                    ? "durable servers need a data directory (--data-dir)"
+                                    : "behaviour \"%s\" cannot be stored (it has no dump_state "
+                                      "and restore)",
+                                d.behaviour);
+        goto out;
+    }
     if (rc < 0) {
         ret = gs__respond_runtime_error(req, rc, reason);
+        goto out;
+    }
+    /* With a store, the spec is committed before the 201: the server comes back at the
+     * next start. If it cannot be, the server does not stay either. */
+    rc = gs__persist_spec(gw, "server", d.name, start_spec(&d));
+    if (rc != 0) {
+        gs_stop(gw->rt, d.name, NULL, GS_INFINITY);
+        ret = gs__respond_error(req, rc,
+                                "the server's spec could not be stored (%s); it was stopped again",
+                                gs_strerror(rc));
         goto out;
     }
     gs__log(gw, GS_LOG_INFO, "http: started server \"%s\" (%s)", d.name, d.behaviour);
@@ -114,6 +149,12 @@ enum MHD_Result gs__handle_server_status(gs_request_t *req)
 
 static enum MHD_Result finish_stop(gs_request_t *req)
 {
+    /* Stopped (or killed): a server started over HTTP does not come back at the next start. */
+    if ((req->status == 0 || req->status == GS_ETIMEOUT) &&
+        gs__persist_wait(req->gw, GS_STORE_SPECS, req->param, NULL) != 0)
+        return gs__respond_error(req, GS_ESTORAGE,
+                                 "the server stopped, but its stored spec could not be deleted: "
+                                 "it would start again after a restart");
     if (req->status == GS_ETIMEOUT)
         return gs__respond_error(req, GS_ETIMEOUT,
                                  "the server did not stop within timeout_ms; it is killed when "

@@ -18,6 +18,8 @@
  */
 #include "api_internal.h"
 
+#include <genserv/store.h>
+
 #include <string.h>
 
 /* Answer a supervisor's error: a bad spec with its message, a failed child naming it. */
@@ -57,8 +59,19 @@ static enum MHD_Result finish_start(gs_request_t *req)
     json_t *reason = req->result != NULL ? req->result : req->extra;
     if (req->status < 0)
         return respond_sup_error(req, req->status, reason);
-    gs__log(req->gw, GS_LOG_INFO, "http: started supervisor \"%s\"",
-            json_string_value(json_object_get(req->result, "name")));
+    const char *name = json_string_value(json_object_get(req->result, "name"));
+    /* With a store, the spec as posted is committed before the 201 (ctx kept it in extra). */
+    json_t *spec = req->extra;
+    req->extra = NULL;
+    int rc = gs__persist_spec(req->gw, "supervisor", name, spec);
+    if (rc != 0) {
+        gs_stop(req->gw->rt, name, NULL, GS_INFINITY);
+        return gs__respond_error(req, rc,
+                                 "the supervisor's spec could not be stored (%s); it was stopped "
+                                 "again",
+                                 gs_strerror(rc));
+    }
+    gs__log(req->gw, GS_LOG_INFO, "http: started supervisor \"%s\"", name);
     json_t *tree = req->result;
     req->result = NULL;
     return gs__respond_json(req, MHD_HTTP_CREATED, tree);
@@ -67,11 +80,15 @@ static enum MHD_Result finish_start(gs_request_t *req)
 static int start_tree(gs_request_t *req, void *ctx)
 {
     json_t *why = NULL;
+    json_t *spec = json_deep_copy(ctx); /* for the store, once it started */
     int rc = gs_supervisor_start_async(req->gw->rt, ctx, gs__request_on_reply, req, &why);
-    if (rc < 0)
+    if (rc < 0) {
+        json_decref(spec);
         req->extra = why; /* an up-front error's details, for finish_start */
-    else
+    } else {
         json_decref(why);
+        req->extra = spec;
+    }
     return rc;
 }
 
@@ -107,6 +124,33 @@ static enum MHD_Result finish_ok(gs_request_t *req)
     return gs__respond_json(req, MHD_HTTP_OK, json_pack("{s:b}", "ok", 1));
 }
 
+/* A supervisor stopped or a child deleted: its stored spec goes (req->extra: the names). */
+static enum MHD_Result finish_forget(gs_request_t *req)
+{
+    json_t *names = req->extra, *n;
+    size_t i;
+    int rc = 0;
+    req->extra = NULL;
+    if (req->status == 0)
+        json_array_foreach(names, i, n) if (rc == 0) rc =
+            gs__persist_wait(req->gw, GS_STORE_SPECS, json_string_value(n), NULL);
+    json_decref(names);
+    if (rc != 0)
+        return gs__respond_error(req, rc,
+                                 "done, but the stored spec could not be deleted: it would come "
+                                 "back after a restart");
+    return finish_ok(req);
+}
+
+/* The names of a supervisor and of every child in its tree (what the store may hold). */
+static void collect_names(const json_t *tree, json_t *names)
+{
+    const json_t *c;
+    size_t i;
+    json_array_append_new(names, json_string(json_string_value(json_object_get(tree, "name"))));
+    json_array_foreach(json_object_get(tree, "children"), i, c) collect_names(c, names);
+}
+
 static int start_stop(gs_request_t *req, void *ctx)
 {
     (void)ctx;
@@ -118,9 +162,11 @@ enum MHD_Result gs__handle_supervisor_stop(gs_request_t *req)
     json_t *tree = gs_supervisor_json(req->gw->rt, req->param);
     if (tree == NULL)
         return respond_sup_error(req, GS_ENOSUPERVISOR, NULL);
+    req->extra = json_array();
+    collect_names(tree, req->extra);
     json_decref(tree);
     gs__log(req->gw, GS_LOG_INFO, "http: stopping supervisor \"%s\"", req->param);
-    return gs__request_defer(req, GS_HOLD_CONTROL, finish_ok, start_stop, NULL);
+    return gs__request_defer(req, GS_HOLD_CONTROL, finish_forget, start_stop, NULL);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -129,8 +175,24 @@ enum MHD_Result gs__handle_supervisor_stop(gs_request_t *req)
 
 static enum MHD_Result finish_child_start(gs_request_t *req)
 {
-    if (req->status < 0)
+    json_t *spec = req->extra;
+    req->extra = NULL;
+    if (req->status < 0) {
+        json_decref(spec);
         return respond_sup_error(req, req->status, req->result);
+    }
+    /* Stored as a "child" row: at the next start it is added to its supervisor again. */
+    const char *name = json_string_value(json_object_get(spec, "name"));
+    int rc = gs__persist_spec(req->gw, "child", name,
+                              json_pack("{s:s, s:o}", "supervisor", req->param, "child", spec));
+    if (rc != 0) {
+        gs_supervisor_terminate_child(req->gw->rt, req->param, name, GS_INFINITY);
+        gs_supervisor_delete_child(req->gw->rt, req->param, name, GS_INFINITY);
+        return gs__respond_error(req, rc,
+                                 "the child's spec could not be stored (%s); it was removed "
+                                 "again",
+                                 gs_strerror(rc));
+    }
     json_t *child = req->result;
     req->result = NULL;
     return gs__respond_json(req, MHD_HTTP_CREATED, child);
@@ -138,6 +200,7 @@ static enum MHD_Result finish_child_start(gs_request_t *req)
 
 static int start_child(gs_request_t *req, void *ctx)
 {
+    req->extra = json_deep_copy(ctx); /* for the store, once it started */
     return gs_supervisor_start_child_async(req->gw->rt, req->param, ctx, gs__request_on_reply, req);
 }
 
@@ -176,11 +239,15 @@ static enum MHD_Result child_op(gs_request_t *req, child_op_fn op)
     if (gs__request_decode(req, &d, &ret) < 0)
         return ret;
     child_op_t c = {op, json_string_value(json_object_get(d.body, "child"))};
-    if (c.child == NULL)
+    if (c.child == NULL) {
         ret = gs__respond_error(req, GS_HTTP_EBAD_REQUEST,
                                 "the body needs \"child\": the name of one of its children");
-    else
+    } else if (op == gs_supervisor_delete_child_async) {
+        req->extra = json_pack("[s]", c.child); /* a deleted child's stored row goes too */
+        ret = gs__request_defer(req, GS_HOLD_CONTROL, finish_forget, start_child_op, &c);
+    } else {
         ret = gs__request_defer(req, GS_HOLD_CONTROL, finish_ok, start_child_op, &c);
+    }
     gs__decoded_close(&d);
     return ret;
 }

@@ -70,8 +70,8 @@ static json_t *check_spec(gs_runtime_t *rt, const json_t *spec, bool sup, json_t
 {
     static const char *const sup_keys[] = {"name",     "strategy", "max_restarts", "max_seconds",
                                            "children", "restart",  "shutdown",     NULL};
-    static const char *const srv_keys[] = {"name",    "behaviour", "args",
-                                           "restart", "shutdown",  NULL};
+    static const char *const srv_keys[] = {"name",     "behaviour", "args",   "restart",
+                                           "shutdown", "durable",   NULL};
     const char *key;
     json_t *v;
 
@@ -113,6 +113,9 @@ static json_t *check_spec(gs_runtime_t *rt, const json_t *spec, bool sup, json_t
                               name);
         if (gs_behaviour_find(rt, b) == NULL)
             return spec_error("server \"%s\": no behaviour is registered under \"%s\"", name, b);
+        v = json_object_get(spec, "durable");
+        if (v != NULL && !json_is_boolean(v))
+            return spec_error("server \"%s\": durable must be true or false", name);
         return NULL;
     }
     v = json_object_get(spec, "strategy");
@@ -268,6 +271,7 @@ static void kid_init(kid_t *k, const json_t *spec)
     json_t *v = json_object_get(spec, "restart");
     if (v != NULL)
         gs_restart_parse(json_string_value(v), &k->opts.restart);
+    k->opts.durable = json_is_true(json_object_get(spec, "durable"));
     v = json_object_get(spec, "shutdown");
     if (json_is_integer(v))
         k->shutdown_ms = json_integer_value(v);
@@ -370,8 +374,9 @@ static json_t *kid_json_locked(gs_runtime_t *rt, const kid_t *k, int depth)
         json_object_set_new(j, "strategy", json_string(strategy ? strategy : "one_for_one"));
     } else {
         /* Copied, not shared: the spec belongs to the supervisor's thread. */
-        j = json_pack("{s:s, s:s, s:s}", "name", k->name, "kind", "server", "behaviour",
-                      json_string_value(json_object_get(k->spec, "behaviour")));
+        j = json_pack("{s:s, s:s, s:s, s:b}", "name", k->name, "kind", "server", "behaviour",
+                      json_string_value(json_object_get(k->spec, "behaviour")), "durable",
+                      k->opts.durable);
     }
     json_object_set_new(j, "status", json_string(kid_status_names[k->status]));
     json_object_set_new(j, "restarts", json_integer(k->restarts));

@@ -54,6 +54,9 @@ typedef enum opt_id_e {
     OPT_TOKEN,
     OPT_READ_TOKEN,
     OPT_CORS_ORIGINS,
+    OPT_DATA_DIR,
+    OPT_DURABILITY,
+    OPT_IDEMPOTENCY_WINDOW_MS,
     OPT_HEALTH_CHECK,
     OPT_HELP,
     OPT_VERSION,
@@ -117,6 +120,19 @@ static const opt_t opts[OPT_COUNT] = {
     [OPT_CORS_ORIGINS] = {"cors-origins", K_STRING, "cors_origins", 0, 0, NULL, "ORIGINS",
                           "web origins allowed to call the API from a browser (CORS), "
                           "comma-separated, or *. Off by default."},
+    [OPT_DATA_DIR] = {"data-dir", K_STRING, "data_dir", 0, 0, NULL, "DIR",
+                      "keep durable servers, stored timers, the servers and supervisors started "
+                      "over HTTP and uploaded behaviours in DIR/genserv.db (SQLite, created if "
+                      "missing) and bring them back at start. Without it everything lives in "
+                      "memory (docs/durability.md)."},
+    [OPT_DURABILITY] = {"durability", K_STRING, "durability", 0, 0, "process", "LEVEL",
+                        "what a committed durable write survives: process (the process dying; "
+                        "SQLite synchronous=NORMAL) or power (the machine losing power too; "
+                        "synchronous=FULL, an fsync per commit)."},
+    [OPT_IDEMPOTENCY_WINDOW_MS] = {"idempotency-window-ms", K_UINT, "idempotency_window_ms", 1000,
+                                   31536000000ull, "86400000", "MS",
+                                   "how long a durable server remembers an Idempotency-Key's "
+                                   "answer (default 24 h)."},
     [OPT_HEALTH_CHECK] = {"health-check", K_BOOL, NULL, 0, 0, NULL, NULL,
                           "start nothing: ask the genserv at the listen address these settings "
                           "give (0.0.0.0 and :: mean the loopback) for GET /healthz and exit 0 "
@@ -579,8 +595,9 @@ static int resolve(gs_config_t *cfg, layers_t *l, char *err, size_t errlen)
                     (unsigned long long)cfg->lua.max_instruction_limit);
     {
         static const opt_id_t strings[] = {OPT_TOKEN, OPT_READ_TOKEN, OPT_CORS_ORIGINS,
-                                           OPT_BEHAVIOURS_DIR};
-        char **dest[] = {&cfg->token, &cfg->read_token, &cfg->cors_origins, &cfg->behaviours_dir};
+                                           OPT_BEHAVIOURS_DIR, OPT_DATA_DIR};
+        char **dest[] = {&cfg->token, &cfg->read_token, &cfg->cors_origins, &cfg->behaviours_dir,
+                         &cfg->data_dir};
 
         for (i = 0; i < sizeof(strings) / sizeof(strings[0]); i++) {
             const char *v = pick(l, strings[i], src, sizeof(src));
@@ -594,6 +611,16 @@ static int resolve(gs_config_t *cfg, layers_t *l, char *err, size_t errlen)
                 return fail(err, errlen, "out of memory");
         }
     }
+    {
+        const char *v = pick(l, OPT_DURABILITY, src, sizeof(src));
+        if (strcmp(v, "process") == 0)
+            cfg->durability = GS_DURABILITY_PROCESS;
+        else if (strcmp(v, "power") == 0)
+            cfg->durability = GS_DURABILITY_POWER;
+        else
+            return fail(err, errlen, "%s: \"%s\" is not process or power", src, v);
+    }
+    cfg->runtime.idempotency_window_ms = num[OPT_IDEMPOTENCY_WINDOW_MS];
     if (cfg->gateway.default_timeout_ms > cfg->gateway.max_timeout_ms)
         return fail(err, errlen, "the default call timeout (%d ms) exceeds the largest (%d ms)",
                     cfg->gateway.default_timeout_ms, cfg->gateway.max_timeout_ms);
@@ -670,6 +697,7 @@ void gs_config_close(gs_config_t *cfg)
     free(cfg->read_token);
     free(cfg->cors_origins);
     free(cfg->behaviours_dir);
+    free(cfg->data_dir);
     json_decref(cfg->servers);
     memset(cfg, 0, sizeof(*cfg));
 }

@@ -15,6 +15,7 @@
 
 #include <genserv/gateway.h>
 #include <genserv/lua.h>
+#include <genserv/store.h>
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -41,6 +42,8 @@ typedef struct gs_config_s {
     /* The Lua host's limits (GS_LUA_LIMITS_MAP; its log callback is main.c's to set). */
     gs_lua_options_t lua;
     char *behaviours_dir; /* owned; NULL: no folder of Lua behaviours */
+    char *data_dir;       /* owned; NULL: nothing is stored (everything lives in memory) */
+    gs_durability_t durability;
     bool health_check;    /* --health-check: probe GET /healthz instead of serving */
     /* [{"name", "behaviour", "args", "restart", ...}]: a new reference, never NULL. */
     json_t *servers;

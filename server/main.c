@@ -2,11 +2,14 @@
  * main.c: the genserv binary. It only wires the parts together, in this order:
  *
  *   signals blocked -> config (flags > env > file > defaults) -> open-file limit
- *   -> runtime + built-in behaviours + plugins + Lua host (and --behaviours-dir)
- *   -> boot servers -> HTTP gateway (its code loader: the Lua host)
+ *   -> store (--data-dir: exit 3 if it cannot be opened) -> runtime (reads the stored
+ *      states) + built-in behaviours + plugins + Lua host (and --behaviours-dir)
+ *   -> boot servers -> what the store kept (uploaded behaviours, servers and supervisors
+ *      started over HTTP, then stored timers) -> HTTP gateway (its code loader: the Lua host)
  *   -> "listening on http://HOST:PORT" (first stdout line) -> wait for SIGTERM/SIGINT
  *   -> gateway stops accepting -> runtime destroyed (held calls answered 503, terminates run)
  *   -> gateway waits for the answers to go out and stops -> Lua host and plugins freed
+ *   -> store closed (what was queued commits first)
  *   -> exit 0
  *
  * With --health-check it serves nothing: it probes GET /healthz on the configured listen
@@ -20,6 +23,7 @@
 #include "config.h"
 #include <genserv/gateway.h>
 #include <genserv/genserv.h>
+#include <genserv/store.h>
 #include "healthcheck.h"
 #include "log.h"
 #include "lua_host.h"
@@ -43,6 +47,9 @@
  */
 const char *malloc_conf = "dirty_decay_ms:1000,muzzy_decay_ms:0";
 #endif
+
+/* The exit status when the store (--data-dir) cannot be opened or read (docs/durability.md). */
+#define GS_EXIT_STORE 3
 
 /* File descriptors kept for everything but HTTP connections (epoll, eventfds, plugins). */
 #define GS_RESERVED_FDS      128u
@@ -88,6 +95,7 @@ int main(int argc, char **argv)
     gs_gateway_code_t code;
     gs_gateway_t *gw = NULL;
     gs_subscription_t *logsub = NULL;
+    gs_store_t *store = NULL;
     pthread_t dog;
     char err[512];
     int rc, sig, status = 1;
@@ -116,9 +124,24 @@ int main(int argc, char **argv)
     fit_connections(&cfg);
 
     ro = cfg.runtime;
+    if (cfg.data_dir != NULL) {
+        /* A store that cannot be opened stops the start: running without it would lose
+         * every durable write (exit 3, the message names the file). */
+        if (gs_store_sqlite_open(cfg.data_dir, cfg.durability, &store, err, sizeof(err)) != 0) {
+            gs_log(GS_LOG_ERROR, "store: %s", err);
+            status = GS_EXIT_STORE;
+            goto out;
+        }
+        gs_log(GS_LOG_INFO, "store: %s (durability %s)", store->location,
+               cfg.durability == GS_DURABILITY_POWER ? "power" : "process");
+        ro.store = store;
+    }
     rc = gs_runtime_create(&ro, &rt);
     if (rc < 0) {
-        gs_log(GS_LOG_ERROR, "runtime: %s", gs_strerror(rc));
+        gs_log(GS_LOG_ERROR, "runtime: %s%s%s", gs_strerror(rc), store != NULL ? ": " : "",
+               store != NULL ? store->last_error(store) : "");
+        if (rc == GS_ESTORAGE)
+            status = GS_EXIT_STORE;
         goto out;
     }
     gs_log(GS_LOG_INFO, "runtime: %u scheduler thread(s)", gs_runtime_schedulers(rt));
@@ -142,6 +165,12 @@ int main(int argc, char **argv)
     if ((cfg.servers_default ? gs_boot_start_tree(rt, cfg.servers, err, sizeof(err))
                              : gs_boot_start_servers(rt, cfg.servers, err, sizeof(err))) < 0) {
         gs_log(GS_LOG_ERROR, "boot: %s", err);
+        goto out;
+    }
+    /* What clients started and uploaded over HTTP before the last stop, and stored timers. */
+    if (gs_boot_restore(rt, &code, err, sizeof(err)) < 0) {
+        gs_log(GS_LOG_ERROR, "store: %s", err);
+        status = GS_EXIT_STORE;
         goto out;
     }
 
@@ -177,6 +206,8 @@ out:
         gs_log(GS_LOG_WARN, "http: some answers may not have been sent");
     gs_lua_destroy(lua); /* after the runtime: no server runs its code any more */
     gs_plugins_destroy(plugins);
+    if (store != NULL)
+        store->destroy(store); /* after the runtime: it waited for its last commits */
     gs_config_close(&cfg);
     gs_log(status == 0 ? GS_LOG_INFO : GS_LOG_ERROR, "exit %d", status);
     return status;
