@@ -187,16 +187,26 @@ static effect_t *fx_new(uint8_t kind)
     return e;
 }
 
-/* Let e happen (ok) or fail it (the commit it waited for failed). Frees e. */
-static void fx_run(gs_runtime_t *rt, effect_t *e, bool ok)
+/* Why effects fail: their commit failed (GS_ESTORAGE), or the state they followed could not
+ * be stored and the server crashed (GS_ECRASHED with the crash reason, borrowed). */
+typedef struct failure_s {
+    int status;
+    json_t *reason;
+} failure_t;
+
+static const failure_t storage_failed = {GS_ESTORAGE, NULL};
+
+/* Let e happen (why NULL) or fail it. Frees e. */
+static void fx_run(gs_runtime_t *rt, effect_t *e, const failure_t *why)
 {
+    bool ok = why == NULL;
     switch (e->kind) {
     case E_REPLY:
         if (ok)
             gs__call_complete(rt, e->call, e->status, e->json, false);
         else {
             json_decref(e->json);
-            gs__call_complete(rt, e->call, GS_ESTORAGE, NULL, false);
+            gs__call_complete(rt, e->call, why->status, gs__json_copy(why->reason), false);
         }
         gs__call_unref(e->call);
         break;
@@ -223,19 +233,19 @@ static void fx_run(gs_runtime_t *rt, effect_t *e, bool ok)
         gs__timer_release(rt, e->ref, ok);
         break;
     case E_DONE:
-        e->cb(ok ? e->status : GS_ESTORAGE, e->arg);
+        e->cb(ok ? e->status : why->status, e->arg);
         break;
     }
     free(e);
 }
 
-static void fx_run_all(gs_runtime_t *rt, effects_t *l, bool ok)
+static void fx_run_all(gs_runtime_t *rt, effects_t *l, const failure_t *why)
 {
     effect_t *e = l->head;
     l->head = l->tail = NULL;
     while (e != NULL) {
         effect_t *next = e->next;
-        fx_run(rt, e, ok);
+        fx_run(rt, e, why);
         e = next;
     }
 }
@@ -407,7 +417,7 @@ static void submit_pending(gs__durable_t *d)
         d->inflight = false;
         free(d->inflight_state);
         d->inflight_state = NULL;
-        fx_run_all(d->rt, &d->inflight_fx, false);
+        fx_run_all(d->rt, &d->inflight_fx, &storage_failed);
         gs__child_unref(d->child);
     }
 }
@@ -451,7 +461,7 @@ static void committed(int status, void *arg)
             submit_pending(d); /* its effects move to inflight_fx */
         else
             fx_concat(&out, &d->pending_fx); /* nothing uncommitted precedes them */
-        fx_run_all(d->rt, &out, true);
+        fx_run_all(d->rt, &out, NULL);
     } else {
         /* Everything since the committed state is undone: what it would have said fails. */
         free(d->inflight_state);
@@ -461,7 +471,7 @@ static void committed(int status, void *arg)
         gs_store_batch_destroy(d->pending_ops);
         d->pending_ops = NULL;
         fx_concat(&d->inflight_fx, &d->pending_fx);
-        fx_run_all(d->rt, &d->inflight_fx, false);
+        fx_run_all(d->rt, &d->inflight_fx, &storage_failed);
         d->failed = failed = true;
     }
     pthread_mutex_unlock(&d->mu);
@@ -498,7 +508,7 @@ static json_t *rollback(gs_server_t *s, gs__durable_t *d)
     d->failed = false;
     pthread_mutex_unlock(&d->mu);
     /* What the running callback said fails with the rest. */
-    fx_run_all(d->rt, &d->local, false);
+    fx_run_all(d->rt, &d->local, &storage_failed);
     gs_store_batch_destroy(d->local_ops);
     d->local_ops = NULL;
     if (text == NULL) /* never committed: nothing to go back to */
@@ -539,7 +549,8 @@ json_t *gs__durable_after(gs_server_t *s)
             /* The state cannot be stored: the server crashes, the store keeps what it had,
              * and what this callback said goes out with the crash's other news (its reply
              * was not given: the call fails with the crash). */
-            fx_run_all(d->rt, &d->local, false);
+            failure_t crash = {GS_ECRASHED, stop};
+            fx_run_all(d->rt, &d->local, &crash);
             gs_store_batch_destroy(d->local_ops);
             d->local_ops = NULL;
             return stop;
@@ -574,7 +585,7 @@ json_t *gs__durable_after(gs_server_t *s)
         if (pending_writes(d))
             submit_pending(d);
         else
-            fx_run_all(d->rt, &d->pending_fx, true); /* nothing uncommitted precedes them */
+            fx_run_all(d->rt, &d->pending_fx, NULL); /* nothing uncommitted precedes them */
     }
     pthread_mutex_unlock(&d->mu);
     return NULL;
@@ -681,8 +692,8 @@ void gs__durable_detach(gs__child_t *child)
         return;
     child->dur = NULL;
     /* Nothing is in flight: a batch holds a reference on the child. */
-    fx_run_all(d->rt, &d->local, false);
-    fx_run_all(d->rt, &d->pending_fx, false);
+    fx_run_all(d->rt, &d->local, &storage_failed);
+    fx_run_all(d->rt, &d->pending_fx, &storage_failed);
     gs_store_batch_destroy(d->local_ops);
     gs_store_batch_destroy(d->pending_ops);
     gs_map_filter(&d->keys, free_idem, NULL);
