@@ -76,6 +76,7 @@ struct gs__durable_s {
     /* The server's thread only. */
     char *last;     /* the last state dumped (the newest, committed or not) */
     uint64_t seq;   /* its sequence number */
+    _Atomic uint64_t seq_seen; /* seq, for other threads' status reads (relaxed: a display) */
     effects_t local;
     gs_store_batch_t *local_ops; /* row changes of the callback running now */
     gs_map_t keys;               /* idempotency keys: key -> idem_t */
@@ -525,7 +526,25 @@ static json_t *rollback(gs_server_t *s, gs__durable_t *d)
     free(d->last);
     d->last = text;
     d->seq = seq;
+    atomic_store_explicit(&d->seq_seen, seq, memory_order_relaxed); /* a display */
     return NULL;
+}
+
+bool gs__durable_progress(gs__child_t *child, int64_t *committed_seq, uint64_t *lag)
+{
+    gs__durable_t *d = child->dur;
+    *committed_seq = -1;
+    *lag = 0;
+    if (d == NULL)
+        return false;
+    pthread_mutex_lock(&d->mu);
+    bool any = d->committed != NULL;
+    uint64_t committed = d->committed_seq;
+    pthread_mutex_unlock(&d->mu);
+    uint64_t seen = atomic_load_explicit(&d->seq_seen, memory_order_relaxed); /* a display */
+    *committed_seq = any ? (int64_t)committed : -1;
+    *lag = seen > committed ? seen - committed : 0;
+    return true;
 }
 
 json_t *gs__durable_before(gs_server_t *s)
@@ -562,6 +581,7 @@ json_t *gs__durable_after(gs_server_t *s)
             free(d->last);
             d->last = text;
             d->seq++;
+            atomic_store_explicit(&d->seq_seen, d->seq, memory_order_relaxed); /* a display */
         }
     }
     if (text == NULL && d->local.head == NULL && d->local_ops == NULL)
@@ -656,6 +676,7 @@ int gs__durable_attach(gs__child_t *child)
         if (r->text != NULL) {
             d->last = r->text;
             d->seq = d->committed_seq = r->seq;
+            atomic_init(&d->seq_seen, r->seq);
             d->committed = strdup(r->text);
             if (d->committed == NULL)
                 abort(); /* the state read at start: its size again */

@@ -261,6 +261,7 @@ typedef struct gs__child_s {
     _Atomic uint64_t handled_before; /* messages handled by earlier incarnations */
     _Atomic uint64_t timers;         /* pending send_after timers to it (send_after.c) */
     _Atomic uint64_t timer_bytes;    /* gs_json_size of their messages */
+    _Atomic uint64_t stored_timers;  /* those of them with a row in the store */
     bool stopping;                   /* set by the thread running the current incarnation */
     /* In a supervision tree (tree.c), set before the child is registered: the supervisor's
      * incarnation (referenced) that its exits are reported to, or NULL; the registration's id
@@ -559,6 +560,9 @@ json_t *gs__durable_after(gs_server_t *s);
 /* Before each message: roll back to the committed state if a commit failed. A stop reason
  * (new) when that is impossible, else NULL. */
 json_t *gs__durable_before(gs_server_t *s);
+/* For its status (any thread): whether child is durable, and if so the seq of its last
+ * committed state (-1: none yet) and how many changes are not committed yet. */
+bool gs__durable_progress(gs__child_t *child, int64_t *committed_seq, uint64_t *lag);
 /* The durable server whose callback runs on this thread now (its output is gated), or NULL. */
 gs_server_t *gs__durable_current(void);
 /* Output gate: what a durable server's callback does leaves after its change commits. Each
