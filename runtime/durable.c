@@ -314,6 +314,17 @@ void gs__durable_op(gs_server_t *s, int table, const char *key, char *val, size_
     add_op(&s->child->dur->local_ops, table, key, val, len);
 }
 
+/* Count a batch in before submitting it: false (counted out again) once shutdown closed the
+ * store to new batches. seq_cst both: see gs_runtime_t.durable_closed. */
+static bool enter(gs_runtime_t *rt)
+{
+    atomic_fetch_add(&rt->durable_inflight, 1);
+    if (atomic_load(&rt->durable_closed) == 0)
+        return true;
+    atomic_fetch_sub(&rt->durable_inflight, 1);
+    return false;
+}
+
 typedef struct alone_s {
     gs_runtime_t *rt;
     gs_done_cb cb;
@@ -347,8 +358,12 @@ void gs__durable_op_alone(gs_runtime_t *rt, int table, const char *key, char *va
         return;
     }
     add_op(&b, table, key, val, len);
-    atomic_fetch_add(&rt->durable_inflight, 1);
-    if (st->submit(st, b) != 0) {
+    if (!enter(rt)) {
+        gs_store_batch_destroy(b);
+        free(a);
+        if (cb != NULL)
+            cb(GS_ESHUTDOWN, arg);
+    } else if (st->submit(st, b) != 0) {
         atomic_fetch_sub(&rt->durable_inflight, 1);
         free(a); /* submit freed the batch without running done */
         if (cb != NULL)
@@ -383,6 +398,7 @@ static void ops_concat(gs_store_batch_t **into, gs_store_batch_t *from)
 
 static void committed(int status, void *arg);
 
+
 /* Whether something waits to be written (mu). */
 static bool pending_writes(const gs__durable_t *d)
 {
@@ -411,10 +427,13 @@ static void submit_pending(gs__durable_t *d)
     d->pending_state = NULL;
     fx_concat(&d->inflight_fx, &d->pending_fx);
     gs__child_ref(d->child); /* the batch's: d lives in the child */
-    atomic_fetch_add(&d->rt->durable_inflight, 1);
     gs_store_t *st = store_of(d->rt);
-    if (st->submit(st, b) != 0) {
-        atomic_fetch_sub(&d->rt->durable_inflight, 1);
+    bool entered = enter(d->rt);
+    if (!entered)
+        gs_store_batch_destroy(b);
+    if (!entered || st->submit(st, b) != 0) {
+        if (entered) /* submit freed b without running done */
+            atomic_fetch_sub(&d->rt->durable_inflight, 1);
         d->inflight = false;
         free(d->inflight_state);
         d->inflight_state = NULL;

@@ -193,6 +193,10 @@ static void timer_free(gs__timer_t *t)
  * row (meta: deleted, or for a periodic one moved to next_row, with the change it causes). */
 static int deliver(gs_runtime_t *rt, gs__timer_t *t, json_t *msg, gs_timer_ref_t ref)
 {
+    if (t->durable && atomic_load(&rt->shutting_down)) {
+        json_decref(msg); /* not delivered: its row stays, and it fires at the next start */
+        return GS_ESHUTDOWN;
+    }
     gs_server_t *s = t->by_name ? gs__registry_whereis(rt, t->target.child->name)
                                 : gs__server_ref(t->target.to);
     if (s == NULL) {
