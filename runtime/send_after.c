@@ -734,7 +734,7 @@ static bool restore_timer(const char *key, const char *val, size_t len, void *ar
 {
     restoring_t *r = arg;
     json_error_t err;
-    json_t *row = json_loadb(val, len, 0, &err);
+    json_t *row = json_loadb(val, len, JSON_ALLOW_NUL, &err);
     const char *to = json_string_value(json_object_get(row, "to"));
     json_t *msg = json_object_get(row, "msg");
     json_t *due = json_object_get(row, "due"), *every = json_object_get(row, "every");
