@@ -17,7 +17,7 @@ FROM debian:bookworm-slim AS build
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         gcc libc6-dev make cmake pkg-config \
-        libuv1-dev libjansson-dev libmicrohttpd-dev libjemalloc-dev liblua5.4-dev \
+        libuv1-dev libjansson-dev libmicrohttpd-dev libjemalloc-dev liblua5.4-dev libsqlite3-dev \
         libcmocka-dev libcurl4-openssl-dev \
     && rm -rf /var/lib/apt/lists/*
 
@@ -48,12 +48,13 @@ LABEL org.opencontainers.image.title="genserv" \
 # which a deployment mounts its own.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libmicrohttpd12 libjansson4 libuv1 \
-        libjemalloc2 liblua5.4-0 \
+        libjemalloc2 liblua5.4-0 libsqlite3-0 \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 genserv \
     && useradd --system --uid 10001 --gid genserv --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin genserv \
-    && mkdir -p /etc/genserv/behaviours \
+    && mkdir -p /etc/genserv/behaviours /var/lib/genserv \
+    && chown genserv:genserv /var/lib/genserv \
     && printf '{}\n' > /etc/genserv/genserv.json
 
 # The dashboard (web/) is embedded in the binary at build time: there is nothing else to copy.
@@ -62,9 +63,13 @@ COPY --from=build /build/genserv /usr/local/bin/genserv
 # Listen on every address inside the container (the binary's own default is 127.0.0.1).
 # Change settings with GENSERV_* variables or the config file rather than flags: the health
 # check reads the same variables and file, so it follows them.
+# Durable servers, stored timers and what clients start over HTTP live in the volume at
+# /var/lib/genserv (docs/durability.md): mount one there so that they outlive the container.
 ENV GENSERV_LISTEN=0.0.0.0:8080 \
     GENSERV_CONFIG=/etc/genserv/genserv.json \
-    GENSERV_BEHAVIOURS_DIR=/etc/genserv/behaviours
+    GENSERV_BEHAVIOURS_DIR=/etc/genserv/behaviours \
+    GENSERV_DATA_DIR=/var/lib/genserv
+VOLUME /var/lib/genserv
 
 USER 10001:10001
 EXPOSE 8080

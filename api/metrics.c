@@ -7,6 +7,8 @@
  */
 #include "api_internal.h"
 
+#include <genserv/store.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,6 +135,45 @@ static void put_runtime_stat(text_t *t, const char *field, gs_stat_kind_t kind, 
     put(t, "%s %llu\n", name, (unsigned long long)value);
 }
 
+/* The store's counters (docs/durability.md), when there is a store. */
+static void put_store(text_t *t, gs_store_t *st)
+{
+    gs_store_stats_t ss;
+    if (st == NULL)
+        return;
+    st->stats(st, &ss);
+    put_family(t, "genserv_store_commits_total", "counter",
+               "Transactions the store committed (each carries the changes of many servers).");
+    put(t, "genserv_store_commits_total %llu\n", (unsigned long long)ss.commits);
+    put_family(t, "genserv_store_changes_total", "counter",
+               "Batches committed: one server's state change and the rows that go with it, or "
+               "one spec, source or timer row.");
+    put(t, "genserv_store_changes_total %llu\n", (unsigned long long)ss.batches);
+    put_family(t, "genserv_store_rows_total", "counter", "Rows written or deleted.");
+    put(t, "genserv_store_rows_total %llu\n", (unsigned long long)ss.ops);
+    put_family(t, "genserv_store_bytes_total", "counter", "Bytes of keys and values written.");
+    put(t, "genserv_store_bytes_total %llu\n", (unsigned long long)ss.bytes);
+    put_family(t, "genserv_store_errors_total", "counter",
+               "Transactions that failed (disk full, read-only, I/O error): their changes were "
+               "refused with storage_unavailable.");
+    put(t, "genserv_store_errors_total %llu\n", (unsigned long long)ss.errors);
+    put_family(t, "genserv_store_queued_changes", "gauge",
+               "Batches submitted and not committed yet.");
+    put(t, "genserv_store_queued_changes %llu\n", (unsigned long long)ss.queued);
+    put_family(t, "genserv_store_healthy", "gauge", "1 when the last transaction committed.");
+    put(t, "genserv_store_healthy %d\n", ss.healthy ? 1 : 0);
+    put_family(t, "genserv_store_commit_latency_seconds", "histogram",
+               "From a batch's submission to its commit: what a durable reply waits for.");
+    for (size_t i = 0; i < 12; i++) /* cumulative already: see gs_store_stats_t */
+        put(t, "genserv_store_commit_latency_seconds_bucket{le=\"%g\"} %llu\n",
+            GS_STORE_LATENCY_BOUNDS[i], (unsigned long long)ss.latency_buckets[i]);
+    put(t, "genserv_store_commit_latency_seconds_bucket{le=\"+Inf\"} %llu\n",
+        (unsigned long long)ss.latency_count);
+    put(t, "genserv_store_commit_latency_seconds_sum %.6f\n", (double)ss.latency_ns_sum / 1e9);
+    put(t, "genserv_store_commit_latency_seconds_count %llu\n",
+        (unsigned long long)ss.latency_count);
+}
+
 enum MHD_Result gs__handle_metrics(gs_request_t *req)
 {
     gs_gateway_t *gw = req->gw;
@@ -219,6 +260,7 @@ enum MHD_Result gs__handle_metrics(gs_request_t *req)
         put(&t, "genserv_held_call_oldest_age_seconds %.3f\n",
             oldest > 0 ? (double)oldest / 1e3 : 0.0);
     }
+    put_store(&t, gs_runtime_store(gw->rt));
     put_servers(&t, servers);
     json_decref(servers);
 

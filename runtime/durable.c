@@ -76,6 +76,7 @@ struct gs__durable_s {
     /* The server's thread only. */
     char *last;     /* the last state dumped (the newest, committed or not) */
     uint64_t seq;   /* its sequence number */
+    _Atomic uint64_t seq_seen; /* seq, for other threads' status reads (relaxed: a display) */
     effects_t local;
     gs_store_batch_t *local_ops; /* row changes of the callback running now */
     gs_map_t keys;               /* idempotency keys: key -> idem_t */
@@ -187,16 +188,26 @@ static effect_t *fx_new(uint8_t kind)
     return e;
 }
 
-/* Let e happen (ok) or fail it (the commit it waited for failed). Frees e. */
-static void fx_run(gs_runtime_t *rt, effect_t *e, bool ok)
+/* Why effects fail: their commit failed (GS_ESTORAGE), or the state they followed could not
+ * be stored and the server crashed (GS_ECRASHED with the crash reason, borrowed). */
+typedef struct failure_s {
+    int status;
+    json_t *reason;
+} failure_t;
+
+static const failure_t storage_failed = {GS_ESTORAGE, NULL};
+
+/* Let e happen (why NULL) or fail it. Frees e. */
+static void fx_run(gs_runtime_t *rt, effect_t *e, const failure_t *why)
 {
+    bool ok = why == NULL;
     switch (e->kind) {
     case E_REPLY:
         if (ok)
             gs__call_complete(rt, e->call, e->status, e->json, false);
         else {
             json_decref(e->json);
-            gs__call_complete(rt, e->call, GS_ESTORAGE, NULL, false);
+            gs__call_complete(rt, e->call, why->status, gs__json_copy(why->reason), false);
         }
         gs__call_unref(e->call);
         break;
@@ -223,19 +234,19 @@ static void fx_run(gs_runtime_t *rt, effect_t *e, bool ok)
         gs__timer_release(rt, e->ref, ok);
         break;
     case E_DONE:
-        e->cb(ok ? e->status : GS_ESTORAGE, e->arg);
+        e->cb(ok ? e->status : why->status, e->arg);
         break;
     }
     free(e);
 }
 
-static void fx_run_all(gs_runtime_t *rt, effects_t *l, bool ok)
+static void fx_run_all(gs_runtime_t *rt, effects_t *l, const failure_t *why)
 {
     effect_t *e = l->head;
     l->head = l->tail = NULL;
     while (e != NULL) {
         effect_t *next = e->next;
-        fx_run(rt, e, ok);
+        fx_run(rt, e, why);
         e = next;
     }
 }
@@ -303,6 +314,17 @@ void gs__durable_op(gs_server_t *s, int table, const char *key, char *val, size_
     add_op(&s->child->dur->local_ops, table, key, val, len);
 }
 
+/* Count a batch in before submitting it: false (counted out again) once shutdown closed the
+ * store to new batches. seq_cst both: see gs_runtime_t.durable_closed. */
+static bool enter(gs_runtime_t *rt)
+{
+    atomic_fetch_add(&rt->durable_inflight, 1);
+    if (atomic_load(&rt->durable_closed) == 0)
+        return true;
+    atomic_fetch_sub(&rt->durable_inflight, 1);
+    return false;
+}
+
 typedef struct alone_s {
     gs_runtime_t *rt;
     gs_done_cb cb;
@@ -336,8 +358,12 @@ void gs__durable_op_alone(gs_runtime_t *rt, int table, const char *key, char *va
         return;
     }
     add_op(&b, table, key, val, len);
-    atomic_fetch_add(&rt->durable_inflight, 1);
-    if (st->submit(st, b) != 0) {
+    if (!enter(rt)) {
+        gs_store_batch_destroy(b);
+        free(a);
+        if (cb != NULL)
+            cb(GS_ESHUTDOWN, arg);
+    } else if (st->submit(st, b) != 0) {
         atomic_fetch_sub(&rt->durable_inflight, 1);
         free(a); /* submit freed the batch without running done */
         if (cb != NULL)
@@ -372,6 +398,7 @@ static void ops_concat(gs_store_batch_t **into, gs_store_batch_t *from)
 
 static void committed(int status, void *arg);
 
+
 /* Whether something waits to be written (mu). */
 static bool pending_writes(const gs__durable_t *d)
 {
@@ -400,14 +427,17 @@ static void submit_pending(gs__durable_t *d)
     d->pending_state = NULL;
     fx_concat(&d->inflight_fx, &d->pending_fx);
     gs__child_ref(d->child); /* the batch's: d lives in the child */
-    atomic_fetch_add(&d->rt->durable_inflight, 1);
     gs_store_t *st = store_of(d->rt);
-    if (st->submit(st, b) != 0) {
-        atomic_fetch_sub(&d->rt->durable_inflight, 1);
+    bool entered = enter(d->rt);
+    if (!entered)
+        gs_store_batch_destroy(b);
+    if (!entered || st->submit(st, b) != 0) {
+        if (entered) /* submit freed b without running done */
+            atomic_fetch_sub(&d->rt->durable_inflight, 1);
         d->inflight = false;
         free(d->inflight_state);
         d->inflight_state = NULL;
-        fx_run_all(d->rt, &d->inflight_fx, false);
+        fx_run_all(d->rt, &d->inflight_fx, &storage_failed);
         gs__child_unref(d->child);
     }
 }
@@ -451,7 +481,7 @@ static void committed(int status, void *arg)
             submit_pending(d); /* its effects move to inflight_fx */
         else
             fx_concat(&out, &d->pending_fx); /* nothing uncommitted precedes them */
-        fx_run_all(d->rt, &out, true);
+        fx_run_all(d->rt, &out, NULL);
     } else {
         /* Everything since the committed state is undone: what it would have said fails. */
         free(d->inflight_state);
@@ -461,7 +491,7 @@ static void committed(int status, void *arg)
         gs_store_batch_destroy(d->pending_ops);
         d->pending_ops = NULL;
         fx_concat(&d->inflight_fx, &d->pending_fx);
-        fx_run_all(d->rt, &d->inflight_fx, false);
+        fx_run_all(d->rt, &d->inflight_fx, &storage_failed);
         d->failed = failed = true;
     }
     pthread_mutex_unlock(&d->mu);
@@ -498,7 +528,7 @@ static json_t *rollback(gs_server_t *s, gs__durable_t *d)
     d->failed = false;
     pthread_mutex_unlock(&d->mu);
     /* What the running callback said fails with the rest. */
-    fx_run_all(d->rt, &d->local, false);
+    fx_run_all(d->rt, &d->local, &storage_failed);
     gs_store_batch_destroy(d->local_ops);
     d->local_ops = NULL;
     if (text == NULL) /* never committed: nothing to go back to */
@@ -515,7 +545,25 @@ static json_t *rollback(gs_server_t *s, gs__durable_t *d)
     free(d->last);
     d->last = text;
     d->seq = seq;
+    atomic_store_explicit(&d->seq_seen, seq, memory_order_relaxed); /* a display */
     return NULL;
+}
+
+bool gs__durable_progress(gs__child_t *child, int64_t *committed_seq, uint64_t *lag)
+{
+    gs__durable_t *d = child->dur;
+    *committed_seq = -1;
+    *lag = 0;
+    if (d == NULL)
+        return false;
+    pthread_mutex_lock(&d->mu);
+    bool any = d->committed != NULL;
+    uint64_t committed = d->committed_seq;
+    pthread_mutex_unlock(&d->mu);
+    uint64_t seen = atomic_load_explicit(&d->seq_seen, memory_order_relaxed); /* a display */
+    *committed_seq = any ? (int64_t)committed : -1;
+    *lag = seen > committed ? seen - committed : 0;
+    return true;
 }
 
 json_t *gs__durable_before(gs_server_t *s)
@@ -539,7 +587,8 @@ json_t *gs__durable_after(gs_server_t *s)
             /* The state cannot be stored: the server crashes, the store keeps what it had,
              * and what this callback said goes out with the crash's other news (its reply
              * was not given: the call fails with the crash). */
-            fx_run_all(d->rt, &d->local, false);
+            failure_t crash = {GS_ECRASHED, stop};
+            fx_run_all(d->rt, &d->local, &crash);
             gs_store_batch_destroy(d->local_ops);
             d->local_ops = NULL;
             return stop;
@@ -551,6 +600,7 @@ json_t *gs__durable_after(gs_server_t *s)
             free(d->last);
             d->last = text;
             d->seq++;
+            atomic_store_explicit(&d->seq_seen, d->seq, memory_order_relaxed); /* a display */
         }
     }
     if (text == NULL && d->local.head == NULL && d->local_ops == NULL)
@@ -574,7 +624,7 @@ json_t *gs__durable_after(gs_server_t *s)
         if (pending_writes(d))
             submit_pending(d);
         else
-            fx_run_all(d->rt, &d->pending_fx, true); /* nothing uncommitted precedes them */
+            fx_run_all(d->rt, &d->pending_fx, NULL); /* nothing uncommitted precedes them */
     }
     pthread_mutex_unlock(&d->mu);
     return NULL;
@@ -645,6 +695,7 @@ int gs__durable_attach(gs__child_t *child)
         if (r->text != NULL) {
             d->last = r->text;
             d->seq = d->committed_seq = r->seq;
+            atomic_init(&d->seq_seen, r->seq);
             d->committed = strdup(r->text);
             if (d->committed == NULL)
                 abort(); /* the state read at start: its size again */
@@ -681,8 +732,8 @@ void gs__durable_detach(gs__child_t *child)
         return;
     child->dur = NULL;
     /* Nothing is in flight: a batch holds a reference on the child. */
-    fx_run_all(d->rt, &d->local, false);
-    fx_run_all(d->rt, &d->pending_fx, false);
+    fx_run_all(d->rt, &d->local, &storage_failed);
+    fx_run_all(d->rt, &d->pending_fx, &storage_failed);
     gs_store_batch_destroy(d->local_ops);
     gs_store_batch_destroy(d->pending_ops);
     gs_map_filter(&d->keys, free_idem, NULL);

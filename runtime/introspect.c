@@ -81,6 +81,14 @@ static json_t *child_status(gs__child_t *c)
     v.held_calls = json_integer((json_int_t)held);
     v.uptime_ms = json_integer((json_int_t)uptime);
     v.sensitive = json_boolean(b->sensitive || c->opts.sensitive);
+    int64_t committed;
+    uint64_t lag;
+    v.durable = json_boolean(gs__durable_progress(c, &committed, &lag));
+    v.committed_seq = committed >= 0 ? json_integer((json_int_t)committed) : json_null();
+    v.commit_lag = json_integer((json_int_t)lag);
+    /* relaxed: a tally for display */
+    v.stored_timers =
+        json_integer((json_int_t)atomic_load_explicit(&c->stored_timers, memory_order_relaxed));
 
     json_t *out = json_object();
 #define GS__STATUS_SET(field, type, meaning) json_object_set_new(out, #field, v.field);

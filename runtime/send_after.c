@@ -100,6 +100,10 @@ static void unaccount(gs_runtime_t *rt, gs__timer_t *t)
 {
     gs__child_t *c = counted_child(t);
 
+    if (t->durable) { /* relaxed: tallies */
+        atomic_fetch_sub_explicit(&rt->stats.stored_timers, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&c->stored_timers, 1, memory_order_relaxed);
+    }
     atomic_fetch_sub_explicit(&rt->stats.pending_timers, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&rt->stats.pending_timer_bytes, t->msg_bytes, memory_order_relaxed);
     atomic_fetch_sub_explicit(&c->timers, 1, memory_order_relaxed);
@@ -189,6 +193,10 @@ static void timer_free(gs__timer_t *t)
  * row (meta: deleted, or for a periodic one moved to next_row, with the change it causes). */
 static int deliver(gs_runtime_t *rt, gs__timer_t *t, json_t *msg, gs_timer_ref_t ref)
 {
+    if (t->durable && atomic_load(&rt->shutting_down)) {
+        json_decref(msg); /* not delivered: its row stays, and it fires at the next start */
+        return GS_ESHUTDOWN;
+    }
     gs_server_t *s = t->by_name ? gs__registry_whereis(rt, t->target.child->name)
                                 : gs__server_ref(t->target.to);
     if (s == NULL) {
@@ -394,6 +402,10 @@ static int send_after(gs_runtime_t *rt, gs_server_t *to, gs__child_t *child, jso
     t->external = opts->external;
     t->kind = kind;
     t->durable = durable;
+    if (durable) { /* relaxed: tallies; counted out in unaccount */
+        atomic_fetch_add_explicit(&rt->stats.stored_timers, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&counted->stored_timers, 1, memory_order_relaxed);
+    }
     t->misfire = opts->misfire;
     t->interval_ms = (uint32_t)opts->interval_ms;
     t->by_name = child != NULL;

@@ -7,7 +7,7 @@
 set -euo pipefail
 
 build_pkgs=(build-essential cmake pkg-config libuv1-dev libjansson-dev libmicrohttpd-dev liblua5.4-dev
-    libjemalloc-dev)
+    libjemalloc-dev libsqlite3-dev)
 # chromium, nodejs and npm: the dashboard's browser test (tests/browser/, playwright-core from npm
 # driving Debian's /usr/bin/chromium).
 test_pkgs=(libcmocka-dev libcurl4-openssl-dev curl clang libclang-rt-14-dev clang-format

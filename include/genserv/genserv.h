@@ -467,6 +467,7 @@ int gs_runtime_restore_timers(gs_runtime_t *rt, json_t **report);
     XX(pending_timer_bytes, GAUGE, "Bytes of the pending timers' messages (gs_json_size).")        \
     XX(held_calls, GAUGE, "Calls servers hold for a deferred reply.")                              \
     XX(callers_gone, COUNTER, "Calls whose caller went away before the reply (gs_call_abandon).")  \
+    XX(stored_timers, GAUGE, "Pending timers kept in the store (durable servers').")                \
     XX(replies_to_gone_callers, COUNTER,                                                           \
        "Replies dropped because their caller had gone away (also counted in late_replies).")
 
@@ -1069,7 +1070,12 @@ const char *gs_server_status_name(gs_server_status_t status);
     XX(uptime_ms, "integer", "time since its current init returned (0 unless running)")            \
     XX(last_crash_reason, "any", "the reason of its last crash, or null")                          \
     XX(down_reason, "any", "why its supervisor gave up on it, or null")                            \
-    XX(sensitive, "boolean", "its state is shown as \"[redacted]\"")
+    XX(sensitive, "boolean", "its state is shown as \"[redacted]\"")                             \
+    XX(durable, "boolean", "its state and timers are stored (docs/durability.md)")                \
+    XX(committed_seq, "integer or null",                                                           \
+       "a durable server's sequence number of the last state the store committed")                 \
+    XX(commit_lag, "integer", "state changes handled but not committed yet (0 unless durable)")    \
+    XX(stored_timers, "integer", "its pending timers that are stored (0 unless durable)")
 
 /**
  * One server's status: a JSON object with the fields of GS_SERVER_STATUS_FIELDS, read without

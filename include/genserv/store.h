@@ -99,8 +99,10 @@ typedef struct gs_store_stats_s {
     uint64_t ops;            /* rows put or deleted */
     uint64_t bytes;          /* bytes of keys and values written */
     uint64_t errors;         /* transactions that failed */
-    uint64_t latency_ns_sum; /* sum over batches of submit -> done */
-    uint64_t latency_buckets[12]; /* batches whose latency was <= GS_STORE_LATENCY_BOUNDS[i] */
+    uint64_t latency_ns_sum;      /* sum over batches done of submit -> done */
+    uint64_t latency_count;       /* batches done (committed or failed) */
+    uint64_t latency_buckets[12]; /* of those, the ones done within GS_STORE_LATENCY_BOUNDS[i]
+                                     seconds (cumulative, as Prometheus buckets are) */
     uint64_t queued;         /* batches submitted and not yet done (a gauge) */
     bool healthy;            /* the last transaction committed (or none failed yet) */
 } gs_store_stats_t;

@@ -140,6 +140,7 @@ static void *store_thread(void *arg)
             nb++;
             uint64_t lat = done_ns - b->submitted_ns;
             s->stats.latency_ns_sum += lat;
+            s->stats.latency_count++;
             for (size_t i = 0; i < 12; i++)
                 if ((double)lat <= GS_STORE_LATENCY_BOUNDS[i] * 1e9)
                     s->stats.latency_buckets[i]++;
