@@ -534,7 +534,7 @@ static json_t *rollback(gs_server_t *s, gs__durable_t *d)
     if (text == NULL) /* never committed: nothing to go back to */
         return json_pack("[s, s]", "storage_unavailable", "no committed state to roll back to");
     json_error_t err;
-    json_t *stored = json_loads(text, JSON_DECODE_ANY, &err);
+    json_t *stored = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
     json_t *why = NULL;
     int rc = stored != NULL ? s->b->restore(s, stored, &s->state, &why) : -1;
     json_decref(stored);
@@ -783,7 +783,7 @@ int gs__durable_restore(gs_server_t *s, void **state, json_t **reason)
     if (d->last == NULL)
         return 0;
     json_error_t err;
-    json_t *stored = json_loads(d->last, JSON_DECODE_ANY, &err);
+    json_t *stored = json_loads(d->last, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
     if (stored == NULL) {
         *reason = json_pack("[s, s]", "bad_stored_state", err.text);
         return -1;
@@ -806,7 +806,7 @@ static bool load_state(const char *key, const char *val, size_t len, void *arg)
 {
     gs_runtime_t *rt = arg;
     json_error_t err;
-    json_t *row = json_loadb(val, len, 0, &err);
+    json_t *row = json_loadb(val, len, JSON_ALLOW_NUL, &err);
     json_t *state = json_object_get(row, "state");
     json_t *seq = json_object_get(row, "seq");
     if (state == NULL || !json_is_integer(seq) || json_integer_value(seq) < 0) {
@@ -827,7 +827,7 @@ static bool load_key(const char *key, const char *val, size_t len, void *arg)
 {
     gs_runtime_t *rt = arg;
     json_error_t err;
-    json_t *k = json_loads(key, 0, &err), *row = json_loadb(val, len, 0, &err);
+    json_t *k = json_loads(key, 0, &err), *row = json_loadb(val, len, JSON_ALLOW_NUL, &err);
     const char *name = json_string_value(json_array_get(k, 0));
     const char *ikey = json_string_value(json_array_get(k, 1));
     json_t *at = json_object_get(row, "at"), *answer = json_object_get(row, "answer");
@@ -1017,7 +1017,7 @@ bool gs__durable_replay_call(gs_server_t *s, gs__call_t *c)
         return true;
     }
     json_error_t err;
-    json_t *reply = json_loads(k->answer, JSON_DECODE_ANY, &err);
+    json_t *reply = json_loads(k->answer, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
     gs__call_ref(c); /* the effect's */
     gs__durable_defer_reply(s, c, 0, reply != NULL ? reply : json_null());
     return true;
