@@ -37,7 +37,7 @@
 # Usage: bench/compare/run.sh [--quick] [--rounds N] [--only runtime|http|durable]
 #                             [--out PREFIX] [--duration S] [--sweep-duration S]
 #                             [--recovery N] [--durability process|power] [--no-install]
-#   --quick           about a minute once built: 1 round, runtime_bench --quick and gs_bench
+#   --quick           about two minutes once built: 1 round, runtime_bench --quick and gs_bench
 #                     quick (100,000 idle servers and timers, 0.4 s windows; the lua group's
 #                     100,000 Lua servers, awake and hibernated, take 15 s), wrk 2 s at 64
 #                     connections and 1 s at 16, 1,024 and 4,096, held calls 1,000 and 10,000,
@@ -156,7 +156,9 @@ if ((${#held_skipped[@]})); then
     fit=$(((fd_limit - 300) / 1000 * 1000))
     last=${held_points[-1]:-0}
     ((fit > last)) && held_points+=("$fit")
-    log "held calls ${held_skipped[*]} skipped (open-file limit $fd_limit); measuring up to ${held_points[-1]}"
+    if ((do_http)); then
+        log "held calls ${held_skipped[*]} skipped (open-file limit $fd_limit); measuring up to ${held_points[-1]}"
+    fi
 fi
 
 targets=()
