@@ -210,6 +210,16 @@ typedef struct bench_rt_s {
     char dir[4096];
 } bench_rt_t;
 
+/* The store directory of the run under way, removed at exit if a failure ends the program
+ * first (main thread only). */
+static char live_dir[4096];
+
+static void live_dir_cleanup(void)
+{
+    if (live_dir[0] != '\0')
+        rm_tree(live_dir);
+}
+
 static void bench_rt_create(const config_t *cfg, bool durable, bench_rt_t *b)
 {
     char err[512] = "";
@@ -221,6 +231,7 @@ static void bench_rt_create(const config_t *cfg, bool durable, bench_rt_t *b)
             fprintf(stderr, "durable_bench: mkdtemp %s: %s\n", b->dir, strerror(errno));
             exit(1);
         }
+        memcpy(live_dir, b->dir, sizeof(live_dir));
         int rc = gs_store_sqlite_open(b->dir, cfg->durability, &b->st, err, sizeof(err));
         if (rc != 0) {
             fprintf(stderr, "durable_bench: gs_store_sqlite_open: %s\n", err);
@@ -244,6 +255,7 @@ static void bench_rt_destroy(bench_rt_t *b)
     if (b->st != NULL) {
         b->st->destroy(b->st);
         rm_tree(b->dir);
+        live_dir[0] = '\0';
     }
 }
 
@@ -737,6 +749,7 @@ int main(int argc, char **argv)
 {
     config_t cfg;
     parse_args(argc, argv, &cfg);
+    atexit(live_dir_cleanup);
     signal(SIGALRM, watchdog_cb);
     setvbuf(stdout, NULL, _IOLBF, 0);
 
