@@ -132,7 +132,10 @@ int gs_lua_create(gs_runtime_t *rt, const gs_lua_options_t *opts, gs_lua_t **out
         return GS_ENOMEM;
     lua->rt = rt;
     lua->opts = *opts;
-    random_key(lua->env.key);
+    if (opts->key != NULL)
+        memcpy(lua->env.key, opts->key, sizeof(lua->env.key));
+    else
+        random_key(lua->env.key);
     lua->env.log = opts->log;
     lua->env.log_arg = opts->log_arg;
     pthread_mutex_init(&lua->mu, NULL);
