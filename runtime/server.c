@@ -126,15 +126,18 @@ int gs__server_reserve(gs_server_t *s, bool force)
     return 0;
 }
 
-/* The caller runs the turn (see gs_runtime_options_t.schedulers_only): for calls and state
- * requests from threads outside the runtime only. A runtime thread must not (the timer thread
- * runs no handlers; a scheduler has its own queue); a cast's sender does not wait for the
- * handler anyway; a stop runs terminate, which may take long, and its caller's timeout must
- * hold. */
+/* The caller runs the turn (see gs_runtime_options_t.schedulers_only): for calls, state
+ * requests and casts acknowledged once handled, from threads outside the runtime only. A
+ * runtime thread must not (the timer thread runs no handlers; a scheduler has its own
+ * queue); a plain cast's sender does not wait for the handler anyway; a stop runs terminate,
+ * which may take long, and its caller's timeout must hold. */
 static bool caller_runs(const gs_server_t *s, const gs__msg_t *m)
 {
-    return (m->kind == GS__MSG_CALL || m->kind == GS__MSG_GET_STATE) && !gs__tls.runtime_thread &&
-           !s->rt->opts.schedulers_only;
+    /* A cast or send whose sender waits until it was handled (gs_send_options_t.handled: an
+     * HTTP "ack": "handled") is a call in all but its reply: the same reasoning holds. */
+    bool waits = m->kind == GS__MSG_CALL || m->kind == GS__MSG_GET_STATE ||
+                 (m->meta != NULL && m->meta->handled != NULL);
+    return waits && !gs__tls.runtime_thread && !s->rt->opts.schedulers_only;
 }
 
 static void run_inline(gs_server_t *s)
