@@ -314,6 +314,17 @@ void gs__durable_op(gs_server_t *s, int table, const char *key, char *val, size_
     add_op(&s->child->dur->local_ops, table, key, val, len);
 }
 
+/* Count a batch in before submitting it: false (counted out again) once shutdown closed the
+ * store to new batches. seq_cst both: see gs_runtime_t.durable_closed. */
+static bool enter(gs_runtime_t *rt)
+{
+    atomic_fetch_add(&rt->durable_inflight, 1);
+    if (atomic_load(&rt->durable_closed) == 0)
+        return true;
+    atomic_fetch_sub(&rt->durable_inflight, 1);
+    return false;
+}
+
 typedef struct alone_s {
     gs_runtime_t *rt;
     gs_done_cb cb;
@@ -347,8 +358,12 @@ void gs__durable_op_alone(gs_runtime_t *rt, int table, const char *key, char *va
         return;
     }
     add_op(&b, table, key, val, len);
-    atomic_fetch_add(&rt->durable_inflight, 1);
-    if (st->submit(st, b) != 0) {
+    if (!enter(rt)) {
+        gs_store_batch_destroy(b);
+        free(a);
+        if (cb != NULL)
+            cb(GS_ESHUTDOWN, arg);
+    } else if (st->submit(st, b) != 0) {
         atomic_fetch_sub(&rt->durable_inflight, 1);
         free(a); /* submit freed the batch without running done */
         if (cb != NULL)
@@ -383,6 +398,7 @@ static void ops_concat(gs_store_batch_t **into, gs_store_batch_t *from)
 
 static void committed(int status, void *arg);
 
+
 /* Whether something waits to be written (mu). */
 static bool pending_writes(const gs__durable_t *d)
 {
@@ -411,10 +427,13 @@ static void submit_pending(gs__durable_t *d)
     d->pending_state = NULL;
     fx_concat(&d->inflight_fx, &d->pending_fx);
     gs__child_ref(d->child); /* the batch's: d lives in the child */
-    atomic_fetch_add(&d->rt->durable_inflight, 1);
     gs_store_t *st = store_of(d->rt);
-    if (st->submit(st, b) != 0) {
-        atomic_fetch_sub(&d->rt->durable_inflight, 1);
+    bool entered = enter(d->rt);
+    if (!entered)
+        gs_store_batch_destroy(b);
+    if (!entered || st->submit(st, b) != 0) {
+        if (entered) /* submit freed b without running done */
+            atomic_fetch_sub(&d->rt->durable_inflight, 1);
         d->inflight = false;
         free(d->inflight_state);
         d->inflight_state = NULL;
@@ -515,7 +534,7 @@ static json_t *rollback(gs_server_t *s, gs__durable_t *d)
     if (text == NULL) /* never committed: nothing to go back to */
         return json_pack("[s, s]", "storage_unavailable", "no committed state to roll back to");
     json_error_t err;
-    json_t *stored = json_loads(text, JSON_DECODE_ANY, &err);
+    json_t *stored = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
     json_t *why = NULL;
     int rc = stored != NULL ? s->b->restore(s, stored, &s->state, &why) : -1;
     json_decref(stored);
@@ -764,7 +783,7 @@ int gs__durable_restore(gs_server_t *s, void **state, json_t **reason)
     if (d->last == NULL)
         return 0;
     json_error_t err;
-    json_t *stored = json_loads(d->last, JSON_DECODE_ANY, &err);
+    json_t *stored = json_loads(d->last, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
     if (stored == NULL) {
         *reason = json_pack("[s, s]", "bad_stored_state", err.text);
         return -1;
@@ -787,7 +806,7 @@ static bool load_state(const char *key, const char *val, size_t len, void *arg)
 {
     gs_runtime_t *rt = arg;
     json_error_t err;
-    json_t *row = json_loadb(val, len, 0, &err);
+    json_t *row = json_loadb(val, len, JSON_ALLOW_NUL, &err);
     json_t *state = json_object_get(row, "state");
     json_t *seq = json_object_get(row, "seq");
     if (state == NULL || !json_is_integer(seq) || json_integer_value(seq) < 0) {
@@ -808,7 +827,7 @@ static bool load_key(const char *key, const char *val, size_t len, void *arg)
 {
     gs_runtime_t *rt = arg;
     json_error_t err;
-    json_t *k = json_loads(key, 0, &err), *row = json_loadb(val, len, 0, &err);
+    json_t *k = json_loads(key, 0, &err), *row = json_loadb(val, len, JSON_ALLOW_NUL, &err);
     const char *name = json_string_value(json_array_get(k, 0));
     const char *ikey = json_string_value(json_array_get(k, 1));
     json_t *at = json_object_get(row, "at"), *answer = json_object_get(row, "answer");
@@ -998,7 +1017,7 @@ bool gs__durable_replay_call(gs_server_t *s, gs__call_t *c)
         return true;
     }
     json_error_t err;
-    json_t *reply = json_loads(k->answer, JSON_DECODE_ANY, &err);
+    json_t *reply = json_loads(k->answer, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
     gs__call_ref(c); /* the effect's */
     gs__durable_defer_reply(s, c, 0, reply != NULL ? reply : json_null());
     return true;

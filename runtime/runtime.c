@@ -200,7 +200,10 @@ void gs_runtime_destroy(gs_runtime_t *rt)
     /* seq_cst: every thread that checks the flag afterwards refuses new work. */
     atomic_store(&rt->shutting_down, 1);
     stop_all_servers(rt);
-    /* What durable servers submitted last commits before what it releases is freed. */
+    /* What durable servers submitted last commits before what it releases is freed; nothing
+     * is submitted after (a timer the timer thread still fires must not delete its row: it
+     * was not delivered, and fires at the next start). seq_cst: see durable_closed. */
+    atomic_store(&rt->durable_closed, 1);
     while (atomic_load(&rt->durable_inflight) > 0)
         uv_sleep(1);
     gs__sched_stop(rt);

@@ -574,7 +574,8 @@ void gs__durable_defer_timer(gs_server_t *s, gs_timer_ref_t ref);
 void gs__durable_defer_done(gs_server_t *s, gs_done_cb cb, void *arg, int status);
 /* A row change in s's next commit (val taken; NULL deletes). */
 void gs__durable_op(gs_server_t *s, int table, const char *key, char *val, size_t len);
-/* A row change of its own, when no durable server's commit can carry it (cb may be NULL). */
+/* A row change of its own, when no durable server's commit can carry it (cb may be NULL; it
+ * gets GS_ESHUTDOWN, and nothing is written, once the runtime's shutdown closed the store). */
 void gs__durable_op_alone(gs_runtime_t *rt, int table, const char *key, char *val, size_t len,
                           gs_done_cb cb, void *arg);
 /* send_after.c: arm a timer whose ADD an output gate held back (a no-op if it was cancelled
@@ -649,8 +650,11 @@ struct gs_runtime_s {
     /* Durable servers (durable.c): the states read from the store at start, by name, until
      * a child of that name takes its own. */
     gs_shmap_t restore;
-    /* Batches handed to the store and not yet done: shutdown waits for them (seq_cst). */
+    /* Batches handed to the store and not yet done: shutdown sets durable_closed, then waits
+     * for them. A submitter counts itself in first and checks closed second (both seq_cst),
+     * so either shutdown waits for its batch or it sees closed and submits nothing. */
     _Atomic int64_t durable_inflight;
+    _Atomic int durable_closed;
     /* GS_RUNTIME_STATS_MAP's statistics, relaxed atomics (independent tallies). */
     struct {
 #define GS__STATS_ATOMIC(field, kind, help) _Atomic uint64_t field;

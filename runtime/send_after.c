@@ -193,6 +193,10 @@ static void timer_free(gs__timer_t *t)
  * row (meta: deleted, or for a periodic one moved to next_row, with the change it causes). */
 static int deliver(gs_runtime_t *rt, gs__timer_t *t, json_t *msg, gs_timer_ref_t ref)
 {
+    if (t->durable && atomic_load(&rt->shutting_down)) {
+        json_decref(msg); /* not delivered: its row stays, and it fires at the next start */
+        return GS_ESHUTDOWN;
+    }
     gs_server_t *s = t->by_name ? gs__registry_whereis(rt, t->target.child->name)
                                 : gs__server_ref(t->target.to);
     if (s == NULL) {
@@ -363,6 +367,12 @@ static int send_after(gs_runtime_t *rt, gs_server_t *to, gs__child_t *child, jso
                        ? true
                        : kind == GS__MSG_INFO &&
                              (opts->external ? counted->dur != NULL : gate != NULL);
+    if (durable && to != NULL) {
+        /* A stored timer is addressed by name, as it is after a restart of genserv: a crash
+         * and restart of its server in this process must not drop it either. */
+        child = to->child;
+        to = NULL;
+    }
     if (opts->external && delay_ms == 0 && child != NULL) {
         /* Due at once into a full mailbox: refused now rather than dropped in a moment. */
         gs_server_t *s = gs__registry_whereis(rt, child->name);
@@ -567,7 +577,9 @@ static int read_or_cancel(gs_runtime_t *rt, gs_timer_ref_t ref, bool cancel, boo
             gs__timers_post(rt, &t->t, GS__TCMD_CANCEL);
         }
     }
-    bool drop_row = t != NULL && cancel && t->durable;
+    /* At shutdown (a terminate that cancels its tick) the row stays: the timer was not
+     * cancelled by the server's logic but by the stop, and the next start needs it. */
+    bool drop_row = t != NULL && cancel && t->durable && !atomic_load(&rt->shutting_down);
     gs_shmap_unlock(sh);
     if (drop_row)
         delete_row(rt, ref);
@@ -730,7 +742,7 @@ static bool restore_timer(const char *key, const char *val, size_t len, void *ar
 {
     restoring_t *r = arg;
     json_error_t err;
-    json_t *row = json_loadb(val, len, 0, &err);
+    json_t *row = json_loadb(val, len, JSON_ALLOW_NUL, &err);
     const char *to = json_string_value(json_object_get(row, "to"));
     json_t *msg = json_object_get(row, "msg");
     json_t *due = json_object_get(row, "due"), *every = json_object_get(row, "every");

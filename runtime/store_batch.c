@@ -6,6 +6,8 @@
 #include <genserv/genserv.h>
 #include <genserv/store.h>
 
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -98,4 +100,76 @@ void gs_store_batch_destroy(gs_store_batch_t *b)
     }
     free(b->ops);
     free(b);
+}
+
+typedef struct waiter_s {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    bool done;
+    int status;
+} waiter_t;
+
+static void waiter_done(int status, void *arg)
+{
+    waiter_t *w = arg;
+    pthread_mutex_lock(&w->mu);
+    w->done = true;
+    w->status = status;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->mu);
+}
+
+int gs_store_put_wait(gs_store_t *st, int table, const char *key, const char *val, size_t len)
+{
+    if (st == NULL || key == NULL)
+        return GS_EINVAL;
+    waiter_t w = {.done = false};
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cond, NULL);
+    gs_store_batch_t *b = gs_store_batch_create(waiter_done, &w);
+    int rc = b == NULL ? GS_ENOMEM
+             : val != NULL ? gs_store_batch_put(b, table, key, val, len)
+                           : gs_store_batch_delete(b, table, key);
+    if (rc != 0) {
+        gs_store_batch_destroy(b);
+        goto out;
+    }
+    if ((rc = st->submit(st, b)) != 0)
+        goto out; /* submit freed b without running it */
+    pthread_mutex_lock(&w.mu);
+    while (!w.done)
+        pthread_cond_wait(&w.cond, &w.mu);
+    rc = w.status;
+    pthread_mutex_unlock(&w.mu);
+out:
+    pthread_cond_destroy(&w.cond);
+    pthread_mutex_destroy(&w.mu);
+    return rc;
+}
+
+typedef struct meta_read_s {
+    const char *key;
+    char *val;
+    size_t vlen;
+    int found;
+} meta_read_t;
+
+static bool read_meta(const char *key, const char *val, size_t len, void *arg)
+{
+    meta_read_t *m = arg;
+    if (strcmp(key, m->key) != 0)
+        return true;
+    snprintf(m->val, m->vlen, "%.*s", (int)len, val);
+    m->found = 1;
+    return false;
+}
+
+int gs_store_meta_get(gs_store_t *st, const char *key, char *val, size_t vlen)
+{
+    meta_read_t m = {key, val, vlen, 0};
+    if (st == NULL || key == NULL || val == NULL || vlen == 0)
+        return GS_EINVAL;
+    if (st->load(st, GS_STORE_META, read_meta, &m) != 0)
+        return GS_ESTORAGE;
+    return m.found;
 }

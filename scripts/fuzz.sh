@@ -2,7 +2,7 @@
 # Run every libFuzzer target for a bounded time (docs/fuzzing.md).
 #   scripts/fuzz.sh                 each target for FUZZ_SECONDS (default 60) seconds
 #   scripts/fuzz.sh behaviours      only the targets named (request, behaviours, headers,
-#                                   lua_convert, lua_behaviour)
+#                                   lua_convert, lua_behaviour, store_rows)
 #   FUZZ_SECONDS=300 scripts/fuzz.sh
 # Installs clang and libFuzzer's runtime when missing, builds build-fuzz/ (clang,
 # -DGS_FUZZ=ON: -fsanitize=fuzzer,address,undefined), then runs the targets one after the
@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-60}
 jobs=${JOBS:-$(nproc)}
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(request behaviours headers lua_convert lua_behaviour)
+[ ${#targets[@]} -eq 0 ] && targets=(request behaviours headers lua_convert lua_behaviour store_rows)
 
 # Build dependencies, then what fuzzing adds: clang and its runtimes (libFuzzer, ASan).
 scripts/deps.sh build clang libclang-rt-14-dev

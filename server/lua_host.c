@@ -4,6 +4,11 @@
  */
 #include "lua_host.h"
 
+#include <genserv/store.h>
+
+#include <inttypes.h>
+#include <sys/random.h>
+
 #include "log.h"
 
 #include <stdio.h>
@@ -45,6 +50,31 @@ static json_t *code_describe(void *ctx, const char *name)
     return gs_lua_describe(ctx, name);
 }
 
+/* With a store: the key that signs what Lua code holds (`from` values, timer references),
+ * kept in the store's meta table so that a durable Lua server's state stays valid across
+ * restarts; drawn and stored the first time. -1 with err when the store cannot be used. */
+static int stored_key(gs_runtime_t *rt, uint64_t key[2], char *err, size_t errlen)
+{
+    gs_store_t *st = gs_runtime_store(rt);
+    char hex[40];
+    if (st == NULL)
+        return 0;
+    int found = gs_store_meta_get(st, "lua_key", hex, sizeof(hex));
+    if (found == 1 && sscanf(hex, "\"%16" SCNx64 "%16" SCNx64 "\"", &key[0], &key[1]) == 2)
+        return 0;
+    if (found < 0 || getrandom(key, 2 * sizeof(uint64_t), 0) != (ssize_t)(2 * sizeof(uint64_t))) {
+        snprintf(err, errlen, "lua: cannot read or draw the key of %s", st->location);
+        return -1;
+    }
+    snprintf(hex, sizeof(hex), "\"%016" PRIx64 "%016" PRIx64 "\"", key[0], key[1]);
+    if (gs_store_put_wait(st, GS_STORE_META, "lua_key", hex, strlen(hex)) != 0) {
+        snprintf(err, errlen, "lua: cannot store its key in %s: %s", st->location,
+                 st->last_error(st));
+        return -1;
+    }
+    return 0;
+}
+
 int gs_lua_host_start(gs_runtime_t *rt, const gs_config_t *cfg, gs_lua_t **out,
                       gs_gateway_code_t *code, char *err, size_t errlen)
 {
@@ -54,6 +84,10 @@ int gs_lua_host_start(gs_runtime_t *rt, const gs_config_t *cfg, gs_lua_t **out,
     o.log = lua_log;
     o.log_arg = NULL;
     *out = NULL;
+    uint64_t key[2];
+    if (stored_key(rt, key, err, errlen) < 0)
+        return -1;
+    o.key = gs_runtime_store(rt) != NULL ? key : NULL;
     rc = gs_lua_create(rt, &o, out);
     if (rc < 0) {
         snprintf(err, errlen, "lua: %s", gs_strerror(rc));

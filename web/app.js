@@ -250,6 +250,14 @@ function renderFacts(v) {
     ['uptime', formatUptime(uptimeOf(v, now))],
   ];
   if (v.sensitive === true) facts.push(['sensitive', 'yes: its state is redacted']);
+  if (v.durable === true) {
+    // What the store has of it: the last committed state's sequence number, how many changes
+    // wait for a commit, and its stored timers (docs/durability.md).
+    facts.push(['durable', v.committed_seq == null ? 'yes: nothing committed yet'
+      : `yes: committed seq ${formatCount(v.committed_seq)}`]);
+    facts.push(['commit lag', formatCount(v.commit_lag ?? 0)]);
+    facts.push(['stored timers', formatCount(v.stored_timers ?? 0)]);
+  }
   if (v.last_crash_reason != null) facts.push(['last crash', jsonInline(v.last_crash_reason, 300)]);
   if (v.down_reason != null) facts.push(['down because', jsonInline(v.down_reason, 300)]);
   const dl = $('detail-facts');

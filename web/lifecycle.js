@@ -88,6 +88,7 @@ export class StartForm {
     const spec = { name, behaviour: this.select.value,
       restart: this.form.elements.restart.value };
     if (this.form.elements.sensitive.checked) spec.sensitive = true;
+    if (this.form.elements.durable.checked) spec.durable = true;
     let error = null;
     if (name.length === 0) error = 'A server needs a name.';
     else if (new TextEncoder().encode(name).length > 255) error = 'A name is at most 255 bytes.';

@@ -149,7 +149,8 @@ export class ServerTable {
       // out as cards (style.css).
       const td = h('td', { class: col.kind === 'num' ? 'num' : null,
         dataset: { col: col.key, label: col.label } });
-      if (col.key === 'name') td.append(button);
+      if (col.key === 'name') td.append(button, h('span', { class: 'badge durable', hidden: true,
+        title: 'durable: its state and timers are stored and survive a restart' }, 'durable'));
       if (col.key === 'status') td.append(h('span', { class: 'badge' }));
       cells[col.key] = td;
       tr.append(td);
@@ -166,6 +167,8 @@ export class ServerTable {
     const fresh = row.fresh;
     row.fresh = false;
     setText(cells.behaviour, v.behaviour || '');
+    const durable = cells.name.lastChild;
+    durable.hidden = v.durable !== true;
     const badge = cells.status.firstChild;
     if (setText(badge, v.display)) badge.className = `badge status-${v.display}`;
     const crash = v.last_crash_reason == null ? '' : `last crash: ${JSON.stringify(v.last_crash_reason)}`;

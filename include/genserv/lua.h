@@ -76,6 +76,13 @@ typedef struct gs_lua_options_s {
      */
     void (*log)(const char *level, const char *server, const char *line, void *arg);
     void *log_arg;
+    /*
+     * The key that signs the `from` values and timer references Lua code holds (two words,
+     * borrowed and copied; NULL, the default: drawn at random). A durable Lua server keeps
+     * them in its state across a restart only if the next host has the same key: the binary
+     * keeps it in its store (docs/durability.md).
+     */
+    const uint64_t *key;
 } gs_lua_options_t;
 
 typedef struct gs_lua_s gs_lua_t;

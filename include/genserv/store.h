@@ -59,6 +59,7 @@ typedef struct gs_store_op_s {
 } gs_store_op_t;
 
 typedef struct gs_store_batch_s gs_store_batch_t;
+typedef struct gs_store_s gs_store_t;
 /**
  * A batch committed (status 0) or not (status GS_ESTORAGE: nothing of it was written).
  * Runs on the store's thread; must not block. arg: as given to gs_store_batch_create.
@@ -88,6 +89,20 @@ int gs_store_batch_delete(gs_store_batch_t *b, int table, const char *key);
 /** Free a batch that was not submitted. Accepts NULL. */
 void gs_store_batch_destroy(gs_store_batch_t *b);
 
+/**
+ * Put table/key = val (len bytes; NULL deletes the key) in a batch of its own, submit it and
+ * wait until it committed. For rare writes off the hot path (start-up, uploads, starts over
+ * HTTP); never on a scheduler thread, nor on the store's own. key and val borrowed.
+ * @return 0, GS_ESTORAGE, GS_ESHUTDOWN, GS_ENOMEM.
+ */
+int gs_store_put_wait(gs_store_t *st, int table, const char *key, const char *val, size_t len);
+
+/**
+ * The META row key (borrowed), read into val (vlen bytes with its NUL): 1 when found, 0 when
+ * absent (val untouched), GS_ESTORAGE when the table cannot be read. Start-up.
+ */
+int gs_store_meta_get(gs_store_t *st, const char *key, char *val, size_t vlen);
+
 /** One stored row, for load: key and val are borrowed for the callback's duration. Return
  *  false to stop. */
 typedef bool (*gs_store_row_cb)(const char *key, const char *val, size_t len, void *arg);
@@ -111,7 +126,7 @@ typedef struct gs_store_stats_s {
 extern const double GS_STORE_LATENCY_BOUNDS[12];
 
 /** A storage backend. Every function pointer is set. */
-typedef struct gs_store_s {
+struct gs_store_s {
     const char *name;     /* "sqlite" */
     const char *location; /* the database file, for messages */
     /**
@@ -129,7 +144,7 @@ typedef struct gs_store_s {
     const char *(*last_error)(struct gs_store_s *st);
     /** Commit what is queued, stop the thread, close and free. Not from the store's thread. */
     void (*destroy)(struct gs_store_s *st);
-} gs_store_t;
+};
 
 /** --durability: what a committed write survives. */
 typedef enum gs_durability_e {

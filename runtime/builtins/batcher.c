@@ -21,6 +21,12 @@
  * state. Info "flush" is the self-scheduled timer. Init args: {"interval_ms": 1000,
  * "reply_immediately": false}. State JSON: {"last_batch_size", "last_batch_sum", "batches",
  * "total", "pending"}. An empty flush records nothing, so the figures describe real batches.
+ *
+ * Not durable (no dump_state or restore, so the runtime refuses to start it durable with
+ * not_supported): the batch being filled is callers' `from`s held for a deferred reply, and
+ * a call lives only in the process that holds it. After a restart nobody would wait for the
+ * stored batch's "ok", and a call id stored and replied to by a later process could answer
+ * somebody else's call there.
  */
 #include <stdlib.h>
 

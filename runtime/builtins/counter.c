@@ -9,11 +9,17 @@
  * "get_count" -> the integer. Init args: null or {"initial": n}. State JSON: {"count": n}.
  * :sys.replace_state takes the same shape, {"count": n}, and refuses anything else.
  * A step that would overflow the count is ignored rather than wrapped.
+ *
+ * Durable: the stored state is the shape format_state shows and replace_state takes,
+ * {"count": n}, built and read by the same two functions (counter_json, counter_read), so
+ * the three can never disagree. restore refuses any other shape.
  */
 #include <stdlib.h>
 
 #include <genserv/builtins.h>
 #include <genserv/message.h>
+
+#include "builtins_internal.h"
 
 typedef struct counter_s {
     json_int_t count;
@@ -97,25 +103,71 @@ static void counter_terminate(gs_server_t *self, json_t *reason, void *state)
     free(state);
 }
 
+/* The state as JSON, {"count": n}: what format_state shows and dump_state stores. */
+static json_t *counter_json(const counter_t *c)
+{
+    return json_pack("{sI}", "count", (json_int_t)c->count);
+}
+
+/*
+ * Read {"count": integer}, and nothing else, into *count: the shape counter_json builds, given
+ * back by a client (replace_state) or by the store (restore). tag names the refusal, so that
+ * each says where the bad state came from.
+ */
+static int counter_read(const json_t *j, const char *tag, json_int_t *count, json_t **reason)
+{
+    json_t *v = json_object_get(j, "count");
+    if (!json_is_integer(v) || json_object_size(j) != 1) {
+        *reason = json_pack("[s, s]", tag, "expected {\"count\": integer}");
+        return -1;
+    }
+    *count = json_integer_value(v);
+    return 0;
+}
+
 static json_t *counter_format_state(gs_server_t *self, void *state)
 {
-    const counter_t *c = state;
     (void)self;
-    return json_pack("{sI}", "count", (json_int_t)c->count);
+    return counter_json(state);
 }
 
 /* :sys.replace_state: the shape format_state shows, and nothing else. */
 static int counter_replace_state(gs_server_t *self, void **state, json_t *next, json_t **reason)
 {
     counter_t *c = *state;
-    json_t *count = json_object_get(next, "count");
+    json_int_t count;
     (void)self;
 
-    if (!json_is_integer(count) || json_object_size(next) != 1) {
-        *reason = json_pack("[s, s]", "bad_state", "expected {\"count\": integer}");
+    if (counter_read(next, "bad_state", &count, reason) < 0)
+        return -1;
+    c->count = count;
+    return 0;
+}
+
+static json_t *counter_dump_state(gs_server_t *self, void *state, json_t **reason)
+{
+    (void)self;
+    return gs__stored_dump(counter_json(state), reason);
+}
+
+/*
+ * The stored count, read like a replaced one. On a rollback the current state is reused in
+ * place: once the count was read nothing can fail, so the old state is never lost half-way.
+ */
+static int counter_restore(gs_server_t *self, json_t *stored, void **state, json_t **reason)
+{
+    json_int_t count;
+    (void)self;
+
+    if (counter_read(stored, "bad_stored_state", &count, reason) < 0)
+        return -1;
+    counter_t *c = *state;
+    if (c == NULL && (c = malloc(sizeof(*c))) == NULL) {
+        *reason = json_string(gs_err_name(GS_ENOMEM));
         return -1;
     }
-    c->count = json_integer_value(count);
+    c->count = count;
+    *state = c;
     return 0;
 }
 
@@ -140,4 +192,6 @@ const gs_behaviour_t gs_builtin_counter = {
     .terminate = counter_terminate,
     .format_state = counter_format_state,
     .replace_state = counter_replace_state,
+    .dump_state = counter_dump_state,
+    .restore = counter_restore,
 };

@@ -13,11 +13,19 @@
  * either bound it drops its oldest entries; an entry larger than max_bytes on its own is not
  * added, and counted. Call "stats" -> {"entries", "bytes", "max_entries", "max_bytes",
  * "dropped"}.
+ *
+ * Durable: the stored state is {"entries": [...newest first], "max_entries": n, "max_bytes":
+ * n, "dropped": n}: the entries as format_state shows them, with what "stats" counts beside
+ * them (the byte count is recomputed, not stored). The bounds are part of the stored state: a
+ * restored journal keeps the bounds it had, whatever the args of the new start (restore runs
+ * instead of init). restore refuses a stored journal that breaks its own bounds.
  */
 #include <stdlib.h>
 
 #include <genserv/builtins.h>
 #include <genserv/message.h>
+
+#include "builtins_internal.h"
 
 #define JOURNAL_DEFAULT_MAX       10000
 #define JOURNAL_LIMIT_MAX         1000000
@@ -64,7 +72,10 @@ static gs_result_t journal_handle_cast(gs_server_t *self, void *state, json_t *m
     json_t *entry = json_array_get(msg, 1);
     size_t size = gs_json_size(entry);
     if (size > j->max_bytes) {
-        j->dropped++; /* a cast has nobody to refuse to: dropped, and counted */
+        /* A cast has nobody to refuse to: dropped, and counted (saturating, since a stored
+         * state may start the count anywhere). */
+        if (j->dropped < GS_JSON_INT_MAX)
+            j->dropped++;
         return GS_NOREPLY;
     }
     /*
@@ -102,13 +113,17 @@ static gs_result_t journal_handle_call(gs_server_t *self, void *state, json_t *m
     return gs_reply_unknown_message();
 }
 
-static void journal_terminate(gs_server_t *self, json_t *reason, void *state)
+static void journal_free(journal_t *j)
 {
-    journal_t *j = state;
-    (void)self;
-    (void)reason;
     json_decref(j->entries);
     free(j);
+}
+
+static void journal_terminate(gs_server_t *self, json_t *reason, void *state)
+{
+    (void)self;
+    (void)reason;
+    journal_free(state);
 }
 
 static json_t *journal_format_state(gs_server_t *self, void *state)
@@ -116,6 +131,65 @@ static json_t *journal_format_state(gs_server_t *self, void *state)
     const journal_t *j = state;
     (void)self;
     return json_deep_copy(j->entries);
+}
+
+static json_t *journal_dump_state(gs_server_t *self, void *state, json_t **reason)
+{
+    const journal_t *j = state;
+    (void)self;
+    /*
+     * json_copy makes a new array of the same entries. The array is copied because the next
+     * cast changes it, and the dump must stay what the state was; the entries are shared,
+     * because nobody ever mutates them (see journal_t) and the runtime serialises the dump
+     * at once on this thread: a deep copy of up to max_bytes after every message would only
+     * double what storing the journal costs.
+     */
+    return gs__stored_dump(json_pack("{sosIsIsI}", "entries", json_copy(j->entries), "max_entries",
+                                     (json_int_t)j->max_entries, "max_bytes",
+                                     (json_int_t)j->max_bytes, "dropped", j->dropped),
+                           reason);
+}
+
+/*
+ * A journal from what journal_dump_state stored, read as strictly as init reads its args and
+ * within the bounds the journal would have kept itself. On a rollback the current journal is
+ * freed only once the new one is complete, so a refusal leaves it untouched.
+ */
+static int journal_restore(gs_server_t *self, json_t *stored, void **state, json_t **reason)
+{
+    static const char *const fields[] = {"entries", "max_entries", "max_bytes", "dropped", NULL};
+    json_int_t max, max_bytes, dropped;
+    json_t *entries = NULL;
+    journal_t *j = NULL;
+    size_t bytes = 0;
+    int rc = -1;
+    (void)self;
+
+    if (gs__stored_fields(stored, fields, reason) < 0 ||
+        gs__stored_int(stored, "max_entries", 1, JOURNAL_LIMIT_MAX, &max, reason) < 0 ||
+        gs__stored_int(stored, "max_bytes", 1024, JOURNAL_LIMIT_MAX_BYTES, &max_bytes, reason) <
+            0 ||
+        gs__stored_int(stored, "dropped", 0, GS_JSON_INT_MAX, &dropped, reason) < 0 ||
+        gs__stored_array(stored, "entries", (size_t)max, (size_t)max_bytes, &entries, &bytes,
+                         reason) < 0)
+        goto out;
+    if ((j = malloc(sizeof(*j))) == NULL) {
+        *reason = json_string(gs_err_name(GS_ENOMEM));
+        goto out;
+    }
+    *j = (journal_t){.entries = entries,
+                     .max_entries = (size_t)max,
+                     .bytes = bytes,
+                     .max_bytes = (size_t)max_bytes,
+                     .dropped = dropped};
+    entries = NULL; /* the journal's now */
+    if (*state != NULL)
+        journal_free(*state);
+    *state = j;
+    rc = 0;
+out:
+    json_decref(entries);
+    return rc;
 }
 
 static const gs_message_doc_t journal_messages[] = {
@@ -138,4 +212,6 @@ const gs_behaviour_t gs_builtin_journal = {
     .handle_info = gs_ignore_message,
     .terminate = journal_terminate,
     .format_state = journal_format_state,
+    .dump_state = journal_dump_state,
+    .restore = journal_restore,
 };

@@ -16,11 +16,17 @@
  * API: call "message" -> crash; call "ping" -> "pong" (to see it running again). State JSON:
  * {"pings": how many pings this incarnation answered}, which a crash resets to 0: a restart
  * starts from init, and the old state is gone, exactly as in Elixir.
+ *
+ * Durable: the stored state is what format_state shows, {"pings": n}. A durable misbehaving
+ * server is the lesson's counterpoint: its restart restores the stored state instead of
+ * running init, so the pings survive the crash (the crashing call changed nothing).
  */
 #include <stdlib.h>
 
 #include <genserv/builtins.h>
 #include <genserv/message.h>
+
+#include "builtins_internal.h"
 
 typedef struct misbehaving_s {
     json_int_t pings;
@@ -49,7 +55,9 @@ static gs_result_t misbehaving_handle_call(gs_server_t *self, void *state, json_
     (void)from;
 
     if (gs_msg_is_atom(msg, "ping")) {
-        m->pings++;
+        /* Saturate rather than overflow: a stored state may start the count anywhere. */
+        if (m->pings < GS_JSON_INT_MAX)
+            m->pings++;
         return GS_REPLY(json_string("pong"));
     }
     if (!gs_msg_is_atom(msg, "message"))
@@ -74,11 +82,42 @@ static void misbehaving_terminate(gs_server_t *self, json_t *reason, void *state
     free(state);
 }
 
+/* The state as JSON, {"pings": n}: what format_state shows and dump_state stores. */
+static json_t *misbehaving_json(const misbehaving_t *m)
+{
+    return json_pack("{sI}", "pings", m->pings);
+}
+
 static json_t *misbehaving_format_state(gs_server_t *self, void *state)
 {
-    const misbehaving_t *m = state;
     (void)self;
-    return json_pack("{sI}", "pings", m->pings);
+    return misbehaving_json(state);
+}
+
+static json_t *misbehaving_dump_state(gs_server_t *self, void *state, json_t **reason)
+{
+    (void)self;
+    return gs__stored_dump(misbehaving_json(state), reason);
+}
+
+/* On a rollback the current state is reused in place: once read, nothing can fail. */
+static int misbehaving_restore(gs_server_t *self, json_t *stored, void **state, json_t **reason)
+{
+    static const char *const fields[] = {"pings", NULL};
+    json_int_t pings;
+    (void)self;
+
+    if (gs__stored_fields(stored, fields, reason) < 0 ||
+        gs__stored_int(stored, "pings", 0, GS_JSON_INT_MAX, &pings, reason) < 0)
+        return -1;
+    misbehaving_t *m = *state;
+    if (m == NULL && (m = malloc(sizeof(*m))) == NULL) {
+        *reason = json_string(gs_err_name(GS_ENOMEM));
+        return -1;
+    }
+    m->pings = pings;
+    *state = m;
+    return 0;
 }
 
 static const gs_message_doc_t misbehaving_messages[] = {
@@ -100,4 +139,6 @@ const gs_behaviour_t gs_builtin_misbehaving = {
     .handle_info = gs_ignore_message,
     .terminate = misbehaving_terminate,
     .format_state = misbehaving_format_state,
+    .dump_state = misbehaving_dump_state,
+    .restore = misbehaving_restore,
 };

@@ -25,6 +25,19 @@
  *
  * At most one push is ever outstanding: a "kick" sent by hand while one is in flight, or a
  * reply whose tag is not the current one (a stale or forged answer), is ignored.
+ *
+ * Durable: the stored state is what format_state shows plus what a restore needs to go on,
+ * {"target", "id", "sent", "acked", "errors", "timeout_ms", "retry_ms", "next"}, next being
+ * the number the next push carries (the settings are part of the stored state: a restored
+ * producer keeps them, whatever the args of the new start). The push in flight (its tag) is
+ * not stored, because its answer can only ever reach the process that asked: at a start,
+ * restore makes a fresh start of it and sends itself a "kick", as init does (a plain message
+ * is not stored; a retry timer is, and is armed again by the runtime, but a kick that finds a
+ * push in flight is ignored), so the push that was in flight when genserv stopped is made
+ * again with the same number: at least once, never skipped. On a rollback, in the same
+ * process, the push in flight is real and its answer will come, so restore keeps the current
+ * tag and in-flight flag rather than the stored ones, which may name an answer already
+ * consumed.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +45,10 @@
 #include <genserv/builtins.h>
 #include <genserv/message.h>
 
+#include "builtins_internal.h"
+
 #define PRODUCER_NAME_MAX 255
+#define PRODUCER_MAX_MS   3600000 /* the longest timeout_ms and retry_ms: one hour */
 
 typedef struct producer_s {
     char *target;
@@ -49,41 +65,37 @@ typedef struct producer_s {
     json_int_t errors;
 } producer_t;
 
-static int producer_init(gs_server_t *self, json_t *args, void **state, json_t **reason)
+/*
+ * Why name (borrowed; len bytes, or NULL when the value given is not a string) cannot be the
+ * target of the producer self, or NULL when it can. Init's target and the stored one alike.
+ */
+static const char *producer_bad_target(gs_server_t *self, const char *name, size_t len)
 {
-    static const char *const allowed[] = {"target", "id", "timeout_ms", "retry_ms", NULL};
-    producer_t init = {.id = 0, .timeout_ms = GS_DEFAULT_TIMEOUT_MS, .retry_ms = 100, .next = 1};
-    const char *target = "batcher";
-
-    if (gs_args_check(args, allowed, reason) < 0 ||
-        gs_args_int(args, "id", GS_JSON_INT_MIN, GS_JSON_INT_MAX, &init.id, reason) < 0 ||
-        gs_args_int(args, "timeout_ms", 1, 3600000, &init.timeout_ms, reason) < 0 ||
-        gs_args_int(args, "retry_ms", 1, 3600000, &init.retry_ms, reason) < 0)
-        return -1;
-    json_t *t = json_is_object(args) ? json_object_get(args, "target") : NULL;
-    if (t != NULL) {
-        size_t len = json_string_length(t);
-        if (!json_is_string(t) || len == 0 || len > PRODUCER_NAME_MAX ||
-            strlen(json_string_value(t)) != len) {
-            *reason = gs_bad_args("target must be a server name of 1 to 255 bytes");
-            return -1;
-        }
-        target = json_string_value(t);
-    }
+    if (name == NULL || len == 0 || len > PRODUCER_NAME_MAX || strlen(name) != len)
+        return "target must be a server name of 1 to 255 bytes";
     /* Pushing to itself could only ever fail with calling_self: refuse it up front. */
-    if (strcmp(target, gs_server_name(self)) == 0) {
-        *reason = gs_bad_args("a producer cannot target itself");
-        return -1;
-    }
+    if (strcmp(name, gs_server_name(self)) == 0)
+        return "a producer cannot target itself";
+    return NULL;
+}
 
+/*
+ * Make *state a producer with the fields of `fields`, its own copy of target (borrowed) and
+ * nothing in flight, and set it going: the first push is made from handle_info, like the
+ * rest, not from here. Shared by init and a restore at start. 0, or -1 with *reason set.
+ */
+static int producer_start(gs_server_t *self, const producer_t *fields, const char *target,
+                          void **state, json_t **reason)
+{
     producer_t *p = malloc(sizeof(*p));
     if (p == NULL) {
         *reason = json_string(gs_err_name(GS_ENOMEM));
         return -1;
     }
-    *p = init;
+    *p = *fields;
+    p->tag = 0;
+    p->in_flight = false;
     p->target = strdup(target);
-    /* The first push is made from handle_info, like the rest, not from inside init. */
     int rc = p->target != NULL ? gs_send_server(self, json_string("kick")) : GS_ENOMEM;
     if (rc < 0) {
         free(p->target);
@@ -95,9 +107,37 @@ static int producer_init(gs_server_t *self, json_t *args, void **state, json_t *
     return 0;
 }
 
+static int producer_init(gs_server_t *self, json_t *args, void **state, json_t **reason)
+{
+    static const char *const allowed[] = {"target", "id", "timeout_ms", "retry_ms", NULL};
+    producer_t init = {.id = 0, .timeout_ms = GS_DEFAULT_TIMEOUT_MS, .retry_ms = 100, .next = 1};
+    json_t *t = json_is_object(args) ? json_object_get(args, "target") : NULL;
+    /* The default is checked too: a producer may well be named "batcher". */
+    const char *target = t != NULL ? json_string_value(t) : "batcher", *why;
+    size_t len = t != NULL ? json_string_length(t) : strlen(target);
+
+    if (gs_args_check(args, allowed, reason) < 0 ||
+        gs_args_int(args, "id", GS_JSON_INT_MIN, GS_JSON_INT_MAX, &init.id, reason) < 0 ||
+        gs_args_int(args, "timeout_ms", 1, PRODUCER_MAX_MS, &init.timeout_ms, reason) < 0 ||
+        gs_args_int(args, "retry_ms", 1, PRODUCER_MAX_MS, &init.retry_ms, reason) < 0)
+        return -1;
+    if ((why = producer_bad_target(self, target, len)) != NULL) {
+        *reason = gs_bad_args(why);
+        return -1;
+    }
+    return producer_start(self, &init, target, state, reason);
+}
+
+/* Counters saturate rather than overflow: a stored state may start them anywhere. */
+static void saturating_inc(json_int_t *n)
+{
+    if (*n < GS_JSON_INT_MAX)
+        (*n)++;
+}
+
 static void producer_retry_later(gs_server_t *self, producer_t *p)
 {
-    p->errors++;
+    saturating_inc(&p->errors);
     /* If even the timer cannot be set (at shutdown), the producer simply goes quiet. */
     gs_send_after_server(self, json_string("kick"), (uint64_t)p->retry_ms, NULL);
 }
@@ -112,7 +152,7 @@ static void producer_push(gs_server_t *self, producer_t *p)
         return;
     }
     p->in_flight = true;
-    p->sent++;
+    saturating_inc(&p->sent);
 }
 
 /* True when msg is [kind, tag, ...] of the given arity and tag is the push in flight. */
@@ -137,7 +177,7 @@ static gs_result_t producer_handle_info(gs_server_t *self, void *state, json_t *
         if (!gs_msg_is_atom(json_array_get(msg, 2), "ok")) {
             producer_retry_later(self, p);
         } else {
-            p->acked++;
+            saturating_inc(&p->acked);
             /* After 2^63 - 1 pushes the numbers start again from one rather than overflow. */
             p->next = p->next < GS_JSON_INT_MAX ? p->next + 1 : 1;
             producer_push(self, p);
@@ -149,10 +189,22 @@ static gs_result_t producer_handle_info(gs_server_t *self, void *state, json_t *
     return GS_NOREPLY;
 }
 
-static json_t *producer_stats(const producer_t *p)
+/*
+ * The producer as JSON: {"target", "id", "sent", "acked", "errors"}, what "stats" and
+ * format_state show; with full (dump_state), also what a restore needs to go on: the
+ * settings and the number of the next push.
+ */
+static json_t *producer_json(const producer_t *p, bool full)
 {
-    return json_pack("{sssIsIsIsI}", "target", p->target, "id", p->id, "sent", p->sent, "acked",
-                     p->acked, "errors", p->errors);
+    json_t *j = json_pack("{sssIsIsIsI}", "target", p->target, "id", p->id, "sent", p->sent,
+                          "acked", p->acked, "errors", p->errors);
+    if (j != NULL && full &&
+        json_object_update_new(j, json_pack("{sIsIsI}", "timeout_ms", p->timeout_ms, "retry_ms",
+                                            p->retry_ms, "next", p->next)) != 0) {
+        json_decref(j);
+        j = NULL;
+    }
+    return j;
 }
 
 static gs_result_t producer_handle_call(gs_server_t *self, void *state, json_t *msg, gs_from_t from)
@@ -160,24 +212,80 @@ static gs_result_t producer_handle_call(gs_server_t *self, void *state, json_t *
     (void)self;
     (void)from;
     if (gs_msg_is_atom(msg, "stats"))
-        return GS_REPLY(producer_stats(state));
+        return GS_REPLY(producer_json(state, false));
     return gs_reply_unknown_message();
+}
+
+static void producer_free(producer_t *p)
+{
+    free(p->target);
+    free(p);
 }
 
 static void producer_terminate(gs_server_t *self, json_t *reason, void *state)
 {
-    producer_t *p = state;
     (void)self;
     (void)reason;
     /* A reply still in flight is dropped by the runtime once this incarnation is gone. */
-    free(p->target);
-    free(p);
+    producer_free(state);
 }
 
 static json_t *producer_format_state(gs_server_t *self, void *state)
 {
     (void)self;
-    return producer_stats(state);
+    return producer_json(state, false);
+}
+
+static json_t *producer_dump_state(gs_server_t *self, void *state, json_t **reason)
+{
+    (void)self;
+    return gs__stored_dump(producer_json(state, true), reason);
+}
+
+/*
+ * The stored producer (see the top of the file): at start (*state NULL) a fresh one, set
+ * going as init sets it going; on a rollback the stored fields with the current push in
+ * flight, the current state freed only once the new one is complete.
+ */
+static int producer_restore(gs_server_t *self, json_t *stored, void **state, json_t **reason)
+{
+    static const char *const fields[] = {"target",     "id",       "sent", "acked", "errors",
+                                         "timeout_ms", "retry_ms", "next", NULL};
+    producer_t read = {0};
+    json_t *t = json_object_get(stored, "target");
+    const char *target = json_string_value(t), *why;
+
+    if (gs__stored_fields(stored, fields, reason) < 0)
+        return -1;
+    if ((why = producer_bad_target(self, target, json_string_length(t))) != NULL) {
+        *reason = gs__stored_refused(why);
+        return -1;
+    }
+    if (gs__stored_int(stored, "id", GS_JSON_INT_MIN, GS_JSON_INT_MAX, &read.id, reason) < 0 ||
+        gs__stored_int(stored, "sent", 0, GS_JSON_INT_MAX, &read.sent, reason) < 0 ||
+        gs__stored_int(stored, "acked", 0, GS_JSON_INT_MAX, &read.acked, reason) < 0 ||
+        gs__stored_int(stored, "errors", 0, GS_JSON_INT_MAX, &read.errors, reason) < 0 ||
+        gs__stored_int(stored, "timeout_ms", 1, PRODUCER_MAX_MS, &read.timeout_ms, reason) < 0 ||
+        gs__stored_int(stored, "retry_ms", 1, PRODUCER_MAX_MS, &read.retry_ms, reason) < 0 ||
+        gs__stored_int(stored, "next", 1, GS_JSON_INT_MAX, &read.next, reason) < 0)
+        return -1;
+    /* acked is not checked against sent: after a rollback that kept a push in flight which
+     * the stored state had not counted, its ack may take acked past sent. */
+    if (*state == NULL)
+        return producer_start(self, &read, target, state, reason);
+
+    producer_t *old = *state, *p = malloc(sizeof(*p));
+    if (p == NULL || (read.target = strdup(target)) == NULL) {
+        free(p);
+        *reason = json_string(gs_err_name(GS_ENOMEM));
+        return -1;
+    }
+    *p = read;
+    p->tag = old->tag;
+    p->in_flight = old->in_flight;
+    producer_free(old);
+    *state = p;
+    return 0;
 }
 
 static const gs_message_doc_t producer_messages[] = {
@@ -201,4 +309,6 @@ const gs_behaviour_t gs_builtin_producer = {
     .handle_info = producer_handle_info,
     .terminate = producer_terminate,
     .format_state = producer_format_state,
+    .dump_state = producer_dump_state,
+    .restore = producer_restore,
 };

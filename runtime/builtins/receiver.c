@@ -12,11 +12,18 @@
  * -> the count, "last" -> the kept messages. State JSON: {"received": n, "last": [...]}.
  * What it keeps is bounded in bytes too (gs_json_size, RECEIVER_MAX_BYTES in all): the oldest
  * kept messages make room, and one larger than that on its own is counted but not kept.
+ *
+ * Durable: the stored state is what format_state shows, {"received": n, "last": [...]}, built
+ * by one function for both (receiver_json). restore refuses a stored state the receiver could
+ * not have reached: more than ten messages kept, or more bytes than it keeps, or fewer
+ * received than kept.
  */
 #include <stdlib.h>
 
 #include <genserv/builtins.h>
 #include <genserv/message.h>
+
+#include "builtins_internal.h"
 
 #define RECEIVER_KEEP      10
 #define RECEIVER_MAX_BYTES (256 * 1024)
@@ -82,20 +89,78 @@ static gs_result_t receiver_handle_call(gs_server_t *self, void *state, json_t *
     return gs_reply_unknown_message();
 }
 
-static void receiver_terminate(gs_server_t *self, json_t *reason, void *state)
+static void receiver_free(receiver_t *r)
 {
-    receiver_t *r = state;
-    (void)self;
-    (void)reason;
     json_decref(r->last);
     free(r);
 }
 
+static void receiver_terminate(gs_server_t *self, json_t *reason, void *state)
+{
+    (void)self;
+    (void)reason;
+    receiver_free(state);
+}
+
+/*
+ * The state as JSON, {"received": n, "last": [...]}, for format_state (deep) and dump_state
+ * (not deep). Either way the array is a new one, since the next message changes ours. What
+ * format_state returns is serialised on another thread, so its messages are copied too;
+ * dump_state's is serialised at once on this thread, and shares the messages, which nobody
+ * mutates.
+ */
+static json_t *receiver_json(const receiver_t *r, bool deep)
+{
+    return json_pack("{sIso}", "received", r->received, "last",
+                     deep ? json_deep_copy(r->last) : json_copy(r->last));
+}
+
 static json_t *receiver_format_state(gs_server_t *self, void *state)
 {
-    const receiver_t *r = state;
     (void)self;
-    return json_pack("{sIso}", "received", r->received, "last", json_deep_copy(r->last));
+    return receiver_json(state, true);
+}
+
+static json_t *receiver_dump_state(gs_server_t *self, void *state, json_t **reason)
+{
+    (void)self;
+    return gs__stored_dump(receiver_json(state, false), reason);
+}
+
+/* On a rollback the current state is freed only once the new one is complete. */
+static int receiver_restore(gs_server_t *self, json_t *stored, void **state, json_t **reason)
+{
+    static const char *const fields[] = {"received", "last", NULL};
+    json_int_t received;
+    json_t *last = NULL;
+    receiver_t *r = NULL;
+    size_t bytes = 0;
+    int rc = -1;
+    (void)self;
+
+    if (gs__stored_fields(stored, fields, reason) < 0 ||
+        gs__stored_int(stored, "received", 0, GS_JSON_INT_MAX, &received, reason) < 0 ||
+        gs__stored_array(stored, "last", RECEIVER_KEEP, RECEIVER_MAX_BYTES, &last, &bytes, reason) <
+            0)
+        goto out;
+    /* Every kept message was counted first (the count saturates; it never drops). */
+    if ((size_t)received < json_array_size(last)) {
+        *reason = gs__stored_refused("received is less than the messages kept in last");
+        goto out;
+    }
+    if ((r = malloc(sizeof(*r))) == NULL) {
+        *reason = json_string(gs_err_name(GS_ENOMEM));
+        goto out;
+    }
+    *r = (receiver_t){.received = received, .last = last, .bytes = bytes};
+    last = NULL; /* the receiver's now */
+    if (*state != NULL)
+        receiver_free(*state);
+    *state = r;
+    rc = 0;
+out:
+    json_decref(last);
+    return rc;
 }
 
 static const gs_message_doc_t receiver_messages[] = {
@@ -117,4 +182,6 @@ const gs_behaviour_t gs_builtin_receiver = {
     .handle_info = receiver_handle_info,
     .terminate = receiver_terminate,
     .format_state = receiver_format_state,
+    .dump_state = receiver_dump_state,
+    .restore = receiver_restore,
 };

@@ -19,6 +19,12 @@
  * The timer message carries a number of our own, never the caller's from id: a forged
  * ["wake", n] sent over HTTP can at worst wake one of our own sleepers early, never answer a
  * call that belongs to another server.
+ *
+ * Not durable (no dump_state or restore, so the runtime refuses to start it durable with
+ * not_supported): its state is its sleepers, callers' `from`s held for a deferred reply, and
+ * a call lives only in the process that holds it. A restart fails them all, and a call id
+ * stored and replied to by a later process could answer somebody else's call there. Storing
+ * only the counters would restore a slow server whose "pending" is a lie.
  */
 #include <stddef.h>
 #include <stdlib.h>

@@ -21,11 +21,26 @@
  * chain of timers, or every forged tick would make the ticker tick faster forever. So each
  * tick first cancels the pending timer, if any, and then schedules exactly one: there is
  * never more than one timer pending.
+ *
+ * Durable: the stored state is what format_state shows plus the pending tick's timer
+ * reference, {"count", "interval_ms", "step", "timer": ref, or 0 for none}. A durable
+ * server's own send_after timers are stored by the runtime and armed again at the next start
+ * under the same reference, so restore does not schedule a tick (init, which does, is not
+ * called): it only takes the reference back, so that the next tick still cancels the timer
+ * it replaces and there is still never more than one pending. Arming one in restore would
+ * make two chains of ticks after every restart. The one exception is a stored timer of 0: a
+ * tick that came during a shutdown could not schedule the next one, so no tick is stored,
+ * and a restore at start begins a new chain as init does. terminate leaves the pending tick
+ * alone at a shutdown, since cancelling it would delete it from the store. The interval and
+ * step are part of the stored state: a restored ticker keeps them, whatever the args of the
+ * new start.
  */
 #include <stdlib.h>
 
 #include <genserv/builtins.h>
 #include <genserv/message.h>
+
+#include "builtins_internal.h"
 
 #define TICKER_MIN_MS 10       /* below this the ticker would mostly flood events */
 #define TICKER_MAX_MS 86400000 /* one day */
@@ -103,21 +118,92 @@ static gs_result_t ticker_handle_call(gs_server_t *self, void *state, json_t *ms
     return gs_reply_unknown_message();
 }
 
+/* "shutdown" or ["shutdown", ...]: the runtime, or a supervisor, stopping the server. */
+static bool is_shutdown(const json_t *reason)
+{
+    return gs_msg_is_atom(reason, "shutdown") ||
+           (json_is_array(reason) && gs_msg_is_atom(json_array_get(reason, 0), "shutdown"));
+}
+
 static void ticker_terminate(gs_server_t *self, json_t *reason, void *state)
 {
     ticker_t *t = state;
-    (void)reason;
-    /* The runtime would drop the tick anyway; cancelling keeps the timer counters honest. */
-    if (t->timer != 0)
+    /*
+     * The runtime would drop the tick anyway; cancelling keeps the timer counters honest.
+     * Not at a shutdown, though: a durable ticker's pending tick is stored with its state for
+     * its next start, and a cancel would delete it from the store (the restored ticker would
+     * never tick again). At the runtime's own shutdown every pending timer is dropped anyway.
+     */
+    if (t->timer != 0 && !is_shutdown(reason))
         gs_cancel_timer(gs_server_runtime(self), t->timer, NULL);
     free(t);
 }
 
+/* What format_state shows, {"count", "interval_ms", "step"}; dump_state adds the timer. */
+static json_t *ticker_json(const ticker_t *t)
+{
+    return json_pack("{sIsIsI}", "count", t->count, "interval_ms", t->interval_ms, "step", t->step);
+}
+
 static json_t *ticker_format_state(gs_server_t *self, void *state)
 {
-    const ticker_t *t = state;
     (void)self;
-    return json_pack("{sIsIsI}", "count", t->count, "interval_ms", t->interval_ms, "step", t->step);
+    return ticker_json(state);
+}
+
+static json_t *ticker_dump_state(gs_server_t *self, void *state, json_t **reason)
+{
+    const ticker_t *t = state;
+    json_t *j = ticker_json(t);
+    (void)self;
+
+    /* References count up from 1 and never come near 2^63, so one fits a JSON integer. */
+    if (j != NULL && json_object_set_new(j, "timer", json_integer((json_int_t)t->timer)) != 0) {
+        json_decref(j);
+        j = NULL;
+    }
+    return gs__stored_dump(j, reason);
+}
+
+/*
+ * The stored ticker, without scheduling the stored tick again (see the top of the file). On
+ * a rollback the current state is reused in place: once every field was read, nothing can
+ * fail.
+ */
+static int ticker_restore(gs_server_t *self, json_t *stored, void **state, json_t **reason)
+{
+    static const char *const fields[] = {"count", "interval_ms", "step", "timer", NULL};
+    ticker_t read;
+    json_int_t timer;
+
+    if (gs__stored_fields(stored, fields, reason) < 0 ||
+        gs__stored_int(stored, "count", GS_JSON_INT_MIN, GS_JSON_INT_MAX, &read.count, reason) <
+            0 ||
+        gs__stored_int(stored, "interval_ms", TICKER_MIN_MS, TICKER_MAX_MS, &read.interval_ms,
+                       reason) < 0 ||
+        gs__stored_int(stored, "step", GS_JSON_INT_MIN, GS_JSON_INT_MAX, &read.step, reason) < 0 ||
+        gs__stored_int(stored, "timer", 0, GS_JSON_INT_MAX, &timer, reason) < 0)
+        return -1;
+    read.timer = (gs_timer_ref_t)timer;
+    ticker_t *t = *state;
+    if (t != NULL) {
+        *t = read; /* a rollback: the committed state, timer and all */
+        return 0;
+    }
+    if ((t = malloc(sizeof(*t))) == NULL) {
+        *reason = json_string(gs_err_name(GS_ENOMEM));
+        return -1;
+    }
+    *t = read;
+    /* No tick stored: start a new chain, or the restored ticker would never tick. */
+    int rc = t->timer == 0 ? ticker_schedule(self, t) : 0;
+    if (rc < 0) {
+        free(t);
+        *reason = json_string(gs_err_name(rc));
+        return -1;
+    }
+    *state = t;
+    return 0;
 }
 
 static const gs_message_doc_t ticker_messages[] = {
@@ -138,4 +224,6 @@ const gs_behaviour_t gs_builtin_ticker = {
     .handle_info = ticker_handle_info,
     .terminate = ticker_terminate,
     .format_state = ticker_format_state,
+    .dump_state = ticker_dump_state,
+    .restore = ticker_restore,
 };

@@ -13,6 +13,14 @@
  *   gs__lua_server_code_change   load.c's code_change: the new chunk in the server's state
  *   gs__lua_replace_state   :sys.replace_state: replace_state(new, state) if the table has
  *                           it ({"ok", state} or {"error", reason}); else the JSON as it is
+ *   gs__lua_dump_state      durability: the state as JSON, strictly, keys sorted (a hibernated
+ *                           state from its text, without waking it)
+ *   gs__lua_restore         a state for the server as init would make one, with the stored
+ *                           JSON as its state and no Lua init; on a rollback a fresh one in
+ *                           place of the server's (see there)
+ *   gs__lua_restored        restored(state) after a restore at start: {"ok", state[, NEXT]};
+ *                           a stop, a raise or a bad return is kept as `doom` and the server
+ *                           crashes with it in its first turn (see there)
  * A server's Lua state keeps two values on its stack between callbacks: [1] the table of
  * callbacks and [2] the state. Each callback runs as one protected call (a trampoline), so a
  * raise, a memory refusal or the instruction budget ends it with a reason and the server
@@ -36,7 +44,8 @@ struct gs__lua_server_s {
     lua_State *L;         /* NULL while hibernated */
     char *frozen;         /* hibernated: the state as JSON text (NULL: the state was nil) */
     size_t frozen_len;
-    gs__lua_marks_t marks;                 /* hibernated: which arrays carried gs.array_mt */
+    gs__lua_marks_t marks; /* hibernated: which arrays carried gs.array_mt */
+    json_t *doom;          /* owned: the stop restored asked for, which its first handler returns */
     uint64_t opt_memory, opt_instructions; /* the start's own limits (0: the version's) */
     uint64_t instruction_limit;
     size_t memory_limit;
@@ -70,19 +79,47 @@ static void free_frozen(gs__lua_server_t *srv)
 
 typedef struct wake_s {
     const gs__lua_version_t *v;
-    json_t *state; /* borrowed: the hibernated state, or NULL (nil) */
-    const gs__lua_marks_t *marks;
+    json_t *state;                /* borrowed: the state, or NULL (nil) */
+    const gs__lua_marks_t *marks; /* NULL: every array marked, as in a message */
 } wake_t;
 
 static int tramp_wake(lua_State *L)
 {
     wake_t *w = lua_touserdata(L, 1);
     gs__lua_load_chunk(L, w->v->source, w->v->len, w->v->chunkname);
-    if (w->state != NULL)
+    if (w->state == NULL)
+        lua_pushnil(L);
+    else if (w->marks != NULL)
         gs__lua_push_json(L, w->state, w->marks->bits, w->marks->n);
     else
-        lua_pushnil(L);
+        gs__lua_push_json(L, w->state, NULL, 0);
     return 2;
+}
+
+/*
+ * Open srv's Lua state (srv->L NULL): a sandbox within srv's limits, the chunk run in it for
+ * the table of callbacks, and state (borrowed; NULL: nil) as Lua values, its arrays marked as
+ * marks says. 0, or nonzero with *reason (new) and srv->L still NULL. A state the memory limit
+ * cannot hold fails here, as it would in init.
+ */
+static int open_state(gs__lua_server_t *srv, json_t *state, const gs__lua_marks_t *marks,
+                      json_t **reason)
+{
+    lua_State *L = gs__lua_sandbox_create(&srv->box, srv->memory_limit, srv->instruction_limit,
+                                          srv->v->env, reason);
+    if (L == NULL)
+        return -1;
+    wake_t w = {srv->v, state, marks};
+    lua_pushcfunction(L, tramp_wake);
+    lua_pushlightuserdata(L, &w);
+    if (gs__lua_pcall(L, 1, 2, srv->instruction_limit, reason) != LUA_OK) {
+        gs__lua_sandbox_close(L);
+        return -1;
+    }
+    /* The compiler's leftovers go now rather than at some later collection. */
+    lua_gc(L, LUA_GCCOLLECT);
+    srv->L = L;
+    return 0;
 }
 
 int gs__lua_server_wake(gs__lua_server_t *srv, json_t **reason)
@@ -97,24 +134,10 @@ int gs__lua_server_wake(gs__lua_server_t *srv, json_t **reason)
             return -1;
         }
     }
-    lua_State *L = gs__lua_sandbox_create(&srv->box, srv->memory_limit, srv->instruction_limit,
-                                          srv->v->env, reason);
-    if (L == NULL) {
-        json_decref(state);
-        return -1;
-    }
-    wake_t w = {srv->v, state, &srv->marks};
-    lua_pushcfunction(L, tramp_wake);
-    lua_pushlightuserdata(L, &w);
-    int rc = gs__lua_pcall(L, 1, 2, srv->instruction_limit, reason);
+    int rc = open_state(srv, state, &srv->marks, reason);
     json_decref(state);
-    if (rc != LUA_OK) {
-        gs__lua_sandbox_close(L);
+    if (rc != 0)
         return -1;
-    }
-    /* The compiler's leftovers go now rather than at some later collection. */
-    lua_gc(L, LUA_GCCOLLECT);
-    srv->L = L;
     free_frozen(srv);
     return 0;
 }
@@ -128,12 +151,12 @@ gs__lua_version_t *gs__lua_server_version(gs__lua_server_t *srv)
 /* Results                                                                                    */
 /* ---------------------------------------------------------------------------------------- */
 
-typedef enum kind_e { K_INIT, K_CALL, K_CAST, K_INFO, K_CONTINUE } kind_t;
+typedef enum kind_e { K_INIT, K_RESTORED, K_CALL, K_CAST, K_INFO, K_CONTINUE } kind_t;
 
 typedef struct hctx_s {
     kind_t kind;
     const char *cb;  /* the Lua callback's name */
-    json_t *msg;     /* borrowed: the message, init's args, continue's arg */
+    json_t *msg;     /* borrowed: the message, init's args, continue's arg (restored: none) */
     gs_from_t from;  /* K_CALL; K_INFO: the call of a ["caller_gone", id] (id 0: none) */
     bool missing;    /* the table has no such function */
     bool ignore;     /* init returned "ignore" */
@@ -232,6 +255,7 @@ static void parse_result(lua_State *L, hctx_t *c, int r)
 {
     int n = lua_type(L, r) == LUA_TTABLE ? arity(L, r) : 0;
     int state_at = 0, next_at = 0, reason_at = 0, reply_at = 0;
+    bool first = c->kind == K_INIT || c->kind == K_RESTORED; /* init's shapes, but "ignore" */
 
     luaL_checkstack(L, 8, NULL);
     if (c->kind == K_INIT && lua_type(L, r) == LUA_TSTRING &&
@@ -242,15 +266,15 @@ static void parse_result(lua_State *L, hctx_t *c, int r)
     }
     if (n == 0) {
         /* not a table, or an empty one */
-    } else if (n <= 3 && (c->kind == K_INIT ? tag_is(L, r, "ok") : tag_is(L, r, "noreply"))) {
+    } else if (n <= 3 && (first ? tag_is(L, r, "ok") : tag_is(L, r, "noreply"))) {
         state_at = 2, next_at = 3; /* {"ok", state, NEXT} from init, {"noreply", ...} after */
-    } else if (c->kind == K_INIT && tag_is(L, r, "stop") && n == 2) {
+    } else if (first && tag_is(L, r, "stop") && n == 2) {
         reason_at = 2;
     } else if (c->kind == K_CALL && tag_is(L, r, "reply") && n <= 4) {
         reply_at = 2, state_at = 3, next_at = 4;
     } else if (c->kind == K_CALL && tag_is(L, r, "stop") && n == 4) {
         reason_at = 2, reply_at = 3, state_at = 4;
-    } else if (c->kind != K_INIT && tag_is(L, r, "stop") && n <= 3) {
+    } else if (!first && tag_is(L, r, "stop") && n <= 3) {
         reason_at = 2, state_at = 3;
     }
     if ((state_at == 0 && reason_at == 0) ||
@@ -300,7 +324,8 @@ static void parse_result(lua_State *L, hctx_t *c, int r)
     lua_pushvalue(L, keep);
 }
 
-/* handle_*(...) and init(args): arguments 1 the callbacks, 2 the state, 3 the context. */
+/* handle_*(...), init(args) and restored(state): arguments 1 the callbacks, 2 the state, 3 the
+ * context. */
 static int tramp_handle(lua_State *L)
 {
     hctx_t *c = lua_touserdata(L, 3);
@@ -316,7 +341,9 @@ static int tramp_handle(lua_State *L)
         return 1;
     }
     int n = 1;
-    if (c->kind == K_INFO && c->from.id != 0) {
+    if (c->kind == K_RESTORED) {
+        n = 0; /* the state alone, below */
+    } else if (c->kind == K_INFO && c->from.id != 0) {
         /* {"caller_gone", from}: the from handle_call was given, equal element by element */
         lua_createtable(L, 2, 0);
         lua_pushliteral(L, "caller_gone");
@@ -341,10 +368,15 @@ static int tramp_handle(lua_State *L)
     return 1;
 }
 
-/* Run c in srv's state; a failure to run it at all is a stop. */
+/* Run c in srv's state; a failure to run it at all is a stop, and so is a doom restored left. */
 static gs_result_t run(gs__lua_server_t *srv, hctx_t *c)
 {
     json_t *why = NULL;
+    if (srv->doom != NULL) {
+        why = srv->doom;
+        srv->doom = NULL;
+        return GS_STOP(why);
+    }
     if (gs__lua_server_wake(srv, &why) != 0)
         return GS_STOP(why);
     lua_State *L = srv->L;
@@ -364,7 +396,40 @@ static void server_free(gs__lua_server_t *srv)
 {
     gs__lua_sandbox_close(srv->L);
     free_frozen(srv);
+    json_decref(srv->doom);
     free(srv);
+}
+
+/*
+ * A server record of self's behaviour with self's start limits and no Lua state yet, or NULL
+ * with *reason (new): a start that asks for more than the host allows is refused, not quietly
+ * capped, since the caller would otherwise believe it has what it asked for.
+ */
+static gs__lua_server_t *server_create(gs_server_t *self, json_t **reason)
+{
+    gs__lua_version_t *v = gs__lua_version_of(gs_server_behaviour(self));
+    const gs_start_options_t *opts = gs_server_options(self);
+    if (opts->memory_limit > v->max_memory_limit) {
+        *reason = json_pack("[s, {s:I, s:I}]", "bad_limit", "memory_limit",
+                            (json_int_t)opts->memory_limit, "max", (json_int_t)v->max_memory_limit);
+        return NULL;
+    }
+    if (opts->instruction_limit > v->max_instruction_limit) {
+        *reason = json_pack("[s, {s:I, s:I}]", "bad_limit", "instruction_limit",
+                            (json_int_t)opts->instruction_limit, "max",
+                            (json_int_t)v->max_instruction_limit);
+        return NULL;
+    }
+    gs__lua_server_t *srv = calloc(1, sizeof(*srv));
+    if (srv == NULL) {
+        *reason = json_string(gs_err_name(GS_ENOMEM));
+        return NULL;
+    }
+    srv->v = v;
+    srv->opt_memory = opts->memory_limit;
+    srv->opt_instructions = opts->instruction_limit;
+    set_limits(srv);
+    return srv;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -373,31 +438,9 @@ static void server_free(gs__lua_server_t *srv)
 
 int gs__lua_init(gs_server_t *self, json_t *args, void **state, json_t **reason)
 {
-    gs__lua_version_t *v = gs__lua_version_of(gs_server_behaviour(self));
-    const gs_start_options_t *opts = gs_server_options(self);
-    /* A start that asks for more than the host allows is refused, not quietly capped: the
-     * caller would otherwise believe it has what it asked for. */
-    if (opts->memory_limit > v->max_memory_limit) {
-        *reason = json_pack("[s, {s:I, s:I}]", "bad_limit", "memory_limit",
-                            (json_int_t)opts->memory_limit, "max", (json_int_t)v->max_memory_limit);
+    gs__lua_server_t *srv = server_create(self, reason);
+    if (srv == NULL)
         return -1;
-    }
-    if (opts->instruction_limit > v->max_instruction_limit) {
-        *reason = json_pack("[s, {s:I, s:I}]", "bad_limit", "instruction_limit",
-                            (json_int_t)opts->instruction_limit, "max",
-                            (json_int_t)v->max_instruction_limit);
-        return -1;
-    }
-    gs__lua_server_t *srv = calloc(1, sizeof(*srv));
-    if (srv == NULL) {
-        *reason = json_string(gs_err_name(GS_ENOMEM));
-        return -1;
-    }
-    srv->v = v;
-    srv->opt_memory = opts->memory_limit;
-    srv->opt_instructions = opts->instruction_limit;
-    set_limits(srv);
-
     hctx_t c = {.kind = K_INIT, .cb = "init", .msg = args};
     gs_result_t r = run(srv, &c);
     if (c.ignore) {
@@ -733,4 +776,126 @@ int gs__lua_replace_state(gs_server_t *self, void **state, json_t *next, json_t 
     lua_replace(L, 2); /* [table, old state, new state] -> [table, new state] */
     lua_settop(L, 2);
     return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Durability                                                                                 */
+/* ---------------------------------------------------------------------------------------- */
+
+/*
+ * The runtime dumps a durable server's state after every message and compares the text with
+ * the last one, so this must give one text per value, and cheaply: the conversion is SORTED
+ * (convert.c says why Lua's own order will not do) and costs one pass over the state.
+ *
+ * It is STRICT too, as hibernation is: what is stored must come back as the same Lua value,
+ * or a server would behave differently after a restart than before it, silently. An integer
+ * key (JSON would make it a string: t[17] would read nil after a restore), a table reached
+ * twice (it would come back as two), a metatable other than gs.array_mt (lost), a function,
+ * a userdata, a cycle, NaN or inf: each is refused with the place it was found, and the
+ * runtime crashes the server with ["unserializable_state", ["bad_value", "... at state.x"]]
+ * and keeps the state it stored last. What JSON does not keep of a value that is stored is
+ * whether a non-empty array carried gs.array_mt: a restored one does, as a decoded message's.
+ */
+json_t *gs__lua_dump_state(gs_server_t *self, void *state, json_t **reason)
+{
+    gs__lua_server_t *srv = state;
+    char err[200];
+    (void)self;
+    if (srv->L == NULL) {
+        /* Hibernated: its text, made by the same strict conversion, stays asleep; only the
+         * keys' order differs (hibernation keeps Lua's, for its marks). */
+        if (srv->frozen == NULL)
+            return json_null();
+        json_t *text =
+            json_loadb(srv->frozen, srv->frozen_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+        json_t *v = text != NULL ? gs__lua_json_sorted(text) : NULL;
+        if (v == NULL)
+            *reason =
+                json_pack("[s, s]", "bad_value",
+                          text == NULL ? "the hibernated state does not load" : "out of memory");
+        json_decref(text);
+        return v;
+    }
+    /* Its own budget: the conversion's time bound is the callback's backstop, and the last
+     * callback may be long past (a system message runs none). */
+    gs__lua_budget_start(srv->L, srv->instruction_limit);
+    json_t *v = gs__lua_to_json(srv->L, 2, "state", GS__LUA_STRICT | GS__LUA_SORTED, NULL, err,
+                                sizeof(err));
+    if (v == NULL)
+        *reason = json_pack("[s, s]", "bad_value", err);
+    return v;
+}
+
+/*
+ * At start (*state NULL) this is init without the Lua init: the same limits (and the same
+ * refusal of a start that asks for more than the host allows), a sandbox, the chunk run for
+ * the table of callbacks, and the stored JSON pushed as the state, under the memory limit
+ * (a stored state too large for it fails the start with ["memory_limit", bytes]).
+ *
+ * On a rollback (*state the server's) the server is rebuilt rather than its state value
+ * replaced in place: a fresh Lua state, as at a restart from the store, so that nothing the
+ * rolled-back messages left behind (a chunk-level local they changed, garbage) survives them;
+ * a rollback is rare, and running the chunk once more is cheap next to the failed commit
+ * that caused it. The new state is built beside the old one (each within the memory limit),
+ * and the old one is freed only once the new one stands: on a failure the server keeps its
+ * state, for terminate, and the runtime crashes it.
+ */
+int gs__lua_restore(gs_server_t *self, json_t *stored, void **state, json_t **reason)
+{
+    gs__lua_server_t *old = *state, *srv;
+    if (old == NULL) {
+        if ((srv = server_create(self, reason)) == NULL)
+            return -1;
+    } else {
+        if ((srv = calloc(1, sizeof(*srv))) == NULL) {
+            *reason = json_string(gs_err_name(GS_ENOMEM));
+            return -1;
+        }
+        srv->v = old->v; /* the code it runs now: an upgrade may have moved it */
+        srv->opt_memory = old->opt_memory;
+        srv->opt_instructions = old->opt_instructions;
+        set_limits(srv);
+    }
+    if (open_state(srv, stored, NULL, reason) != 0) {
+        server_free(srv);
+        return -1;
+    }
+    if (old != NULL) {
+        srv->doom = old->doom; /* not the state's: the server's first turn still owes it */
+        old->doom = NULL;
+        server_free(old);
+    }
+    *state = srv;
+    return 0;
+}
+
+/*
+ * restored(state), after a restore at start, inside the start as init is: {"ok", state} or
+ * {"ok", state, NEXT} (NEXT through gs_init_then, as init's). The C callback cannot refuse
+ * the start, so anything else ({"stop", reason}, a raise, a limit, a bad return) is kept as
+ * the server's doom, and a {"continue"} asked through gs_init_then makes its first turn run
+ * handle_continue, which returns the doom as a stop before any message (run() above; load.c
+ * sets handle_continue on every Lua behaviour for this, the table's or not). The server thus
+ * starts and at once stops with that reason, and its supervisor decides as for any exit.
+ * Called outside a start (gs_init_then then does nothing), the doom waits for the first
+ * handler instead.
+ */
+void gs__lua_restored(gs_server_t *self, void *state)
+{
+    gs__lua_server_t *srv = state;
+    hctx_t c = {.kind = K_RESTORED, .cb = "restored"};
+    gs_result_t r = run(srv, &c);
+    if (c.missing)
+        return;
+    if (r.action == GS_ACTION_STOP) {
+        json_decref(r.reply);
+        json_decref(srv->doom);
+        srv->doom =
+            r.reason != NULL ? r.reason : json_pack("[s, s]", "bad_return_value", "restored");
+        gs_init_then(self, gs_then_continue(GS_NOREPLY, json_null()));
+        return;
+    }
+    if (r.next != GS_NEXT_NONE)
+        gs_init_then(self, r);
+    lua_gc(srv->L, LUA_GCCOLLECT);
 }

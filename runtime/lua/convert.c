@@ -22,6 +22,15 @@
  * gs.array_mt, a gs.array_mt table that is not a sequence. Which arrays carried gs.array_mt
  * is recorded in marks (one bit per array, in document order), so that a non-empty sequence
  * built in Lua comes back without it.
+ *
+ * SORTED (dump_state): every object's keys in byte order (shorter first on a common prefix).
+ * Lua's traversal order is no property of a value: it follows the table's insertion history,
+ * and string hashes are seeded per state (luai_makeseed), so the same value rebuilt in another
+ * state, a restored one say, traverses differently. The runtime compares one dump's text with
+ * the last to see whether a message changed the state, and needs one text per value. The keys
+ * are gathered and their values converted in Lua's order, then sorted: marks, which follow
+ * the traversal, are therefore not recorded with it. gs__lua_json_sorted gives JSON read
+ * back from a text the same order.
  */
 #include "lua_internal.h"
 
@@ -338,6 +347,107 @@ static json_t *enc_object(enc_t *e, int idx)
     return obj;
 }
 
+/* The order of SORTED: bytes, then length. */
+static int key_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    return c != 0 ? c : (alen > blen) - (alen < blen);
+}
+
+/* One key of an object being sorted, and its value once converted. */
+typedef struct entry_s {
+    const char *key; /* a string key's bytes, held by the table (no collection runs in a
+                        conversion); NULL for an integer key, whose text is num */
+    size_t klen;
+    json_t *value; /* new, until it moves into the object */
+    char num[24];
+} entry_t;
+
+static const char *entry_key(const entry_t *en)
+{
+    return en->key != NULL ? en->key : en->num;
+}
+
+static int entry_cmp(const void *a, const void *b)
+{
+    const entry_t *x = a, *y = b;
+    return key_cmp(entry_key(x), x->klen, entry_key(y), y->klen);
+}
+
+/* enc_object with SORTED: the table at idx has count keys (enc_table counted them). */
+static json_t *enc_object_sorted(enc_t *e, int idx, size_t count)
+{
+    lua_State *L = e->L;
+    json_t *obj = NULL;
+    size_t n = 0;
+    entry_t *ents = count > 0 ? malloc(count * sizeof(*ents)) : NULL;
+    seg_t *seg = &e->path[e->depth - 1];
+
+    if (count > 0 && ents == NULL)
+        return fail(e, "out of memory");
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        if (n == count) { /* no Lua code runs: the table cannot have grown since counted */
+            fail(e, "table changed during its conversion");
+            goto out;
+        }
+        entry_t *en = &ents[n];
+        if (lua_type(L, -2) == LUA_TSTRING) {
+            en->key = lua_tolstring(L, -2, &en->klen);
+            *seg = (seg_t){en->key, en->klen, 0};
+        } else if (lua_isinteger(L, -2)) {
+            lua_Integer i = lua_tointeger(L, -2);
+            *seg = (seg_t){NULL, 0, i};
+            if (e->flags & GS__LUA_STRICT) {
+                fail(e, "integer key (JSON would make it a string)");
+                goto out;
+            }
+            en->key = NULL;
+            en->klen = (size_t)snprintf(en->num, sizeof(en->num), "%lld", (long long)i);
+        } else {
+            int t = lua_type(L, -2);
+            e->depth--; /* the path is the table's, not a key's */
+            fail(e, "%s key", t == LUA_TNUMBER ? "float" : lua_typename(L, t));
+            e->depth++;
+            goto out;
+        }
+        if ((en->value = enc(e, lua_gettop(L))) == NULL)
+            goto out;
+        n++;
+        lua_pop(L, 1);
+    }
+    if (n > 1)
+        qsort(ents, n, sizeof(*ents), entry_cmp);
+    e->cost += n; /* the sort, roughly: a key's comparisons are few next to its conversion */
+    if ((obj = json_object()) == NULL) {
+        fail(e, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *k = entry_key(&ents[i]);
+        *seg = (seg_t){k, ents[i].klen, 0}; /* for the sentence of a failure */
+        json_t *v = ents[i].value;
+        ents[i].value = NULL;
+        /* Sorted, two keys with one text ([1] and ["1"]) are neighbours. */
+        if (i > 0 && entry_cmp(&ents[i - 1], &ents[i]) == 0) {
+            json_decref(v);
+            fail(e, "duplicate key \"%.*s\"", (int)(ents[i].klen < 40 ? ents[i].klen : 40), k);
+        } else if (json_object_setn_new(obj, k, ents[i].klen, v) != 0) {
+            fail(e, "invalid UTF-8 key");
+        } else {
+            continue;
+        }
+        json_decref(obj);
+        obj = NULL;
+        break;
+    }
+out:
+    for (size_t i = 0; i < n; i++)
+        json_decref(ents[i].value);
+    free(ents);
+    return obj;
+}
+
 static json_t *enc_table(enc_t *e, int idx)
 {
     lua_State *L = e->L;
@@ -386,7 +496,9 @@ static json_t *enc_table(enc_t *e, int idx)
     e->path[e->depth] = (seg_t){NULL, 0, 0};
     e->depth++;
     int top = lua_gettop(L);
-    json_t *out = array ? enc_array(e, idx, count) : enc_object(e, idx);
+    json_t *out = array                       ? enc_array(e, idx, count)
+                  : e->flags & GS__LUA_SORTED ? enc_object_sorted(e, idx, (size_t)count)
+                                              : enc_object(e, idx);
     lua_settop(L, top);
     if (out != NULL)
         e->depth--; /* a failure keeps the path where it happened for the sentence */
@@ -466,4 +578,72 @@ json_t *gs__lua_to_json(lua_State *L, int idx, const char *root, unsigned flags,
     free(e->seen.slots);
     free(e);
     return out;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* JSON -> JSON in SORTED's order                                                            */
+/* ---------------------------------------------------------------------------------------- */
+
+/* One key of an object being copied in order (key and value borrowed from it). */
+typedef struct jkey_s {
+    const char *key;
+    size_t klen;
+    json_t *value;
+} jkey_t;
+
+static int jkey_cmp(const void *a, const void *b)
+{
+    const jkey_t *x = a, *y = b;
+    return key_cmp(x->key, x->klen, y->key, y->klen);
+}
+
+json_t *gs__lua_json_sorted(json_t *v)
+{
+    json_t *out = NULL;
+    switch (json_typeof(v)) {
+    case JSON_ARRAY: {
+        size_t i;
+        json_t *item;
+        if ((out = json_array()) == NULL)
+            return NULL;
+        json_array_foreach(v, i, item)
+        {
+            if (json_array_append_new(out, gs__lua_json_sorted(item)) != 0) {
+                json_decref(out);
+                return NULL; /* append_new took (and freed) the copy, or NULL */
+            }
+        }
+        return out;
+    }
+    case JSON_OBJECT: {
+        /* The recursion is as deep as the document, which was ours: at most
+         * GS__LUA_MAX_DEPTH levels. */
+        size_t n = json_object_size(v), i = 0;
+        const char *key;
+        size_t klen;
+        json_t *item;
+        jkey_t *keys = malloc((n > 0 ? n : 1) * sizeof(*keys));
+        if (keys == NULL || (out = json_object()) == NULL) {
+            free(keys);
+            return NULL;
+        }
+        json_object_keylen_foreach(v, key, klen, item)
+        {
+            keys[i++] = (jkey_t){key, klen, item};
+        }
+        qsort(keys, n, sizeof(*keys), jkey_cmp);
+        for (i = 0; i < n; i++) {
+            if (json_object_setn_new(out, keys[i].key, keys[i].klen,
+                                     gs__lua_json_sorted(keys[i].value)) != 0) {
+                json_decref(out);
+                out = NULL;
+                break;
+            }
+        }
+        free(keys);
+        return out;
+    }
+    default:
+        return json_incref(v);
+    }
 }

@@ -132,7 +132,10 @@ int gs_lua_create(gs_runtime_t *rt, const gs_lua_options_t *opts, gs_lua_t **out
         return GS_ENOMEM;
     lua->rt = rt;
     lua->opts = *opts;
-    random_key(lua->env.key);
+    if (opts->key != NULL)
+        memcpy(lua->env.key, opts->key, sizeof(lua->env.key));
+    else
+        random_key(lua->env.key);
     lua->env.log = opts->log;
     lua->env.log_arg = opts->log_arg;
     pthread_mutex_init(&lua->mu, NULL);
@@ -243,20 +246,31 @@ static void sweep_locked(gs_lua_t *lua, bool all)
 /* Compiling a version                                                                        */
 /* ---------------------------------------------------------------------------------------- */
 
+static const char *const callbacks[] = {"init",        "handle_call",     "handle_cast",
+                                        "handle_info", "handle_continue", "terminate",
+                                        "code_change", "format_status",   "restored"};
+enum {
+    CB_INIT,
+    CB_CALL,
+    CB_CAST,
+    CB_INFO,
+    CB_CONTINUE,
+    CB_TERMINATE,
+    CB_CODE_CHANGE,
+    CB_FORMAT,
+    CB_RESTORED,
+    CB_COUNT
+};
+
 /* What the chunk's table says, gathered inside the protected inspection (every pointer is
  * stored as soon as it is made, so that a raise leaks nothing: the caller frees them). */
 typedef struct inspect_s {
     const gs__lua_version_t *v;
     char *vsn, *description, *args_doc;
     gs_message_doc_t *messages; /* with the strings in the same block */
-    bool has[8];
-    bool notify_caller_gone;
+    bool has[CB_COUNT];
+    bool notify_caller_gone, durable;
 } inspect_t;
-
-static const char *const callbacks[] = {"init",        "handle_call",     "handle_cast",
-                                        "handle_info", "handle_continue", "terminate",
-                                        "code_change", "format_status"};
-enum { CB_INIT, CB_CALL, CB_CAST, CB_INFO, CB_CONTINUE, CB_TERMINATE, CB_CODE_CHANGE, CB_FORMAT };
 
 /* Whether s is valid UTF-8 (jansson's own check, without NULs). */
 static bool utf8_valid(const char *s)
@@ -378,7 +392,7 @@ static int tramp_inspect(lua_State *L)
     gs__lua_load_chunk(L, in->v->source, in->v->len, in->v->chunkname);
     int t = lua_gettop(L);
     bool any = false;
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < CB_COUNT; i++) {
         lua_getfield(L, t, callbacks[i]);
         if (!lua_isnil(L, -1) && !lua_isfunction(L, -1))
             luaL_error(L, "%s: %s must be a function, not %s", in->v->name, callbacks[i],
@@ -398,6 +412,9 @@ static int tramp_inspect(lua_State *L)
     lua_pop(L, 1);
     lua_getfield(L, t, "notify_caller_gone");
     in->notify_caller_gone = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, t, "durable");
+    in->durable = lua_toboolean(L, -1);
     lua_pop(L, 1);
     inspect_messages(L, t, in);
     return 0;
@@ -541,7 +558,9 @@ static int compile(gs_lua_t *lua, const char *name, const char *vsn, const char 
     b->handle_call = in.has[CB_CALL] ? gs__lua_handle_call : NULL;
     b->handle_cast = in.has[CB_CAST] ? gs__lua_handle_cast : NULL;
     b->handle_info = in.has[CB_INFO] ? gs__lua_handle_info : NULL;
-    b->handle_continue = in.has[CB_CONTINUE] ? gs__lua_handle_continue : NULL;
+    /* handle_continue always: it also runs the stop a restored callback asked for (adapter.c),
+     * and stands in for a missing one exactly as the runtime would (["undef", ...]). */
+    b->handle_continue = gs__lua_handle_continue;
     /* These always: they free the server's Lua state, show it, shrink it, move it. */
     b->terminate = gs__lua_terminate;
     b->format_state = gs__lua_format_state;
@@ -549,6 +568,12 @@ static int compile(gs_lua_t *lua, const char *name, const char *vsn, const char 
     b->code_change = NULL;                    /* set by the caller (it lives in this file) */
     b->replace_state = gs__lua_replace_state; /* accepts the JSON unless the table checks */
     b->notify_caller_gone = in.notify_caller_gone;
+    /* Every Lua state can be stored (adapter.c: the state as JSON); M.durable = true makes
+     * every server of the behaviour durable, whatever its start says. */
+    b->durable = in.durable;
+    b->dump_state = gs__lua_dump_state;
+    b->restore = gs__lua_restore;
+    b->restored = in.has[CB_RESTORED] ? gs__lua_restored : NULL;
     *out = v;
     return 0;
 }

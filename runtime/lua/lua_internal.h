@@ -129,7 +129,8 @@ void gs__lua_push_array_mt(lua_State *L);
 void gs__lua_push_json(lua_State *L, json_t *v, const unsigned char *marks, size_t nmarks);
 
 /* Flags of gs__lua_to_json. */
-#define GS__LUA_STRICT 1u /* lossless or fail: for hibernation (see convert.c) */
+#define GS__LUA_STRICT 1u /* lossless or fail: for hibernation and dump_state (see convert.c) */
+#define GS__LUA_SORTED 2u /* objects' keys in byte order, whatever Lua's: one text per value */
 
 typedef struct gs__lua_marks_s {
     unsigned char *bits; /* malloc'd; bit i: the i-th array met carried gs.array_mt */
@@ -140,10 +141,18 @@ typedef struct gs__lua_marks_s {
  * The value at idx as JSON: a new reference, or NULL with a sentence in err ("function at
  * state.handler"; err may be NULL). root names the value in that sentence. Never raises, runs
  * no Lua code and allocates nothing in L (metatables are not consulted, save gs.array_mt).
- * marks (may be NULL; STRICT only) receives which arrays were marked (the caller frees bits).
+ * marks (may be NULL; STRICT only) receives which arrays were marked (the caller frees bits),
+ * in the order Lua traverses the tables: not with SORTED, whose document order differs.
  */
 json_t *gs__lua_to_json(lua_State *L, int idx, const char *root, unsigned flags,
                         gs__lua_marks_t *marks, char *err, size_t errlen);
+
+/**
+ * A copy of v (borrowed) whose objects have their keys in the order SORTED gives them, so that
+ * JSON read back from a text (a hibernated state) dumps as the awake value would. A new
+ * reference, or NULL when out of memory. Scalars are shared with v, not copied.
+ */
+json_t *gs__lua_json_sorted(json_t *v);
 
 /* ---------------------------------------------------------------------------------------- */
 /* gslib.c and pattern.c: libraries, opened at first use by sandbox.c                          */
@@ -245,6 +254,14 @@ void gs__lua_hibernate(gs_server_t *self, void **state);
 /** :sys.replace_state for every Lua behaviour: the table's replace_state(new, state) decides,
  *  or, without one, the new JSON becomes the state. next borrowed; *reason new on refusal. */
 int gs__lua_replace_state(gs_server_t *self, void **state, json_t *next, json_t **reason);
+/** Durability, for every Lua behaviour: the state as JSON, strictly and with sorted keys
+ *  (new reference), or NULL with *reason (new) naming what JSON cannot hold. */
+json_t *gs__lua_dump_state(gs_server_t *self, void *state, json_t **reason);
+/** A server built from stored (borrowed) without the Lua init: at start (*state NULL), or in
+ *  place of *state on a rollback (a fresh Lua state; the old one freed only on success). */
+int gs__lua_restore(gs_server_t *self, json_t *stored, void **state, json_t **reason);
+/** The table's restored(state), after a restore at start; only set when the table has it. */
+void gs__lua_restored(gs_server_t *self, void *state);
 
 /* What load.c's code_change needs of a server. */
 typedef struct gs__lua_server_s gs__lua_server_t;

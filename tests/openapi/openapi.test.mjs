@@ -493,8 +493,10 @@ async function expectStatus(port, method, url, want, opts = {}, note = '') {
 }
 
 async function mainInstance() {
+    const dataDir = fs.mkdtempSync(path.join(process.env.TMPDIR || '/tmp', 'openapi-data-'));
     const g = await startGenserv(['--max-held-calls', '3', '--max-event-streams', '1', '--max-timers-per-server', '4',
-        '--shutdown-timeout-ms', '20000']);
+        '--shutdown-timeout-ms', '20000', '--data-dir', dataDir]);
+    process.on('exit', () => fs.rmSync(dataDir, { recursive: true, force: true }));
     const p = g.port;
     console.log(`genserv on port ${p}`);
 
@@ -642,6 +644,30 @@ async function mainInstance() {
     await expectStatus(p, 'DELETE', '/servers/spinner?timeout_ms=100', 504, {}, 'past the timeout');
     await waitFor('the killed server to go', async () => (await status(p, 'spinner')) === undefined);
     await expectStatus(p, 'DELETE', '/behaviours/spin', 200);
+
+    // "ack": "handled" waits for the handler: a crash in it is the answer (misbehaving has no
+    // handle_cast; the Lua server below raises in handle_info).
+    await expectStatus(p, 'POST', '/servers', 201, json({ name: 'no_casts', behaviour: 'misbehaving' }));
+    await expectStatus(p, 'POST', '/cast', 500, json({ server: 'no_casts', message: 'x', ack: 'handled' }), 'the handler crashed');
+    await expectStatus(p, 'POST', '/cast', 202, json({ server: 'counter', message: 'increment', ack: 'handled' }), 'handled');
+    const raise = "return {init = function() return {'ok', 0} end,\n" +
+        "  handle_info = function(m, s) error('no') end}\n";
+    await expectStatus(p, 'POST', '/behaviours', 201, json({ name: 'raiser', source: raise }));
+    await expectStatus(p, 'POST', '/servers', 201, json({ name: 'raiser', behaviour: 'raiser' }));
+    await expectStatus(p, 'POST', '/send', 500, json({ server: 'raiser', message: 'x', ack: 'handled' }), 'the handler crashed');
+    await expectStatus(p, 'DELETE', '/servers/raiser', 200);
+    await expectStatus(p, 'DELETE', '/servers/no_casts', 200);
+    await expectStatus(p, 'DELETE', '/behaviours/raiser', 200);
+
+    // Durable servers (genserv runs with --data-dir): a retry with the Idempotency-Key of a
+    // call whose deferred reply has not come yet is 409; once answered, the recorded answer.
+    await expectStatus(p, 'POST', '/servers', 201, json({ name: 'dslow', behaviour: 'slow', durable: true }));
+    const keyed = { headers: { 'Idempotency-Key': 'openapi-1' } };
+    const first = request(p, 'POST', '/call', { ...keyed, ...json({ server: 'dslow', message: ['sleep', 1500] }) });
+    await waitFor('the first keyed call to be held', async () => (await status(p, 'dslow'))?.held_calls === 1);
+    await expectStatus(p, 'POST', '/call', 409, { ...keyed, ...json({ server: 'dslow', message: ['sleep', 1500] }) }, 'its first call is still deferred');
+    check('POST', '/call', await first, 'the first keyed call');
+    await expectStatus(p, 'DELETE', '/servers/dslow', 200);
     const stop = { reason: ['shutdown', 'maintenance'], timeout_ms: 2000 };
     checkRequestAcceptedAt('/servers/{name}', 'delete', stop);
     await expectStatus(p, 'DELETE', '/servers/counter2', 200, json(stop));
