@@ -173,9 +173,9 @@ static int persist_behaviour(gs_request_t *req, const char *name)
     json_t *desc = code->describe(code->ctx, name);
     if (desc == NULL)
         return GS_ENOBEHAVIOUR;
-    json_t *row = json_pack("{s:O?, s:O?, s:O?}", "vsn", json_object_get(desc, "vsn"), "source",
-                            json_object_get(desc, "source"), "limits",
-                            json_object_get(desc, "limits"));
+    json_t *row =
+        json_pack("{s:O?, s:O?, s:O?}", "vsn", json_object_get(desc, "vsn"), "source",
+                  json_object_get(desc, "source"), "limits", json_object_get(desc, "limits"));
     json_decref(desc);
     int rc = row != NULL ? gs__persist_wait(req->gw, GS_STORE_BEHAVIOURS, name, row) : GS_ENOMEM;
     json_decref(row);

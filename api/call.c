@@ -102,16 +102,15 @@ static enum MHD_Result finish_handled(gs_request_t *req)
 {
     if (req->status < 0)
         return gs__respond_runtime_error(req, req->status, NULL);
-    return gs__respond_json(req, MHD_HTTP_ACCEPTED, json_pack("{s:b, s:s}", "ok", 1, "ack",
-                                                              "handled"));
+    return gs__respond_json(req, MHD_HTTP_ACCEPTED,
+                            json_pack("{s:b, s:s}", "ok", 1, "ack", "handled"));
 }
 
 static int start_deliver(gs_request_t *req, void *ctx)
 {
     deliver_ctx_t *c = ctx;
-    gs_send_options_t opts = {.handled = gs__request_on_done,
-                              .handled_arg = req,
-                              .idempotency_key = c->key};
+    gs_send_options_t opts = {
+        .handled = gs__request_on_done, .handled_arg = req, .idempotency_key = c->key};
     return c->deliver(req->gw->rt, c->d->server, gs__decoded_take(&c->d->message), &opts);
 }
 
@@ -134,8 +133,7 @@ static enum MHD_Result handle_deliver(gs_request_t *req, deliver_fn deliver)
         return ret;
     }
     gs_send_options_t opts = {.idempotency_key = c.key};
-    rc = deliver(req->gw->rt, d.server, gs__decoded_take(&d.message),
-                 c.key != NULL ? &opts : NULL);
+    rc = deliver(req->gw->rt, d.server, gs__decoded_take(&d.message), c.key != NULL ? &opts : NULL);
     if (rc < 0)
         ret = gs__respond_runtime_error(req, rc, NULL);
     else
@@ -162,10 +160,11 @@ static enum MHD_Result finish_send_after(gs_request_t *req)
     bool bound = json_is_true(json_object_get(req->extra, "bound"));
 
     if (req->status == GS_EOVERLOADED && bound)
-        return gs__respond_error(req, req->status,
-                                 "pending timers are past a bound (--max-timers, --max-timer-bytes, "
-                                 "--max-timers-per-server or --max-timer-bytes-per-server); retry "
-                                 "later");
+        return gs__respond_error(
+            req, req->status,
+            "pending timers are past a bound (--max-timers, --max-timer-bytes, "
+            "--max-timers-per-server or --max-timer-bytes-per-server); retry "
+            "later");
     if (req->status < 0)
         return gs__respond_runtime_error(req, req->status, NULL);
     gs__timer_ref_format(&gw->timer_key, ref, token);

@@ -74,8 +74,8 @@ struct gs__durable_s {
     gs__child_t *child; /* not referenced: the child owns this */
 
     /* The server's thread only. */
-    char *last;     /* the last state dumped (the newest, committed or not) */
-    uint64_t seq;   /* its sequence number */
+    char *last;                /* the last state dumped (the newest, committed or not) */
+    uint64_t seq;              /* its sequence number */
     _Atomic uint64_t seq_seen; /* seq, for other threads' status reads (relaxed: a display) */
     effects_t local;
     gs_store_batch_t *local_ops; /* row changes of the callback running now */
@@ -84,17 +84,17 @@ struct gs__durable_s {
 
     pthread_mutex_t mu;
     /* mu: */
-    bool inflight;               /* a batch is with the store */
-    bool failed;                 /* a commit failed: roll back before the next message */
-    char *committed;             /* the state the store has (NULL: none yet) */
+    bool inflight;   /* a batch is with the store */
+    bool failed;     /* a commit failed: roll back before the next message */
+    char *committed; /* the state the store has (NULL: none yet) */
     uint64_t committed_seq;
-    char *inflight_state;        /* the state in the batch in flight (NULL: it has none) */
+    char *inflight_state; /* the state in the batch in flight (NULL: it has none) */
     uint64_t inflight_seq;
-    effects_t inflight_fx;       /* leave when the batch in flight commits */
-    char *pending_state;         /* changed since the batch in flight, not yet submitted */
+    effects_t inflight_fx; /* leave when the batch in flight commits */
+    char *pending_state;   /* changed since the batch in flight, not yet submitted */
     uint64_t pending_seq;
     gs_store_batch_t *pending_ops;
-    effects_t pending_fx;        /* leave after the pending batch commits */
+    effects_t pending_fx; /* leave after the pending batch commits */
 };
 
 static idem_t *idem_link(gs__durable_t *d, const char *key, char *answer, uint64_t at_ms);
@@ -382,11 +382,11 @@ static void ops_concat(gs_store_batch_t **into, gs_store_batch_t *from)
     }
     for (size_t i = 0; i < from->n; i++) {
         gs_store_op_t *op = &from->ops[i];
-        int rc = op->del ? gs_store_batch_delete(*into, op->table, op->key)
-                         : gs_store_batch_put_owned(*into, op->table, op->key, op->val,
-                                                    op->val_len);
+        int rc = op->del
+                     ? gs_store_batch_delete(*into, op->table, op->key)
+                     : gs_store_batch_put_owned(*into, op->table, op->key, op->val, op->val_len);
         if (rc != 0)
-            abort(); /* the op array's growth: internal */
+            abort();    /* the op array's growth: internal */
         op->val = NULL; /* taken */
     }
     gs_store_batch_destroy(from);
@@ -397,7 +397,6 @@ static void ops_concat(gs_store_batch_t **into, gs_store_batch_t *from)
 /* ---------------------------------------------------------------------------------------- */
 
 static void committed(int status, void *arg);
-
 
 /* Whether something waits to be written (mu). */
 static bool pending_writes(const gs__durable_t *d)
@@ -810,8 +809,8 @@ static bool load_state(const char *key, const char *val, size_t len, void *arg)
     json_t *state = json_object_get(row, "state");
     json_t *seq = json_object_get(row, "seq");
     if (state == NULL || !json_is_integer(seq) || json_integer_value(seq) < 0) {
-        fprintf(stderr, "genserv: store: the stored state of %s is unreadable (%s); skipped\n",
-                key, row == NULL ? err.text : "no seq or state");
+        fprintf(stderr, "genserv: store: the stored state of %s is unreadable (%s); skipped\n", key,
+                row == NULL ? err.text : "no seq or state");
         json_decref(row);
         return true;
     }
@@ -930,7 +929,9 @@ static void idem_store(gs_server_t *s, const idem_t *k)
     if (row == NULL)
         abort(); /* the answer's size, which the server produced */
     int n = snprintf(row, cap, "{\"at\":%llu,\"answer\":%s}", (unsigned long long)k->at_ms,
-                     k->answer == NULL ? "null" : *k->answer == '\0' ? "\"\"" : k->answer);
+                     k->answer == NULL    ? "null"
+                     : *k->answer == '\0' ? "\"\""
+                                          : k->answer);
     gs__durable_op(s, GS_STORE_KEYS, rk, row, (size_t)n);
     free(rk);
 }

@@ -54,7 +54,17 @@ int gs_runtime_create(const gs_runtime_options_t *opts, gs_runtime_t **out)
         free(rt);
         return GS_EINVAL;
     }
-    atomic_init(&rt->next_call_id, 1);
+    /* With a store, a durable state may keep a `from` across a restart (a Lua state, a C
+     * state that stores ids): call ids then start past any id an earlier process gave out
+     * (2^20 per second of wall clock; still below 2^53, exact in a browser's JSON), so a stale
+     * `from` finds no call instead of someone else's. */
+    uint64_t first_id = 1;
+    if (opts != NULL && opts->store != NULL) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        first_id = ((uint64_t)now.tv_sec << 20) + 1;
+    }
+    atomic_init(&rt->next_call_id, first_id);
     uv_mutex_init(&rt->behaviours_lock);
     uv_mutex_init(&rt->live_lock);
     uv_mutex_init(&rt->trees_lock);

@@ -27,7 +27,11 @@
  * and a server completes calls (server.c <-> call.c); a scheduler runs servers, and a server
  * with work is put on a scheduler (server.c <-> sched.c); a server arms its own timeouts, and
  * a timer delivers to a server (server.c <-> send_after.c); a dying server fires the monitors
- * on it, and a monitor's DOWN is delivered to a server (server.c <-> monitor.c).
+ * on it, and a monitor's DOWN is delivered to a server (server.c <-> monitor.c). durable.c is
+ * a durable server's output gate, between it and everything it talks to: the server hands it
+ * each change and what it said, and the gate sends (server.c), completes the calls
+ * (call.c), arms the stored timers (send_after.c) once the store committed, and holds the
+ * child it belongs to (supervisor.c), each of which also calls into it.
  */
 #ifndef GS_RUNTIME_INTERNAL_H
 #define GS_RUNTIME_INTERNAL_H
@@ -270,7 +274,7 @@ typedef struct gs__child_s {
     uint64_t tree_gen;
     bool tree;
     struct gs__durable_s *dur; /* owned: set when the child is durable (durable.c) */
-    uint64_t *restart_times; /* ring of opts.max_restarts timestamps (ms), on first crash */
+    uint64_t *restart_times;   /* ring of opts.max_restarts timestamps (ms), on first crash */
     uint32_t restart_next;
     size_t name_len;
     char name[];

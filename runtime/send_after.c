@@ -144,11 +144,11 @@ static int64_t unix_now_ms(void)
  * "misfire": POLICY, "external": BOOL, "created": UNIX_MS}. msg: borrowed. */
 static char *timer_row(const gs__timer_t *t, const json_t *msg, int64_t due_unix_ms, size_t *len)
 {
-    json_t *row = json_pack("{s:s, s:O, s:I, s:I, s:s, s:b, s:I}", "to", counted_child(t)->name,
-                            "msg", msg, "due", (json_int_t)due_unix_ms, "every",
-                            (json_int_t)t->interval_ms, "misfire",
-                            gs_misfire_name((gs_misfire_t)t->misfire), "external", t->external,
-                            "created", (json_int_t)t->created_at_s * 1000);
+    json_t *row =
+        json_pack("{s:s, s:O, s:I, s:I, s:s, s:b, s:I}", "to", counted_child(t)->name, "msg", msg,
+                  "due", (json_int_t)due_unix_ms, "every", (json_int_t)t->interval_ms, "misfire",
+                  gs_misfire_name((gs_misfire_t)t->misfire), "external", t->external, "created",
+                  (json_int_t)t->created_at_s * 1000);
     char *text = row != NULL ? json_dumps(row, JSON_COMPACT) : NULL;
     json_decref(row);
     if (text == NULL)
@@ -197,8 +197,8 @@ static int deliver(gs_runtime_t *rt, gs__timer_t *t, json_t *msg, gs_timer_ref_t
         json_decref(msg); /* not delivered: its row stays, and it fires at the next start */
         return GS_ESHUTDOWN;
     }
-    gs_server_t *s = t->by_name ? gs__registry_whereis(rt, t->target.child->name)
-                                : gs__server_ref(t->target.to);
+    gs_server_t *s =
+        t->by_name ? gs__registry_whereis(rt, t->target.child->name) : gs__server_ref(t->target.to);
     if (s == NULL) {
         json_decref(msg);
         if (t->durable && t->interval_ms == 0)
@@ -363,10 +363,10 @@ static int send_after(gs_runtime_t *rt, gs_server_t *to, gs__child_t *child, jso
     /* Stored (durable.c): a durable server's own timers, and a client's to a durable one. */
     gs__child_t *counted = child != NULL ? child : to->child;
     gs_server_t *gate = kind == GS__MSG_INFO ? gs__durable_current() : NULL;
-    bool durable = making != NULL && making->restored
-                       ? true
-                       : kind == GS__MSG_INFO &&
-                             (opts->external ? counted->dur != NULL : gate != NULL);
+    bool durable =
+        making != NULL && making->restored
+            ? true
+            : kind == GS__MSG_INFO && (opts->external ? counted->dur != NULL : gate != NULL);
     if (durable && to != NULL) {
         /* A stored timer is addressed by name, as it is after a restart of genserv: a crash
          * and restart of its server in this process must not drop it either. */
@@ -425,10 +425,10 @@ static int send_after(gs_runtime_t *rt, gs_server_t *to, gs__child_t *child, jso
     t->created_at_s = (uint32_t)(now_ms / 1000);
     atomic_init(&t->state, T_PENDING);
     /* relaxed: only uniqueness matters */
-    gs_timer_ref_t r = making != NULL && making->ref != 0
-                           ? making->ref
-                           : atomic_fetch_add_explicit(&rt->next_timer_ref, 1,
-                                                       memory_order_relaxed);
+    gs_timer_ref_t r =
+        making != NULL && making->ref != 0
+            ? making->ref
+            : atomic_fetch_add_explicit(&rt->next_timer_ref, 1, memory_order_relaxed);
 
     /* A new stored timer is armed once its row committed: with the running durable server's
      * change (output gate), or on its own for a client's timer. */
@@ -790,9 +790,9 @@ static bool restore_timer(const char *key, const char *val, size_t len, void *ar
             rearm(r, ref, to, msg, next, &opts);
         } else if (misfire == GS_MISFIRE_COALESCE) {
             r->overdue++;
-            json_t *late = missed > 1 ? json_pack("[s, I, O]", "$gs_missed", (json_int_t)missed,
-                                                  msg)
-                                      : json_incref(msg);
+            json_t *late = missed > 1
+                               ? json_pack("[s, I, O]", "$gs_missed", (json_int_t)missed, msg)
+                               : json_incref(msg);
             gs_send(r->rt, to, late); /* the one late delivery */
             rearm(r, ref, to, msg, next, &opts);
         } else {

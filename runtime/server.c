@@ -183,8 +183,7 @@ void gs__msg_discard(gs_runtime_t *rt, gs__msg_t *m, int status, json_t *reason)
             atomic_fetch_add_explicit(&rt->stats.dropped_messages, 1,
                                       memory_order_relaxed); /* counter */
         if (m->meta != NULL && m->meta->handled != NULL) {
-            m->meta->handled(status == GS_ESHUTDOWN ? status : GS_ENOSERVER,
-                             m->meta->handled_arg);
+            m->meta->handled(status == GS_ESHUTDOWN ? status : GS_ENOSERVER, m->meta->handled_arg);
             m->meta->handled = NULL;
         }
         json_decref(m->payload);

@@ -64,16 +64,14 @@ static int append(gs_store_batch_t *b, int table, bool del, const char *key, cha
     return 0;
 }
 
-int gs_store_batch_put_owned(gs_store_batch_t *b, int table, const char *key, char *val,
-                             size_t len)
+int gs_store_batch_put_owned(gs_store_batch_t *b, int table, const char *key, char *val, size_t len)
 {
     if (val == NULL)
         return GS_EINVAL;
     return append(b, table, false, key, val, len);
 }
 
-int gs_store_batch_put(gs_store_batch_t *b, int table, const char *key, const char *val,
-                       size_t len)
+int gs_store_batch_put(gs_store_batch_t *b, int table, const char *key, const char *val, size_t len)
 {
     if (val == NULL)
         return GS_EINVAL;
@@ -127,7 +125,7 @@ int gs_store_put_wait(gs_store_t *st, int table, const char *key, const char *va
     pthread_mutex_init(&w.mu, NULL);
     pthread_cond_init(&w.cond, NULL);
     gs_store_batch_t *b = gs_store_batch_create(waiter_done, &w);
-    int rc = b == NULL ? GS_ENOMEM
+    int rc = b == NULL     ? GS_ENOMEM
              : val != NULL ? gs_store_batch_put(b, table, key, val, len)
                            : gs_store_batch_delete(b, table, key);
     if (rc != 0) {

@@ -70,7 +70,7 @@ static json_t *check_spec(gs_runtime_t *rt, const json_t *spec, bool sup, json_t
 {
     static const char *const sup_keys[] = {"name",     "strategy", "max_restarts", "max_seconds",
                                            "children", "restart",  "shutdown",     NULL};
-    static const char *const srv_keys[] = {"name",     "behaviour", "args",   "restart",
+    static const char *const srv_keys[] = {"name",     "behaviour", "args", "restart",
                                            "shutdown", "durable",   NULL};
     const char *key;
     json_t *v;

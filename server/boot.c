@@ -180,9 +180,8 @@ static int restore_spec(gs_runtime_t *rt, json_t *row, char *err, size_t errlen)
     if (kind != NULL && strcmp(kind, "supervisor") == 0)
         rc = gs_supervisor_start(rt, spec, GS_INFINITY, &why);
     else if (kind != NULL && strcmp(kind, "child") == 0)
-        rc = gs_supervisor_start_child(
-            rt, json_string_value(json_object_get(spec, "supervisor")),
-            json_object_get(spec, "child"), GS_INFINITY, &why);
+        rc = gs_supervisor_start_child(rt, json_string_value(json_object_get(spec, "supervisor")),
+                                       json_object_get(spec, "child"), GS_INFINITY, &why);
     else
         rc = GS_EINVAL;
     if (rc == 0) {
@@ -218,15 +217,14 @@ int gs_boot_restore(gs_runtime_t *rt, const struct gs_gateway_code_s *code, char
         const char *source = json_string_value(json_object_get(row, "source"));
         json_t *lerr = NULL;
         int lrc = code != NULL && code->load != NULL && source != NULL
-                      ? code->load(code->ctx, name,
-                                   json_string_value(json_object_get(row, "vsn")), source,
-                                   json_string_length(json_object_get(row, "source")),
+                      ? code->load(code->ctx, name, json_string_value(json_object_get(row, "vsn")),
+                                   source, json_string_length(json_object_get(row, "source")),
                                    json_object_get(row, "limits"), &lerr)
                       : GS_ENOTSUP;
         if (lrc != 0) {
             char *t = lerr != NULL ? json_dumps(lerr, JSON_ENCODE_ANY) : NULL;
-            gs_log(GS_LOG_WARN, "store: behaviour \"%s\" did not load again (%s%s%s); kept",
-                   name, gs_strerror(lrc), t ? ": " : "", t ? t : "");
+            gs_log(GS_LOG_WARN, "store: behaviour \"%s\" did not load again (%s%s%s); kept", name,
+                   gs_strerror(lrc), t ? ": " : "", t ? t : "");
             free(t);
         }
         json_decref(lerr);

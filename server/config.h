@@ -44,7 +44,7 @@ typedef struct gs_config_s {
     char *behaviours_dir; /* owned; NULL: no folder of Lua behaviours */
     char *data_dir;       /* owned; NULL: nothing is stored (everything lives in memory) */
     gs_durability_t durability;
-    bool health_check;    /* --health-check: probe GET /healthz instead of serving */
+    bool health_check; /* --health-check: probe GET /healthz instead of serving */
     /* [{"name", "behaviour", "args", "restart", ...}]: a new reference, never NULL. */
     json_t *servers;
     /* servers is the embedded default set (no config file listed any): it boots as the

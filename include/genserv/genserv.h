@@ -92,7 +92,7 @@ extern "C" {
     XX(ERUNNING, -26, "child_running", "the child is running: terminate it first")                 \
     XX(ESTORAGE, -27, "storage_unavailable",                                                       \
        "the store could not commit: durable writes are refused until it can")                      \
-    XX(EKEYBUSY, -28, "idempotency_in_progress",                                                \
+    XX(EKEYBUSY, -28, "idempotency_in_progress",                                                   \
        "a request with this Idempotency-Key is still waiting for its answer")
 
 typedef enum gs_errno_e {
@@ -467,7 +467,7 @@ int gs_runtime_restore_timers(gs_runtime_t *rt, json_t **report);
     XX(pending_timer_bytes, GAUGE, "Bytes of the pending timers' messages (gs_json_size).")        \
     XX(held_calls, GAUGE, "Calls servers hold for a deferred reply.")                              \
     XX(callers_gone, COUNTER, "Calls whose caller went away before the reply (gs_call_abandon).")  \
-    XX(stored_timers, GAUGE, "Pending timers kept in the store (durable servers').")                \
+    XX(stored_timers, GAUGE, "Pending timers kept in the store (durable servers').")               \
     XX(replies_to_gone_callers, COUNTER,                                                           \
        "Replies dropped because their caller had gone away (also counted in late_replies).")
 
@@ -907,9 +907,11 @@ typedef struct gs_timer_options_s {
  */
 #define GS_MISFIRE_MAP(XX)                                                                         \
     XX(COALESCE, "coalesce",                                                                       \
-       "one delivery; a periodic timer that missed N > 1 periods delivers [\"$gs_missed\", N, MSG]")\
-    XX(ALL, "all", "every missed delivery of a periodic timer, at most GS_MISFIRE_ALL_MAX")         \
-    XX(SKIP, "skip", "no late delivery: a one-shot timer is dropped, a periodic one waits for its next period")
+       "one delivery; a periodic timer that missed N > 1 periods delivers [\"$gs_missed\", N, "    \
+       "MSG]")                                                                                     \
+    XX(ALL, "all", "every missed delivery of a periodic timer, at most GS_MISFIRE_ALL_MAX")        \
+    XX(SKIP, "skip",                                                                               \
+       "no late delivery: a one-shot timer is dropped, a periodic one waits for its next period")
 
 typedef enum gs_misfire_e {
 #define GS__MISFIRE_ENUM(sym, name, meaning) GS_MISFIRE_##sym,
@@ -1070,8 +1072,8 @@ const char *gs_server_status_name(gs_server_status_t status);
     XX(uptime_ms, "integer", "time since its current init returned (0 unless running)")            \
     XX(last_crash_reason, "any", "the reason of its last crash, or null")                          \
     XX(down_reason, "any", "why its supervisor gave up on it, or null")                            \
-    XX(sensitive, "boolean", "its state is shown as \"[redacted]\"")                             \
-    XX(durable, "boolean", "its state and timers are stored (docs/durability.md)")                \
+    XX(sensitive, "boolean", "its state is shown as \"[redacted]\"")                               \
+    XX(durable, "boolean", "its state and timers are stored (docs/durability.md)")                 \
     XX(committed_seq, "integer or null",                                                           \
        "a durable server's sequence number of the last state the store committed")                 \
     XX(commit_lag, "integer", "state changes handled but not committed yet (0 unless durable)")    \

@@ -70,9 +70,9 @@ struct gs_store_batch_s {
     gs_store_batch_t *next; /* the backend's queue link */
     gs_store_op_t *ops;
     size_t n, cap;
-    size_t bytes;           /* keys and values, for statistics */
-    uint64_t submitted_ns;  /* set by submit, for the commit latency */
-    gs_store_done_cb done;  /* may be NULL */
+    size_t bytes;          /* keys and values, for statistics */
+    uint64_t submitted_ns; /* set by submit, for the commit latency */
+    gs_store_done_cb done; /* may be NULL */
     void *arg;
 };
 
@@ -109,17 +109,17 @@ typedef bool (*gs_store_row_cb)(const char *key, const char *val, size_t len, vo
 
 /** What a store has done since it opened (all monotonic but `healthy`). */
 typedef struct gs_store_stats_s {
-    uint64_t commits;        /* transactions committed */
-    uint64_t batches;        /* batches committed (one per server change, at most) */
-    uint64_t ops;            /* rows put or deleted */
-    uint64_t bytes;          /* bytes of keys and values written */
-    uint64_t errors;         /* transactions that failed */
+    uint64_t commits;             /* transactions committed */
+    uint64_t batches;             /* batches committed (one per server change, at most) */
+    uint64_t ops;                 /* rows put or deleted */
+    uint64_t bytes;               /* bytes of keys and values written */
+    uint64_t errors;              /* transactions that failed */
     uint64_t latency_ns_sum;      /* sum over batches done of submit -> done */
     uint64_t latency_count;       /* batches done (committed or failed) */
     uint64_t latency_buckets[12]; /* of those, the ones done within GS_STORE_LATENCY_BOUNDS[i]
                                      seconds (cumulative, as Prometheus buckets are) */
-    uint64_t queued;         /* batches submitted and not yet done (a gauge) */
-    bool healthy;            /* the last transaction committed (or none failed yet) */
+    uint64_t queued;              /* batches submitted and not yet done (a gauge) */
+    bool healthy;                 /* the last transaction committed (or none failed yet) */
 } gs_store_stats_t;
 
 /** The upper bounds (seconds) of latency_buckets, for a Prometheus histogram. */

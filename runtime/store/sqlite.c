@@ -159,8 +159,7 @@ static void *store_thread(void *arg)
         }
         pthread_mutex_unlock(&s->stats_lock);
         if (rc != SQLITE_OK)
-            fprintf(stderr, "genserv: store: a commit failed (%s); its writes were refused\n",
-                    why);
+            fprintf(stderr, "genserv: store: a commit failed (%s); its writes were refused\n", why);
 
         while (list != NULL) {
             gs_store_batch_t *next = list->next;
@@ -359,9 +358,8 @@ int gs_store_sqlite_open(const char *dir, gs_durability_t durability, gs_store_t
     pthread_mutex_init(&s->stats_lock, NULL);
     s->stats.healthy = true;
 
-    int rc = sqlite3_open_v2(s->path, &s->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int rc = sqlite3_open_v2(
+        s->path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK)
         goto sqlerr;
     sqlite3_extended_result_codes(s->db, 1);
@@ -391,9 +389,9 @@ int gs_store_sqlite_open(const char *dir, gs_durability_t durability, gs_store_t
         goto sqlerr;
     if (check_schema(s, err, errlen) != 0)
         goto failed;
-    if ((rc = sqlite3_prepare_v2(
-             s->db, "INSERT OR REPLACE INTO kv(tab, key, val) VALUES (?1, ?2, ?3)", -1, &s->put,
-             NULL)) != SQLITE_OK ||
+    if ((rc = sqlite3_prepare_v2(s->db,
+                                 "INSERT OR REPLACE INTO kv(tab, key, val) VALUES (?1, ?2, ?3)", -1,
+                                 &s->put, NULL)) != SQLITE_OK ||
         (rc = sqlite3_prepare_v2(s->db, "DELETE FROM kv WHERE tab = ?1 AND key = ?2", -1, &s->del,
                                  NULL)) != SQLITE_OK ||
         (rc = sqlite3_prepare_v2(s->db, "BEGIN IMMEDIATE", -1, &s->begin, NULL)) != SQLITE_OK ||
