@@ -68,8 +68,9 @@ int gs__persist_timer_key(gs_gateway_t *gw, gs_timer_key_t *key)
     if (found == 1 && strlen(hex) == 2 * sizeof(key->k) + 2) {
         bool ok = true;
         for (size_t i = 0; ok && i < sizeof(key->k); i++) {
-            unsigned byte;
-            ok = sscanf(hex + 1 + 2 * i, "%2x", &byte) == 1;
+            char two[3] = {hex[1 + 2 * i], hex[2 + 2 * i], '\0'}, *end = NULL;
+            unsigned long byte = strtoul(two, &end, 16);
+            ok = end == two + 2;
             bytes[i] = (uint8_t)byte;
         }
         if (ok)

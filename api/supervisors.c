@@ -131,9 +131,10 @@ static enum MHD_Result finish_forget(gs_request_t *req)
     size_t i;
     int rc = 0;
     req->extra = NULL;
-    if (req->status == 0)
-        json_array_foreach(names, i, n) if (rc == 0) rc =
-            gs__persist_wait(req->gw, GS_STORE_SPECS, json_string_value(n), NULL);
+    for (i = 0; req->status == 0 && rc == 0 && i < json_array_size(names); i++) {
+        n = json_array_get(names, i);
+        rc = gs__persist_wait(req->gw, GS_STORE_SPECS, json_string_value(n), NULL);
+    }
     json_decref(names);
     if (rc != 0)
         return gs__respond_error(req, rc,
@@ -148,7 +149,11 @@ static void collect_names(const json_t *tree, json_t *names)
     const json_t *c;
     size_t i;
     json_array_append_new(names, json_string(json_string_value(json_object_get(tree, "name"))));
-    json_array_foreach(json_object_get(tree, "children"), i, c) collect_names(c, names);
+    const json_t *children = json_object_get(tree, "children");
+    for (i = 0; i < json_array_size(children); i++) {
+        c = json_array_get(children, i);
+        collect_names(c, names);
+    }
 }
 
 static int start_stop(gs_request_t *req, void *ctx)

@@ -396,7 +396,7 @@ static void ops_concat(gs_store_batch_t **into, gs_store_batch_t *from)
 /* The commit pipeline                                                                        */
 /* ---------------------------------------------------------------------------------------- */
 
-static void committed(int status, void *arg);
+static void on_committed(int status, void *arg);
 
 /* Whether something waits to be written (mu). */
 static bool pending_writes(const gs__durable_t *d)
@@ -412,7 +412,7 @@ static void submit_pending(gs__durable_t *d)
     d->pending_ops = NULL;
     if (b == NULL && (b = gs_store_batch_create(NULL, NULL)) == NULL)
         abort(); /* a small fixed-size record */
-    b->done = committed;
+    b->done = on_committed;
     b->arg = d;
     if (d->pending_state != NULL) {
         size_t len;
@@ -459,7 +459,7 @@ static void wake(gs__child_t *c)
 }
 
 /* The store's thread: the batch in flight committed (status 0) or failed. */
-static void committed(int status, void *arg)
+static void on_committed(int status, void *arg)
 {
     gs__durable_t *d = arg;
     gs__child_t *c = d->child;
@@ -936,24 +936,26 @@ static void idem_store(gs_server_t *s, const idem_t *k)
     free(rk);
 }
 
-static void idem_unlink(gs__durable_t *d, idem_t *k)
+/* Take the oldest key out of the age list; NULL when there is none. */
+static idem_t *idem_pop_oldest(gs__durable_t *d)
 {
-    if (k->older != NULL)
-        k->older->newer = k->newer;
+    idem_t *k = d->oldest;
+    if (k == NULL)
+        return NULL;
+    d->oldest = k->newer;
+    if (d->oldest != NULL)
+        d->oldest->older = NULL;
     else
-        d->oldest = k->newer;
-    if (k->newer != NULL)
-        k->newer->older = k->older;
-    else
-        d->newest = k->older;
-    gs_map_unlink(&d->keys, &k->node);
+        d->newest = NULL;
+    k->newer = NULL;
+    return k;
 }
 
-/* Forget k, and its row. */
-static void idem_drop(gs_server_t *s, idem_t *k)
+/* Forget k (out of the list already), and its row. */
+static void idem_forget(gs_server_t *s, idem_t *k)
 {
     gs__durable_t *d = s->child->dur;
-    idem_unlink(d, k);
+    gs_map_unlink(&d->keys, &k->node);
     char *rk = key_row_key(s->child->name, k->key);
     gs__durable_op(s, GS_STORE_KEYS, rk, NULL, 0);
     free(rk);
@@ -989,7 +991,7 @@ static idem_t *idem_find(gs_server_t *s, const char *key)
     gs__durable_t *d = s->child->dur;
     uint64_t now = (uint64_t)unix_ms(), window = window_ms(s->rt);
     while (d->oldest != NULL && d->oldest->at_ms + window < now)
-        idem_drop(s, d->oldest);
+        idem_forget(s, idem_pop_oldest(d));
     gs_map_node_t *n = gs_map_find(&d->keys, gs_hash_bytes(key, strlen(key)), key, idem_has_key);
     return n != NULL ? gs__container_of(n, idem_t, node) : NULL;
 }
@@ -998,7 +1000,7 @@ static idem_t *idem_record(gs_server_t *s, const char *key, char *answer)
 {
     gs__durable_t *d = s->child->dur;
     if (gs_map_count(&d->keys) >= KEYS_MAX)
-        idem_drop(s, d->oldest);
+        idem_forget(s, idem_pop_oldest(d));
     idem_t *k = idem_link(d, key, answer, (uint64_t)unix_ms());
     idem_store(s, k);
     return k;

@@ -341,7 +341,6 @@ static void row_committed(int status, void *arg)
 typedef struct making_s {
     gs_timer_ref_t ref; /* 0: a new ref */
     bool restored;      /* its row is in the store already */
-    int64_t due_unix_ms;
 } making_t;
 
 static int send_after(gs_runtime_t *rt, gs_server_t *to, gs__child_t *child, json_t *msg,
@@ -367,7 +366,7 @@ static int send_after(gs_runtime_t *rt, gs_server_t *to, gs__child_t *child, jso
         making != NULL && making->restored
             ? true
             : kind == GS__MSG_INFO && (opts->external ? counted->dur != NULL : gate != NULL);
-    if (durable && to != NULL) {
+    if (durable && child == NULL) {
         /* A stored timer is addressed by name, as it is after a restart of genserv: a crash
          * and restart of its server in this process must not drop it either. */
         child = to->child;
@@ -731,7 +730,7 @@ static int rearm(restoring_t *r, gs_timer_ref_t ref, const char *to, json_t *msg
             return GS_ENOMEM;
         }
     }
-    making_t making = {ref, true, due};
+    making_t making = {ref, true};
     int rc = send_after(rt, NULL, child, msg, due > r->now ? (uint64_t)(due - r->now) : 0, opts,
                         GS__MSG_INFO, NULL, &making);
     gs__child_unref(child);

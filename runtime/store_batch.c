@@ -59,7 +59,12 @@ static int append(gs_store_batch_t *b, int table, bool del, const char *key, cha
         free(val);
         return GS_ENOMEM;
     }
-    b->ops[b->n++] = (gs_store_op_t){(uint8_t)table, del, k, val, len};
+    gs_store_op_t *op = &b->ops[b->n++];
+    op->table = (uint8_t)table;
+    op->del = del;
+    op->key = k; /* the batch's now, with val */
+    op->val = val;
+    op->val_len = len;
     b->bytes += strlen(k) + len;
     return 0;
 }

@@ -164,7 +164,7 @@ int gs__start_child(gs_runtime_t *rt, const char *name, const gs_behaviour_t *b,
         goto out;
     }
     /* Once the name is ours: its stored state (if any) is this child's to restore. */
-    if (o.durable && (rc = gs__durable_attach(child)) != 0)
+    if (o.durable && gs__durable_attach(child) != 0)
         abort(); /* checked above; only a small allocation is left to fail */
     rc = gs__server_init(s, &why);
     if (rc != 0) {

@@ -7,6 +7,9 @@
 #include <genserv/store.h>
 
 #include <inttypes.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/random.h>
 
 #include "log.h"
@@ -60,8 +63,18 @@ static int stored_key(gs_runtime_t *rt, uint64_t key[2], char *err, size_t errle
     if (st == NULL)
         return 0;
     int found = gs_store_meta_get(st, "lua_key", hex, sizeof(hex));
-    if (found == 1 && sscanf(hex, "\"%16" SCNx64 "%16" SCNx64 "\"", &key[0], &key[1]) == 2)
-        return 0;
+    if (found == 1 && strlen(hex) == 34 && hex[0] == '"' && hex[33] == '"') {
+        char word[17], *end = NULL;
+        bool ok = true;
+        for (int i = 0; ok && i < 2; i++) {
+            memcpy(word, hex + 1 + 16 * i, 16);
+            word[16] = '\0';
+            key[i] = strtoull(word, &end, 16);
+            ok = end == word + 16;
+        }
+        if (ok)
+            return 0;
+    }
     if (found < 0 || getrandom(key, 2 * sizeof(uint64_t), 0) != (ssize_t)(2 * sizeof(uint64_t))) {
         snprintf(err, errlen, "lua: cannot read or draw the key of %s", st->location);
         return -1;

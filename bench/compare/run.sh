@@ -13,7 +13,19 @@
 #            and against nginx answering a constant 200 to a POST (the ceiling), with wrk
 #            (2 threads, keep-alive) at 16, 64, 256, 1,024 and 4,096 connections, each
 #            server's peak RSS under each run; then 1,000 to 50,000 /call pushes held at
-#            once by a batcher and released by one flush (bench/http/held_calls.c).
+#            once by a batcher and released by one flush (bench/http/held_calls.c);
+#   durable  durable servers on the SQLite store (issue 15), with genserv --data-dir in a
+#            temporary directory: a durable counter's increment at 64 connections, answered
+#            once committed (POST /cast with "ack": "handled"), against webdis in front of a
+#            Redis with its AOF on (appendonly yes, appendfsync everysec: Redis writes each
+#            change before it replies) and against the same increment to a counter in
+#            memory, plus POST /call get_count on the durable counter, with an audit of the
+#            count against the increments acknowledged; bench/durable_bench.c's committed
+#            state changes per second of 64 durable counters cast to from 2 threads (group
+#            commit), and the commit latency a durable reply waits for (a round trip to a
+#            durable counter against one to a counter in memory); and recovery: --recovery N
+#            stored durable idle counters, the time genserv takes from its start to serving
+#            with all of them running again, and the database's bytes per stored server.
 # For each scenario genserv and its peer run alternately, and the whole set repeats --rounds
 # times (odd rounds genserv first, even rounds the peer first), so that a noisy minute on a
 # shared machine spreads over both sides instead of deciding one. It prints one table
@@ -22,15 +34,23 @@
 # throughput against connections, and held calls against RSS. A ratio is printed as
 # "(noisy)", and not counted as met, when either side's (max - min) / median exceeds 0.5.
 #
-# Usage: bench/compare/run.sh [--quick] [--rounds N] [--only runtime|http] [--out PREFIX]
-#                             [--duration S] [--sweep-duration S] [--no-install]
-#   --quick           about a minute once built: 1 round, runtime_bench --quick and gs_bench
+# Usage: bench/compare/run.sh [--quick] [--rounds N] [--only runtime|http|durable]
+#                             [--out PREFIX] [--duration S] [--sweep-duration S]
+#                             [--recovery N] [--durability process|power] [--no-install]
+#   --quick           about two minutes once built: 1 round, runtime_bench --quick and gs_bench
 #                     quick (100,000 idle servers and timers, 0.4 s windows; the lua group's
 #                     100,000 Lua servers, awake and hibernated, take 15 s), wrk 2 s at 64
-#                     connections and 1 s at 16, 1,024 and 4,096, held calls 1,000 and 10,000;
-#                     results to bench/results/compare.quick.tmp.* (ignored by git)
+#                     connections and 1 s at 16, 1,024 and 4,096, held calls 1,000 and 10,000,
+#                     durable_bench --quick (1 s windows); results to
+#                     bench/results/compare.quick.tmp.* (ignored by git)
 #   --rounds N        rounds (default 3; medians need at least 3)
-#   --only PART       runtime or http (default both)
+#   --only PART       runtime, http or durable (default all three); `--quick --only durable`
+#                     runs the durable scenarios alone in under a minute once built, and
+#                     `--only durable` in about 4 minutes
+#   --recovery N      durable servers stored for the recovery scenario (default 100,000,
+#                     about 10 s a round; 1,000,000, the issue's figure, takes about a minute
+#                     a round and 3 GB of memory; 0 skips it)
+#   --durability D    genserv's --durability and durable_bench's (default process)
 #   --out PREFIX      results prefix (default bench/results/compare): PREFIX.md, PREFIX.json,
 #                     PREFIX.connections.svg, PREFIX.held.svg
 #   --duration S      seconds of each wrk run at 64 connections (default 10)
@@ -48,6 +68,8 @@ quick=0
 rounds=3
 only=all
 out=""
+recovery=100000
+durability=process
 duration=10
 sweep_duration=5
 do_install=1
@@ -64,18 +86,21 @@ while (($#)); do
     --out) out=$2 && shift ;;
     --duration) duration=$2 duration_set=1 && shift ;;
     --sweep-duration) sweep_duration=$2 sweep_set=1 && shift ;;
+    --recovery) recovery=$2 && shift ;;
+    --durability) durability=$2 && shift ;;
     --no-install) do_install=0 ;;
     -h | --help) usage 0 ;;
     *) usage ;;
     esac
     shift
 done
-[[ $only == all || $only == runtime || $only == http ]] || usage
-[[ $rounds =~ ^[1-9][0-9]*$ && $duration =~ ^[1-9][0-9]*$ && $sweep_duration =~ ^[1-9][0-9]*$ ]] ||
-    usage
-do_runtime=0 do_http=0
-[[ $only == http ]] || do_runtime=1
-[[ $only == runtime ]] || do_http=1
+[[ $only == all || $only == runtime || $only == http || $only == durable ]] || usage
+[[ $rounds =~ ^[1-9][0-9]*$ && $duration =~ ^[1-9][0-9]*$ && $sweep_duration =~ ^[1-9][0-9]*$ &&
+    $recovery =~ ^[0-9]+$ && ($durability == process || $durability == power) ]] || usage
+do_runtime=0 do_http=0 do_durable=0
+[[ $only == all || $only == runtime ]] && do_runtime=1
+[[ $only == all || $only == http ]] && do_http=1
+[[ $only == all || $only == durable ]] && do_durable=1
 
 # The sweeps. Quick mode keeps 64 connections and 10,000 held calls (the targets' points).
 CONNS=(16 64 256 1024 4096)
@@ -104,6 +129,7 @@ deps=(cmd:jq=jq "${BENCH_BUILD_DEPS[@]}")
 # erlang-base is the part of Debian's `erlang` that this needs: erl, erlc, kernel, stdlib.
 ((do_runtime)) && deps+=(cmd:erl=erlang-base cmd:erlc=erlang-base)
 ((do_http)) && deps+=("${BENCH_HTTP_DEPS[@]}" cmd:gnuplot=gnuplot-nox)
+((do_durable)) && deps+=("${BENCH_HTTP_DEPS[@]}" cmd:sqlite3=sqlite3)
 bench_install "$do_install" "${deps[@]}"
 
 # wrk at 4,096 connections, and genserv and held_calls at 50,000 held calls, need that many
@@ -130,13 +156,17 @@ if ((${#held_skipped[@]})); then
     fit=$(((fd_limit - 300) / 1000 * 1000))
     last=${held_points[-1]:-0}
     ((fit > last)) && held_points+=("$fit")
-    log "held calls ${held_skipped[*]} skipped (open-file limit $fd_limit); measuring up to ${held_points[-1]}"
+    if ((do_http)); then
+        log "held calls ${held_skipped[*]} skipped (open-file limit $fd_limit); measuring up to ${held_points[-1]}"
+    fi
 fi
 
 targets=()
 ((do_runtime)) && targets+=(runtime_bench)
+((do_durable)) && targets+=(durable_bench)
 bench_build "${targets[@]}"
 RUNTIME_BENCH=$ROOT/build-release/bench/runtime_bench
+DURABLE_BENCH=$ROOT/build-release/bench/durable_bench
 bench_workdir genserv-bench-compare
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -235,6 +265,173 @@ if ((do_http)); then
     log "HTTP scenarios done in $((SECONDS - t_http)) s"
 fi
 
+# --- Durable: durable_bench, the durable counter against webdis + Redis AOF, recovery -------
+
+if ((do_durable)); then
+    t_durable=$SECONDS
+    db_mode=()
+    ((quick)) && db_mode=(--quick)
+    # run_durable_bench ROUND: one run of durable_bench's scenarios, its results as samples.
+    run_durable_bench() {
+        local round=$1 json="$WORK/durable-$1.json" logf="$WORK/durable-$1.log" order=()
+        ((round % 2)) || order=(--memory-first)
+        timeout 900 "$DURABLE_BENCH" "${db_mode[@]}" "${order[@]}" --runs 1 \
+            --durability "$durability" --dir "$WORK" --json "$json" >"$logf" 2>&1 ||
+            die "durable_bench failed: $(tail -3 "$logf")"
+        jq -c --argjson r "$round" '
+            .results | to_entries[]
+            | {part: "durable", system: "genserv", group: "durable", round: $r, key: .key,
+               label: .value.label, unit: .value.unit, scale: .value.scale,
+               value: .value.samples[0]}' "$json" >>"$SAMPLES"
+        log "$(jq -r --argjson r "$round" '
+            "durable_bench round \($r): "
+            + ([.results | to_entries[] | select(.value.detail | not)
+                | "\(.key) \(.value.samples[0] / .value.scale * 10 | round / 10) \(.value.unit)"]
+               | join(", "))' "$json")"
+    }
+
+    # The durable counter over HTTP: a genserv with a data directory of its own each round,
+    # holding the durable counter "durable" and the same counter in memory, "memory"; and
+    # webdis in front of a Redis with its AOF on. The write is what INCR is to Redis: the
+    # counter's increment, answered once it is committed (POST /cast with "ack": "handled":
+    # 202 after the change committed; the counter's increment is a cast, it has no call that
+    # changes it). The read is issue 7's POST /call get_count, on the durable counter: it
+    # changes nothing, so it commits nothing, and passes the output gate at once.
+    DURABLE_WRITE='{"server":"durable","message":"increment","ack":"handled"}'
+    MEMORY_WRITE='{"server":"memory","message":"increment","ack":"handled"}'
+    DURABLE_READ='{"server":"durable","message":"get_count"}'
+    # wrk_durable SYSTEM CONNS ROUND [SECONDS]
+    wrk_durable() {
+        case $1 in
+        durable) run_wrk genserv-durable durable "$2" "$3" "$GD/cast" POST "$DURABLE_WRITE" "${4:-}" ;;
+        memory) run_wrk genserv-durable memory "$2" "$3" "$GD/cast" POST "$MEMORY_WRITE" "${4:-}" ;;
+        read) run_wrk genserv-durable read "$2" "$3" "$GD/call" POST "$DURABLE_READ" "${4:-}" ;;
+        webdis-aof) run_wrk webdis-aof incr "$2" "$3" "$WA/INCR/counter" GET "" "${4:-}" ;;
+        esac
+        if [[ $1 == webdis-aof ]]; then alive webdis-aof && alive redis-aof; else alive genserv-durable; fi
+    }
+    # audit_durable ROUND NAME: every increment that wrk saw answered 2xx this round (warm-up
+    # included) is in the counter NAME of genserv-durable. The count may be higher by the
+    # requests still in flight when a wrk run ended; never lower.
+    audit_durable() {
+        local round=$1 name=$2 acked=0 count f n
+        for f in "$WORK/wrk-genserv-durable-$name-64-0.txt" "$WORK/wrk-genserv-durable-$name-64-$round.txt"; do
+            n=$(grep '^{' "$f" | tail -1 | jq '.requests - .non2xx')
+            acked=$((acked + n))
+        done
+        count=$(curl -sf -d "{\"server\":\"$name\",\"message\":\"get_count\"}" "$GD/call" |
+            jq -r .reply) || die "cannot read the count of $name"
+        jq -n -c --arg n "$name" --argjson r "$round" --argjson a "$acked" --argjson c "$count" \
+            '{part: "audit", system: "genserv", name: $n, round: $r, acked: $a, count: $c,
+              lost: ([$a - $c, 0] | max)}' >>"$SAMPLES"
+        if ((count < acked)); then
+            log "AUDIT FAILED: $name counts $count, but $acked increments were answered 2xx"
+        else
+            log "audit: $name counts $count >= $acked increments answered 2xx"
+        fi
+    }
+
+    # run_recovery ROUND N: N durable idle counters stored, then one start of genserv on them.
+    # The first counter is created over POST /servers, as a client would; genserv stops; its
+    # two rows (spec and state) are then copied N - 1 times under new names with sqlite3,
+    # straight into the store's one table kv(tab, key, val) (tab 1 "specs" and 3 "states",
+    # GS_STORE_TABLES_MAP in include/genserv/store.h), each copy's spec naming it and ordered
+    # after the one before. Creating a million servers over HTTP would take minutes and
+    # measure POST /servers, not recovery. Copies in key order fill SQLite's pages as densely
+    # as it fills them: the bytes per server are a floor for servers created one by one.
+    # Then genserv starts on the directory: recovery_s is the time from its exec to its
+    # "listening on" line, which it prints once every stored server started again (server/
+    # main.c restores before it listens); restored counts the servers registered then
+    # (genserv_servers of /metrics) less those of a genserv without stored servers.
+    run_recovery() {
+        local round=$1 n=$2 dir="$WORK/recovery" t0 t1 i port="" base total failed hwm rss rows
+        rm -rf "$dir"
+        start_genserv genserv-recovery --data-dir "$dir" --durability "$durability"
+        base=$(curl -sf "http://127.0.0.1:$GS_PORT/metrics" | awk '$1 == "genserv_servers" {print $2}')
+        curl -sf -d '{"name": "r0000000", "behaviour": "counter", "durable": true}' \
+            "http://127.0.0.1:$GS_PORT/servers" >/dev/null || die "cannot start r0000000"
+        stop genserv-recovery
+        rows=$(sqlite3 "$dir/genserv.db" "SELECT count(*) FROM kv WHERE key = 'r0000000' AND tab IN (1, 3)")
+        ((rows == 2)) || die "recovery: the store holds $rows rows of r0000000, not its spec and state"
+        t0=$SECONDS
+        sqlite3 "$dir/genserv.db" "
+            BEGIN;
+            WITH RECURSIVE i(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM i WHERE k < $n - 1)
+            INSERT INTO kv(tab, key, val)
+            SELECT t.tab, printf('r%07d', i.k),
+                   CASE t.tab WHEN 1 THEN json_set(t.val, '\$.spec.name', printf('r%07d', i.k),
+                                                   '\$.ord', json_extract(t.val, '\$.ord') + i.k)
+                              ELSE t.val END
+            FROM i, kv AS t WHERE t.key = 'r0000000' AND t.tab IN (1, 3);
+            COMMIT;" || die "recovery: sqlite3 could not copy the rows"
+        rows=$(sqlite3 "$dir/genserv.db" "SELECT count(*) FROM kv WHERE tab IN (1, 3)")
+        ((rows == 2 * n)) || die "recovery: $rows rows stored, not $((2 * n))"
+        log "recovery round $round: $n servers stored in $((SECONDS - t0)) s"
+        # The directory as genserv will open it: the database alone (sqlite3 checkpointed and
+        # removed its WAL when it closed).
+        local db_bytes
+        db_bytes=$(du -sb "$dir" | cut -f1)
+        sync
+        t0=$(date +%s%N)
+        "$GENSERV" --listen 127.0.0.1:0 --log-level warn --data-dir "$dir" \
+            --durability "$durability" >"$WORK/recovery.out" 2>"$WORK/recovery.err" &
+        PIDS["genserv-recovery"]=$!
+        for ((i = 0; i < 60000; i++)); do
+            port=$(sed -n '1s|^listening on http://127.0.0.1:\([0-9]*\)$|\1|p' "$WORK/recovery.out")
+            [[ -n $port ]] && break
+            alive genserv-recovery
+            sleep 0.01
+        done
+        t1=$(date +%s%N)
+        [[ -n $port ]] || die "recovery: genserv printed no listening line in 600 s"
+        curl -sf "http://127.0.0.1:$port/healthz" >/dev/null || die "recovery: /healthz failed"
+        hwm=$(peak_kb "${PIDS[genserv-recovery]}")
+        rss=$(awk '/^VmRSS:/ {print $2}' "/proc/${PIDS[genserv-recovery]}/status")
+        total=$(curl -sf "http://127.0.0.1:$port/metrics" | awk '$1 == "genserv_servers" {print $2}')
+        # The last one created, with its state.
+        curl -sf "http://127.0.0.1:$port/servers/$(printf 'r%07d' $((n - 1)))" |
+            jq -e '.status == "running" and .state.count == 0' >/dev/null ||
+            die "recovery: $(printf 'r%07d' $((n - 1))) is not running with its stored state"
+        failed=$(grep -c 'did not start again' "$WORK/recovery.err" || true)
+        stop genserv-recovery
+        jq -n -c --argjson r "$round" --argjson n "$n" --argjson ns $((t1 - t0)) \
+            --argjson db "$db_bytes" --argjson restored $((total - base)) \
+            --argjson failed "$failed" --argjson hwm "$hwm" --argjson rss "$rss" \
+            '{part: "recovery", system: "genserv", round: $r, servers: $n,
+              recovery_s: ($ns / 1e9), db_bytes: $db, restored: $restored, failed: $failed,
+              hwm_kb: $hwm, rss_kb: $rss}' >>"$SAMPLES"
+        log "$(jq -r '"recovery round \(.round): \(.restored) of \(.servers) servers restored in \(.recovery_s * 1000 | round / 1000) s (\(.failed) did not start), \(.db_bytes / .servers | round) bytes each in the database, RSS \(.rss_kb / 1024 | round) MB once restored, peak \(.hwm_kb / 1024 | round) MB"' <<<"$(tail -1 "$SAMPLES")")"
+        rm -rf "$dir"
+    }
+
+    for ((r = 1; r <= rounds; r++)); do
+        run_durable_bench "$r"
+
+        start_genserv genserv-durable --data-dir "$WORK/data-$r" --durability "$durability"
+        GD=http://127.0.0.1:$GS_PORT
+        curl -sf -d '{"name": "durable", "behaviour": "counter", "durable": true}' \
+            "$GD/servers" >/dev/null || die "cannot start the durable counter"
+        curl -sf -d '{"name": "memory", "behaviour": "counter"}' "$GD/servers" >/dev/null ||
+            die "cannot start the counter in memory"
+        start_webdis_aof
+        WA=http://127.0.0.1:$WEBDIS_PORT
+        # Warm-ups (round 0, not kept), then the runs, genserv first in odd rounds.
+        for s in durable memory read webdis-aof; do wrk_durable "$s" 64 0 1; done
+        if ((r % 2)); then order=(durable webdis-aof memory read); else order=(read memory webdis-aof durable); fi
+        for s in "${order[@]}"; do wrk_durable "$s" 64 "$r" "$duration"; done
+        audit_durable "$r" durable
+        audit_durable "$r" memory
+        for name in genserv-durable webdis-aof redis-aof; do stop "$name"; done
+        log "round $r: genserv's data directory $(du -sb "$WORK/data-$r" | cut -f1) bytes, Redis's AOF directory $(du -sb "$WORK/redis-aof" | cut -f1) bytes"
+        rm -rf "$WORK/redis-aof" "$WORK/data-$r"
+    done
+
+    if ((recovery > 0)); then
+        for ((r = 1; r <= rounds; r++)); do run_recovery "$r" "$recovery"; done
+    fi
+    log "durable scenarios done in $((SECONDS - t_durable)) s"
+fi
+
 # --- Report ------------------------------------------------------------------------------
 
 elapsed=$((SECONDS - t0))
@@ -242,9 +439,10 @@ mkdir -p "$(dirname "$out")"
 result=$(jq -s -c -L "$ROOT/bench/http" -f "$ROOT/bench/compare/table.jq" "$SAMPLES")
 commit=$(genserv_commit)
 machine=$(machine_json "$load_before" "$fd_note" erlang-base wrk webdis redis-server \
-    nginx-light gnuplot-nox)
+    nginx-light gnuplot-nox libsqlite3-0)
 config=$(jq -n -c --arg mode "$mode" --argjson rounds "$rounds" --arg only "$only" \
     --argjson dur "$duration" --argjson sdur "$sweep_duration" --arg commit "$commit" \
+    --arg durability "$durability" --argjson recovery "$((do_durable ? recovery : 0))" \
     --arg malloc "$(binary_malloc "$GENSERV")" \
     --argjson conns "$(printf '%s\n' "${CONNS[@]}" | jq -s -c .)" \
     --argjson held "$(printf '%s\n' "${held_points[@]}" | jq -s -c .)" \
@@ -259,6 +457,10 @@ config=$(jq -n -c --arg mode "$mode" --argjson rounds "$rounds" --arg only "$onl
              genserv: "default threads (schedulers and HTTP threads: one per core), --log-level warn",
              webdis_threads: 2, nginx_worker_processes: "auto",
              load_generator: "wrk and held_calls on the same machine, sharing its cores; nothing pinned"},
+      durable: {durability: $durability,
+                bench: "durable_bench \(if $mode == "quick" then "--quick " else "" end)--runs 1 --durability \($durability) (64 counters, 2 sender threads; odd rounds durable first, even rounds --memory-first)",
+                http: "genserv --data-dir (fresh each round) --durability \($durability): POST /cast {\"server\": \"durable\", \"message\": \"increment\", \"ack\": \"handled\"} (202 once committed) to a counter started with \"durable\": true, the same to one in memory, and POST /call get_count to the durable one; webdis (2 threads) + redis-server --appendonly yes --appendfsync everysec: GET /INCR/counter; wrk -t2 -c64, \($dur) s",
+                recovery_servers: $recovery},
       noisy_rule: "a ratio is (noisy), and not met, when (max - min) / median > 0.5 on either side"}')
 jq -n --arg started "$started" --arg cmd "bench/compare/run.sh${args:+ $args}" \
     --argjson elapsed "$elapsed" --argjson machine "$machine" --argjson config "$config" \
@@ -301,6 +503,17 @@ svg_conns=$out.connections.svg svg_held=$out.held.svg
         "",
         "Peers: Erlang/OTP from erlang-base \(.machine.versions["erlang-base"]) (`\(.config.runtime.otp)`); webdis \(.machine.versions.webdis) (2 threads) + redis-server \(.machine.versions["redis-server"]); nginx-light \(.machine.versions["nginx-light"]) (worker_processes auto); wrk \(.machine.versions.wrk). genserv: `\(.config.runtime.genserv)`; the HTTP server with \(.config.http.genserv)."' \
         "$out.json"
+    if ((do_durable)); then
+        echo
+        echo "### Durable servers"
+        echo
+        jq -r '"Durability `\(.config.durable.durability)`; SQLite \(.machine.versions["libsqlite3-0"]). HTTP: \(.config.durable.http). Runtime: `\(.config.durable.bench)`. Recovery: \(if .config.durable.recovery_servers > 0 then "\(.config.durable.recovery_servers) durable idle counters (one created over POST /servers, its spec and state rows copied with sqlite3), then genserv started on them: exec to its listening line, which it prints once every stored server is running again" else "skipped (--recovery 0)" end)."' \
+            "$out.json"
+        echo
+        jq -r '.samples[] | select(.part == "audit")
+            | "- audit, round \(.round): counter `\(.name)` counts \(.count); \(.acked) increments were acknowledged 2xx\(if .lost > 0 then ": \(.lost) MISSING" else "" end)"' \
+            "$out.json"
+    fi
     if ((do_http)); then
         echo
         echo "### Throughput against connections"

@@ -10,7 +10,16 @@
 #   {"system": "genserv"|"webdis"|"nginx", "scenario": "call"|"incr"|"post", "conns": 64,
 #    "round": 1, ...report.lua's fields, "hwm_kb": peak RSS of the system during the run}
 #   {"system": "genserv", "scenario": "held", "round": 1, ...held_calls' fields}
-# Output: {"rows": [ROW...], "sweeps": {"connections": [...], "held": [...]}}.
+#   Durable servers (issue 15):
+#   {"part": "durable", "system": "genserv", "key": "durable_cast_committed", ...}
+#     one per metric per run of bench/durable_bench.c, like the runtime samples;
+#   {"system": "genserv-durable"|"webdis-aof", "scenario": "durable"|"memory"|"incr", ...}
+#     wrk runs against the durable counter, the same counter in memory, and webdis in front
+#     of a Redis with its AOF on (report.lua's fields, as above);
+#   {"part": "audit", "name": "durable", "acked": N, "count": N, "lost": N}
+#     the counter's count after a round against the increments answered 2xx;
+#   {"part": "recovery", "servers": N, "recovery_s": S, "db_bytes": B, "restored": N, ...}
+#     one start of genserv on a data directory with N stored durable idle counters.
 
 include "stats";
 
@@ -28,6 +37,15 @@ include "stats";
     $rt | map(select(.system == $sys and .group == $group and .key == "peak_rss_kb"))
     | stat(.value / 1024);
   def web($sys; $sc; $c; f): $all | pick($sys; $sc; $c) | stat(f);
+  ($all | map(select(.part == "durable"))) as $dur
+| ($all | map(select(.part == "recovery"))) as $rec
+| ($all | map(select(.part == "audit"))) as $audit
+| def dur($key): $dur | map(select(.key == $key)) | stat(.value / .scale);
+  def dunit($key): ($dur | map(select(.key == $key)) | first | .unit) // "";
+  def dlabel($key): ($dur | map(select(.key == $key)) | first | .label) // $key;
+  def drow($key; $peer_name; $pkey; $target; $checks):
+    rowc(dlabel($key); dunit($key); dur($key); $peer_name;
+         if $pkey == null then null else dur($pkey) end; $target; $checks);
   ($all | map(select(.scenario == "held" and (.pad // 0) == 0))) as $held
 | ($all | map(select(.scenario == "held" and (.pad // 0) > 0))) as $padded
 | def held($n; f): $held | map(select(.n == $n)) | stat(f);
@@ -98,6 +116,52 @@ include "stats";
        rowc("peak RSS of the server under @\($c) (genserv POST /call)"; "MB";
             web("genserv"; "call"; $c; .hwm_kb / 1024); "nginx (master + workers)";
             web("nginx"; "post"; $c; .hwm_kb / 1024); "-"; [])),
+    # Durable servers (issue 15).
+    (64 as $c
+     | rowc("durable increment @\($c) (POST /cast, ack handled) vs webdis INCR + AOF"; "req/s";
+            web("genserv-durable"; "durable"; $c; .ok_rps); "webdis + redis (AOF, everysec)";
+            web("webdis-aof"; "incr"; $c; .ok_rps); ">= 1.5x webdis AOF"; [["ratio_at_least", 1.5]]),
+       rowc("durable increment @\($c): p50 latency"; "ms";
+            web("genserv-durable"; "durable"; $c; .p50_ms); "webdis + redis (AOF, everysec)";
+            web("webdis-aof"; "incr"; $c; .p50_ms); "-"; []),
+       rowc("durable increment @\($c): p99 latency"; "ms";
+            web("genserv-durable"; "durable"; $c; .p99_ms); "webdis + redis (AOF, everysec)";
+            web("webdis-aof"; "incr"; $c; .p99_ms); "-"; []),
+       rowc("durable increment @\($c) vs the same increment to a counter in memory"; "req/s";
+            web("genserv-durable"; "durable"; $c; .ok_rps); "genserv, counter in memory";
+            web("genserv-durable"; "memory"; $c; .ok_rps); "-"; []),
+       rowc("durable counter: POST /call get_count @\($c) (a read: nothing to commit)"; "req/s";
+            web("genserv-durable"; "read"; $c; .ok_rps); "webdis + redis (AOF, everysec)";
+            web("webdis-aof"; "incr"; $c; .ok_rps); "-"; []),
+       rowc("durable increment @\($c): errors (non-2xx + socket)"; "per run";
+            web("genserv-durable"; "durable"; $c; .non2xx + .socket_errors); "webdis + redis (AOF, everysec)";
+            web("webdis-aof"; "incr"; $c; .non2xx + .socket_errors); "-"; []),
+       rowc("peak RSS under @\($c) (genserv: durable increment)"; "MB";
+            web("genserv-durable"; "durable"; $c; .hwm_kb / 1024); "webdis + redis (AOF, everysec)";
+            web("webdis-aof"; "incr"; $c; .hwm_kb / 1024); "-"; [])),
+    ($audit | map(select(.name == "durable")) | select(length > 0)
+     | rowc("durable counter: increments acknowledged 2xx missing from its count"; "per round";
+            stat(.lost); null; null; "0"; [["at_most", 0]])),
+    drow("durable_cast_committed"; "genserv, counters in memory"; "memory_cast_changes";
+         ">= 200 k changes/s"; [["at_least", 200]]),
+    drow("durable_call_p50_us"; "genserv, counter in memory"; "memory_call_p50_us"; "-"; []),
+    drow("durable_call_p99_us"; "genserv, counter in memory"; "memory_call_p99_us"; "-"; []),
+    drow("store_commit_mean_us"; null; null; "-"; []),
+    drow("durable_cast_transactions"; null; null; "-"; []),
+    drow("durable_cast_batches_per_commit"; null; null; "-"; []),
+    drow("durable_cast_lost"; null; null; "0"; [["at_most", 0]]),
+    drow("durable_errors"; null; null; "0"; [["at_most", 0]]),
+    ($rec | select(length > 0) | (first.servers) as $n
+     | rowc("recovery: genserv start to all \($n) stored servers restored"; "s";
+            stat(.recovery_s); null; null; "-"; []),
+       rowc("recovery: stored servers found running after the restart"; "servers";
+            stat(.restored); null; null; "all \($n)"; [["equals", $n]]),
+       rowc("recovery: database bytes per stored idle server"; "bytes";
+            stat(.db_bytes / .servers); null; null; "-"; []),
+       rowc("recovery: RSS of genserv once the \($n) servers are restored"; "MB";
+            stat(.rss_kb / 1024); null; null; "-"; []),
+       rowc("recovery: peak RSS of genserv while restoring \($n) servers"; "MB";
+            stat(.hwm_kb / 1024); null; null; "-"; [])),
     (10000 as $n | select($held_ns | index($n))
      | rowc("\($n) held /call pushes to a batcher: peak RSS"; "MB";
             held($n; .hwm_kb / 1024); null; null; "< 100 MB"; [["below", 100]]),

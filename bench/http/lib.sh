@@ -10,6 +10,7 @@
 #   bench_build                           genserv + held_calls in build-release: GENSERV, HELD_CALLS
 #   bench_workdir NAME                    WORK (a temporary directory), SAMPLES, the EXIT trap
 #   start_genserv NAME [ARGS...]          GS_PORT; start_webdis: WEBDIS_PORT; start_nginx: NGINX_PORT
+#   start_webdis_aof                      webdis + a Redis with its AOF on: WEBDIS_PORT
 #   run_wrk SYSTEM SCENARIO CONNS ROUND URL METHOD BODY [SECONDS]
 #   run_held ROUND N                      a fresh genserv "held" and held_calls with N calls
 #   stop NAME                             (every server left is stopped by the EXIT trap)
@@ -73,7 +74,7 @@ bench_install() {
 # genserv's build dependencies (as scripts/deps.sh installs them), jemalloc included: the
 # binary and the benchmarks link it when it is there (GS_JEMALLOC).
 BENCH_BUILD_DEPS=(cmd:cmake=cmake pkg:libuv1-dev pkg:libjansson-dev pkg:libmicrohttpd-dev
-    pkg:libjemalloc-dev pkg:pkg-config pkg:gcc pkg:make)
+    pkg:libsqlite3-dev pkg:liblua5.4-dev pkg:libjemalloc-dev pkg:pkg-config pkg:gcc pkg:make)
 # What the HTTP benchmark needs, as bench_install checks: the load tool, the peers, jq, curl,
 # and the build.
 BENCH_HTTP_DEPS=(cmd:wrk=wrk cmd:webdis=webdis cmd:redis-server=redis-server
@@ -169,13 +170,14 @@ peak_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 
 # --- Memory of a system under one run ----------------------------------------------------
 
-# The processes that serve a system: genserv; webdis and its redis-server; nginx's master
-# and its workers (found through /proc, the master's children).
+# The processes that serve a system: genserv (or any one process started under the system's
+# name); webdis and its redis-server (webdis-aof and redis-aof); nginx's master and its
+# workers (found through /proc, the master's children).
 system_pids() {
     case $1 in
-    genserv) echo "${PIDS[genserv]}" ;;
-    webdis) echo "${PIDS[webdis]} ${PIDS[redis]}" ;;
+    webdis*) echo "${PIDS[$1]} ${PIDS[redis${1#webdis}]}" ;;
     nginx) echo "${PIDS[nginx]}" $(cat /proc/"${PIDS[nginx]}"/task/*/children 2>/dev/null) ;;
+    *) echo "${PIDS[$1]}" ;;
     esac
 }
 # Reset the peak RSS (VmHWM) of PIDs, so that the next reading is this run's peak (writing 5
@@ -217,24 +219,38 @@ start_genserv() {
     die "$name printed no listening line"
 }
 
+# start_webdis: webdis in front of an in-memory redis-server (no snapshots, no AOF), as the
+# PIDs "webdis" and "redis". start_webdis_aof: the same pair as "webdis-aof" and "redis-aof",
+# its Redis with `appendonly yes` and `appendfsync everysec` (every write is in the AOF, in
+# the page cache, before Redis replies; fsync once a second) in a directory of its own,
+# $WORK/redis-aof: the peer of genserv's durable servers (issue 15).
 REDIS_PORT="" WEBDIS_PORT=""
-start_webdis() {
+start_webdis() { start_webdis_as webdis "$WORK" --appendonly no; }
+start_webdis_aof() {
+    mkdir -p "$WORK/redis-aof"
+    start_webdis_as webdis-aof "$WORK/redis-aof" --appendonly yes --appendfsync everysec
+}
+# start_webdis_as NAME DIR REDIS_ARG...: webdis as NAME and its redis-server as
+# redis${NAME#webdis}, with Redis's files (the AOF) in DIR.
+start_webdis_as() {
+    local name=$1 dir=$2 redis=redis${1#webdis}
+    shift 2
     REDIS_PORT=$(free_port)
-    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
-        --daemonize no --dir "$WORK" --logfile "$WORK/redis.log" &
-    PIDS[redis]=$!
-    wait_port "$REDIS_PORT" redis
+    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' "$@" \
+        --daemonize no --dir "$dir" --logfile "$WORK/$redis.log" &
+    PIDS[$redis]=$!
+    wait_port "$REDIS_PORT" "$redis"
     WEBDIS_PORT=$(free_port)
     # Two threads, like genserv's two HTTP threads on this 2-core machine; no ACL, no log.
-    cat >"$WORK/webdis.json" <<EOF
+    cat >"$WORK/$name.json" <<EOF
 {"redis_host": "127.0.0.1", "redis_port": $REDIS_PORT, "redis_auth": null,
  "http_host": "127.0.0.1", "http_port": $WEBDIS_PORT, "threads": 2,
- "daemonize": false, "database": 0, "verbosity": 0, "logfile": "$WORK/webdis.log"}
+ "daemonize": false, "database": 0, "verbosity": 0, "logfile": "$WORK/$name.log"}
 EOF
     # libevent's warnings (a write to a connection wrk has just closed) go to a file.
-    webdis "$WORK/webdis.json" >"$WORK/webdis.out" 2>&1 &
-    PIDS[webdis]=$!
-    wait_port "$WEBDIS_PORT" webdis
+    webdis "$WORK/$name.json" >"$WORK/$name.out" 2>&1 &
+    PIDS[$name]=$!
+    wait_port "$WEBDIS_PORT" "$name"
 }
 
 NGINX_PORT=""

@@ -24,7 +24,7 @@ def noisy($s): $s != null and $s.median > 0 and (($s.max - $s.min) / $s.median) 
 # One check of a row against its target: [$kind, $thr] with $kind
 #   "ratio_at_least" genserv / peer >= $thr      "ratio_at_most" genserv / peer <= $thr
 #   "below"          genserv < $thr              "at_most"       genserv <= $thr
-#   "equals"         genserv's min == $thr (every run)
+#   "at_least"       genserv >= $thr             "equals"        genserv's min == $thr (every run)
 # true, false, or null when it cannot be judged (no figure; a ratio when either side is noisy).
 def check($g; $ratio; $noisy; $c):
   $c[0] as $kind | $c[1] as $thr
@@ -34,6 +34,7 @@ def check($g; $ratio; $noisy; $c):
     elif $kind == "ratio_at_most" then $ratio <= $thr
     elif $kind == "below" then $g.median < $thr
     elif $kind == "at_most" then $g.median <= $thr
+    elif $kind == "at_least" then $g.median >= $thr
     elif $kind == "equals" then $g.min == $thr
     else null end;
 
