@@ -15,6 +15,7 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -30,6 +31,7 @@
 #include <strings.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -262,6 +264,22 @@ void h_kill(h_server_t *srv)
     reaped(srv, status);
 }
 
+int h_set_fsize_limit(const h_server_t *srv, unsigned long long bytes)
+{
+    struct rlimit rl;
+
+    if (srv->pid <= 0 || prlimit(srv->pid, RLIMIT_FSIZE, NULL, &rl) != 0) {
+        fprintf(stderr, "harness: prlimit: %s\n", srv->pid <= 0 ? "no child" : strerror(errno));
+        return -1;
+    }
+    rl.rlim_cur = bytes == 0 ? rl.rlim_max : (rlim_t)bytes;
+    if (prlimit(srv->pid, RLIMIT_FSIZE, &rl, NULL) != 0) {
+        fprintf(stderr, "harness: prlimit: %s\n", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 static int exit_code(const h_server_t *srv)
 {
     if (srv->killed || !WIFEXITED(srv->status))
@@ -292,8 +310,20 @@ int h_stop(h_server_t *srv, int deadline_ms)
     return exit_code(srv);
 }
 
-/* Copies of environ without GENSERV_* (so the caller's environment cannot change a test),
- * plus extra. The strings are borrowed; the array is malloc'd. */
+/* Whether extra (NULL-terminated, may be NULL) sets the variable of entry ("NAME=value"). */
+static bool overridden(const char *entry, const char *const *extra)
+{
+    size_t len = strcspn(entry, "=");
+
+    for (size_t i = 0; extra != NULL && extra[i] != NULL; i++)
+        if (strncmp(extra[i], entry, len) == 0 && extra[i][len] == '=')
+            return true;
+    return false;
+}
+
+/* Copies of environ without GENSERV_* (so the caller's environment cannot change a test) and
+ * without what extra sets (so that extra's value is the one the child sees), plus extra. The
+ * strings are borrowed; the array is malloc'd. */
 static char **child_env(const char *const *extra)
 {
     size_t n = 0, k = 0, i;
@@ -307,7 +337,7 @@ static char **child_env(const char *const *extra)
     if (env == NULL)
         return NULL;
     for (i = 0; environ[i] != NULL; i++)
-        if (strncmp(environ[i], "GENSERV_", 8) != 0)
+        if (strncmp(environ[i], "GENSERV_", 8) != 0 && !overridden(environ[i], extra))
             env[k++] = environ[i];
     for (i = 0; extra != NULL && extra[i] != NULL; i++)
         env[k++] = (char *)extra[i];
@@ -430,6 +460,7 @@ int h_start(h_server_t *srv, const h_opts_t *opts)
     int out_fd = -1, err_fd = -1, rc = -1, got = 0;
     char **argv = NULL, **envp = NULL;
     pid_t parent = getpid(), pid;
+    unsigned long long fsize_limit = opts != NULL ? opts->fsize_limit : 0;
     int64_t deadline;
 
     memset(srv, 0, sizeof(*srv));
@@ -465,6 +496,19 @@ int h_start(h_server_t *srv, const h_opts_t *opts)
         dup2(out_fd, STDOUT_FILENO);
         dup2(err_fd, STDERR_FILENO);
         closefrom(3);
+        if (fsize_limit != 0) {
+            /* A write past the limit then fails with EFBIG instead of killing the process:
+             * what a full disk does to genserv, without needing a small file system. */
+            struct rlimit rl;
+
+            signal(SIGXFSZ, SIG_IGN);
+            if (getrlimit(RLIMIT_FSIZE, &rl) == 0) {
+                rl.rlim_cur = (rlim_t)fsize_limit;
+                if (rl.rlim_max != RLIM_INFINITY && rl.rlim_cur > rl.rlim_max)
+                    rl.rlim_cur = rl.rlim_max;
+                setrlimit(RLIMIT_FSIZE, &rl);
+            }
+        }
         /* argv[0] is the binary, or the wrapper's first word (found on PATH) */
         if (strcmp(argv[0], GENSERV_BIN) == 0)
             execve(GENSERV_BIN, argv, envp);
@@ -1450,6 +1494,37 @@ void h_assert_reply(const h_resp_t *r, const char *expected_json)
     json_decref(want);
     if (!same)
         fail_msg("unexpected reply in %s", r->body);
+}
+
+int h_tempdir(char *path, size_t len, const char *what)
+{
+    snprintf(path, len, "/tmp/genserv-it-%s-XXXXXX", what);
+    if (mkdtemp(path) == NULL) {
+        fprintf(stderr, "harness: mkdtemp %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+    (void)sb;
+    (void)ftw;
+    if ((type == FTW_DP ? rmdir(path) : unlink(path)) != 0 && errno != ENOENT) {
+        fprintf(stderr, "harness: removing %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int h_rmtree(const char *path)
+{
+    struct stat sb;
+
+    if (lstat(path, &sb) != 0)
+        return errno == ENOENT ? 0 : -1;
+    /* Depth first, never following links nor crossing into a file system mounted below. */
+    return nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
 }
 
 int h_run(const char *const *args, char *out, size_t len, int deadline_ms)

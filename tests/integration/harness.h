@@ -30,6 +30,7 @@
  *   H_WAIT_UNTIL / h_wait_until          wait on a condition, failing the test / returning
  *   h_events_open / h_events_wait        read GET /events in the background, wait for an event
  *                                        (h_events_last: the latest one of a kind so far)
+ *   h_tempdir / h_rmtree                 a data directory that outlives restarts, and its removal
  */
 #ifndef GS_INTEGRATION_HARNESS_H
 #define GS_INTEGRATION_HARNESS_H
@@ -59,8 +60,13 @@ typedef struct h_server_s {
 /** What to start genserv with; every field may be NULL. */
 typedef struct h_opts_s {
     const char *const *args; /* extra arguments after --listen 127.0.0.1:0, NULL-terminated */
-    const char *const *env;  /* extra "NAME=value" entries, NULL-terminated */
+    const char *const *env;  /* extra "NAME=value" entries, NULL-terminated; each replaces the
+                                test's own NAME, if any */
     const char *config_json; /* written to a temp file and passed as --config FILE */
+    /* When not 0: the child's soft RLIMIT_FSIZE in bytes (the hard limit stays), with SIGXFSZ
+     * ignored, so that a write past it fails with EFBIG as a full disk would fail it with
+     * ENOSPC. h_set_fsize_limit raises it again while the child runs. */
+    unsigned long long fsize_limit;
 } h_opts_t;
 
 /**
@@ -100,6 +106,8 @@ void h_dump_logs(const h_server_t *srv);
 void h_cleanup_files(h_server_t *srv);
 /** true while the child has not exited (reaps it if it has). */
 bool h_alive(h_server_t *srv);
+/** Set the running child's soft RLIMIT_FSIZE (bytes; 0: unlimited) with prlimit. 0 or -1. */
+int h_set_fsize_limit(const h_server_t *srv, unsigned long long bytes);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Fixtures                                                                                   */
@@ -280,6 +288,13 @@ void h_assert_reply(const h_resp_t *resp, const char *expected_json);
  * exit code, or -1 when it died from a signal or had to be killed.
  */
 int h_run(const char *const *args, char *out, size_t len, int deadline_ms);
+
+/** Make a new empty directory /tmp/genserv-it-WHAT-XXXXXX (its path into path, len bytes).
+ *  Returns 0, or -1 after printing why. */
+int h_tempdir(char *path, size_t len, const char *what);
+/** Remove path and everything below it, without crossing into other file systems (a mount
+ *  below it is left alone). A missing path is no error. Returns 0 or -1. */
+int h_rmtree(const char *path);
 
 /** Poll pred(arg) every 10 ms until it holds or deadline_ms pass; returns its last value. For
  * code outside a cmocka test (the soak), which reports rather than fails. */
