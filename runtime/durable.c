@@ -65,6 +65,7 @@ typedef struct idem_s {
     gs_map_node_t node;
     struct idem_s *older, *newer; /* by age, for the window and KEYS_MAX */
     uint64_t at_ms;               /* Unix time */
+    uint64_t batch;               /* the batch that last wrote its row (0: the running callback) */
     char *answer;                 /* owned: the reply as JSON text, "" for a cast or send */
     char key[];
 } idem_t;
@@ -75,12 +76,16 @@ struct gs__durable_s {
 
     /* The server's thread only. */
     char *last;                /* the last state dumped (the newest, committed or not) */
+    char *base;                /* a fresh child's first state (seq 1): what a rollback goes
+                                  back to while no commit has succeeded yet */
     uint64_t seq;              /* its sequence number */
     _Atomic uint64_t seq_seen; /* seq, for other threads' status reads (relaxed: a display) */
     effects_t local;
     gs_store_batch_t *local_ops; /* row changes of the callback running now */
     gs_map_t keys;               /* idempotency keys: key -> idem_t */
     idem_t *oldest, *newest;
+    idem_t **touched;            /* keys whose row the running callback wrote */
+    size_t ntouched, touched_cap;
 
     pthread_mutex_t mu;
     /* mu: */
@@ -88,6 +93,9 @@ struct gs__durable_s {
     bool failed;     /* a commit failed: roll back before the next message */
     char *committed; /* the state the store has (NULL: none yet) */
     uint64_t committed_seq;
+    uint64_t submitted;          /* batches submitted so far: the pending one will be +1 */
+    uint64_t inflight_batch;     /* the number of the batch in flight */
+    uint64_t committed_batch;    /* the number of the last batch that committed */
     char *inflight_state; /* the state in the batch in flight (NULL: it has none) */
     uint64_t inflight_seq;
     effects_t inflight_fx; /* leave when the batch in flight commits */
@@ -98,6 +106,7 @@ struct gs__durable_s {
 };
 
 static idem_t *idem_link(gs__durable_t *d, const char *key, char *answer, uint64_t at_ms);
+static void idem_rollback(gs__durable_t *d, uint64_t committed_batch);
 
 /* A stored state read at start, until a child of its name takes it. */
 typedef struct restore_s {
@@ -421,6 +430,7 @@ static void submit_pending(gs__durable_t *d)
             abort(); /* the op array's growth: internal */
     }
     d->inflight = true;
+    d->inflight_batch = ++d->submitted;
     d->inflight_state = d->pending_state;
     d->inflight_seq = d->pending_seq;
     d->pending_state = NULL;
@@ -468,6 +478,9 @@ static void on_committed(int status, void *arg)
     pthread_mutex_lock(&d->mu);
     d->inflight = false;
     if (status == 0) {
+        d->committed_batch = d->inflight_batch;
+        free(d->base); /* a commit succeeded: rollbacks go back to committed states now */
+        d->base = NULL;
         if (d->inflight_state != NULL) {
             free(d->committed);
             d->committed = d->inflight_state;
@@ -522,10 +535,14 @@ static char *dump(gs_server_t *s, json_t **reason)
 static json_t *rollback(gs_server_t *s, gs__durable_t *d)
 {
     pthread_mutex_lock(&d->mu);
-    char *text = d->committed != NULL ? strdup(d->committed) : NULL;
-    uint64_t seq = d->committed_seq;
+    bool never = d->committed == NULL;
+    const char *to = never ? d->base : d->committed;
+    char *text = to != NULL ? strdup(to) : NULL;
+    uint64_t seq = never ? 1 : d->committed_seq, committed_batch = d->committed_batch;
     d->failed = false;
     pthread_mutex_unlock(&d->mu);
+    /* The keys the undone changes recorded are undone with them: a retry is a new request. */
+    idem_rollback(d, committed_batch);
     /* What the running callback said fails with the rest. */
     fx_run_all(d->rt, &d->local, &storage_failed);
     gs_store_batch_destroy(d->local_ops);
@@ -545,6 +562,20 @@ static json_t *rollback(gs_server_t *s, gs__durable_t *d)
     d->last = text;
     d->seq = seq;
     atomic_store_explicit(&d->seq_seen, seq, memory_order_relaxed); /* a display */
+    /* A stored timer whose delivery was undone is due again (its row stayed in the store). */
+    gs__timers_reload(d->rt, d->child->name);
+    if (never) {
+        /* Back to the state it started with, which the store has yet to take: written again
+         * now (or behind the batch in flight). */
+        pthread_mutex_lock(&d->mu);
+        free(d->pending_state);
+        if ((d->pending_state = strdup(d->last)) == NULL)
+            abort(); /* the state's size again */
+        d->pending_seq = seq;
+        if (!d->inflight)
+            submit_pending(d);
+        pthread_mutex_unlock(&d->mu);
+    }
     return NULL;
 }
 
@@ -600,6 +631,9 @@ json_t *gs__durable_after(gs_server_t *s)
             d->last = text;
             d->seq++;
             atomic_store_explicit(&d->seq_seen, d->seq, memory_order_relaxed); /* a display */
+            /* seq 1 only on a fresh child's first dump (a restored one starts at its row's) */
+            if (d->seq == 1 && (d->base = strdup(text)) == NULL)
+                abort(); /* the state's size again */
         }
     }
     if (text == NULL && d->local.head == NULL && d->local_ops == NULL)
@@ -619,6 +653,9 @@ json_t *gs__durable_after(gs_server_t *s)
     ops_concat(&d->pending_ops, d->local_ops);
     d->local_ops = NULL;
     fx_concat(&d->pending_fx, &d->local);
+    for (size_t i = 0; i < d->ntouched; i++) /* their rows go in the pending batch */
+        d->touched[i]->batch = d->submitted + 1;
+    d->ntouched = 0;
     if (!d->inflight) {
         if (pending_writes(d))
             submit_pending(d);
@@ -687,6 +724,9 @@ int gs__durable_attach(gs__child_t *child)
         return GS_ENOMEM;
     d->rt = rt;
     d->child = child;
+    /* Batch 1 stands for what the store held at start (the keys read from it): the batches
+     * this process submits are 2, 3, ... */
+    d->submitted = d->committed_batch = 1;
     pthread_mutex_init(&d->mu, NULL);
     gs_map_init(&d->keys);
     restore_t *r = restore_take(rt, child->name);
@@ -737,7 +777,9 @@ void gs__durable_detach(gs__child_t *child)
     gs_store_batch_destroy(d->pending_ops);
     gs_map_filter(&d->keys, free_idem, NULL);
     gs_map_close(&d->keys);
+    free(d->touched);
     free(d->last);
+    free(d->base);
     free(d->committed);
     free(d->pending_state);
     free(d->inflight_state);
@@ -920,9 +962,27 @@ static uint64_t window_ms(const gs_runtime_t *rt)
                                                : 24u * 3600u * 1000u;
 }
 
-/* The key's row: {"at": UNIX_MS, "answer": JSON or null ("" as a cast's)}. */
-static void idem_store(gs_server_t *s, const idem_t *k)
+/* k's row is written by the running callback: its batch is known once the callback ends. */
+static void idem_touch(gs__durable_t *d, idem_t *k)
 {
+    if (k->batch == 0)
+        return; /* touched already */
+    if (d->ntouched == d->touched_cap) {
+        size_t cap = d->touched_cap ? d->touched_cap * 2 : 8;
+        idem_t **t = realloc(d->touched, cap * sizeof(*t));
+        if (t == NULL)
+            abort(); /* a few pointers per message */
+        d->touched = t;
+        d->touched_cap = cap;
+    }
+    d->touched[d->ntouched++] = k;
+    k->batch = 0;
+}
+
+/* The key's row: {"at": UNIX_MS, "answer": JSON or null ("" as a cast's)}. */
+static void idem_store(gs_server_t *s, idem_t *k)
+{
+    idem_touch(s->child->dur, k);
     char *rk = key_row_key(s->child->name, k->key);
     size_t cap = 64 + (k->answer != NULL ? strlen(k->answer) : 0);
     char *row = malloc(cap);
@@ -951,10 +1011,21 @@ static idem_t *idem_pop_oldest(gs__durable_t *d)
     return k;
 }
 
+/* Take k out of the touched list, if it is there. */
+static void idem_untouch(gs__durable_t *d, const idem_t *k)
+{
+    for (size_t i = 0; i < d->ntouched; i++)
+        if (d->touched[i] == k) {
+            d->touched[i] = d->touched[--d->ntouched];
+            return;
+        }
+}
+
 /* Forget k (out of the list already), and its row. */
 static void idem_forget(gs_server_t *s, idem_t *k)
 {
     gs__durable_t *d = s->child->dur;
+    idem_untouch(d, k);
     gs_map_unlink(&d->keys, &k->node);
     char *rk = key_row_key(s->child->name, k->key);
     gs__durable_op(s, GS_STORE_KEYS, rk, NULL, 0);
@@ -973,6 +1044,7 @@ static idem_t *idem_link(gs__durable_t *d, const char *key, char *answer, uint64
     memcpy(k->key, key, len + 1);
     k->answer = answer;
     k->at_ms = at_ms;
+    k->batch = 1; /* read from the store: committed (idem_touch marks new ones) */
     k->newer = NULL;
     k->older = d->newest;
     if (d->newest != NULL)
@@ -1050,4 +1122,31 @@ void gs__durable_answered(gs_server_t *s, gs__call_t *c, const json_t *reply)
     free(k->answer);
     k->answer = json_dumps(reply, JSON_COMPACT | JSON_ENCODE_ANY);
     idem_store(s, k);
+}
+
+/* After a failed commit (the server's thread): forget the keys whose rows were in a batch that
+ * did not commit, or in the callback that ran on the undone state. No row is written: theirs
+ * never committed (a committed key whose later answer did not commit is forgotten too; the
+ * store keeps it without an answer, as a call whose reply is still awaited). */
+static void idem_rollback(gs__durable_t *d, uint64_t committed_batch)
+{
+    idem_t *k = d->oldest;
+    d->ntouched = 0;
+    while (k != NULL) {
+        idem_t *newer = k->newer;
+        if (k->batch == 0 || k->batch > committed_batch) {
+            if (k->older != NULL)
+                k->older->newer = k->newer;
+            else
+                d->oldest = k->newer;
+            if (k->newer != NULL)
+                k->newer->older = k->older;
+            else
+                d->newest = k->older;
+            gs_map_unlink(&d->keys, &k->node);
+            free(k->answer);
+            free(k);
+        }
+        k = newer;
+    }
 }

@@ -582,6 +582,10 @@ void gs__durable_op(gs_server_t *s, int table, const char *key, char *val, size_
  * gets GS_ESHUTDOWN, and nothing is written, once the runtime's shutdown closed the store). */
 void gs__durable_op_alone(gs_runtime_t *rt, int table, const char *key, char *val, size_t len,
                           gs_done_cb cb, void *arg);
+/* send_after.c: after a failed commit rolled a durable server back, arm again its stored
+ * timers whose deliveries were undone (their rows are in the store, no longer pending here).
+ * Reads the store: an error path only. */
+void gs__timers_reload(gs_runtime_t *rt, const char *name);
 /* send_after.c: arm a timer whose ADD an output gate held back (a no-op if it was cancelled
  * meanwhile), or cancel it (the commit failed). */
 void gs__timer_release(gs_runtime_t *rt, gs_timer_ref_t ref, bool arm);

@@ -710,6 +710,7 @@ const char *gs_misfire_name(gs_misfire_t m)
 typedef struct restoring_s {
     gs_runtime_t *rt;
     int64_t now;
+    int64_t not_before; /* a reload after a failed commit: due no sooner (0: at start) */
     json_int_t restored, overdue, skipped, unreadable;
     gs_timer_ref_t max_ref;
 } restoring_t;
@@ -765,6 +766,8 @@ static bool restore_timer(const char *key, const char *val, size_t len, void *ar
     opts.misfire = (uint8_t)misfire;
     opts.interval_ms = (uint64_t)json_integer_value(every);
     int64_t at = json_integer_value(due);
+    if (at < r->not_before)
+        at = r->not_before; /* a redelivery, not a misfire: after a pause, not in a loop */
     json_incref(msg);
     if (at >= r->now) {
         r->restored++;
@@ -822,4 +825,45 @@ int gs_runtime_restore_timers(gs_runtime_t *rt, json_t **report)
         *report = json_pack("{s:I, s:I, s:I, s:I}", "restored", r.restored, "overdue", r.overdue,
                             "skipped", r.skipped, "unreadable", r.unreadable);
     return rc != 0 ? GS_ESTORAGE : 0;
+}
+
+/* After a failed commit: the stored timers of name whose deliveries were undone are in the
+ * store again but no longer pending here. */
+typedef struct reloading_s {
+    restoring_t r;
+    const char *name;
+} reloading_t;
+
+static bool reload_timer(const char *key, const char *val, size_t len, void *arg)
+{
+    reloading_t *rl = arg;
+    char *end = NULL;
+    unsigned long long ref = strtoull(key, &end, 10);
+    json_t *row = json_loadb(val, len, JSON_ALLOW_NUL, NULL);
+    const char *to = json_string_value(json_object_get(row, "to"));
+    bool mine = to != NULL && strcmp(to, rl->name) == 0 && ref != 0 && end != NULL && *end == '\0';
+    json_decref(row);
+    if (!mine)
+        return true;
+    gs_shmap_shard_t *sh;
+    gs__timer_t *t = find_locked(rl->r.rt, ref, &sh);
+    gs_shmap_unlock(sh);
+    if (t != NULL)
+        return true; /* still pending: its delivery was not undone */
+    return restore_timer(key, val, len, &rl->r);
+}
+
+void gs__timers_reload(gs_runtime_t *rt, const char *name)
+{
+    gs_store_t *st = gs_runtime_store(rt);
+    if (st == NULL)
+        return;
+    int64_t now = unix_now_ms();
+    /* Due again a second from now: a store that just failed is given time, and a timer whose
+     * delivery keeps failing does not spin. */
+    reloading_t rl = {.r = {.rt = rt, .now = now, .not_before = now + 1000}, .name = name};
+    if (st->load(st, GS_STORE_TIMERS, reload_timer, &rl) != 0)
+        fprintf(stderr, "genserv: store: the timers of %s could not be read again after a "
+                        "failed commit; they fire at the next start\n",
+                name);
 }

@@ -335,13 +335,15 @@ int gs_store_sqlite_open(const char *dir, gs_durability_t durability, gs_store_t
         fail(err, errlen, "no data directory given");
         return GS_ESTORAGE;
     }
+    /* Messages name the database file, as every later one does, and say what is wrong. */
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        fail(err, errlen, "%s: cannot create the data directory: %s", dir, strerror(errno));
+        fail(err, errlen, "%s/genserv.db: cannot create its directory %s: %s", dir, dir,
+             strerror(errno));
         return GS_ESTORAGE;
     }
     struct stat sb;
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-        fail(err, errlen, "%s: not a directory", dir);
+        fail(err, errlen, "%s/genserv.db: %s is not a directory", dir, dir);
         return GS_ESTORAGE;
     }
     sqlite_store_t *s = calloc(1, sizeof(*s));

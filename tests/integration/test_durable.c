@@ -1429,12 +1429,14 @@ static void test_a_timer_due_while_the_store_fails_is_delivered_once_it_works(vo
     start_ledger(&fx->srv, "l", true);
     send_after(&fx->srv, "l", "t1", 300, 0, NULL, ref, sizeof(ref));
     read_only(fx, true);
-    /* Due, delivered, and its change refused. */
-    H_WAIT_UNTIL(timer_read(&fx->srv, ref, NULL) == 404, H_WAIT_MS);
+    /* Due, delivered, and its change refused: the timer is due again a second later (its
+     * reference reads as pending again then), and again, until a commit succeeds. */
     H_WAIT_UNTIL(metric(&fx->srv, "genserv_store_errors_total") > 0, H_WAIT_MS);
     assert_int_equal(ledger_times(&fx->srv, "l", "t1"), 0);
     read_only(fx, false);
-    assert_int_equal(add_call(&fx->srv, "l", "after", NULL), 1);
+    /* 1, or 2 when the timer's next try came first. */
+    int64_t after = add_call(&fx->srv, "l", "after", NULL);
+    assert_true(after == 1 || after == 2);
     deadline = h_now_ms() + H_WAIT_MS;
     while ((times = ledger_times(&fx->srv, "l", "t1")) == 0 && h_now_ms() < deadline)
         h_sleep_ms(10);
