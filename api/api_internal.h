@@ -687,6 +687,10 @@ const char *gs__content_type(const char *path);
 
 struct gs_gateway_s {
     gs_runtime_t *rt;
+    /* The runtime's store (genserv/store.h), or NULL; kept here because the store outlives the
+     * runtime (the binary closes it after the gateway), and a request finishing during
+     * shutdown may still write to it after the runtime is gone. */
+    struct gs_store_s *store;
     struct MHD_Daemon *daemon;
     gs_gateway_options_t opts;
     gs_decode_limits_t limits; /* from opts, for decoding bodies */

@@ -168,7 +168,7 @@ static json_t *summary(gs_request_t *req, const char *name)
 static int persist_behaviour(gs_request_t *req, const char *name)
 {
     const gs_gateway_code_t *code = &req->gw->opts.code;
-    if (gs_runtime_store(req->gw->rt) == NULL)
+    if (req->gw->store == NULL)
         return 0;
     json_t *desc = code->describe(code->ctx, name);
     if (desc == NULL)

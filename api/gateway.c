@@ -11,6 +11,8 @@
  */
 #include "api_internal.h"
 
+#include <genserv/store.h>
+
 #include <errno.h>
 #include <netdb.h>
 #include <stdarg.h>
@@ -185,6 +187,7 @@ int gs_gateway_create(gs_runtime_t *rt, const gs_gateway_options_t *opts, gs_gat
     if (gw == NULL)
         return GS_ENOMEM;
     gw->rt = rt;
+    gw->store = gs_runtime_store(rt);
     gw->opts = *opts;
     gw->limits = gs__decode_limits(opts);
     gw->listen_fd = -1;

@@ -260,7 +260,7 @@ enum MHD_Result gs__handle_metrics(gs_request_t *req)
         put(&t, "genserv_held_call_oldest_age_seconds %.3f\n",
             oldest > 0 ? (double)oldest / 1e3 : 0.0);
     }
-    put_store(&t, gs_runtime_store(gw->rt));
+    put_store(&t, gw->store);
     put_servers(&t, servers);
     json_decref(servers);
 

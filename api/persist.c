@@ -26,7 +26,7 @@
 
 int gs__persist_wait(gs_gateway_t *gw, int table, const char *key, const json_t *val)
 {
-    gs_store_t *st = gs_runtime_store(gw->rt);
+    gs_store_t *st = gw->store;
     if (st == NULL)
         return 0;
     char *text = val != NULL ? json_dumps(val, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
@@ -39,7 +39,7 @@ int gs__persist_wait(gs_gateway_t *gw, int table, const char *key, const json_t 
 
 int gs__persist_spec(gs_gateway_t *gw, const char *kind, const char *name, json_t *spec)
 {
-    if (gs_runtime_store(gw->rt) == NULL) {
+    if (gw->store == NULL) {
         json_decref(spec);
         return 0;
     }
@@ -57,7 +57,7 @@ int gs__persist_spec(gs_gateway_t *gw, const char *kind, const char *name, json_
 
 int gs__persist_timer_key(gs_gateway_t *gw, gs_timer_key_t *key)
 {
-    gs_store_t *st = gs_runtime_store(gw->rt);
+    gs_store_t *st = gw->store;
     uint8_t *bytes = (uint8_t *)key->k;
     char hex[2 * sizeof(key->k) + 3]; /* as a JSON string: quoted */
     if (st == NULL)

@@ -76,7 +76,7 @@ enum MHD_Result gs__handle_server_start(gs_request_t *req)
     }
     if (rc == GS_ENOTSUP && d.start.durable) {
         ret = gs__respond_error(req, rc,
-                                gs_runtime_store(gw->rt) == NULL
+                                gw->store == NULL
                                     ? "durable servers need a data directory (--data-dir)"
                                     : "behaviour \"%s\" cannot be stored (it has no dump_state "
                                       "and restore)",

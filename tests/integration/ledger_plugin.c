@@ -105,10 +105,13 @@ static void apply(ledger_t *l, const char *tag)
     json_object_set_new(l->tags, tag, json_integer(json_integer_value(times) + 1));
 }
 
+/* Copies, not references: a reply leaves this thread while the state goes on changing
+ * (jansson's reference counts are not atomic: sharing would race). */
 static json_t *ledger_json(const ledger_t *l)
 {
-    return json_pack("{s:I, s:O, s:O, s:O}", "count", (json_int_t)l->count, "tags", l->tags, "pad",
-                     l->pad, "other", l->other);
+    return json_pack("{s:I, s:o, s:o, s:o}", "count", (json_int_t)l->count, "tags",
+                     json_deep_copy(l->tags), "pad", json_deep_copy(l->pad), "other",
+                     json_deep_copy(l->other));
 }
 
 static gs_result_t ledger_handle_call(gs_server_t *self, void *state, json_t *msg, gs_from_t from)

@@ -912,7 +912,19 @@ static void test_timers_to_a_durable_server_survive_restarts(void **state)
 /* ---------------------------------------------------------------------------------------- */
 
 /* Under valgrind genserv is 10-50x slower to make timers and stop: five times the time. */
-#define MF_SCALE    (h_under_valgrind() ? 5 : 1)
+/* Under a sanitizer genserv is slower to start and to exit (TSan's exit alone can take most of
+ * a second), and the test is built with the same sanitizer as the genserv it runs. */
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define MF_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define MF_SANITIZED 1
+#endif
+#endif
+#ifndef MF_SANITIZED
+#define MF_SANITIZED 0
+#endif
+#define MF_SCALE    (h_under_valgrind() ? 5 : MF_SANITIZED ? 3 : 1)
 #define MF_DELAY    (1000 * MF_SCALE) /* every timer's first due time, ms after it was made */
 #define MF_INTERVAL (1000 * MF_SCALE) /* the periodic ones' period */
 #define MF_DOWN     (4600 * MF_SCALE) /* down from before the first due time to past this */
