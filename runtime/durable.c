@@ -84,7 +84,7 @@ struct gs__durable_s {
     gs_store_batch_t *local_ops; /* row changes of the callback running now */
     gs_map_t keys;               /* idempotency keys: key -> idem_t */
     idem_t *oldest, *newest;
-    idem_t **touched;            /* keys whose row the running callback wrote */
+    idem_t **touched; /* keys whose row the running callback wrote */
     size_t ntouched, touched_cap;
 
     pthread_mutex_t mu;
@@ -93,10 +93,10 @@ struct gs__durable_s {
     bool failed;     /* a commit failed: roll back before the next message */
     char *committed; /* the state the store has (NULL: none yet) */
     uint64_t committed_seq;
-    uint64_t submitted;          /* batches submitted so far: the pending one will be +1 */
-    uint64_t inflight_batch;     /* the number of the batch in flight */
-    uint64_t committed_batch;    /* the number of the last batch that committed */
-    char *inflight_state; /* the state in the batch in flight (NULL: it has none) */
+    uint64_t submitted;       /* batches submitted so far: the pending one will be +1 */
+    uint64_t inflight_batch;  /* the number of the batch in flight */
+    uint64_t committed_batch; /* the number of the last batch that committed */
+    char *inflight_state;     /* the state in the batch in flight (NULL: it has none) */
     uint64_t inflight_seq;
     effects_t inflight_fx; /* leave when the batch in flight commits */
     char *pending_state;   /* changed since the batch in flight, not yet submitted */

@@ -863,7 +863,8 @@ void gs__timers_reload(gs_runtime_t *rt, const char *name)
      * delivery keeps failing does not spin. */
     reloading_t rl = {.r = {.rt = rt, .now = now, .not_before = now + 1000}, .name = name};
     if (st->load(st, GS_STORE_TIMERS, reload_timer, &rl) != 0)
-        fprintf(stderr, "genserv: store: the timers of %s could not be read again after a "
-                        "failed commit; they fire at the next start\n",
+        fprintf(stderr,
+                "genserv: store: the timers of %s could not be read again after a "
+                "failed commit; they fire at the next start\n",
                 name);
 }

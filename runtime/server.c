@@ -712,9 +712,8 @@ static void dispatch_durable(gs_server_t *s, gs__msg_t *m)
      * its child, whose durable record a new incarnation shares. A system message (a stop, an
      * inspection) is not undone by a rollback and must not be eaten by one; the wake-up a
      * failed commit sends (KILL) is what brings the rollback about. */
-    json_t *stop = !gs__msg_is_system(m->kind) || m->kind == GS__MSG_KILL
-                       ? gs__durable_before(s)
-                       : NULL;
+    json_t *stop =
+        !gs__msg_is_system(m->kind) || m->kind == GS__MSG_KILL ? gs__durable_before(s) : NULL;
     if (stop != NULL) {
         gs__msg_discard(s->rt, m, GS_ESTORAGE, NULL);
         gs__supervisor_exit(s, stop, true);
