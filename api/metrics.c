@@ -149,6 +149,16 @@ static void put_store(text_t *t, gs_store_t *st)
                "Batches committed: one server's state change and the rows that go with it, or "
                "one spec, source or timer row.");
     put(t, "genserv_store_changes_total %llu\n", (unsigned long long)ss.batches);
+    put_family(t, "genserv_store_transaction_changes", "histogram",
+               "Batches (servers' changes, specs, timer rows) per committed transaction: the "
+               "group commit's size.");
+    for (size_t i = 0; i < 10; i++) /* cumulative already: see gs_store_stats_t */
+        put(t, "genserv_store_transaction_changes_bucket{le=\"%u\"} %llu\n",
+            GS_STORE_SIZE_BOUNDS[i], (unsigned long long)ss.size_buckets[i]);
+    put(t, "genserv_store_transaction_changes_bucket{le=\"+Inf\"} %llu\n",
+        (unsigned long long)ss.commits);
+    put(t, "genserv_store_transaction_changes_sum %llu\n", (unsigned long long)ss.batches);
+    put(t, "genserv_store_transaction_changes_count %llu\n", (unsigned long long)ss.commits);
     put_family(t, "genserv_store_rows_total", "counter", "Rows written or deleted.");
     put(t, "genserv_store_rows_total %llu\n", (unsigned long long)ss.ops);
     put_family(t, "genserv_store_bytes_total", "counter", "Bytes of keys and values written.");

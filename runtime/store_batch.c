@@ -14,6 +14,8 @@
 const double GS_STORE_LATENCY_BOUNDS[12] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
                                             0.05,   0.1,   0.2,   0.5,   1.0,  5.0};
 
+const unsigned GS_STORE_SIZE_BOUNDS[10] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 1024};
+
 const char *gs_store_table_name(int table)
 {
     switch (table) {

@@ -119,11 +119,15 @@ typedef struct gs_store_stats_s {
     uint64_t latency_buckets[12]; /* of those, the ones done within GS_STORE_LATENCY_BOUNDS[i]
                                      seconds (cumulative, as Prometheus buckets are) */
     uint64_t queued;              /* batches submitted and not yet done (a gauge) */
-    bool healthy;                 /* the last transaction committed (or none failed yet) */
+    /* Transactions that carried at most GS_STORE_SIZE_BOUNDS[i] batches (cumulative). */
+    uint64_t size_buckets[10];
+    bool healthy; /* the last transaction committed (or none failed yet) */
 } gs_store_stats_t;
 
 /** The upper bounds (seconds) of latency_buckets, for a Prometheus histogram. */
 extern const double GS_STORE_LATENCY_BOUNDS[12];
+/** The upper bounds (batches per transaction) of size_buckets. */
+extern const unsigned GS_STORE_SIZE_BOUNDS[10];
 
 /** A storage backend. Every function pointer is set. */
 struct gs_store_s {

@@ -147,6 +147,9 @@ static void *store_thread(void *arg)
         }
         s->stats.queued -= nb;
         if (rc == SQLITE_OK) {
+            for (size_t i = 0; i < 10; i++)
+                if (nb <= GS_STORE_SIZE_BOUNDS[i])
+                    s->stats.size_buckets[i]++;
             s->stats.commits++;
             s->stats.batches += nb;
             s->stats.ops += ops;
