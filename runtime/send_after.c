@@ -566,6 +566,10 @@ static int read_or_cancel(gs_runtime_t *rt, gs_timer_ref_t ref, bool cancel, boo
     /* Only pending timers are in the map (the lock orders the state) */
     if (t != NULL && external_only && !t->external)
         t = NULL;
+    /* At shutdown (a terminate that cancels its tick) the row stays: the timer was not
+     * cancelled by the server's logic but by the stop, and the next start needs it. Read
+     * before the CANCEL below: once it is posted the timer thread may free t. */
+    bool drop_row = t != NULL && cancel && t->durable && !atomic_load(&rt->shutting_down);
     if (t != NULL) {
         if (remaining != NULL)
             *remaining = gs__ms_until(t->t.w.due_tick);
@@ -576,9 +580,6 @@ static int read_or_cancel(gs_runtime_t *rt, gs_timer_ref_t ref, bool cancel, boo
             gs__timers_post(rt, &t->t, GS__TCMD_CANCEL);
         }
     }
-    /* At shutdown (a terminate that cancels its tick) the row stays: the timer was not
-     * cancelled by the server's logic but by the stop, and the next start needs it. */
-    bool drop_row = t != NULL && cancel && t->durable && !atomic_load(&rt->shutting_down);
     gs_shmap_unlock(sh);
     if (drop_row)
         delete_row(rt, ref);
