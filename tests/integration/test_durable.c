@@ -425,7 +425,7 @@ static void send_after(const h_server_t *srv, const char *server, const char *ta
 /* GET /timers/REF: the status, and remaining_ms into *remaining when 200. */
 static long timer_read(const h_server_t *srv, const char *ref, int64_t *remaining)
 {
-    char path[128];
+    char path[160]; /* "/timers/" and a reference of up to 127 bytes */
     h_resp_t r;
     long status;
 
