@@ -89,8 +89,11 @@ struct gs__durable_s {
 
     pthread_mutex_t mu;
     /* mu: */
-    bool inflight;   /* a batch is with the store */
-    bool failed;     /* a commit failed: roll back before the next message */
+    bool inflight; /* a batch is with the store */
+    /* A commit failed: roll back before the next message. Written under mu; read without it
+     * before every message (acquire, pairing with the release stores), so that the common
+     * case, nothing failed, takes no lock per message. */
+    _Atomic bool failed;
     char *committed; /* the state the store has (NULL: none yet) */
     uint64_t committed_seq;
     uint64_t submitted;       /* batches submitted so far: the pending one will be +1 */
@@ -504,7 +507,8 @@ static void on_committed(int status, void *arg)
         d->pending_ops = NULL;
         fx_concat(&d->inflight_fx, &d->pending_fx);
         fx_run_all(d->rt, &d->inflight_fx, &storage_failed);
-        d->failed = failed = true;
+        atomic_store_explicit(&d->failed, true, memory_order_release);
+        failed = true;
     }
     pthread_mutex_unlock(&d->mu);
     if (failed)
@@ -539,7 +543,7 @@ static json_t *rollback(gs_server_t *s, gs__durable_t *d)
     const char *to = never ? d->base : d->committed;
     char *text = to != NULL ? strdup(to) : NULL;
     uint64_t seq = never ? 1 : d->committed_seq, committed_batch = d->committed_batch;
-    d->failed = false;
+    atomic_store_explicit(&d->failed, false, memory_order_release);
     pthread_mutex_unlock(&d->mu);
     /* The keys the undone changes recorded are undone with them: a retry is a new request. */
     idem_rollback(d, committed_batch);
@@ -599,10 +603,8 @@ bool gs__durable_progress(gs__child_t *child, int64_t *committed_seq, uint64_t *
 json_t *gs__durable_before(gs_server_t *s)
 {
     gs__durable_t *d = s->child->dur;
-    pthread_mutex_lock(&d->mu);
-    bool failed = d->failed;
-    pthread_mutex_unlock(&d->mu);
-    return failed ? rollback(s, d) : NULL;
+    /* acquire: see `failed`; rollback takes mu for what it reads */
+    return atomic_load_explicit(&d->failed, memory_order_acquire) ? rollback(s, d) : NULL;
 }
 
 json_t *gs__durable_after(gs_server_t *s)
@@ -640,7 +642,7 @@ json_t *gs__durable_after(gs_server_t *s)
         return NULL; /* nothing changed, nothing said: the common read */
 
     pthread_mutex_lock(&d->mu);
-    if (d->failed) {
+    if (atomic_load_explicit(&d->failed, memory_order_relaxed)) { /* mu held */
         pthread_mutex_unlock(&d->mu);
         return s->exited ? NULL : rollback(s, d); /* this message too ran on the undone state */
     }
