@@ -343,13 +343,31 @@ typedef struct alone_s {
     void *arg;
 } alone_t;
 
+/* The store's thread runs completions as a runtime thread: what they send or call is queued
+ * for the schedulers, never run there in turn (a durable server's turn would take the lock
+ * on_committed holds, and a blocking call would stall every commit). Returns what to give
+ * back to store_thread_leave. */
+static gs__tls_t store_thread_enter(void)
+{
+    gs__tls_t outside = gs__tls;
+    gs__tls.runtime_thread = true;
+    return outside;
+}
+
+static void store_thread_leave(gs__tls_t outside)
+{
+    gs__tls = outside;
+}
+
 static void alone_done(int status, void *arg)
 {
     alone_t *a = arg;
     gs_runtime_t *rt = a->rt;
+    gs__tls_t outside = store_thread_enter();
     if (a->cb != NULL)
         a->cb(status, a->arg);
     free(a);
+    store_thread_leave(outside);
     atomic_fetch_sub(&rt->durable_inflight, 1);
 }
 
@@ -477,6 +495,7 @@ static void on_committed(int status, void *arg)
     gs__durable_t *d = arg;
     gs__child_t *c = d->child;
     bool failed = false;
+    gs__tls_t outside = store_thread_enter();
 
     pthread_mutex_lock(&d->mu);
     d->inflight = false;
@@ -506,8 +525,11 @@ static void on_committed(int status, void *arg)
         gs_store_batch_destroy(d->pending_ops);
         d->pending_ops = NULL;
         fx_concat(&d->inflight_fx, &d->pending_fx);
-        fx_run_all(d->rt, &d->inflight_fx, &storage_failed);
+        /* Set before the failures go out: a client that hears its 503 and sends again must
+         * find the server rolling back, not reading the undone state (whose reply would then
+         * fail too, for a change the client never asked for). */
         atomic_store_explicit(&d->failed, true, memory_order_release);
+        fx_run_all(d->rt, &d->inflight_fx, &storage_failed);
         failed = true;
     }
     pthread_mutex_unlock(&d->mu);
@@ -515,6 +537,7 @@ static void on_committed(int status, void *arg)
         wake(c);
     gs_runtime_t *rt = d->rt;
     gs__child_unref(c); /* may free d */
+    store_thread_leave(outside);
     atomic_fetch_sub(&rt->durable_inflight, 1);
 }
 

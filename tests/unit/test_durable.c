@@ -427,6 +427,48 @@ static void test_failed_commit_rolls_back(void **ts)
     fake_close(&f);
 }
 
+/* A caller told of a failed commit that asks again at once: its request must find the server
+ * rolled back. The follow-up call is made from inside the failure's callback, while the store's
+ * thread is still telling the other waiters. */
+typedef struct retry_s {
+    gs_runtime_t *rt;
+    got_t first, again;
+} retry_t;
+
+static void retry_cb(int status, json_t *result, void *arg)
+{
+    retry_t *r = arg;
+    got_cb(status, result, &r->first);
+    if (status == GS_ESTORAGE)
+        call_async(r->rt, "d", "\"get\"", &r->again);
+}
+
+static void test_a_caller_told_of_a_failure_reads_the_rolled_back_state(void **ts)
+{
+    (void)ts;
+    fake_t f;
+    fake_init(&f);
+    gs_runtime_t *rt = runtime_with(&f.base);
+    start_durable(rt, "d", "{\"initial\": 1}");
+    TU_WAIT_UNTIL(fake_pending(&f) == 1, TU_WAIT_MS);
+    fake_finish(&f, 0);
+
+    for (int round = 0; round < 200; round++) {
+        retry_t r = {.rt = rt};
+        assert_int_equal(gs_call_async(rt, "d", tu_json("\"inc_get\""), 5000, retry_cb, &r), 0);
+        TU_WAIT_UNTIL(fake_pending(&f) == 1, TU_WAIT_MS);
+        fake_finish(&f, GS_ESTORAGE);
+        TU_WAIT_UNTIL(atomic_load(&r.first.done) == 1, TU_WAIT_MS);
+        assert_int_equal(r.first.status, GS_ESTORAGE);
+        TU_WAIT_UNTIL(atomic_load(&r.again.done) == 1, TU_WAIT_MS);
+        /* Not a second 503 for a change this caller never asked for: the committed count. */
+        assert_int_equal(r.again.status, 0);
+        assert_int_equal(r.again.value, 1);
+    }
+    gs_runtime_destroy(rt);
+    fake_close(&f);
+}
+
 /* A state that cannot be dumped crashes the server with the reason; the store keeps its row. */
 static void test_unserializable_state_crashes(void **ts)
 {
@@ -673,6 +715,7 @@ int main(void)
         cmocka_unit_test(test_reply_waits_for_commit),
         cmocka_unit_test(test_later_changes_coalesce),
         cmocka_unit_test(test_failed_commit_rolls_back),
+        cmocka_unit_test(test_a_caller_told_of_a_failure_reads_the_rolled_back_state),
         cmocka_unit_test(test_unserializable_state_crashes),
         cmocka_unit_test(test_timer_rows),
         cmocka_unit_test(test_deferred_reply_gated),
