@@ -8,7 +8,8 @@
 //
 // - Every fenced block tagged sh, bash, shell or console is run, unless the line right before
 //   its fence is <!-- doc-test: skip (why) -->. Blocks in other languages (json, yaml, c,
-//   elixir, lua, text) are not commands and are not run; an untagged fence is an error.
+//   elixir, lua, text, python, js, go) are not commands and are not run; an untagged fence is
+//   an error.
 // - In sh and bash blocks, "# => TEXT" is what the command before it prints: at the end of the
 //   command's line, or on the lines right after it (one "# =>" per line of output). Other
 //   comments are prose. In console blocks, "$ " starts a command and the lines up to the next
@@ -43,7 +44,8 @@ const files = args._.length
     : ['README.md', ...fs.readdirSync(path.join(source, 'docs')).filter((f) => f.endsWith('.md')).sort().map((f) => `docs/${f}`)];
 const FILE_TIMEOUT_MS = 45000;
 const SHELL_LANGS = new Set(['sh', 'bash', 'shell', 'console']);
-const OTHER_LANGS = new Set(['json', 'yaml', 'c', 'elixir', 'lua', 'text']);
+// python, js and go: docs/clients.md's programs, which tests/clients/ runs.
+const OTHER_LANGS = new Set(['json', 'yaml', 'c', 'elixir', 'lua', 'text', 'python', 'js', 'go']);
 const DEFAULT_PORT = '8080';
 
 let failures = 0;
