@@ -91,6 +91,7 @@ stop_genserv() {
     genserv_pid=
 }
 trap 'stop_genserv; rm -rf "$scratch"' EXIT
+trap 'exit 143' TERM INT # through the EXIT trap: CTest's timeout or ^C stops genserv too
 
 # The environment of genserv and of the programs: none of the caller's GENSERV_* settings.
 clean_env=(env)
@@ -129,7 +130,7 @@ run_client() { # LANG TOKEN: runs the program, compares what it prints
     start_genserv "$token" || { fail "client.$lang: genserv did not start"; return; }
     local started=$SECONDS status=0
     (cd "$scratch" && exec "${clean_env[@]}" GENSERV_URL="$url" ${token:+"GENSERV_TOKEN=$token"} \
-        timeout 90 "${cmd[@]}" >"$scratch/stdout" 2>"$scratch/stderr" </dev/null) || status=$?
+        timeout 40 "${cmd[@]}" >"$scratch/stdout" 2>"$scratch/stderr" </dev/null) || status=$?
     stop_genserv
     ran=$((ran + 1))
     if [ $status -ne 0 ]; then
