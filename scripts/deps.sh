@@ -9,9 +9,10 @@ set -euo pipefail
 build_pkgs=(build-essential cmake pkg-config libuv1-dev libjansson-dev libmicrohttpd-dev liblua5.4-dev
     libjemalloc-dev libsqlite3-dev)
 # chromium, nodejs and npm: the dashboard's browser test (tests/browser/, playwright-core from npm
-# driving Debian's /usr/bin/chromium).
+# driving Debian's /usr/bin/chromium). prometheus: its promtool checks GET /metrics
+# (tests/integration/test_ops.c; without recommends it brings no running service).
 test_pkgs=(libcmocka-dev libcurl4-openssl-dev curl clang libclang-rt-14-dev clang-format
-    clang-tidy cppcheck valgrind chromium nodejs npm jq openssl)
+    clang-tidy cppcheck valgrind chromium nodejs npm jq openssl prometheus)
 
 pkgs=("${build_pkgs[@]}")
 case "${1:-build}" in
