@@ -86,6 +86,19 @@ void gs__request_id_init(gs_request_t *req)
              (unsigned long long)n);
 }
 
+/* Whether the query key k (klen bytes, as sent) is access_token once percent-decoded, as
+ * libmicrohttpd decodes it before access.c looks it up: "%61ccess_token" is one too. */
+static bool is_token_key(const char *k, size_t klen)
+{
+    char key[64];
+
+    if (klen >= sizeof(key))
+        return false;
+    memcpy(key, k, klen);
+    key[klen] = '\0';
+    return gs__percent_decode(key) == 0 && strcmp(key, "access_token") == 0;
+}
+
 /* target (borrowed) into out (len bytes) with every access_token's value replaced. */
 static void redact(const char *target, char *out, size_t len)
 {
@@ -105,8 +118,7 @@ static void redact(const char *target, char *out, size_t len)
         size_t plen = strcspn(q, "&"), klen = strcspn(q, "=&");
         const char *part = q;
 
-        if (klen == sizeof("access_token") - 1 && strncmp(q, "access_token", klen) == 0 &&
-            q[klen] == '=') {
+        if (q[klen] == '=' && is_token_key(q, klen)) {
             int n = snprintf(out + o, len - o, "access_token=" REDACTED);
 
             o = n > 0 && (size_t)n < len - o ? o + (size_t)n : len - 1;

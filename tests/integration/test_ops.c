@@ -368,6 +368,10 @@ static void test_access_log_and_json_log_lines(void **state)
     get_with_id(&fx->srv, "/servers?access_token=very-secret&limit=1", "log-1", &r);
     assert_int_equal(r.status, 200);
     h_resp_close(&r);
+    /* The key percent-encoded is the same key to the token check: redacted too. */
+    get_with_id(&fx->srv, "/servers?%61ccess_token=also-secret", "log-4", &r);
+    assert_int_equal(r.status, 200);
+    h_resp_close(&r);
     get_with_id(&fx->srv, "/nowhere", "log-2", &r);
     assert_int_equal(r.status, 404);
     h_resp_close(&r);
@@ -395,6 +399,7 @@ static void test_access_log_and_json_log_lines(void **state)
     }
     assert_non_null(text);
     assert_null(strstr(text, "very-secret"));
+    assert_null(strstr(text, "also-secret"));
 
     e = entry_with_id(entries, "log-1");
     assert_non_null(e);
@@ -408,6 +413,10 @@ static void test_access_log_and_json_log_lines(void **state)
     assert_true(json_is_number(json_object_get(e, "duration_ms")));
     assert_true(json_number_value(json_object_get(e, "duration_ms")) >= 0);
     assert_string_equal(h_str(e, "client"), "127.0.0.1");
+
+    e = entry_with_id(entries, "log-4");
+    assert_non_null(e);
+    assert_string_equal(h_str(e, "path"), "/servers?access_token=REDACTED");
 
     e = entry_with_id(entries, "log-2");
     assert_non_null(e);
