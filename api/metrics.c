@@ -193,14 +193,30 @@ static void put_process(text_t *t)
 
         buf[n] = '\0';
         fclose(f);
-        /* After the command's closing parenthesis: state is field 3, utime 14, stime 15,
-         * starttime 22, vsize 23, rss 24. */
+        /* After the command's closing parenthesis (the command may hold spaces and
+         * parentheses itself): state is field 3, utime 14, stime 15, starttime 22, vsize 23,
+         * rss 24. */
         p = strrchr(buf, ')');
-        if (p == NULL || sscanf(p + 2,
-                                "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d "
-                                "%*d %*d %*d %*d %llu %llu %lld",
-                                &utime, &stime, &start, &vsize, &rss) != 5)
-            utime = stime = start = vsize = 0, rss = 0;
+        if (p != NULL) {
+            char *save = NULL, *tok;
+            int field = 3;
+
+            for (tok = strtok_r(p + 1, " ", &save); tok != NULL && field <= 24;
+                 tok = strtok_r(NULL, " ", &save), field++) {
+                unsigned long long v = strtoull(tok, NULL, 10);
+
+                if (field == 14)
+                    utime = v;
+                else if (field == 15)
+                    stime = v;
+                else if (field == 22)
+                    start = v;
+                else if (field == 23)
+                    vsize = v;
+                else if (field == 24)
+                    rss = (long long)v;
+            }
+        }
     }
     if (tick <= 0)
         tick = 100;
@@ -232,8 +248,10 @@ static void put_process(text_t *t)
         unsigned long long btime = 0;
 
         while (fgets(buf, sizeof(buf), f) != NULL)
-            if (sscanf(buf, "btime %llu", &btime) == 1)
+            if (strncmp(buf, "btime ", 6) == 0) {
+                btime = strtoull(buf + 6, NULL, 10);
                 break;
+            }
         fclose(f);
         if (btime > 0) {
             put_family(t, "process_start_time_seconds", "gauge",
