@@ -79,6 +79,8 @@ EXPOSE 8080
 # child processes, so it has nothing to reap; `docker run --init` adds an init if a plugin
 # of yours spawns processes.
 STOPSIGNAL SIGTERM
+# --health-check asks GET /readyz: healthy means ready to serve (the boot finished and no
+# shutdown began), the same question a Kubernetes readinessProbe asks (docs/deploy.md).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 \
     CMD ["/usr/local/bin/genserv", "--health-check"]
 ENTRYPOINT ["/usr/local/bin/genserv"]

@@ -8,7 +8,8 @@
  *               A write with it is 403 forbidden; no token or a wrong one is 401.
  * Browsers' EventSource cannot send headers, so GET and HEAD also accept the token as the
  * query parameter access_token (documented; it may end up in proxies' logs, so prefer the
- * header everywhere else). The dashboard's own files and /healthz need no token: they hold
+ * header everywhere else). The dashboard's own files and the probes (/healthz, /livez,
+ * /readyz) need no token: they hold
  * no data, the page must load to ask for the token, and probes carry none.
  * Comparison is constant-time in the length of the configured token.
  *
@@ -67,7 +68,8 @@ int gs__access_check(gs_request_t *req, enum MHD_Result *ret)
 
     if (gw->opts.token == NULL && gw->opts.read_token == NULL)
         return 0;
-    if (req->match.route == GS_ROUTE_STATIC || req->match.route == GS_ROUTE_HEALTHZ)
+    if (req->match.route == GS_ROUTE_STATIC || req->match.route == GS_ROUTE_HEALTHZ ||
+        req->match.route == GS_ROUTE_LIVEZ || req->match.route == GS_ROUTE_READYZ)
         return 0;
     t = presented(req, &len);
     if (t != NULL && gw->opts.token != NULL && token_equal(t, len, gw->opts.token))

@@ -58,6 +58,8 @@
     XX(EVENTS, "/events")                                                                          \
     XX(METRICS, "/metrics")                                                                        \
     XX(HEALTHZ, "/healthz")                                                                        \
+    XX(LIVEZ, "/livez")                                                                            \
+    XX(READYZ, "/readyz")                                                                          \
     XX(STATIC, "static")
 
 typedef enum gs_route_e {
@@ -88,6 +90,10 @@ enum {
 };
 
 typedef struct gs_request_s gs_request_t;
+
+/** The longest X-Request-Id taken from a client; longer ones are replaced (access_log.c). */
+#define GS_REQUEST_ID_MAX 128
+
 /** A route's handler: runs once the whole request is in and every check passed; answers req
  *  at once or defers it (gs__request_defer). Its result is the access handler's. */
 typedef enum MHD_Result (*gs_handler_fn)(gs_request_t *req);
@@ -153,6 +159,12 @@ struct gs_request_s {
     bool close;        /* answer with Connection: close (a refused head, an early error) */
     bool challenge;    /* a 401: add WWW-Authenticate */
     uint64_t t_start_ns;
+    /* The access log's and X-Request-Id's (access_log.c); HTTP thread only. */
+    char *target;        /* owned: the request target as sent (path and query), or NULL */
+    char method_name[8]; /* as sent, cut to fit */
+    char request_id[GS_REQUEST_ID_MAX + 1]; /* "" until the first handler call */
+    unsigned sent_status;                   /* the status queued, once answered */
+    uint64_t sent_bytes;                    /* the body bytes of the answer (see gs__respond) */
 
     /* Filled by the completion on any thread before it resumes the connection; read on the
      * HTTP thread after resume (MHD's resume takes a mutex, which orders them). */
@@ -450,6 +462,20 @@ const char *gs__cors_origin(const gs_request_t *req);
 void gs__add_common_headers(const gs_request_t *req, struct MHD_Response *resp);
 
 /* ---------------------------------------------------------------------------------------- */
+/* Request ids and the access log (access_log.c)                                              */
+/* ---------------------------------------------------------------------------------------- */
+
+/** 1 when s (borrowed) may be echoed as an X-Request-Id: 1..GS_REQUEST_ID_MAX characters of
+ *  letters, digits and -_.:+/=@~ (no spaces, quotes or controls: it goes into logs). */
+int gs__request_id_valid(const char *s);
+/** Draw the generated ids' random prefix and start their counter. gs_gateway_create. */
+void gs__request_ids_init(gs_gateway_t *gw);
+/** Set req->request_id from its X-Request-Id when valid, else a new one. First handler call. */
+void gs__request_id_init(gs_request_t *req);
+/** Report req, answered, to the access log callback, if any. The completed callback. */
+void gs__access_log(gs_request_t *req);
+
+/* ---------------------------------------------------------------------------------------- */
 /* Request framing (framing.c): pure, no MHD                                                  */
 /* ---------------------------------------------------------------------------------------- */
 
@@ -579,6 +605,8 @@ enum MHD_Result gs__handle_behaviour_delete(gs_request_t *req);
 enum MHD_Result gs__handle_events(gs_request_t *req);
 enum MHD_Result gs__handle_metrics(gs_request_t *req);
 enum MHD_Result gs__handle_healthz(gs_request_t *req);
+enum MHD_Result gs__handle_livez(gs_request_t *req);
+enum MHD_Result gs__handle_readyz(gs_request_t *req);
 enum MHD_Result gs__handle_static(gs_request_t *req);
 
 /* ---------------------------------------------------------------------------------------- */
@@ -627,13 +655,21 @@ int gs__timer_ref_parse(const gs_timer_key_t *key, const char *s, gs_timer_ref_t
 /* Metrics (counters.c, metrics.c) */
 /* ---------------------------------------------------------------------------------------- */
 
+#define GS_METRICS_MIN_STATUS 100
 #define GS_METRICS_MAX_STATUS 600
+#define GS_METRICS_STATUSES   (GS_METRICS_MAX_STATUS - GS_METRICS_MIN_STATUS)
 #define GS_METRICS_BUCKETS    14
+/* The method label's values: GET HEAD POST PUT DELETE OPTIONS other (gs__metrics_method). */
+#define GS_METRICS_METHODS 7
 
 typedef struct gs_metrics_s {
     /* All counters are relaxed atomics: they are independent tallies read for a report, and
      * nothing is synchronised through them. */
-    atomic_uint_fast64_t requests[GS_ROUTE_COUNT][GS_METRICS_MAX_STATUS];
+    atomic_uint_fast64_t requests[GS_ROUTE_COUNT][GS_METRICS_METHODS][GS_METRICS_STATUSES];
+    /* Every route's latency, from the request line to the answer queued; non-cumulative. */
+    atomic_uint_fast64_t route_buckets[GS_ROUTE_COUNT][GS_METRICS_BUCKETS];
+    atomic_uint_fast64_t route_count[GS_ROUTE_COUNT];
+    atomic_uint_fast64_t route_sum_us[GS_ROUTE_COUNT];
     atomic_uint_fast64_t call_buckets[GS_METRICS_BUCKETS]; /* non-cumulative */
     atomic_uint_fast64_t call_count;
     atomic_uint_fast64_t call_sum_us;
@@ -641,8 +677,11 @@ typedef struct gs_metrics_s {
 
 /** Upper bounds of the /call latency buckets, in microseconds (the last bucket is +Inf). */
 extern const uint64_t gs__call_bucket_us[GS_METRICS_BUCKETS - 1];
-/** Count one answered request. Any thread. */
-void gs__metrics_count(gs_metrics_t *m, gs_route_t route, unsigned status);
+/** Count one answered request (method: a GS_METHOD_ bit), and its latency ns. Any thread. */
+void gs__metrics_count(gs_metrics_t *m, gs_route_t route, unsigned method, unsigned status,
+                       uint64_t ns);
+/** The method label of index i (0..GS_METRICS_METHODS-1). Static storage. */
+const char *gs__metrics_method(unsigned i);
 /** Record one /call's latency in nanoseconds. Any thread. */
 void gs__metrics_observe_call(gs_metrics_t *m, uint64_t ns);
 
@@ -719,6 +758,14 @@ struct gs_gateway_s {
     gs_linger_t *linger;
     struct gs_kick_s *kick; /* NULL if it could not start, and after shutdown */
     gs_watch_t *watch;      /* NULL if it could not start */
+
+    /* Readiness (GET /readyz). Relaxed: flags an operator polls, publishing no data. */
+    atomic_uint ready_checks; /* gs_ready_check_t bits passed */
+    atomic_bool draining;     /* gs_gateway_drain or shutdown began */
+    /* Generated request ids: a per-process random prefix and a counter (relaxed: only its
+     * uniqueness matters). */
+    char id_prefix[9];
+    atomic_uint_fast64_t id_next;
 };
 
 /**

@@ -15,6 +15,7 @@
 #include "api_internal.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,7 +89,10 @@ void *gs__request_uri_cb(void *cls, const char *uri, struct MHD_Connection *conn
     if (req == NULL)
         return NULL;
     req->raw_path = gs__route_raw_path(uri);
-    if (req->raw_path == NULL) {
+    req->target = strdup(uri); /* for the access log; bounded by max_header_bytes */
+    if (req->raw_path == NULL || req->target == NULL) {
+        free(req->raw_path);
+        free(req->target);
         free(req);
         return NULL;
     }
@@ -237,6 +241,8 @@ enum MHD_Result gs__request_access_cb(void *cls, struct MHD_Connection *conn, co
     if (!req->routed) {
         if (!request_route(req, method, url))
             return MHD_NO; /* out of memory: close the connection */
+        snprintf(req->method_name, sizeof(req->method_name), "%s", method);
+        gs__request_id_init(req);
         enum MHD_Result ret;
         if (refuse_head(req, method, version, &ret))
             return ret;
@@ -272,6 +278,8 @@ void gs__request_completed_cb(void *cls, struct MHD_Connection *conn, void **con
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && req->answered)
         gs__log(gw, GS_LOG_DEBUG, "http: connection ended before the answer was sent (%d)",
                 (int)toe);
+    if (req->answered)
+        gs__access_log(req);
     gs__request_abandon(req); /* only held when the daemon stops with suspended connections */
     gs__watch_remove(gw->watch, req); /* the same: a watched request is resumed first */
     gs_call_unref(req->call);
@@ -281,6 +289,7 @@ void gs__request_completed_cb(void *cls, struct MHD_Connection *conn, void **con
     free(req->param);
     free(req->subject);
     free(req->raw_path);
+    free(req->target);
     free(req);
     *con_cls = NULL;
     atomic_fetch_sub_explicit(&gw->active, 1, memory_order_relaxed);

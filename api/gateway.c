@@ -209,6 +209,9 @@ int gs_gateway_create(gs_runtime_t *rt, const gs_gateway_options_t *opts, gs_gat
     atomic_init(&gw->held_calls, 0);
     atomic_init(&gw->active, 0);
     atomic_init(&gw->connections, 0);
+    atomic_init(&gw->ready_checks, 0u);
+    atomic_init(&gw->draining, false);
+    gs__request_ids_init(gw);
 
     if (gs__timer_key_init(&gw->timer_key) < 0) {
         snprintf(err, errlen, "cannot draw a key from getrandom: %s", strerror(errno));
@@ -310,6 +313,21 @@ const char *gs_gateway_host(const gs_gateway_t *gw)
     return gw->host;
 }
 
+void gs_gateway_set_ready(gs_gateway_t *gw, unsigned checks)
+{
+    /* Relaxed: a flag that probes poll; nothing else is published through it. */
+    atomic_fetch_or_explicit(&gw->ready_checks, checks & GS_READY_ALL, memory_order_relaxed);
+}
+
+void gs_gateway_drain(gs_gateway_t *gw)
+{
+    if (gw == NULL)
+        return;
+    /* Relaxed: as above. */
+    if (!atomic_exchange_explicit(&gw->draining, true, memory_order_relaxed))
+        gs__log(gw, GS_LOG_INFO, "http: draining: GET /readyz answers 503 from now on");
+}
+
 static void sleep_ms(unsigned ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -324,6 +342,7 @@ void gs_gateway_shutdown(gs_gateway_t *gw)
     if (gw == NULL || gw->shut_down)
         return;
     gw->shut_down = true;
+    gs_gateway_drain(gw);
 
     gs__kick_stop(gw->kick); /* it connects to the listening socket, which goes now */
 

@@ -27,6 +27,9 @@ enum MHD_Result gs__respond(gs_request_t *req, unsigned status, struct MHD_Respo
         return MHD_NO;
     }
     gs__add_common_headers(req, resp);
+    if (req->request_id[0] == '\0') /* answered before the first handler call ended */
+        gs__request_id_init(req);
+    MHD_add_response_header(resp, "X-Request-Id", req->request_id);
     if (req->close || atomic_load(&gw->closing))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     if (req->close) /* answered before the request was read whole: see linger.c */
@@ -34,7 +37,11 @@ enum MHD_Result gs__respond(gs_request_t *req, unsigned status, struct MHD_Respo
     r = MHD_queue_response(req->conn, status, resp);
     MHD_destroy_response(resp);
     req->answered = true;
-    gs__metrics_count(gw->metrics, req->match.route, status);
+    req->sent_status = status;
+    if (req->match.method == GS_METHOD_HEAD || status == MHD_HTTP_NOT_MODIFIED)
+        req->sent_bytes = 0;
+    gs__metrics_count(gw->metrics, req->match.route, req->match.method, status,
+                      gs__api_now_ns() - req->t_start_ns);
     if (gw->opts.log_level >= GS_LOG_DEBUG)
         gs__log(gw, GS_LOG_DEBUG, "http: %s %s%s%s %u in %.3f ms",
                 gs__method_name(req->match.method), gs__route_label(req->match.route),
@@ -84,14 +91,15 @@ out:
 /* A response for prefix + v + suffix, or the fallback error body (*fallback set) when it
  * cannot be encoded. GET and HEAD answers say no-store: the dashboard polls them, and a
  * cached /servers would be a stale one; POST answers are not cached anyway. */
-static struct MHD_Response *json_response(const gs_request_t *req, const json_t *v,
-                                          const char *prefix, const char *suffix, bool *fallback)
+static struct MHD_Response *json_response(gs_request_t *req, const json_t *v, const char *prefix,
+                                          const char *suffix, bool *fallback)
 {
     struct MHD_Response *resp;
     size_t len = 0;
     char *text = v != NULL ? encode(v, prefix, suffix, &len) : NULL;
 
     *fallback = text == NULL;
+    req->sent_bytes = text != NULL ? len : sizeof(fallback_body) - 1;
     if (text == NULL) {
         resp = MHD_create_response_from_buffer(sizeof(fallback_body) - 1, (void *)fallback_body,
                                                MHD_RESPMEM_PERSISTENT);

@@ -1,18 +1,30 @@
 /*
- * metrics.c: GET /metrics in the Prometheus text format (version 0.0.4), and GET /healthz.
+ * metrics.c: GET /metrics in the Prometheus text format (version 0.0.4), and the probes:
+ * GET /healthz, /livez and /readyz.
  *
- * The gateway counts what it sees (requests by route and status, /call latency) in relaxed
- * atomics; everything about servers is read from the runtime at scrape time (gs_servers_json,
- * gs_runtime_stats), so there is one source of truth and no second copy to keep in sync.
+ * The gateway counts what it sees (requests by route, method and status, every route's
+ * latency, /call latency) in relaxed atomics; everything about servers is read from the
+ * runtime at scrape time (gs_servers_json, gs_runtime_stats), and the process_* family from
+ * /proc, so there is one source of truth and no second copy to keep in sync.
+ *
+ * Series count: per-server series exist for at most metrics_max_servers servers (the first by
+ * name), and the behaviour label is bounded by the registered behaviours (built-ins, plugins
+ * and at most lua_max_behaviours Lua ones), so clients starting servers cannot grow a scrape
+ * without bound (docs/API.md, Metrics).
  */
 #include "api_internal.h"
 
 #include <genserv/store.h>
 
+#include <dirent.h>
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
 
 /* A growing text buffer; on allocation failure it stops growing and remembers it. */
 typedef struct text_s {
@@ -78,7 +90,8 @@ static void put_family(text_t *t, const char *name, const char *type, const char
     put(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void put_servers(text_t *t, json_t *servers)
+/* The per-server families, for the first max servers of the list (sorted by name). */
+static void put_servers(text_t *t, json_t *servers, size_t max)
 {
     static const struct {
         const char *field, *name, *type, *help;
@@ -103,6 +116,8 @@ static void put_servers(text_t *t, json_t *servers)
         {
             json_t *v = json_object_get(s, per_server[f].field);
 
+            if (i >= max)
+                break;
             if (!json_is_integer(v))
                 continue;
             put(t, "%s{server=\"%s\",behaviour=\"%s\"} %lld\n", per_server[f].name,
@@ -116,11 +131,146 @@ static void put_servers(text_t *t, json_t *servers)
     {
         const char *st = json_string_value(json_object_get(s, "status"));
 
+        if (i >= max)
+            break;
         put(t, "genserv_server_up{server=\"%s\",behaviour=\"%s\"} %d\n",
             label(json_string_value(json_object_get(s, "name")), n, sizeof(n)),
             label(json_string_value(json_object_get(s, "behaviour")), b, sizeof(b)),
             st != NULL && strcmp(st, "running") == 0);
     }
+}
+
+/* genserv_behaviour_servers{behaviour}: servers by behaviour, every registered behaviour
+ * (0 for the unused ones, so that a series does not vanish), whatever metrics_max_servers
+ * says; and how many servers the per-server families left out. */
+static void put_behaviours(text_t *t, gs_runtime_t *rt, json_t *servers, size_t max)
+{
+    json_t *list = json_object_get(servers, "servers"), *behaviours = gs_behaviours_json(rt);
+    json_t *b, *s;
+    size_t i, j, n = json_array_size(list);
+    char lb[600];
+
+    put_family(t, "genserv_behaviour_servers", "gauge",
+               "Servers running each registered behaviour (restarting and down ones included).");
+    json_array_foreach(behaviours, i, b)
+    {
+        const char *name = json_string_value(json_object_get(b, "name"));
+        unsigned long long count = 0;
+
+        if (name == NULL)
+            continue;
+        json_array_foreach(list, j, s)
+        {
+            const char *sb = json_string_value(json_object_get(s, "behaviour"));
+
+            count += sb != NULL && strcmp(sb, name) == 0;
+        }
+        put(t, "genserv_behaviour_servers{behaviour=\"%s\"} %llu\n", label(name, lb, sizeof(lb)),
+            count);
+    }
+    json_decref(behaviours);
+    put_family(t, "genserv_metrics_servers_omitted", "gauge",
+               "Servers without per-server series because metrics_max_servers were shown.");
+    put(t, "genserv_metrics_servers_omitted %zu\n", n > max ? n - max : 0);
+}
+
+/* The standard process_* family (as Prometheus' client libraries name it), from /proc. */
+static void put_process(text_t *t)
+{
+    char buf[1024], *p;
+    FILE *f;
+    unsigned long long utime = 0, stime = 0, start = 0, vsize = 0;
+    long long rss = 0;
+    long tick = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+    struct rlimit rl;
+    DIR *d;
+    struct dirent *de;
+    long fds = 0;
+
+    f = fopen("/proc/self/stat", "r");
+    if (f != NULL) {
+        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+
+        buf[n] = '\0';
+        fclose(f);
+        /* After the command's closing parenthesis (the command may hold spaces and
+         * parentheses itself): state is field 3, utime 14, stime 15, starttime 22, vsize 23,
+         * rss 24. */
+        p = strrchr(buf, ')');
+        if (p != NULL) {
+            char *save = NULL, *tok;
+            int field = 3;
+
+            for (tok = strtok_r(p + 1, " ", &save); tok != NULL && field <= 24;
+                 tok = strtok_r(NULL, " ", &save), field++) {
+                unsigned long long v = strtoull(tok, NULL, 10);
+
+                if (field == 14)
+                    utime = v;
+                else if (field == 15)
+                    stime = v;
+                else if (field == 22)
+                    start = v;
+                else if (field == 23)
+                    vsize = v;
+                else if (field == 24)
+                    rss = (long long)v;
+            }
+        }
+    }
+    if (tick <= 0)
+        tick = 100;
+    put_family(t, "process_cpu_seconds_total", "counter",
+               "Total user and system CPU time spent in seconds.");
+    put(t, "process_cpu_seconds_total %.2f\n", (double)(utime + stime) / (double)tick);
+    put_family(t, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+    put(t, "process_resident_memory_bytes %lld\n", rss * (page > 0 ? page : 4096));
+    put_family(t, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
+    put(t, "process_virtual_memory_bytes %llu\n", vsize);
+
+    d = opendir("/proc/self/fd");
+    if (d != NULL) {
+        while ((de = readdir(d)) != NULL)
+            fds += de->d_name[0] != '.';
+        closedir(d);
+        fds--; /* the directory's own descriptor */
+    }
+    put_family(t, "process_open_fds", "gauge", "Number of open file descriptors.");
+    put(t, "process_open_fds %ld\n", fds > 0 ? fds : 0);
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        put_family(t, "process_max_fds", "gauge", "Maximum number of open file descriptors.");
+        put(t, "process_max_fds %llu\n", (unsigned long long)rl.rlim_cur);
+    }
+
+    /* The start time: the boot time (btime in /proc/stat) plus starttime, in clock ticks. */
+    f = fopen("/proc/stat", "r");
+    if (f != NULL) {
+        unsigned long long btime = 0;
+
+        while (fgets(buf, sizeof(buf), f) != NULL)
+            if (strncmp(buf, "btime ", 6) == 0) {
+                btime = strtoull(buf + 6, NULL, 10);
+                break;
+            }
+        fclose(f);
+        if (btime > 0) {
+            put_family(t, "process_start_time_seconds", "gauge",
+                       "Start time of the process since unix epoch in seconds.");
+            put(t, "process_start_time_seconds %.2f\n",
+                (double)btime + (double)start / (double)tick);
+        }
+    }
+}
+
+/* genserv_build_info: 1, with what was built in as labels. */
+static void put_build_info(text_t *t)
+{
+    put_family(t, "genserv_build_info", "gauge",
+               "1, labelled with genserv's version and the libraries it runs with.");
+    put(t,
+        "genserv_build_info{version=\"%s\",plugin_abi=\"%u\",libmicrohttpd=\"%s\","
+        "jansson=\"%s\"} 1\n",
+        GS_VERSION, (unsigned)GS_PLUGIN_ABI_VERSION, MHD_get_version(), JANSSON_VERSION);
 }
 
 /* One statistic of GS_RUNTIME_STATS_MAP: genserv_FIELD_total for a counter, genserv_FIELD for
@@ -193,7 +343,7 @@ enum MHD_Result gs__handle_metrics(gs_request_t *req)
     text_t t = {NULL, 0, 0, false};
     json_t *servers;
     uint64_t cum = 0;
-    unsigned r, s;
+    unsigned r, k, s;
     size_t i;
 
     servers = gs_servers_json(gw->rt);
@@ -207,16 +357,53 @@ enum MHD_Result gs__handle_metrics(gs_request_t *req)
     }
     t.buf[0] = '\0';
 
+    put_build_info(&t);
+    put_process(&t);
     put_family(&t, "genserv_http_requests_total", "counter",
-               "HTTP requests answered, by route and status.");
+               "HTTP requests answered, by route, method and status code.");
     for (r = 0; r < GS_ROUTE_COUNT; r++)
-        for (s = 0; s < GS_METRICS_MAX_STATUS; s++) {
-            uint64_t v = atomic_load_explicit(&m->requests[r][s], memory_order_relaxed);
+        for (k = 0; k < GS_METRICS_METHODS; k++)
+            for (s = 0; s < GS_METRICS_STATUSES; s++) {
+                uint64_t v = atomic_load_explicit(&m->requests[r][k][s], memory_order_relaxed);
 
-            if (v != 0)
-                put(&t, "genserv_http_requests_total{route=\"%s\",status=\"%u\"} %llu\n",
-                    gs__route_label((gs_route_t)r), s, (unsigned long long)v);
+                if (v != 0)
+                    put(&t,
+                        "genserv_http_requests_total{route=\"%s\",method=\"%s\",code=\"%u\"} "
+                        "%llu\n",
+                        gs__route_label((gs_route_t)r), gs__metrics_method(k),
+                        s + GS_METRICS_MIN_STATUS, (unsigned long long)v);
+            }
+    put_family(&t, "genserv_http_request_duration_seconds", "histogram",
+               "Time from a request line to its answer, by route (a held call's included).");
+    for (r = 0; r < GS_ROUTE_COUNT; r++) {
+        uint64_t n = atomic_load_explicit(&m->route_count[r], memory_order_relaxed);
+        const char *route = gs__route_label((gs_route_t)r);
+
+        if (n == 0)
+            continue;
+        cum = 0;
+        for (i = 0; i < GS_METRICS_BUCKETS; i++) {
+            cum += atomic_load_explicit(&m->route_buckets[r][i], memory_order_relaxed);
+            if (i < GS_METRICS_BUCKETS - 1)
+                put(&t,
+                    "genserv_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} "
+                    "%llu\n",
+                    route, (double)gs__call_bucket_us[i] / 1e6, (unsigned long long)cum);
+            else
+                put(&t,
+                    "genserv_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} "
+                    "%llu\n",
+                    route, (unsigned long long)cum);
         }
+        /* The buckets and the count are read one by one, not at once: a request counted
+         * between the reads could make the +Inf bucket differ from _count, which a reader
+         * must not see. So _count is the +Inf bucket's value. */
+        put(&t, "genserv_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n", route,
+            (double)atomic_load_explicit(&m->route_sum_us[r], memory_order_relaxed) / 1e6);
+        put(&t, "genserv_http_request_duration_seconds_count{route=\"%s\"} %llu\n", route,
+            (unsigned long long)cum);
+    }
+    cum = 0;
     put_family(&t, "genserv_http_open_calls", "gauge",
                "Requests held open waiting for the runtime (calls, stops, state reads).");
     put(&t, "genserv_http_open_calls %u\n", atomic_load_explicit(&gw->held, memory_order_relaxed));
@@ -271,7 +458,8 @@ enum MHD_Result gs__handle_metrics(gs_request_t *req)
             oldest > 0 ? (double)oldest / 1e3 : 0.0);
     }
     put_store(&t, gw->store);
-    put_servers(&t, servers);
+    put_behaviours(&t, gw->rt, servers, gw->opts.metrics_max_servers);
+    put_servers(&t, servers, gw->opts.metrics_max_servers);
     json_decref(servers);
 
     if (t.failed) {
@@ -283,6 +471,7 @@ enum MHD_Result gs__handle_metrics(gs_request_t *req)
         free(t.buf);
         return MHD_NO;
     }
+    req->sent_bytes = t.len;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
                             "text/plain; version=0.0.4; charset=utf-8");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
@@ -292,4 +481,38 @@ enum MHD_Result gs__handle_metrics(gs_request_t *req)
 enum MHD_Result gs__handle_healthz(gs_request_t *req)
 {
     return gs__respond_json(req, MHD_HTTP_OK, json_pack("{s:b}", "ok", 1));
+}
+
+enum MHD_Result gs__handle_livez(gs_request_t *req)
+{
+    return gs__respond_json(req, MHD_HTTP_OK, json_pack("{s:b}", "ok", 1));
+}
+
+enum MHD_Result gs__handle_readyz(gs_request_t *req)
+{
+    gs_gateway_t *gw = req->gw;
+    /* Relaxed: see the struct. */
+    unsigned passed = atomic_load_explicit(&gw->ready_checks, memory_order_relaxed);
+    bool draining =
+        atomic_load_explicit(&gw->draining, memory_order_relaxed) || atomic_load(&gw->closing);
+    json_t *checks = json_pack("{s:b,s:b,s:b,s:b}", "store", (passed & GS_READY_STORE) != 0,
+                               "behaviours", (passed & GS_READY_BEHAVIOURS) != 0, "servers",
+                               (passed & GS_READY_SERVERS) != 0, "accepting", !draining);
+
+    if (checks == NULL)
+        return gs__respond_runtime_error(req, GS_ENOMEM, NULL);
+    if (draining)
+        return gs__respond_json(
+            req, MHD_HTTP_SERVICE_UNAVAILABLE,
+            json_pack("{s:s,s:s,s:o}", "error", "not_ready", "message",
+                      "genserv is shutting down: requests in progress are still answered, send "
+                      "new ones elsewhere",
+                      "checks", checks));
+    if ((passed & GS_READY_ALL) != GS_READY_ALL)
+        return gs__respond_json(req, MHD_HTTP_SERVICE_UNAVAILABLE,
+                                json_pack("{s:s,s:s,s:o}", "error", "not_ready", "message",
+                                          "genserv is starting: the checks marked false are "
+                                          "still loading",
+                                          "checks", checks));
+    return gs__respond_json(req, MHD_HTTP_OK, json_pack("{s:b,s:o}", "ok", 1, "checks", checks));
 }

@@ -74,6 +74,8 @@ static const route_def_t routes[] = {
     {"/events", false, true, GS_ROUTE_EVENTS, GET_HEAD, gs__handle_events, NULL},
     {"/metrics", false, true, GS_ROUTE_METRICS, GET_HEAD, gs__handle_metrics, NULL},
     {"/healthz", false, false, GS_ROUTE_HEALTHZ, GET_HEAD, gs__handle_healthz, NULL},
+    {"/livez", false, false, GS_ROUTE_LIVEZ, GET_HEAD, gs__handle_livez, NULL},
+    {"/readyz", false, false, GS_ROUTE_READYZ, GET_HEAD, gs__handle_readyz, NULL},
 };
 
 static unsigned method_bit(const char *method)

@@ -86,6 +86,7 @@ enum MHD_Result gs__handle_static(gs_request_t *req)
     }
     if (resp == NULL)
         return MHD_NO;
+    req->sent_bytes = status == MHD_HTTP_OK ? a->size : 0;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, gs__content_type(a->path));
     MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");

@@ -36,6 +36,9 @@ typedef enum opt_id_e {
     OPT_SCHEDULERS,
     OPT_PLUGIN,
     OPT_LOG_LEVEL,
+    OPT_LOG_FORMAT,
+    OPT_ACCESS_LOG,
+    OPT_DRAIN_MS,
 /* The gateway's numeric settings: one option each, from its own list (genserv/gateway.h). */
 #define GS__OPT_ID(field, flag, key, min, max, def, metavar, help) OPT_GW_##field,
     GS_GATEWAY_LIMITS_MAP(GS__OPT_ID)
@@ -86,6 +89,17 @@ static const opt_t opts[OPT_COUNT] = {
                     "list)."},
     [OPT_LOG_LEVEL] = {"log-level", K_LEVEL, "log_level", 0, 0, "info", "LEVEL",
                        "error, warn, info or debug (debug logs every request)."},
+    [OPT_LOG_FORMAT] = {"log-format", K_STRING, "log_format", 0, 0, "text", "FORMAT",
+                        "text (one readable line per event) or json (one JSON object per "
+                        "line: ts, level, msg, and the event's fields)."},
+    [OPT_ACCESS_LOG] = {"access-log", K_STRING, "access_log", 0, 0, NULL, "FILE",
+                        "write one line per answered request (method, path, status, duration, "
+                        "bytes, client, request id) to FILE (appended), or to stderr with -, in "
+                        "the log format. Off by default."},
+    [OPT_DRAIN_MS] = {"drain-ms", K_UINT, "drain_ms", 0, 600000, "0", "MS",
+                      "on SIGTERM/SIGINT, answer GET /readyz 503 and keep serving everything "
+                      "for this long before closing the listening socket, so that a load "
+                      "balancer stops sending new requests first (5000 behind Kubernetes)."},
 #define GS__OPT_ROW(field, flag, key, min, max, def, metavar, help)                                \
     [OPT_GW_##field] = {flag, K_UINT, key, min, max, #def, metavar, help},
     GS_GATEWAY_LIMITS_MAP(GS__OPT_ROW)
@@ -569,6 +583,13 @@ static int resolve(gs_config_t *cfg, layers_t *l, char *err, size_t errlen)
     cfg->schedulers = (unsigned)num[OPT_SCHEDULERS];
     cfg->mailbox_limit = (size_t)num[OPT_MAILBOX_LIMIT];
     cfg->shutdown_timeout_ms = (int)num[OPT_SHUTDOWN_TIMEOUT_MS];
+    cfg->drain_ms = (int)num[OPT_DRAIN_MS];
+    {
+        const char *v = pick(l, OPT_LOG_FORMAT, src, sizeof(src));
+
+        if (gs_log_parse_format(v, &cfg->log_format) < 0)
+            return fail(err, errlen, "%s: \"%s\" is not text or json", src, v);
+    }
     gs_gateway_options_init(&cfg->gateway);
 #define GS__OPT_SET(field, flag, key, min, max, def, metavar, help)                                \
     cfg->gateway.field = num[OPT_GW_##field]; /* in min..max: checked above */
@@ -594,10 +615,10 @@ static int resolve(gs_config_t *cfg, layers_t *l, char *err, size_t errlen)
                     (unsigned long long)cfg->lua.instruction_limit,
                     (unsigned long long)cfg->lua.max_instruction_limit);
     {
-        static const opt_id_t strings[] = {OPT_TOKEN, OPT_READ_TOKEN, OPT_CORS_ORIGINS,
-                                           OPT_BEHAVIOURS_DIR, OPT_DATA_DIR};
-        char **dest[] = {&cfg->token, &cfg->read_token, &cfg->cors_origins, &cfg->behaviours_dir,
-                         &cfg->data_dir};
+        static const opt_id_t strings[] = {OPT_TOKEN,          OPT_READ_TOKEN, OPT_CORS_ORIGINS,
+                                           OPT_BEHAVIOURS_DIR, OPT_DATA_DIR,   OPT_ACCESS_LOG};
+        char **dest[] = {&cfg->token,          &cfg->read_token, &cfg->cors_origins,
+                         &cfg->behaviours_dir, &cfg->data_dir,   &cfg->access_log};
 
         for (i = 0; i < sizeof(strings) / sizeof(strings[0]); i++) {
             const char *v = pick(l, strings[i], src, sizeof(src));
@@ -698,6 +719,7 @@ void gs_config_close(gs_config_t *cfg)
     free(cfg->cors_origins);
     free(cfg->behaviours_dir);
     free(cfg->data_dir);
+    free(cfg->access_log);
     json_decref(cfg->servers);
     memset(cfg, 0, sizeof(*cfg));
 }

@@ -17,6 +17,8 @@
 #include <genserv/lua.h>
 #include <genserv/store.h>
 
+#include "log.h"
+
 #include <stdbool.h>
 #include <stdio.h>
 
@@ -27,7 +29,10 @@ typedef struct gs_config_s {
     char *config_path; /* NULL without a config file */
     unsigned schedulers;
     gs_log_level_t log_level;
-    char **plugins; /* nplugins owned paths */
+    gs_log_format_t log_format; /* --log-format: text or json */
+    char *access_log;           /* owned; --access-log: a file, "-" (stderr), or NULL (off) */
+    int drain_ms;               /* --drain-ms: /readyz says 503 this long before closing */
+    char **plugins;             /* nplugins owned paths */
     size_t nplugins;
     size_t mailbox_limit;
     int shutdown_timeout_ms;

@@ -2,7 +2,8 @@
  * healthcheck.c: `genserv --health-check`, a tiny HTTP client for one request.
  *
  * Container images of genserv carry no curl or wget, so the binary probes itself: connect to
- * the listen address, send GET /healthz with Connection: close, read the status line. Every
+ * the listen address, send GET /readyz with Connection: close, read the status line (healthy
+ * means ready to serve: the boot finished and no shutdown began). Every
  * step (connect, send, read) is non-blocking and shares one deadline, so a server that
  * accepts but never answers costs the probe timeout_ms, not the platform's own, longer, kill
  * timeout. Only the status code matters: 200 is healthy, anything else, or nothing, is not.
@@ -195,7 +196,8 @@ int gs_healthcheck_run(const char *host, uint16_t port, int timeout_ms)
         goto out;
 
     snprintf(request, sizeof(request),
-             "GET /healthz HTTP/1.1\r\nHost: %s\r\nUser-Agent: genserv-health-check\r\n"
+             "GET " GS_HEALTHCHECK_PATH
+             " HTTP/1.1\r\nHost: %s\r\nUser-Agent: genserv-health-check\r\n"
              "Connection: close\r\n\r\n",
              hostport);
     if (send_all(fd, request, strlen(request), deadline) < 0) {
@@ -225,8 +227,9 @@ out:
     if (res != NULL)
         freeaddrinfo(res);
     if (result == 0)
-        printf("healthy: GET http://%s/healthz answered 200\n", hostport);
+        printf("healthy: GET http://%s" GS_HEALTHCHECK_PATH " answered 200\n", hostport);
     else
-        fprintf(stderr, "genserv: unhealthy: GET http://%s/healthz: %s\n", hostport, why);
+        fprintf(stderr, "genserv: unhealthy: GET http://%s" GS_HEALTHCHECK_PATH ": %s\n", hostport,
+                why);
     return result;
 }

@@ -6,13 +6,15 @@
  *      states) + built-in behaviours + plugins + Lua host (and --behaviours-dir)
  *   -> boot servers -> what the store kept (uploaded behaviours, servers and supervisors
  *      started over HTTP, then stored timers) -> HTTP gateway (its code loader: the Lua host)
+ *   -> ready (GET /readyz 200: everything above is loaded before the port opens)
  *   -> "listening on http://HOST:PORT" (first stdout line) -> wait for SIGTERM/SIGINT
+ *   -> drain: GET /readyz 503 while everything else still serves, for --drain-ms
  *   -> gateway stops accepting -> runtime destroyed (held calls answered 503, terminates run)
  *   -> gateway waits for the answers to go out and stops -> Lua host and plugins freed
  *   -> store closed (what was queued commits first)
  *   -> exit 0
  *
- * With --health-check it serves nothing: it probes GET /healthz on the configured listen
+ * With --health-check it serves nothing: it probes GET /readyz on the configured listen
  * address and exits 0 (healthy) or 1, the codes a container HEALTHCHECK expects.
  *
  * A watchdog bounds the shutdown: if it takes longer than shutdown_timeout_ms plus a grace
@@ -119,6 +121,12 @@ int main(int argc, char **argv)
         return rc;
     }
     gs_log_set_level(cfg.log_level);
+    gs_log_set_format(cfg.log_format);
+    if (gs_log_access_open(cfg.access_log, err, sizeof(err)) < 0) {
+        gs_log(GS_LOG_ERROR, "%s", err);
+        gs_config_close(&cfg);
+        return 2;
+    }
     if (cfg.config_path != NULL)
         gs_log(GS_LOG_INFO, "config: %s", cfg.config_path);
     fit_connections(&cfg);
@@ -177,11 +185,15 @@ int main(int argc, char **argv)
     gs_config_gateway_options(&cfg, &go);
     go.log_cb = gs_log_line_cb;
     go.code = code;
+    go.access_log_cb = cfg.access_log != NULL ? gs_log_access_cb : NULL;
     rc = gs_gateway_create(rt, &go, &gw, err, sizeof(err));
     if (rc < 0) {
         gs_log(GS_LOG_ERROR, "http: %s", err);
         goto out;
     }
+    /* The store, the behaviours (folder, plugins, built-ins) and the boot servers are all
+     * loaded before the gateway opens its port, so it is ready as soon as it answers. */
+    gs_gateway_set_ready(gw, GS_READY_ALL);
     /* The contract with scripts and tests: exactly this, first, on stdout, flushed. */
     if (strchr(cfg.host, ':') != NULL)
         printf("listening on http://[%s]:%u\n", cfg.host, (unsigned)gs_gateway_port(gw));
@@ -191,6 +203,15 @@ int main(int argc, char **argv)
 
     sig = gs_process_wait_signal();
     gs_log(GS_LOG_INFO, "signal %d: shutting down", sig);
+    /* A load balancer polling /readyz sees 503 and stops sending work while everything
+     * still serves; only then does the listening socket close. */
+    gs_gateway_drain(gw);
+    if (cfg.drain_ms > 0) {
+        struct timespec ts = {cfg.drain_ms / 1000, (long)(cfg.drain_ms % 1000) * 1000000L};
+
+        gs_log(GS_LOG_INFO, "draining for %d ms", cfg.drain_ms);
+        nanosleep(&ts, NULL);
+    }
     watchdog_ms = cfg.shutdown_timeout_ms;
     if (pthread_create(&dog, NULL, watchdog, NULL) == 0)
         pthread_detach(dog);
@@ -210,5 +231,6 @@ out:
         store->destroy(store); /* after the runtime: it waited for its last commits */
     gs_config_close(&cfg);
     gs_log(status == 0 ? GS_LOG_INFO : GS_LOG_ERROR, "exit %d", status);
+    gs_log_access_close(); /* the gateway, which wrote to it, is gone */
     return status;
 }

@@ -102,7 +102,12 @@ typedef void (*gs_log_cb)(gs_log_level_t level, const char *line, void *arg);
        "BYTES",                                                                                    \
        "largest request line plus headers; larger ones get 431 headers_too_large. Must leave "     \
        "1 KiB of connection-memory free (headers larger than connection-memory itself get "        \
-       "libmicrohttpd's own 431).")
+       "libmicrohttpd's own 431).")                                                                \
+    XX(metrics_max_servers, "metrics-max-servers", "limits.metrics_max_servers", 0, 10000, 100,    \
+       "N",                                                                                        \
+       "GET /metrics has per-server series for at most this many servers (the first by name); "    \
+       "the rest are only counted (genserv_metrics_servers_omitted), so that clients starting "    \
+       "servers cannot grow the series count without bound.")
 
 /**
  * Behaviours that clients send as source code (POST, PUT and DELETE /behaviours, and the
@@ -128,6 +133,26 @@ typedef struct gs_gateway_code_s {
     json_t *(*describe)(void *ctx, const char *name);
 } gs_gateway_code_t;
 
+/**
+ * One answered request, for an access log. Every pointer is borrowed for the duration of the
+ * callback only.
+ */
+typedef struct gs_access_entry_s {
+    const char *method;     /* as sent: "GET", "POST", ... */
+    const char *path;       /* path and query as sent, with access_token's value redacted */
+    unsigned status;        /* the status sent */
+    uint64_t duration_ns;   /* from the request line's arrival to the end of the exchange */
+    uint64_t bytes;         /* body bytes of the answer (0 for HEAD, 304 and event streams) */
+    const char *client;     /* the peer's numeric address ("127.0.0.1", "::1"), or "-" */
+    const char *request_id; /* the X-Request-Id sent back (the client's, or one generated) */
+} gs_access_entry_t;
+
+/**
+ * Where the gateway reports each answered request (the access log). Called once per request
+ * from an HTTP thread when the exchange ends, possibly concurrently; must not block for long.
+ */
+typedef void (*gs_access_log_cb)(const gs_access_entry_t *entry, void *arg);
+
 /** Hard ceiling for max_subscribers (event fan-out uses a fixed array of this size). */
 #define GS_GATEWAY_MAX_SUBSCRIBERS_CAP 1024u
 
@@ -148,6 +173,7 @@ typedef struct gs_gateway_options_s {
     size_t connection_memory;      /* bytes per connection for headers (431 past them) */
     unsigned max_json_depth;       /* nesting depth of request bodies (400 past it) */
     size_t max_header_bytes;       /* request line + headers (431 past it) */
+    unsigned metrics_max_servers;  /* servers with per-server series in GET /metrics */
     unsigned linger_ms;            /* lingering close after an early answer (linger.c) */
     size_t linger_bytes;
     const char *token;        /* borrowed, copied; NULL: no token needed (see access.c) */
@@ -157,7 +183,9 @@ typedef struct gs_gateway_options_s {
     gs_log_level_t log_level; /* lines above this level are not even formatted; INFO */
     gs_log_cb log_cb;         /* NULL: no logging */
     void *log_arg;
-    gs_gateway_code_t code; /* behaviours as source; all NULL by default (see above) */
+    gs_gateway_code_t code;         /* behaviours as source; all NULL by default (see above) */
+    gs_access_log_cb access_log_cb; /* NULL: no access log */
+    void *access_log_arg;
 } gs_gateway_options_t;
 
 typedef struct gs_gateway_s gs_gateway_t;
@@ -181,6 +209,32 @@ int gs_gateway_create(gs_runtime_t *rt, const gs_gateway_options_t *opts, gs_gat
 uint16_t gs_gateway_port(const gs_gateway_t *gw);
 /** The host as given in the options: borrowed, valid until gs_gateway_destroy(). */
 const char *gs_gateway_host(const gs_gateway_t *gw);
+
+/**
+ * What GET /readyz waits for (docs/API.md): the embedder marks each part loaded with
+ * gs_gateway_set_ready. An embedder without a store or a behaviours folder marks those parts
+ * loaded too: a check says "nothing left to load", not "this part exists".
+ */
+typedef enum gs_ready_check_e {
+    GS_READY_STORE = 1u << 0,      /* the store is open and what it kept is restored */
+    GS_READY_BEHAVIOURS = 1u << 1, /* the behaviours (folder, plugins, built-ins) are loaded */
+    GS_READY_SERVERS = 1u << 2,    /* the boot servers are started */
+    GS_READY_ALL = (1u << 3) - 1,
+} gs_ready_check_t;
+
+/**
+ * Mark the checks (an OR of gs_ready_check_t) as passed. GET /readyz answers 200 once every
+ * check passed and until gs_gateway_drain or gs_gateway_shutdown; before, 503 not_ready with
+ * the checks. A new gateway has passed none. Any thread.
+ */
+void gs_gateway_set_ready(gs_gateway_t *gw, unsigned checks);
+
+/**
+ * Begin draining: GET /readyz answers 503 shutting_down from now on so that a load balancer
+ * stops sending new work, while every other route serves as before. gs_gateway_shutdown
+ * drains too. Idempotent; any thread.
+ */
+void gs_gateway_drain(gs_gateway_t *gw);
 
 /**
  * Begin shutdown: close the listening socket, answer new requests on open connections with

@@ -3,7 +3,7 @@
  *
  * It must find the server the way the server itself was configured (--listen, GENSERV_LISTEN,
  * the config file's "listen", a wildcard host meaning the loopback), exit 0 only on a 200 from
- * GET /healthz, and exit 1 (never 2, which HEALTHCHECK reserves) on everything else: nothing
+ * GET /readyz, and exit 1 (never 2, which HEALTHCHECK reserves) on everything else: nothing
  * listening, a wrong answer, no answer within its 2 s budget, or settings it cannot use. The
  * wrong and missing answers come from a fake server on a thread here, which also records the
  * request line the probe sent.
@@ -236,7 +236,7 @@ static void test_healthy_by_flag_env_and_config_file(void **state)
         const char *const env[] = {"GENSERV_LISTEN=127.0.0.1:1", env_cfg, NULL};
 
         expect(0, args, env, "answered 200");
-        expect(1, NULL, env, "127.0.0.1:1/healthz");
+        expect(1, NULL, env, "127.0.0.1:1/readyz");
     }
     unlink(cfg_path);
     H_PASS(fx);
@@ -288,7 +288,7 @@ static void test_an_answer_other_than_200_is_unhealthy(void **state)
     expect(1, args, NULL, "answered 503");
     fake_stop(&f);
     /* It asked the right question. */
-    if (strncmp(f.request, "GET /healthz HTTP/1.1\r\n", 23) != 0)
+    if (strncmp(f.request, "GET /readyz HTTP/1.1\r\n", 22) != 0)
         fail_msg("unexpected request:\n%s", f.request);
 
     fake_start(&f, "SSH-2.0-OpenSSH_9.2\r\n");

@@ -166,7 +166,8 @@ static double healthz_requests(const h_server_t *srv)
 
     h_request(srv, "GET", "/metrics", NULL, &r);
     assert_int_equal(r.status, 200);
-    n = h_metric_sum(r.body, "genserv_http_requests_total{route=\"/healthz\",status=\"200\"}");
+    n = h_metric_sum(r.body,
+                     "genserv_http_requests_total{route=\"/healthz\",method=\"GET\",code=\"200\"}");
     h_resp_close(&r);
     return n;
 }

@@ -349,8 +349,8 @@ static void test_metrics_is_prometheus_text(void **state)
     }
     /* Requests by route and status, including the call just made and the 404. */
     assert_true(has_line_with(r.body, "genserv_http_requests_total{", "route=\"/call\""));
-    assert_true(has_line_with(r.body, "genserv_http_requests_total{", "status=\"200\""));
-    assert_true(has_line_with(r.body, "genserv_http_requests_total{", "status=\"404\""));
+    assert_true(has_line_with(r.body, "genserv_http_requests_total{", "code=\"200\""));
+    assert_true(has_line_with(r.body, "genserv_http_requests_total{", "code=\"404\""));
     /* Per-server series, labelled by server. */
     assert_true(has_line_with(r.body, "genserv_server_mailbox_length{", "server=\"counter\""));
     assert_true(has_line_with(r.body, "genserv_server_restarts_total{", "server=\"batcher\""));

@@ -504,6 +504,11 @@ async function mainInstance() {
     await expectStatus(p, 'GET', '/healthz', 200);
     await expectStatus(p, 'HEAD', '/healthz', 200);
     await expectStatus(p, 'POST', '/healthz', 405, json({}));
+    for (const probe of ['/livez', '/readyz']) {
+        await expectStatus(p, 'GET', probe, 200);
+        await expectStatus(p, 'HEAD', probe, 200);
+        await expectStatus(p, 'POST', probe, 405, json({}));
+    }
     const index = await request(p, 'GET', '/');
     check('GET', '/', index);
     const etag = index.headers.etag;
@@ -857,7 +862,7 @@ async function mainInstance() {
 }
 
 // SIGTERM with a request open on every operation: each is answered 503 shutting_down (but
-// /healthz and the dashboard's files, which are served to the end), and a held call too.
+// /healthz, /livez and the dashboard's files, which are served to the end), and a held call too.
 async function shutdown(g) {
     const p = g.port;
     const open = [];
@@ -873,7 +878,7 @@ async function shutdown(g) {
     for (const o of open) {
         const res = await o.partial.finish();
         check(o.method, o.url, res, 'while shutting down');
-        const served = o.key === '/healthz' || o.key === '/' || o.key === '/{file}';
+        const served = o.key === '/healthz' || o.key === '/livez' || o.key === '/' || o.key === '/{file}';
         if (served ? res.status >= 300 && res.status !== 304 : res.status !== 503)
             fail(`${o.method} ${o.url} while shutting down: got ${res.status}, expected ${served ? 'it served' : '503'}`);
     }
@@ -895,7 +900,7 @@ async function tokenInstance() {
         const body = o.method === 'POST' ? json({ server: 'counter', message: 'get_count' }) : {};
         const needs = o.op.responses['401'] !== undefined;
         if (!needs) {
-            await expectStatus(p, o.method, o.url, o.key === '/{file}' || o.key === '/' || o.key === '/healthz' ? 200 : 401, body, 'no token needed');
+            await expectStatus(p, o.method, o.url, ['/{file}', '/', '/healthz', '/livez', '/readyz'].includes(o.key) ? 200 : 401, body, 'no token needed');
             continue;
         }
         await expectStatus(p, o.method, o.url, 401, body, 'no token');
