@@ -29,6 +29,11 @@ const GENSERV = GENSERV_ARG && path.resolve(GENSERV_ARG);
 const CHROMIUM = process.env.GS_CHROMIUM || '/usr/bin/chromium';
 const SHOT_TMP = path.join(HERE, 'screenshots', 'last.tmp.png');
 const SHOT_DOC = process.env.GS_SCREENSHOT ? path.resolve(ROOT, process.env.GS_SCREENSHOT) : null;
+// The phone-width picture goes beside it: docs/dashboard.png -> docs/dashboard-phone.png.
+const SHOT_PHONE_TMP = path.join(HERE, 'screenshots', 'phone.tmp.png');
+const SHOT_PHONE_DOC = SHOT_DOC && SHOT_DOC.replace(/(\.png)?$/, '-phone.png');
+const DESKTOP = { width: 1280, height: 800 };
+const PHONE = { width: 390, height: 844 };
 const TOTAL_TIMEOUT_MS = 120000; // the whole run; it normally takes about 35 s
 // The default servers boot as the children of the supervisor "root" (a server too).
 const DEFAULT_SERVERS = ['batcher', 'counter', 'journal', 'root', 'slow', 'ticker'];
@@ -211,6 +216,33 @@ async function sendFromForm(page, kind, message, { times = 1, delayMs, timeoutMs
   await page.locator('#msg-submit').click();
 }
 
+/** "950 bytes", "1.5 KiB", "16 MiB" (format.js formatBytes) -> bytes; NaN for anything else. */
+function parseBytes(text) {
+  const m = /^([\d.]+) (bytes|KiB|MiB|GiB|TiB)$/.exec(text.trim());
+  if (!m) return NaN;
+  return Number(m[1]) * 1024 ** ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'].indexOf(m[2]);
+}
+
+/** The System panel's facts: {version: '...', uptime: '...', ...} as shown. */
+const systemFacts = (page) => page.$$eval('#system-facts dd', (dds) =>
+  Object.fromEntries(dds.map((dd) => [dd.dataset.fact, dd.innerText.trim()])));
+
+/** The timer list, in screen order: [{id, server, origin, state, text}]. */
+const timerRows = (page) => page.$$eval('#timer-list > li', (lis) => lis.map((li) => ({
+  id: li.dataset.timerId, server: li.dataset.server, origin: li.dataset.origin, state: li.dataset.state,
+  text: li.innerText.replace(/\s+/g, ' ').trim() })));
+
+/** The event log's entries, newest first: [{type, history, text}]. */
+const eventRows = (page) => page.$$eval('#event-log > li', (lis) => lis.map((li) => ({
+  type: li.dataset.type, history: li.dataset.history === 'yes',
+  text: li.innerText.replace(/\s+/g, ' ').trim() })));
+
+/** Whether the element is inside the window horizontally (phone widths). */
+async function inViewX(page, selector, width) {
+  const box = await page.locator(selector).first().boundingBox();
+  return Boolean(box) && box.x >= 0 && box.x + box.width <= width + 0.5;
+}
+
 /** The selected server's held calls, oldest first: [{kind, callId, oldest, text}]. */
 const heldRows = (page) => page.$$eval('#held-list > li', (lis) => lis.map((li) => ({
   kind: li.dataset.kind, callId: li.dataset.callId, oldest: li.classList.contains('oldest'),
@@ -294,7 +326,7 @@ async function main() {
       executablePath: CHROMIUM,
       headless: true,
       args: CHROMIUM_ARGS,
-      viewport: { width: 1400, height: 1000 },
+      viewport: DESKTOP,
       colorScheme: 'light',
       timeout: 30000,
     });
@@ -329,6 +361,18 @@ async function main() {
         headers: { ...res.headers(), 'content-security-policy': CSP } });
     });
 
+    await step('before the page opens: a server crashes, restarts and is stopped', async () => {
+      // What an operator arriving later must still see, from genserv's ring of recent events.
+      assert.equal((await http(base(), 'POST', '/servers', { name: 'early', behaviour: 'misbehaving' })).status, 201);
+      const crash = await http(base(), 'POST', '/call', { server: 'early', message: 'message' });
+      assert.equal(crash.body.error, 'server_crashed', JSON.stringify(crash.body));
+      await until('early restarted', async () => {
+        const r = await http(base(), 'GET', '/servers/early');
+        return r.status === 200 && r.body.restarts === 1 && r.body.status === 'running';
+      });
+      assert.equal((await http(base(), 'DELETE', '/servers/early')).status, 200);
+    });
+
     await step('the table lists the default servers, live', async () => {
       await page.goto(`${base()}/`);
       await until('the connection indicator to say live', async () =>
@@ -345,6 +389,126 @@ async function main() {
       // ... and the tree they form.
       await until('the root tree', async () =>
         (await page.locator('#trees details[data-name="root"] [data-kind="server"]').count()) === 5);
+    });
+
+    await step('history: the crash from before the page opened is in the event log', async () => {
+      const rows = await until('early\'s crash, marked as history', async () => {
+        const r = await eventRows(page);
+        return r.some((e) => e.history && e.type === 'crashed' && / early\b/.test(e.text)) && r;
+      });
+      const crashed = rows.find((e) => e.history && e.type === 'crashed' && / early\b/.test(e.text));
+      assert.match(crashed.text, /history crashed early \(misbehaving\) .*calling_self/);
+      for (const type of ['started', 'restarted', 'stopped']) {
+        assert.ok(rows.some((e) => e.history && e.type === type && / early\b/.test(e.text)), `history: ${type} early`);
+      }
+      // Oldest below: the start is under the crash, the stop above it.
+      const at = (type) => rows.findIndex((e) => e.history && e.type === type && / early\b/.test(e.text));
+      assert.ok(at('stopped') < at('crashed') && at('crashed') < at('started'), JSON.stringify(rows));
+      // History is for reading: it does not bring the stopped server back into the table.
+      assert.equal(await rowOf(page, 'early'), null);
+    });
+
+    await step('behaviours are described in words a reader can look up', async () => {
+      const list = (await http(base(), 'GET', '/behaviours')).body.behaviours;
+      const counter = list.find((b) => b.name === 'counter');
+      assert.ok(counter && counter.description.length > 0, 'GET /behaviours describes counter');
+      // In the start form when chosen, as the list's tooltip, and in the Behaviours panel.
+      await page.locator('#start-behaviour').selectOption('counter');
+      await until('counter described in the start form', async () =>
+        (await page.locator('#start-description').innerText()) === counter.description);
+      const button = page.locator('#behaviours-body').getByRole('button', { name: 'counter', exact: true });
+      assert.equal(await button.getAttribute('title'), counter.description);
+      await button.click();
+      await until('counter described in the panel', async () =>
+        (await page.locator('#bh-description').innerText()) === counter.description);
+      // No internal word that points nowhere, anywhere on the page (tooltips included).
+      const words = await page.evaluate(() => document.body.innerText + [...document.querySelectorAll('[title]')]
+        .map((e) => e.title).join(' '));
+      assert.doesNotMatch(words, /\bseed('s)?\b/i);
+    });
+
+    await step('the system overview shows genserv as a whole', async () => {
+      const sys = (await http(base(), 'GET', '/system')).body;
+      assert.equal(typeof sys.version, 'string');
+      const facts = await until('the system facts', async () => {
+        const f = await systemFacts(page);
+        return f.version === sys.version && f.servers === String(DEFAULT_SERVERS.length) && f;
+      });
+      assert.match(facts.uptime, /^\d+ s$|^\d+ m \d+ s$/);
+      assert.equal(facts.schedulers, String(sys.schedulers.length));
+      assert.ok(parseBytes(facts['memory (RSS)']) > 1024 * 1024, `RSS shown as ${facts['memory (RSS)']}`);
+      assert.ok(parseBytes(facts['servers\u2019 memory']) > 0, `servers' memory shown as ${facts['servers\u2019 memory']}`);
+      assert.ok(Number(facts['event streams']) >= 1, 'the page\'s own event stream is counted');
+      assert.ok(Number(facts.connections) >= 1, 'the page\'s own connection is counted');
+      assert.match(facts['held calls'], /^\d+$/);
+      // One bar per scheduler, each with its utilisation in per cent.
+      const bars = await page.$$eval('#schedulers > li', (lis) => lis.map((li) => ({
+        value: li.querySelector('meter').value, text: li.innerText.replace(/\s+/g, ' ').trim() })));
+      assert.equal(bars.length, sys.schedulers.length);
+      for (const b of bars) {
+        assert.match(b.text, /^scheduler \d+ \d+ %$/);
+        assert.ok(b.value >= 0 && b.value <= 1);
+      }
+      // No --data-dir: no store, and the panel says so.
+      assert.equal(await page.locator('#system-store').getAttribute('data-state'), 'none');
+      // The uptime counts on between reads.
+      const u0 = facts.uptime;
+      await until('the uptime to count on', async () => (await systemFacts(page)).uptime !== u0, 4000);
+      // A server started elsewhere shows in the count without a reload.
+      assert.equal((await http(base(), 'POST', '/servers', { name: 'sys_probe', behaviour: 'counter' })).status, 201);
+      await until('7 servers', async () => (await systemFacts(page)).servers === String(DEFAULT_SERVERS.length + 1), 6000);
+      assert.equal((await http(base(), 'DELETE', '/servers/sys_probe')).status, 200);
+      await until('6 servers', async () => (await systemFacts(page)).servers === String(DEFAULT_SERVERS.length), 6000);
+      await until('sys_probe gone', async () => (await rowOf(page, 'sys_probe')) === null);
+    });
+
+    await step('the servers table has a memory column, sortable', async () => {
+      const listed = (await http(base(), 'GET', '/servers')).body.servers;
+      assert.ok(listed.every((x) => Number.isFinite(x.memory_bytes) && x.memory_bytes > 0), 'GET /servers memory_bytes');
+      const rows = await tableRows(page);
+      for (const r of rows) assert.ok(parseBytes(r.memory_bytes) > 0, `${r.name}'s memory shown as ${r.memory_bytes}`);
+      const sorted = async (dir) => {
+        const r = await tableRows(page);
+        const v = r.map((x) => parseBytes(x.memory_bytes));
+        return v.every((x, i) => i === 0 || (dir > 0 ? v[i - 1] <= x : v[i - 1] >= x)) && r;
+      };
+      await page.locator('th button[data-sort="memory_bytes"]').click();
+      await until('sorted by memory, ascending', () => sorted(1));
+      assert.equal(await page.locator('th:has(button[data-sort="memory_bytes"])').getAttribute('aria-sort'), 'ascending');
+      await page.locator('th button[data-sort="memory_bytes"]').click();
+      await until('sorted by memory, descending', () => sorted(-1));
+      await page.locator('th button[data-sort="name"]').click();
+      await until('sorted by name again', async () =>
+        JSON.stringify((await tableRows(page)).map((r) => r.name)) === JSON.stringify(DEFAULT_SERVERS));
+      // The selected server's facts say what its state and mailbox take.
+      await selectServer(page, 'journal');
+      await until('journal\'s memory facts', async () => {
+        const t = await page.locator('#detail-facts').innerText();
+        return /memory\s+[\d.]+ (bytes|KiB|MiB)/.test(t) && /state\s+[\d.]+ (bytes|KiB|MiB)/.test(t);
+      });
+    });
+
+    await step('every pending timer is listed: the ticker\'s own, and another client\'s', async () => {
+      // The ticker sends itself "tick" with send_after: its timer is listed, counting down.
+      const tick = await until('the ticker\'s own timer', async () => (await timerRows(page)).find((t) =>
+        t.server === 'ticker' && t.origin === 'server:ticker' && t.state === 'pending'
+        && /"tick"/.test(t.text) && /by server ticker/.test(t.text) && /(\d+ ms|\d\.\d s) left|due…/.test(t.text)));
+      assert.match(tick.id, /^[0-9a-f]{48}$/);
+      // ... and when it fires the ticker makes the next one, which the list picks up.
+      await until('the ticker\'s next timer', async () => (await timerRows(page)).some((t) =>
+        t.origin === 'server:ticker' && t.id !== tick.id), 8000);
+      // A timer another client made over HTTP (not from this page).
+      const made = await http(base(), 'POST', '/send_after', { server: 'counter', message: 'increment', delay_ms: 60000 });
+      assert.equal(made.status, 202, JSON.stringify(made.body));
+      const other = await until('the other client\'s timer', async () =>
+        (await timerRows(page)).find((t) => t.id === made.body.timer), 6000);
+      assert.equal(other.origin, 'http');
+      assert.match(other.text, /counter "increment" by an HTTP client/);
+      assert.match(other.text, /(\d+|\d+ m \d+) s left/);
+      // Cancelled elsewhere: it leaves the list.
+      assert.equal((await http(base(), 'DELETE', `/timers/${made.body.timer}`)).status, 200);
+      await until('the cancelled timer gone', async () =>
+        !(await timerRows(page)).some((t) => t.id === made.body.timer && t.state === 'pending'), 6000);
     });
 
     await step('the ticker counts down on screen without a reload', async () => {
@@ -508,7 +672,7 @@ async function main() {
     await step('a send_after shows in the timer list, counts down and fires', async () => {
       await selectServer(page, 'inbox');
       await sendFromForm(page, 'send_after', '["greeting", "hi"]', { delayMs: 1500 });
-      const timer = page.locator('#timer-list > li').first();
+      const timer = page.locator('#timer-list > li[data-origin="page"]').first();
       await until('a pending timer to inbox', async () =>
         (await timer.getAttribute('data-state')) === 'pending'
         && (await timer.getAttribute('data-server')) === 'inbox'
@@ -523,7 +687,7 @@ async function main() {
 
       // A long timer, cancelled from the list: genserv no longer has it.
       await sendFromForm(page, 'send_after', '"later"', { delayMs: 60000 });
-      const long = page.locator('#timer-list > li[data-state="pending"]').first();
+      const long = page.locator('#timer-list > li[data-origin="page"][data-state="pending"]').first();
       const id = await until('the long timer', () => long.getAttribute('data-timer-id'));
       await until('its countdown', async () => /\d+ m \d+ s left|\d+ s left/.test(await long.innerText()));
       await long.getByRole('button', { name: /cancel timer/ }).click();
@@ -740,6 +904,38 @@ async function main() {
       }
     });
 
+    await step('at phone width (390 px) the new panels show real data, nothing sideways', async () => {
+      await page.setViewportSize(PHONE);
+      try {
+        const overflow = await page.evaluate(() =>
+          document.documentElement.scrollWidth - document.documentElement.clientWidth);
+        assert.ok(overflow <= 1, `the page scrolls sideways by ${overflow}px at ${PHONE.width}px`);
+        // The system overview: its numbers, each in view.
+        const facts = await systemFacts(page);
+        assert.ok(facts.version && parseBytes(facts['memory (RSS)']) > 0, JSON.stringify(facts));
+        for (const f of ['version', 'uptime', 'memory (RSS)', 'event streams']) {
+          assert.ok(await inViewX(page, `#system-facts dd[data-fact="${f}"]`, PHONE.width), `system ${f} out of view`);
+        }
+        assert.ok(await inViewX(page, '#schedulers > li meter', PHONE.width), 'a scheduler bar out of view');
+        // The memory column, in the ticker's card.
+        const mem = page.locator('#servers-body tr[data-name="ticker"] td[data-col="memory_bytes"]');
+        assert.ok(parseBytes(await mem.innerText()) > 0);
+        assert.ok(await inViewX(page, '#servers-body tr[data-name="ticker"] td[data-col="memory_bytes"]', PHONE.width));
+        // The ticker's own timer, counting down, and the history of the early crash.
+        await until('the ticker\'s timer at phone width', async () =>
+          (await timerRows(page)).some((t) => t.origin === 'server:ticker' && t.state === 'pending'));
+        assert.ok(await inViewX(page, '#timer-list > li[data-origin="server:ticker"]', PHONE.width), 'a timer out of view');
+        assert.ok(await inViewX(page, '#event-log > li[data-history="yes"][data-type="crashed"]', PHONE.width),
+          'the crash in history out of view');
+        await page.mouse.move(0, 0);
+        await page.screenshot({ path: SHOT_PHONE_TMP, fullPage: true, animations: 'disabled' });
+        assert.ok(fs.statSync(SHOT_PHONE_TMP).size > 10000, 'phone screenshot is suspiciously small');
+        if (SHOT_PHONE_DOC) fs.copyFileSync(SHOT_PHONE_TMP, SHOT_PHONE_DOC);
+      } finally {
+        await page.setViewportSize(DESKTOP);
+      }
+    });
+
     await step('a Lua behaviour no server runs is deleted and leaves the start form', async () => {
       await selectServer(page, 'lc1');
       await page.locator('#stop-button').click();
@@ -878,7 +1074,7 @@ async function main() {
       }));
       assert.ok(narrow.overflow <= 1, `the page scrolls sideways by ${narrow.overflow}px at 380px`);
       assert.ok(narrow.table > 300 && narrow.table <= 380, 'the table region fits the window');
-      for (const col of ['status', 'held_calls', 'uptime']) {
+      for (const col of ['status', 'held_calls', 'memory_bytes', 'uptime']) {
         const box = await page.locator(`#servers-body tr[data-name="ticker"] td[data-col="${col}"]`).boundingBox();
         assert.ok(box && box.x >= 0 && box.x + box.width <= 380, `ticker's ${col} is out of view when narrow`);
       }
@@ -906,7 +1102,7 @@ async function main() {
       const dark = await colours();
       await page.screenshot({ path: path.join(HERE, 'screenshots', 'dark-narrow.tmp.png'), fullPage: true });
       await page.emulateMedia({ colorScheme: 'light' });
-      await page.setViewportSize({ width: 1400, height: 1000 });
+      await page.setViewportSize(DESKTOP);
       assert.notEqual(light.bg, dark.bg, 'the dark scheme changes the background');
       for (const [scheme, c] of [['light', light], ['dark', dark]]) {
         assert.ok(contrast(c.fg, c.bg) >= 7, `${scheme}: body text contrast ${contrast(c.fg, c.bg)}`);
