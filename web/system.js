@@ -32,6 +32,7 @@ export class SystemPanel {
     this.bars = []; // [{li, bar, pct}] per scheduler, kept across reads
     setInterval(() => this.refresh(), POLL_MS);
     setInterval(() => this.tickUptime(), 1000);
+    this.refresh();
   }
 
   /** Read GET /system soon (a lifecycle event, a reconnection); reads are at most MIN_MS apart. */

@@ -57,7 +57,15 @@ export class TimerList {
 
   /** A send_after made from this page (the message form). */
   add(id, server, message, delayMs) {
-    const t = this.makeRow(id, server, message, delayMs, { own: true, createdBy: 'http' });
+    let t = this.timers.get(id);
+    if (t) {
+      // A read of GET /timers listed it before its POST answered: it is the page's own.
+      t.own = true;
+      t.li.dataset.origin = 'page';
+      setText(t.origin, originText('http', true));
+    } else {
+      t = this.makeRow(id, server, message, delayMs, { own: true, createdBy: 'http' });
+    }
     t.lastSync = performance.now();
     this.poll();
   }
