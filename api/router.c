@@ -72,6 +72,9 @@ static const route_def_t routes[] = {
     {"/supervisors/", true, true, GS_ROUTE_SUPERVISOR_DELETE_CHILD, GS_METHOD_POST,
      gs__handle_supervisor_delete_child, "/delete_child"},
     {"/events", false, true, GS_ROUTE_EVENTS, GET_HEAD, gs__handle_events, NULL},
+    {"/events/history", false, true, GS_ROUTE_EVENTS_HISTORY, GET_HEAD, gs__handle_events_history,
+     NULL},
+    {"/system", false, true, GS_ROUTE_SYSTEM, GET_HEAD, gs__handle_system, NULL},
     {"/metrics", false, true, GS_ROUTE_METRICS, GET_HEAD, gs__handle_metrics, NULL},
     {"/healthz", false, false, GS_ROUTE_HEALTHZ, GET_HEAD, gs__handle_healthz, NULL},
 };

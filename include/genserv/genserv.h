@@ -438,6 +438,16 @@ void gs_runtime_destroy(gs_runtime_t *rt);
 
 /** Number of scheduler threads. */
 unsigned gs_runtime_schedulers(const gs_runtime_t *rt);
+/**
+ * How long each scheduler thread has slept for want of work since the runtime started, in
+ * nanoseconds: idle_ns[i] for scheduler i < min(max, schedulers). A sleep still going on is
+ * counted when it ends (a sleeping scheduler wakes at least every 50 ms), so two readings a
+ * second or more apart give a scheduler's utilisation as 1 - d(idle) / d(time) (erlang's
+ * scheduler_wall_time, coarser: the spinning before a sleep counts as busy). The count costs
+ * two clock reads per sleep and nothing on the path that runs servers. Any thread.
+ * @return the number of schedulers.
+ */
+unsigned gs_runtime_scheduler_idle(const gs_runtime_t *rt, uint64_t *idle_ns, unsigned max);
 
 /** The store the runtime was created with (borrowed), or NULL. */
 struct gs_store_s *gs_runtime_store(const gs_runtime_t *rt);
@@ -1077,7 +1087,14 @@ const char *gs_server_status_name(gs_server_status_t status);
     XX(committed_seq, "integer or null",                                                           \
        "a durable server's sequence number of the last state the store committed")                 \
     XX(commit_lag, "integer", "state changes handled but not committed yet (0 unless durable)")    \
-    XX(stored_timers, "integer", "its pending timers that are stored (0 unless durable)")
+    XX(stored_timers, "integer", "its pending timers that are stored (0 unless durable)")          \
+    XX(memory_bytes, "integer",                                                                    \
+       "approximate bytes of its state and mailbox: memory.state_bytes + memory.mailbox_bytes")    \
+    XX(memory, "object",                                                                           \
+       "{\"state_bytes\", \"mailbox_bytes\"}: the state's size as JSON (gs_json_size), measured "  \
+       "at "                                                                                       \
+       "most once a second while it handles messages and whenever its state is read; the "         \
+       "mailbox's messages times an envelope plus a sampled message's size")
 
 /**
  * One server's status: a JSON object with the fields of GS_SERVER_STATUS_FIELDS, read without
@@ -1087,6 +1104,9 @@ const char *gs_server_status_name(gs_server_status_t status);
 json_t *gs_server_status(gs_runtime_t *rt, const char *name);
 /** Every server's status, sorted by name: {"servers": [STATUS...]}. New reference. */
 json_t *gs_servers_json(gs_runtime_t *rt);
+/** The sum of every server's memory_bytes (see GS_SERVER_STATUS_FIELDS): approximate, and
+ *  O(servers) (a pass over the registry without building JSON). Any thread. */
+uint64_t gs_runtime_memory(gs_runtime_t *rt);
 
 /**
  * Every server's status a few at a time, for a listing too large to build at once (the event
