@@ -254,7 +254,9 @@ enum MHD_Result gs__handle_timers_list(gs_request_t *req)
             return gs__respond_error(req, GS_HTTP_EBAD_REQUEST, "limit must be in 1..%u",
                                      GS_TIMERS_LIST_MAX);
     }
-    all = gs_external_timers_json(gw->rt, (size_t)limit);
+    all = gs_timers_json(gw->rt, (size_t)limit, false);
+    if (all == NULL)
+        return gs__respond_runtime_error(req, GS_ENOMEM, NULL);
     timers = json_object_get(all, "timers");
     json_array_foreach(timers, i, t)
     {
@@ -271,6 +273,10 @@ enum MHD_Result gs__handle_timers_list(gs_request_t *req)
                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(at % 1000));
         json_object_del(t, "ref");
         json_object_del(t, "created_at_ms");
+        json_object_del(t, "external");
+        /* A client's timer is one made over HTTP: the only kind /timers/REF reads or cancels. */
+        if (strcmp(json_string_value(json_object_get(t, "created_by")), "external") == 0)
+            json_object_set_new(t, "created_by", json_string("http"));
         json_object_set_new(t, "timer", json_string(token));
         json_object_set_new(t, "created_at", json_string(iso));
     }

@@ -958,6 +958,16 @@ int gs_cancel_external_timer(gs_runtime_t *rt, gs_timer_ref_t ref, int64_t *rema
  * (Unix time)}]}. New reference. O(pending external timers).
  */
 json_t *gs_external_timers_json(gs_runtime_t *rt, size_t limit);
+/**
+ * Every pending timer (or only the external ones), like observer's view of a node's timers:
+ * {"count": N (all that match), "truncated": count > the timers listed, "timers": [the `limit`
+ * soonest, each as gs_external_timers_json's plus "created_by": "external" (a client,
+ * gs_timer_options_t.external), "server:NAME" (made in that server's callback, such as its
+ * own tick), "restored" (armed again from the store at start) or "runtime" (any other thread),
+ * "external": bool, and "interval_ms" for a periodic one]}. New reference. O(pending timers)
+ * time under each map shard's lock in turn, O(limit) memory.
+ */
+json_t *gs_timers_json(gs_runtime_t *rt, size_t limit, bool external_only);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Supervision trees                                                                          */
