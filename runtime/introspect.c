@@ -159,19 +159,21 @@ uint64_t gs__mailbox_bytes(int64_t mailbox_len, uint64_t msg_bytes)
     return mailbox_len > 0 ? (uint64_t)mailbox_len * (sizeof(gs__msg_t) + msg_bytes) : 0;
 }
 
-void gs__server_measure(gs_server_t *s, const json_t *msg)
+void gs__server_measure(gs_server_t *s, const json_t *shown)
 {
     const gs_behaviour_t *b = s->b;
-    /* The real state's size, redacted or not: memory is not the state's content. */
-    json_t *st = b->format_state != NULL ? b->format_state(s, s->state) : NULL;
+    bool sensitive = b->sensitive || s->child->opts.sensitive;
+    json_t *st = NULL;
 
-    /* relaxed: snapshots for display, written by this thread only */
-    atomic_store_explicit(&s->state_bytes, st != NULL ? (uint64_t)gs_json_size(st) : 0,
+    s->measured_ms = gs__now_ms();
+    if (shown == NULL && (sensitive || b->format_state == NULL))
+        return; /* a sensitive state is not even formatted (see gs__inspect_state) */
+    if (shown == NULL)
+        shown = st = b->format_state(s, s->state);
+    /* relaxed: a snapshot for display, written by this thread only */
+    atomic_store_explicit(&s->state_bytes, shown != NULL ? (uint64_t)gs_json_size(shown) : 0,
                           memory_order_relaxed);
     json_decref(st);
-    if (msg != NULL)
-        atomic_store_explicit(&s->msg_bytes, (uint64_t)gs_json_size(msg), memory_order_relaxed);
-    s->measured_ms = gs__now_ms();
 }
 
 uint64_t gs_runtime_memory(gs_runtime_t *rt)

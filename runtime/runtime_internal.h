@@ -445,9 +445,10 @@ void gs__monitors_close(gs_runtime_t *rt);
 json_t *gs__inspect_state(gs_server_t *s);
 /* How often a busy server's memory is measured again (gs__server_measure). */
 #define GS__MEASURE_PERIOD_MS 1000u
-/* Measure s's state (and msg, when not NULL: a message it is about to handle; borrowed) for
- * the memory its status shows. The thread running s only. */
-void gs__server_measure(gs_server_t *s, const json_t *msg);
+/* Measure s's state for the memory its status shows: the size of shown (borrowed: the state
+ * as an inspection just showed it), or when NULL of format_state's view, which a sensitive
+ * server is never asked for (its size then stays 0). The thread running s only. */
+void gs__server_measure(gs_server_t *s, const json_t *shown);
 /* What one server's messages in its mailbox are estimated to take: mailbox_len times an
  * envelope plus the last sampled message size. */
 uint64_t gs__mailbox_bytes(int64_t mailbox_len, uint64_t msg_bytes);

@@ -538,8 +538,12 @@ static void dispatch_stop(gs_server_t *s, gs__call_t *c)
 
 static void dispatch_get_state(gs_server_t *s, gs__call_t *c)
 {
-    gs__server_measure(s, NULL); /* a read is when a fresh size is wanted */
-    gs__call_complete(s->rt, c, 0, gs__inspect_state(s), false);
+    json_t *shown = gs__inspect_state(s);
+
+    /* A read is when a fresh size is wanted; a sensitive one's "[redacted]" says nothing. */
+    if (!s->b->sensitive && !s->child->opts.sensitive)
+        gs__server_measure(s, shown);
+    gs__call_complete(s->rt, c, 0, shown, false);
 }
 
 json_t *gs__server_upgrade(gs_server_t *s, const gs__upgrade_req_t *req)
