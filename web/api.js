@@ -105,8 +105,8 @@ export const api = {
   send: (server, message) => request('POST', '/send', { server, message }),
   sendAfter: (server, message, delayMs) =>
     request('POST', '/send_after', { server, message, delay_ms: delayMs }),
-  /** GET /timers: every pending timer, soonest first (the servers' own included). */
-  timers: (limit) => request('GET', `/timers?limit=${limit}`),
+  /** GET /timers?all=true: every pending timer, soonest first (the servers' own included). */
+  timers: (limit) => request('GET', `/timers?all=true&limit=${limit}`),
   readTimer: (id) => request('GET', timerPath(id)),
   cancelTimer: (id) => request('DELETE', timerPath(id)),
 };

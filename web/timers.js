@@ -1,11 +1,13 @@
 // timers.js: every pending timer, counting down, cancellable, like observer's view of timers.
 //
-// GET /timers lists every pending timer genserv holds, whoever made it: a client over HTTP,
-// a server's own send_after (the ticker's next tick), or one restored from the store. The list
+// GET /timers?all=true lists every pending timer genserv holds, whoever made it: a client over
+// HTTP, a server for itself (the ticker's next tick), another server, an embedding thread, or
+// the store (restored at start). The list
 // is read every POLL_MS and on demand (after the page's own send_after); between reads each
 // row counts down locally from the remaining time it was last told. A timer's reference is
 // opaque (48 hex digits that cannot be guessed); a row shows a short tag of it and keeps the
-// whole for the API (DELETE /timers/REF cancels it).
+// whole for the API. Only a timer made over HTTP can be cancelled from here (DELETE
+// /timers/REF answers 404 for the others): a server's own timers are its business.
 //
 // The page's own timers (made from the message form) are followed more closely: their row
 // appears at once, is read with GET /timers/REF every few seconds and, once the time is up,
@@ -29,13 +31,15 @@ function shortRef(ref) {
   return s.length === 48 ? s.slice(0, 16).replace(/^0+(?=.)/, '') : s;
 }
 
-/** created_by as words: "http", "server:NAME", "restored" (docs/API.md, GET /timers). */
+/** created_by as words (docs/API.md, GET /timers). */
 function originText(createdBy, own) {
   if (own) return 'from this page';
   if (typeof createdBy !== 'string') return '';
   if (createdBy.startsWith('server:')) return `by server ${createdBy.slice(7)}`;
+  if (createdBy === 'server') return 'by another server';
   if (createdBy === 'http') return 'by an HTTP client';
   if (createdBy === 'restored') return 'restored from the store';
+  if (createdBy === 'runtime') return 'by the embedding program';
   return `by ${createdBy}`;
 }
 
@@ -89,6 +93,7 @@ export class TimerList {
       deadline: performance.now() + remainingMs, state: 'pending', lastSync: 0, syncing: false,
       seenAt: 0 };
     cancel.setAttribute('aria-label', `cancel timer ${id} to ${server}`);
+    cancel.hidden = !own && createdBy !== 'http';
     cancel.addEventListener('click', () => this.cancel(t));
     this.timers.set(id, t);
     this.place(t);
@@ -137,6 +142,7 @@ export class TimerList {
           if (!t.own && t.createdBy !== e.created_by) {
             t.createdBy = e.created_by;
             setText(t.origin, originText(e.created_by, false));
+            t.cancel.hidden = e.created_by !== 'http';
           }
         }
         t.seenAt = now;
