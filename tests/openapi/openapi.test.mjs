@@ -513,6 +513,8 @@ async function mainInstance() {
     await expectStatus(p, 'GET', '/events/history?server=counter', 200);
     await expectStatus(p, 'HEAD', '/events/history', 200);
     await expectStatus(p, 'GET', '/events/history?server=', 400, {}, 'an empty server name');
+    await expectStatus(p, 'HEAD', '/events/history?server=', 400, {}, 'an empty server name');
+    await expectStatus(p, 'POST', '/events/history', 405, json({}));
     await expectStatus(p, 'GET', '/timers?all=true', 200);
     await expectStatus(p, 'GET', '/timers?all=maybe', 400);
     await expectStatus(p, 'POST', '/healthz', 405, json({}));
@@ -553,7 +555,7 @@ async function mainInstance() {
         const history = JSON.parse(ev.history);
         if (history.type !== 'history' || !Array.isArray(history.events))
             fail(`GET /events: the first event is not the history: ${ev.history.slice(0, 200)}`);
-        else checkSchema(history, '/components/schemas/EventHistory', 'GET /events: the history event');
+        else for (const e of history.events) checkSchema(e, '/components/schemas/LifecycleEvent', 'GET /events: an event of the history');
         const first = JSON.parse(ev.first);
         if (first.type !== 'snapshot') fail(`GET /events: the first event is not a snapshot: ${ev.first.slice(0, 200)}`);
         checkSchema(first.servers, '/components/schemas/ServerList/properties/servers', 'GET /events: the snapshot\'s servers');
