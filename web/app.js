@@ -271,7 +271,7 @@ function renderFacts(v) {
   ];
   const m = v.memory && typeof v.memory === 'object' ? v.memory : null;
   if (m) facts.splice(facts.length - 1, 0, ['state', formatBytes(m.state_bytes)],
-    ['mailbox bytes', formatBytes(m.mailbox_bytes)]);
+    ['mailbox size', formatBytes(m.mailbox_bytes)]);
   if (v.sensitive === true) facts.push(['sensitive', 'yes: its state is redacted']);
   if (v.durable === true) {
     // What the store has of it: the last committed state's sequence number, how many changes

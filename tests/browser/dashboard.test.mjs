@@ -216,11 +216,11 @@ async function sendFromForm(page, kind, message, { times = 1, delayMs, timeoutMs
   await page.locator('#msg-submit').click();
 }
 
-/** "950 bytes", "1.5 KiB", "16 MiB" (format.js formatBytes) -> bytes; NaN for anything else. */
+/** "950 B", "1.5 KiB", "16 MiB" (format.js formatBytes) -> bytes; NaN for anything else. */
 function parseBytes(text) {
-  const m = /^([\d.]+) (bytes|KiB|MiB|GiB|TiB)$/.exec(text.trim());
+  const m = /^([\d.]+) (B|KiB|MiB|GiB|TiB)$/.exec(text.trim());
   if (!m) return NaN;
-  return Number(m[1]) * 1024 ** ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'].indexOf(m[2]);
+  return Number(m[1]) * 1024 ** ['B', 'KiB', 'MiB', 'GiB', 'TiB'].indexOf(m[2]);
 }
 
 /** The System panel's facts: {version: '...', uptime: '...', ...} as shown. */
@@ -490,7 +490,7 @@ async function main() {
       await selectServer(page, 'ticker');
       await until('the ticker\'s memory facts', async () => {
         const t = await page.locator('#detail-facts').innerText();
-        return /memory\s+[\d.]+ (bytes|KiB|MiB)/.test(t) && /state\s+[\d.]+ (bytes|KiB|MiB)/.test(t);
+        return /memory\s+[\d.]+ (B|KiB|MiB)/.test(t) && /state\s+[\d.]+ (B|KiB|MiB)/.test(t);
       });
     });
 
@@ -900,6 +900,12 @@ async function main() {
       await until('the call answered', async () => (await callLog(page))[0].state === 'ok');
       await until('the chart has a history', async () =>
         (await page.locator('#chart .chart-rate .chart-line').getAttribute('points')).split(' ').length > 5, 10000);
+      // At 1280 px every column of the servers table is in view, memory and uptime included.
+      const hidden = await page.evaluate(() => {
+        const wrap = document.querySelector('#servers-table').parentElement;
+        return wrap.scrollWidth - wrap.clientWidth;
+      });
+      assert.ok(hidden <= 1, `the servers table hides ${hidden}px at ${DESKTOP.width}px`);
       await page.mouse.move(0, 0);
       fs.mkdirSync(path.dirname(SHOT_TMP), { recursive: true });
       await page.screenshot({ path: SHOT_TMP, fullPage: true, animations: 'disabled' });
