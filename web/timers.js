@@ -21,6 +21,7 @@ import { formatMs, formatCount } from './format.js';
 
 const SYNC_MS = 5000; // how often one of the page's pending timers is read from genserv
 const POLL_MS = 2000; // how often GET /timers is read
+const DUE_POLL_MS = 500; // sooner while a listed timer is due: its successor is likely listed
 const LIMIT = 200; // the soonest timers listed (GET /timers?limit=)
 const LINGER_MS = 8000; // how long one of the page's finished timers stays in the list
 
@@ -55,6 +56,7 @@ export class TimerList {
     this.polling = false;
     this.pollAgain = false;
     this.everListed = false; // GET /timers answered once: rows are genserv's, not only the page's
+    this.lastPoll = 0;
     setInterval(() => this.poll(), POLL_MS);
     this.poll();
   }
@@ -121,6 +123,7 @@ export class TimerList {
       return;
     }
     this.polling = true;
+    this.lastPoll = performance.now();
     const r = await api.timers(LIMIT);
     this.polling = false;
     const now = performance.now();
@@ -191,6 +194,9 @@ export class TimerList {
       setText(t.left, remaining > 0 ? `${formatMs(remaining)} left` : 'due…');
       const due = remaining <= 0;
       if (t.own && !t.syncing && (now - t.lastSync > (due ? 250 : SYNC_MS))) this.sync(t);
+      // A timer made elsewhere that is due has fired (or is about to): read the list again
+      // soon rather than show "due…" until the next regular read.
+      if (!t.own && due && !this.polling && now - this.lastPoll > DUE_POLL_MS) this.poll();
     }
     if (this.timers.size === 0) {
       clearInterval(this.interval);

@@ -59,9 +59,11 @@ function killChildren() {
   children.clear();
 }
 let profileDir = null; // Chromium's fresh --user-data-dir, removed on every way out too
+let dataDir = null; // the restarted genserv's --data-dir (its store), removed likewise
 process.on('exit', () => {
   killChildren();
   if (profileDir) fs.rmSync(profileDir, { recursive: true, force: true });
+  if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
 });
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.on(sig, () => {
@@ -940,7 +942,10 @@ async function main() {
         assert.ok(await inViewX(page, '#event-log > li[data-history="yes"][data-type="crashed"]', PHONE.width),
           'the crash in history out of view');
         await page.mouse.move(0, 0);
-        await page.screenshot({ path: SHOT_PHONE_TMP, fullPage: true, animations: 'disabled' });
+        // The phone's screen as it opens (the System panel and the first servers), not the
+        // whole five-screen-high page.
+        await page.evaluate(() => window.scrollTo(0, 0));
+        await page.screenshot({ path: SHOT_PHONE_TMP, animations: 'disabled' });
         assert.ok(fs.statSync(SHOT_PHONE_TMP).size > 10000, 'phone screenshot is suspiciously small');
         if (SHOT_PHONE_DOC) fs.copyFileSync(SHOT_PHONE_TMP, SHOT_PHONE_DOC);
       } finally {
@@ -1150,9 +1155,11 @@ async function main() {
         && /retrying in \d+ s/.test(await page.locator('#conn-text').innerText()), 8000);
       assert.ok(await page.evaluate(() => document.body.classList.contains('stale')));
       // Same port, so that the page's origin still points at it. Retry while it is released.
+      // This one has a store, whose health the System panel then shows.
+      dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'genserv-browser-data-'));
       g = await until('genserv to listen again on the same port', async () => {
         try {
-          return await startGenserv(`127.0.0.1:${port}`);
+          return await startGenserv(`127.0.0.1:${port}`, ['--data-dir', dataDir]);
         } catch {
           return null;
         }
@@ -1169,6 +1176,12 @@ async function main() {
         return rows.length > 0 && rows.every((r) => r.kind === 'built-in');
       });
       assert.ok(!(await page.evaluate(() => document.body.classList.contains('stale'))));
+      // The new process's System panel: a fresh uptime, and its store, healthy.
+      await until('the store in the System panel', async () =>
+        (await page.locator('#system-store').getAttribute('data-state')) === 'healthy', 8000);
+      const store = await page.locator('#system-store').innerText();
+      assert.match(store, /^store: healthy · .*genserv-browser-data-.* · durability \w+ · commit lag \d+ · \d+ errors$/);
+      assert.match((await systemFacts(page)).uptime, /^\d+ s$/);
     });
 
     await step('with --token, the page asks for the token and then works', async () => {
