@@ -107,18 +107,25 @@ static json_t *schedulers_json(gs_sysload_t *l)
     return list;
 }
 
-/* Resident memory from /proc/self/statm (pages), or 0 when it cannot be read. */
+/* Resident memory from /proc/self/statm ("size resident ...", in pages), or 0 when it cannot
+ * be read. */
 static uint64_t rss_bytes(void)
 {
-    unsigned long long size = 0, resident = 0;
+    char line[128], *end = NULL;
+    unsigned long long resident = 0;
     FILE *f = fopen("/proc/self/statm", "r");
     long page = sysconf(_SC_PAGESIZE);
+    const char *p;
 
     if (f == NULL)
         return 0;
-    if (fscanf(f, "%llu %llu", &size, &resident) != 2)
-        resident = 0;
+    p = fgets(line, sizeof(line), f) != NULL ? strchr(line, ' ') : NULL;
     fclose(f);
+    if (p == NULL)
+        return 0;
+    resident = strtoull(p + 1, &end, 10);
+    if (end == p + 1)
+        return 0;
     return (uint64_t)resident * (uint64_t)(page > 0 ? page : 4096);
 }
 

@@ -96,7 +96,8 @@ static json_t *child_status(gs__child_t *c)
         json_integer((json_int_t)atomic_load_explicit(&c->stored_timers, memory_order_relaxed));
 
     uint64_t mailbox_bytes = gs__mailbox_bytes(mailbox, msg_bytes);
-    v.memory_bytes = json_integer((json_int_t)(state_bytes + mailbox_bytes));
+    uint64_t memory_bytes = state_bytes + mailbox_bytes;
+    v.memory_bytes = json_integer((json_int_t)memory_bytes);
     v.memory = json_pack("{s:I,s:I}", "state_bytes", (json_int_t)state_bytes, "mailbox_bytes",
                          (json_int_t)mailbox_bytes);
 
