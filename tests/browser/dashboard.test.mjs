@@ -1142,6 +1142,8 @@ async function main() {
 
     await step('the event stream reconnects by itself after genserv restarts', async () => {
       const port = new URL(base()).port;
+      // (What the new process's history must replace: early's, still in the log.)
+      assert.ok((await eventRows(page)).some((e) => e.history && / early\b/.test(e.text)), 'early\'s history before the restart');
       // While genserv is away, answer the page's reconnections with a 503 that is not a stream,
       // like a proxy would: EventSource gives up for good on that, and the page must retry.
       await page.route('**/events', (route) => route.fulfill({ status: 503,
@@ -1176,6 +1178,9 @@ async function main() {
         return rows.length > 0 && rows.every((r) => r.kind === 'built-in');
       });
       assert.ok(!(await page.evaluate(() => document.body.classList.contains('stale'))));
+      // The new process's history replaced the old one's: early's crash was another process's.
+      await until('the old history gone', async () =>
+        !(await eventRows(page)).some((e) => e.history && / early\b/.test(e.text)));
       // The new process's System panel: a fresh uptime, and its store, healthy.
       await until('the store in the System panel', async () =>
         (await page.locator('#system-store').getAttribute('data-state')) === 'healthy', 8000);
