@@ -1121,6 +1121,8 @@ async function main() {
           luaBg: cs('#behaviours-body .kind-lua', 'backgroundColor'), luaFg: cs('#behaviours-body .kind-lua', 'color'),
           codeBg: cs('#bh-code', 'backgroundColor'), codeFg: cs('#bh-code', 'color'),
           lineNo: getComputedStyle(document.querySelector('#bh-code .code-line'), '::before').color,
+          histBg: cs('#event-log .badge.history', 'backgroundColor'), histFg: cs('#event-log .badge.history', 'color'),
+          originFg: cs('#timer-list .timer-origin', 'color'), timerBg: cs('#timer-list > li', 'backgroundColor'),
         };
       });
       const light = await colours();
@@ -1137,6 +1139,9 @@ async function main() {
         assert.ok(contrast(c.luaFg, c.luaBg) >= 4.5, `${scheme}: Lua badge contrast ${contrast(c.luaFg, c.luaBg)}`);
         assert.ok(contrast(c.codeFg, c.codeBg) >= 7, `${scheme}: source contrast ${contrast(c.codeFg, c.codeBg)}`);
         assert.ok(contrast(c.lineNo, c.codeBg) >= 4.5, `${scheme}: line numbers contrast ${contrast(c.lineNo, c.codeBg)}`);
+        assert.ok(contrast(c.histFg, c.histBg) >= 4.5, `${scheme}: history badge contrast ${contrast(c.histFg, c.histBg)}`);
+        const timerBg = /rgba\(0, 0, 0, 0\)|transparent/.test(c.timerBg) ? c.bg : c.timerBg;
+        assert.ok(contrast(c.originFg, timerBg) >= 4.5, `${scheme}: timer origin contrast ${contrast(c.originFg, timerBg)}`);
       }
     });
 
