@@ -4,7 +4,8 @@
  * spins, event streams counted), per-server memory that grows with a server's state, GET
  * /timers?all=true listing the servers' own timers with who made them, the lifecycle history
  * replayed to an event stream opened after a crash (and bounded by --event-history), and
- * behaviour descriptions that name where each built-in comes from.
+ * behaviour descriptions that name where each built-in comes from, and with --data-dir the
+ * store's health in the overview and a durable server's tick listed as restored after a restart.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -371,6 +372,59 @@ static void test_history_keeps_the_last_n(void **state)
     H_PASS(fx);
 }
 
+/* A data directory for the durable test: made by its setup, removed by its teardown. */
+static char data_dir[256];
+static const char *data_args[] = {"--data-dir", data_dir, NULL};
+
+static int setup_durable(void **state)
+{
+    h_opts_t o = {.args = data_args};
+
+    if (h_tempdir(data_dir, sizeof(data_dir), "observer") != 0)
+        return -1;
+    return h_setup_with(state, &o);
+}
+
+static int teardown_durable(void **state)
+{
+    int rc = h_teardown(state);
+
+    h_rmtree(data_dir);
+    return rc;
+}
+
+static void test_the_store_and_restored_timers(void **state)
+{
+    h_fixture_t *fx = *state;
+    h_opts_t o = {.args = data_args};
+
+    /* The store's health in the overview. */
+    json_t *sys = get_json(&fx->srv, "/system");
+    json_t *store = json_object_get(sys, "store");
+    assert_true(json_is_object(store));
+    assert_true(json_is_true(json_object_get(store, "healthy")));
+    assert_string_equal(h_str(store, "durability"), "process");
+    assert_non_null(strstr(h_str(store, "path"), data_dir));
+    assert_int_equal(int_at(store, "errors_total"), 0);
+    assert_true(int_at(store, "commit_lag") >= 0);
+    json_decref(sys);
+
+    /* A durable ticker's tick is its own timer; after a restart it was restored. */
+    assert_int_equal(h_start_server(&fx->srv, "dt", "ticker", "{\"interval_ms\": 600000}",
+                                    "{\"durable\": true}"),
+                     201);
+    json_t *all = get_json(&fx->srv, "/timers?all=true");
+    assert_non_null(timer_of(all, "dt"));
+    assert_string_equal(h_str(timer_of(all, "dt"), "created_by"), "server:dt");
+    json_decref(all);
+    h_fixture_restart(fx, &o);
+    all = get_json(&fx->srv, "/timers?all=true");
+    assert_non_null(timer_of(all, "dt"));
+    assert_string_equal(h_str(timer_of(all, "dt"), "created_by"), "restored");
+    json_decref(all);
+    H_PASS(fx);
+}
+
 static void test_descriptions_name_their_source(void **state)
 {
     h_fixture_t *fx = *state;
@@ -409,6 +463,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_history_keeps_the_last_n, setup_short_history,
                                         h_teardown),
         cmocka_unit_test_setup_teardown(test_descriptions_name_their_source, setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_the_store_and_restored_timers, setup_durable,
+                                        teardown_durable),
     };
 
     h_init(150);
