@@ -954,10 +954,9 @@ int gs_read_external_timer(gs_runtime_t *rt, gs_timer_ref_t ref, int64_t *remain
 int gs_cancel_external_timer(gs_runtime_t *rt, gs_timer_ref_t ref, int64_t *remaining_ms);
 /**
  * The pending external timers: {"count": N (all of them), "truncated": BOOL, "timers": [the
- * `limit` soonest, each
- * {"ref": N, "server": NAME, "message": JSON (a copy), "remaining_ms": N, "created_at_ms": N
- * (Unix time), and created_by and external as in gs_timers_json}]}. New reference. Looks at
- * every pending timer (gs_timers_json with external_only).
+ * `limit` soonest, each {"ref": N, "server": NAME, "message": JSON (a copy), "remaining_ms": N,
+ * "created_at_ms": N (Unix time), and "created_by" and "external" as in gs_timers_json}]}. New
+ * reference. Looks at every pending timer (gs_timers_json with external_only).
  */
 json_t *gs_external_timers_json(gs_runtime_t *rt, size_t limit);
 /**
