@@ -56,6 +56,8 @@
     XX(SUPERVISOR_RESTART_CHILD, "/supervisors/:name/restart_child")                               \
     XX(SUPERVISOR_DELETE_CHILD, "/supervisors/:name/delete_child")                                 \
     XX(EVENTS, "/events")                                                                          \
+    XX(EVENTS_HISTORY, "/events/history")                                                          \
+    XX(SYSTEM, "/system")                                                                          \
     XX(METRICS, "/metrics")                                                                        \
     XX(HEALTHZ, "/healthz")                                                                        \
     XX(LIVEZ, "/livez")                                                                            \
@@ -603,6 +605,8 @@ enum MHD_Result gs__handle_behaviour_show(gs_request_t *req);
 enum MHD_Result gs__handle_behaviour_upgrade(gs_request_t *req);
 enum MHD_Result gs__handle_behaviour_delete(gs_request_t *req);
 enum MHD_Result gs__handle_events(gs_request_t *req);
+enum MHD_Result gs__handle_events_history(gs_request_t *req);
+enum MHD_Result gs__handle_system(gs_request_t *req);
 enum MHD_Result gs__handle_metrics(gs_request_t *req);
 enum MHD_Result gs__handle_healthz(gs_request_t *req);
 enum MHD_Result gs__handle_livez(gs_request_t *req);
@@ -701,6 +705,21 @@ void gs__sse_destroy(gs_sse_t *hub);
 unsigned gs__sse_subscribers(gs_sse_t *hub);
 /** Streams ended because their client fell behind (each told so by a last "closed" event). */
 uint64_t gs__sse_too_slow(gs_sse_t *hub);
+/** The lifecycle events kept (oldest first, at most opts.event_history), each as on the
+ *  stream plus "at_ms", filtered to one server when server (borrowed) is not NULL: a new
+ *  reference, or NULL when out of memory. Any thread. */
+json_t *gs__sse_history(gs_sse_t *hub, const char *server);
+
+/* ---------------------------------------------------------------------------------------- */
+/* GET /system (system.c)                                                                     */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct gs_sysload_s gs_sysload_t;
+
+/** The scheduler samples for rt's schedulers (borrowed): owned by the caller, or NULL. */
+gs_sysload_t *gs__sysload_create(gs_runtime_t *rt);
+/** Accepts NULL. */
+void gs__sysload_destroy(gs_sysload_t *l);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Static files (static.c, web_assets.c generated at build time from web/)                    */
@@ -758,6 +777,9 @@ struct gs_gateway_s {
     gs_linger_t *linger;
     struct gs_kick_s *kick; /* NULL if it could not start, and after shutdown */
     gs_watch_t *watch;      /* NULL if it could not start */
+    gs_sysload_t *sysload;  /* GET /system's scheduler samples (system.c) */
+    int64_t started_at_ms;  /* Unix time when the gateway was created */
+    uint64_t started_ns;    /* gs__api_now_ns() then */
 
     /* Readiness (GET /readyz). Relaxed: flags an operator polls, publishing no data. */
     atomic_uint ready_checks; /* gs_ready_check_t bits passed */

@@ -236,7 +236,8 @@ enum MHD_Result gs__handle_timer_cancel(gs_request_t *req)
     return handle_timer(req, gs_cancel_external_timer);
 }
 
-/* GET /timers[?limit=N]: the timers made over HTTP, soonest first. */
+/* GET /timers[?limit=N][&all=true]: the timers made over HTTP (all: every pending timer),
+ * soonest first. */
 enum MHD_Result gs__handle_timers_list(gs_request_t *req)
 {
     gs_gateway_t *gw = req->gw;
@@ -254,7 +255,15 @@ enum MHD_Result gs__handle_timers_list(gs_request_t *req)
             return gs__respond_error(req, GS_HTTP_EBAD_REQUEST, "limit must be in 1..%u",
                                      GS_TIMERS_LIST_MAX);
     }
-    all = gs_external_timers_json(gw->rt, (size_t)limit);
+    /* ?all=true: every pending timer, the servers' own included (the dashboard's view, as
+     * observer's); without it only the timers made over HTTP, as before. */
+    const char *all_arg = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "all");
+    bool every = all_arg != NULL && strcmp(all_arg, "true") == 0;
+    if (all_arg != NULL && !every && strcmp(all_arg, "false") != 0)
+        return gs__respond_error(req, GS_HTTP_EBAD_REQUEST, "all must be true or false");
+    all = gs_timers_json(gw->rt, (size_t)limit, !every);
+    if (all == NULL)
+        return gs__respond_runtime_error(req, GS_ENOMEM, NULL);
     timers = json_object_get(all, "timers");
     json_array_foreach(timers, i, t)
     {
@@ -271,6 +280,10 @@ enum MHD_Result gs__handle_timers_list(gs_request_t *req)
                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(at % 1000));
         json_object_del(t, "ref");
         json_object_del(t, "created_at_ms");
+        json_object_del(t, "external");
+        /* A client's timer is one made over HTTP: the only kind /timers/REF reads or cancels. */
+        if (strcmp(json_string_value(json_object_get(t, "created_by")), "external") == 0)
+            json_object_set_new(t, "created_by", json_string("http"));
         json_object_set_new(t, "timer", json_string(token));
         json_object_set_new(t, "created_at", json_string(iso));
     }

@@ -154,6 +154,7 @@ static int bind_listen(const char *host, uint16_t port, uint16_t *bound, char *e
 static void free_options(gs_gateway_t *gw)
 {
     free(gw->metrics);
+    gs__sysload_destroy(gw->sysload);
     free(gw->host);
     free((char *)gw->opts.token);
     free((char *)gw->opts.read_token);
@@ -196,8 +197,15 @@ int gs_gateway_create(gs_runtime_t *rt, const gs_gateway_options_t *opts, gs_gat
     gw->opts.read_token = opts->read_token != NULL ? strdup(opts->read_token) : NULL;
     gw->opts.cors_origins = opts->cors_origins != NULL ? strdup(opts->cors_origins) : NULL;
     gw->metrics = calloc(1, sizeof(*gw->metrics));
-    if (gw->host == NULL || gw->metrics == NULL || (opts->token && !gw->opts.token) ||
-        (opts->read_token && !gw->opts.read_token) ||
+    gw->sysload = gs__sysload_create(rt);
+    {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        gw->started_at_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+        gw->started_ns = gs__api_now_ns();
+    }
+    if (gw->host == NULL || gw->metrics == NULL || gw->sysload == NULL ||
+        (opts->token && !gw->opts.token) || (opts->read_token && !gw->opts.read_token) ||
         (opts->cors_origins && !gw->opts.cors_origins)) {
         rc = GS_ENOMEM;
         goto out;

@@ -119,6 +119,14 @@ static enum MHD_Result finish_state(gs_request_t *req)
 
     req->extra = NULL;
     if (req->status == 0) {
+        /* Reading the state measured it: the memory fields read before are older. */
+        json_t *fresh = gs_server_status(req->gw->rt, req->param);
+
+        if (fresh != NULL) {
+            json_object_set(status, "memory_bytes", json_object_get(fresh, "memory_bytes"));
+            json_object_set(status, "memory", json_object_get(fresh, "memory"));
+            json_decref(fresh);
+        }
         json_object_set_new(status, "state", req->result ? req->result : json_null());
         req->result = NULL;
     } else {

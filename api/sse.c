@@ -9,9 +9,18 @@
  * message rate. The same thread writes a keep-alive comment every 15 s, which also makes a
  * stream notice a client that went away (suspended connections do not see disconnects).
  *
- * Every data line is one JSON object with a "type": snapshot (first, all servers), started,
- * stopped, crashed, restarted, down, state_changed. There is no "event:" field, so a browser's
+ * Every data line is one JSON object with a "type": history (first: the lifecycle events kept
+ * from before the client connected), snapshot (then: all servers), started, stopped, crashed,
+ * restarted, down, state_changed. There is no "event:" field, so a browser's
  * EventSource.onmessage sees them all.
+ *
+ * History (like observer's log of what happened before you looked): the hub keeps the last
+ * opts.event_history lifecycle events (every type but state_changed) in a ring, whether or not
+ * a stream is open. An event enters the ring and the open streams in one critical section under
+ * hub->mu, and a new stream copies the ring and is linked in another, so every event reaches a
+ * client exactly once: in its history or live after it. The ring costs one formatted event per
+ * lifecycle event (rare next to messages); a reason larger than GS_SSE_HISTORY_REASON_MAX is
+ * kept as a short note instead, so the ring stays within event_history * about 8 KiB.
  *
  * GET /events?server=NAME watches one name: its snapshot holds that server's status only (or
  * nothing, when no server runs under the name yet: watching a name before it starts is
@@ -46,6 +55,15 @@
 #define GS_SSE_SNDBUF       (64 * 1024)
 #define GS_SSE_MAX_DIRTY    65536u
 #define GS_SSE_KEEPALIVE_NS (15ull * 1000000000ull)
+/* A lifecycle event's reason larger than this (as compact JSON) is kept in the history as a
+ * note of its size: a ring of event_history entries must not hold event_history huge terms. */
+#define GS_SSE_HISTORY_REASON_MAX 8192
+
+/* One kept lifecycle event: its JSON object as text, and the server it is about. */
+typedef struct hist_s {
+    char *server; /* owned */
+    char *json;   /* owned: the event object, compact, with "at_ms" */
+} hist_t;
 
 typedef struct stream_s stream_t;
 
@@ -87,6 +105,11 @@ struct gs_sse_s {
     atomic_uint nstreams;
 
     gs_map_t dirty; /* the names of servers with news: dirty_t records, owned */
+
+    /* The history ring (hub->mu): ring[(first + i) % cap] for i < len, oldest first; cap is
+     * opts.event_history (0: no ring). */
+    hist_t *ring;
+    size_t ring_cap, ring_first, ring_len;
 
     pthread_t thread;
     bool thread_started;
@@ -228,15 +251,14 @@ static void stream_append(stream_t *s, const char *text, size_t len)
         stream_end(s, "out_of_memory", "the event could not be buffered");
 }
 
-/* Append text to every stream that watches server (NULL: to every stream) and wake those
- * waiting. Any thread; takes hub->mu. */
-static void broadcast(gs_sse_t *hub, const char *server, const char *text, size_t len)
+/* Append text to every stream that watches server (NULL: to every stream); hub->mu held. The
+ * connections to resume (after unlocking) go to wake; returns how many. */
+static size_t broadcast_locked(gs_sse_t *hub, const char *server, const char *text, size_t len,
+                               struct MHD_Connection **wake)
 {
-    struct MHD_Connection *wake[GS_GATEWAY_MAX_SUBSCRIBERS_CAP];
-    size_t nwake = 0, i;
+    size_t nwake = 0;
     stream_t *s;
 
-    pthread_mutex_lock(&hub->mu);
     for (s = hub->head; s != NULL; s = s->next) {
         /* s->server is set before s is linked and never changes: read under hub->mu */
         if (server != NULL && s->server != NULL && strcmp(s->server, server) != 0)
@@ -249,11 +271,99 @@ static void broadcast(gs_sse_t *hub, const char *server, const char *text, size_
         }
         pthread_mutex_unlock(&s->mu);
     }
-    pthread_mutex_unlock(&hub->mu);
+    return nwake;
+}
+
+/* Resume the connections broadcast_locked took out of waiting (hub->mu not held). */
+static void wake_all(struct MHD_Connection **wake, size_t nwake)
+{
     /* A connection whose stream was waiting is suspended, and only this thread took it out
      * of waiting, so it cannot be freed before this resume: no lock is needed around it. */
-    for (i = 0; i < nwake; i++)
+    for (size_t i = 0; i < nwake; i++)
         MHD_resume_connection(wake[i]);
+}
+
+/* Append text to every stream that watches server (NULL: to every stream) and wake those
+ * waiting. Any thread; takes hub->mu. */
+static void broadcast(gs_sse_t *hub, const char *server, const char *text, size_t len)
+{
+    struct MHD_Connection *wake[GS_GATEWAY_MAX_SUBSCRIBERS_CAP];
+    size_t nwake;
+
+    pthread_mutex_lock(&hub->mu);
+    nwake = broadcast_locked(hub, server, text, len, wake);
+    pthread_mutex_unlock(&hub->mu);
+    wake_all(wake, nwake);
+}
+
+/* Keep one lifecycle event in the ring (hub->mu held); server and json borrowed, copied. Out
+ * of memory only loses this entry. */
+static void ring_push(gs_sse_t *hub, const char *server, const char *json)
+{
+    hist_t h = {strdup(server != NULL ? server : ""), strdup(json)};
+    hist_t *slot;
+
+    if (hub->ring_cap == 0 || h.server == NULL || h.json == NULL) {
+        free(h.server);
+        free(h.json);
+        return;
+    }
+    if (hub->ring_len == hub->ring_cap) { /* full: the oldest gives way */
+        slot = &hub->ring[hub->ring_first];
+        free(slot->server);
+        free(slot->json);
+        hub->ring_first = (hub->ring_first + 1) % hub->ring_cap;
+        hub->ring_len--;
+    }
+    hub->ring[(hub->ring_first + hub->ring_len) % hub->ring_cap] = h;
+    hub->ring_len++;
+}
+
+/* The ring's events about server (NULL: all) as the text of one history event, appended to
+ * out (hub->mu held). Returns false when out of memory. */
+static bool ring_text(gs_sse_t *hub, const char *server, bytes_t *out)
+{
+    static const char open[] = "data: {\"type\":\"history\",\"events\":[";
+    bool ok = bytes_append(out, open, sizeof(open) - 1), first = true;
+
+    for (size_t i = 0; ok && i < hub->ring_len; i++) {
+        const hist_t *h = &hub->ring[(hub->ring_first + i) % hub->ring_cap];
+        if (server != NULL && strcmp(server, h->server) != 0)
+            continue;
+        ok = (first || bytes_append(out, ",", 1)) && bytes_append(out, h->json, strlen(h->json));
+        first = false;
+    }
+    return ok && bytes_append(out, "]}\n\n", 4);
+}
+
+json_t *gs__sse_history(gs_sse_t *hub, const char *server)
+{
+    json_t *list = json_array();
+
+    pthread_mutex_lock(&hub->mu);
+    for (size_t i = 0; list != NULL && i < hub->ring_len; i++) {
+        const hist_t *h = &hub->ring[(hub->ring_first + i) % hub->ring_cap];
+        json_t *ev;
+
+        if (server != NULL && strcmp(server, h->server) != 0)
+            continue;
+        ev = json_loads(h->json, 0, NULL);
+        if (ev == NULL || json_array_append_new(list, ev) != 0) {
+            json_decref(list);
+            list = NULL;
+        }
+    }
+    pthread_mutex_unlock(&hub->mu);
+    return list;
+}
+
+/* Unix time in milliseconds (events carry it as "at_ms"). */
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* "data: JSON\n\n" for obj (taken). Returns a malloc'd string and its length, or NULL. */
@@ -281,30 +391,49 @@ static char *format_event(json_t *obj, size_t *len)
 static void on_event(const gs_event_t *ev, void *arg)
 {
     gs_sse_t *hub = arg;
+    struct MHD_Connection *wake[GS_GATEWAY_MAX_SUBSCRIBERS_CAP];
+    size_t nwake = 0, len = 0;
+    bool streams = atomic_load_explicit(&hub->nstreams, memory_order_relaxed) > 0;
     json_t *obj;
     char *text;
-    size_t len;
 
-    if (atomic_load_explicit(&hub->nstreams, memory_order_relaxed) == 0)
-        return;
-    if (ev->server != NULL) {
+    if (streams && ev->server != NULL) {
         pthread_mutex_lock(&hub->mu);
         dirty_add(hub, ev->server); /* every event refreshes the server's row soon */
         pthread_mutex_unlock(&hub->mu);
     }
-    if (ev->type == GS_EVENT_STATE_CHANGED)
+    if (ev->type == GS_EVENT_STATE_CHANGED || (!streams && hub->ring_cap == 0))
         return;
-    obj = json_pack("{s:s,s:s?,s:s?}", "type", gs_event_name(ev->type), "server", ev->server,
-                    "behaviour", ev->behaviour);
+    obj = json_pack("{s:s,s:s?,s:s?,s:I}", "type", gs_event_name(ev->type), "server", ev->server,
+                    "behaviour", ev->behaviour, "at_ms", (json_int_t)wall_ms());
     /* A copy, not a reference: the runtime frees its reason on another thread (see
      * field_take in decode.c for why sharing a json_t across threads is not safe). */
     if (obj != NULL && ev->reason != NULL)
         json_object_set_new(obj, "reason", json_deep_copy(ev->reason));
     text = format_event(obj, &len);
-    if (text != NULL) {
-        broadcast(hub, ev->server, text, len);
-        free(text);
+    if (text == NULL)
+        return;
+    pthread_mutex_lock(&hub->mu);
+    if (hub->ring_cap > 0) {
+        text[len - 2] = '\0'; /* the JSON alone, for the ring: "data: " ... "\n\n" */
+        if (len - 8 <= GS_SSE_HISTORY_REASON_MAX) {
+            ring_push(hub, ev->server, text + 6);
+        } else {
+            json_t *small = json_pack("{s:s,s:s?,s:s?,s:I,s:s}", "type", gs_event_name(ev->type),
+                                      "server", ev->server, "behaviour", ev->behaviour, "at_ms",
+                                      (json_int_t)wall_ms(), "reason", "(too large to keep)");
+            char *one = small != NULL ? json_dumps(small, JSON_COMPACT) : NULL;
+            if (one != NULL)
+                ring_push(hub, ev->server, one);
+            free(one);
+            json_decref(small);
+        }
+        text[len - 2] = '\n';
     }
+    nwake = broadcast_locked(hub, ev->server, text, len, wake);
+    pthread_mutex_unlock(&hub->mu);
+    wake_all(wake, nwake);
+    free(text);
 }
 
 static bool send_state_changed(gs_map_node_t *node, void *arg)
@@ -377,6 +506,11 @@ gs_sse_t *gs__sse_create(gs_gateway_t *gw, gs_runtime_t *rt)
         return NULL;
     hub->gw = gw;
     hub->rt = rt;
+    hub->ring_cap = gw->opts.event_history;
+    if (hub->ring_cap > 0 && (hub->ring = calloc(hub->ring_cap, sizeof(*hub->ring))) == NULL) {
+        free(hub);
+        return NULL;
+    }
     pthread_mutex_init(&hub->mu, NULL);
     pthread_cond_init(&hub->cv, NULL);
     atomic_init(&hub->nstreams, 0);
@@ -434,6 +568,12 @@ void gs__sse_destroy(gs_sse_t *hub)
         return;
     gs_map_filter(&hub->dirty, free_dirty, NULL);
     gs_map_close(&hub->dirty);
+    for (size_t i = 0; i < hub->ring_len; i++) {
+        hist_t *h = &hub->ring[(hub->ring_first + i) % hub->ring_cap];
+        free(h->server);
+        free(h->json);
+    }
+    free(hub->ring);
     pthread_cond_destroy(&hub->cv);
     pthread_mutex_destroy(&hub->mu);
     free(hub);
@@ -455,6 +595,8 @@ unsigned gs__sse_subscribers(gs_sse_t *hub)
 
 #define GS_SSE_SNAPSHOT_STEP 64 /* servers written into the snapshot per read */
 #define SNAPSHOT_OPEN        "data: {\"type\":\"snapshot\",\"servers\":["
+#define RETRY                "retry: 2000\n\n"
+#define RETRY_LEN            (sizeof(RETRY) - 1)
 
 /* The next servers of s's snapshot as text (s->mu not held: only this thread touches the
  * cursor), appended to out under the lock; at its end, the events that waited follow. */
@@ -570,6 +712,7 @@ enum MHD_Result gs__handle_events(gs_request_t *req)
     gs_sse_t *hub = gw->sse;
     struct MHD_Response *resp;
     stream_t *s;
+    bytes_t hist = {NULL, 0, 0, 0};
     const char *only = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "server");
 
     if (only != NULL && (only[0] == '\0' || strlen(only) > GS_NAME_MAX))
@@ -601,7 +744,7 @@ enum MHD_Result gs__handle_events(gs_request_t *req)
     /* The first event is a snapshot, so a page needs no separate GET /servers (and cannot
      * miss an event between the two); it is written as the client reads (stream_read). */
     s->snap = only != NULL ? SINGLE_SNAPSHOT : gs_status_cursor_create(gw->rt);
-    if (s->snap == NULL || !bytes_append(&s->out, "retry: 2000\n\n", 13) ||
+    if (s->snap == NULL || !bytes_append(&s->out, RETRY, RETRY_LEN) ||
         !bytes_append(&s->out, SNAPSHOT_OPEN, sizeof(SNAPSHOT_OPEN) - 1)) {
         snap_destroy(s->snap);
         pthread_mutex_destroy(&s->mu);
@@ -627,6 +770,11 @@ enum MHD_Result gs__handle_events(gs_request_t *req)
                                  "%u event streams are open already; retry later",
                                  gw->opts.max_subscribers);
     }
+    /* The history, taken in the same critical section that links the stream (see the top). */
+    if (!ring_text(hub, s->server, &hist)) {
+        free(hist.buf);
+        hist = (bytes_t){NULL, 0, 0, 0}; /* out of memory: a stream without its history */
+    }
     s->next = hub->head;
     if (hub->head != NULL)
         hub->head->prev = s;
@@ -634,6 +782,21 @@ enum MHD_Result gs__handle_events(gs_request_t *req)
     hub->count++;
     atomic_store_explicit(&hub->nstreams, hub->count, memory_order_relaxed);
     pthread_mutex_unlock(&hub->mu);
+
+    /* retry, history, then the snapshot's opening (events since the link wait in `later`). */
+    pthread_mutex_lock(&s->mu);
+    if (hist.len > 0 && !s->closed) {
+        bytes_t out = {NULL, 0, 0, 0};
+        if (bytes_append(&out, s->out.buf, RETRY_LEN) && bytes_append(&out, hist.buf, hist.len) &&
+            bytes_append(&out, s->out.buf + RETRY_LEN, s->out.len - RETRY_LEN)) {
+            free(s->out.buf);
+            s->out = out;
+        } else {
+            free(out.buf);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    free(hist.buf);
 
     {
         const union MHD_ConnectionInfo *info =
@@ -651,4 +814,21 @@ enum MHD_Result gs__handle_events(gs_request_t *req)
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
     return gs__respond(req, MHD_HTTP_OK, resp);
+}
+
+enum MHD_Result gs__handle_events_history(gs_request_t *req)
+{
+    const char *only = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "server");
+    json_t *list;
+
+    if (only != NULL && (only[0] == '\0' || strlen(only) > GS_NAME_MAX))
+        return gs__respond_error(req, GS_HTTP_EBAD_REQUEST,
+                                 "the query argument \"server\" must be a name of 1 to %d bytes",
+                                 GS_NAME_MAX);
+    list = gs__sse_history(req->gw->sse, only);
+    if (list == NULL)
+        return gs__respond_runtime_error(req, GS_ENOMEM, NULL);
+    return gs__respond_json(req, MHD_HTTP_OK,
+                            json_pack("{s:o,s:I}", "events", list, "capacity",
+                                      (json_int_t)req->gw->opts.event_history));
 }

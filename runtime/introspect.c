@@ -7,6 +7,8 @@
  */
 #include "runtime_internal.h"
 
+#include <genserv/message.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,6 +39,7 @@ static json_t *child_status(gs__child_t *c)
     uint64_t handled = atomic_load_explicit(&c->handled_before, memory_order_relaxed);
     gs_server_status_t status = GS_STATUS_DOWN;
     int64_t mailbox = 0, uptime = 0;
+    uint64_t state_bytes = 0, msg_bytes = 0;
     uint32_t held = 0;
     status_values_t v;
 
@@ -57,6 +60,8 @@ static json_t *child_status(gs__child_t *c)
             mailbox = 0;
         handled += atomic_load_explicit(&s->handled, memory_order_relaxed);
         held = atomic_load_explicit(&s->held, memory_order_relaxed);
+        state_bytes = atomic_load_explicit(&s->state_bytes, memory_order_relaxed);
+        msg_bytes = atomic_load_explicit(&s->msg_bytes, memory_order_relaxed);
         if (st == GS__RUNNING)
             uptime = (int64_t)(gs__now_ms() - s->started_ms);
     }
@@ -89,6 +94,12 @@ static json_t *child_status(gs__child_t *c)
     /* relaxed: a tally for display */
     v.stored_timers =
         json_integer((json_int_t)atomic_load_explicit(&c->stored_timers, memory_order_relaxed));
+
+    uint64_t mailbox_bytes = gs__mailbox_bytes(mailbox, msg_bytes);
+    uint64_t memory_bytes = state_bytes + mailbox_bytes;
+    v.memory_bytes = json_integer((json_int_t)memory_bytes);
+    v.memory = json_pack("{s:I,s:I}", "state_bytes", (json_int_t)state_bytes, "mailbox_bytes",
+                         (json_int_t)mailbox_bytes);
 
     json_t *out = json_object();
 #define GS__STATUS_SET(field, type, meaning) json_object_set_new(out, #field, v.field);
@@ -142,6 +153,52 @@ json_t *gs_servers_json(gs_runtime_t *rt)
     }
     free(all);
     return json_pack("{s:o}", "servers", list);
+}
+
+uint64_t gs__mailbox_bytes(int64_t mailbox_len, uint64_t msg_bytes)
+{
+    return mailbox_len > 0 ? (uint64_t)mailbox_len * (sizeof(gs__msg_t) + msg_bytes) : 0;
+}
+
+void gs__server_measure(gs_server_t *s, const json_t *shown)
+{
+    const gs_behaviour_t *b = s->b;
+    bool sensitive = b->sensitive || s->child->opts.sensitive;
+    json_t *st = NULL;
+
+    s->measured_ms = gs__now_ms();
+    if (shown == NULL && (sensitive || b->format_state == NULL))
+        return; /* a sensitive state is not even formatted (see gs__inspect_state) */
+    if (shown == NULL)
+        shown = st = b->format_state(s, s->state);
+    /* relaxed: a snapshot for display, written by this thread only */
+    atomic_store_explicit(&s->state_bytes, shown != NULL ? (uint64_t)gs_json_size(shown) : 0,
+                          memory_order_relaxed);
+    json_decref(st);
+}
+
+uint64_t gs_runtime_memory(gs_runtime_t *rt)
+{
+    size_t n = 0;
+    uint64_t sum = 0;
+    gs__child_t **all = rt != NULL ? gs__registry_snapshot(rt, &n) : NULL;
+
+    for (size_t i = 0; i < n; i++) {
+        gs__child_t *c = all[i];
+        gs__child_lock(c);
+        gs_server_t *s = c->current; /* as in child_status: alive under the lock */
+        if (s != NULL) {
+            /* relaxed: a snapshot for display */
+            int64_t len = atomic_load_explicit(&s->mailbox_len, memory_order_relaxed);
+            sum +=
+                atomic_load_explicit(&s->state_bytes, memory_order_relaxed) +
+                gs__mailbox_bytes(len, atomic_load_explicit(&s->msg_bytes, memory_order_relaxed));
+        }
+        gs__child_unlock(c);
+        gs__child_unref(c);
+    }
+    free(all);
+    return sum;
 }
 
 /* The state as inspection may show it (gs_behaviour_t.sensitive and .redact). */

@@ -330,6 +330,11 @@ struct gs_server_s { /* NOLINT(clang-analyzer-optin.performance.Padding): see ab
      * still counted in mailbox_len, so the mailbox limit holds). */
     gs__qnode_t *saved_head, *saved_tail;
     int64_t saved_n;
+    /* Memory, approximate (introspect.c's gs__server_measure): written by the running thread
+     * at most once a second and when the state is read; others read a snapshot (relaxed). */
+    _Atomic uint64_t state_bytes; /* gs_json_size of the state as format_state shows it */
+    _Atomic uint64_t msg_bytes;   /* gs_json_size of a message sampled when measuring */
+    uint64_t measured_ms;         /* gs__now_ms() of the last measurement (running thread) */
 };
 
 /* One server's part of a hot upgrade (upgrade.c, server.c's dispatch_upgrade). */
@@ -438,6 +443,15 @@ void gs__monitors_close(gs_runtime_t *rt);
 /* Introspection (introspect.c): s's state as inspection may show it (sensitive, redact). New
  * reference. On the thread running s. */
 json_t *gs__inspect_state(gs_server_t *s);
+/* How often a busy server's memory is measured again (gs__server_measure). */
+#define GS__MEASURE_PERIOD_MS 1000u
+/* Measure s's state for the memory its status shows: the size of shown (borrowed: the state
+ * as an inspection just showed it), or when NULL of format_state's view, which a sensitive
+ * server is never asked for (its size then stays 0). The thread running s only. */
+void gs__server_measure(gs_server_t *s, const json_t *shown);
+/* What one server's messages in its mailbox are estimated to take: mailbox_len times an
+ * envelope plus the last sampled message size. */
+uint64_t gs__mailbox_bytes(int64_t mailbox_len, uint64_t msg_bytes);
 /* The ledger of gs_server_held_json for child (borrowed), its tags redacted when sensitive
  * (call.c, which owns the held-call table). */
 json_t *gs__held_json(gs_runtime_t *rt, gs__child_t *child, bool sensitive, size_t limit);
@@ -479,6 +493,7 @@ typedef struct gs__sched_s {
     gs_server_t *head, *tail; /* run queue (lock) */
     _Atomic size_t len;       /* run queue length, readable without the lock */
     bool sleeping;            /* lock */
+    _Atomic uint64_t idle_ns; /* time slept for want of work (gs_runtime_scheduler_idle) */
     char pad[GS__CACHELINE];
 } gs__sched_t;
 

@@ -129,7 +129,10 @@ static gs_server_t *next_server(gs__sched_t *sc)
             sc->sleeping = true;
             atomic_fetch_add_explicit(&rt->sleeping, 1, memory_order_relaxed); /* hint */
             /* Enqueuers wake sleepers; the timeout is only a backstop for stealing. */
+            uint64_t slept = uv_hrtime();
             uv_cond_timedwait(&sc->cond, &sc->lock, IDLE_BACKSTOP_NS);
+            /* relaxed: a tally read for display (gs_runtime_scheduler_idle) */
+            atomic_fetch_add_explicit(&sc->idle_ns, uv_hrtime() - slept, memory_order_relaxed);
             atomic_fetch_sub_explicit(&rt->sleeping, 1, memory_order_relaxed);
             sc->sleeping = false;
             if (sc->head == NULL && atomic_load_explicit(&sc->len, memory_order_relaxed) == 0)
@@ -174,6 +177,15 @@ int gs__sched_start(gs_runtime_t *rt)
         }
     }
     return 0;
+}
+
+unsigned gs_runtime_scheduler_idle(const gs_runtime_t *rt, uint64_t *idle_ns, unsigned max)
+{
+    if (rt == NULL || rt->scheds == NULL)
+        return 0;
+    for (unsigned i = 0; i < rt->nsched && i < max && idle_ns != NULL; i++)
+        idle_ns[i] = atomic_load_explicit(&rt->scheds[i].idle_ns, memory_order_relaxed);
+    return rt->nsched;
 }
 
 void gs__sched_stop(gs_runtime_t *rt)

@@ -32,6 +32,12 @@ struct gs__timer_s {
     bool by_name : 1;      /* which member of target is set */
     bool external : 1;     /* gs_timer_options_t.external */
     bool durable : 1;      /* it has a row in the store (durable.c): keyed by its ref */
+    bool restored : 1;     /* armed again from the store at start (created_by "restored") */
+    /* Made in a server's callback (created_by): by its own target (its tick, its result's
+     * timeout: almost every server timer), or by another server, whose name is not kept (a
+     * pointer would take the record past 120 bytes, see below). */
+    bool by_self : 1;
+    bool by_other : 1;
     uint32_t msg_bytes;    /* gs_json_size(msg), counted against the bounds */
     uint32_t interval_ms;  /* periodic: fires again after this many ms; 0: once */
     uint32_t created_at_s; /* Unix time in seconds (listings show it in ms: the size below) */
@@ -413,12 +419,19 @@ static int send_after(gs_runtime_t *rt, gs_server_t *to, gs__child_t *child, jso
     }
     t->misfire = opts->misfire;
     t->interval_ms = (uint32_t)opts->interval_ms;
+    t->restored = making != NULL && making->restored;
     t->by_name = child != NULL;
     if (t->by_name) {
         gs__child_ref(child);
         t->target.child = child;
     } else {
         t->target.to = gs__server_ref(to);
+    }
+    /* Who made it, for listings (GET /timers): the server whose callback runs on this thread,
+     * unless a client (external) or the store (restored) did. */
+    if (!t->external && !t->restored && gs__tls.current != NULL) {
+        t->by_self = gs__tls.current->child == counted_child(t);
+        t->by_other = !t->by_self;
     }
     int64_t now_ms = unix_now_ms();
     t->created_at_s = (uint32_t)(now_ms / 1000);
@@ -611,27 +624,63 @@ typedef struct due_ref_s {
     gs_timer_ref_t ref;
 } due_ref_t;
 
+/* The `limit` soonest pending timers seen so far, as a max-heap on due_tick (items[0] is the
+ * latest of them), so that a listing costs O(pending * log limit) time and O(limit) memory
+ * however many timers are pending. */
 typedef struct listing_s {
     due_ref_t *items;
-    size_t n, cap;
+    size_t n, cap, limit;
+    size_t total;       /* timers that matched, listed or not */
+    bool external_only; /* only timers made by clients (gs_timer_options_t.external) */
 } listing_t;
 
-static bool collect_external(gs_map_node_t *node, void *arg)
+static void heap_down(due_ref_t *h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && h[l].due_tick > h[m].due_tick)
+            m = l;
+        if (r < n && h[r].due_tick > h[m].due_tick)
+            m = r;
+        if (m == i)
+            return;
+        due_ref_t tmp = h[i];
+        h[i] = h[m];
+        h[m] = tmp;
+        i = m;
+    }
+}
+
+static bool collect(gs_map_node_t *node, void *arg)
 {
     gs__timer_t *t = gs__container_of(node, gs__timer_t, node);
     listing_t *l = arg;
+    due_ref_t it = {t->t.w.due_tick, ref_of(t)};
 
-    if (!t->external)
+    if (l->external_only && !t->external)
         return false;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 64;
-        due_ref_t *grown = realloc(l->items, cap * sizeof(*grown));
-        if (grown == NULL)
-            return false; /* a shorter listing rather than none */
-        l->items = grown;
-        l->cap = cap;
+    l->total++;
+    if (l->n < l->limit) {
+        if (l->n == l->cap) {
+            size_t cap = l->cap ? l->cap * 2 : 64;
+            due_ref_t *grown = realloc(l->items, cap * sizeof(*grown));
+            if (grown == NULL)
+                return false; /* a shorter listing rather than none */
+            l->items = grown;
+            l->cap = cap;
+        }
+        size_t i = l->n++; /* sift up */
+        l->items[i] = it;
+        while (i > 0 && l->items[(i - 1) / 2].due_tick < l->items[i].due_tick) {
+            due_ref_t tmp = l->items[i];
+            l->items[i] = l->items[(i - 1) / 2];
+            l->items[(i - 1) / 2] = tmp;
+            i = (i - 1) / 2;
+        }
+    } else if (l->n > 0 && it.due_tick < l->items[0].due_tick) {
+        l->items[0] = it;
+        heap_down(l->items, l->n, 0);
     }
-    l->items[l->n++] = (due_ref_t){t->t.w.due_tick, ref_of(t)};
     return false;
 }
 
@@ -641,46 +690,67 @@ static int by_due(const void *a, const void *b)
     return (x->due_tick > y->due_tick) - (x->due_tick < y->due_tick);
 }
 
-/* One pending external timer as JSON (see the header), or NULL when it is gone by now. */
+/* Who made t: "external", "restored", "server:NAME" or "runtime". New reference. */
+static json_t *created_by(const gs__timer_t *t)
+{
+    if (t->external)
+        return json_string("external");
+    if (t->restored)
+        return json_string("restored");
+    if (t->by_self)
+        return json_sprintf("server:%s", counted_child(t)->name);
+    if (t->by_other)
+        return json_string("server");
+    return json_string("runtime");
+}
+
+/* One pending timer as JSON (see the header), or NULL when it is gone by now. */
 static json_t *describe(gs_runtime_t *rt, gs_timer_ref_t ref)
 {
     gs_shmap_shard_t *sh;
     gs__timer_t *t = find_locked(rt, ref, &sh);
     json_t *e = NULL;
 
-    if (t != NULL && t->external)
+    if (t != NULL) {
         /* A copy: the message stays the timer thread's to deliver (see gs__json_copy). */
-        e = json_pack("{s:I, s:s, s:o, s:I, s:I}", "ref", (json_int_t)ref, "server",
+        e = json_pack("{s:I, s:s, s:o, s:I, s:I, s:o, s:b}", "ref", (json_int_t)ref, "server",
                       counted_child(t)->name, "message", json_deep_copy(t->msg), "remaining_ms",
                       (json_int_t)gs__ms_until(t->t.w.due_tick), "created_at_ms",
-                      (json_int_t)t->created_at_s * 1000);
+                      (json_int_t)t->created_at_s * 1000, "created_by", created_by(t), "external",
+                      t->external);
+        if (e != NULL && t->interval_ms > 0)
+            json_object_set_new(e, "interval_ms", json_integer((json_int_t)t->interval_ms));
+    }
     gs_shmap_unlock(sh);
     return e;
 }
 
-json_t *gs_external_timers_json(gs_runtime_t *rt, size_t limit)
+json_t *gs_timers_json(gs_runtime_t *rt, size_t limit, bool external_only)
 {
-    listing_t l = {NULL, 0, 0};
+    listing_t l = {NULL, 0, 0, limit, 0, external_only};
     json_t *list = json_array();
 
-    /* Refs and due times first (16 bytes a timer), so that only the `limit` soonest are
-     * described, whatever the number pending. */
     for (int i = 0; i < GS_SHMAP_SHARDS; i++) {
         gs_shmap_shard_t *sh = &rt->timer_refs.shards[i];
         gs_shmap_lock(sh);
-        gs_map_filter(&sh->map, collect_external, &l);
+        gs_map_filter(&sh->map, collect, &l);
         gs_shmap_unlock(sh);
     }
     if (l.n > 1)
         qsort(l.items, l.n, sizeof(*l.items), by_due);
-    for (size_t i = 0; list != NULL && i < l.n && json_array_size(list) < limit; i++) {
+    for (size_t i = 0; list != NULL && i < l.n; i++) {
         json_t *e = describe(rt, l.items[i].ref);
         if (e != NULL)
             json_array_append_new(list, e);
     }
     free(l.items);
-    return json_pack("{s:I, s:o}", "count", (json_int_t)l.n, "timers",
-                     list != NULL ? list : json_array());
+    return json_pack("{s:I, s:b, s:o}", "count", (json_int_t)l.total, "truncated", l.total > l.n,
+                     "timers", list != NULL ? list : json_array());
+}
+
+json_t *gs_external_timers_json(gs_runtime_t *rt, size_t limit)
+{
+    return gs_timers_json(rt, limit, true);
 }
 
 /* ---------------------------------------------------------------------------------------- */

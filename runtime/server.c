@@ -25,6 +25,7 @@
  */
 #include "runtime_internal.h"
 
+#include <genserv/message.h>
 #include <genserv/store.h>
 
 #include <stdio.h>
@@ -537,7 +538,12 @@ static void dispatch_stop(gs_server_t *s, gs__call_t *c)
 
 static void dispatch_get_state(gs_server_t *s, gs__call_t *c)
 {
-    gs__call_complete(s->rt, c, 0, gs__inspect_state(s), false);
+    json_t *shown = gs__inspect_state(s);
+
+    /* A read is when a fresh size is wanted; a sensitive one's "[redacted]" says nothing. */
+    if (!s->b->sensitive && !s->child->opts.sensitive)
+        gs__server_measure(s, shown);
+    gs__call_complete(s->rt, c, 0, shown, false);
 }
 
 json_t *gs__server_upgrade(gs_server_t *s, const gs__upgrade_req_t *req)
@@ -815,6 +821,8 @@ void gs__server_run(gs_server_t *s, unsigned batch)
 {
     gs_runtime_t *rt = s->rt;
     unsigned n = 0, handled = 0;
+    /* Measure memory this turn? One clock read per turn, none per message. */
+    bool measure = gs__now_ms() - s->measured_ms >= GS__MEASURE_PERIOD_MS, sample = measure;
     if (atomic_load_explicit(&s->status, memory_order_acquire) == GS__DEAD) {
         gs__server_drain(s, GS_ENOSERVER, NULL);
         goto unschedule;
@@ -867,6 +875,12 @@ void gs__server_run(gs_server_t *s, unsigned batch)
                                   atomic_load_explicit(&s->handled, memory_order_relaxed) + 1,
                                   memory_order_relaxed);
         }
+        if (sample && ((gs__msg_t *)node)->payload != NULL) {
+            sample = false; /* one message a measurement */
+            /* relaxed: a snapshot for display, this thread its only writer */
+            atomic_store_explicit(&s->msg_bytes, gs_json_size(((gs__msg_t *)node)->payload),
+                                  memory_order_relaxed);
+        }
         if (s->child->dur != NULL) {
             dispatch_durable(s, (gs__msg_t *)node);
         } else {
@@ -878,6 +892,8 @@ void gs__server_run(gs_server_t *s, unsigned batch)
     /* A kill whose wake-up was the turn's last message: nothing would schedule it again. */
     if (!s->exited && atomic_load_explicit(&s->killed, memory_order_relaxed)) /* see kill */
         die_killed(s);
+    if (measure && handled > 0 && !s->exited)
+        gs__server_measure(s, NULL);
     gs__tls.current = NULL;
     if (handled > 0) {
         /* relaxed: statistics */

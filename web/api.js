@@ -90,6 +90,8 @@ export const api = {
   upgradeBehaviour: (name, { vsn, source, extra }) =>
     request('PUT', behaviourPath(name), codeBody({ vsn, source, extra })),
   deleteBehaviour: (name) => request('DELETE', behaviourPath(name)),
+  /** GET /system: genserv as a whole (version, uptime, schedulers, memory, counts, store). */
+  system: () => request('GET', '/system'),
   servers: () => request('GET', '/servers'),
   server: (name) => request('GET', serverPath(name)),
   /** GET /servers/NAME/held: who waits on the calls it holds, oldest first. */
@@ -103,6 +105,8 @@ export const api = {
   send: (server, message) => request('POST', '/send', { server, message }),
   sendAfter: (server, message, delayMs) =>
     request('POST', '/send_after', { server, message, delay_ms: delayMs }),
+  /** GET /timers?all=true: every pending timer, soonest first (the servers' own included). */
+  timers: (limit) => request('GET', `/timers?all=true&limit=${limit}`),
   readTimer: (id) => request('GET', timerPath(id)),
   cancelTimer: (id) => request('DELETE', timerPath(id)),
 };

@@ -24,12 +24,16 @@ import { StartForm, stopServer } from './lifecycle.js';
 import { BehaviourPanel } from './behaviours.js';
 import { EventLog } from './event-log.js';
 import { SupervisorTree } from './supervisors.js';
-import { formatCount, formatUptime, clock } from './format.js';
+import { SystemPanel } from './system.js';
+import { formatBytes, formatCount, formatUptime, clock } from './format.js';
 import { STATUS_FIELDS, STATUSES } from './schema.js'; // served by genserv, made from genserv.h
 
 const RENDER_MS = 200; // the page redraws at most five times a second
 const STATE_MIN_MS = 250; // and reads the selected server's state at most four times a second
 const DISPLAY = new Set(STATUSES);
+// Fields of a STATUS that the page shows and that a genserv.h older than issue 16 does not
+// list in STATUS_FIELDS: copied all the same when present.
+const FIELDS = [...new Set([...STATUS_FIELDS, 'memory_bytes', 'memory'])];
 
 const $ = (id) => document.getElementById(id);
 
@@ -46,9 +50,11 @@ const table = new ServerTable({
 });
 const jsonView = new JsonView($('state-view'));
 const calls = new CallLog($('call-log'));
-const timers = new TimerList($('timer-list'), $('timers-empty'));
+const timers = new TimerList($('timer-list'), $('timers-empty'), $('timers-more'));
 const held = new HeldList($('held-list'), $('held-empty'), $('held-meta'));
 const eventLog = new EventLog($('event-log'), $('events-empty'));
+const system = new SystemPanel({ facts: $('system-facts'), schedulers: $('schedulers'),
+  store: $('system-store'), meta: $('system-meta') });
 const trees = new SupervisorTree({
   root: $('trees'), empty: $('trees-empty'),
   onSelectServer: (name) => {
@@ -87,7 +93,7 @@ function applyStatus(st, now = Date.now()) {
     v = { name: st.name, crashing: false, receivedAt: now };
     views.set(st.name, v);
   }
-  for (const k of STATUS_FIELDS) if (k in st) v[k] = st[k];
+  for (const k of FIELDS) if (k in st) v[k] = st[k];
   v.receivedAt = now;
   if (v.status === 'running' || v.status === 'down') v.crashing = false;
   v.display = displayStatus(v);
@@ -110,6 +116,16 @@ function ensureView(name, behaviour) {
 
 function onEvent(ev) {
   const now = Date.now();
+  // genserv's ring of recent lifecycle events, sent first on connect: for the event log only,
+  // since the snapshot already tells each server's status now.
+  if (ev.type === 'history') {
+    eventLog.history(Array.isArray(ev.events) ? ev.events : []);
+    return;
+  }
+  if (ev.history === true) {
+    eventLog.add(ev, { history: true });
+    return;
+  }
   switch (ev.type) {
     case 'snapshot': {
       const seen = new Set();
@@ -179,7 +195,10 @@ function onEvent(ev) {
     default:
       return; // a newer genserv's event: nothing to show
   }
-  if (ev.type !== 'state_changed') trees.refresh(); // a lifecycle event may change a tree
+  if (ev.type !== 'state_changed') {
+    trees.refresh(); // a lifecycle event may change a tree
+    system.refresh(); // and the system's counts
+  }
   scheduleRender();
 }
 
@@ -247,8 +266,12 @@ function renderFacts(v) {
     ['handled', formatCount(v.messages_handled)],
     ['restarts', formatCount(v.restarts)],
     ['held calls', formatCount(v.held_calls)],
+    ['memory', formatBytes(v.memory_bytes)],
     ['uptime', formatUptime(uptimeOf(v, now))],
   ];
+  const m = v.memory && typeof v.memory === 'object' ? v.memory : null;
+  if (m) facts.splice(facts.length - 1, 0, ['state', formatBytes(m.state_bytes)],
+    ['mailbox size', formatBytes(m.mailbox_bytes)]);
   if (v.sensitive === true) facts.push(['sensitive', 'yes: its state is redacted']);
   if (v.durable === true) {
     // What the store has of it: the last committed state's sequence number, how many changes

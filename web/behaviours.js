@@ -105,6 +105,9 @@ export class BehaviourPanel {
       row.tr.dataset.kind = b.kind;
       if (setText(row.kind, KIND_LABEL[b.kind] || String(b.kind))) row.kind.className = `badge kind-${b.kind}`;
       setText(row.vsn, b.vsn ?? '–');
+      // The description, where the behaviours are listed (the detail shows it in full).
+      const title = typeof b.description === 'string' && b.description ? b.description : `show ${b.name}`;
+      if (row.button.title !== title) row.button.title = title;
     }
     // Rows move only when the order changed, keeping the keyboard focus where it was.
     const order = sorted.map((b) => this.rows.get(b.name).tr);

@@ -29,10 +29,10 @@ export function clock(date = new Date()) {
   return date.toLocaleTimeString([], { hour12: false });
 }
 
-/** 16777216 -> "16 MiB", 1536 -> "1.5 KiB", 100 -> "100 bytes". */
+/** 16777216 -> "16 MiB", 1536 -> "1.5 KiB", 100 -> "100 B" (short: it fits a table column). */
 export function formatBytes(n) {
   if (!Number.isFinite(n) || n < 0) return '–';
-  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let v = n;
   let i = 0;
   while (v >= 1024 && i < units.length - 1) {

@@ -41,7 +41,8 @@ export class StartForm {
     const current = this.select.value;
     const was = JSON.stringify(this.behaviours.get(current) ?? null);
     this.behaviours = new Map(list.map((b) => [b.name, b]));
-    this.select.replaceChildren(...list.map((b) => h('option', { value: b.name }, b.name)));
+    this.select.replaceChildren(...list.map((b) => h('option', { value: b.name,
+      title: typeof b.description === 'string' && b.description ? b.description : null }, b.name)));
     if (this.behaviours.has(current)) this.select.value = current;
     // The list is reloaded after every upload: what the reader typed stays unless the chosen
     // behaviour itself changed (or went).

@@ -5,7 +5,7 @@
 // focus and the reader's eye stay where they were while events stream in.
 
 import { h, setText, flash } from './dom.js';
-import { formatCount, formatUptime } from './format.js';
+import { formatBytes, formatCount, formatUptime } from './format.js';
 import { STATUSES } from './schema.js';
 
 // Sorting by status follows the runtime's own order of statuses.
@@ -20,6 +20,8 @@ export const COLUMNS = [
   { key: 'restarts', label: 'restarts', kind: 'num' },
   { key: 'held_calls', label: 'held calls', kind: 'num',
     title: 'calls the server holds open for a deferred reply' },
+  { key: 'memory_bytes', label: 'memory', kind: 'num',
+    title: 'what its state and mailbox take (approximate)' },
   { key: 'uptime', label: 'uptime', kind: 'num' },
 ];
 
@@ -177,6 +179,9 @@ export class ServerTable {
     for (const key of ['mailbox_len', 'messages_handled', 'restarts', 'held_calls']) {
       if (setText(cells[key], formatCount(v[key])) && !fresh) flash(cells[key]);
     }
+    setText(cells.memory_bytes, formatBytes(v.memory_bytes));
+    const m = v.memory && typeof v.memory === 'object' ? v.memory : null;
+    if (m) cells.memory_bytes.title = `state ${formatBytes(m.state_bytes)}, mailbox ${formatBytes(m.mailbox_bytes)}`;
     cells.held_calls.classList.toggle('hot', v.held_calls > 0);
     cells.mailbox_len.classList.toggle('hot', v.mailbox_len > 0);
     setText(cells.uptime, formatUptime(uptimeOf(v, now)));

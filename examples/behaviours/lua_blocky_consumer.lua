@@ -37,7 +37,7 @@
 -- being filled, which can hold a million numbers, and shows its size as "pending".
 local Consumer = {
   vsn = "1",
-  description = "Blocky.Consumer in Lua: deferred replies every interval, as backpressure.",
+  description = "Blocky.Consumer (the deferred-reply article) in Lua: deferred replies every interval, as backpressure.",
   args = {interval_ms = 1000, reply_immediately = false},
   messages = {
     {kind = "call", example = {"push", 1}, description = 'adds 1 to the batch; "ok" at its end'},

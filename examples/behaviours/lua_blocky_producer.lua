@@ -28,7 +28,7 @@
 -- State: {"id": 1, "consumer": "consumer", "number": 42}, the number it pushes next.
 local Producer = {
   vsn = "1",
-  description = "Blocky.Producer in Lua: pushes 1, 2, 3... to a consumer, one reply at a time.",
+  description = "Blocky.Producer (the deferred-reply article) in Lua: pushes 1, 2, 3... to a consumer, one reply at a time.",
   args = {id = 1, consumer = "consumer"},
   messages = {
     {kind = "info", example = "produce", description = "pushes the number (Elixir's :produce)"},

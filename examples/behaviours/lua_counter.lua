@@ -15,7 +15,7 @@
 -- bad_return_value), as a FunctionClauseError does in Elixir; its supervisor restarts it.
 local Counter = {
   vsn = "1",
-  description = "The lesson's Counter in Lua: casts change a count, a call reads it.",
+  description = "Counter (Elixir GenServer lessons) in Lua: casts change a count, a call reads it.",
   args = 0,
   messages = {
     {kind = "cast", example = "increment", description = "count + 1"},

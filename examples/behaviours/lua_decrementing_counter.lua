@@ -19,7 +19,7 @@
 -- as the state.
 local DecrementingCounter = {
   vsn = "1",
-  description = "The seed's DecrementingCounter in Lua: count - 1 every 500 ms.",
+  description = "DecrementingCounter (Elixir GenServer lessons) in Lua: count - 1 every 500 ms.",
   args = 0,
   messages = {
     {kind = "info", example = "tick", description = "count - 1, and the next tick in 500 ms"},

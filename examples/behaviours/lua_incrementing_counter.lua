@@ -21,7 +21,7 @@
 -- Elixir, a "tick" sent by hand starts a second chain of ticks.
 local IncrementingCounter = {
   vsn = "1",
-  description = "The seed's IncrementingCounter in Lua: count + 1 every 1000 ms.",
+  description = "IncrementingCounter (Elixir GenServer lessons) in Lua: count + 1 every 1000 ms.",
   args = 0,
   messages = {
     {kind = "info", example = "tick", description = "count + 1, and the next tick in 1000 ms"},

@@ -20,7 +20,7 @@
 -- shows that the restarted server answers.
 local MisbehavingGenServer = {
   vsn = "1",
-  description = "The seed's MisbehavingGenServer in Lua: calling itself crashes it.",
+  description = "MisbehavingGenServer (Elixir GenServer lessons) in Lua: calling itself crashes it.",
   messages = {
     {kind = "call", example = "message", description = "calls itself: crashes with calling_self"},
     {kind = "call", example = "ping", description = 'replies "pong"'},

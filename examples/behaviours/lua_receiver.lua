@@ -19,7 +19,7 @@
 -- OTP's defaults do.
 local Receiver = {
   vsn = "1",
-  description = "The seed's Receiver in Lua: plain messages reach handle_info.",
+  description = "Receiver (Elixir GenServer lessons) in Lua: plain messages reach handle_info.",
   messages = {
     {kind = "info", example = "hello", description = "counted, and kept among the last ten"},
   },

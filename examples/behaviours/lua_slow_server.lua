@@ -1,6 +1,6 @@
 -- lua_slow_server: SlowServer, with its sleep turned into a deferred reply and a timer.
 --
---   # The seed lesson                           # What genserv does, written in Elixir
+--   # The Elixir lesson's SlowServer            # What genserv does, written in Elixir
 --   def handle_call(:sleep, _from, state) do    def handle_call(:sleep, from, state) do
 --     Process.sleep(1000)                         Process.send_after(self(), {:wake, from}, 1000)
 --     {:reply, "response!", state}                {:noreply, state}
@@ -19,7 +19,7 @@
 -- A `from` is safe to put in a message: gs.reply refuses one this genserv did not make.
 local SlowServer = {
   vsn = "1",
-  description = "The seed's SlowServer in Lua: a deferred reply plus a timer, not a sleep.",
+  description = "SlowServer (Elixir GenServer lessons) in Lua: a deferred reply plus a timer, not a sleep.",
   messages = {
     {kind = "call", example = "sleep", description = 'replies "response!" after 1000 ms'},
     {kind = "call", example = {"sleep", 200}, description = 'replies "response!" after 200 ms'},

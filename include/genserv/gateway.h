@@ -86,6 +86,9 @@ typedef void (*gs_log_cb)(gs_log_level_t level, const char *line, void *arg);
        "closed event (too_slow) and ends.")                                                        \
     XX(coalesce_ms, "events-coalesce-ms", "events_coalesce_ms", 1, 60000, 250, "MS",               \
        "at most one state_changed event per server per period.")                                   \
+    XX(event_history, "event-history", "event_history", 0, 100000, 200, "N",                       \
+       "lifecycle events (started, stopped, crashed, restarted, down) kept in memory for GET "     \
+       "/events/history and replayed first to every new event stream (0: none).")                  \
     XX(connection_memory, "connection-memory", "limits.connection_memory", 2048, 1048576, 6144,    \
        "BYTES",                                                                                    \
        "memory per connection for the request line and headers; larger headers get 431. Every "    \
@@ -180,6 +183,7 @@ typedef struct gs_gateway_options_s {
     const char *read_token;   /* borrowed, copied; NULL: none; GET and HEAD only */
     const char *cors_origins; /* borrowed, copied; "a,b" or "*"; NULL: CORS off */
     unsigned coalesce_ms;     /* at most one state_changed per server per this period */
+    unsigned event_history;   /* lifecycle events kept and replayed to new streams (sse.c) */
     gs_log_level_t log_level; /* lines above this level are not even formatted; INFO */
     gs_log_cb log_cb;         /* NULL: no logging */
     void *log_arg;

@@ -438,6 +438,16 @@ void gs_runtime_destroy(gs_runtime_t *rt);
 
 /** Number of scheduler threads. */
 unsigned gs_runtime_schedulers(const gs_runtime_t *rt);
+/**
+ * How long each scheduler thread has slept for want of work since the runtime started, in
+ * nanoseconds: idle_ns[i] for scheduler i < min(max, schedulers). A sleep still going on is
+ * counted when it ends (a sleeping scheduler wakes at least every 50 ms), so two readings a
+ * second or more apart give a scheduler's utilisation as 1 - d(idle) / d(time) (erlang's
+ * scheduler_wall_time, coarser: the spinning before a sleep counts as busy). The count costs
+ * two clock reads per sleep and nothing on the path that runs servers. Any thread.
+ * @return the number of schedulers.
+ */
+unsigned gs_runtime_scheduler_idle(const gs_runtime_t *rt, uint64_t *idle_ns, unsigned max);
 
 /** The store the runtime was created with (borrowed), or NULL. */
 struct gs_store_s *gs_runtime_store(const gs_runtime_t *rt);
@@ -943,11 +953,22 @@ int gs_read_timer(gs_runtime_t *rt, gs_timer_ref_t ref, int64_t *remaining_ms);
 int gs_read_external_timer(gs_runtime_t *rt, gs_timer_ref_t ref, int64_t *remaining_ms);
 int gs_cancel_external_timer(gs_runtime_t *rt, gs_timer_ref_t ref, int64_t *remaining_ms);
 /**
- * The pending external timers: {"count": N (all of them), "timers": [the `limit` soonest, each
- * {"ref": N, "server": NAME, "message": JSON (a copy), "remaining_ms": N, "created_at_ms": N
- * (Unix time)}]}. New reference. O(pending external timers).
+ * The pending external timers: {"count": N (all of them), "truncated": BOOL, "timers": [the
+ * `limit` soonest, each {"ref": N, "server": NAME, "message": JSON (a copy), "remaining_ms": N,
+ * "created_at_ms": N (Unix time), and "created_by" and "external" as in gs_timers_json}]}. New
+ * reference. Looks at every pending timer (gs_timers_json with external_only).
  */
 json_t *gs_external_timers_json(gs_runtime_t *rt, size_t limit);
+/**
+ * Every pending timer (or only the external ones), like observer's view of a node's timers:
+ * {"count": N (all that match), "truncated": count > the timers listed, "timers": [the `limit`
+ * soonest, each as gs_external_timers_json's plus "created_by": "external" (a client,
+ * gs_timer_options_t.external), "server:NAME" (made in that server's callback, such as its
+ * own tick), "restored" (armed again from the store at start) or "runtime" (any other thread),
+ * "external": bool, and "interval_ms" for a periodic one]}. New reference. O(pending timers)
+ * time under each map shard's lock in turn, O(limit) memory.
+ */
+json_t *gs_timers_json(gs_runtime_t *rt, size_t limit, bool external_only);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Supervision trees                                                                          */
@@ -1077,7 +1098,14 @@ const char *gs_server_status_name(gs_server_status_t status);
     XX(committed_seq, "integer or null",                                                           \
        "a durable server's sequence number of the last state the store committed")                 \
     XX(commit_lag, "integer", "state changes handled but not committed yet (0 unless durable)")    \
-    XX(stored_timers, "integer", "its pending timers that are stored (0 unless durable)")
+    XX(stored_timers, "integer", "its pending timers that are stored (0 unless durable)")          \
+    XX(memory_bytes, "integer",                                                                    \
+       "approximate bytes of its state and mailbox: memory.state_bytes + memory.mailbox_bytes")    \
+    XX(memory, "object",                                                                           \
+       "{\"state_bytes\", \"mailbox_bytes\"}: the state's size as JSON (gs_json_size), measured "  \
+       "at most once a second while it handles messages and whenever its state is read (0 for "    \
+       "a sensitive server); the mailbox's messages times an envelope plus a sampled message's "   \
+       "size")
 
 /**
  * One server's status: a JSON object with the fields of GS_SERVER_STATUS_FIELDS, read without
@@ -1087,6 +1115,9 @@ const char *gs_server_status_name(gs_server_status_t status);
 json_t *gs_server_status(gs_runtime_t *rt, const char *name);
 /** Every server's status, sorted by name: {"servers": [STATUS...]}. New reference. */
 json_t *gs_servers_json(gs_runtime_t *rt);
+/** The sum of every server's memory_bytes (see GS_SERVER_STATUS_FIELDS): approximate, and
+ *  O(servers) (a pass over the registry without building JSON). Any thread. */
+uint64_t gs_runtime_memory(gs_runtime_t *rt);
 
 /**
  * Every server's status a few at a time, for a listing too large to build at once (the event

@@ -148,6 +148,10 @@ struct gs_store_s {
     const char *(*last_error)(struct gs_store_s *st);
     /** Commit what is queued, stop the thread, close and free. Not from the store's thread. */
     void (*destroy)(struct gs_store_s *st);
+    /* What a commit survives: "process" or "power" (--durability), or NULL when the backend
+     * does not say (static storage; GET /system shows it). Last, so that a backend written
+     * before it, which initialises the members above in order, leaves it NULL. */
+    const char *durability;
 };
 
 /** --durability: what a committed write survives. */

@@ -205,7 +205,8 @@ static const gs_message_doc_t batcher_messages[] = {
 
 const gs_behaviour_t gs_builtin_batcher = {
     .name = "batcher",
-    .description = "Blocky.Consumer: holds pushes and answers them in batches every interval.",
+    .description = "Blocky.Consumer from the deferred-reply (GenServer.reply/2) article: holds "
+                   "pushes and answers them in batches every interval.",
     .args_doc = "{\"interval_ms\": 1000, \"reply_immediately\": false}",
     .messages = batcher_messages,
     .init = batcher_init,

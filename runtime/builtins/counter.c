@@ -1,5 +1,5 @@
 /*
- * counter.c: the seed lesson's Counter, the smallest useful GenServer.
+ * counter.c: Counter from the Elixir GenServer lessons, the smallest useful GenServer.
  *
  * Elixir:
  *   def handle_cast(:increment, count), do: {:noreply, count + 1}
@@ -182,7 +182,8 @@ static const gs_message_doc_t counter_messages[] = {
 
 const gs_behaviour_t gs_builtin_counter = {
     .name = "counter",
-    .description = "The seed lesson's Counter: casts change a count, a call reads it.",
+    .description = "Counter, the first GenServer of the Elixir GenServer lessons: casts change a "
+                   "count, a call reads it.",
     .args_doc = "{\"initial\": 0}",
     .messages = counter_messages,
     .init = counter_init,

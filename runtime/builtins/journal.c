@@ -1,5 +1,6 @@
 /*
- * journal.c: the seed's Journal exercise, a list of entries kept newest first.
+ * journal.c: the Journal exercise of the Elixir GenServer lessons, a list of entries kept newest
+ * first.
  *
  * Elixir (the example solution):
  *   def handle_cast({:add_entry, entry}, entries), do: {:noreply, [entry | entries]}
@@ -203,7 +204,8 @@ static const gs_message_doc_t journal_messages[] = {
 
 const gs_behaviour_t gs_builtin_journal = {
     .name = "journal",
-    .description = "The seed's Journal exercise: entries kept newest first.",
+    .description = "The Journal exercise of the Elixir GenServer lessons: entries kept newest "
+                   "first.",
     .args_doc = "{\"max_entries\": 10000, \"max_bytes\": 8388608}",
     .messages = journal_messages,
     .init = journal_init,

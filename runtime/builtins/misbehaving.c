@@ -1,5 +1,5 @@
 /*
- * misbehaving.c: the seed's MisbehavingGenServer, which calls itself.
+ * misbehaving.c: MisbehavingGenServer from the Elixir GenServer lessons, which calls itself.
  *
  * Elixir:
  *   def handle_call(:message, _from, state) do
@@ -130,7 +130,8 @@ static const gs_message_doc_t misbehaving_messages[] = {
 
 const gs_behaviour_t gs_builtin_misbehaving = {
     .name = "misbehaving",
-    .description = "The seed's MisbehavingGenServer: calls itself and crashes with calling_self.",
+    .description = "MisbehavingGenServer from the Elixir GenServer lessons: calls itself and "
+                   "crashes with calling_self.",
     .args_doc = NULL,
     .messages = misbehaving_messages,
     .init = misbehaving_init,

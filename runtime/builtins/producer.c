@@ -300,7 +300,8 @@ static const gs_message_doc_t producer_messages[] = {
 
 const gs_behaviour_t gs_builtin_producer = {
     .name = "producer",
-    .description = "Blocky.Producer: pushes 1, 2, 3... to a batcher, one reply at a time.",
+    .description = "Blocky.Producer from the deferred-reply (GenServer.reply/2) article: pushes 1, "
+                   "2, 3... to a batcher, one reply at a time.",
     .args_doc = "{\"target\": \"batcher\", \"id\": 1}",
     .messages = producer_messages,
     .init = producer_init,

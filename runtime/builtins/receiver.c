@@ -1,5 +1,6 @@
 /*
- * receiver.c: the seed's Receiver, a server that only handles plain messages.
+ * receiver.c: Receiver from the Elixir GenServer lessons, a server that only handles plain
+ * messages.
  *
  * Elixir:
  *   def handle_info(msg, state) do
@@ -173,7 +174,8 @@ static const gs_message_doc_t receiver_messages[] = {
 
 const gs_behaviour_t gs_builtin_receiver = {
     .name = "receiver",
-    .description = "The seed's Receiver: counts and keeps the plain messages sent to it.",
+    .description = "Receiver from the Elixir GenServer lessons: counts and keeps the plain "
+                   "messages sent to it (handle_info).",
     .args_doc = NULL,
     .messages = receiver_messages,
     .init = receiver_init,

@@ -1,5 +1,6 @@
 /*
- * slow.c: the seed's SlowServer, rewritten so that slowness never blocks a thread.
+ * slow.c: SlowServer from the Elixir GenServer lessons, rewritten so that slowness never blocks a
+ * thread.
  *
  * Elixir:
  *   def handle_call(:sleep, _from, state) do
@@ -229,7 +230,8 @@ static const gs_message_doc_t slow_messages[] = {
 
 const gs_behaviour_t gs_builtin_slow = {
     .name = "slow",
-    .description = "The seed's SlowServer: slow replies via a deferred reply and a timer.",
+    .description = "SlowServer from the Elixir GenServer lessons, without its sleep: slow "
+                   "replies via a deferred reply (GenServer.reply/2) and a timer.",
     .args_doc = NULL,
     .messages = slow_messages,
     .init = slow_init,

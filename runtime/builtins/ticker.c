@@ -1,6 +1,6 @@
 /*
- * ticker.c: the seed's IncrementingCounter and DecrementingCounter, a count that changes on
- * its own, driven by a timer message the server sends itself.
+ * ticker.c: the Elixir GenServer lessons' IncrementingCounter and DecrementingCounter, a count that
+ * changes on its own, driven by a timer message the server sends itself.
  *
  * Elixir:
  *   def init(count) do
@@ -215,7 +215,8 @@ static const gs_message_doc_t ticker_messages[] = {
 
 const gs_behaviour_t gs_builtin_ticker = {
     .name = "ticker",
-    .description = "The seed's Incrementing/DecrementingCounter: adds step every interval_ms.",
+    .description = "IncrementingCounter and DecrementingCounter from the Elixir GenServer "
+                   "lessons: adds step every interval_ms (Process.send_after/3).",
     .args_doc = "{\"interval_ms\": 1000, \"step\": 1}",
     .messages = ticker_messages,
     .init = ticker_init,

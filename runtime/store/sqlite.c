@@ -406,6 +406,7 @@ int gs_store_sqlite_open(const char *dir, gs_durability_t durability, gs_store_t
 
     s->base.name = "sqlite";
     s->base.location = s->path;
+    s->base.durability = durability == GS_DURABILITY_POWER ? "power" : "process";
     s->base.submit = sqlite_submit;
     s->base.load = sqlite_load;
     s->base.stats = sqlite_stats;

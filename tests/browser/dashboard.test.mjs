@@ -29,7 +29,12 @@ const GENSERV = GENSERV_ARG && path.resolve(GENSERV_ARG);
 const CHROMIUM = process.env.GS_CHROMIUM || '/usr/bin/chromium';
 const SHOT_TMP = path.join(HERE, 'screenshots', 'last.tmp.png');
 const SHOT_DOC = process.env.GS_SCREENSHOT ? path.resolve(ROOT, process.env.GS_SCREENSHOT) : null;
-const TOTAL_TIMEOUT_MS = 120000; // the whole run; it normally takes about 35 s
+// The phone-width picture goes beside it: docs/dashboard.png -> docs/dashboard-phone.png.
+const SHOT_PHONE_TMP = path.join(HERE, 'screenshots', 'phone.tmp.png');
+const SHOT_PHONE_DOC = SHOT_DOC && SHOT_DOC.replace(/(\.png)?$/, '-phone.png');
+const DESKTOP = { width: 1280, height: 800 };
+const PHONE = { width: 390, height: 844 };
+const TOTAL_TIMEOUT_MS = 240000; // the whole run; about 50 s alone, twice that on a busy machine
 // The default servers boot as the children of the supervisor "root" (a server too).
 const DEFAULT_SERVERS = ['batcher', 'counter', 'journal', 'root', 'slow', 'ticker'];
 const behaviourOf = (name) => (name === 'root' ? 'supervisor' : name);
@@ -54,9 +59,11 @@ function killChildren() {
   children.clear();
 }
 let profileDir = null; // Chromium's fresh --user-data-dir, removed on every way out too
+let dataDir = null; // the restarted genserv's --data-dir (its store), removed likewise
 process.on('exit', () => {
   killChildren();
   if (profileDir) fs.rmSync(profileDir, { recursive: true, force: true });
+  if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
 });
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.on(sig, () => {
@@ -211,6 +218,33 @@ async function sendFromForm(page, kind, message, { times = 1, delayMs, timeoutMs
   await page.locator('#msg-submit').click();
 }
 
+/** "950 B", "1.5 KiB", "16 MiB" (format.js formatBytes) -> bytes; NaN for anything else. */
+function parseBytes(text) {
+  const m = /^([\d.]+) (B|KiB|MiB|GiB|TiB)$/.exec(text.trim());
+  if (!m) return NaN;
+  return Number(m[1]) * 1024 ** ['B', 'KiB', 'MiB', 'GiB', 'TiB'].indexOf(m[2]);
+}
+
+/** The System panel's facts: {version: '...', uptime: '...', ...} as shown. */
+const systemFacts = (page) => page.$$eval('#system-facts dd', (dds) =>
+  Object.fromEntries(dds.map((dd) => [dd.dataset.fact, dd.innerText.trim()])));
+
+/** The timer list, in screen order: [{id, server, origin, state, text}]. */
+const timerRows = (page) => page.$$eval('#timer-list > li', (lis) => lis.map((li) => ({
+  id: li.dataset.timerId, server: li.dataset.server, origin: li.dataset.origin, state: li.dataset.state,
+  text: li.innerText.replace(/\s+/g, ' ').trim() })));
+
+/** The event log's entries, newest first: [{type, history, text}]. */
+const eventRows = (page) => page.$$eval('#event-log > li', (lis) => lis.map((li) => ({
+  type: li.dataset.type, history: li.dataset.history === 'yes',
+  text: li.innerText.replace(/\s+/g, ' ').trim() })));
+
+/** Whether the element is inside the window horizontally (phone widths). */
+async function inViewX(page, selector, width) {
+  const box = await page.locator(selector).first().boundingBox();
+  return Boolean(box) && box.x >= 0 && box.x + box.width <= width + 0.5;
+}
+
 /** The selected server's held calls, oldest first: [{kind, callId, oldest, text}]. */
 const heldRows = (page) => page.$$eval('#held-list > li', (lis) => lis.map((li) => ({
   kind: li.dataset.kind, callId: li.dataset.callId, oldest: li.classList.contains('oldest'),
@@ -294,7 +328,7 @@ async function main() {
       executablePath: CHROMIUM,
       headless: true,
       args: CHROMIUM_ARGS,
-      viewport: { width: 1400, height: 1000 },
+      viewport: DESKTOP,
       colorScheme: 'light',
       timeout: 30000,
     });
@@ -329,6 +363,18 @@ async function main() {
         headers: { ...res.headers(), 'content-security-policy': CSP } });
     });
 
+    await step('before the page opens: a server crashes, restarts and is stopped', async () => {
+      // What an operator arriving later must still see, from genserv's ring of recent events.
+      assert.equal((await http(base(), 'POST', '/servers', { name: 'early', behaviour: 'misbehaving' })).status, 201);
+      const crash = await http(base(), 'POST', '/call', { server: 'early', message: 'message' });
+      assert.equal(crash.body.error, 'server_crashed', JSON.stringify(crash.body));
+      await until('early restarted', async () => {
+        const r = await http(base(), 'GET', '/servers/early');
+        return r.status === 200 && r.body.restarts === 1 && r.body.status === 'running';
+      });
+      assert.equal((await http(base(), 'DELETE', '/servers/early')).status, 200);
+    });
+
     await step('the table lists the default servers, live', async () => {
       await page.goto(`${base()}/`);
       await until('the connection indicator to say live', async () =>
@@ -345,6 +391,132 @@ async function main() {
       // ... and the tree they form.
       await until('the root tree', async () =>
         (await page.locator('#trees details[data-name="root"] [data-kind="server"]').count()) === 5);
+    });
+
+    await step('history: the crash from before the page opened is in the event log', async () => {
+      const rows = await until('early\'s crash, marked as history', async () => {
+        const r = await eventRows(page);
+        return r.some((e) => e.history && e.type === 'crashed' && / early\b/.test(e.text)) && r;
+      });
+      const crashed = rows.find((e) => e.history && e.type === 'crashed' && / early\b/.test(e.text));
+      assert.match(crashed.text, /history crashed early \(misbehaving\) .*calling_self/);
+      for (const type of ['started', 'restarted', 'stopped']) {
+        assert.ok(rows.some((e) => e.history && e.type === type && / early\b/.test(e.text)), `history: ${type} early`);
+      }
+      // Oldest below: the start is under the crash, the stop above it.
+      const at = (type) => rows.findIndex((e) => e.history && e.type === type && / early\b/.test(e.text));
+      assert.ok(at('stopped') < at('crashed') && at('crashed') < at('started'), JSON.stringify(rows));
+      // History is for reading: it does not bring the stopped server back into the table.
+      assert.equal(await rowOf(page, 'early'), null);
+    });
+
+    await step('behaviours are described in words a reader can look up', async () => {
+      const list = (await http(base(), 'GET', '/behaviours')).body.behaviours;
+      const counter = list.find((b) => b.name === 'counter');
+      assert.ok(counter && counter.description.length > 0, 'GET /behaviours describes counter');
+      // In the start form when chosen, as the list's tooltip, and in the Behaviours panel.
+      await page.locator('#start-behaviour').selectOption('counter');
+      await until('counter described in the start form', async () =>
+        (await page.locator('#start-description').innerText()) === counter.description);
+      const button = page.locator('#behaviours-body').getByRole('button', { name: 'counter', exact: true });
+      assert.equal(await button.getAttribute('title'), counter.description);
+      await button.click();
+      await until('counter described in the panel', async () =>
+        (await page.locator('#bh-description').innerText()) === counter.description);
+      // No internal word that points nowhere, anywhere on the page (tooltips included).
+      const words = await page.evaluate(() => document.body.innerText + [...document.querySelectorAll('[title]')]
+        .map((e) => e.title).join(' '));
+      assert.doesNotMatch(words, /\bseed('s)?\b/i);
+    });
+
+    await step('the system overview shows genserv as a whole', async () => {
+      const sys = (await http(base(), 'GET', '/system')).body;
+      assert.equal(typeof sys.version, 'string');
+      const facts = await until('the system facts', async () => {
+        const f = await systemFacts(page);
+        return f.version === sys.version && f.servers === String(DEFAULT_SERVERS.length) && f;
+      });
+      assert.match(facts.uptime, /^\d+ s$|^\d+ m \d+ s$/);
+      assert.equal(facts.schedulers, String(sys.schedulers.length));
+      assert.ok(parseBytes(facts['memory (RSS)']) > 1024 * 1024, `RSS shown as ${facts['memory (RSS)']}`);
+      assert.ok(parseBytes(facts['servers\u2019 memory']) > 0, `servers' memory shown as ${facts['servers\u2019 memory']}`);
+      assert.ok(Number(facts['event streams']) >= 1, 'the page\'s own event stream is counted');
+      assert.ok(Number(facts.connections) >= 1, 'the page\'s own connection is counted');
+      assert.match(facts['held calls'], /^\d+$/);
+      // One bar per scheduler, each with its utilisation in per cent.
+      const bars = await page.$$eval('#schedulers > li', (lis) => lis.map((li) => ({
+        value: li.querySelector('meter').value, text: li.innerText.replace(/\s+/g, ' ').trim() })));
+      assert.equal(bars.length, sys.schedulers.length);
+      for (const b of bars) {
+        assert.match(b.text, /^scheduler \d+ \d+ %$/);
+        assert.ok(b.value >= 0 && b.value <= 1);
+      }
+      // No --data-dir: no store, and the panel says so.
+      assert.equal(await page.locator('#system-store').getAttribute('data-state'), 'none');
+      // The uptime counts on between reads.
+      const u0 = facts.uptime;
+      await until('the uptime to count on', async () => (await systemFacts(page)).uptime !== u0, 4000);
+      // A server started elsewhere shows in the count without a reload.
+      assert.equal((await http(base(), 'POST', '/servers', { name: 'sys_probe', behaviour: 'counter' })).status, 201);
+      await until('7 servers', async () => (await systemFacts(page)).servers === String(DEFAULT_SERVERS.length + 1), 6000);
+      assert.equal((await http(base(), 'DELETE', '/servers/sys_probe')).status, 200);
+      await until('6 servers', async () => (await systemFacts(page)).servers === String(DEFAULT_SERVERS.length), 6000);
+      await until('sys_probe gone', async () => (await rowOf(page, 'sys_probe')) === null);
+    });
+
+    await step('the servers table has a memory column, sortable', async () => {
+      const listed = (await http(base(), 'GET', '/servers')).body.servers;
+      // (genserv measures a server when it handles a message or its state is read: 0 before.)
+      assert.ok(listed.every((x) => Number.isFinite(x.memory_bytes) && x.memory_bytes >= 0), 'GET /servers memory_bytes');
+      const rows = await tableRows(page);
+      for (const r of rows) assert.ok(parseBytes(r.memory_bytes) >= 0, `${r.name}'s memory shown as ${r.memory_bytes}`);
+      // The ticker handles a tick twice a second: its state's size is shown, as genserv says.
+      await until('the ticker\'s memory', async () => parseBytes((await rowOf(page, 'ticker')).memory_bytes) > 0);
+      const tickerMem = listed.find((x) => x.name === 'ticker').memory_bytes;
+      assert.ok(tickerMem > 0);
+      const sorted = async (dir) => {
+        const r = await tableRows(page);
+        const v = r.map((x) => parseBytes(x.memory_bytes));
+        return v.every((x, i) => i === 0 || (dir > 0 ? v[i - 1] <= x : v[i - 1] >= x)) && r;
+      };
+      await page.locator('th button[data-sort="memory_bytes"]').click();
+      await until('sorted by memory, ascending', () => sorted(1));
+      assert.equal(await page.locator('th:has(button[data-sort="memory_bytes"])').getAttribute('aria-sort'), 'ascending');
+      await page.locator('th button[data-sort="memory_bytes"]').click();
+      await until('sorted by memory, descending', () => sorted(-1));
+      await page.locator('th button[data-sort="name"]').click();
+      await until('sorted by name again', async () =>
+        JSON.stringify((await tableRows(page)).map((r) => r.name)) === JSON.stringify(DEFAULT_SERVERS));
+      // The selected server's facts say what its state and mailbox take.
+      // (The ticker: the next step expects it selected, as on a fresh page.)
+      await selectServer(page, 'ticker');
+      await until('the ticker\'s memory facts', async () => {
+        const t = await page.locator('#detail-facts').innerText();
+        return /memory\s+[\d.]+ (B|KiB|MiB)/.test(t) && /state\s+[\d.]+ (B|KiB|MiB)/.test(t);
+      });
+    });
+
+    await step('every pending timer is listed: the ticker\'s own, and another client\'s', async () => {
+      // The ticker sends itself "tick" with send_after: its timer is listed, counting down.
+      const tick = await until('the ticker\'s own timer', async () => (await timerRows(page)).find((t) =>
+        t.server === 'ticker' && t.origin === 'server:ticker' && t.state === 'pending'
+        && /"tick"/.test(t.text) && /by server ticker/.test(t.text) && /(\d+ ms|\d\.\d s) left|due…/.test(t.text)));
+      assert.match(tick.id, /^[0-9a-f]{48}$/);
+      // ... and when it fires the ticker makes the next one, which the list picks up.
+      await until('the ticker\'s next timer', async () => (await timerRows(page)).some((t) =>
+        t.origin === 'server:ticker' && t.id !== tick.id), 8000);
+      // A timer another client made over HTTP (not from this page).
+      const made = await http(base(), 'POST', '/send_after', { server: 'counter', message: 'increment', delay_ms: 60000 });
+      assert.equal(made.status, 202, JSON.stringify(made.body));
+      const other = await until('the other client\'s timer', async () =>
+        (await timerRows(page)).find((t) => t.id === made.body.timer), 6000);
+      assert.equal(other.origin, 'http');
+      assert.match(other.text, /counter "increment" by an HTTP client/);
+      assert.match(other.text, /(\d+|\d+ m \d+) s left/);
+      // Cancelled elsewhere: it leaves the list.
+      assert.equal((await http(base(), 'DELETE', `/timers/${made.body.timer}`)).status, 200);
+      await until('the cancelled timer gone', async () =>
+        !(await timerRows(page)).some((t) => t.id === made.body.timer && t.state === 'pending'), 6000);
     });
 
     await step('the ticker counts down on screen without a reload', async () => {
@@ -508,7 +680,7 @@ async function main() {
     await step('a send_after shows in the timer list, counts down and fires', async () => {
       await selectServer(page, 'inbox');
       await sendFromForm(page, 'send_after', '["greeting", "hi"]', { delayMs: 1500 });
-      const timer = page.locator('#timer-list > li').first();
+      const timer = page.locator('#timer-list > li[data-origin="page"]').first();
       await until('a pending timer to inbox', async () =>
         (await timer.getAttribute('data-state')) === 'pending'
         && (await timer.getAttribute('data-server')) === 'inbox'
@@ -523,7 +695,7 @@ async function main() {
 
       // A long timer, cancelled from the list: genserv no longer has it.
       await sendFromForm(page, 'send_after', '"later"', { delayMs: 60000 });
-      const long = page.locator('#timer-list > li[data-state="pending"]').first();
+      const long = page.locator('#timer-list > li[data-origin="page"][data-state="pending"]').first();
       const id = await until('the long timer', () => long.getAttribute('data-timer-id'));
       await until('its countdown', async () => /\d+ m \d+ s left|\d+ s left/.test(await long.innerText()));
       await long.getByRole('button', { name: /cancel timer/ }).click();
@@ -730,6 +902,12 @@ async function main() {
       await until('the call answered', async () => (await callLog(page))[0].state === 'ok');
       await until('the chart has a history', async () =>
         (await page.locator('#chart .chart-rate .chart-line').getAttribute('points')).split(' ').length > 5, 10000);
+      // At 1280 px every column of the servers table is in view, memory and uptime included.
+      const hidden = await page.evaluate(() => {
+        const wrap = document.querySelector('#servers-table').parentElement;
+        return wrap.scrollWidth - wrap.clientWidth;
+      });
+      assert.ok(hidden <= 1, `the servers table hides ${hidden}px at ${DESKTOP.width}px`);
       await page.mouse.move(0, 0);
       fs.mkdirSync(path.dirname(SHOT_TMP), { recursive: true });
       await page.screenshot({ path: SHOT_TMP, fullPage: true, animations: 'disabled' });
@@ -737,6 +915,41 @@ async function main() {
       if (SHOT_DOC) {
         fs.mkdirSync(path.dirname(SHOT_DOC), { recursive: true });
         fs.copyFileSync(SHOT_TMP, SHOT_DOC);
+      }
+    });
+
+    await step('at phone width (390 px) the new panels show real data, nothing sideways', async () => {
+      await page.setViewportSize(PHONE);
+      try {
+        const overflow = await page.evaluate(() =>
+          document.documentElement.scrollWidth - document.documentElement.clientWidth);
+        assert.ok(overflow <= 1, `the page scrolls sideways by ${overflow}px at ${PHONE.width}px`);
+        // The system overview: its numbers, each in view.
+        const facts = await systemFacts(page);
+        assert.ok(facts.version && parseBytes(facts['memory (RSS)']) > 0, JSON.stringify(facts));
+        for (const f of ['version', 'uptime', 'memory (RSS)', 'event streams']) {
+          assert.ok(await inViewX(page, `#system-facts dd[data-fact="${f}"]`, PHONE.width), `system ${f} out of view`);
+        }
+        assert.ok(await inViewX(page, '#schedulers > li meter', PHONE.width), 'a scheduler bar out of view');
+        // The memory column, in the ticker's card.
+        const mem = page.locator('#servers-body tr[data-name="ticker"] td[data-col="memory_bytes"]');
+        assert.ok(parseBytes(await mem.innerText()) > 0);
+        assert.ok(await inViewX(page, '#servers-body tr[data-name="ticker"] td[data-col="memory_bytes"]', PHONE.width));
+        // The ticker's own timer, counting down, and the history of the early crash.
+        await until('the ticker\'s timer at phone width', async () =>
+          (await timerRows(page)).some((t) => t.origin === 'server:ticker' && t.state === 'pending'));
+        assert.ok(await inViewX(page, '#timer-list > li[data-origin="server:ticker"]', PHONE.width), 'a timer out of view');
+        assert.ok(await inViewX(page, '#event-log > li[data-history="yes"][data-type="crashed"]', PHONE.width),
+          'the crash in history out of view');
+        await page.mouse.move(0, 0);
+        // The phone's screen as it opens (the System panel and the first servers), not the
+        // whole five-screen-high page.
+        await page.evaluate(() => window.scrollTo(0, 0));
+        await page.screenshot({ path: SHOT_PHONE_TMP, animations: 'disabled' });
+        assert.ok(fs.statSync(SHOT_PHONE_TMP).size > 10000, 'phone screenshot is suspiciously small');
+        if (SHOT_PHONE_DOC) fs.copyFileSync(SHOT_PHONE_TMP, SHOT_PHONE_DOC);
+      } finally {
+        await page.setViewportSize(DESKTOP);
       }
     });
 
@@ -773,6 +986,9 @@ async function main() {
       const bSource = '-- <script>window.__xss=\'source\'</script>\nreturn {handle_cast = function(m, s) return {"noreply", s} end}\n';
       const bError = 'error("<img src=x onerror=window.__xss=\'error\'>")';
       assert.equal((await http(base(), 'POST', '/behaviours', { name: bName, source: bSource })).status, 201);
+      // A timer to it whose message holds HTML: listed in the timers panel of both tabs.
+      const xssTimer = await http(base(), 'POST', '/send_after', { server: name, message: entry, delay_ms: 60000 });
+      assert.equal(xssTimer.status, 202);
 
       // In this tab the CSP would block an injected handler; in a second tab the CSP is
       // removed (genserv sends one), so that an injected onerror would really run there.
@@ -818,9 +1034,15 @@ async function main() {
         await until('the error message, as text', async () =>
           (await p.locator('#bh-form-result').innerText()).includes("<img src=x onerror=window.__xss='error'>"));
         await p.locator('#bh-cancel').click();
+        // The timer: its target and message, as text.
+        await until('the timer, as text', async () => (await timerRows(p)).some((t) =>
+          t.id === xssTimer.body.timer && t.server === name && t.text.includes(name) && t.text.includes(JSON.stringify(entry))), 6000);
       }
-      // The first tab saw the server start.
+      // The first tab saw the server start; the second tab, opened after, has it in history.
       assert.ok((await page.locator('#event-log').innerText()).includes(name), 'name in the events');
+      assert.ok((await eventRows(plain)).some((e) => e.history && e.type === 'started' && e.text.includes(name)),
+        'name in the history');
+      assert.equal((await http(base(), 'DELETE', `/timers/${xssTimer.body.timer}`)).status, 200);
       for (const p of [page, plain]) {
         const dom = await p.evaluate(() => ({
           imgs: document.querySelectorAll('img').length,
@@ -878,7 +1100,7 @@ async function main() {
       }));
       assert.ok(narrow.overflow <= 1, `the page scrolls sideways by ${narrow.overflow}px at 380px`);
       assert.ok(narrow.table > 300 && narrow.table <= 380, 'the table region fits the window');
-      for (const col of ['status', 'held_calls', 'uptime']) {
+      for (const col of ['status', 'held_calls', 'memory_bytes', 'uptime']) {
         const box = await page.locator(`#servers-body tr[data-name="ticker"] td[data-col="${col}"]`).boundingBox();
         assert.ok(box && box.x >= 0 && box.x + box.width <= 380, `ticker's ${col} is out of view when narrow`);
       }
@@ -899,6 +1121,8 @@ async function main() {
           luaBg: cs('#behaviours-body .kind-lua', 'backgroundColor'), luaFg: cs('#behaviours-body .kind-lua', 'color'),
           codeBg: cs('#bh-code', 'backgroundColor'), codeFg: cs('#bh-code', 'color'),
           lineNo: getComputedStyle(document.querySelector('#bh-code .code-line'), '::before').color,
+          histBg: cs('#event-log .badge.history', 'backgroundColor'), histFg: cs('#event-log .badge.history', 'color'),
+          originFg: cs('#timer-list .timer-origin', 'color'), timerBg: cs('#timer-list > li', 'backgroundColor'),
         };
       });
       const light = await colours();
@@ -906,7 +1130,7 @@ async function main() {
       const dark = await colours();
       await page.screenshot({ path: path.join(HERE, 'screenshots', 'dark-narrow.tmp.png'), fullPage: true });
       await page.emulateMedia({ colorScheme: 'light' });
-      await page.setViewportSize({ width: 1400, height: 1000 });
+      await page.setViewportSize(DESKTOP);
       assert.notEqual(light.bg, dark.bg, 'the dark scheme changes the background');
       for (const [scheme, c] of [['light', light], ['dark', dark]]) {
         assert.ok(contrast(c.fg, c.bg) >= 7, `${scheme}: body text contrast ${contrast(c.fg, c.bg)}`);
@@ -915,11 +1139,16 @@ async function main() {
         assert.ok(contrast(c.luaFg, c.luaBg) >= 4.5, `${scheme}: Lua badge contrast ${contrast(c.luaFg, c.luaBg)}`);
         assert.ok(contrast(c.codeFg, c.codeBg) >= 7, `${scheme}: source contrast ${contrast(c.codeFg, c.codeBg)}`);
         assert.ok(contrast(c.lineNo, c.codeBg) >= 4.5, `${scheme}: line numbers contrast ${contrast(c.lineNo, c.codeBg)}`);
+        assert.ok(contrast(c.histFg, c.histBg) >= 4.5, `${scheme}: history badge contrast ${contrast(c.histFg, c.histBg)}`);
+        const timerBg = /rgba\(0, 0, 0, 0\)|transparent/.test(c.timerBg) ? c.bg : c.timerBg;
+        assert.ok(contrast(c.originFg, timerBg) >= 4.5, `${scheme}: timer origin contrast ${contrast(c.originFg, timerBg)}`);
       }
     });
 
     await step('the event stream reconnects by itself after genserv restarts', async () => {
       const port = new URL(base()).port;
+      // (What the new process's history must replace: early's, still in the log.)
+      assert.ok((await eventRows(page)).some((e) => e.history && / early\b/.test(e.text)), 'early\'s history before the restart');
       // While genserv is away, answer the page's reconnections with a 503 that is not a stream,
       // like a proxy would: EventSource gives up for good on that, and the page must retry.
       await page.route('**/events', (route) => route.fulfill({ status: 503,
@@ -933,9 +1162,11 @@ async function main() {
         && /retrying in \d+ s/.test(await page.locator('#conn-text').innerText()), 8000);
       assert.ok(await page.evaluate(() => document.body.classList.contains('stale')));
       // Same port, so that the page's origin still points at it. Retry while it is released.
+      // This one has a store, whose health the System panel then shows.
+      dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'genserv-browser-data-'));
       g = await until('genserv to listen again on the same port', async () => {
         try {
-          return await startGenserv(`127.0.0.1:${port}`);
+          return await startGenserv(`127.0.0.1:${port}`, ['--data-dir', dataDir]);
         } catch {
           return null;
         }
@@ -952,6 +1183,15 @@ async function main() {
         return rows.length > 0 && rows.every((r) => r.kind === 'built-in');
       });
       assert.ok(!(await page.evaluate(() => document.body.classList.contains('stale'))));
+      // The new process's history replaced the old one's: early's crash was another process's.
+      await until('the old history gone', async () =>
+        !(await eventRows(page)).some((e) => e.history && / early\b/.test(e.text)));
+      // The new process's System panel: a fresh uptime, and its store, healthy.
+      await until('the store in the System panel', async () =>
+        (await page.locator('#system-store').getAttribute('data-state')) === 'healthy', 8000);
+      const store = await page.locator('#system-store').innerText();
+      assert.match(store, /^store: healthy · .*genserv-browser-data-.* · durability \w+ · commit lag \d+ · \d+ errors$/);
+      assert.match((await systemFacts(page)).uptime, /^\d+ s$/);
     });
 
     await step('with --token, the page asks for the token and then works', async () => {

@@ -1094,7 +1094,8 @@ static void test_the_snapshot_of_thousands_of_servers_reaches_the_client(void **
                      peers[i].where ? peers[i].where : "answered", peers[i].err, peers[i].got);
     assert_true(metric(fx, "genserv_servers") == (double)(defaults + N));
 
-    /* The snapshot (over 1 MiB: the old stream's whole buffer) is the first data line. */
+    /* The snapshot (over 1 MiB: the old stream's whole buffer) is the first data line after
+     * the history (the last event_history lifecycle events). */
     ev = h_events_open(&fx->srv);
     assert_non_null(ev);
     snap = h_events_wait(ev, "snapshot", NULL, 60000);
@@ -1103,6 +1104,9 @@ static void test_the_snapshot_of_thousands_of_servers_reaches_the_client(void **
     json_decref(snap);
     text = h_events_text(ev);
     line = strstr(text, "data: ");
+    assert_non_null(line);
+    assert_true(strncmp(line, "data: {\"type\":\"history\"", 23) == 0);
+    line = strstr(line + 6, "data: ");
     assert_non_null(line);
     eol = strchr(line, '\n');
     assert_non_null(eol);

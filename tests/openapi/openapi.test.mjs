@@ -329,10 +329,12 @@ function openEvents(port, urlPath = '/events', headers = {}) {
             let text = '';
             res.on('data', (c) => {
                 text += c;
-                const m = text.match(/^data: (.*)\n\n/m);
-                if (m) {
+                // The history of lifecycle events comes first; `first` is the event after it.
+                const lines = [...text.matchAll(/^data: (.*)\n\n/gm)].map((m) => m[1]);
+                if (lines.length >= 2) {
                     out.stream = text;
-                    out.first = m[1];
+                    out.history = lines[0];
+                    out.first = lines[1];
                     resolve(out);
                 }
             });
@@ -503,6 +505,18 @@ async function mainInstance() {
     // Operations, health and the dashboard.
     await expectStatus(p, 'GET', '/healthz', 200);
     await expectStatus(p, 'HEAD', '/healthz', 200);
+    // The observer's overview and history (issue 16), against their schemas.
+    await expectStatus(p, 'GET', '/system', 200);
+    await expectStatus(p, 'HEAD', '/system', 200);
+    await expectStatus(p, 'POST', '/system', 405, json({}));
+    await expectStatus(p, 'GET', '/events/history', 200);
+    await expectStatus(p, 'GET', '/events/history?server=counter', 200);
+    await expectStatus(p, 'HEAD', '/events/history', 200);
+    await expectStatus(p, 'GET', '/events/history?server=', 400, {}, 'an empty server name');
+    await expectStatus(p, 'HEAD', '/events/history?server=', 400, {}, 'an empty server name');
+    await expectStatus(p, 'POST', '/events/history', 405, json({}));
+    await expectStatus(p, 'GET', '/timers?all=true', 200);
+    await expectStatus(p, 'GET', '/timers?all=maybe', 400);
     await expectStatus(p, 'POST', '/healthz', 405, json({}));
     for (const probe of ['/livez', '/readyz']) {
         await expectStatus(p, 'GET', probe, 200);
@@ -543,6 +557,10 @@ async function mainInstance() {
     check('GET', '/events', ev);
     if (ev.status === 200) {
         if (!ev.stream.startsWith('retry: 2000\n\n')) fail(`GET /events: the stream does not start with "retry: 2000": ${JSON.stringify(ev.stream.slice(0, 40))}`);
+        const history = JSON.parse(ev.history);
+        if (history.type !== 'history' || !Array.isArray(history.events))
+            fail(`GET /events: the first event is not the history: ${ev.history.slice(0, 200)}`);
+        else for (const e of history.events) checkSchema(e, '/components/schemas/LifecycleEvent', 'GET /events: an event of the history');
         const first = JSON.parse(ev.first);
         if (first.type !== 'snapshot') fail(`GET /events: the first event is not a snapshot: ${ev.first.slice(0, 200)}`);
         checkSchema(first.servers, '/components/schemas/ServerList/properties/servers', 'GET /events: the snapshot\'s servers');

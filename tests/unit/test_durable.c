@@ -118,8 +118,8 @@ static void fake_init(fake_t *f)
     memset(f, 0, sizeof(*f));
     pthread_mutex_init(&f->mu, NULL);
     f->rows = json_object();
-    f->base = (gs_store_t){"fake",     "memory",        fake_submit, fake_load,
-                           fake_stats, fake_last_error, fake_destroy};
+    f->base = (gs_store_t){"fake",     "memory",        fake_submit,  fake_load,
+                           fake_stats, fake_last_error, fake_destroy, NULL};
 }
 
 static void fake_close(fake_t *f)
