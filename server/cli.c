@@ -170,12 +170,19 @@ static int fail(const cli_t *cli, const gs_cli_resp_t *resp)
     return rc;
 }
 
-/* Print v (borrowed) as JSON: indented for people, compact with --json. */
+/* Wider than this, a value printed for people is indented over several lines. */
+#define CLI_ONE_LINE 80
+
+/* Print v (borrowed) as JSON: compact with --json; for people on one line when it fits,
+ * else indented. */
 static void print_json(const cli_t *cli, const json_t *v)
 {
-    size_t flags = JSON_ENCODE_ANY | (cli->json ? JSON_COMPACT : JSON_INDENT(2));
-    char *s = json_dumps(v, flags);
+    char *s = json_dumps(v, JSON_ENCODE_ANY | (cli->json ? JSON_COMPACT : 0));
 
+    if (s != NULL && !cli->json && strlen(s) > CLI_ONE_LINE) {
+        free(s);
+        s = json_dumps(v, JSON_ENCODE_ANY | JSON_INDENT(2));
+    }
     if (s != NULL)
         printf("%s\n", s);
     free(s);
@@ -215,6 +222,14 @@ static void table_row(table_t *t, ...)
     t->nrows++;
 }
 
+static void table_free(table_t *t)
+{
+    for (size_t i = 0; i < t->nrows * t->ncols; i++)
+        free(t->cells[i]);
+    free(t->cells);
+}
+
+/* Print t, then free it. */
 static void table_print(const cli_t *cli, table_t *t)
 {
     size_t w[16] = {0};
@@ -241,9 +256,7 @@ static void table_print(const cli_t *cli, table_t *t)
             fputs(plain(cli), stdout);
         fputc('\n', stdout);
     }
-    for (size_t i = 0; i < t->nrows * t->ncols; i++)
-        free(t->cells[i]);
-    free(t->cells);
+    table_free(t);
 }
 
 /* The text of a JSON value for a table cell: strings bare, the rest as compact JSON. */
@@ -560,7 +573,12 @@ static int cmd_timers(cli_t *cli)
                   json_string_value(json_object_get(t, "server")), rem,
                   json_string_value(json_object_get(t, "created_at")), msg);
     }
-    table_print(cli, &tab);
+    if (i == 0) {
+        printf("no pending timers made over HTTP\n");
+        table_free(&tab);
+    } else {
+        table_print(cli, &tab);
+    }
     cell_int(count, sizeof(count), json_object_get(out, "count"));
     if (json_integer_value(json_object_get(out, "count")) > (json_int_t)i)
         printf("(%zu of %s pending timers: --limit N shows more)\n", i, count);
