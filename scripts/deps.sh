@@ -6,11 +6,12 @@
 # Runs apt-get as root, or through sudo for a normal user.
 set -euo pipefail
 
+# libcurl4-openssl-dev: the binary's command-line client (genserv call ..., docs/cli.md).
 build_pkgs=(build-essential cmake pkg-config libuv1-dev libjansson-dev libmicrohttpd-dev liblua5.4-dev
-    libjemalloc-dev libsqlite3-dev)
+    libjemalloc-dev libsqlite3-dev libcurl4-openssl-dev)
 # chromium, nodejs and npm: the dashboard's browser test (tests/browser/, playwright-core from npm
 # driving Debian's /usr/bin/chromium).
-test_pkgs=(libcmocka-dev libcurl4-openssl-dev curl clang libclang-rt-14-dev clang-format
+test_pkgs=(libcmocka-dev curl clang libclang-rt-14-dev clang-format
     clang-tidy cppcheck valgrind chromium nodejs npm jq openssl)
 
 pkgs=("${build_pkgs[@]}")
