@@ -771,7 +771,10 @@ static void print_tree_node(const cli_t *cli, const json_t *n, int depth)
                json_string_value(json_object_get(n, "behaviour")),
                json_string_value(json_object_get(n, "restart")),
                json_string_value(json_object_get(n, "status")), restarts);
-    json_array_foreach(json_object_get(n, "children"), i, c) print_tree_node(cli, c, depth + 1);
+    json_array_foreach(json_object_get(n, "children"), i, c)
+    {
+        print_tree_node(cli, c, depth + 1);
+    }
 }
 
 static int cmd_tree(cli_t *cli)
@@ -799,7 +802,10 @@ static int cmd_tree(cli_t *cli)
     else if (cli->npos == 1)
         print_tree_node(cli, out, 0);
     else
-        json_array_foreach(json_object_get(out, "supervisors"), i, t) print_tree_node(cli, t, 0);
+        json_array_foreach(json_object_get(out, "supervisors"), i, t)
+        {
+            print_tree_node(cli, t, 0);
+        }
     json_decref(out);
     gs_cli_resp_close(&resp);
     return 0;
@@ -1331,6 +1337,36 @@ static long opt_long(const cli_t *cli, const char *opt, const char *v)
     return n > INT_MAX ? -1 : n;
 }
 
+/* Where the value of the integer option opt goes, or NULL when opt is not one. */
+static long *long_option(cli_t *cli, const char *opt)
+{
+    if (strcmp(opt, "timeout") == 0)
+        return &cli->timeout_ms;
+    if (strcmp(opt, "interval") == 0)
+        return &cli->interval_ms;
+    if (strcmp(opt, "limit") == 0)
+        return &cli->limit;
+    return NULL;
+}
+
+/* Where the value of the text option opt goes (parse_args knows opt is one of them). */
+static const char **string_option(cli_t *cli, const char *opt)
+{
+    if (strcmp(opt, "supervisor") == 0)
+        return &cli->supervisor;
+    if (strcmp(opt, "restart") == 0)
+        return &cli->restart;
+    if (strcmp(opt, "name") == 0)
+        return &cli->name;
+    if (strcmp(opt, "reason") == 0)
+        return &cli->reason;
+    if (strcmp(opt, "ack") == 0)
+        return &cli->ack;
+    if (strcmp(opt, "vsn") == 0)
+        return &cli->vsn;
+    return &cli->conn.url; /* "url" */
+}
+
 /*
  * Options anywhere after the subcommand (`--opt VALUE` or `--opt=VALUE`); `--` ends them, so
  * that a message may start with `--`. Returns 0, 1 for --help (printed), or a usage status.
@@ -1398,28 +1434,17 @@ static int parse_args(cli_t *cli, const command_t *c, int argc, char **argv)
         } else if (eq != NULL) {
             return usage(cli, "--%s takes no value", opt);
         }
-        if (strcmp(opt, "url") == 0)
-            cli->conn.url = v;
-        else if (strcmp(opt, "durable") == 0)
+        if (strcmp(opt, "durable") == 0) {
             cli->durable = true;
-        else if (strcmp(opt, "timeout") == 0 && (cli->timeout_ms = opt_long(cli, opt, v)) < 0)
-            return GS_CLI_EXIT_USAGE;
-        else if (strcmp(opt, "interval") == 0 && (cli->interval_ms = opt_long(cli, opt, v)) < 0)
-            return GS_CLI_EXIT_USAGE;
-        else if (strcmp(opt, "limit") == 0 && (cli->limit = opt_long(cli, opt, v)) < 0)
-            return GS_CLI_EXIT_USAGE;
-        else if (strcmp(opt, "supervisor") == 0)
-            cli->supervisor = v;
-        else if (strcmp(opt, "restart") == 0)
-            cli->restart = v;
-        else if (strcmp(opt, "name") == 0)
-            cli->name = v;
-        else if (strcmp(opt, "reason") == 0)
-            cli->reason = v;
-        else if (strcmp(opt, "ack") == 0)
-            cli->ack = v;
-        else if (strcmp(opt, "vsn") == 0)
-            cli->vsn = v;
+        } else if (long_option(cli, opt) != NULL) {
+            long value = opt_long(cli, opt, v);
+
+            if (value < 0)
+                return GS_CLI_EXIT_USAGE;
+            *long_option(cli, opt) = value;
+        } else {
+            *string_option(cli, opt) = v;
+        }
     }
     return 0;
 }
