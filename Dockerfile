@@ -6,8 +6,9 @@
 # Two stages on debian:bookworm-slim: the builder compiles genserv in Release and runs the
 # unit tests (a failing test fails the build); the runtime stage holds the runtime libraries
 # and the binary, runs it as an unprivileged user, and probes it with
-# `genserv --health-check`, so it needs no curl. scripts/container-check.sh builds and tests
-# this file in CI.
+# `genserv --health-check`, so it needs no curl (the binary is also the command-line client,
+# `genserv call ...`, with libcurl). scripts/container-check.sh builds and tests this file in
+# CI.
 
 # ---- builder -------------------------------------------------------------------------------
 FROM debian:bookworm-slim AS build
@@ -42,13 +43,14 @@ LABEL org.opencontainers.image.title="genserv" \
       org.opencontainers.image.licenses="${GENSERV_LICENSE}"
 
 # Only the shared libraries the binary links (they bring libgnutls and friends, already in
-# the base image); a fixed numeric user so that Kubernetes' runAsNonRoot can verify it; and
-# the config file at its documented path: empty, so that mounting one over it is how a
-# deployment configures genserv; and an empty folder of Lua behaviours, loaded at boot, over
-# which a deployment mounts its own.
+# the base image; libcurl4 is for genserv's command-line client, so that
+# `docker exec CONTAINER genserv ps` works: docs/cli.md); a fixed numeric user so that
+# Kubernetes' runAsNonRoot can verify it; and the config file at its documented path: empty,
+# so that mounting one over it is how a deployment configures genserv; and an empty folder of
+# Lua behaviours, loaded at boot, over which a deployment mounts its own.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libmicrohttpd12 libjansson4 libuv1 \
-        libjemalloc2 liblua5.4-0 libsqlite3-0 \
+        libjemalloc2 liblua5.4-0 libsqlite3-0 libcurl4 \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 genserv \
     && useradd --system --uid 10001 --gid genserv --no-create-home --home-dir /nonexistent \

@@ -10,7 +10,8 @@
 #   3. podman build --pull=never --format docker (the builder stage runs the unit tests)
 #   4. the image: size bound, labels, non-root user, port, environment, health check
 #   5. run it: /healthz, a smoke test over HTTP (start a server, cast, call, a deferred
-#      batcher call held and released), the health status, PID 1 and its limits
+#      batcher call held and released), the health status, PID 1 and its limits; the
+#      command-line client inside the container (genserv call, ps, exit codes, a held call)
 #   6. run it again read-only without capabilities, with a config file and a variable
 #   7. SIGTERM with calls held: every one answered 503 shutting_down, exit code 0, in time
 #
@@ -377,6 +378,43 @@ ok "a call to the batcher is held (pending 1)"
 expect 202 '' POST /send '{"server": "smoke_batch", "message": "flush"}'
 held_done push 200 '"reply": *"ok"'
 expect 200 '"last_batch_sum": *7' GET /servers/smoke_batch
+
+# ---------------------------------------------------------------------------------------------
+step "the command-line client in the image (genserv call, ps, ...) against the container"
+# ---------------------------------------------------------------------------------------------
+# The image's genserv is its own client (docs/cli.md): it needs libcurl in the image, and finds
+# the server at its default address, 127.0.0.1:8080, inside the container.
+cli() { pm exec "$c1" /usr/local/bin/genserv "$@"; }
+out=$(cli call smoke get_count) || die "genserv call smoke get_count failed: $out"
+[ "$out" = 3 ] || die "genserv call smoke get_count printed \"$out\", expected 3"
+ok "genserv call smoke get_count: $out"
+cli cast smoke '{:increment, 2}' >/dev/null || die "genserv cast smoke '{:increment, 2}' failed"
+out=$(cli call smoke get_count --json) || die "genserv call smoke get_count --json failed: $out"
+[ "$out" = '{"reply":5}' ] || die "genserv call --json printed \"$out\", expected {\"reply\":5}"
+ok "the short form and --json: $out"
+cli ps >"$work/cli-ps.out" || die "genserv ps failed"
+grep -Eq '^smoke +counter +running ' "$work/cli-ps.out" ||
+    die "genserv ps shows no running smoke: $(cat "$work/cli-ps.out")"
+ok "genserv ps lists smoke"
+rc=0
+cli call nope get_count >/dev/null 2>"$work/cli.err" || rc=$?
+[ "$rc" = 5 ] && grep -q '(no_such_server)' "$work/cli.err" ||
+    die "genserv call nope: exit $rc, expected 5 with no_such_server: $(cat "$work/cli.err")"
+ok "no such server: exit 5, $(cat "$work/cli.err")"
+# A deferred reply, held in the container until the batcher's flush.
+pm exec "$c1" /usr/local/bin/genserv call smoke_batch push 8 --timeout 60000 \
+    >"$work/cli-held.out" 2>&1 &
+cli_held=$!
+cleanup_track_pid "$cli_held"
+wait_for 10 pending_is smoke_batch 1 || die "genserv call smoke_batch push 8 was not held"
+kill -0 "$cli_held" 2>/dev/null || die "the client's deferred call ended before the flush"
+expect 202 '' POST /send '{"server": "smoke_batch", "message": "flush"}'
+rc=0
+wait "$cli_held" || rc=$?
+cleanup_untrack "$cli_held"
+[ "$rc" = 0 ] && [ "$(cat "$work/cli-held.out")" = '"ok"' ] ||
+    die "the client's held call: exit $rc, $(cat "$work/cli-held.out")"
+ok "genserv call smoke_batch push 8: held until the flush, then \"ok\""
 
 # ---------------------------------------------------------------------------------------------
 step "read-only, no capabilities, a config file at /etc/genserv/genserv.json, a variable"

@@ -6,14 +6,15 @@
 # Runs apt-get as root, or through sudo for a normal user.
 set -euo pipefail
 
+# libcurl4-openssl-dev: the binary's command-line client (genserv call ..., docs/cli.md).
 build_pkgs=(build-essential cmake pkg-config libuv1-dev libjansson-dev libmicrohttpd-dev liblua5.4-dev
-    libjemalloc-dev libsqlite3-dev)
+    libjemalloc-dev libsqlite3-dev libcurl4-openssl-dev)
 # chromium, nodejs and npm: the dashboard's browser test (tests/browser/, playwright-core from npm
 # driving Debian's /usr/bin/chromium). python3, nodejs, elixir and golang-go: docs/clients.md's
 # programs, run by tests/clients/ (standard libraries only, nothing from pip, npm, Hex or Go's proxy).
 # prometheus: its promtool checks GET /metrics (tests/integration/test_ops.c; without recommends it
 # brings no running service).
-test_pkgs=(libcmocka-dev libcurl4-openssl-dev curl clang libclang-rt-14-dev clang-format
+test_pkgs=(libcmocka-dev curl clang libclang-rt-14-dev clang-format
     clang-tidy cppcheck valgrind chromium nodejs npm jq openssl python3 elixir golang-go prometheus)
 
 pkgs=("${build_pkgs[@]}")

@@ -14,6 +14,9 @@
  *   -> store closed (what was queued commits first)
  *   -> exit 0
  *
+ * With a client subcommand as its first argument (`genserv call counter get_count`, cli.h) it
+ * is the command-line client instead, and none of the above runs.
+ *
  * With --health-check it serves nothing: it probes GET /readyz on the configured listen
  * address and exits 0 (healthy) or 1, the codes a container HEALTHCHECK expects.
  *
@@ -22,6 +25,7 @@
  */
 #include "boot.h"
 #include <genserv/builtins.h>
+#include "cli.h"
 #include "config.h"
 #include <genserv/gateway.h>
 #include <genserv/genserv.h>
@@ -102,6 +106,8 @@ int main(int argc, char **argv)
     char err[512];
     int rc, sig, status = 1;
 
+    if (argc > 1 && gs_cli_is_command(argv[1]))
+        return gs_cli_main(argc, argv);
     gs_process_block_signals();
     switch (gs_config_load(&cfg, argc, argv, stdout, err, sizeof(err))) {
     case GS_CONFIG_OK:

@@ -351,10 +351,14 @@ function makeScratch() {
 
 // build/genserv inside the session: stops the genserv running (by its PID), starts the real one
 // with the same flags on the test's port and the caller's environment, and returns once it
-// listens. --help and --health-check go to the real binary as they are.
+// listens. --help and --health-check go to the real binary as they are, and so does the
+// command-line client (`build/genserv call counter get_count`, docs/cli.md).
 const STAND_IN = `#!/usr/bin/env bash
 set -euo pipefail
 real=$DOC_TEST_GENSERV state=$DOC_TEST_STATE
+case \${1-} in
+call | cast | send | send-after | timers | ps | state | start | stop | tree | behaviours | watch | metrics | help) exec "$real" "$@" ;;
+esac
 for a in "$@"; do
     case $a in --help | -h | --version | --health-check) exec "$real" "$@" ;; esac
 done
