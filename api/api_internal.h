@@ -267,7 +267,8 @@ static inline uint64_t gs__api_now_ns(void)
     XX(HEADERS_TOO_LARGE, 431, "headers_too_large")                                                \
     XX(READ_ONLY, 409, "read_only_behaviour")                                                      \
     XX(INTERNAL_ERROR, 500, "internal_error")                                                      \
-    XX(NOT_IMPLEMENTED, 501, "not_implemented")
+    XX(NOT_IMPLEMENTED, 501, "not_implemented")                                                    \
+    XX(NOT_READY, 503, "not_ready")
 
 /* The gateway's error numbers: far from the runtime's (negative) GS_E* codes, so that one int
  * names either kind. */
@@ -610,6 +611,8 @@ enum MHD_Result gs__handle_system(gs_request_t *req);
 enum MHD_Result gs__handle_metrics(gs_request_t *req);
 enum MHD_Result gs__handle_healthz(gs_request_t *req);
 enum MHD_Result gs__handle_livez(gs_request_t *req);
+/** Whether every readiness check passed (gs_gateway_set_ready). gw: borrowed. Any thread. */
+bool gs__gateway_ready(gs_gateway_t *gw);
 enum MHD_Result gs__handle_readyz(gs_request_t *req);
 enum MHD_Result gs__handle_static(gs_request_t *req);
 
@@ -781,7 +784,7 @@ struct gs_gateway_s {
     int64_t started_at_ms;  /* Unix time when the gateway was created */
     uint64_t started_ns;    /* gs__api_now_ns() then */
 
-    /* Readiness (GET /readyz). Relaxed: flags an operator polls, publishing no data. */
+    /* Readiness (GET /readyz, and the gate of opts.hold_until_ready: release/acquire there). */
     atomic_uint ready_checks; /* gs_ready_check_t bits passed */
     atomic_bool draining;     /* gs_gateway_drain or shutdown began */
     /* Generated request ids: a per-process random prefix and a counter (relaxed: only its

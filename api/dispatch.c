@@ -63,6 +63,12 @@ static enum MHD_Result dispatch(gs_request_t *req)
                                  GS_NAME_MAX);
     if (m->runtime && !gs__runtime_enter(gw))
         return gs__respond_shutting_down(req);
+    if (m->runtime && gw->opts.hold_until_ready && !gs__gateway_ready(gw)) {
+        gs__runtime_leave(gw);
+        return gs__respond_error(req, GS_HTTP_ENOT_READY,
+                                 "genserv is starting: what the store kept and the boot servers "
+                                 "are still loading (GET /readyz says what is left); retry");
+    }
     if (gs__access_check(req, &ret) == 0)
         ret = m->handler(req);
     if (m->runtime)

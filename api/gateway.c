@@ -323,8 +323,15 @@ const char *gs_gateway_host(const gs_gateway_t *gw)
 
 void gs_gateway_set_ready(gs_gateway_t *gw, unsigned checks)
 {
-    /* Relaxed: a flag that probes poll; nothing else is published through it. */
-    atomic_fetch_or_explicit(&gw->ready_checks, checks & GS_READY_ALL, memory_order_relaxed);
+    /* Release: with hold_until_ready, a request let through once every check passed must see
+     * what the embedder loaded before (gs__gateway_ready acquires). */
+    atomic_fetch_or_explicit(&gw->ready_checks, checks & GS_READY_ALL, memory_order_release);
+}
+
+bool gs__gateway_ready(gs_gateway_t *gw)
+{
+    unsigned passed = atomic_load_explicit(&gw->ready_checks, memory_order_acquire);
+    return (passed & GS_READY_ALL) == GS_READY_ALL;
 }
 
 void gs_gateway_drain(gs_gateway_t *gw)

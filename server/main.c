@@ -4,9 +4,10 @@
  *   signals blocked -> config (flags > env > file > defaults) -> open-file limit
  *   -> store (--data-dir: exit 3 if it cannot be opened) -> runtime (reads the stored
  *      states) + built-in behaviours + plugins + Lua host (and --behaviours-dir)
+ *   -> HTTP gateway (its code loader: the Lua host): the port opens, /livez answers, /readyz
+ *      and every route that reaches the runtime answer 503 not_ready until ready
  *   -> boot servers -> what the store kept (uploaded behaviours, servers and supervisors
- *      started over HTTP, then stored timers) -> HTTP gateway (its code loader: the Lua host)
- *   -> ready (GET /readyz 200: everything above is loaded before the port opens)
+ *      started over HTTP, then stored timers) -> ready (GET /readyz 200)
  *   -> "listening on http://HOST:PORT" (first stdout line) -> wait for SIGTERM/SIGINT
  *   -> drain: GET /readyz 503 while everything else still serves, for --drain-ms
  *   -> gateway stops accepting -> runtime destroyed (held calls answered 503, terminates run)
@@ -174,6 +175,23 @@ int main(int argc, char **argv)
     }
     if (gs_boot_log_events(rt, &logsub) < 0)
         gs_log(GS_LOG_WARN, "runtime events will not be logged");
+
+    /* The port opens before the boot servers start and the store's servers are restored (a
+     * million of them take half a minute): meanwhile /livez answers 200, /readyz 503 with
+     * what is left, and every route that reaches the runtime 503 not_ready. */
+    gs_config_gateway_options(&cfg, &go);
+    go.log_cb = gs_log_line_cb;
+    go.code = code;
+    go.access_log_cb = cfg.access_log != NULL ? gs_log_access_cb : NULL;
+    go.hold_until_ready = true;
+    rc = gs_gateway_create(rt, &go, &gw, err, sizeof(err));
+    if (rc < 0) {
+        gs_log(GS_LOG_ERROR, "http: %s", err);
+        goto out;
+    }
+    /* Built-ins, plugins and --behaviours-dir are loaded; with no store there is nothing to
+     * restore. */
+    gs_gateway_set_ready(gw, GS_READY_BEHAVIOURS | (store == NULL ? GS_READY_STORE : 0u));
     /* The default servers form a tree under "root"; servers a config file lists start alone,
      * as POST /servers starts them (docs/API.md, Configuration). */
     if ((cfg.servers_default ? gs_boot_start_tree(rt, cfg.servers, err, sizeof(err))
@@ -181,6 +199,7 @@ int main(int argc, char **argv)
         gs_log(GS_LOG_ERROR, "boot: %s", err);
         goto out;
     }
+    gs_gateway_set_ready(gw, GS_READY_SERVERS);
     /* What clients started and uploaded over HTTP before the last stop, and stored timers. */
     if (gs_boot_restore(rt, &code, err, sizeof(err)) < 0) {
         gs_log(GS_LOG_ERROR, "store: %s", err);
@@ -188,19 +207,9 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    gs_config_gateway_options(&cfg, &go);
-    go.log_cb = gs_log_line_cb;
-    go.code = code;
-    go.access_log_cb = cfg.access_log != NULL ? gs_log_access_cb : NULL;
-    rc = gs_gateway_create(rt, &go, &gw, err, sizeof(err));
-    if (rc < 0) {
-        gs_log(GS_LOG_ERROR, "http: %s", err);
-        goto out;
-    }
-    /* The store, the behaviours (folder, plugins, built-ins) and the boot servers are all
-     * loaded before the gateway opens its port, so it is ready as soon as it answers. */
-    gs_gateway_set_ready(gw, GS_READY_ALL);
-    /* The contract with scripts and tests: exactly this, first, on stdout, flushed. */
+    gs_gateway_set_ready(gw, GS_READY_STORE);
+    /* The contract with scripts and tests: exactly this, first, on stdout, flushed, once
+     * genserv is ready (the port was open before; see above). */
     if (strchr(cfg.host, ':') != NULL)
         printf("listening on http://[%s]:%u\n", cfg.host, (unsigned)gs_gateway_port(gw));
     else

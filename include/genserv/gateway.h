@@ -190,6 +190,12 @@ typedef struct gs_gateway_options_s {
     gs_gateway_code_t code;         /* behaviours as source; all NULL by default (see above) */
     gs_access_log_cb access_log_cb; /* NULL: no access log */
     void *access_log_arg;
+    /* true: until every readiness check passed (gs_gateway_set_ready), the routes that reach
+     * the runtime answer 503 not_ready with Retry-After, while the probes, the dashboard's
+     * files and /healthz are served: the binary opens its port before it restores what the
+     * store kept, so that /livez answers during a long restore. false (default): every route
+     * serves from the start and only /readyz waits for the checks. */
+    bool hold_until_ready;
 } gs_gateway_options_t;
 
 typedef struct gs_gateway_s gs_gateway_t;

@@ -33,6 +33,8 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #define LEDGER_MAX_PAD   (16 * 1024 * 1024)
 #define LEDGER_MAX_OTHER 100
@@ -283,10 +285,48 @@ static const gs_behaviour_t plain = {
     .format_state = ledger_format_state,
 };
 
-static const gs_behaviour_t *const behaviours[] = {&ledger, &plain};
+/*
+ * it_gate: a boot server whose init does not return until the file its args name exists (at
+ * most 60 s), so that it_ops sees genserv while it boots: port open, not ready yet. Its init
+ * holds a scheduler thread meanwhile, as a slow init does (OTP's start_link waits the same).
+ */
+static int gate_init(gs_server_t *self, json_t *args, void **state, json_t **reason)
+{
+    const char *until = json_string_value(json_object_get(args, "until"));
+    struct timespec tick = {0, 10 * 1000 * 1000};
+
+    (void)self;
+    if (until == NULL) {
+        *reason = gs_bad_args("{\"until\": PATH}");
+        return -1;
+    }
+    for (int i = 0; i < 6000 && access(until, F_OK) != 0; i++)
+        nanosleep(&tick, NULL);
+    *state = NULL;
+    return 0;
+}
+
+static gs_result_t gate_handle_call(gs_server_t *self, void *state, json_t *msg, gs_from_t from)
+{
+    (void)self;
+    (void)msg;
+    (void)from;
+    (void)state;
+    return GS_REPLY(json_string("open"));
+}
+
+static const gs_behaviour_t gate = {
+    .name = "it_gate",
+    .description = "it_ops' slow boot server: init waits until the file args.until exists.",
+    .args_doc = "{\"until\": \"/path/of/a/file\"}",
+    .init = gate_init,
+    .handle_call = gate_handle_call,
+};
+
+static const gs_behaviour_t *const behaviours[] = {&ledger, &plain, &gate};
 
 GS_PLUGIN_EXPORT const gs_plugin_t gs_plugin = {
     .abi_version = GS_PLUGIN_ABI_VERSION,
     .behaviours = behaviours,
-    .count = 2,
+    .count = 3,
 };

@@ -9,7 +9,11 @@
  * the behaviours and the boot servers before it opens its port, so until then a probe gets a
  * refused connection, which every orchestrator counts as not ready.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
 #include <regex.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -649,6 +653,153 @@ static void test_promtool_accepts_the_scrape(void **state)
     H_PASS(fx);
 }
 
+/* A port no one listens on now (bound, then closed): for a genserv whose address the test must
+ * know before it prints "listening on". */
+static unsigned free_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static long probe(const h_server_t *at, const char *method, const char *path, const char *body,
+                  h_resp_t *r)
+{
+    h_request(at, method, path, body, r);
+    return r->status;
+}
+
+static bool livez_ok(const h_server_t *at)
+{
+    h_resp_t r;
+    bool ok = probe(at, "GET", "/livez", NULL, &r) == 200;
+
+    h_resp_close(&r);
+    return ok;
+}
+
+/* What a client saw of a genserv still booting (the probing thread's findings: the main thread
+ * must start genserv, whose death signal follows the thread that spawned it). */
+typedef struct booting_s {
+    h_server_t at; /* only its url */
+    char gate[300];
+    bool up; /* /livez answered 200 in time */
+    long readyz, call, servers, healthz, page;
+    char readyz_error[32], call_error[32];
+    bool behaviours_ok, servers_pending, retry_after;
+} booting_t;
+
+static void copy_error(const h_resp_t *r, char *out, size_t len)
+{
+    const char *e = json_string_value(json_object_get(r->json, "error"));
+
+    snprintf(out, len, "%s", e != NULL ? e : "");
+}
+
+static void *probe_booting(void *arg)
+{
+    booting_t *b = arg;
+    h_resp_t r;
+    char buf[16];
+    FILE *f;
+
+    for (int i = 0; i < H_START_MS / 10 && !(b->up = livez_ok(&b->at)); i++) {
+        struct timespec tick = {0, 10 * 1000 * 1000};
+        nanosleep(&tick, NULL); /* polling for the port to open, bounded */
+    }
+    if (b->up) {
+        b->readyz = probe(&b->at, "GET", "/readyz", NULL, &r);
+        copy_error(&r, b->readyz_error, sizeof(b->readyz_error));
+        json_t *checks = json_object_get(r.json, "checks");
+        b->behaviours_ok = json_is_true(json_object_get(checks, "behaviours"));
+        b->servers_pending = json_is_false(json_object_get(checks, "servers"));
+        h_resp_close(&r);
+        b->call = probe(&b->at, "POST", "/call",
+                        "{\"server\": \"counter\", \"message\": \"get_count\"}", &r);
+        copy_error(&r, b->call_error, sizeof(b->call_error));
+        b->retry_after = h_header(&r, "Retry-After", buf, sizeof(buf)) != NULL;
+        h_resp_close(&r);
+        b->servers = probe(&b->at, "GET", "/servers", NULL, &r);
+        h_resp_close(&r);
+        b->healthz = probe(&b->at, "GET", "/healthz", NULL, &r);
+        h_resp_close(&r);
+        b->page = probe(&b->at, "GET", "/", NULL, &r); /* the dashboard's page */
+        h_resp_close(&r);
+    }
+    if ((f = fopen(b->gate, "w")) != NULL) /* let the boot go on, whatever was seen */
+        fclose(f);
+    return NULL;
+}
+
+static int setup_tmpdir(void **state)
+{
+    (void)state;
+    return h_tempdir(tmpdir, sizeof(tmpdir), "ops") < 0 ? -1 : 0;
+}
+
+static int teardown_tmpdir(void **state)
+{
+    (void)state;
+    h_rmtree(tmpdir);
+    return 0;
+}
+
+/* While the boot servers start (one whose init waits for a file here), the port is open:
+ * /livez 200, /readyz 503 saying which check is left, every route that reaches the runtime
+ * 503 not_ready with Retry-After; once the init returns, ready and "listening on". */
+static void test_probes_answer_while_genserv_boots(void **state)
+{
+    char listen[64], config[600];
+    unsigned port = free_port();
+    booting_t b = {0};
+    h_server_t srv;
+    h_opts_t opts = {0};
+    pthread_t t;
+    h_resp_t r;
+
+    (void)state;
+    snprintf(b.gate, sizeof(b.gate), "%s/open", tmpdir);
+    snprintf(listen, sizeof(listen), "127.0.0.1:%u", port);
+    snprintf(config, sizeof(config),
+             "{\"servers\": [{\"name\": \"counter\", \"behaviour\": \"counter\"},"
+             " {\"name\": \"gate\", \"behaviour\": \"it_gate\", \"args\": {\"until\": \"%s\"}}]}",
+             b.gate);
+    const char *args[] = {"--listen", listen, "--plugin", GS_LEDGER_PLUGIN, NULL};
+    opts.args = args;
+    opts.config_json = config;
+    snprintf(b.at.url, sizeof(b.at.url), "http://%s", listen);
+    assert_int_equal(pthread_create(&t, NULL, probe_booting, &b), 0);
+    int rc = h_start(&srv, &opts); /* returns once ready: after the gate opened */
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(rc, 0);
+
+    assert_true(b.up);
+    assert_int_equal(b.readyz, 503);
+    assert_string_equal(b.readyz_error, "not_ready");
+    assert_true(b.behaviours_ok);
+    assert_true(b.servers_pending);
+    assert_int_equal(b.call, 503);
+    assert_string_equal(b.call_error, "not_ready");
+    assert_true(b.retry_after);
+    assert_int_equal(b.servers, 503);
+    assert_int_equal(b.healthz, 200);
+    assert_int_equal(b.page, 200);
+
+    /* Ready now, and everything serves. */
+    assert_int_equal(readyz_status(&srv), 200);
+    assert_int_equal(h_call_int(&srv, "counter", "\"get_count\""), 0);
+    assert_int_equal(probe(&srv, "POST", "/call", "{\"server\": \"gate\", \"message\": \"x\"}", &r),
+                     200);
+    h_resp_close(&r);
+    assert_int_equal(h_stop(&srv, H_STOP_MS), 0);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -667,6 +818,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_per_server_series_are_bounded, setup_few_series,
                                         h_teardown),
         cmocka_unit_test_setup_teardown(test_promtool_accepts_the_scrape, h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_probes_answer_while_genserv_boots, setup_tmpdir,
+                                        teardown_tmpdir),
     };
 
     (void)argc;
