@@ -1101,24 +1101,72 @@ static void now_utc(char *buf, size_t len)
     strftime(buf, len, "%H:%M:%S", &tm);
 }
 
+/* "22:45:03" of a Unix time in ms, UTC. */
+static void at_utc(char *buf, size_t len, json_int_t ms)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+
+    gmtime_r(&t, &tm);
+    strftime(buf, len, "%H:%M:%S", &tm);
+}
+
+static void watch_line(watch_t *w, json_t *ev, const char *data, const char *when);
+
+/* The stream's first line: the recent lifecycle events genserv kept, each printed as a live
+ * one would be, at the time it happened and marked "history". ev borrowed. */
+static void watch_history(watch_t *w, json_t *ev)
+{
+    size_t i;
+    json_t *past;
+    char when[32];
+
+    json_array_foreach(json_object_get(ev, "events"), i, past)
+    {
+        json_t *at = json_object_get(past, "at_ms");
+
+        if (json_is_integer(at))
+            at_utc(when, sizeof(when), json_integer_value(at));
+        else
+            snprintf(when, sizeof(when), "--:--:--");
+        strncat(when, " history", sizeof(when) - strlen(when) - 1);
+        watch_line(w, past, NULL, when);
+    }
+}
+
 /* One event as one line. data borrowed. */
 static int watch_data_cb(const char *data, void *arg)
 {
     watch_t *w = arg;
     json_t *ev;
-    const char *type, *server;
-    char when[16], reason[512] = "";
+    char when[16];
 
     if (w->cli->json) {
         printf("%s\n", data);
         goto flush;
     }
     ev = json_loads(data, 0, NULL);
-    type = json_string_value(json_object_get(ev, "type"));
-    server = json_string_value(json_object_get(ev, "server"));
     now_utc(when, sizeof(when));
+    watch_line(w, ev, data, when);
+    json_decref(ev);
+flush:
+    /* One line at a time, also into a pipe; a reader that went away ends the watch. */
+    return fflush(stdout) != 0 || ferror(stdout);
+}
+
+/* Print ev (borrowed; NULL if data was not JSON) as one line starting with when. data: the
+ * raw text, printed as it is when it is no event (NULL: nothing to fall back on). */
+static void watch_line(watch_t *w, json_t *ev, const char *data, const char *when)
+{
+    const char *type = json_string_value(json_object_get(ev, "type"));
+    const char *server = json_string_value(json_object_get(ev, "server"));
+    char reason[512] = "";
+
     if (type == NULL) {
-        printf("%s %s\n", when, data);
+        if (data != NULL)
+            printf("%s %s\n", when, data);
+    } else if (strcmp(type, "history") == 0) {
+        watch_history(w, ev);
     } else if (strcmp(type, "snapshot") == 0) {
         printf("%s snapshot: %zu server(s)\n", when,
                json_array_size(json_object_get(ev, "servers")));
@@ -1139,13 +1187,11 @@ static int watch_data_cb(const char *data, void *arg)
             reason[1] = ' ';
             cell_json(reason + 2, sizeof(reason) - 2, json_object_get(ev, "reason"));
         }
-        printf("%s %s %s (%s)%s\n", when, type, server ? server : "?",
-               json_string_value(json_object_get(ev, "behaviour")), reason);
+        const char *behaviour = json_string_value(json_object_get(ev, "behaviour"));
+
+        printf("%s %s %s (%s)%s\n", when, type, server ? server : "?", behaviour ? behaviour : "?",
+               reason);
     }
-    json_decref(ev);
-flush:
-    /* One line at a time, also into a pipe; a reader that went away ends the watch. */
-    return fflush(stdout) != 0 || ferror(stdout);
 }
 
 static int cmd_watch(cli_t *cli)

@@ -240,9 +240,19 @@ const eventRows = (page) => page.$$eval('#event-log > li', (lis) => lis.map((li)
   text: li.innerText.replace(/\s+/g, ' ').trim() })));
 
 /** Whether the element is inside the window horizontally (phone widths). */
+/** Whether selector's first element lies within the viewport's width. Panels re-render on a
+ * timer (the overview every 3 s, the timers as they fire), so an element measured just as it is
+ * replaced has no box: measured again until it is in view or 5 s passed. */
 async function inViewX(page, selector, width) {
-  const box = await page.locator(selector).first().boundingBox();
-  return Boolean(box) && box.x >= 0 && box.x + box.width <= width + 0.5;
+  const fits = async () => {
+    const box = await page.locator(selector).first().boundingBox({ timeout: 1000 });
+    return Boolean(box) && box.x >= 0 && box.x + box.width <= width + 0.5;
+  };
+  try {
+    return await until(`${selector} in view`, fits);
+  } catch {
+    return false;
+  }
 }
 
 /** The selected server's held calls, oldest first: [{kind, callId, oldest, text}]. */
