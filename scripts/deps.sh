@@ -49,3 +49,12 @@ echo "installing: ${missing[*]}" >&2
 "${sudo[@]}" apt-get update -qq
 DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
     "${missing[@]}" >/dev/null
+# Debian's prometheus package enables and starts its daemon (port 9090) where systemd runs; the
+# tests want only its promtool, and start what they need themselves.
+case " ${missing[*]} " in
+*" prometheus "*)
+    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+        "${sudo[@]}" systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
+    ;;
+esac

@@ -155,7 +155,8 @@ static const opt_t opts[OPT_COUNT] = {
     [OPT_VERSION] = {"version", K_BOOL, NULL, 0, 0, NULL, NULL, "print the version and exit."},
 };
 
-/* The servers started when no config file says otherwise: the seed lessons' demo set. */
+/* The servers started when no config file says otherwise: the built-ins' demo set
+ * (docs/behaviours.md). */
 static const char default_servers[] = "[{\"name\": \"counter\", \"behaviour\": \"counter\"},"
                                       " {\"name\": \"journal\", \"behaviour\": \"journal\"},"
                                       " {\"name\": \"batcher\", \"behaviour\": \"batcher\"},"
@@ -235,13 +236,15 @@ static void print_help(FILE *out, const char *prog)
     size_t i;
 
     fprintf(out,
-            "Usage: %s [OPTIONS]\n\n"
+            "Usage: %s [OPTIONS]        run the service\n"
+            "       %s SUBCOMMAND ...   the command-line client: call, cast, send, ps, watch...\n"
+            "                           (`%s help` lists them; docs/cli.md)\n\n"
             "genserv hosts named GenServers and serves them over HTTP/JSON (see docs/API.md).\n\n"
             "Every option can also be set with the environment variable shown, and in the JSON\n"
             "config file under the key shown. Precedence: flag > environment > config file >\n"
             "default. Plugins: the highest source that lists any replaces the lower ones.\n\n"
             "Options:\n",
-            prog);
+            prog, prog, prog);
     for (i = 0; i < OPT_COUNT; i++) {
         const opt_t *o = &opts[i];
         int n;
