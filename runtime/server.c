@@ -318,6 +318,7 @@ int gs__server_init(gs_server_t *s, json_t **reason)
     }
     s->state = state;
     s->started_ms = gs__now_ms();
+    gs__server_measure(s, NULL); /* its memory shows from the start, not after a message */
     atomic_store_explicit(&s->status, GS__RUNNING, memory_order_release); /* see reserve */
     /* {:ok, state, X}: what init asked for once it returned. A continue without
      * handle_continue is a bad return, as from a handler: the next turn crashes it. */

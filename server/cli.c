@@ -45,6 +45,7 @@ typedef struct cli_s {
     long interval_ms; /* --interval, -1 when not given */
     long limit;       /* --limit, -1 when not given */
     bool durable;     /* --durable */
+    bool http;        /* timers --http: only those made over HTTP */
     const char *supervisor, *restart, *name, *reason, *ack, *vsn, *args;
     int npos;
     char *pos[CLI_MAX_POSITIONAL];
@@ -539,7 +540,7 @@ static int cmd_timers(cli_t *cli)
 {
     gs_cli_resp_t resp;
     json_t *out = NULL, *t;
-    table_t tab = {5, 0, 0, NULL};
+    table_t tab = {6, 0, 0, NULL};
     char path[64], rem[32], msg[256], count[32];
     size_t i;
     int rc;
@@ -552,10 +553,11 @@ static int cmd_timers(cli_t *cli)
         return usage(cli, "unknown: \"%s\" (list, read REF or cancel REF)", cli->pos[0]);
     if (cli->npos > 1)
         return usage(cli, "timers list takes no arguments");
+    /* Every pending timer, as observer shows them (servers' own ticks too), or with --http
+     * only the ones clients made (the ones `timers cancel` can cancel). */
+    snprintf(path, sizeof(path), "/timers?all=%s", cli->http ? "false" : "true");
     if (cli->limit >= 0)
-        snprintf(path, sizeof(path), "/timers?limit=%ld", cli->limit);
-    else
-        snprintf(path, sizeof(path), "/timers");
+        snprintf(path + strlen(path), sizeof(path) - strlen(path), "&limit=%ld", cli->limit);
     rc = request(cli, "GET", path, NULL, 0, &resp, &out);
     if (rc != 0)
         return rc;
@@ -563,7 +565,7 @@ static int cmd_timers(cli_t *cli)
         print_body(&resp);
         goto out;
     }
-    table_row(&tab, "TIMER", "SERVER", "REMAINING", "CREATED", "MESSAGE");
+    table_row(&tab, "TIMER", "SERVER", "REMAINING", "BY", "CREATED", "MESSAGE");
     json_array_foreach(json_object_get(out, "timers"), i, t)
     {
         snprintf(rem, sizeof(rem), "%lld ms",
@@ -571,10 +573,11 @@ static int cmd_timers(cli_t *cli)
         cell_json(msg, sizeof(msg), json_object_get(t, "message"));
         table_row(&tab, json_string_value(json_object_get(t, "timer")),
                   json_string_value(json_object_get(t, "server")), rem,
+                  json_string_value(json_object_get(t, "created_by")),
                   json_string_value(json_object_get(t, "created_at")), msg);
     }
     if (i == 0) {
-        printf("no pending timers made over HTTP\n");
+        printf(cli->http ? "no pending timers made over HTTP\n" : "no pending timers\n");
         table_free(&tab);
     } else {
         table_print(cli, &tab);
@@ -1291,8 +1294,10 @@ static const command_t commands[] = {
      "Deliver a message to handle_info after DELAY_MS (Process.send_after); prints the timer's\n"
      "reference. --interval MS repeats it (:timer.send_interval) until cancelled.\n\n"
      "  genserv send-after receiver 60000 greeting hello\n"},
-    {"timers", cmd_timers, "|limit|", "timers [list [--limit N] | read REF | cancel REF]",
-     "The pending timers made over HTTP, soonest first; the time left on one\n"
+    {"timers", cmd_timers, "|limit|http|",
+     "timers [list [--limit N] [--http] | read REF | cancel REF]",
+     "Every pending timer, soonest first, with who made it (--http: only those made over\n"
+     "HTTP, which cancel can cancel); the time left on one\n"
      "(Process.read_timer); or cancel one (Process.cancel_timer).\n\n"
      "  genserv timers\n  genserv timers read 00000000000000044cdc...\n"
      "  genserv timers cancel 00000000000000044cdc...\n"},
@@ -1479,6 +1484,10 @@ static int parse_args(cli_t *cli, const command_t *c, int argc, char **argv)
                 return usage(cli, "--%s needs a value", opt);
         } else if (eq != NULL) {
             return usage(cli, "--%s takes no value", opt);
+        }
+        if (strcmp(opt, "http") == 0) {
+            cli->http = true;
+            continue;
         }
         if (strcmp(opt, "durable") == 0) {
             cli->durable = true;

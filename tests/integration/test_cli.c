@@ -526,12 +526,16 @@ static void test_send_after_and_timers(void **state)
     assert_int_equal(strlen(last.out), 49); /* 48 hex digits and a newline */
     snprintf(ref, sizeof(ref), "%.48s", last.out);
 
+    /* Every pending timer: the client's, and the ticker's own tick (made by the ticker). */
     RUN(fx, "timers");
     EXPECT_EXIT(EXIT_OK);
     expect_out("TIMER");
     expect_out(ref);
     expect_out("[\"greeting\",\"later\"]");
-    RUN(fx, "timers", "--json");
+    expect_out(" http ");
+    expect_out(" server:ticker ");
+    /* --http: only the ones clients made. */
+    RUN(fx, "timers", "--http", "--json");
     EXPECT_EXIT(EXIT_OK);
     j = out_json();
     assert_int_equal(json_integer_value(json_object_get(j, "count")), 1);
