@@ -611,8 +611,6 @@ enum MHD_Result gs__handle_system(gs_request_t *req);
 enum MHD_Result gs__handle_metrics(gs_request_t *req);
 enum MHD_Result gs__handle_healthz(gs_request_t *req);
 enum MHD_Result gs__handle_livez(gs_request_t *req);
-/** Whether every readiness check passed (gs_gateway_set_ready). gw: borrowed. Any thread. */
-bool gs__gateway_ready(gs_gateway_t *gw);
 enum MHD_Result gs__handle_readyz(gs_request_t *req);
 enum MHD_Result gs__handle_static(gs_request_t *req);
 
@@ -792,6 +790,14 @@ struct gs_gateway_s {
     char id_prefix[9];
     atomic_uint_fast64_t id_next;
 };
+
+/** Whether every readiness check passed (gs_gateway_set_ready, which releases). gw: borrowed.
+ *  Any thread. */
+static inline bool gs__gateway_ready(gs_gateway_t *gw)
+{
+    unsigned passed = atomic_load_explicit(&gw->ready_checks, memory_order_acquire);
+    return (passed & GS_READY_ALL) == GS_READY_ALL;
+}
 
 /**
  * Enter and leave a section that calls the runtime. Enter fails (returns false) once the

@@ -328,12 +328,6 @@ void gs_gateway_set_ready(gs_gateway_t *gw, unsigned checks)
     atomic_fetch_or_explicit(&gw->ready_checks, checks & GS_READY_ALL, memory_order_release);
 }
 
-bool gs__gateway_ready(gs_gateway_t *gw)
-{
-    unsigned passed = atomic_load_explicit(&gw->ready_checks, memory_order_acquire);
-    return (passed & GS_READY_ALL) == GS_READY_ALL;
-}
-
 void gs_gateway_drain(gs_gateway_t *gw)
 {
     if (gw == NULL)
