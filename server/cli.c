@@ -1177,7 +1177,10 @@ static void watch_line(watch_t *w, json_t *ev, const char *data, const char *whe
         const json_t *st = json_object_get(ev, "status");
 
         printf("%s state_changed %s: %s, mailbox %lld, handled %lld, held %lld\n", when,
-               server ? server : "?", json_string_value(json_object_get(st, "status")),
+               server ? server : "?",
+               json_string_value(json_object_get(st, "status")) != NULL
+                   ? json_string_value(json_object_get(st, "status"))
+                   : "?",
                (long long)json_integer_value(json_object_get(st, "mailbox_len")),
                (long long)json_integer_value(json_object_get(st, "messages_handled")),
                (long long)json_integer_value(json_object_get(st, "held_calls")));
