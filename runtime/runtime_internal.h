@@ -331,7 +331,8 @@ struct gs_server_s { /* NOLINT(clang-analyzer-optin.performance.Padding): see ab
     gs__qnode_t *saved_head, *saved_tail;
     int64_t saved_n;
     /* Memory, approximate (introspect.c's gs__server_measure): written by the running thread
-     * at most once a second and when the state is read; others read a snapshot (relaxed). */
+     * at its start, at most once a second and when the state is read; others read a snapshot
+     * (relaxed). */
     _Atomic uint64_t state_bytes; /* gs_json_size of the state as format_state shows it */
     _Atomic uint64_t msg_bytes;   /* gs_json_size of a message sampled when measuring */
     uint64_t measured_ms;         /* gs__now_ms() of the last measurement (running thread) */

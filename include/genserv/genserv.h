@@ -1103,9 +1103,9 @@ const char *gs_server_status_name(gs_server_status_t status);
        "approximate bytes of its state and mailbox: memory.state_bytes + memory.mailbox_bytes")    \
     XX(memory, "object",                                                                           \
        "{\"state_bytes\", \"mailbox_bytes\"}: the state's size as JSON (gs_json_size), measured "  \
-       "at most once a second while it handles messages and whenever its state is read (0 for "    \
-       "a sensitive server); the mailbox's messages times an envelope plus a sampled message's "   \
-       "size")
+       "when it starts, at most once a second while it handles messages and whenever its "         \
+       "state is read (0 for a sensitive server); the mailbox's messages times an envelope plus "  \
+       "a sampled message's size")
 
 /**
  * One server's status: a JSON object with the fields of GS_SERVER_STATUS_FIELDS, read without
