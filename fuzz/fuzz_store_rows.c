@@ -203,7 +203,7 @@ static void parse(fake_t *f, const uint8_t *data, size_t size)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fake_t f = {.base = {"fuzz", "fuzz", fake_submit, fake_load, fake_stats, fake_last_error,
-                         fake_destroy}};
+                         fake_destroy, NULL}};
     parse(&f, data, size);
 
     gs_runtime_options_t o;
