@@ -67,7 +67,9 @@ typedef struct push_s {
 
 static void push(lua_State *L, json_t *v, int depth, push_t *c)
 {
-    if (depth > GS__LUA_MAX_DEPTH)
+    /* The bound enc_table applies on the way back: at most GS__LUA_MAX_DEPTH nested tables,
+     * so that whatever a server was given it can also answer or store. */
+    if (depth >= GS__LUA_MAX_DEPTH && (json_is_array(v) || json_is_object(v)))
         luaL_error(L, "bad_value: JSON nested deeper than %d levels", GS__LUA_MAX_DEPTH);
     luaL_checkstack(L, 4, "JSON nested too deep");
     switch (json_typeof(v)) {
