@@ -136,6 +136,31 @@ bool h_under_valgrind(void)
     return w != NULL && strstr(w, "valgrind") != NULL;
 }
 
+char *h_slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t cap = 0, n = 0, k;
+
+    if (f == NULL)
+        return NULL;
+    do {
+        if (n + 4096 + 1 > cap) {
+            cap = (cap + 4096) * 2;
+            buf = realloc(buf, cap);
+            if (buf == NULL)
+                abort(); /* a test's own file: nothing sensible to go on with */
+        }
+        k = fread(buf + n, 1, cap - n - 1, f);
+        n += k;
+    } while (k > 0);
+    fclose(f);
+    buf[n] = '\0';
+    if (len != NULL)
+        *len = n;
+    return buf;
+}
+
 long h_rss_bytes(pid_t pid)
 {
     char path[64], line[256];

@@ -83,6 +83,10 @@ void h_init(unsigned watchdog_s);
  */
 bool h_under_valgrind(void);
 
+/** The whole of the file at path (borrowed) as new memory, NUL-terminated (the caller frees
+ *  it), its length in *len when len is not NULL; NULL when it cannot be opened. */
+char *h_slurp(const char *path, size_t *len);
+
 /** VmRSS of a live process in bytes, or -1 (no such process, or /proc unreadable). */
 long h_rss_bytes(pid_t pid);
 

@@ -49,22 +49,13 @@ typedef struct cli_run_s {
 /* What the last run() printed, for the assertions that follow it. */
 static cli_run_t last;
 
+/* The whole of a file the test wrote (new memory); failing the test when it cannot be read. */
 static char *slurp(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n;
+    char *text = h_slurp(path, NULL);
 
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    buf = calloc(1, (size_t)n + 1);
-    assert_non_null(buf);
-    if (n > 0)
-        assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    return buf;
+    assert_non_null(text);
+    return text;
 }
 
 /*

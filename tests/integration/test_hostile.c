@@ -1561,34 +1561,10 @@ static void test_held_calls_balance_after_a_storm_of_timeouts(void **state)
 /* 15. Log lines hold no raw control characters                                               */
 /* ---------------------------------------------------------------------------------------- */
 
-/* The whole of a file (NUL-terminated; *len: its length), or NULL. */
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    size_t cap = 0, n = 0, k;
-
-    if (f == NULL)
-        return NULL;
-    do {
-        if (n + 4096 + 1 > cap) {
-            cap = (cap + 4096) * 2;
-            buf = realloc(buf, cap);
-            assert_non_null(buf);
-        }
-        k = fread(buf + n, 1, cap - n - 1, f);
-        n += k;
-    } while (k > 0);
-    fclose(f);
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
 static bool log_mentions(const h_server_t *srv, const char *text)
 {
     size_t len;
-    char *log = slurp(srv->err_path, &len);
+    char *log = h_slurp(srv->err_path, &len);
     bool found = log != NULL && strstr(log, text) != NULL;
 
     free(log);
@@ -1605,7 +1581,7 @@ static void test_a_server_name_with_an_escape_sequence_is_logged_escaped(void **
                                  "{\"name\": \"evil\\u001b[31m\", \"behaviour\": \"counter\"}"),
                      201);
     H_WAIT_UNTIL(log_mentions(&fx->srv, "evil"), H_WAIT_MS);
-    log = slurp(fx->srv.err_path, &len);
+    log = h_slurp(fx->srv.err_path, &len);
     assert_non_null(log);
     if (memchr(log, 0x1b, len) != NULL)
         fail_msg("genserv's log holds a raw ESC byte:\n%s", log);

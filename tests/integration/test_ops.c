@@ -37,31 +37,6 @@
 /* Helpers                                                                                    */
 /* ---------------------------------------------------------------------------------------- */
 
-/* The whole of a file (new memory, NUL-terminated), or NULL when it cannot be read. */
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    char *buf = NULL;
-    size_t len = 0, cap = 0, n;
-
-    if (f == NULL)
-        return NULL;
-    do {
-        if (cap - len < 4096) {
-            char *nb = realloc(buf, cap + 65536);
-
-            assert_non_null(nb);
-            buf = nb;
-            cap += 65536;
-        }
-        n = fread(buf + len, 1, cap - len - 1, f);
-        len += n;
-    } while (n > 0);
-    fclose(f);
-    buf[len] = '\0';
-    return buf;
-}
-
 /* Lines of text (borrowed) that hold needle. */
 static size_t count_lines_with(const char *text, const char *needle)
 {
@@ -395,7 +370,7 @@ static void test_access_log_and_json_log_lines(void **state)
     for (;;) {
         free(text);
         json_decref(entries);
-        text = slurp(path);
+        text = h_slurp(path, NULL);
         entries = text != NULL ? json_lines(text) : json_array();
         if (entry_with_id(entries, "log-3") != NULL || h_now_ms() > deadline)
             break;
@@ -435,7 +410,7 @@ static void test_access_log_and_json_log_lines(void **state)
     free(text);
 
     /* stderr: every line an object with ts, level and msg (the boot's lines at least). */
-    text = slurp(fx->srv.err_path);
+    text = h_slurp(fx->srv.err_path, NULL);
     assert_non_null(text);
     entries = json_lines(text);
     assert_true(json_array_size(entries) >= 3);
@@ -467,7 +442,7 @@ static void test_access_log_text_on_stderr(void **state)
     h_resp_close(&r);
     do {
         free(text);
-        text = slurp(fx->srv.err_path);
+        text = h_slurp(fx->srv.err_path, NULL);
         if (text != NULL && strstr(text, "text-1") != NULL)
             break;
         h_sleep_ms(10);
