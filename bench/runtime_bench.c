@@ -50,6 +50,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -241,6 +242,14 @@ typedef enum metric_id_e {
     M_LUA_CAST_OVL,
     M_LUA_STATE_BYTES,
     M_LUA_ERRORS,
+    /* Where the time of the cast and call scenarios goes, per message handled in the window
+     * (issue 17): see window_profile. */
+#define PROFILE_IDS(P)                                                                             \
+    P##_WAKEUPS, P##_STEALS, P##_INLINE, P##_CSWITCHES, P##_CPU_NS
+    PROFILE_IDS(M_CAST_1_PROF),
+    PROFILE_IDS(M_CAST_100_PROF),
+    PROFILE_IDS(M_CALL_1_PROF),
+    PROFILE_IDS(M_CALL_100_PROF),
     M_COUNT
 } metric_id_t;
 
@@ -347,6 +356,16 @@ static metric_t metrics[M_COUNT] = {
         DETAIL("lua_idle_state_bytes", "idle Lua server: its state as JSON", "bytes"),
     [M_LUA_ERRORS] =
         DETAIL("lua_errors", "Lua scenarios: restarts, failed calls, wrong counts", "per run"),
+#define PROFILE_DETAILS(P, key, what)                                                              \
+    [P##_WAKEUPS] = DETAIL(key "_wakeups", what ": scheduler wake-ups", "per 1k msgs"),             \
+    [P##_STEALS] = DETAIL(key "_steals", what ": servers stolen by idle schedulers", "per 1k msgs"),\
+    [P##_INLINE] = DETAIL(key "_inline", what ": turns run on the caller's thread", "per 1k msgs"), \
+    [P##_CSWITCHES] = DETAIL(key "_cswitches", what ": context switches", "per 1k msgs"),          \
+    [P##_CPU_NS] = DETAIL(key "_cpu_ns", what ": CPU time, all threads", "ns/msg")
+    PROFILE_DETAILS(M_CAST_1_PROF, "cast_1_sender", "cast, 1 sender server"),
+    PROFILE_DETAILS(M_CAST_100_PROF, "cast_100_senders", "cast, 100 sender servers"),
+    PROFILE_DETAILS(M_CALL_1_PROF, "call_1_caller", "call, 1 caller"),
+    PROFILE_DETAILS(M_CALL_100_PROF, "call_100_callers", "call, 100 callers"),
 };
 
 static unsigned label_count[M_COUNT]; /* what "%N" stands for */
@@ -356,6 +375,40 @@ static void record(metric_id_t id, double v)
     metric_t *m = &metrics[id];
     if (m->n < MAX_RUNS)
         m->samples[m->n++] = v;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Where a window's time went: the runtime's scheduler statistics and the process's context   */
+/* switches and CPU time (getrusage: every thread), so that each figure comes with its cost   */
+/* per message and a change of host shows in which of them moved (issue 17).                  */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct profile_s {
+    double msgs, wakeups, steals, inline_turns, cswitches, cpu_ns;
+} profile_t;
+
+static profile_t profile_now(gs_runtime_t *rt)
+{
+    gs_runtime_stats_t st;
+    struct rusage ru;
+    gs_runtime_stats(rt, &st);
+    getrusage(RUSAGE_SELF, &ru);
+    return (profile_t){
+        .msgs = (double)st.messages_handled,
+        .wakeups = (double)st.scheduler_wakeups,
+        .steals = (double)st.scheduler_steals,
+        .inline_turns = (double)st.inline_turns,
+        .cswitches = (double)(ru.ru_nvcsw + ru.ru_nivcsw),
+        .cpu_ns = ((double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec) * 1e9 +
+                  ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) * 1e3,
+    };
+}
+
+static profile_t profile_delta(profile_t a, profile_t b)
+{
+    return (profile_t){b.msgs - a.msgs,           b.wakeups - a.wakeups,
+                       b.steals - a.steals,       b.inline_turns - a.inline_turns,
+                       b.cswitches - a.cswitches, b.cpu_ns - a.cpu_ns};
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -383,7 +436,25 @@ static struct {
     unsigned burst;
     const char *cast_text; /* set: senders cast this string, a new one per message */
     gs_lua_t *lua;         /* the Lua host of a lua scenario */
+    profile_t window;      /* what measure's window cost (window_profile) */
 } g;
+
+/* Record g.window as the details from `first` on (PROFILE_IDS' order), and print them. */
+static void record_profile(metric_id_t first)
+{
+    profile_t w = g.window;
+    double per = w.msgs > 0 ? 1000.0 / w.msgs : 0;
+    record(first, w.wakeups * per);
+    record(first + 1, w.steals * per);
+    record(first + 2, w.inline_turns * per);
+    record(first + 3, w.cswitches * per);
+    record(first + 4, w.msgs > 0 ? w.cpu_ns / w.msgs : 0);
+    fprintf(stderr,
+            "    per 1k messages: %.2f wake-ups, %.2f steals, %.2f inline turns, %.2f context "
+            "switches; %.0f ns CPU per message\n",
+            w.wakeups * per, w.steals * per, w.inline_turns * per, w.cswitches * per,
+            w.msgs > 0 ? w.cpu_ns / w.msgs : 0);
+}
 
 static bool stopping(void)
 {
@@ -533,9 +604,11 @@ static void *sender_thread(void *arg)
 static double measure(const config_t *cfg, slot_t *slots, unsigned n, double window_s)
 {
     sleep_s(cfg->warmup_s);
+    profile_t p0 = profile_now(g.rt);
     uint64_t c0 = slots_sum(slots, n), t0 = now_ns();
     sleep_s(window_s);
     uint64_t c1 = slots_sum(slots, n), t1 = now_ns();
+    g.window = profile_delta(p0, profile_now(g.rt));
     return (double)(c1 - c0) * 1e9 / (double)(t1 - t0);
 }
 
@@ -607,6 +680,8 @@ static void run_cast(const config_t *cfg, unsigned senders, bool threads)
         fprintf(stderr, "  cast: %llu errors\n", (unsigned long long)atomic_load(&g.errors));
     fprintf(stderr, "  %-42s %8.3f M msg/s (overloaded %.0f/s)\n", metrics[id].label, rate / 1e6,
             ovl_rate);
+    if (!threads)
+        record_profile(senders == 1 ? M_CAST_1_PROF_WAKEUPS : M_CAST_100_PROF_WAKEUPS);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -696,6 +771,7 @@ static void run_call(const config_t *cfg, unsigned callers)
     fprintf(stderr, "  %-42s %8.1f k calls/s (errors %llu, overloaded %llu)\n", metrics[id].label,
             rate / 1e3, (unsigned long long)atomic_load(&g.errors),
             (unsigned long long)atomic_load(&g.overloads));
+    record_profile(callers == 1 ? M_CALL_1_PROF_WAKEUPS : M_CALL_100_PROF_WAKEUPS);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1574,7 +1650,8 @@ static void usage(FILE *f)
         "  --runs N     repeat each scenario N times (default 3, at most %d)\n"
         "  --json FILE  also write the results as JSON, with the peak RSS\n"
         "  --only LIST  comma-separated: idle,cast,cast-threads,call,timers,batcher,lua\n"
-        "               (lua: lua-idle,lua-cast,lua-budget,lua-cast-lua,lua-call,lua-batcher)\n",
+        "               (cast: cast-1,cast-100; call: call-1,call-100;\n"
+        "                lua: lua-idle,lua-cast,lua-budget,lua-cast-lua,lua-call,lua-batcher)\n",
         MAX_RUNS);
 }
 
@@ -1666,18 +1743,18 @@ int main(int argc, char **argv)
         alarm(RUN_LIMIT_S);
         if (selected(&cfg, "idle"))
             run_idle(&cfg);
-        if (selected(&cfg, "cast")) {
+        if (selected(&cfg, "cast") || selected(&cfg, "cast-1"))
             run_cast(&cfg, 1, false);
+        if (selected(&cfg, "cast") || selected(&cfg, "cast-100"))
             run_cast(&cfg, 100, false);
-        }
         if (selected(&cfg, "cast-threads")) {
             run_cast(&cfg, 1, true);
             run_cast(&cfg, 100, true);
         }
-        if (selected(&cfg, "call")) {
+        if (selected(&cfg, "call") || selected(&cfg, "call-1"))
             run_call(&cfg, 1);
+        if (selected(&cfg, "call") || selected(&cfg, "call-100"))
             run_call(&cfg, 100);
-        }
         if (selected(&cfg, "timers"))
             run_timers(&cfg);
         if (selected(&cfg, "batcher"))

@@ -50,6 +50,13 @@ static gs_server_t *rq_pop_locked(gs__sched_t *sc)
     return s;
 }
 
+/* Wake sc, asleep on its condition variable (its lock held). */
+static void signal_sleeper(gs_runtime_t *rt, gs__sched_t *sc)
+{
+    uv_cond_signal(&sc->cond);
+    atomic_fetch_add_explicit(&rt->stats.scheduler_wakeups, 1, memory_order_relaxed); /* counter */
+}
+
 static void wake_one_sleeper(gs_runtime_t *rt, const gs__sched_t *except)
 {
     /* relaxed: a stale count only costs a missed or spurious wake-up of a stealer; the
@@ -63,7 +70,7 @@ static void wake_one_sleeper(gs_runtime_t *rt, const gs__sched_t *except)
         uv_mutex_lock(&sc->lock);
         bool sleeping = sc->sleeping;
         if (sleeping)
-            uv_cond_signal(&sc->cond);
+            signal_sleeper(rt, sc);
         uv_mutex_unlock(&sc->lock);
         if (sleeping)
             return;
@@ -83,7 +90,7 @@ void gs__sched_enqueue(gs_runtime_t *rt, gs_server_t *s)
     rq_push_locked(sc, s);
     bool wake = sc->sleeping;
     if (wake)
-        uv_cond_signal(&sc->cond);
+        signal_sleeper(rt, sc);
     uv_mutex_unlock(&sc->lock);
     /* A backlog, or a busy owner: let an idle scheduler steal it rather than wait. */
     if (!wake && (!local || atomic_load_explicit(&sc->len, memory_order_relaxed) > 1))
@@ -101,8 +108,11 @@ static gs_server_t *steal(gs__sched_t *self)
             continue;
         gs_server_t *s = rq_pop_locked(victim);
         uv_mutex_unlock(&victim->lock);
-        if (s != NULL)
+        if (s != NULL) {
+            atomic_fetch_add_explicit(&rt->stats.scheduler_steals, 1,
+                                      memory_order_relaxed); /* counter */
             return s;
+        }
     }
     return NULL;
 }

@@ -149,6 +149,7 @@ static void run_inline(gs_server_t *s)
      * only: the caller's thread has work of its own (an HTTP thread, its other connections),
      * and whatever else is waiting goes to a scheduler. */
     gs__tls.runtime_thread = true;
+    atomic_fetch_add_explicit(&s->rt->stats.inline_turns, 1, memory_order_relaxed); /* counter */
     gs__server_run(s, 1);
     gs__tls = outside;
 }
