@@ -65,6 +65,9 @@ static inline gs__qnode_t *gs__mpsc_pop(gs__mpsc_t *q, gs__mpsc_tail_t *cursor)
     }
     if (next != NULL) {
         *cursor = next;
+        /* The next pop reads next->next, written by a producer on another core: start that
+         * load now, while this message is handled. */
+        __builtin_prefetch(next);
         return tail;
     }
     /* tail is the last linked node; if a producer is mid-push, wait for it. */

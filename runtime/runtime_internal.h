@@ -299,6 +299,10 @@ struct gs_server_s { /* NOLINT(clang-analyzer-optin.performance.Padding): see ab
      * schedule it when they flip this from 0 to 1. */
     _Atomic uint8_t scheduled;
     _Atomic uint8_t status; /* gs__status_t */
+    /* 1 + the index of the scheduler that ran it last, 0 before its first turn: where a
+     * message from outside the schedulers (a timer, an HTTP thread) queues it (sched.c).
+     * Written by the scheduler that runs it, only when it moved. */
+    _Atomic uint16_t home;
     /* Rare writes from other threads. */
     _Atomic uint8_t killed;         /* a stop's timeout passed: die when the handler returns */
     _Atomic uint8_t mon_closed;     /* dead: monitors made from now on fire at once (monitor.c) */
@@ -307,6 +311,7 @@ struct gs_server_s { /* NOLINT(clang-analyzer-optin.performance.Padding): see ab
 
     /* Written by the thread running the server. */
     _Alignas(GS__CACHELINE) struct gs_server_s *rq_next; /* run queue link (run queue lock) */
+    uint64_t rq_since;                                   /* when queued (run queue lock) */
     gs__mpsc_tail_t mailbox_tail;                        /* the mailbox's consumer cursor */
     gs__child_t *child;                                  /* referenced */
     gs_runtime_t *rt;
@@ -492,9 +497,22 @@ typedef struct gs__sched_s {
     uv_mutex_t lock;
     uv_cond_t cond;
     gs_server_t *head, *tail; /* run queue (lock) */
-    _Atomic size_t len;       /* run queue length, readable without the lock */
-    bool sleeping;            /* lock */
-    _Atomic uint64_t idle_ns; /* time slept for want of work (gs_runtime_scheduler_idle) */
+    /* The server this scheduler's running server made runnable last (lock): it runs next, on
+     * this thread, where the message is in the cache (see sched.c). Not in the queue. */
+    gs_server_t *next;
+    _Atomic size_t len;        /* run queue length, readable without the lock */
+    _Atomic uint64_t head_since; /* when the queue's head was queued, 0: empty (lock; hint) */
+    _Atomic uint8_t has_next;  /* next != NULL, readable without the lock */
+    _Atomic uint8_t idle;      /* looking for work or asleep (a hint for placement) */
+    bool sleeping;             /* lock */
+    unsigned next_streak;      /* owner only: turns in a row taken from next */
+    _Atomic uint64_t turns;    /* turns run (owner writes; stealers read it to tell a stall) */
+    _Atomic uint64_t idle_ns;  /* time slept for want of work (gs_runtime_scheduler_idle) */
+    /* Stealer only: per other scheduler, the turn count it had when this one first saw work
+     * waiting there, and when (sched.c's stalled). */
+    struct gs__sched_seen_s {
+        uint64_t turns, since_ns;
+    } *seen;
     char pad[GS__CACHELINE];
 } gs__sched_t;
 
@@ -503,8 +521,12 @@ int gs__sched_start(gs_runtime_t *rt);
 void gs__sched_stop(gs_runtime_t *rt);
 /* After the timer thread stopped too: release what is still queued, free the schedulers. */
 void gs__sched_free(gs_runtime_t *rt);
-/* Put s (with a reference for the run queue) on a run queue. */
+/* Put s (with a reference for the run queue) at the tail of a run queue: a server that
+ * yields, or one scheduled again by its own turn. */
 void gs__sched_enqueue(gs_runtime_t *rt, gs_server_t *s);
+/* s (with a reference for the run queue) was made runnable by a message: on a scheduler
+ * thread it runs next on that thread, else as gs__sched_enqueue. */
+void gs__sched_ready(gs_runtime_t *rt, gs_server_t *s);
 
 /* What the current thread is doing, for gs_self(), calling_self and would_block. */
 typedef struct gs__tls_s {
@@ -512,6 +534,7 @@ typedef struct gs__tls_s {
     gs_server_t *current;     /* the server whose callback runs now */
     gs__call_t *current_call; /* the call its handle_call is handling */
     bool runtime_thread;      /* scheduler or timer thread */
+    unsigned sends;           /* messages sent by handlers in this thread's current turn */
 } gs__tls_t;
 extern _Thread_local gs__tls_t gs__tls;
 

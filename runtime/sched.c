@@ -5,10 +5,24 @@
  * mutex, held only to link or unlink one server, and only when a server becomes runnable,
  * not per message.
  *
- * Placement: a server made runnable by a scheduler thread goes on that thread's own queue
- * (the message is hot in its cache); one made runnable from outside goes round robin. An idle
- * scheduler steals from the others before it sleeps, and a scheduler that queues work while
- * another sleeps wakes it, so two busy servers do not share one thread while a core idles.
+ * Placement (issue 17): a server made runnable by a message sent from a scheduler thread goes
+ * into that scheduler's `next` slot and runs there as soon as the sender's turn ends, as Go
+ * does with runnext and BEAM and Pony with a receiver woken on its sender's scheduler: the
+ * message, the mailbox and the record pools are still in that core's cache. A sender and its
+ * receiver then share a core, and what one message costs does not depend on how far apart
+ * the host's cores are (on the machine of docs/performance.md a message that crosses cores
+ * costs two to three times one that does not). The slot holds one server; the one it held
+ * before goes to the queue's tail, and after NEXT_STREAK turns in a row from the slot the
+ * queue's head goes first, so two servers that wake each other cannot starve the queue. A
+ * server that yields (a full turn), and one made runnable from outside the runtime, goes to a
+ * queue's tail (round robin from outside).
+ *
+ * Stealing: an idle scheduler takes the head of another's queue once it has waited there
+ * STEAL_WAIT_NS, and what waits in another's slot once that owner has been in one turn that
+ * long: a long handler must not keep a woken server from an idle core, while a sender and its
+ * receiver that take turns quickly on one core stay there (moving one of them to the other
+ * core would make every message between them cross cores). A scheduler that queues work
+ * behind a head that has waited that long wakes a sleeping one to take it.
  */
 #include "runtime_internal.h"
 
@@ -23,15 +37,23 @@ _Thread_local gs__tls_t gs__tls;
 /* Spins of an idle scheduler before it sleeps; sched_yield keeps a spinning scheduler from
  * starving a producer thread that shares its core (this machine has two). */
 #define IDLE_SPINS       64
-#define IDLE_BACKSTOP_NS (50u * 1000u * 1000u)
+#define IDLE_BACKSTOP_NS (10u * 1000u * 1000u)
+/* Work that waited this long on a busy scheduler may be taken by an idle one. */
+#define STEAL_WAIT_NS (50u * 1000u)
+/* Turns in a row from the `next` slot before the queue's head goes first. */
+#define NEXT_STREAK 16
 
-static void rq_push_locked(gs__sched_t *sc, gs_server_t *s)
+/* now: uv_hrtime() */
+static void rq_push_locked(gs__sched_t *sc, gs_server_t *s, uint64_t now)
 {
     s->rq_next = NULL;
-    if (sc->tail != NULL)
+    s->rq_since = now;
+    if (sc->tail != NULL) {
         sc->tail->rq_next = s;
-    else
+    } else {
         sc->head = s;
+        atomic_store_explicit(&sc->head_since, now, memory_order_relaxed); /* hint */
+    }
     sc->tail = s;
     /* relaxed: a hint for stealers and the idle check; the lock orders the real data */
     atomic_fetch_add_explicit(&sc->len, 1, memory_order_relaxed);
@@ -44,6 +66,9 @@ static gs_server_t *rq_pop_locked(gs__sched_t *sc)
         sc->head = s->rq_next;
         if (sc->head == NULL)
             sc->tail = NULL;
+        /* relaxed: a hint for stealers (steal), the lock orders the queue itself */
+        atomic_store_explicit(&sc->head_since, sc->head != NULL ? sc->head->rq_since : 0,
+                              memory_order_relaxed);
         s->rq_next = NULL;
         atomic_fetch_sub_explicit(&sc->len, 1, memory_order_relaxed); /* hint, see above */
     }
@@ -77,38 +102,119 @@ static void wake_one_sleeper(gs_runtime_t *rt, const gs__sched_t *except)
     }
 }
 
+/* Servers waiting on sc, the running one counted (a hint: relaxed loads, no lock). */
+static size_t load_of(const gs__sched_t *sc)
+{
+    return atomic_load_explicit(&sc->len, memory_order_relaxed) +
+           atomic_load_explicit(&sc->has_next, memory_order_relaxed) +
+           !atomic_load_explicit(&sc->idle, memory_order_relaxed);
+}
+
 void gs__sched_enqueue(gs_runtime_t *rt, gs_server_t *s)
 {
     gs__sched_t *sc = gs__tls.sched;
     bool local = sc != NULL && sc->rt == rt;
     if (!local) {
-        /* relaxed: any spread over the schedulers will do */
-        unsigned i = atomic_fetch_add_explicit(&rt->rr, 1, memory_order_relaxed);
-        sc = &rt->scheds[i % rt->nsched];
+        /* From outside: where it ran last, so that a server that waited for a timer finds
+         * the servers it talks to (and its own memory) where it left them; stealing spreads
+         * a backlog. A server that never ran goes to the less loaded of two schedulers taken
+         * round robin. relaxed: hints. */
+        unsigned home = atomic_load_explicit(&s->home, memory_order_relaxed);
+        if (home != 0 && home <= rt->nsched) {
+            sc = &rt->scheds[home - 1];
+        } else {
+            unsigned i = atomic_fetch_add_explicit(&rt->rr, 1, memory_order_relaxed);
+            sc = &rt->scheds[i % rt->nsched];
+            gs__sched_t *other = &rt->scheds[(i + 1) % rt->nsched];
+            if (load_of(other) < load_of(sc))
+                sc = other;
+        }
     }
+    uint64_t now = uv_hrtime();
     uv_mutex_lock(&sc->lock);
-    rq_push_locked(sc, s);
+    rq_push_locked(sc, s, now);
     bool wake = sc->sleeping;
     if (wake)
         signal_sleeper(rt, sc);
+    bool backlog = now - sc->head->rq_since >= STEAL_WAIT_NS;
     uv_mutex_unlock(&sc->lock);
-    /* A backlog, or a busy owner: let an idle scheduler steal it rather than wait. */
-    if (!wake && (!local || atomic_load_explicit(&sc->len, memory_order_relaxed) > 1))
+    /* Work waits there for long: let an idle scheduler steal it rather than wait. */
+    if (!wake && backlog)
         wake_one_sleeper(rt, sc);
 }
 
-static gs_server_t *steal(gs__sched_t *self)
+void gs__sched_ready(gs_runtime_t *rt, gs_server_t *s)
+{
+    gs__sched_t *sc = gs__tls.sched;
+    if (sc == NULL || sc->rt != rt) {
+        gs__sched_enqueue(rt, s);
+        return;
+    }
+    /* This scheduler's own thread: it is running, so it is not asleep. */
+    uv_mutex_lock(&sc->lock);
+    gs_server_t *before = sc->next;
+    sc->next = s;
+    atomic_store_explicit(&sc->has_next, 1, memory_order_relaxed); /* hint, see len */
+    bool backlog = false;
+    if (before != NULL) {
+        uint64_t now = uv_hrtime();
+        rq_push_locked(sc, before, now);
+        backlog = now - sc->head->rq_since >= STEAL_WAIT_NS;
+    }
+    uv_mutex_unlock(&sc->lock);
+    if (backlog)
+        wake_one_sleeper(rt, sc);
+}
+
+/* Whether victim has been in the same turn since self first saw work waiting in its slot,
+ * for at least STEAL_WAIT_NS. now: uv_hrtime() of this look. */
+static bool stalled(gs__sched_t *self, const gs__sched_t *victim, uint64_t now)
+{
+    struct gs__sched_seen_s *seen = &self->seen[victim->index];
+    /* relaxed: a hint; a stale count only delays or hastens one steal */
+    uint64_t turns = atomic_load_explicit(&victim->turns, memory_order_relaxed);
+    if (seen->since_ns == 0 || seen->turns != turns) {
+        seen->turns = turns;
+        seen->since_ns = now;
+        return false;
+    }
+    return now - seen->since_ns >= STEAL_WAIT_NS;
+}
+
+/* Take a server from another scheduler, or NULL. *watching: set when work waits elsewhere that
+ * is not to be taken yet (its owner may still run it soon). */
+static gs_server_t *steal(gs__sched_t *self, bool *watching)
 {
     gs_runtime_t *rt = self->rt;
+    uint64_t now = uv_hrtime();
     for (unsigned k = 1; k < rt->nsched; k++) {
         gs__sched_t *victim = &rt->scheds[(self->index + k) % rt->nsched];
-        if (atomic_load_explicit(&victim->len, memory_order_relaxed) == 0) /* hint */
+        /* relaxed: hints; the lock orders the real data */
+        uint64_t since = atomic_load_explicit(&victim->head_since, memory_order_relaxed);
+        bool queued = since != 0 && now >= since;
+        bool next = atomic_load_explicit(&victim->has_next, memory_order_relaxed) != 0;
+        if (!queued && !next) {
+            self->seen[victim->index].since_ns = 0;
             continue;
+        }
+        bool from_queue = queued && now - since >= STEAL_WAIT_NS;
+        if (!from_queue && (queued || !stalled(self, victim, now))) {
+            *watching = true;
+            continue;
+        }
         if (uv_mutex_trylock(&victim->lock) != 0)
             continue;
-        gs_server_t *s = rq_pop_locked(victim);
+        gs_server_t *s = NULL;
+        if (from_queue) {
+            s = rq_pop_locked(victim);
+        } else if (victim->head == NULL && victim->next != NULL) {
+            s = victim->next;
+            victim->next = NULL;
+            atomic_store_explicit(&victim->has_next, 0, memory_order_relaxed); /* hint */
+        }
         uv_mutex_unlock(&victim->lock);
         if (s != NULL) {
+            self->seen[victim->index].since_ns = 0;
             atomic_fetch_add_explicit(&rt->stats.scheduler_steals, 1,
                                       memory_order_relaxed); /* counter */
             return s;
@@ -117,25 +223,58 @@ static gs_server_t *steal(gs__sched_t *self)
     return NULL;
 }
 
+/* The owner's next server: the slot first, but not more than NEXT_STREAK times in a row while
+ * the queue waits. Lock held. */
+static gs_server_t *take_locked(gs__sched_t *sc)
+{
+    gs_server_t *s = sc->next;
+    if (s != NULL && (sc->next_streak < NEXT_STREAK || sc->head == NULL)) {
+        sc->next = NULL;
+        atomic_store_explicit(&sc->has_next, 0, memory_order_relaxed); /* hint */
+        sc->next_streak++;
+        return s;
+    }
+    sc->next_streak = 0;
+    return rq_pop_locked(sc);
+}
+
+/* sc has work again (hint for load_of). */
+static void break_idle(gs__sched_t *sc)
+{
+    if (atomic_load_explicit(&sc->idle, memory_order_relaxed))
+        atomic_store_explicit(&sc->idle, 0, memory_order_relaxed);
+}
+
 static gs_server_t *next_server(gs__sched_t *sc)
 {
     gs_runtime_t *rt = sc->rt;
+    uint64_t idle_since = 0;
     for (int spin = 0;; spin++) {
         uv_mutex_lock(&sc->lock);
-        gs_server_t *s = rq_pop_locked(sc);
+        gs_server_t *s = take_locked(sc);
         uv_mutex_unlock(&sc->lock);
-        if (s != NULL)
+        if (s != NULL) {
+            break_idle(sc);
             return s;
-        if ((s = steal(sc)) != NULL)
+        }
+        atomic_store_explicit(&sc->idle, 1, memory_order_relaxed); /* hint for load_of */
+        bool watching = false;
+        if ((s = steal(sc, &watching)) != NULL) {
+            break_idle(sc);
             return s;
+        }
         if (atomic_load(&rt->stop_scheds))
             return NULL;
-        if (spin < IDLE_SPINS) {
+        if (idle_since == 0)
+            idle_since = uv_hrtime();
+        /* Spin a little before sleeping; longer while work waits elsewhere that may stall
+         * (STEAL_WAIT_NS), so that it is taken by an idle scheduler and not by the backstop. */
+        if (spin < IDLE_SPINS || (watching && uv_hrtime() - idle_since < 2 * STEAL_WAIT_NS)) {
             sched_yield();
             continue;
         }
         uv_mutex_lock(&sc->lock);
-        while (sc->head == NULL && !atomic_load(&rt->stop_scheds)) {
+        while (sc->head == NULL && sc->next == NULL && !atomic_load(&rt->stop_scheds)) {
             sc->sleeping = true;
             atomic_fetch_add_explicit(&rt->sleeping, 1, memory_order_relaxed); /* hint */
             /* Enqueuers wake sleepers; the timeout is only a backstop for stealing. */
@@ -150,6 +289,7 @@ static gs_server_t *next_server(gs__sched_t *sc)
         }
         uv_mutex_unlock(&sc->lock);
         spin = IDLE_SPINS - 1;
+        idle_since = 0;
     }
 }
 
@@ -159,8 +299,16 @@ static void sched_main(void *arg)
     gs__tls.sched = sc;
     gs__tls.runtime_thread = true;
     gs_server_t *s;
-    while ((s = next_server(sc)) != NULL)
+    uint16_t me = (uint16_t)(sc->index + 1);
+    while ((s = next_server(sc)) != NULL) {
+        /* relaxed: a placement hint (gs__sched_enqueue); written only when s moved */
+        if (atomic_load_explicit(&s->home, memory_order_relaxed) != me)
+            atomic_store_explicit(&s->home, me, memory_order_relaxed);
         gs__server_run(s, sc->rt->opts.batch);
+        /* relaxed: this thread is the only writer; stealers want a hint (stalled) */
+        atomic_store_explicit(&sc->turns, atomic_load_explicit(&sc->turns, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+    }
 }
 
 int gs__sched_start(gs_runtime_t *rt)
@@ -176,6 +324,14 @@ int gs__sched_start(gs_runtime_t *rt)
         gs__sched_t *sc = &rt->scheds[i];
         sc->rt = rt;
         sc->index = i;
+        sc->seen = calloc(n, sizeof(*sc->seen));
+        if (sc->seen == NULL) {
+            for (unsigned j = 0; j < i; j++)
+                free(rt->scheds[j].seen);
+            free(rt->scheds);
+            rt->scheds = NULL;
+            return GS_ENOMEM;
+        }
         uv_mutex_init(&sc->lock);
         uv_cond_init(&sc->cond);
     }
@@ -221,7 +377,7 @@ void gs__sched_free(gs_runtime_t *rt)
         for (unsigned i = 0; i < rt->nsched; i++) {
             gs__sched_t *sc = &rt->scheds[i];
             gs_server_t *s;
-            while ((s = rq_pop_locked(sc)) != NULL) {
+            while ((s = take_locked(sc)) != NULL) {
                 again = true;
                 atomic_store(&s->scheduled, 0);
                 gs_server_unref(s);
@@ -231,6 +387,7 @@ void gs__sched_free(gs_runtime_t *rt)
     for (unsigned i = 0; i < rt->nsched; i++) {
         uv_mutex_destroy(&rt->scheds[i].lock);
         uv_cond_destroy(&rt->scheds[i].cond);
+        free(rt->scheds[i].seen);
     }
     free(rt->scheds);
     rt->scheds = NULL;

@@ -157,6 +157,8 @@ static void run_inline(gs_server_t *s)
 void gs__server_push_reserved(gs_server_t *s, gs__msg_t *m)
 {
     bool inline_turn = caller_runs(s, m); /* before the push: m may be freed right after */
+    if (gs__tls.current != NULL)
+        gs__tls.sends++; /* a send is work of the sender's turn too (gs__server_run) */
     gs__mpsc_push(&s->mailbox, &m->node);
     /* seq_cst load (see gs__server_reserve); the exchange decides which thread schedules */
     if (atomic_load(&s->scheduled) == 0 && atomic_exchange(&s->scheduled, 1) == 0) {
@@ -164,7 +166,7 @@ void gs__server_push_reserved(gs_server_t *s, gs__msg_t *m)
         if (inline_turn)
             run_inline(s);
         else
-            gs__sched_enqueue(s->rt, s);
+            gs__sched_ready(s->rt, s);
     }
 }
 
@@ -825,12 +827,18 @@ void gs__server_run(gs_server_t *s, unsigned batch)
     unsigned n = 0, handled = 0;
     /* Measure memory this turn? One clock read per turn, none per message. */
     bool measure = gs__now_ms() - s->measured_ms >= GS__MEASURE_PERIOD_MS, sample = measure;
+    gs__tls.sends = 0;
     if (atomic_load_explicit(&s->status, memory_order_acquire) == GS__DEAD) {
         gs__server_drain(s, GS_ENOSERVER, NULL);
         goto unschedule;
     }
     gs__tls.current = s;
-    while (n < batch) {
+    /* A turn is bounded by messages handled plus messages its handlers sent, as BEAM counts a
+     * send against the sender's reductions: a server that sends many messages per message
+     * (a producer's loop) yields as often as its receivers do, instead of filling their
+     * mailboxes batch times faster than they drain (issue 17: a mailbox that outgrows the
+     * cache halves the throughput of both). */
+    while (n + gs__tls.sends < batch) {
         /* relaxed: see gs__server_kill */
         if (atomic_load_explicit(&s->killed, memory_order_relaxed)) {
             die_killed(s);
@@ -907,7 +915,8 @@ unschedule:
     /* relaxed: a hint; the seq_cst recheck below catches what it misses */
     if (!s->exited &&
         (s->cont != NULL ||
-         (n == batch && atomic_load_explicit(&s->mailbox_len, memory_order_relaxed) > kept(s)))) {
+         (n + gs__tls.sends >= batch &&
+          atomic_load_explicit(&s->mailbox_len, memory_order_relaxed) > kept(s)))) {
         gs__sched_enqueue(rt, s); /* yield: more is waiting; keeps the queue's ref */
         return;
     }
