@@ -213,7 +213,7 @@ if ! command -v perf >/dev/null && ((do_install)); then
 fi
 perf_probe
 ((BENCH_PERF)) || log "no perf stat beside the genserv runs: $BENCH_PERF_NOTE"
-WRK_PERF_SYSTEMS="genserv genserv-durable"
+BENCH_PERF_SYSTEMS="genserv genserv-durable held"
 
 # wrk at 4,096 connections, and genserv and held_calls at 50,000 held calls, need that many
 # descriptors (genserv raises its own soft limit up to the hard one). Where the hard limit
@@ -573,7 +573,7 @@ config=$(jq -n -c --arg mode "$mode" --arg tools "$tools_mode" --argjson rounds 
                 otp: "bench/erlang/run.sh \($tools) 1 GROUP (erl +S 2\(if $tools == "full" then ", +P 2000000 for idle" else "" end); for cast-1 and cast-100, GROUP cast, for call-1 and call-100, GROUP call, their rows of that size kept; for lua, GROUP hibernate\(if $scenario == "lua" then ", and idle,cast,call,batcher, the Lua rows'"'"' peers" else "" end))",
                 groups: $groups},
       perf: {enabled: ($perf == 1), note: $perf_note,
-             runs: "genserv runs only: perf stat -e \($events) around runtime_bench and durable_bench (every thread, the whole process), perf stat -p on genserv for each of its wrk runs (not the warm-ups)"},
+             runs: "genserv runs only: perf stat -e \($events) around runtime_bench and durable_bench (every thread, the whole process), perf stat -p on genserv for each of its wrk runs (not the warm-ups) and each held_calls run"},
       http: {wrk: "wrk -t2 --timeout 10s, keep-alive", duration_s_at_64: $dur,
              duration_s_sweep: $sdur, connections: $conns, held_calls: $held,
              held_calls_skipped: $skipped,
@@ -657,7 +657,7 @@ fi
     if jq -e '.config.perf.enabled' "$out.json" >/dev/null; then
         echo "### perf stat beside each genserv scenario"
         echo
-        jq -r '"\(.config.perf.runs); linux-perf \(.machine.versions["linux-perf"] // "?"). Medians over the rounds (min-max). CPUs used: task-clock over the wall time perf covered. Context switches and CPU per request where wrk counted the requests; per second for a runtime_bench or durable_bench process, whose count includes its setup and warm-ups (runtime_bench'"'"'s own per-message figures are the next table). Hardware counters: \"not supported\" where this machine does not count them (a VM, most often); recorded as null."' \
+        jq -r '"\(.config.perf.runs); linux-perf \(.machine.versions["linux-perf"] // "?"). Medians over the rounds (min-max). CPUs used: task-clock over the wall time perf covered. Context switches and CPU per request where wrk counted the requests (per held call for held_calls); per second for a runtime_bench or durable_bench process, whose count includes its setup and warm-ups (runtime_bench'"'"'s own per-message figures are the next table). Hardware counters: \"not supported\" where this machine does not count them (a VM, most often); recorded as null."' \
             "$out.json"
         echo
         echo "| genserv run | runs | CPUs used | context switches | CPU µs per request | migrations/s | page faults/s | cycles, instructions, cache misses |"

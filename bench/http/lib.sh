@@ -20,12 +20,13 @@
 #   perf_wrap FILE                        PERF_WRAP: the words that run a command under perf
 #   perf_sample FILE ELAPSED_NS JSON      the counters of FILE as one "perf" sample
 # Globals a harness may set first: WRK_DURATION (seconds of a run_wrk, default 10),
-# NGINX_WORKERS (default auto), WRK_PERF_SYSTEMS (systems whose wrk runs get `perf stat
-# -p` beside them once perf_probe found perf working; default none).
+# NGINX_WORKERS (default auto), BENCH_PERF_SYSTEMS (the systems whose wrk runs get `perf
+# stat -p` beside them once perf_probe found perf working, "held" for run_held's genserv;
+# default none).
 
 WRK_DURATION=${WRK_DURATION:-10}
 NGINX_WORKERS=${NGINX_WORKERS:-auto}
-WRK_PERF_SYSTEMS=${WRK_PERF_SYSTEMS:-}
+BENCH_PERF_SYSTEMS=${BENCH_PERF_SYSTEMS:-}
 NGINX=/usr/sbin/nginx
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -312,7 +313,7 @@ run_wrk() {
     reset=$(rss_reset "${pids[@]}")
     # perf stat on the server for exactly the run's length, when asked (not for warm-ups).
     local perff="$WORK/perf-wrk-$system-$scenario-$conns-$round.csv" perf_t0=""
-    if ((BENCH_PERF && round > 0)) && [[ " $WRK_PERF_SYSTEMS " == *" $system "* ]]; then
+    if ((BENCH_PERF && round > 0)) && [[ " $BENCH_PERF_SYSTEMS " == *" $system "* ]]; then
         perf_attach "${PIDS[$system]}" "$perff"
         perf_t0=$(date +%s%N)
     fi
@@ -364,13 +365,28 @@ run_held() {
         --max-held-calls $((n > 16128 ? n + 256 : 16384))
     curl -sf -d '{"name": "held", "behaviour": "batcher", "args": {"interval_ms": 86400000}}' \
         "http://127.0.0.1:$GS_PORT/servers" >/dev/null || die "cannot start the held batcher"
+    local perff="$WORK/perf-held-$n-$pad-$round.csv" perf_t0="" perf_ns=""
+    if ((BENCH_PERF)) && [[ " $BENCH_PERF_SYSTEMS " == *" held "* ]]; then
+        perf_attach "${PIDS[held]}" "$perff"
+        perf_t0=$(date +%s%N)
+    fi
     "$HELD_CALLS" --port "$GS_PORT" --server held --n "$n" --sources "$sources" --pad "$pad" \
         --pid "${PIDS[held]}" >"$outf" 2>"$WORK/held-$n-$pad-$round.err" ||
         log "held_calls: not every call got 200 ($(cat "$WORK/held-$n-$pad-$round.err"))"
+    if [[ -n $perf_t0 ]]; then
+        perf_ns=$(($(date +%s%N) - perf_t0))
+        perf_detach
+    fi
     [[ -s $outf ]] || die "held_calls printed nothing: $(cat "$WORK/held-$n-$pad-$round.err")"
     stop held
     jq -c --argjson r "$round" '{system: "genserv", scenario: "held", round: $r} + .' \
         "$outf" >>"$SAMPLES"
+    if [[ -n $perf_ns ]]; then
+        perf_sample "$perff" "$perf_ns" "$(jq -n -c --argjson n "$n" --argjson pad "$pad" \
+            --argjson r "$round" '{system: "genserv", of: "held-\($n)\(if $pad > 0 then "-padded" else "" end)",
+              round: $r, tool: "held_calls", requests: $n,
+              label: "genserv, \($n) held calls\(if $pad > 0 then " padded \($pad) B" else "" end) (perf stat -p, during held_calls)"}')"
+    fi
     log "$(jq -r '"held     \(.n) calls\(if .pad > 0 then " padded \(.pad) B" else "" end) round \(.round): \(.status_200) answered 200, RSS held \(.rss_held_kb / 1024 | floor) MB, peak \(.hwm_kb / 1024 | floor) MB, last - first \(.spread_ms) ms, last - flush \(.last_ms) ms"' \
         <<<"$(tail -1 "$SAMPLES")")"
 }
