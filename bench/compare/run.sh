@@ -719,6 +719,12 @@ fi
     fi
 } >"$out.md"
 
+# A scenario run's prefix is reused by the next scenario: a plot it did not draw is an older
+# scenario's, which its Markdown does not show; it goes.
+if [[ -n $scenario ]]; then
+    ((plot_conns)) || rm -f "$svg_conns"
+    ((plot_held)) || rm -f "$svg_held"
+fi
 if ((plot_conns || plot_held)); then
     # plots.gp draws each plot whose output it is given.
     subtitle="$mode mode${scenario:+ $scenario}, median of $rounds round(s), bars from min to max; $started, genserv $commit, $(nproc) cores"
