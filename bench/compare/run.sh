@@ -44,7 +44,7 @@
 # Usage: bench/compare/run.sh [--quick] [--rounds N] [--only runtime|http|durable]
 #                             [--scenario NAME|list] [--out PREFIX] [--duration S]
 #                             [--sweep-duration S] [--recovery N]
-#                             [--durability process|power] [--no-install]
+#                             [--durability process|power] [--no-perf] [--no-install]
 #   --scenario NAME   rerun one scenario against its peer, to check a change in about a
 #                     minute: alternating genserv and its peer as the full run does, 3 rounds
 #                     (--rounds), runtime_bench --quick windows, wrk runs of 5 s (--duration);
@@ -69,6 +69,7 @@
 #                     PREFIX.connections.svg, PREFIX.held.svg
 #   --duration S      seconds of each wrk run at 64 connections (default 10)
 #   --sweep-duration S  seconds of each wrk run at the other connection counts (default 5)
+#   --no-perf         no perf stat beside the genserv runs (the report says so)
 #   --no-install      fail instead of installing missing Debian packages
 # Scenarios (--scenario NAME):
 #   cast-1 cast-100   runtime: runtime_bench --only NAME against gs_bench's group cast (run
@@ -100,6 +101,7 @@ durability=process
 duration=10
 sweep_duration=5
 do_install=1
+do_perf=1
 usage() {
     sed -n '/^# Usage:/,/^# Every server/p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-2}"
@@ -116,6 +118,7 @@ while (($#)); do
     --sweep-duration) sweep_duration=$2 sweep_set=1 && shift ;;
     --recovery) recovery=$2 && shift ;;
     --durability) durability=$2 && shift ;;
+    --no-perf) do_perf=0 ;;
     --no-install) do_install=0 ;;
     -h | --help) usage 0 ;;
     *) usage ;;
@@ -208,10 +211,14 @@ deps=(cmd:jq=jq "${BENCH_BUILD_DEPS[@]}")
 ((do_durable)) && deps+=("${BENCH_HTTP_DEPS[@]}" cmd:sqlite3=sqlite3)
 bench_install "$do_install" "${deps[@]}"
 # perf is optional: without it (or where it may not count), the report says so in one line.
-if ! command -v perf >/dev/null && ((do_install)); then
-    (bench_install 1 cmd:perf=linux-perf) || log "linux-perf could not be installed: no perf stat"
+if ((do_perf)); then
+    if ! command -v perf >/dev/null && ((do_install)); then
+        (bench_install 1 cmd:perf=linux-perf) || log "linux-perf could not be installed: no perf stat"
+    fi
+    perf_probe
+else
+    BENCH_PERF=0 BENCH_PERF_NOTE="--no-perf given"
 fi
-perf_probe
 ((BENCH_PERF)) || log "no perf stat beside the genserv runs: $BENCH_PERF_NOTE"
 BENCH_PERF_SYSTEMS="genserv genserv-durable held"
 
