@@ -3,7 +3,9 @@
 #   gnuplot -e "conns_dat='A'; conns_svg='B'; held_dat='C'; held_svg='D'; subtitle='E'" plots.gp
 # conns_dat: three blocks (genserv, webdis, nginx) of "connections median min max" (req/s);
 # held_dat: "held-calls rss-median min max peak-median min max" (MB).
-# Points are medians over the rounds; the bars span min to max.
+# Points are medians over the rounds; the bars span min to max. Each plot is drawn only when
+# its pair of variables is given: a scenario run (--scenario http-64, held-10000) has the
+# data of one plot at most.
 
 set terminal svg size 860,500 dynamic enhanced font "sans,12" background rgb "white"
 set grid lc rgb "#dddddd"
@@ -13,6 +15,7 @@ set style line 2 lc rgb "#d6461f" lw 2 pt 5 ps 0.8
 set style line 3 lc rgb "#2e8b57" lw 2 pt 9 ps 0.9
 set style line 4 lc rgb "#888888" lw 1 dt 2
 
+if (exists("conns_svg")) {
 set output conns_svg
 set title "HTTP throughput against keep-alive connections (wrk -t2)\n{/*0.8 ".subtitle."}"
 set logscale x 2
@@ -25,7 +28,9 @@ set format y "%.0s%c"
 plot conns_dat index 0 using 1:2:3:4 with yerrorlines ls 1 title "genserv POST /call get\\_count", \
      conns_dat index 1 using 1:2:3:4 with yerrorlines ls 2 title "webdis GET /INCR/counter (+ redis)", \
      conns_dat index 2 using 1:2:3:4 with yerrorlines ls 3 title "nginx constant 200 to a POST"
+}
 
+if (exists("held_svg")) {
 set output held_svg
 set title "genserv memory against held /call requests (one batcher, released by one flush)\n{/*0.8 ".subtitle."}"
 unset logscale x
@@ -47,3 +52,4 @@ set arrow 2 from first 10000, graph 0 to first 10000, graph 1 nohead ls 4
 set label 1 "target at 10,000 held calls: < 100 MB" at first 10000, first 100 right offset -1,0.8 tc rgb "#666666"
 plot held_dat using 1:2:3:4 with yerrorlines ls 1 title "RSS while the calls are held", \
      held_dat using 1:5:6:7 with yerrorlines ls 2 title "peak RSS (through the flush)"
+}

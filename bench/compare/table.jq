@@ -20,8 +20,25 @@
 #     the counter's count after a round against the increments answered 2xx;
 #   {"part": "recovery", "servers": N, "recovery_s": S, "db_bytes": B, "restored": N, ...}
 #     one start of genserv on a data directory with N stored durable idle counters.
+#   perf stat beside a genserv run (issue 17; bench/http/lib.sh's perf_sample):
+#   {"part": "perf", "scenario": "perf", "system": "genserv", "tool": "runtime_bench"|
+#    "durable_bench"|"wrk", "of": "cast-1"|"call"|..., "at_conns": 64 (wrk), "round": 1,
+#    "label": ..., "requests": N|null, "elapsed_s": S, "task_clock_ms": MS, "cpus": CPUs,
+#    "context_switches": N, "cpu_migrations": N, "page_faults": N, "cycles": N|null,
+#    "instructions": N|null, "cache_misses": N|null}
+#     (no "conns": the wrk rows below select samples by system, scenario and conns).
+#
+# Besides rows and sweeps: "perf", one entry per run that had perf beside it (medians over
+# the rounds; per request where wrk counted them, else per second), and "where", the
+# per-message profile runtime_bench reports beside each cast and call scenario (its details
+# KEY_wakeups, _steals, _inline, _cswitches per 1k messages and _cpu_ns per message).
 
 include "stats";
+
+# The distinct elements of an array, in the order they first appear.
+def uniq_ordered: reduce .[] as $x ([]; if index([$x]) then . else . + [$x] end);
+# $a / $b, null when either is missing (a counter perf could not read) or $b is 0.
+def per($a; $b): if $a == null or $b == null or $b == 0 then null else $a / $b end;
 
 . as $all
 | ($all | map(select(.part == "runtime"))) as $rt
@@ -92,20 +109,26 @@ include "stats";
          rts("genserv"; "lua_cast_1_sender"); "-"; []),
     rowc(title("lua_budget_cost_ns"); unit("lua_budget_cost_ns"); rts("genserv"; "lua_budget_cost_ns");
          null; null; "-"; []),
-    (("idle", "cast", "call", "timers", "batcher") as $g
+    # A scenario run's groups are cast-1, call-100, ... (OTP's peak is its whole group's).
+    (("idle", "cast", "cast-1", "cast-100", "call", "call-1", "call-100", "timers", "batcher") as $g
      | select(peak("genserv"; $g) != null or peak("otp"; $g) != null)
      | rowc("peak RSS of the process, runtime scenario \($g)"; "MB"; peak("genserv"; $g);
             "OTP (beam.smp)"; peak("otp"; $g); "-"; [])),
-    (64 as $c | select($conns | index($c))
+    # At 64 connections, the targets' point; a scenario run at another count (http-N) gets
+    # the same rows there, without targets.
+    (($conns | if index(64) then [64] else . end)[] as $c
+     | [[">= 1.5x webdis", [["ratio_at_least", 1.5]]], [">= 0.7x nginx", [["ratio_at_least", 0.7]]],
+        ["< 5 ms", [["below", 5]]]]
+     | (if $c == 64 then . else map(.[0] = "-" | .[1] = []) end) as $t
      | rowc("POST /call get_count @\($c) vs webdis GET /INCR/counter"; "req/s";
             web("genserv"; "call"; $c; .ok_rps); "webdis + redis";
-            web("webdis"; "incr"; $c; .ok_rps); ">= 1.5x webdis"; [["ratio_at_least", 1.5]]),
+            web("webdis"; "incr"; $c; .ok_rps); $t[0][0]; $t[0][1]),
        rowc("POST /call get_count @\($c) vs nginx constant 200"; "req/s";
             web("genserv"; "call"; $c; .ok_rps); "nginx";
-            web("nginx"; "post"; $c; .ok_rps); ">= 0.7x nginx"; [["ratio_at_least", 0.7]]),
+            web("nginx"; "post"; $c; .ok_rps); $t[1][0]; $t[1][1]),
        rowc("POST /call get_count @\($c): p99 latency"; "ms";
             web("genserv"; "call"; $c; .p99_ms); "webdis + redis";
-            web("webdis"; "incr"; $c; .p99_ms); "< 5 ms"; [["below", 5]]),
+            web("webdis"; "incr"; $c; .p99_ms); $t[2][0]; $t[2][1]),
        rowc("POST /call get_count @\($c): p50 latency"; "ms";
             web("genserv"; "call"; $c; .p50_ms); "webdis + redis";
             web("webdis"; "incr"; $c; .p50_ms); "-"; [])),
@@ -191,5 +214,34 @@ include "stats";
                                peak_rss_mb: held($n; .hwm_kb / 1024),
                                last_ms: held($n; .last_ms), spread_ms: held($n; .spread_ms),
                                answered_200: held($n; .status_200)}]
-  }
+  },
+  # perf stat beside each genserv run, in the order they ran: CPUs used (task-clock over the
+  # wall time perf covered), and the counters per 1k requests and CPU microseconds per request
+  # where wrk counted the requests, per second otherwise (a runtime_bench or durable_bench
+  # process: its setup and warm-ups are in the count, so no per-message figure).
+  perf: (($all | map(select(.part == "perf"))) as $perf
+    | [$perf | map([.tool, .system, .of, .at_conns]) | uniq_ordered[] as [$tool, $sys, $of, $c]
+       | ($perf | map(select(.tool == $tool and .system == $sys and .of == $of
+                             and .at_conns == $c))) as $p
+       | {label: $p[0].label, tool: $tool, system: $sys, of: $of, conns: $c,
+          per_request: ($p[0].requests != null),
+          cpus: ($p | stat(.cpus)),
+          cs_per_1k_requests: ($p | stat(per(.context_switches; .requests) | if . then . * 1000 else null end)),
+          cpu_us_per_request: ($p | stat(per(.task_clock_ms; .requests) | if . then . * 1000 else null end)),
+          cs_per_s: ($p | stat(per(.context_switches; .elapsed_s))),
+          migrations_per_s: ($p | stat(per(.cpu_migrations; .elapsed_s))),
+          page_faults_per_s: ($p | stat(per(.page_faults; .elapsed_s))),
+          cycles_per_s: ($p | stat(per(.cycles; .elapsed_s))),
+          instructions_per_cycle: ($p | stat(per(.instructions; .cycles))),
+          cache_misses_per_s: ($p | stat(per(.cache_misses; .elapsed_s))),
+          hardware_counted: ($p | any(.[]; .cycles != null or .instructions != null
+                                           or .cache_misses != null))}]),
+  # Where the time goes: runtime_bench's profile of each cast and call scenario (genserv).
+  where: ([$rt[] | select(.system == "genserv")
+           | .key | select(test("_(wakeups|steals|inline|cswitches|cpu_ns)$"))
+           | sub("_(wakeups|steals|inline|cswitches|cpu_ns)$"; "")] | uniq_ordered
+    | map(. as $k | {key: $k, label: title($k), wakeups: rts("genserv"; "\($k)_wakeups"),
+                     steals: rts("genserv"; "\($k)_steals"), inline: rts("genserv"; "\($k)_inline"),
+                     cswitches: rts("genserv"; "\($k)_cswitches"),
+                     cpu_ns: rts("genserv"; "\($k)_cpu_ns")}))
 }

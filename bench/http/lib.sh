@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # its globals are for the harness that sources it
 # bench/http/lib.sh: the machinery that bench/http/run.sh and bench/compare/run.sh share,
 # sourced by both (bash, under `set -euo pipefail`): installing Debian packages without
 # starting their services, the Release build, starting genserv, webdis + redis-server and
@@ -15,11 +16,17 @@
 #   run_held ROUND N                      a fresh genserv "held" and held_calls with N calls
 #   stop NAME                             (every server left is stopped by the EXIT trap)
 #   machine_json LOAD_BEFORE PACKAGE...   the machine and the versions of PACKAGEs, as JSON
+#   perf_probe                            BENCH_PERF=1 when `perf stat` works here
+#   perf_wrap FILE                        PERF_WRAP: the words that run a command under perf
+#   perf_sample FILE ELAPSED_NS JSON      the counters of FILE as one "perf" sample
 # Globals a harness may set first: WRK_DURATION (seconds of a run_wrk, default 10),
-# NGINX_WORKERS (default auto).
+# NGINX_WORKERS (default auto), BENCH_PERF_SYSTEMS (the systems whose wrk runs get `perf
+# stat -p` beside them once perf_probe found perf working, "held" for run_held's genserv;
+# default none).
 
 WRK_DURATION=${WRK_DURATION:-10}
 NGINX_WORKERS=${NGINX_WORKERS:-auto}
+BENCH_PERF_SYSTEMS=${BENCH_PERF_SYSTEMS:-}
 NGINX=/usr/sbin/nginx
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -174,6 +181,7 @@ peak_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 # name); webdis and its redis-server (webdis-aof and redis-aof); nginx's master and its
 # workers (found through /proc, the master's children).
 system_pids() {
+    # shellcheck disable=SC2046 # nginx's workers: their PIDs, one word each
     case $1 in
     webdis*) echo "${PIDS[$1]} ${PIDS[redis${1#webdis}]}" ;;
     nginx) echo "${PIDS[nginx]}" $(cat /proc/"${PIDS[nginx]}"/task/*/children 2>/dev/null) ;;
@@ -303,8 +311,21 @@ run_wrk() {
     local outf="$WORK/wrk-$system-$scenario-$conns-$round.txt" pids reset
     read -r -a pids <<<"$(system_pids "$system")"
     reset=$(rss_reset "${pids[@]}")
+    # perf stat on the server for exactly the run's length, when asked (not for warm-ups).
+    local perff="$WORK/perf-wrk-$system-$scenario-$conns-$round.csv" perf_t0=""
+    if ((BENCH_PERF && round > 0)) && [[ " $BENCH_PERF_SYSTEMS " == *" $system "* ]]; then
+        perf_attach "${PIDS[$system]}" "$perff"
+        perf_t0=$(date +%s%N)
+    fi
+    local wrk_ok=1
     WRK_METHOD=$method WRK_BODY=$body wrk -t2 -c"$conns" -d"${secs}s" --timeout 10s --latency \
-        -s "$ROOT/bench/http/report.lua" "$url" >"$outf" 2>&1 || die "wrk failed: $(cat "$outf")"
+        -s "$ROOT/bench/http/report.lua" "$url" >"$outf" 2>&1 || wrk_ok=0
+    local perf_ns=""
+    if [[ -n $perf_t0 ]]; then
+        perf_ns=$(($(date +%s%N) - perf_t0))
+        perf_detach
+    fi
+    ((wrk_ok)) || die "wrk failed: $(cat "$outf")"
     local hwm
     hwm=$(rss_sum_kb VmHWM: "${pids[@]}")
     local summary
@@ -315,6 +336,13 @@ run_wrk() {
         --argjson hwm "$hwm" --argjson reset "$((reset == 1))" \
         '{system: $s, scenario: $sc, conns: $c, round: $r} + .
          + {hwm_kb: $hwm, hwm_reset: ($reset == 1)}' <<<"$summary" >>"$SAMPLES"
+    if [[ -n $perf_ns ]]; then
+        perf_sample "$perff" "$perf_ns" "$(jq -c --arg s "$system" --arg sc "$scenario" \
+            --argjson c "$conns" --argjson r "$round" \
+            '{system: $s, of: $sc, at_conns: $c, round: $r, tool: "wrk",
+              label: "\($s) \($sc) @\($c) (perf stat -p, during wrk)", requests: .requests}' \
+            <<<"$summary")"
+    fi
     log "$(printf '%-8s %-5s @%-5s round %s: %9.0f ok req/s  p50 %6.2f ms  p99 %7.2f ms  peak %5.1f MB%s' \
         "$system" "$scenario" "$conns" "$round" \
         "$(jq .ok_rps <<<"$summary")" "$(jq .p50_ms <<<"$summary")" \
@@ -337,15 +365,91 @@ run_held() {
         --max-held-calls $((n > 16128 ? n + 256 : 16384))
     curl -sf -d '{"name": "held", "behaviour": "batcher", "args": {"interval_ms": 86400000}}' \
         "http://127.0.0.1:$GS_PORT/servers" >/dev/null || die "cannot start the held batcher"
+    local perff="$WORK/perf-held-$n-$pad-$round.csv" perf_t0="" perf_ns=""
+    if ((BENCH_PERF)) && [[ " $BENCH_PERF_SYSTEMS " == *" held "* ]]; then
+        perf_attach "${PIDS[held]}" "$perff"
+        perf_t0=$(date +%s%N)
+    fi
     "$HELD_CALLS" --port "$GS_PORT" --server held --n "$n" --sources "$sources" --pad "$pad" \
         --pid "${PIDS[held]}" >"$outf" 2>"$WORK/held-$n-$pad-$round.err" ||
         log "held_calls: not every call got 200 ($(cat "$WORK/held-$n-$pad-$round.err"))"
+    if [[ -n $perf_t0 ]]; then
+        perf_ns=$(($(date +%s%N) - perf_t0))
+        perf_detach
+    fi
     [[ -s $outf ]] || die "held_calls printed nothing: $(cat "$WORK/held-$n-$pad-$round.err")"
     stop held
     jq -c --argjson r "$round" '{system: "genserv", scenario: "held", round: $r} + .' \
         "$outf" >>"$SAMPLES"
+    if [[ -n $perf_ns ]]; then
+        perf_sample "$perff" "$perf_ns" "$(jq -n -c --argjson n "$n" --argjson pad "$pad" \
+            --argjson r "$round" '{system: "genserv", of: "held-\($n)\(if $pad > 0 then "-padded" else "" end)",
+              round: $r, tool: "held_calls", requests: $n,
+              label: "genserv, \($n) held calls\(if $pad > 0 then " padded \($pad) B" else "" end) (perf stat -p, during held_calls)"}')"
+    fi
     log "$(jq -r '"held     \(.n) calls\(if .pad > 0 then " padded \(.pad) B" else "" end) round \(.round): \(.status_200) answered 200, RSS held \(.rss_held_kb / 1024 | floor) MB, peak \(.hwm_kb / 1024 | floor) MB, last - first \(.spread_ms) ms, last - flush \(.last_ms) ms"' \
         <<<"$(tail -1 "$SAMPLES")")"
+}
+
+# --- perf stat beside a run ------------------------------------------------------------
+
+# The counters recorded: the software ones work everywhere perf does; the hardware ones print
+# "<not supported>" in most VMs, and are then recorded as null.
+PERF_EVENTS=task-clock,context-switches,cpu-migrations,page-faults,cycles,instructions,cache-misses
+BENCH_PERF=0
+BENCH_PERF_NOTE="perf not installed"
+# perf_probe: BENCH_PERF=1 when perf is installed and may count a process here (it may not:
+# kernel.perf_event_paranoid, a container without the syscall); BENCH_PERF_NOTE says why not.
+perf_probe() {
+    BENCH_PERF=0
+    if ! command -v perf >/dev/null; then
+        BENCH_PERF_NOTE="perf not installed"
+    elif ! perf stat -e task-clock true >/dev/null 2>&1; then
+        BENCH_PERF_NOTE="perf installed, but \`perf stat -e task-clock true\` fails here"
+    else
+        BENCH_PERF=1 BENCH_PERF_NOTE=""
+    fi
+}
+# perf_wrap FILE: PERF_WRAP=(perf stat ... --), whose counters of the command that follows it
+# (every thread) go to FILE as CSV; empty when perf does not work, so that
+# "${PERF_WRAP[@]}" CMD runs CMD alone. perf exits with the command's status.
+PERF_WRAP=()
+perf_wrap() {
+    PERF_WRAP=()
+    ((BENCH_PERF)) && PERF_WRAP=(perf stat -x "," -o "$1" -e "$PERF_EVENTS" --)
+    return 0
+}
+# perf_attach PID FILE: perf stat on the running PID (its threads) until perf_detach, as
+# PERF_PID. perf_detach: stop it (SIGINT, which makes it write FILE and exit 130).
+PERF_PID=""
+perf_attach() {
+    perf stat -x "," -o "$2" -e "$PERF_EVENTS" -p "$1" >/dev/null 2>&1 &
+    PERF_PID=$!
+}
+perf_detach() {
+    [[ -n $PERF_PID ]] || return 0
+    kill -INT "$PERF_PID" 2>/dev/null || true
+    wait "$PERF_PID" 2>/dev/null || true
+    PERF_PID=""
+}
+# perf_sample FILE ELAPSED_NS JSON: one sample with the counters of perf's CSV FILE (task-clock
+# in ms; "<not supported>" and "<not counted>" as null), the wall time it covered, and the
+# fields of the JSON object given (what ran: system, of, group, round, requests...), appended
+# to $SAMPLES. Nothing when FILE is missing or empty (perf could not attach).
+perf_sample() {
+    local file=$1 ns=$2 extra=$3
+    [[ -s $file ]] || return 0
+    awk -F, '
+        $0 ~ /^#/ || NF < 3 {next}
+        {ev = $3; sub(/:.*/, "", ev); gsub(/-/, "_", ev)
+         v = ($1 ~ /^[0-9.]+$/) ? $1 : "null"
+         if (ev == "task_clock") ev = "task_clock_ms"
+         out = out (out == "" ? "" : ",") "\"" ev "\":" v}
+        END {print "{" out "}"}' "$file" |
+        jq -c --argjson x "$extra" --argjson ns "$ns" \
+            '{part: "perf", scenario: "perf"} + $x + {elapsed_s: ($ns / 1e9)} + .
+             + {cpus: (if .task_clock_ms == null then null else .task_clock_ms / ($ns / 1e6) end)}' \
+            >>"$SAMPLES"
 }
 
 # --- Description -------------------------------------------------------------------------
@@ -361,7 +465,11 @@ machine_json() {
     done
     jq -n -c --arg cpu "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)" \
         --argjson nproc "$(nproc)" \
-        --arg kernel "$(uname -r)" --arg os "$(. /etc/os-release && echo "$PRETTY_NAME")" \
+        --arg kernel "$(uname -r)" \
+        --arg os "$(
+            # shellcheck source=/dev/null
+            . /etc/os-release && echo "$PRETTY_NAME"
+        )" \
         --arg mem "$(awk '/^MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)" \
         --arg lb "$load_before" --arg la "$(cut -d' ' -f1-3 /proc/loadavg)" --arg fd "$fd_note" \
         --argjson versions "$versions" \
