@@ -254,8 +254,12 @@ int gs_gateway_create(gs_runtime_t *rt, const gs_gateway_options_t *opts, gs_gat
     if (threads > GS_MAX_HTTP_THREADS)
         threads = GS_MAX_HTTP_THREADS;
 
-    flags =
-        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    /* MHD_USE_TURBO: read, write and accept before asking epoll whether the socket is ready
+     * (it is, most of the time, under load). Issue 17 measured POST /call at 64 connections
+     * at 38 k -> 51 k requests/s and p99 6.7 -> 5.2 ms with it on this 2-core machine: fewer
+     * system calls per request, and a request answered in the same pass that read it. */
+    flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
+            MHD_USE_ERROR_LOG | MHD_USE_TURBO;
     gw->linger = gs__linger_start(opts->linger_ms, opts->linger_bytes);
     gw->reaper = gs__reaper_start(gw, opts->connection_timeout_s, opts->request_timeout_s);
     if (gw->reaper == NULL) {

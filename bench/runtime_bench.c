@@ -242,10 +242,9 @@ typedef enum metric_id_e {
     M_LUA_CAST_OVL,
     M_LUA_STATE_BYTES,
     M_LUA_ERRORS,
-    /* Where the time of the cast and call scenarios goes, per message handled in the window
-     * (issue 17): see window_profile. */
-#define PROFILE_IDS(P)                                                                             \
-    P##_WAKEUPS, P##_STEALS, P##_INLINE, P##_CSWITCHES, P##_CPU_NS
+/* Where the time of the cast and call scenarios goes, per message handled in the window
+ * (issue 17): see window_profile. */
+#define PROFILE_IDS(P) P##_WAKEUPS, P##_STEALS, P##_INLINE, P##_CSWITCHES, P##_CPU_NS
     PROFILE_IDS(M_CAST_1_PROF),
     PROFILE_IDS(M_CAST_100_PROF),
     PROFILE_IDS(M_CALL_1_PROF),
@@ -357,9 +356,11 @@ static metric_t metrics[M_COUNT] = {
     [M_LUA_ERRORS] =
         DETAIL("lua_errors", "Lua scenarios: restarts, failed calls, wrong counts", "per run"),
 #define PROFILE_DETAILS(P, key, what)                                                              \
-    [P##_WAKEUPS] = DETAIL(key "_wakeups", what ": scheduler wake-ups", "per 1k msgs"),             \
-    [P##_STEALS] = DETAIL(key "_steals", what ": servers stolen by idle schedulers", "per 1k msgs"),\
-    [P##_INLINE] = DETAIL(key "_inline", what ": turns run on the caller's thread", "per 1k msgs"), \
+    [P##_WAKEUPS] = DETAIL(key "_wakeups", what ": scheduler wake-ups", "per 1k msgs"),            \
+    [P##_STEALS] =                                                                                 \
+        DETAIL(key "_steals", what ": servers stolen by idle schedulers", "per 1k msgs"),          \
+    [P##_INLINE] =                                                                                 \
+        DETAIL(key "_inline", what ": turns run on the caller's thread", "per 1k msgs"),           \
     [P##_CSWITCHES] = DETAIL(key "_cswitches", what ": context switches", "per 1k msgs"),          \
     [P##_CPU_NS] = DETAIL(key "_cpu_ns", what ": CPU time, all threads", "ns/msg")
     PROFILE_DETAILS(M_CAST_1_PROF, "cast_1_sender", "cast, 1 sender server"),

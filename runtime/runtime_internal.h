@@ -500,19 +500,19 @@ typedef struct gs__sched_s {
     /* The server this scheduler's running server made runnable last (lock): it runs next, on
      * this thread, where the message is in the cache (see sched.c). Not in the queue. */
     gs_server_t *next;
-    _Atomic size_t len;        /* run queue length, readable without the lock */
+    _Atomic size_t len;          /* run queue length, readable without the lock */
     _Atomic uint64_t head_since; /* when the queue's head was queued, 0: empty (lock; hint) */
-    _Atomic uint8_t has_next;  /* next != NULL, readable without the lock */
-    _Atomic uint8_t idle;      /* looking for work or asleep (a hint for placement) */
-    bool sleeping;             /* lock */
-    unsigned next_streak;      /* owner only: turns in a row taken from next */
-    _Atomic uint64_t turns;    /* turns run (owner writes; stealers read it to tell a stall) */
-    _Atomic uint64_t idle_ns;  /* time slept for want of work (gs_runtime_scheduler_idle) */
+    _Atomic uint8_t has_next;    /* next != NULL, readable without the lock */
+    _Atomic uint8_t idle;        /* looking for work or asleep (a hint for placement) */
+    bool sleeping;               /* lock */
+    unsigned next_streak;        /* owner only: turns in a row taken from next */
+    _Atomic uint64_t turns;      /* turns run (owner writes; stealers read it to tell a stall) */
+    _Atomic uint64_t idle_ns;    /* time slept for want of work (gs_runtime_scheduler_idle) */
     /* Stealer only: per other scheduler, the turn count it had when this one first saw work
      * waiting there, and when (sched.c's stalled). */
     struct gs__sched_seen_s {
         uint64_t turns, since_ns;
-    } *seen;
+    } * seen;
     char pad[GS__CACHELINE];
 } gs__sched_t;
 

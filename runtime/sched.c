@@ -306,7 +306,8 @@ static void sched_main(void *arg)
             atomic_store_explicit(&s->home, me, memory_order_relaxed);
         gs__server_run(s, sc->rt->opts.batch);
         /* relaxed: this thread is the only writer; stealers want a hint (stalled) */
-        atomic_store_explicit(&sc->turns, atomic_load_explicit(&sc->turns, memory_order_relaxed) + 1,
+        atomic_store_explicit(&sc->turns,
+                              atomic_load_explicit(&sc->turns, memory_order_relaxed) + 1,
                               memory_order_relaxed);
     }
 }

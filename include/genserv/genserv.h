@@ -479,7 +479,7 @@ int gs_runtime_restore_timers(gs_runtime_t *rt, json_t **report);
     XX(callers_gone, COUNTER, "Calls whose caller went away before the reply (gs_call_abandon).")  \
     XX(stored_timers, GAUGE, "Pending timers kept in the store (durable servers').")               \
     XX(replies_to_gone_callers, COUNTER,                                                           \
-       "Replies dropped because their caller had gone away (also counted in late_replies).")      \
+       "Replies dropped because their caller had gone away (also counted in late_replies).")       \
     XX(inline_turns, COUNTER,                                                                      \
        "Calls run on their caller's own thread (an HTTP thread) because the server was idle.")     \
     XX(scheduler_wakeups, COUNTER, "Sleeping scheduler threads woken to run a server.")            \
