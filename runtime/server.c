@@ -141,23 +141,18 @@ static bool caller_runs(const gs_server_t *s, const gs__msg_t *m)
     return waits && !gs__tls.runtime_thread && !s->rt->opts.schedulers_only;
 }
 
-/* Messages an inline turn handles at most (run_inline). */
-#define GS__INLINE_BATCH 8
-
 static void run_inline(gs_server_t *s)
 {
     gs__tls_t outside = gs__tls;
     /* For the turn this thread is a scheduler without a queue: handlers see gs_self(), and
-     * what they send is queued for the schedulers rather than run here in turn. A short turn:
-     * the caller's thread has work of its own (an HTTP thread, its other connections). But
-     * not one message only: what waits behind the caller's message is most often another
-     * HTTP thread's call, which came while this one ran; answering it here costs that thread
-     * one wake-up, while a scheduler costs two (the scheduler's, then that thread's), and
-     * under load each wake-up may wait for a core (issue 17: the tail of POST /call). What
-     * is left after GS__INLINE_BATCH goes to a scheduler. */
+     * what they send is queued for the schedulers rather than run here in turn. One message
+     * only: the caller's thread has work of its own (an HTTP thread, its other connections),
+     * and whatever else is waiting goes to a scheduler. (Issue 17 measured 8, to answer the
+     * other HTTP thread's call waiting behind: no difference at 64 connections, A/B three
+     * runs each; 16 cost 15% of POST /call's throughput in an earlier session.) */
     gs__tls.runtime_thread = true;
     atomic_fetch_add_explicit(&s->rt->stats.inline_turns, 1, memory_order_relaxed); /* counter */
-    gs__server_run(s, GS__INLINE_BATCH);
+    gs__server_run(s, 1);
     gs__tls = outside;
 }
 

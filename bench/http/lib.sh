@@ -387,8 +387,9 @@ run_held() {
               round: $r, tool: "held_calls", requests: $n,
               label: "genserv, \($n) held calls\(if $pad > 0 then " padded \($pad) B" else "" end) (perf stat -p, during held_calls)"}')"
     fi
-    log "$(jq -r '"held     \(.n) calls\(if .pad > 0 then " padded \(.pad) B" else "" end) round \(.round): \(.status_200) answered 200, RSS held \(.rss_held_kb / 1024 | floor) MB, peak \(.hwm_kb / 1024 | floor) MB, last - first \(.spread_ms) ms, last - flush \(.last_ms) ms"' \
-        <<<"$(tail -1 "$SAMPLES")")"
+    # The held sample itself (a perf sample may follow it in $SAMPLES).
+    log "$(jq -r --argjson r "$round" '"held     \(.n) calls\(if .pad > 0 then " padded \(.pad) B" else "" end) round \($r): \(.status_200) answered 200, RSS held \(.rss_held_kb / 1024 | floor) MB, peak \(.hwm_kb / 1024 | floor) MB, last - first \(.spread_ms) ms, last - flush \(.last_ms) ms"' \
+        "$outf")"
 }
 
 # --- perf stat beside a run ------------------------------------------------------------
