@@ -338,6 +338,11 @@ int gs__sched_start(gs_runtime_t *rt)
     }
     for (unsigned i = 0; i < n; i++) {
         if (uv_thread_create(&rt->scheds[i].thread, sched_main, &rt->scheds[i]) != 0) {
+            for (unsigned j = i; j < n; j++) { /* gs__sched_free sees only the first i */
+                free(rt->scheds[j].seen);
+                uv_mutex_destroy(&rt->scheds[j].lock);
+                uv_cond_destroy(&rt->scheds[j].cond);
+            }
             rt->nsched = i; /* stop the ones that started */
             gs__sched_stop(rt);
             return GS_ENOMEM;
