@@ -659,7 +659,7 @@ struct gs_runtime_s {
     gs_runtime_options_t opts;
     gs__sched_t *scheds;
     unsigned nsched;
-    _Atomic unsigned rr;       /* round robin over schedulers for pushes from outside */
+    _Atomic unsigned rr;       /* round robin, for a server's first turn (sched.c) */
     _Atomic unsigned sleeping; /* schedulers asleep on their condition variable */
     _Atomic int stop_scheds;
     _Atomic int shutting_down;

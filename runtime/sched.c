@@ -14,8 +14,9 @@
  * costs two to three times one that does not). The slot holds one server; the one it held
  * before goes to the queue's tail, and after NEXT_STREAK turns in a row from the slot the
  * queue's head goes first, so two servers that wake each other cannot starve the queue. A
- * server that yields (a full turn), and one made runnable from outside the runtime, goes to a
- * queue's tail (round robin from outside).
+ * server that yields (a full turn) goes to its scheduler's tail; one made runnable from
+ * outside the schedulers (a timer, an HTTP thread) to the tail of the scheduler it last ran
+ * on, or, before its first turn, of the less loaded of two taken round robin.
  *
  * Stealing: an idle scheduler takes the head of another's queue once it has waited there
  * STEAL_WAIT_NS, and what waits in another's slot once that owner has been in one turn that
